@@ -1,0 +1,1 @@
+"""Analysis of exported answers: confusion matrices, Wilcoxon tests, figures, report."""

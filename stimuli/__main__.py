@@ -1,0 +1,3 @@
+from stimuli.cli import main
+
+main()

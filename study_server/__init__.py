@@ -1,0 +1,1 @@
+"""The study server (Flask + SQLAlchemy). Nothing connects or starts at import."""
