@@ -1,0 +1,216 @@
+"""Shapes, layout and equivalences of generator.model (tiny config on the CPU; the paper config where
+its size is the point)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from generator.model import (  # noqa: E402
+    FAKE_CLASS, EmotionDiscriminator, FrameDiscriminator, Generator, GeneratorConfig, count_parameters,
+    load_generator_state, strip_module_prefix)
+
+REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "paper" / "reference_generator_state_dict.json"
+
+
+def _reference_layout() -> dict[str, tuple[int, ...]]:
+    if not REFERENCE_JSON.is_file():
+        pytest.skip(f"{REFERENCE_JSON} not present")
+    data = json.loads(REFERENCE_JSON.read_text())
+    return {t["key"]: tuple(t["shape"]) for t in data["tensors"]}
+
+
+def _inputs(cfg: GeneratorConfig, b: int = 2, n_samples: int = 8 * 320, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(b, 3, cfg.image_size, cfg.image_size, generator=g) * 2 - 1
+    audio = torch.randn(b, n_samples, generator=g)
+    emotion = torch.eye(6)[torch.arange(b) % 6]
+    return image, audio, emotion
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return Generator(GeneratorConfig.tiny()).eval()
+
+
+def test_paper_config_has_the_reference_layout():
+    ref = _reference_layout()
+    model = Generator(GeneratorConfig())
+    assert count_parameters(model) == 41_647_993
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert len(own) == 68
+    assert own == {k[len("module."):]: v for k, v in ref.items()}
+    assert sum(math.prod(s) for s in ref.values()) == 41_647_993  # the JSON's own total
+
+
+def test_reference_layout_state_dict_loads_strictly_with_and_without_prefix():
+    ref = _reference_layout()
+    g = torch.Generator().manual_seed(3)
+    state = {k: torch.randn(*shape, generator=g) * 0.01 for k, shape in ref.items()}  # "module." keys
+    model = Generator(GeneratorConfig())
+    load_generator_state(model, state)
+    for k, v in state.items():
+        assert torch.equal(model.state_dict()[k[len("module."):]], v)
+    other = Generator(GeneratorConfig())
+    load_generator_state(other, strip_module_prefix(state))
+    assert torch.equal(other.decoder.conv_4.weight_hh_l0, state["module.decoder.conv_4.weight_hh_l0"])
+    bad = dict(state)
+    bad.pop("module.decoder.out_new.1.bias")
+    with pytest.raises(KeyError, match="missing.*decoder.out_new.1.bias"):
+        load_generator_state(Generator(GeneratorConfig()), bad)
+
+
+def test_layer_shapes_paper_config():
+    cfg = GeneratorConfig()
+    model = Generator(cfg)
+    image, audio, _ = _inputs(cfg, b=1, n_samples=8000)  # 1 s of speech
+    with torch.no_grad():
+        feats = model.speech_encoder.features(audio)
+        assert feats.shape == (1, 125, 16)  # 125 vectors/s
+        speech = model.speech_encoder(audio, torch.zeros(1, 17, 16), torch.zeros(1, 17, 16))
+        assert speech.shape == (1, 25, 512)  # 25 frames/s
+        code, skips = model.image_encoder(image)
+    assert code.shape == (1, 512)
+    assert [tuple(s.shape[1:]) for s in skips] == [(67, 64, 64), (131, 32, 32), (259, 16, 16), (515, 8, 8), (515, 4, 4)]
+    assert cfg.latent_dim == 1664 and cfg.samples_per_frame == 320
+
+
+@pytest.mark.parametrize("n_samples", [2560, 2561, 2879, 3200, 1000])
+def test_frame_count_is_ceil_of_length_over_320(tiny, n_samples):
+    cfg = tiny.cfg
+    image, audio, emotion = _inputs(cfg, b=1, n_samples=n_samples)
+    with torch.no_grad():
+        video, logits = tiny(image, audio, emotion)
+    assert video.shape == (1, math.ceil(n_samples / 320), 3, cfg.image_size, cfg.image_size)
+    assert logits.shape == (1, 6)
+    assert video.abs().max() <= 1.0
+
+
+def test_context_layer_order():
+    # feature index = offset_index * 16 + channel, offsets -17..+17, every 5th step kept.
+    cfg = GeneratorConfig.tiny()
+    enc = Generator(cfg).speech_encoder
+    n, c = 12, cfg.speech_features
+    feats = torch.arange(n, dtype=torch.float32)[None, :, None].expand(1, n, c) * 100 + torch.arange(c)
+    start = torch.full((1, cfg.context, c), -1.0)
+    end = torch.full((1, cfg.context, c), -2.0)
+    out = enc.context(feats, start, end)
+    assert out.shape == (1, 3, 35 * c)
+    for ti, step in enumerate((0, 5, 10)):
+        for oi, offset in enumerate(range(-17, 18)):
+            src = step + offset
+            expect = -1.0 if src < 0 else (-2.0 if src >= n else src * 100.0)
+            for ch in (0, c - 1):
+                want = expect if expect < 0 else expect + ch
+                assert out[0, ti, oi * c + ch].item() == want
+
+
+def test_random_draw_order_matches_the_reference(tiny):
+    # NOTES.md: context start, context end, then one (B, noise_dim) draw per frame, global generator.
+    cfg = tiny.cfg
+    torch.manual_seed(11)
+    start, end, noise = tiny.draw_noise(2, 4)
+    torch.manual_seed(11)
+    want_start = torch.Tensor(2, cfg.context, cfg.speech_features).normal_(0, 0.002)
+    want_end = torch.Tensor(2, cfg.context, cfg.speech_features).normal_(0, 0.002)
+    want_noise = torch.stack([torch.normal(torch.zeros(2, cfg.noise_dim), torch.ones(2, cfg.noise_dim))
+                              for _ in range(4)], 1)
+    assert torch.equal(start, want_start) and torch.equal(end, want_end) and torch.equal(noise, want_noise)
+
+
+def test_deterministic_per_seed_and_seed_matters(tiny):
+    image, audio, emotion = _inputs(tiny.cfg)
+    with torch.no_grad():
+        a = tiny(image, audio, emotion, torch.Generator().manual_seed(5))[0]
+        b = tiny(image, audio, emotion, torch.Generator().manual_seed(5))[0]
+        torch.manual_seed(5)
+        c = tiny(image, audio, emotion)[0]  # global generator, as the reference code
+        d = tiny(image, audio, emotion, torch.Generator().manual_seed(6))[0]
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert not torch.equal(a, d)
+
+
+def test_fast_decoder_equals_reference_decoder(tiny):
+    image, audio, emotion = _inputs(tiny.cfg, n_samples=6 * 320)
+    with torch.no_grad():
+        fast = tiny(image, audio, emotion, torch.Generator().manual_seed(1))[0]
+        ref = tiny(image, audio, emotion, torch.Generator().manual_seed(1), reference_path=True)[0]
+    assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()
+
+
+def test_chunked_decoding_equals_one_pass(tiny):
+    image, audio, emotion = _inputs(tiny.cfg, n_samples=7 * 320)
+    with torch.no_grad():
+        codes = tiny.encode(image, audio, emotion, torch.Generator().manual_seed(2))
+        whole, _ = tiny.decoder.forward_fast(codes.z, codes.terms)
+        parts, state = [], None
+        for t0 in range(0, 7, 3):
+            out, state = tiny.decoder.forward_fast(codes.z[:, t0:t0 + 3], codes.terms, state)
+            parts.append(out)
+    assert torch.allclose(torch.cat(parts, 1), whole, atol=1e-6)
+
+
+def test_convlstm_cell_by_hand():
+    from generator.model import ConvLSTM
+
+    torch.manual_seed(0)
+    cell = ConvLSTM(2, 3)
+    x = torch.randn(1, 2, 2, 5, 5)
+    out, (h, c) = cell(x)
+    # independent route: gates from conv2d on the concatenation of input and state
+    hp = torch.zeros(1, 3, 5, 5)
+    cp = torch.zeros(1, 3, 5, 5)
+    for t in range(2):
+        gates = (torch.nn.functional.conv2d(x[:, t], cell.weight_ih_l0, cell.bias_ih_l0, padding=1)
+                 + torch.nn.functional.conv2d(hp, cell.weight_hh_l0, cell.bias_hh_l0, padding=1))
+        i, f, g, o = gates.chunk(4, 1)
+        cp = torch.sigmoid(f) * cp + torch.sigmoid(i) * torch.nn.functional.leaky_relu(g, 0.2)
+        hp = torch.sigmoid(o) * torch.tanh(cp)
+        assert torch.allclose(out[:, t], hp, atol=1e-6)
+    assert torch.allclose(c, cp, atol=1e-6)
+
+
+def test_emotion_blend_of_a_one_hot_equals_the_one_hot(tiny):
+    image, audio, _ = _inputs(tiny.cfg, b=1)
+    one_hot = torch.tensor([[0, 0, 0, 1.0, 0, 0]])
+    blend = torch.tensor([[0, 0, 0, 0.6, 0, 0]]) + torch.tensor([[0, 0, 0, 0.4, 0, 0]])
+    mixed = torch.tensor([[0, 0, 0, 0.7, 0.3, 0]])
+    with torch.no_grad():
+        a = tiny(image, audio, one_hot, torch.Generator().manual_seed(1))[0]
+        b = tiny(image, audio, blend, torch.Generator().manual_seed(1))[0]
+        c = tiny(image, audio, mixed, torch.Generator().manual_seed(1))[0]
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_discriminators_shapes():
+    video = torch.rand(2, 3, 3, 64, 64) * 2 - 1
+    ref = video[:, 0]
+    assert FrameDiscriminator(64, 8)(video, ref).shape == (2, 3)
+    ed = EmotionDiscriminator(n_classes=7, image_size=64, width=8)
+    assert ed(video).shape == (2, 7) and FAKE_CLASS == 6
+    clf = EmotionDiscriminator(n_classes=6, image_size=64, width=8)
+    assert clf(video).shape == (2, 6)
+    with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
+        clf(video[:, 0])
+
+
+def test_paper_discriminator_sizes():
+    # NOTES.md: 5 convs to 512x4x4 = 8192 -> 2048 -> 1 (frame) / -> 512 -> LSTM(512) -> 7 (emotion)
+    fd = FrameDiscriminator()
+    assert fd.out[0].in_features == 8192 and fd.out[0].out_features == 2048
+    ed = EmotionDiscriminator()
+    assert ed.projector[2].out_features == 512 and ed.rnn_1.hidden_size == 512 and ed.cls.out_features == 7
+
+
+def test_config_round_trip():
+    cfg = GeneratorConfig.tiny()
+    assert GeneratorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="multiple of 32"):
+        GeneratorConfig(image_size=100)
