@@ -1,9 +1,223 @@
-"""HTTP security: headers (CSP, frame-ancestors), cookie flags and the participant API rate limiter."""
+"""HTTP security for every response: headers, cookie flags and the participant API's rate limiter.
+
+``init_app(app)`` installs:
+
+- a Content-Security-Policy with a fresh nonce per request (``csp_nonce()`` in templates: the only way
+  an inline ``<script>`` runs); ``frame-ancestors`` limited to the recruiting platforms so that the study
+  can sit in an MTurk/Prolific iframe and nowhere else;
+- ``X-Content-Type-Options``, ``Referrer-Policy``, ``Permissions-Policy`` and, over HTTPS, HSTS;
+- session cookies HTTP-only, SameSite and Secure (Secure unless the app runs in debug mode or
+  ``COOKIE_SECURE`` says otherwise);
+- an in-process sliding-window rate limiter on the participant API, keyed by client IP and by
+  assignment; over the limit a request gets ``429`` with a JSON error and a ``Retry-After`` header.
+
+Configuration (``app.config``; ``EMOSTUDY_``-prefixed environment variables override them in
+``study_server.config``):
+
+===========================  ==================================================================
+FRAME_ANCESTORS              space-separated CSP sources (default: 'self' + MTurk, Amazon, Prolific)
+CSP_MEDIA_SRC                extra media sources, e.g. an S3 bucket origin for presigned media URLs
+CSP_FORM_ACTION              where forms may post (MTurk's externalSubmit is a form post)
+COOKIE_SECURE                True/False; None (default) = Secure unless debug
+RATE_LIMIT_ENABLED           default True
+RATE_LIMIT_PER_IP            "N/SECONDS", default "1200/60" (labs share one NAT address)
+RATE_LIMIT_PER_ASSIGNMENT    "N/SECONDS", default "240/60" (a participant saves ~1 answer per 3 s)
+RATE_LIMIT_BLUEPRINTS        blueprints the limiter guards, default ("api",)
+===========================  ==================================================================
+
+The limiter counts per worker process: with gunicorn's N workers the effective limit is up to N times
+the configured one. That is enough to stop a runaway client; a shared limit belongs in the proxy.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app, g, jsonify, request
+
+DEFAULT_FRAME_ANCESTORS = "'self' https://*.mturk.com https://*.amazon.com https://app.prolific.com"
+DEFAULT_FORM_ACTION = "'self' https://*.mturk.com https://app.prolific.com"
+# Keys under which an assignment may appear in the participant API's URLs or JSON bodies.
+_ASSIGNMENT_KEYS = ("assignment_id", "assignment", "token", "assignment_token")
+
+
+class SecurityConfigError(ValueError):
+    """A security setting in the configuration cannot be understood."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``count`` requests in any window of ``seconds``."""
+
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str | "Limit", name: str) -> "Limit":
+        if isinstance(text, Limit):
+            return text
+        try:
+            count_text, seconds_text = str(text).split("/")
+            limit = cls(int(count_text), float(seconds_text))
+        except ValueError:
+            raise SecurityConfigError(
+                f"{name}={text!r} is not a rate limit; write it as N/SECONDS, e.g. '240/60'") from None
+        if limit.count < 1 or limit.seconds <= 0:
+            raise SecurityConfigError(f"{name}={text!r}: both N and SECONDS must be positive")
+        return limit
+
+
+class RateLimiter:
+    """Sliding-window request counter per key, thread-safe, in this process only."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._hits: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+        self._last_sweep = clock()
+
+    def hit(self, key: tuple[str, str], limit: Limit) -> float:
+        """Count one request for ``key``; return 0 when allowed, else seconds until one is allowed."""
+        now = self._clock()
+        with self._lock:
+            if now - self._last_sweep > 60:
+                self._sweep(now, limit.seconds)
+            window = self._hits.setdefault(key, deque())
+            while window and window[0] <= now - limit.seconds:
+                window.popleft()
+            if len(window) >= limit.count:
+                return max(window[0] + limit.seconds - now, 0.001)
+            window.append(now)
+            return 0.0
+
+    def _sweep(self, now: float, seconds: float) -> None:
+        # Drop keys idle for longer than a window so that memory stays bounded by the active clients.
+        stale = [key for key, window in self._hits.items() if not window or window[-1] <= now - seconds]
+        for key in stale:
+            del self._hits[key]
+        self._last_sweep = now
+
+    def reset(self) -> None:
+        with self._lock:
+            self._hits.clear()
+
+
+def csp_nonce() -> str:
+    """The nonce of this request's CSP (use as ``<script nonce="{{ csp_nonce() }}">``)."""
+    nonce = g.get("csp_nonce")
+    if nonce is None:
+        nonce = g.csp_nonce = secrets.token_urlsafe(16)
+    return nonce
+
+
+def content_security_policy(nonce: str, config) -> str:
+    media = " ".join(["'self'", "blob:", *str(config.get("CSP_MEDIA_SRC", "") or "").split()])
+    directives = [
+        "default-src 'self'",
+        f"script-src 'self' 'nonce-{nonce}'",
+        # Inline style attributes are harmless next to a script nonce and keep templates simple.
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        f"media-src {media}",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        f"form-action {config.get('CSP_FORM_ACTION') or DEFAULT_FORM_ACTION}",
+        f"frame-ancestors {config.get('FRAME_ANCESTORS') or DEFAULT_FRAME_ANCESTORS}",
+    ]
+    return "; ".join(directives)
+
+
+def _set_headers(response: Response) -> Response:
+    config = current_app.config
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", content_security_policy(csp_nonce(), config))
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Signed media URLs must not travel to other sites in a Referer.
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
+    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    if (config.get("FRAME_ANCESTORS") or DEFAULT_FRAME_ANCESTORS).strip() == "'self'":
+        headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # old browsers without frame-ancestors
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.blueprint in ("admin",) or request.path.startswith("/admin"):
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _assignment_key() -> str | None:
+    for key in _ASSIGNMENT_KEYS:
+        value = (request.view_args or {}).get(key)
+        if value:
+            return str(value)
+    header = request.headers.get("X-Assignment-Token") or request.headers.get("X-Assignment")
+    if header:
+        return header
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if isinstance(body, dict):
+            for key in _ASSIGNMENT_KEYS:
+                value = body.get(key)
+                if isinstance(value, str) and value:
+                    return value
+    return None
+
+
+def _rate_limit():
+    config = current_app.config
+    if not config.get("RATE_LIMIT_ENABLED", True):
+        return None
+    if request.blueprint not in tuple(config.get("RATE_LIMIT_BLUEPRINTS", ("api",))):
+        return None
+    limiter: RateLimiter = current_app.extensions["emostudy_rate_limiter"]
+    checks = [(("ip", request.remote_addr or "?"),
+               Limit.parse(config.get("RATE_LIMIT_PER_IP", "1200/60"), "RATE_LIMIT_PER_IP"))]
+    assignment = _assignment_key()
+    if assignment:
+        checks.append((("assignment", assignment),
+                       Limit.parse(config.get("RATE_LIMIT_PER_ASSIGNMENT", "240/60"),
+                                   "RATE_LIMIT_PER_ASSIGNMENT")))
+    for key, limit in checks:
+        wait = limiter.hit(key, limit)
+        if wait:
+            response = jsonify(error={
+                "code": "rate_limited",
+                "message": f"too many requests from this {key[0]}: at most {limit.count} per "
+                           f"{limit.seconds:g} s; retry in {math.ceil(wait)} s"})
+            response.status_code = 429
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
+    return None
+
+
+def _configure_cookies(app: Flask) -> None:
+    secure = app.config.get("COOKIE_SECURE")
+    if secure is None:
+        secure = not app.debug
+    app.config["SESSION_COOKIE_SECURE"] = bool(secure)
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    samesite = app.config.get("SESSION_COOKIE_SAMESITE") or "Lax"
+    if samesite not in ("Lax", "Strict", "None"):
+        raise SecurityConfigError(f"SESSION_COOKIE_SAMESITE={samesite!r}: use Lax, Strict or None")
+    if samesite == "None" and not secure:
+        raise SecurityConfigError("SESSION_COOKIE_SAMESITE=None needs Secure cookies (COOKIE_SECURE=1): "
+                                  "browsers drop SameSite=None cookies that are not Secure")
+    app.config["SESSION_COOKIE_SAMESITE"] = samesite
 
 
 def init_app(app: Flask) -> None:
-    """Install the security hooks on `app` (filled in below)."""
+    """Install the security headers, cookie flags and rate limiter on ``app``."""
+    for name, default in (("RATE_LIMIT_PER_IP", "1200/60"), ("RATE_LIMIT_PER_ASSIGNMENT", "240/60")):
+        Limit.parse(app.config.get(name, default), name)  # fail at start-up, not on the first request
+    _configure_cookies(app)
+    app.extensions["emostudy_rate_limiter"] = RateLimiter()
+    app.jinja_env.globals["csp_nonce"] = csp_nonce
+    app.before_request(_rate_limit)
+    app.after_request(_set_headers)
