@@ -1,0 +1,444 @@
+"""Study designs: which stimuli go into which batch, in which order, with which consistency repeats.
+
+Two designs reproduce the paper (section IV-D), plus familiarisation examples:
+
+``emotion-realness`` (Task 1)
+    B batches (default 6). Per batch k stimuli of each source (default 5 of GT, BL, OURS), plus
+    ``repeats_per_source`` consistency repeats per source (default 1) -> 18 items, shuffled. Across
+    the batches every emotion appears equally often per source (6 x 5 = 30 = 5 per emotion). A source
+    with several ``size_variant`` values (the paper's GT at 128x128 and 96x128) mixes them evenly.
+``av-mismatch`` (Task 2)
+    All 36 (visual emotion, audio emotion) pairs x r distinct videos (default 2) = 72, split evenly
+    over B batches (default 6 -> 12 each) so that, when the numbers allow, every batch holds each
+    visual and each audio emotion equally often and never the same pair twice; plus
+    ``repeats_per_batch`` (default 2) repeats -> 14 items.
+Familiarisation examples
+    n per emotion (default 2) in alphabetical order of emotion, optionally one set per size variant,
+    from stimuli that are not batch items when there are enough (the plan's notes say what was done).
+
+The emotion of a stimulus for balancing is its visual emotion, or its audio emotion when the visual one
+is null (a baseline that takes no emotion condition). A repeat shows the same stimulus again, at least
+``min_repeat_gap`` positions after its original (2: never next to it). Everything is a pure function of
+(stimuli, design, seed): randomness comes from ``stimuli.rng.StableRng``. A design that cannot be met
+raises ``DesignError`` listing everything that is missing, before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from stimuli.emotions import EMOTIONS
+from stimuli.errors import DesignError
+from stimuli.manifest import Stimulus
+from stimuli.rng import StableRng
+
+DESIGN_KINDS = ("emotion-realness", "av-mismatch")
+_MAX_ORDER_TRIES = 20_000
+
+
+@dataclass(frozen=True)
+class EmotionRealnessDesign:
+    """Task 1 numbers. ``per_source`` stimuli of each source per batch."""
+
+    batches: int = 6
+    sources: tuple[str, ...] = ("GT", "BL", "OURS")
+    per_source: int = 5
+    repeats_per_source: int = 1
+    min_repeat_gap: int = 2
+    mix_size_variants: bool = True
+
+    kind = "emotion-realness"
+
+
+@dataclass(frozen=True)
+class AvMismatchDesign:
+    """Task 2 numbers. ``sources`` empty: any stimulus with both emotions set is a candidate."""
+
+    batches: int = 6
+    per_pair: int = 2
+    repeats_per_batch: int = 2
+    min_repeat_gap: int = 2
+    sources: tuple[str, ...] = ()
+    balanced: bool = True
+
+    kind = "av-mismatch"
+
+
+@dataclass(frozen=True)
+class ExamplesDesign:
+    """Familiarisation examples: congruent stimuli (visual = audio emotion, or silent) of ``sources``.
+    ``size_variants`` empty: any size, one set; else one alphabetical set per listed variant."""
+
+    per_emotion: int = 2
+    sources: tuple[str, ...] = ("GT",)
+    size_variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    position: int
+    stimulus_id: str
+    repeat_of: int | None = None  # position of the original in the same batch
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    index: int
+    items: tuple[BatchItem, ...]
+
+    @property
+    def originals(self) -> tuple[BatchItem, ...]:
+        return tuple(i for i in self.items if i.repeat_of is None)
+
+    @property
+    def repeats(self) -> tuple[BatchItem, ...]:
+        return tuple(i for i in self.items if i.repeat_of is not None)
+
+
+@dataclass(frozen=True)
+class Example:
+    stimulus_id: str
+    emotion: str
+    size_variant: str | None
+
+
+@dataclass(frozen=True)
+class DesignResult:
+    batches: tuple[Batch, ...]
+    examples: tuple[Example, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def stimulus_emotion(s: Stimulus) -> str | None:
+    """The emotion a design balances on: visual, or audio when the visual emotion is null."""
+    return s.visual_emotion if s.visual_emotion is not None else s.audio_emotion
+
+
+def batch_id(index: int) -> str:
+    return f"b{index + 1:02d}"
+
+
+def _check_ids(stimuli: Sequence[Stimulus]) -> None:
+    seen: set[str] = set()
+    dups = sorted({s.stimulus_id for s in stimuli if s.stimulus_id in seen or seen.add(s.stimulus_id)})
+    if dups:
+        raise DesignError(f"duplicate stimulus ids {', '.join(dups[:5])}: ids must be unique within a set")
+
+
+def _positive(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DesignError(f"design '{name}' is {value!r}: must be an integer >= {minimum}")
+
+
+# --------------------------------------------------------------------------------------------- order
+
+def order_with_repeats(originals: Sequence[str], repeated: Sequence[str], min_gap: int,
+                       rng: StableRng) -> tuple[BatchItem, ...]:
+    """Shuffle originals + one extra copy of each id in ``repeated`` so that the two showings of a stimulus
+    are at least ``min_gap`` positions apart; the first showing is the original.
+
+    Rejection sampling over uniform shuffles, so every valid order is equally likely.
+    """
+    if len(set(repeated)) != len(repeated) or not set(repeated) <= set(originals):
+        raise DesignError("internal: repeats must be distinct batch items")
+    if len(set(originals)) != len(originals):
+        dup = [k for k, n in Counter(originals).items() if n > 1]
+        raise DesignError(f"stimulus {dup[0]!r} appears twice in one batch; a batch shows each stimulus "
+                          "once (plus its consistency repeat)")
+    tokens = list(originals) + list(repeated)
+    rep = set(repeated)
+    for _ in range(_MAX_ORDER_TRIES):
+        rng.shuffle(tokens)
+        first: dict[str, int] = {}
+        ok = True
+        for pos, sid in enumerate(tokens):
+            if sid in first:
+                if pos - first[sid] < min_gap:
+                    ok = False
+                    break
+            elif sid in rep:
+                first[sid] = pos
+        if ok:
+            break
+    else:
+        raise DesignError(
+            f"cannot place {len(repeated)} repeats at least {min_gap} positions after their originals in a "
+            f"batch of {len(tokens)} items; lower min_repeat_gap or repeat fewer items")
+    items: list[BatchItem] = []
+    seen: dict[str, int] = {}
+    for pos, sid in enumerate(tokens):
+        items.append(BatchItem(position=pos, stimulus_id=sid, repeat_of=seen.get(sid)))
+        seen.setdefault(sid, pos)
+    return tuple(items)
+
+
+# ------------------------------------------------------------------------------------------ Task 1
+
+def build_emotion_realness(stimuli: Sequence[Stimulus], design: EmotionRealnessDesign,
+                           seed: int) -> tuple[tuple[Batch, ...], list[str]]:
+    """Task 1 batches (see the module docstring). Returns (batches, notes)."""
+    _check_ids(stimuli)
+    d = design
+    _positive("batches", d.batches)
+    _positive("per_source", d.per_source)
+    _positive("repeats_per_source", d.repeats_per_source, 0)
+    _positive("min_repeat_gap", d.min_repeat_gap)
+    if not d.sources:
+        raise DesignError("design 'sources' is empty: name at least one source (e.g. GT, BL, OURS)")
+    if len(set(d.sources)) != len(d.sources):
+        raise DesignError(f"design 'sources' {list(d.sources)} lists a source twice")
+    if d.repeats_per_source > d.per_source:
+        raise DesignError(f"design 'repeats_per_source' ({d.repeats_per_source}) is larger than "
+                          f"'per_source' ({d.per_source})")
+    total = d.batches * d.per_source
+    n_emo = len(EMOTIONS)
+    if total % n_emo:
+        raise DesignError(
+            f"cannot balance emotions: per source batches x per_source = {d.batches} x {d.per_source} = {total} "
+            f"stimuli, not a multiple of the {n_emo} emotions; choose numbers whose product is")
+    per_emotion = total // n_emo
+    rng = StableRng(seed, "emotion-realness")
+    notes: list[str] = []
+
+    # Candidates per source, emotion and size variant.
+    by_source: dict[str, list[Stimulus]] = defaultdict(list)
+    for s in stimuli:
+        by_source[s.source].append(s)
+    missing: list[str] = []
+    plan_per_source: dict[str, list[list[Stimulus]]] = {}
+    for src in d.sources:
+        pool = [s for s in by_source.get(src, []) if stimulus_emotion(s) is not None]
+        if not pool:
+            known = ", ".join(sorted(by_source)) or "none"
+            missing.append(f"source {src!r} has no stimuli with an emotion (sources in the set: {known})")
+            continue
+        variants = sorted({s.size_variant for s in pool if s.size_variant is not None})
+        mix = d.mix_size_variants and len(variants) > 1
+        if mix:
+            notes.append(f"{src}: mixes size variants {', '.join(variants)} evenly within each emotion")
+        # Slot layout: position i has emotion perm[i % 6] and batch i // per_source, so a batch never holds
+        # an emotion twice (per_source <= 6) and every emotion gets exactly per_emotion slots.
+        srng = rng.child(src)
+        perm = srng.shuffled(list(EMOTIONS))
+        slots: list[tuple[str, str | None]] = []
+        seen_per_emotion: Counter[str] = Counter()
+        for i in range(total):
+            emo = perm[i % n_emo]
+            t = seen_per_emotion[emo]
+            seen_per_emotion[emo] += 1
+            variant = variants[(EMOTIONS.index(emo) * per_emotion + t) % len(variants)] if mix else None
+            slots.append((emo, variant))
+        need = Counter(slots)
+        chosen: dict[tuple[str, str | None], list[Stimulus]] = {}
+        for key in sorted(need, key=lambda k: (EMOTIONS.index(k[0]), k[1] or "")):
+            emo, variant = key
+            cands = sorted((s for s in pool if stimulus_emotion(s) == emo
+                            and (variant is None or s.size_variant == variant)), key=lambda s: s.stimulus_id)
+            if len(cands) < need[key]:
+                size = f", size variant {variant}" if variant else ""
+                missing.append(f"source {src!r}, emotion {emo}{size}: have {len(cands)}, need {need[key]}")
+                continue
+            chosen[key] = srng.child(f"{emo}/{variant}").sample(cands, need[key])
+        if missing:
+            continue
+        taken: Counter[tuple[str, str | None]] = Counter()
+        per_batch: list[list[Stimulus]] = [[] for _ in range(d.batches)]
+        for i, key in enumerate(slots):
+            per_batch[i // d.per_source].append(chosen[key][taken[key]])
+            taken[key] += 1
+        order = srng.shuffled(range(d.batches))  # which slot group goes to which batch
+        plan_per_source[src] = [per_batch[j] for j in order]
+    if missing:
+        raise DesignError("the set cannot fill the emotion-realness design "
+                          f"({d.batches} batches x {d.per_source} per source, {per_emotion} per emotion and "
+                          "source): " + "; ".join(missing))
+
+    batches: list[Batch] = []
+    for b in range(d.batches):
+        brng = rng.child(f"batch{b}")
+        originals: list[str] = []
+        repeated: list[str] = []
+        for src in d.sources:
+            ids = [s.stimulus_id for s in plan_per_source[src][b]]
+            originals.extend(ids)
+            repeated.extend(brng.child(f"repeat/{src}").sample(sorted(ids), d.repeats_per_source))
+        items = order_with_repeats(originals, repeated, d.min_repeat_gap, brng.child("order"))
+        batches.append(Batch(batch_id=batch_id(b), index=b, items=items))
+    return tuple(batches), notes
+
+
+# ------------------------------------------------------------------------------------------ Task 2
+
+def build_av_mismatch(stimuli: Sequence[Stimulus], design: AvMismatchDesign,
+                      seed: int) -> tuple[tuple[Batch, ...], list[str]]:
+    """Task 2 batches (see the module docstring). Returns (batches, notes)."""
+    _check_ids(stimuli)
+    d = design
+    _positive("batches", d.batches)
+    _positive("per_pair", d.per_pair)
+    _positive("repeats_per_batch", d.repeats_per_batch, 0)
+    _positive("min_repeat_gap", d.min_repeat_gap)
+    n = len(EMOTIONS)
+    pairs = [(v, a) for v in EMOTIONS for a in EMOTIONS]
+    total = len(pairs) * d.per_pair
+    if total % d.batches:
+        raise DesignError(f"cannot split {len(pairs)} pairs x {d.per_pair} = {total} videos evenly over "
+                          f"{d.batches} batches; choose a number of batches that divides {total}")
+    size = total // d.batches
+    if d.repeats_per_batch > size:
+        raise DesignError(f"design 'repeats_per_batch' ({d.repeats_per_batch}) is larger than a batch ({size})")
+    rng = StableRng(seed, "av-mismatch")
+    pool = [s for s in stimuli if s.visual_emotion is not None and s.audio_emotion is not None
+            and (not d.sources or s.source in d.sources)]
+    by_pair: dict[tuple[str, str], list[Stimulus]] = defaultdict(list)
+    for s in pool:
+        by_pair[(s.visual_emotion, s.audio_emotion)].append(s)  # type: ignore[index]
+    missing = [f"visual {v} + audio {a}: have {len(by_pair.get((v, a), []))}, need {d.per_pair}"
+               for v, a in pairs if len(by_pair.get((v, a), [])) < d.per_pair]
+    if missing:
+        where = f" among sources {', '.join(d.sources)}" if d.sources else ""
+        raise DesignError(f"the set cannot fill the av-mismatch design ({d.per_pair} distinct videos per "
+                          f"(visual, audio) emotion pair{where}); missing {len(missing)} of 36 pairs: "
+                          + "; ".join(missing))
+    chosen = {p: rng.child(f"pair/{p[0]}/{p[1]}").sample(sorted(by_pair[p], key=lambda s: s.stimulus_id),
+                                                         d.per_pair)
+              for p in pairs}
+    notes: list[str] = []
+    if d.balanced:
+        # Latin-square blocks: block (c, k) holds copy c of the 6 pairs with pi(v) + rho(a) + c = k (mod 6), i.e.
+        # every visual and every audio emotion once. Blocks in the order k-major, c-minor, cut into equal
+        # batches: with B = 6 each batch is {copy c of diagonal k - c}, all distinct pairs, each emotion r times.
+        pi = rng.child("pi").shuffled(range(n))
+        rho = rng.child("rho").shuffled(range(n))
+        seq: list[str] = []
+        for k in range(n):
+            for c in range(d.per_pair):
+                block = [chosen[(v, a)][c].stimulus_id for v in EMOTIONS for a in EMOTIONS
+                         if (pi[EMOTIONS.index(v)] + rho[EMOTIONS.index(a)] + c) % n == k]
+                seq.extend(rng.child(f"block/{k}/{c}").shuffled(block))
+        groups = [seq[i * size:(i + 1) * size] for i in range(d.batches)]
+        groups = [groups[j] for j in rng.child("batch-order").shuffled(range(d.batches))]
+        notes.append("av-mismatch: balanced split (Latin squares): each batch holds every visual and every "
+                     "audio emotion equally often when the batch size is a multiple of 6")
+    else:
+        seq = rng.child("shuffle").shuffled([s.stimulus_id for p in pairs for s in chosen[p]])
+        groups = [seq[i * size:(i + 1) * size] for i in range(d.batches)]
+        notes.append("av-mismatch: plain shuffle and split (balanced = false)")
+    batches = []
+    for b, ids in enumerate(groups):
+        brng = rng.child(f"batch{b}")
+        repeated = brng.child("repeat").sample(sorted(ids), d.repeats_per_batch)
+        items = order_with_repeats(ids, repeated, d.min_repeat_gap, brng.child("order"))
+        batches.append(Batch(batch_id=batch_id(b), index=b, items=items))
+    return tuple(batches), notes
+
+
+# ---------------------------------------------------------------------------------------- examples
+
+def _prefer_unused(matches: list[Stimulus], used: set[str]) -> Stimulus:
+    fresh = [s for s in matches if s.stimulus_id not in used]
+    return (fresh or matches)[0]
+
+
+def _is_congruent(s: Stimulus) -> bool:
+    return s.audio_emotion is None or s.visual_emotion is None or s.audio_emotion == s.visual_emotion
+
+
+def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: Iterable[str],
+                    seed: int) -> tuple[tuple[Example, ...], list[str]]:
+    """Familiarisation examples: for each size variant (one set each; or one set of any size), emotions in
+    alphabetical order, ``per_emotion`` each. Prefers stimuli unused by the batches and, with several size
+    variants, the same clip (identity, sentence, intensity) in every size."""
+    d = design
+    _positive("examples per_emotion", d.per_emotion, 0)
+    if d.per_emotion == 0:
+        return (), ["examples: none (per_emotion = 0)"]
+    used = set(used)
+    rng = StableRng(seed, "examples")
+    variants: list[str | None] = list(d.size_variants) or [None]
+    pool = [s for s in stimuli if s.source in d.sources and _is_congruent(s) and stimulus_emotion(s) is not None]
+    missing: list[str] = []
+    picked: dict[tuple[str, str | None], list[Stimulus]] = {}
+    notes: list[str] = []
+    n_reused = 0
+    same_clip = True
+    for emo in sorted(EMOTIONS):
+        cands = {v: sorted((s for s in pool if stimulus_emotion(s) == emo and (v is None or s.size_variant == v)),
+                           key=lambda s: s.stimulus_id) for v in variants}
+        short = [v for v in variants if len(cands[v]) < d.per_emotion]
+        if short:
+            for v in short:
+                size = f", size variant {v}" if v else ""
+                missing.append(f"emotion {emo}{size}: have {len(cands[v])}, need {d.per_emotion}")
+            continue
+        erng = rng.child(emo)
+        done = False
+        if len(variants) > 1:
+            # The same clip in every size: keys present in all variants, unused ones first.
+            def key(s: Stimulus) -> tuple[str, str, str]:
+                return (s.identity, s.sentence, s.intensity or "")
+            common = set.intersection(*({key(s) for s in cands[v]} for v in variants))
+            if len(common) >= d.per_emotion:
+                def fresh(k: tuple[str, str, str]) -> bool:
+                    return all(s.stimulus_id not in used for v in variants for s in cands[v] if key(s) == k)
+                ordered = sorted(common)
+                keys = [k for k in ordered if fresh(k)]
+                keys = erng.sample(keys, min(d.per_emotion, len(keys)))
+                rest = [k for k in ordered if k not in keys]
+                keys += erng.child("reuse").sample(rest, d.per_emotion - len(keys))
+                for v in variants:
+                    picked[(emo, v)] = [_prefer_unused([s for s in cands[v] if key(s) == k], used) for k in keys]
+                done = True
+            else:
+                same_clip = False
+        if not done:
+            for v in variants:
+                vrng = erng.child(str(v))
+                fresh_c = [s for s in cands[v] if s.stimulus_id not in used]
+                take = vrng.sample(fresh_c, min(d.per_emotion, len(fresh_c)))
+                reuse = [s for s in cands[v] if s.stimulus_id in used]
+                take += vrng.child("reuse").sample(reuse, d.per_emotion - len(take))
+                picked[(emo, v)] = take
+        for v in variants:
+            k = sum(1 for s in picked[(emo, v)] if s.stimulus_id in used)
+            if k:
+                n_reused += k
+                size = f" ({v})" if v else ""
+                notes.append(f"examples: {k} of {d.per_emotion} {emo}{size} examples are also batch items "
+                             "(not enough unused stimuli)")
+    if missing:
+        raise DesignError(f"the set cannot provide {d.per_emotion} familiarisation examples per emotion from "
+                          f"sources {', '.join(d.sources)} (congruent visual and audio emotion): "
+                          + "; ".join(missing))
+    examples = tuple(Example(stimulus_id=s.stimulus_id, emotion=emo, size_variant=v)
+                     for v in variants for emo in sorted(EMOTIONS) for s in picked[(emo, v)])
+    sizes = ""
+    if variants != [None]:
+        sizes = f" x {len(variants)} size variant{'s' if len(variants) > 1 else ''} ({', '.join(map(str, variants))})"
+    summary = (f"examples: {len(examples)} ({d.per_emotion} per emotion{sizes}, alphabetical), "
+               f"{'all unused in the batches' if not n_reused else f'{n_reused} also batch items'}")
+    if len(variants) > 1:
+        summary += "; the same clips in every size" if same_clip else "; different clips per size for some emotions"
+    return examples, [summary, *notes]
+
+
+# ---------------------------------------------------------------------------------------- dispatch
+
+def build_design(design: EmotionRealnessDesign | AvMismatchDesign, stimuli: Sequence[Stimulus], seed: int,
+                 examples: ExamplesDesign | None = None) -> DesignResult:
+    """Batches + examples for a design. Raises ``DesignError`` before anything is written."""
+    if isinstance(design, EmotionRealnessDesign):
+        batches, notes = build_emotion_realness(stimuli, design, seed)
+    elif isinstance(design, AvMismatchDesign):
+        batches, notes = build_av_mismatch(stimuli, design, seed)
+    else:
+        raise DesignError(f"unknown design {design!r}; known: {', '.join(DESIGN_KINDS)}")
+    ex: tuple[Example, ...] = ()
+    if examples is not None:
+        used = {i.stimulus_id for b in batches for i in b.items}
+        ex, ex_notes = choose_examples(stimuli, examples, used, seed)
+        notes = [*notes, *ex_notes]
+    return DesignResult(batches=batches, examples=ex, notes=tuple(notes))

@@ -1,0 +1,283 @@
+"""Study plan: the frozen JSON compiled from a spec + a stimulus set + a seed (docs/contracts.md, section 3).
+
+Same inputs, same bytes: the randomness is ``stimuli.rng.StableRng``, the JSON is written with sorted keys
+and fixed separators, and nothing in it depends on the time, the machine or the paths. The server imports
+a plan; the analysis reads it. ``load_plan`` validates a plan file and, given the manifest, checks that the
+plan was made from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stimuli.designs import DESIGN_KINDS, build_design, stimulus_emotion
+from stimuli.emotions import EMOTIONS
+from stimuli.errors import DesignError, PlanError
+from stimuli.manifest import Manifest, atomic_write_bytes
+from stimuli.spec import BONUS_RULES, BONUS_TRUTHS, QUESTION_TYPES, RULE_KINDS, Spec
+
+PLAN_SCHEMA_VERSION = 1
+
+
+def compile_plan(spec: Spec, manifest: Manifest, seed: int) -> dict[str, Any]:
+    """Build the plan (a JSON-ready dict). Raises ``DesignError`` when the set cannot fill the design."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DesignError(f"seed {seed!r} must be a non-negative integer")
+    result = build_design(spec.design, manifest.stimuli, seed, spec.examples)
+    design = {"kind": spec.study.task, **_plain(dataclasses.asdict(spec.design)),
+              "examples": _plain(dataclasses.asdict(spec.examples))}
+    bonus = spec.payment.bonus
+    return {
+        "schema_version": PLAN_SCHEMA_VERSION,
+        "study": {
+            "name": spec.study.name,
+            "title": spec.study.title,
+            "task": spec.study.task,
+            "description": spec.study.description,
+            "instructions": spec.study.instructions,
+            "exclude_studies": list(spec.study.exclude_studies),
+        },
+        "design": design,
+        "questions": [
+            {"id": q.id, "type": q.type, "prompt": q.prompt, "required": q.required,
+             "options": [{"value": o.value, "label": o.label, "score": _num(o.score), "exclusive": o.exclusive}
+                         for o in q.options]}
+            for q in spec.questions
+        ],
+        "consistency": {
+            "max_inconsistent": spec.consistency.max_inconsistent,
+            "rules": [{"question": r.question, "kind": r.kind, "tolerance": _num(r.tolerance)}
+                      for r in spec.consistency.rules],
+        },
+        "quota_per_batch": spec.quota_per_batch,
+        "payment": {
+            "reward_usd": _num(spec.payment.reward_usd),
+            "bonus": {"rule": bonus.rule, "question": bonus.question, "truth": bonus.truth,
+                      "amount_usd": _num(bonus.amount_usd), "max_usd": _num(bonus.max_usd),
+                      "count_repeats": bonus.count_repeats},
+        },
+        "audio_check": {"enabled": spec.audio_check},
+        "examples": [{"stimulus_id": e.stimulus_id, "emotion": e.emotion, "size_variant": e.size_variant}
+                     for e in result.examples],
+        "batches": [
+            {"batch_id": b.batch_id, "index": b.index,
+             "items": [{"position": i.position, "stimulus_id": i.stimulus_id, "repeat_of": i.repeat_of}
+                       for i in b.items]}
+            for b in result.batches
+        ],
+        "notes": list(result.notes),
+        "seed": seed,
+        "spec_sha256": spec.sha256,
+        "manifest_sha256": manifest.sha256(),
+        "set_name": manifest.name,
+    }
+
+
+def _num(x: float | int | None) -> float | int | None:
+    """Integral floats as ints (5.0 -> 5) so that the JSON reads as the spec was written."""
+    if isinstance(x, float) and x.is_integer():
+        return int(x)
+    return x
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def plan_to_bytes(plan: dict[str, Any]) -> bytes:
+    """Canonical bytes of a plan: sorted keys, indent 1, UTF-8, trailing newline."""
+    return (json.dumps(plan, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+
+def write_plan(plan: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Validate, then write atomically."""
+    validate_plan(plan, where=str(path))
+    atomic_write_bytes(path, plan_to_bytes(plan))
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+_TOP = {"schema_version": int, "study": dict, "design": dict, "questions": list, "consistency": dict,
+        "quota_per_batch": int, "payment": dict, "audio_check": dict, "examples": list, "batches": list,
+        "notes": list, "seed": int, "spec_sha256": str, "manifest_sha256": str, "set_name": str}
+
+
+def _need(obj: Any, key: str, kind: type | tuple[type, ...], where: str, path: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise PlanError(f"{where}: key '{path}{key}' is missing")
+    v = obj[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+        raise PlanError(f"{where}: key '{path}{key}' is {v!r}, expected {' or '.join(k.__name__ for k in kinds)}")
+    return v
+
+
+def validate_plan(plan: Any, where: str = "plan", manifest: Manifest | None = None) -> dict[str, Any]:
+    """Check a plan's structure and invariants; with ``manifest``, also that it was made from that set."""
+    if not isinstance(plan, dict):
+        raise PlanError(f"{where}: a plan is a JSON object")
+    for key, kind in _TOP.items():
+        _need(plan, key, kind, where, "")
+    unknown = sorted(set(plan) - set(_TOP))
+    if unknown:
+        raise PlanError(f"{where}: key '{unknown[0]}' is not part of plan schema {PLAN_SCHEMA_VERSION}")
+    if plan["schema_version"] != PLAN_SCHEMA_VERSION:
+        raise PlanError(f"{where}: key 'schema_version' is {plan['schema_version']}; this emostudy reads "
+                        f"version {PLAN_SCHEMA_VERSION}: compile the plan again with `emostudy plan`")
+    study = plan["study"]
+    for k in ("name", "title", "task", "description", "instructions"):
+        _need(study, k, str, where, "study.")
+    _need(study, "exclude_studies", list, where, "study.")
+    if study["task"] not in DESIGN_KINDS:
+        raise PlanError(f"{where}: key 'study.task' is {study['task']!r}; known: {', '.join(DESIGN_KINDS)}")
+    # Questions.
+    qids: dict[str, dict[str, Any]] = {}
+    for i, q in enumerate(plan["questions"]):
+        p = f"questions[{i}]."
+        qid = _need(q, "id", str, where, p)
+        if qid in qids:
+            raise PlanError(f"{where}: key '{p}id': {qid!r} is used twice")
+        if _need(q, "type", str, where, p) not in QUESTION_TYPES:
+            raise PlanError(f"{where}: key '{p}type' is {q['type']!r}; known: {', '.join(QUESTION_TYPES)}")
+        _need(q, "prompt", str, where, p)
+        _need(q, "required", bool, where, p)
+        opts = _need(q, "options", list, where, p)
+        for j, o in enumerate(opts):
+            op = f"{p}options[{j}]."
+            _need(o, "value", str, where, op)
+            _need(o, "label", str, where, op)
+            _need(o, "exclusive", bool, where, op)
+            if "score" not in o or (o["score"] is not None and (isinstance(o["score"], bool)
+                                                               or not isinstance(o["score"], (int, float)))):
+                raise PlanError(f"{where}: key '{op}score' must be a number or null")
+        qids[qid] = q
+    cons = plan["consistency"]
+    mi = _need(cons, "max_inconsistent", int, where, "consistency.")
+    if mi < 0:
+        raise PlanError(f"{where}: key 'consistency.max_inconsistent' must be >= 0")
+    for i, r in enumerate(_need(cons, "rules", list, where, "consistency.")):
+        p = f"consistency.rules[{i}]."
+        if _need(r, "question", str, where, p) not in qids:
+            raise PlanError(f"{where}: key '{p}question': {r['question']!r} is not a question id")
+        if _need(r, "kind", str, where, p) not in RULE_KINDS:
+            raise PlanError(f"{where}: key '{p}kind' is {r['kind']!r}; known: {', '.join(RULE_KINDS)}")
+        _need(r, "tolerance", (int, float), where, p)
+    pay = plan["payment"]
+    _need(pay, "reward_usd", (int, float), where, "payment.")
+    bonus = _need(pay, "bonus", dict, where, "payment.")
+    if _need(bonus, "rule", str, where, "payment.bonus.") not in BONUS_RULES:
+        raise PlanError(f"{where}: key 'payment.bonus.rule' is {bonus['rule']!r}; known: {', '.join(BONUS_RULES)}")
+    if bonus["rule"] != "none":
+        if _need(bonus, "question", str, where, "payment.bonus.") not in qids:
+            raise PlanError(f"{where}: key 'payment.bonus.question': {bonus['question']!r} is not a question id")
+        if _need(bonus, "truth", str, where, "payment.bonus.") not in BONUS_TRUTHS:
+            raise PlanError(f"{where}: key 'payment.bonus.truth' is {bonus['truth']!r}; "
+                            f"known: {', '.join(BONUS_TRUTHS)}")
+        _need(bonus, "amount_usd", (int, float), where, "payment.bonus.")
+    _need(plan["audio_check"], "enabled", bool, where, "audio_check.")
+    if plan["quota_per_batch"] < 1:
+        raise PlanError(f"{where}: key 'quota_per_batch' must be >= 1")
+    # Examples and batches.
+    ids: set[str] = set()
+    for i, e in enumerate(plan["examples"]):
+        p = f"examples[{i}]."
+        ids.add(_need(e, "stimulus_id", str, where, p))
+        if _need(e, "emotion", str, where, p) not in EMOTIONS:
+            raise PlanError(f"{where}: key '{p}emotion' is {e['emotion']!r}; known: {', '.join(EMOTIONS)}")
+        _need(e, "size_variant", (str, type(None)), where, p)
+    if not plan["batches"]:
+        raise PlanError(f"{where}: key 'batches' is empty; a plan needs at least one batch")
+    seen_batches: set[str] = set()
+    for bi, b in enumerate(plan["batches"]):
+        p = f"batches[{bi}]."
+        bid = _need(b, "batch_id", str, where, p)
+        if bid in seen_batches:
+            raise PlanError(f"{where}: key '{p}batch_id': {bid!r} is used twice")
+        seen_batches.add(bid)
+        if _need(b, "index", int, where, p) != bi:
+            raise PlanError(f"{where}: key '{p}index' is {b['index']}, expected {bi} (batches in index order)")
+        items = _need(b, "items", list, where, p)
+        if not items:
+            raise PlanError(f"{where}: key '{p}items' is empty")
+        shown: dict[str, int] = {}
+        for ii, it in enumerate(items):
+            ip = f"{p}items[{ii}]."
+            if _need(it, "position", int, where, ip) != ii:
+                raise PlanError(f"{where}: key '{ip}position' is {it['position']}, expected {ii}")
+            sid = _need(it, "stimulus_id", str, where, ip)
+            ids.add(sid)
+            rep = _need(it, "repeat_of", (int, type(None)), where, ip)
+            if rep is None:
+                if sid in shown:
+                    raise PlanError(f"{where}: key '{ip}stimulus_id': {sid!r} is already shown at position "
+                                    f"{shown[sid]} of this batch; a second showing must be a repeat (repeat_of)")
+                shown[sid] = ii
+            elif rep >= ii or items[rep].get("stimulus_id") != sid or items[rep].get("repeat_of") is not None:
+                raise PlanError(f"{where}: key '{ip}repeat_of' is {rep}: it must be the earlier position of the "
+                                f"original showing of {sid!r} in this batch")
+    if manifest is not None:
+        if plan["manifest_sha256"] != manifest.sha256():
+            raise PlanError(f"{where}: key 'manifest_sha256' does not match the manifest of {manifest.root} "
+                            "(the set changed after the plan was compiled): compile the plan again")
+        absent = sorted(i for i in ids if i not in manifest)
+        if absent:
+            raise PlanError(f"{where}: stimulus ids not in the manifest of {manifest.root}: "
+                            f"{', '.join(absent[:5])}{' ...' if len(absent) > 5 else ''}")
+    return plan
+
+
+def load_plan(path: str | os.PathLike, manifest: Manifest | None = None) -> dict[str, Any]:
+    """Read and validate a plan file; with ``manifest``, check it was compiled from that set."""
+    p = Path(path)
+    if not p.is_file():
+        raise PlanError(f"{p}: no plan here; compile one with `emostudy plan`")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    return validate_plan(data, where=str(p), manifest=manifest)
+
+
+# ------------------------------------------------------------------------------------------ summary
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """Counts for people (the CLI table) and tests. Counts are of original showings (repeats apart)."""
+
+    batches: tuple[tuple[str, int, int], ...]  # (batch_id, items, repeats)
+    by_source_emotion: dict[str, dict[str, int]]  # source -> emotion -> count
+    repeats_by_source: dict[str, int]
+    pairs: dict[tuple[str, str], int]  # (visual, audio) -> count (av-mismatch)
+    n_examples: int
+
+
+def summarize_plan(plan: dict[str, Any], manifest: Manifest) -> PlanSummary:
+    rows = []
+    by_se: dict[str, Counter[str]] = {}
+    reps: Counter[str] = Counter()
+    pairs: Counter[tuple[str, str]] = Counter()
+    for b in plan["batches"]:
+        n_rep = 0
+        for it in b["items"]:
+            s = manifest[it["stimulus_id"]]
+            if it["repeat_of"] is not None:
+                n_rep += 1
+                reps[s.source] += 1
+                continue
+            by_se.setdefault(s.source, Counter())[stimulus_emotion(s) or "-"] += 1
+            if s.visual_emotion and s.audio_emotion:
+                pairs[(s.visual_emotion, s.audio_emotion)] += 1
+        rows.append((b["batch_id"], len(b["items"]), n_rep))
+    return PlanSummary(batches=tuple(rows), by_source_emotion={k: dict(v) for k, v in by_se.items()},
+                       repeats_by_source=dict(reps), pairs=dict(pairs), n_examples=len(plan["examples"]))
+
+
+__all__ = ["PLAN_SCHEMA_VERSION", "compile_plan", "plan_to_bytes", "write_plan", "validate_plan", "load_plan",
+           "summarize_plan", "PlanSummary"]

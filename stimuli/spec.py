@@ -1,0 +1,427 @@
+"""Study spec: the TOML file a researcher writes (design, questions, consistency, quota, payment).
+
+Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (the paper's two tasks);
+``resolve_spec`` accepts their names. Layout (every key is checked; errors name the file and the key)::
+
+    schema_version = 1
+    quota_per_batch = 10                 # valid participants per batch
+    [study]    name, title, task ("emotion-realness" | "av-mismatch"), description, instructions,
+               exclude_studies = [names]  # who took one of these studies may not take this one
+    [design]   the numbers of the task's design (see stimuli.designs)
+    [examples] per_emotion, sources, size_variants
+    [[questions]] id, type ("single" | "multi" | "scale"), prompt, required,
+                  options = [{value, label, score, exclusive}, ...] or "emotions" or "emotions+none"
+    [consistency] max_inconsistent, rules = [{question, kind ("equal" | "max_abs_diff" | "max_set_diff"), tolerance}]
+    [payment]  reward_usd, [payment.bonus] rule ("per_correct" | "none"), question, truth, amount_usd,
+               max_usd, count_repeats
+    [audio_check] enabled
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stimuli.designs import AvMismatchDesign, DESIGN_KINDS, EmotionRealnessDesign, ExamplesDesign
+from stimuli.emotions import EMOTIONS
+from stimuli.errors import SpecError
+
+SPEC_SCHEMA_VERSION = 1
+QUESTION_TYPES = ("single", "multi", "scale")
+RULE_KINDS = ("equal", "max_abs_diff", "max_set_diff")
+BONUS_RULES = ("per_correct", "none")
+# What a correct answer to the bonus question matches: the stimulus' visual emotion, its audio emotion,
+# "target" (visual, or audio when the visual emotion is null: a baseline without emotion condition),
+# or "either" (visual or audio: Task 2, where they differ on purpose).
+BONUS_TRUTHS = ("visual_emotion", "audio_emotion", "target", "either")
+_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SPECS_DIR = Path(__file__).resolve().parent / "specs"  # the ready-made specs (package data)
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: str
+    score: float | None = None
+    exclusive: bool = False  # multi-choice: selecting it clears the others ("None")
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    type: str
+    prompt: str
+    options: tuple[Option, ...]
+    required: bool = True
+
+    def option(self, value: str) -> Option:
+        for o in self.options:
+            if o.value == value:
+                return o
+        raise KeyError(value)
+
+
+@dataclass(frozen=True)
+class ConsistencyRule:
+    question: str
+    kind: str
+    tolerance: float = 0
+
+
+@dataclass(frozen=True)
+class Consistency:
+    max_inconsistent: int
+    rules: tuple[ConsistencyRule, ...]
+
+
+@dataclass(frozen=True)
+class Bonus:
+    rule: str = "none"
+    question: str | None = None
+    truth: str | None = None
+    amount_usd: float = 0.0
+    max_usd: float | None = None  # cap on the total bonus; None: no cap
+    count_repeats: bool = True
+
+
+@dataclass(frozen=True)
+class Payment:
+    reward_usd: float = 1.0
+    bonus: Bonus = Bonus()
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    name: str
+    title: str
+    task: str
+    description: str = ""
+    instructions: str = ""
+    exclude_studies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Spec:
+    study: StudyInfo
+    design: EmotionRealnessDesign | AvMismatchDesign
+    examples: ExamplesDesign
+    questions: tuple[Question, ...]
+    consistency: Consistency
+    quota_per_batch: int
+    payment: Payment
+    audio_check: bool
+    source: str  # the file it came from (or "<string>")
+    sha256: str  # of the TOML bytes
+
+    def question(self, qid: str) -> Question:
+        for q in self.questions:
+            if q.id == qid:
+                return q
+        raise KeyError(qid)
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+class _Table:
+    """A TOML table being read; every error names the file and the dotted key."""
+
+    def __init__(self, data: dict[str, Any], where: str, prefix: str = "") -> None:
+        self.data, self.where, self.prefix = data, where, prefix
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}" if not self.prefix else f"{self.prefix}.{name}"
+
+    def error(self, name: str, msg: str) -> SpecError:
+        return SpecError(f"{self.where}: key '{self.key(name)}': {msg}")
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = dataclasses.MISSING,
+            what: str = "") -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is dataclasses.MISSING:
+                raise self.error(name, f"missing; it is required{(' (' + what + ')') if what else ''}")
+            return default
+        v = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = isinstance(v, kinds) and not (isinstance(v, bool) and bool not in kinds)
+        if float in kinds and isinstance(v, int) and not isinstance(v, bool):
+            ok = True
+        if not ok:
+            names = " or ".join({str: "a string", int: "an integer", float: "a number", bool: "true/false",
+                                 list: "a list", dict: "a table"}[k] for k in kinds)
+            raise self.error(name, f"{v!r} must be {names}{(' (' + what + ')') if what else ''}")
+        return v
+
+    def int(self, name: str, default: Any = dataclasses.MISSING, minimum: int = 0) -> int:
+        v = self.get(name, int, default)
+        if v < minimum:
+            raise self.error(name, f"{v} must be >= {minimum}")
+        return v
+
+    def number(self, name: str, default: Any = dataclasses.MISSING, minimum: float = 0.0) -> float:
+        v = self.get(name, float, default)
+        if not math.isfinite(v) or v < minimum:
+            raise self.error(name, f"{v!r} must be a finite number >= {minimum}")
+        return float(v)
+
+    def text(self, name: str, default: Any = dataclasses.MISSING, nonempty: bool = True) -> str:
+        v = self.get(name, str, default)
+        if nonempty and not v.strip():
+            raise self.error(name, "must not be empty")
+        return v
+
+    def strings(self, name: str, default: Any = dataclasses.MISSING) -> tuple[str, ...]:
+        v = self.get(name, list, default)
+        for i, x in enumerate(v):
+            if not isinstance(x, str) or not x.strip():
+                raise SpecError(f"{self.where}: key '{self.key(name)}[{i}]': {x!r} must be a non-empty string")
+        return tuple(v)
+
+    def table(self, name: str, required: bool = False) -> "_Table":
+        v = self.get(name, dict, dataclasses.MISSING if required else {})
+        return _Table(v, self.where, self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            allowed = ", ".join(sorted(self.used))
+            raise self.error(unknown[0], f"unknown key; allowed here: {allowed}")
+
+
+def _emotion_options(with_none: bool) -> tuple[Option, ...]:
+    opts = tuple(Option(value=e, label=e.capitalize()) for e in EMOTIONS)
+    return opts + ((Option(value="none", label="None"),) if with_none else ())
+
+
+def _read_questions(root: _Table) -> tuple[Question, ...]:
+    raw = root.get("questions", list, what="one [[questions]] table per question")
+    if not raw:
+        raise root.error("questions", "needs at least one question")
+    questions: list[Question] = []
+    for i, qraw in enumerate(raw):
+        if not isinstance(qraw, dict):
+            raise root.error(f"questions[{i}]", "must be a table ([[questions]])")
+        q = _Table(qraw, root.where, f"questions[{i}]")
+        qid = q.text("id")
+        if not _ID_RE.match(qid):
+            raise q.error("id", f"{qid!r} must be 1-40 lowercase letters, digits or '_', starting with a letter")
+        if any(p.id == qid for p in questions):
+            raise q.error("id", f"{qid!r} is used by an earlier question; ids must be unique")
+        qtype = q.text("type")
+        if qtype not in QUESTION_TYPES:
+            raise q.error("type", f"{qtype!r} is not one of {', '.join(QUESTION_TYPES)}")
+        prompt = q.text("prompt")
+        required = q.get("required", bool, True)
+        oraw = q.get("options", (list, str), what="a list of {value, label} tables, 'emotions' or 'emotions+none'")
+        if isinstance(oraw, str):
+            if oraw not in ("emotions", "emotions+none"):
+                raise q.error("options", f"{oraw!r}: the only shorthands are 'emotions' and 'emotions+none'")
+            options = _emotion_options(oraw == "emotions+none")
+        else:
+            opts: list[Option] = []
+            for j, oitem in enumerate(oraw):
+                if not isinstance(oitem, dict):
+                    raise q.error(f"options[{j}]", "must be a table {value = ..., label = ...}")
+                o = _Table(oitem, root.where, q.key(f"options[{j}]"))
+                value = o.text("value")
+                if not _ID_RE.match(value):
+                    raise o.error("value", f"{value!r} must be 1-40 lowercase letters, digits or '_' "
+                                           "(it is stored in the answers; the label is what people see)")
+                label = o.text("label")
+                score = o.number("score", None, minimum=-math.inf) if "score" in oitem else None
+                exclusive = o.get("exclusive", bool, False)
+                o.done()
+                if any(p.value == value for p in opts):
+                    raise o.error("value", f"{value!r} is used by an earlier option of this question")
+                if exclusive and qtype != "multi":
+                    raise o.error("exclusive", "only options of a 'multi' question can be exclusive")
+                opts.append(Option(value=value, label=label, score=score, exclusive=exclusive))
+            options = tuple(opts)
+        if len(options) < 2:
+            raise q.error("options", "a question needs at least two options")
+        if qtype == "scale":
+            for j, o in enumerate(options):
+                if o.score is None:
+                    raise q.error(f"options[{j}].score", "missing; every option of a 'scale' question needs a score")
+        q.done()
+        questions.append(Question(id=qid, type=qtype, prompt=prompt, options=options, required=required))
+    return tuple(questions)
+
+
+def _read_consistency(root: _Table, questions: tuple[Question, ...]) -> Consistency:
+    t = root.table("consistency", required=True)
+    max_inc = t.int("max_inconsistent", minimum=0)
+    raw = t.get("rules", list, [])
+    rules: list[ConsistencyRule] = []
+    by_id = {q.id: q for q in questions}
+    for i, rraw in enumerate(raw):
+        if not isinstance(rraw, dict):
+            raise t.error(f"rules[{i}]", "must be a table {question = ..., kind = ..., tolerance = ...}")
+        r = _Table(rraw, root.where, t.key(f"rules[{i}]"))
+        qid = r.text("question")
+        if qid not in by_id:
+            raise r.error("question", f"{qid!r} is not a question id; ids: {', '.join(by_id)}")
+        kind = r.text("kind")
+        if kind not in RULE_KINDS:
+            raise r.error("kind", f"{kind!r} is not one of {', '.join(RULE_KINDS)}")
+        tol = r.number("tolerance", 0.0)
+        r.done()
+        q = by_id[qid]
+        if kind == "max_abs_diff" and any(o.score is None for o in q.options):
+            raise r.error("kind", f"max_abs_diff compares scores, but question {qid!r} has options without a score")
+        if kind == "max_set_diff" and q.type != "multi":
+            raise r.error("kind", f"max_set_diff compares option sets, but question {qid!r} is {q.type!r}, "
+                                  "not 'multi'")
+        if any(x.question == qid for x in rules):
+            raise r.error("question", f"{qid!r} already has a rule")
+        rules.append(ConsistencyRule(question=qid, kind=kind, tolerance=tol))
+    t.done()
+    return Consistency(max_inconsistent=max_inc, rules=tuple(rules))
+
+
+def _read_payment(root: _Table, questions: tuple[Question, ...]) -> Payment:
+    t = root.table("payment")
+    reward = t.number("reward_usd", 1.0)
+    b = t.table("bonus")
+    rule = b.text("rule", "none")
+    if rule not in BONUS_RULES:
+        raise b.error("rule", f"{rule!r} is not one of {', '.join(BONUS_RULES)}")
+    if rule == "none":
+        b.used.update({"question", "truth", "amount_usd", "max_usd", "count_repeats"})
+        b.done()
+        t.done()
+        return Payment(reward_usd=reward, bonus=Bonus())
+    qid = b.text("question")
+    q = next((x for x in questions if x.id == qid), None)
+    if q is None:
+        raise b.error("question", f"{qid!r} is not a question id; ids: {', '.join(x.id for x in questions)}")
+    if q.type != "single" or not any(o.value in EMOTIONS for o in q.options):
+        raise b.error("question", f"{qid!r} must be a single-choice question with emotion options "
+                                  "(a correct answer is compared with the stimulus' emotion)")
+    truth = b.text("truth")
+    if truth not in BONUS_TRUTHS:
+        raise b.error("truth", f"{truth!r} is not one of {', '.join(BONUS_TRUTHS)}")
+    amount = b.number("amount_usd")
+    max_usd = b.number("max_usd") if "max_usd" in b.data else None
+    count_repeats = b.get("count_repeats", bool, True)
+    b.done()
+    t.done()
+    return Payment(reward_usd=reward, bonus=Bonus(rule=rule, question=qid, truth=truth, amount_usd=amount,
+                                                  max_usd=max_usd, count_repeats=count_repeats))
+
+
+def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchDesign:
+    t = root.table("design")
+    if task == "emotion-realness":
+        dflt = EmotionRealnessDesign()
+        design: EmotionRealnessDesign | AvMismatchDesign = EmotionRealnessDesign(
+            batches=t.int("batches", dflt.batches, 1),
+            sources=t.strings("sources", list(dflt.sources)),
+            per_source=t.int("per_source", dflt.per_source, 1),
+            repeats_per_source=t.int("repeats_per_source", dflt.repeats_per_source, 0),
+            min_repeat_gap=t.int("min_repeat_gap", dflt.min_repeat_gap, 1),
+            mix_size_variants=t.get("mix_size_variants", bool, dflt.mix_size_variants),
+        )
+        if not design.sources:
+            raise t.error("sources", "must name at least one source (e.g. [\"GT\", \"BL\", \"OURS\"])")
+        if len(set(design.sources)) != len(design.sources):
+            raise t.error("sources", f"{list(design.sources)} names a source twice")
+        if design.repeats_per_source > design.per_source:
+            raise t.error("repeats_per_source", f"{design.repeats_per_source} is more than per_source "
+                                                f"({design.per_source})")
+    else:
+        dflt2 = AvMismatchDesign()
+        design = AvMismatchDesign(
+            batches=t.int("batches", dflt2.batches, 1),
+            per_pair=t.int("per_pair", dflt2.per_pair, 1),
+            repeats_per_batch=t.int("repeats_per_batch", dflt2.repeats_per_batch, 0),
+            min_repeat_gap=t.int("min_repeat_gap", dflt2.min_repeat_gap, 1),
+            sources=t.strings("sources", list(dflt2.sources)),
+            balanced=t.get("balanced", bool, dflt2.balanced),
+        )
+    t.done()
+    return design
+
+
+def _read_examples(root: _Table) -> ExamplesDesign:
+    t = root.table("examples")
+    d = ExamplesDesign()
+    ex = ExamplesDesign(per_emotion=t.int("per_emotion", d.per_emotion, 0),
+                        sources=t.strings("sources", list(d.sources)),
+                        size_variants=t.strings("size_variants", list(d.size_variants)))
+    if ex.per_emotion and not ex.sources:
+        raise t.error("sources", "must name at least one source to draw examples from (or set per_emotion = 0)")
+    t.done()
+    return ex
+
+
+def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
+    """Parse and validate a spec given as TOML text. Raises ``SpecError`` naming the key."""
+    raw = text.encode() if isinstance(text, str) else text
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{where}: not UTF-8 text ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{where}: not valid TOML: {exc}") from None
+    root = _Table(data, where)
+    version = root.get("schema_version", int, SPEC_SCHEMA_VERSION)
+    if version != SPEC_SCHEMA_VERSION:
+        raise root.error("schema_version", f"{version}; this emostudy reads version {SPEC_SCHEMA_VERSION}")
+    st = root.table("study", required=True)
+    name = st.text("name")
+    if not _NAME_RE.match(name):
+        raise st.error("name", f"{name!r} must be 1-64 letters, digits, '_', '.', '-'")
+    task = st.text("task")
+    if task not in DESIGN_KINDS:
+        raise st.error("task", f"{task!r} is not a known design; use one of {', '.join(DESIGN_KINDS)}")
+    study = StudyInfo(name=name, title=st.text("title", name), task=task,
+                      description=st.text("description", "", nonempty=False),
+                      instructions=st.text("instructions", "", nonempty=False),
+                      exclude_studies=st.strings("exclude_studies", []))
+    st.done()
+    design = _read_design(root, task)
+    examples = _read_examples(root)
+    questions = _read_questions(root)
+    consistency = _read_consistency(root, questions)
+    quota = root.int("quota_per_batch", 10, minimum=1)
+    payment = _read_payment(root, questions)
+    ac = root.table("audio_check")
+    audio_check = ac.get("enabled", bool, False)
+    ac.done()
+    root.done()
+    return Spec(study=study, design=design, examples=examples, questions=questions, consistency=consistency,
+                quota_per_batch=quota, payment=payment, audio_check=audio_check, source=where,
+                sha256=hashlib.sha256(raw).hexdigest())
+
+
+def builtin_specs() -> list[str]:
+    """Names of the ready-made specs (``paper-task1``, ``paper-task2``)."""
+    return sorted(p.stem for p in _SPECS_DIR.glob("*.toml"))
+
+
+def resolve_spec(name_or_path: str | os.PathLike) -> tuple[str, bytes]:
+    """(where, bytes) of a spec given by a path or the name of a ready-made spec."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return str(p), p.read_bytes()
+    name = str(name_or_path)
+    if name in builtin_specs():
+        return f"{name} (stimuli/specs/{name}.toml)", (_SPECS_DIR / f"{name}.toml").read_bytes()
+    raise SpecError(f"{name}: no such spec file, and not a ready-made spec (those are: "
+                    f"{', '.join(builtin_specs())})")
+
+
+def load_spec(name_or_path: str | os.PathLike) -> Spec:
+    """Load a spec from a TOML file, or a ready-made one by name (``paper-task1``)."""
+    where, raw = resolve_spec(name_or_path)
+    return parse_spec(raw, where=where)
