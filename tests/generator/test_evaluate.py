@@ -1,0 +1,103 @@
+"""Objective metrics: PSNR/SSIM against hand-computed values and skimage; NLMD invariances."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from generator.evaluate import (PSNR_CAP_DB, aggregate, mean_ci95, mouth_lmd, nlmd, normalise_landmarks, psnr,
+                                ssim, table_markdown, VideoScore)
+
+
+def test_psnr_hand_computed():
+    a = np.zeros((1, 2, 2, 3), dtype=np.uint8)
+    b = a.copy()
+    b[0, 0, 0, 0] = 255
+    # MSE = 255^2 / 12 -> PSNR = 10 log10(12) = 10.79181246 dB (by hand)
+    assert psnr(a, b) == pytest.approx(10.79181246, abs=1e-7)
+    # per-frame mean: a second frame with MSE = 255^2 / 3 (four pixels... one channel of each of 4 pixels)
+    c = np.zeros((2, 2, 2, 3), dtype=np.uint8)
+    d = c.copy()
+    d[0, 0, 0, 0] = 255
+    d[1, :, :, 0] = 255  # MSE = 255^2 * 4 / 12 -> 10 log10(3) = 4.77121255 dB
+    assert psnr(c, d) == pytest.approx((10.79181246 + 4.77121255) / 2, abs=1e-7)
+    assert psnr(a, a) == PSNR_CAP_DB
+
+
+def test_ssim_hand_computed_constant_images():
+    # Constant images: variances and covariance are 0, so SSIM = (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
+    # with C1 = (0.01 * 255)^2 = 6.5025: (22000 + 6.5025) / (22100 + 6.5025) = 0.99547644 (by hand)
+    a = np.full((1, 16, 16, 3), 100, dtype=np.uint8)
+    b = np.full((1, 16, 16, 3), 110, dtype=np.uint8)
+    assert ssim(a, b) == pytest.approx(0.99547644, abs=1e-7)
+    assert ssim(a, a) == pytest.approx(1.0)
+
+
+def test_ssim_matches_skimage():
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 41, size=a.shape), 0, 255).astype(np.uint8)
+    ref = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                data_range=255, channel_axis=-1)
+    assert ssim(a, b) == pytest.approx(ref, abs=1e-6)
+
+
+def _face_like(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(5, 68, 2)) * 20 + 64).astype(np.float64)
+
+
+def test_nlmd_zero_for_identical_and_invariant_to_translation_and_scale():
+    gt = _face_like(0)
+    assert nlmd(gt, gt) == 0.0
+    gen = gt + np.random.default_rng(1).normal(scale=2.0, size=gt.shape)
+    base = nlmd(gen, gt)
+    assert base > 0
+    moved = gen * 1.7 + np.array([13.0, -40.0])
+    assert nlmd(moved, gt) == pytest.approx(base, rel=1e-12)
+    assert nlmd(gen, gt * 0.5 - 3.0) == pytest.approx(base, rel=1e-12)
+    # but the unnormalised mouth LMD is not invariant
+    assert mouth_lmd(moved, gt) > 10 * mouth_lmd(gen, gt)
+
+
+def test_nlmd_hand_computed():
+    # two-point sets: p on the x axis, q on the y axis; both normalise to unit radius, each point moves sqrt(2)
+    p = np.array([[[-3.0, 0.0], [3.0, 0.0]]])
+    q = np.array([[[10.0, 9.0], [10.0, 11.0]]])
+    assert nlmd(p, q) == pytest.approx(math.sqrt(2.0))
+    n = normalise_landmarks(q)[0]
+    np.testing.assert_allclose(n, [[0.0, -1.0], [0.0, 1.0]])
+
+
+def test_nlmd_skips_frames_without_landmarks():
+    gt = _face_like(0)
+    gen = gt.copy()
+    gen[2] = np.nan
+    gen[3] += 1.0
+    assert nlmd(gen, gt) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mouth_lmd_hand_computed():
+    gt = np.zeros((1, 68, 2))
+    gen = gt.copy()
+    gen[0, 48:68, 0] = 3.0
+    gen[0, 48:68, 1] = 4.0
+    gen[0, :48] = 100.0  # non-mouth points do not count
+    assert mouth_lmd(gen, gt) == pytest.approx(5.0)
+
+
+def test_ci_and_table():
+    # t_{0.975, 3} = 3.182446 (table); sd of (1,2,3,4) = 1.290994; half = 3.182446 * 1.290994 / 2 = 2.054260
+    m, lo, hi, n = mean_ci95([1.0, 2.0, 3.0, 4.0, float("nan")])
+    assert (m, n) == (2.5, 4)
+    assert lo == pytest.approx(2.5 - 2.054260, abs=1e-5) and hi == pytest.approx(2.5 + 2.054260, abs=1e-5)
+    scores = [VideoScore("OURS", f"k{i}", "g", "t", 10, 30.0 + i, 0.8, 0.1, 2.0) for i in range(3)]
+    scores.append(VideoScore("OURS", "bad", "g", "t", error="no face"))
+    rows = aggregate(scores)
+    assert rows[0]["n_videos"] == 3 and rows[0]["n_failed"] == 1 and rows[0]["psnr"] == pytest.approx(31.0)
+    md = table_markdown(rows)
+    assert "| OURS | 31.00 [" in md
