@@ -248,13 +248,22 @@ def load_plan(path: str | os.PathLike, manifest: Manifest | None = None) -> dict
 # ------------------------------------------------------------------------------------------ summary
 
 @dataclass(frozen=True)
-class PlanSummary:
-    """Counts for people (the CLI table) and tests. Counts are of original showings (repeats apart)."""
+class BatchSummary:
+    batch_id: str
+    n_items: int
+    n_repeats: int
+    by_source: dict[str, int]  # original showings per source
+    repeats_by_source: dict[str, int]
 
-    batches: tuple[tuple[str, int, int], ...]  # (batch_id, items, repeats)
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """Counts for people (the CLI tables) and tests. Emotion and pair counts are of original showings."""
+
+    batches: tuple[BatchSummary, ...]
     by_source_emotion: dict[str, dict[str, int]]  # source -> emotion -> count
     repeats_by_source: dict[str, int]
-    pairs: dict[tuple[str, str], int]  # (visual, audio) -> count (av-mismatch)
+    pairs: dict[tuple[str, str], int]  # (visual, audio) -> count
     n_examples: int
 
 
@@ -264,20 +273,23 @@ def summarize_plan(plan: dict[str, Any], manifest: Manifest) -> PlanSummary:
     reps: Counter[str] = Counter()
     pairs: Counter[tuple[str, str]] = Counter()
     for b in plan["batches"]:
-        n_rep = 0
+        src: Counter[str] = Counter()
+        brep: Counter[str] = Counter()
         for it in b["items"]:
             s = manifest[it["stimulus_id"]]
             if it["repeat_of"] is not None:
-                n_rep += 1
-                reps[s.source] += 1
+                brep[s.source] += 1
                 continue
+            src[s.source] += 1
             by_se.setdefault(s.source, Counter())[stimulus_emotion(s) or "-"] += 1
             if s.visual_emotion and s.audio_emotion:
                 pairs[(s.visual_emotion, s.audio_emotion)] += 1
-        rows.append((b["batch_id"], len(b["items"]), n_rep))
+        reps.update(brep)
+        rows.append(BatchSummary(batch_id=b["batch_id"], n_items=len(b["items"]), n_repeats=sum(brep.values()),
+                                 by_source=dict(src), repeats_by_source=dict(brep)))
     return PlanSummary(batches=tuple(rows), by_source_emotion={k: dict(v) for k, v in by_se.items()},
                        repeats_by_source=dict(reps), pairs=dict(pairs), n_examples=len(plan["examples"]))
 
 
 __all__ = ["PLAN_SCHEMA_VERSION", "compile_plan", "plan_to_bytes", "write_plan", "validate_plan", "load_plan",
-           "summarize_plan", "PlanSummary"]
+           "summarize_plan", "PlanSummary", "BatchSummary"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from stimuli.emotions import EMOTIONS
-from stimuli.manifest import Manifest, build_manifest
+from stimuli.manifest import Manifest, build_manifest, save_manifest
 
 
 def fake_row(sid: str, source: str, visual: str | None, audio: str | None, *, identity: str = "1001",
@@ -64,6 +64,23 @@ def make_manifest(tmp_path: Path) -> Callable[..., Manifest]:
     def make(rows: list[dict[str, Any]], name: str = "fake-set") -> Manifest:
         return build_manifest(tmp_path / name, rows, name=name)
     return make
+
+
+@pytest.fixture
+def write_set(tmp_path: Path) -> Callable[..., Path]:
+    """Write a set folder: manifest.json + a small media file per row (arbitrary bytes; sha256 fixed up),
+    so that load_manifest(check_media=True) passes. Returns the folder."""
+    def write(rows: list[dict[str, Any]], name: str = "set") -> Path:
+        root = tmp_path / name
+        (root / "media").mkdir(parents=True)
+        fixed = []
+        for r in rows:
+            data = f"not a video: {r['stimulus_id']}".encode()
+            (root / r["media"]).write_bytes(data)
+            fixed.append({**r, "sha256": hashlib.sha256(data).hexdigest()})
+        save_manifest(build_manifest(root, fixed, name=name))
+        return root
+    return write
 
 
 @pytest.fixture
