@@ -1,0 +1,238 @@
+"""Balanced, atomic assignment of participants to batches.
+
+A new participant gets the batch with the fewest *occupying* assignments - active ones (allocated,
+started) plus finished ones whose verdict is valid - among the batches still under quota; ties are broken
+at random. The whole decision (expire stale assignments, count, insert) runs under one lock per study:
+
+- PostgreSQL: ``SELECT ... FROM studies WHERE id = :id FOR UPDATE`` - concurrent arrivals of a study queue
+  on the study's row, so two of them can never both take a batch's last slot;
+- SQLite: every transaction begins with ``BEGIN IMMEDIATE`` (see ``extensions.py``): the database's write
+  lock is held from the first statement.
+
+Assignments with no request for ``timeout_s`` expire and free their slot; a worker who returns resumes
+their own assignment (an expired one is revived when its batch still has room), so nobody ever gets two
+batches of one study. The plan's ``study.exclude_studies`` keeps out people who took part in those studies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from study_server.errors import Conflict, Forbidden, NotFound
+from study_server.models import (ABANDONED, ACTIVE, ALLOCATED, EXPIRED, FINISHED, RETURNED, STARTED, STUDY_OPEN,
+                                 VALID, Assignment, Batch, Participant, Study, Verdict, utcnow)
+from study_server.platforms import Arrival, pseudonym
+from study_server.studies import plan_view
+
+
+@dataclass(frozen=True)
+class Allocation:
+    assignment: Assignment
+    resumed: bool  # True: the worker already had this assignment
+
+
+def get_study(session: Session, name: str) -> Study:
+    study = session.scalar(select(Study).where(Study.name == name))
+    if study is None:
+        raise NotFound("study_not_found", f"there is no study named {name!r}; check the link you were given")
+    return study
+
+
+def lock_study(session: Session, study_id: int) -> None:
+    """Serialize allocation decisions of one study until the transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Study.id).where(Study.id == study_id).with_for_update())
+    # SQLite: the transaction already holds the database's write lock (BEGIN IMMEDIATE).
+
+
+def expire_stale(session: Session, study_id: int, timeout_s: float, now: dt.datetime | None = None) -> int:
+    """Mark active assignments idle for longer than ``timeout_s`` as expired; return how many."""
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(seconds=timeout_s)
+    result = session.execute(
+        update(Assignment)
+        .where(Assignment.study_id == study_id, Assignment.status.in_(ACTIVE), Assignment.last_seen_at < cutoff)
+        .values(status=EXPIRED, ended_at=now)
+        .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)
+
+
+def occupancy(session: Session, study_id: int) -> dict[int, int]:
+    """batch id -> active + valid-finished assignments (every batch of the study, zeros included)."""
+    occupying = or_(Assignment.status.in_(ACTIVE),
+                    and_(Assignment.status.in_(FINISHED), Verdict.verdict == VALID))
+    rows = session.execute(
+        select(Assignment.batch_id, func.count())
+        .select_from(Assignment).outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
+        .where(Assignment.study_id == study_id, occupying)
+        .group_by(Assignment.batch_id)).all()
+    counts = {bid: 0 for bid in session.scalars(select(Batch.id).where(Batch.study_id == study_id))}
+    counts.update({bid: int(n) for bid, n in rows})
+    return counts
+
+
+def _quotas(session: Session, study_id: int) -> dict[int, int]:
+    return dict(session.execute(select(Batch.id, Batch.quota).where(Batch.study_id == study_id)).all())
+
+
+def _excluded(session: Session, participant: Participant, study: Study) -> str | None:
+    names = plan_view(study).study.get("exclude_studies") or []
+    if not names:
+        return None
+    hit = session.scalar(
+        select(Study.name).join(Assignment, Assignment.study_id == Study.id)
+        .where(Assignment.participant_id == participant.id, Study.name.in_(names),
+               Assignment.started_at.is_not(None)).limit(1))
+    return hit
+
+
+def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
+             user_agent: str | None = None, rng: random.Random | None = None,
+             now: dt.datetime | None = None) -> Allocation:
+    """Give the arriving worker their batch (or their existing assignment) and commit.
+
+    Raises ``NotFound('study_not_found')``, ``Conflict('study_closed' | 'study_full' | 'slot_expired')``,
+    ``Forbidden('excluded' | 'audio_check_failed')``.
+    """
+    if arrival.preview or not arrival.worker_id:
+        raise ValueError("an MTurk preview is not an arrival: show the ad and store nothing")
+    for attempt in range(3):
+        try:
+            return _allocate_once(session, study_name, arrival, secret_key=secret_key, timeout_s=timeout_s,
+                                  user_agent=user_agent, rng=rng or random.Random(), now=now)
+        except IntegrityError:
+            # The same worker arrived at two studies at once and both created the participant row.
+            session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
+                   user_agent: str | None, rng: random.Random, now: dt.datetime | None) -> Allocation:
+    now = now or utcnow()
+    try:
+        study = get_study(session, study_name)
+        if study.status != STUDY_OPEN:
+            raise Conflict("study_closed", "This study is not open at the moment. Thank you for your interest; "
+                           "please check back later or choose another task.")
+        lock_study(session, study.id)
+        participant = session.scalar(select(Participant).where(Participant.platform == arrival.platform,
+                                                               Participant.worker_id == arrival.worker_id))
+        if participant is not None:
+            existing = session.scalar(select(Assignment).where(Assignment.study_id == study.id,
+                                                               Assignment.participant_id == participant.id))
+            if existing is not None:
+                _refresh_platform_ids(existing, arrival)
+                if existing.status in (EXPIRED, RETURNED):
+                    _revive(session, existing, timeout_s=timeout_s, now=now)
+                elif existing.status == ABANDONED:
+                    raise Forbidden("audio_check_failed", "This study needs working sound, and the sound check "
+                                    "did not succeed earlier. Please return the task; thank you for trying.")
+                elif existing.status in ACTIVE:
+                    existing.last_seen_at = now
+                session.commit()
+                return Allocation(existing, resumed=True)
+            excluded_by = _excluded(session, participant, study)
+            if excluded_by:
+                raise Forbidden("excluded", "You have already taken part in a related study, so this one is not "
+                                "open to you. Thank you for your interest; please return the task.")
+        expire_stale(session, study.id, timeout_s, now)
+        counts = occupancy(session, study.id)
+        quotas = _quotas(session, study.id)
+        open_batches = [bid for bid, n in counts.items() if n < quotas[bid]]
+        if not open_batches:
+            raise Conflict("study_full", "Thank you for your interest! This study has all the participants it "
+                           "needs right now. Please return the task; places may open again later.")
+        fewest = min(counts[bid] for bid in open_batches)
+        batch_id = rng.choice(sorted(bid for bid in open_batches if counts[bid] == fewest))
+        if participant is None:
+            participant = Participant(platform=arrival.platform, worker_id=arrival.worker_id,
+                                      pseudonym=pseudonym(secret_key, arrival.platform, arrival.worker_id),
+                                      created_at=now)
+            session.add(participant)
+            session.flush()
+        assignment = Assignment(token=secrets.token_urlsafe(24), study_id=study.id, batch_id=batch_id,
+                                participant_id=participant.id, status=ALLOCATED, allocated_at=now,
+                                last_seen_at=now, audio_check_attempts=0,
+                                user_agent=(user_agent or "")[:400] or None)
+        _refresh_platform_ids(assignment, arrival)
+        session.add(assignment)
+        session.commit()
+        return Allocation(assignment, resumed=False)
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def _refresh_platform_ids(assignment: Assignment, arrival: Arrival) -> None:
+    # MTurk gives a returning worker a new assignmentId when they accept the HIT again.
+    for name in ("hit_id", "external_assignment_id", "turk_submit_to", "prolific_study_id", "prolific_session_id"):
+        value = getattr(arrival, name)
+        if value:
+            setattr(assignment, name, value)
+
+
+def _revive(session: Session, assignment: Assignment, *, timeout_s: float, now: dt.datetime) -> None:
+    """Give an expired/returned assignment its slot back if its batch has room (caller holds the lock)."""
+    expire_stale(session, assignment.study_id, timeout_s, now)
+    counts = occupancy(session, assignment.study_id)
+    batch = session.get(Batch, assignment.batch_id)
+    assert batch is not None
+    if counts.get(batch.id, 0) >= batch.quota:
+        raise Conflict("slot_expired", "Your place in this study was released after a long pause and has "
+                       "since been taken by someone else; the study is now full. Please return the task. "
+                       "Thank you for your time.")
+    assignment.status = STARTED if assignment.started_at else ALLOCATED
+    assignment.ended_at = None
+    assignment.last_seen_at = now
+
+
+def ensure_active(session: Session, assignment: Assignment, *, timeout_s: float,
+                  now: dt.datetime | None = None) -> None:
+    """Before storing work for ``assignment``: revive it if it expired meanwhile (and there is room).
+
+    Does not commit; the caller's transaction stores the work and the revival together.
+    """
+    now = now or utcnow()
+    if assignment.status in ACTIVE:
+        if assignment.last_seen_at < now - dt.timedelta(seconds=timeout_s):
+            # Stale but not yet swept: it still holds its slot, so it may simply continue.
+            assignment.last_seen_at = now
+        return
+    if assignment.status == EXPIRED:
+        lock_study(session, assignment.study_id)
+        session.refresh(assignment)
+        if assignment.status == EXPIRED:
+            _revive(session, assignment, timeout_s=timeout_s, now=now)
+        return
+    raise Conflict("assignment_closed", f"this assignment is {assignment.status}; no more answers are accepted",
+                   status=409)
+
+
+def start(session: Session, assignment: Assignment, *, timeout_s: float) -> None:
+    """The participant consented: allocated -> started. Idempotent."""
+    now = utcnow()
+    ensure_active(session, assignment, timeout_s=timeout_s, now=now)
+    if assignment.status == ALLOCATED:
+        assignment.status = STARTED
+        assignment.started_at = now
+    assignment.last_seen_at = now
+    session.commit()
+
+
+def leave(session: Session, assignment: Assignment, status: str = RETURNED) -> None:
+    """The participant declined or gave up: frees the slot. Finished assignments are left as they are."""
+    if status not in (RETURNED, ABANDONED):
+        raise ValueError(f"leave() sets returned or abandoned, not {status!r}")
+    if assignment.status in ACTIVE or assignment.status == EXPIRED:
+        assignment.status = status
+        assignment.ended_at = utcnow()
+    session.commit()
