@@ -10,6 +10,7 @@ from sqlalchemy import pool
 
 from study_server.db import make_migration_engine
 from study_server.models import Base
+import study_server.recruit.models  # noqa: F401,E402  (recruitment tables)
 
 # Modules whose tables belong to the same metadata (one import line each):
 # study_server.recruit.models is added here by the recruitment package.

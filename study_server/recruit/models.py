@@ -1,0 +1,93 @@
+"""Recruitment records: platform posts (HITs, Prolific studies), the bonus ledger, lab tokens and
+exclusion qualifications. Same metadata as ``study_server.models`` (migration ``0002_recruitment``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from study_server.models import Base, utcnow
+
+# BonusPayment.status lifecycle: planned -> committed (the pay call is being made) -> sent | failed.
+# A row left "committed" (crash during the call) is never paid again automatically.
+BONUS_PLANNED, BONUS_COMMITTED, BONUS_SENT, BONUS_FAILED = "planned", "committed", "sent", "failed"
+
+
+class RecruitPost(Base):
+    """One thing posted on a platform: an MTurk HIT, a Prolific study, or a batch of lab links."""
+
+    __tablename__ = "recruit_posts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=True)
+    external_id: Mapped[str] = mapped_column(String(255))  # HIT id / Prolific study id / "lab"
+    type_id: Mapped[str | None] = mapped_column(String(255))  # MTurk HIT type id
+    places: Mapped[int] = mapped_column(Integer)  # assignments / places posted
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+
+class BonusPayment(Base):
+    """The bonus ledger: one row per (assignment, rule), with the idempotency token sent to the platform."""
+
+    __tablename__ = "bonus_payments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="RESTRICT"), index=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(20))
+    worker_id: Mapped[str] = mapped_column(String(255))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=BONUS_PLANNED)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+    response: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("assignment_id", "rule"),)
+
+
+class LabToken(Base):
+    """A one-time lab link. Only the token's sha256 is stored; the link is shown once when made."""
+
+    __tablename__ = "lab_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None]
+
+
+class ExclusionQualification(Base):
+    """The MTurk qualification type of a study family, granted to everyone who accepted one of its HITs."""
+
+    __tablename__ = "recruit_qualifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    family: Mapped[str] = mapped_column(String(100))
+    sandbox: Mapped[bool] = mapped_column(Boolean)
+    qualification_type_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("family", "sandbox"),)
+
+
+class QualificationGrant(Base):
+    __tablename__ = "recruit_qualification_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    qualification_id: Mapped[int] = mapped_column(ForeignKey("recruit_qualifications.id", ondelete="CASCADE"))
+    worker_id: Mapped[str] = mapped_column(String(255))
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("qualification_id", "worker_id"),)
