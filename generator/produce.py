@@ -1,0 +1,1058 @@
+"""Batch production of stimulus sets: a design -> jobs -> browser-playable mp4 files + a manifest.
+
+Designs (``plan_jobs``), each repeated ``repeats`` times:
+
+- ``matched``: the face shows the speech's emotion (every face x speech, or every recording).
+- ``mismatched``: every (visual, audio) pair of the six emotions (36 pairs, the paper's Task 2). With
+  recordings, face and speech come from the same recording (face = its first frame); with separate
+  pools, speech of the audio emotion and a face are drawn in turn from seeded shuffles.
+- ``factorial``: every face x speech x visual emotion given.
+- ``continuum``: ``steps`` blends from one emotion to another (0 ... 1 of the second), every face x speech.
+- ``jobs``: an explicit CSV, one row per stimulus (columns in ``read_jobs_csv``).
+
+Reliability (``produce``): a stimulus id is a hash of everything that makes the clip (input file
+contents, labels, emotion, intensity, repeat, renderer and its options, run seed); the per-item seed
+derives from the run seed and the job. Files are made in a per-job temporary folder and renamed into
+``media/``; each finished item is appended to a journal (``journal.jsonl``) and the manifest is
+rewritten atomically every few seconds and at the end, so a killed run loses nothing and a re-run
+skips every item whose media match their recorded sha256. A failed item is written to
+``failures.jsonl`` with its reason and the others go on. Nothing in the output folder is deleted: a
+media file that no record vouches for is renamed aside (``*.unverified-N``) before it is remade.
+``--shard i/N`` writes ``manifest.shard-i-of-N.json`` (and journal/failures of the shard) into the same
+folder; ``merge_shards`` joins them (and other folders) deterministically, rows sorted by id.
+
+Participants must not read emotions from file names: media are ``media/<stimulus_id>.mp4`` with a
+poster ``media/<stimulus_id>.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from generator.errors import GeneratorError, InputError
+from stimuli.emotions import EMOTION_CODES, EMOTIONS, INTENSITY_CODES, parse_emotion
+from stimuli.errors import StimuliError
+from stimuli.manifest import MANIFEST_NAME, atomic_write_bytes, build_manifest, save_manifest, sha256_file
+from stimuli.rng import StableRng
+
+IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_EXTS = frozenset({".mp4", ".flv", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+AUDIO_EXTS = frozenset({".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".aiff", ".aif", ".wma"})
+DESIGNS = ("matched", "mismatched", "factorial", "continuum", "jobs")
+FPS = 25
+MEDIA_DIR = "media"
+JOURNAL = "journal.jsonl"
+FAILURES = "failures.jsonl"
+RUNS_DIR = "runs"
+TMP_DIR = ".tmp"
+ID_LENGTH = 20  # hex characters of the stimulus id (80 bits)
+FORMAT_VERSION = 1  # bump when the same job would make different files (it changes every id)
+SYNTHETIC_ACTOR_PREFIX = "SYN"  # CREMA-style names of synthetic speech (generator.demo_assets)
+
+# A CREMA-D style name with any actor id: CREMA-D's own (1001-1091) or a synthetic one (SYN01).
+_CREMA_LIKE = re.compile(r"^([A-Za-z0-9]+)_([A-Za-z]{3})_([A-Za-z]{3})_([A-Za-z]{2})$")
+
+
+class ProduceError(GeneratorError):
+    """The run cannot start: bad options, a design that the inputs cannot fill, a conflicting merge."""
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+@dataclass(frozen=True)
+class SpeechItem:
+    """A speech file (or a recording, whose audio is the speech) and its labels."""
+
+    path: str
+    emotion: str | None
+    identity: str
+    sentence: str
+    intensity: str | None = None  # CREMA-D XX/LO/MD/HI when known
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class FaceItem:
+    path: str
+    identity: str
+
+
+def collect_files(paths: Iterable[str | os.PathLike], exts: frozenset[str], what: str) -> list[Path]:
+    """Files with one of ``exts`` under the given folders (recursively, sorted) or the files themselves.
+
+    A folder with none is an error (a typo in ``--faces`` should not make an empty set)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                raise ProduceError(f"{p}: no {what} files here (looked for {', '.join(sorted(exts))})")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ProduceError(f"{p}: no such file or folder ({what})")
+    return out
+
+
+def parse_crema_like(name: str) -> tuple[str, str, str, str] | None:
+    """(actor, sentence code, emotion, intensity) of a CREMA-D style name, or None."""
+    stem = Path(name).name.split(".", 1)[0]
+    m = _CREMA_LIKE.match(stem)
+    if not m:
+        return None
+    actor, sentence, emo, inten = m.groups()
+    if emo.upper() not in EMOTION_CODES or inten.upper() not in INTENSITY_CODES:
+        return None
+    return actor, sentence.upper(), EMOTIONS[EMOTION_CODES.index(emo.upper())], inten.upper()
+
+
+def read_labels_csv(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """Speech labels: a CSV with columns ``file`` and ``emotion`` (the audio emotion) and optionally
+    ``identity``, ``sentence``, ``intensity``, ``synthetic`` (1/0). ``file`` is a file name or a path;
+    rows are looked up by the file's name. Returns {file name: row}."""
+    p = Path(path)
+    if not p.is_file():
+        raise ProduceError(f"{p}: labels CSV not found")
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or ())
+        if not {"file", "emotion"} <= cols:
+            raise ProduceError(f"{p}: the labels CSV needs the columns 'file' and 'emotion' "
+                               f"(found {', '.join(sorted(cols)) or 'none'})")
+        out: dict[str, dict[str, str]] = {}
+        for i, row in enumerate(reader, start=2):
+            name = Path((row.get("file") or "").strip()).name
+            if not name:
+                raise ProduceError(f"{p}: line {i}, column 'file': empty")
+            try:
+                row["emotion"] = parse_emotion(row["emotion"])
+            except ValueError as exc:
+                raise ProduceError(f"{p}: line {i}, column 'emotion': {exc}") from None
+            if name in out:
+                raise ProduceError(f"{p}: line {i}: {name!r} is labelled twice")
+            out[name] = {k: (v or "").strip() for k, v in row.items() if k}
+    return out
+
+
+def label_speech(path: Path, labels: dict[str, dict[str, str]] | None = None) -> SpeechItem:
+    """Labels of one speech file: from the labels CSV, else from a CREMA-D style name, else unknown."""
+    row = (labels or {}).get(path.name)
+    crema = parse_crema_like(path.name)
+    if row is not None:
+        return SpeechItem(path=str(path), emotion=row["emotion"],
+                          identity=row.get("identity") or (crema[0] if crema else path.stem),
+                          sentence=row.get("sentence") or (crema[1] if crema else path.stem),
+                          intensity=row.get("intensity") or (crema[3] if crema else None),
+                          synthetic=row.get("synthetic", "").lower() in ("1", "true", "yes"))
+    if crema is not None:
+        actor, sentence, emotion, intensity = crema
+        return SpeechItem(path=str(path), emotion=emotion, identity=actor, sentence=sentence,
+                          intensity=intensity, synthetic=actor.upper().startswith(SYNTHETIC_ACTOR_PREFIX))
+    return SpeechItem(path=str(path), emotion=None, identity=path.stem, sentence=path.stem)
+
+
+# ------------------------------------------------------------------------------------------------- jobs
+
+@dataclass(frozen=True)
+class Job:
+    """One stimulus to make. ``kind`` is ``render`` (a renderer animates the face) or ``gt`` (a recorded
+    video aligned to ``size_variant``). ``visual`` is the emotion vector (6 weights summing to 1)."""
+
+    face: str
+    speech: str
+    visual: tuple[float, ...] | None
+    audio_emotion: str | None
+    identity: str
+    sentence: str
+    repeat: int = 0
+    intensity: float = 1.0
+    speech_intensity: str | None = None
+    same_recording: bool = False
+    synthetic_speech: bool = False
+    design: str = ""
+    kind: str = "render"
+    size_variant: str | None = None
+
+    @property
+    def visual_emotion(self) -> str | None:
+        if self.visual is None:
+            return None
+        return EMOTIONS[int(np.argmax(self.visual))]
+
+    @property
+    def visual_blend(self) -> dict[str, float] | None:
+        if self.visual is None or max(self.visual) >= 1.0:
+            return None
+        return {e: w for e, w in zip(EMOTIONS, self.visual) if w > 0}
+
+    def emotion_spec(self) -> str | dict[str, float]:
+        blend = self.visual_blend
+        return blend if blend is not None else str(self.visual_emotion)
+
+
+def one_hot(emotion: str) -> tuple[float, ...]:
+    name = parse_emotion(emotion)
+    return tuple(1.0 if e == name else 0.0 for e in EMOTIONS)
+
+
+def blend_vector(spec: str) -> tuple[float, ...]:
+    """An emotion name or a blend ``happiness=0.7,neutral=0.3`` -> 6 weights summing to 1."""
+    text = spec.strip()
+    if not any(c in text for c in "=:,"):
+        return one_hot(text)
+    vec = np.zeros(len(EMOTIONS))
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        sep = "=" if "=" in part else ":"
+        if sep not in part:
+            raise ValueError(f"{part!r} has no weight: write name=weight, e.g. happiness=0.7,neutral=0.3")
+        k, v = part.split(sep, 1)
+        vec[EMOTIONS.index(parse_emotion(k))] += float(v)
+    if np.any(vec < 0) or vec.sum() <= 0 or not np.all(np.isfinite(vec)):
+        raise ValueError(f"{spec!r}: weights must be non-negative numbers with a positive sum")
+    return tuple(float(round(w, 6)) for w in vec / vec.sum())
+
+
+@dataclass(frozen=True)
+class DesignOptions:
+    design: str
+    faces: tuple[str, ...] = ()
+    speech: tuple[str, ...] = ()
+    recordings: tuple[str, ...] = ()
+    labels: str | None = None
+    jobs_csv: str | None = None
+    repeats: int = 1
+    seed: int = 0
+    emotions: tuple[str, ...] = EMOTIONS
+    continuum: tuple[str, str] | None = None
+    steps: int = 5
+    intensity: float = 1.0
+    with_gt: bool = False
+
+
+def _speech_pool(opts: DesignOptions) -> tuple[list[SpeechItem], bool]:
+    """(speech items, same_recording): recordings when given, else the speech files."""
+    labels = read_labels_csv(opts.labels) if opts.labels else None
+    if opts.recordings:
+        if opts.speech or opts.faces:
+            raise ProduceError("give either --recordings (face and speech from the same video) or "
+                               "--faces with --speech, not both")
+        files = collect_files(opts.recordings, VIDEO_EXTS, "recording")
+        return [label_speech(f, labels) for f in files], True
+    if not opts.speech:
+        raise ProduceError(f"design {opts.design!r} needs speech: --speech DIR (or --recordings DIR)")
+    if not opts.faces:
+        raise ProduceError(f"design {opts.design!r} needs faces: --faces DIR (photos or videos)")
+    files = collect_files(opts.speech, AUDIO_EXTS | VIDEO_EXTS, "speech")
+    return [label_speech(f, labels) for f in files], False
+
+
+def _face_pool(opts: DesignOptions) -> list[FaceItem]:
+    files = collect_files(opts.faces, IMAGE_EXTS | VIDEO_EXTS, "face")
+    return [FaceItem(path=str(f), identity=(parse_crema_like(f.name) or (f.stem,))[0]) for f in files]
+
+
+def _need_labels(items: Sequence[SpeechItem], design: str) -> None:
+    missing = [Path(s.path).name for s in items if s.emotion is None]
+    if missing:
+        raise ProduceError(
+            f"design {design!r} needs the emotion of every speech file, and {len(missing)} have none "
+            f"(e.g. {missing[0]!r}): name them like 1001_DFA_ANG_XX.wav or give --labels CSV "
+            "with the columns file,emotion")
+
+
+def _job(face: str, s: SpeechItem, visual: tuple[float, ...], opts: DesignOptions, repeat: int,
+         identity: str, same: bool) -> Job:
+    return Job(face=face, speech=s.path, visual=visual, audio_emotion=s.emotion, identity=identity,
+               sentence=s.sentence, repeat=repeat, intensity=opts.intensity, speech_intensity=s.intensity,
+               same_recording=same, synthetic_speech=s.synthetic, design=opts.design)
+
+
+def plan_jobs(opts: DesignOptions) -> list[Job]:
+    """The jobs of a design, in design order (see the module docstring)."""
+    if opts.design not in DESIGNS:
+        raise ProduceError(f"unknown design {opts.design!r}: use one of {', '.join(DESIGNS)}")
+    if opts.repeats < 1:
+        raise ProduceError(f"--repeats must be at least 1, got {opts.repeats}")
+    if not 0.0 <= opts.intensity <= 1.0:
+        raise ProduceError(f"--intensity must be in [0, 1], got {opts.intensity}")
+    if opts.design == "jobs":
+        if not opts.jobs_csv:
+            raise ProduceError("design 'jobs' needs --jobs CSV")
+        return read_jobs_csv(opts.jobs_csv, labels=read_labels_csv(opts.labels) if opts.labels else None,
+                             repeats=opts.repeats)
+    speech, same = _speech_pool(opts)
+    faces = [] if same else _face_pool(opts)
+    pairs: list[tuple[str, str, SpeechItem]] = (  # (face path, identity, speech)
+        [(s.path, s.identity, s) for s in speech] if same
+        else [(f.path, f.identity, s) for f in faces for s in speech])
+    jobs: list[Job] = []
+    if opts.design == "matched":
+        _need_labels(speech, opts.design)
+        for r in range(opts.repeats):
+            jobs += [_job(fp, s, one_hot(s.emotion), opts, r, ident, same) for fp, ident, s in pairs]  # type: ignore[arg-type]
+    elif opts.design == "factorial":
+        emotions = [parse_emotion(e) for e in opts.emotions]
+        for r in range(opts.repeats):
+            jobs += [_job(fp, s, one_hot(e), opts, r, ident, same) for fp, ident, s in pairs for e in emotions]
+    elif opts.design == "continuum":
+        if opts.continuum is None:
+            raise ProduceError("design 'continuum' needs --from EMOTION and --to EMOTION")
+        if opts.steps < 2:
+            raise ProduceError(f"--steps must be at least 2 (the two ends), got {opts.steps}")
+        a, b = (EMOTIONS.index(parse_emotion(e)) for e in opts.continuum)
+        if a == b:
+            raise ProduceError(f"a continuum needs two different emotions, got {EMOTIONS[a]} twice")
+        for r in range(opts.repeats):
+            for fp, ident, s in pairs:
+                for k in range(opts.steps):
+                    w = k / (opts.steps - 1)
+                    vec = [0.0] * len(EMOTIONS)
+                    vec[a], vec[b] = round(1.0 - w, 6), round(w, 6)
+                    jobs.append(_job(fp, s, tuple(vec), opts, r, ident, same))
+    elif opts.design == "mismatched":
+        jobs = _mismatched(speech, faces, same, opts)
+    if opts.with_gt:
+        if not same:
+            raise ProduceError("--with-gt needs --recordings (ground truth is the recorded video itself)")
+        for s in speech:
+            for variant in ("128x128", "96x128"):
+                jobs.append(Job(face=s.path, speech=s.path, visual=one_hot(s.emotion) if s.emotion else None,
+                                audio_emotion=s.emotion, identity=s.identity, sentence=s.sentence,
+                                speech_intensity=s.intensity, same_recording=True, design=opts.design,
+                                kind="gt", size_variant=variant, synthetic_speech=s.synthetic))
+    if not jobs:
+        raise ProduceError(f"design {opts.design!r} made no jobs from these inputs")
+    return jobs
+
+
+def _mismatched(speech: list[SpeechItem], faces: list[FaceItem], same: bool, opts: DesignOptions) -> list[Job]:
+    _need_labels(speech, "mismatched")
+    by_emotion = {e: [s for s in speech if s.emotion == e] for e in EMOTIONS}
+    absent = [e for e, items in by_emotion.items() if not items]
+    if absent:
+        raise ProduceError(f"design 'mismatched' needs speech of all six emotions; none for "
+                           f"{', '.join(absent)} among {len(speech)} files")
+    rng = StableRng(opts.seed, "produce/mismatched")
+    # Each audio emotion's recordings are used in a seeded order, in turn, so r repeats of 6 visual
+    # emotions spread over as many different recordings as there are.
+    queues = {e: rng.child(f"speech/{e}").shuffled(items) for e, items in by_emotion.items()}
+    face_order = rng.child("faces").shuffled(faces) if faces else []
+    jobs, used, n = [], {e: 0 for e in EMOTIONS}, 0
+    for r in range(opts.repeats):
+        for v in EMOTIONS:
+            for a in EMOTIONS:
+                s = queues[a][used[a] % len(queues[a])]
+                used[a] += 1
+                if same:
+                    fp, ident = s.path, s.identity
+                else:
+                    f = face_order[n % len(face_order)]
+                    fp, ident = f.path, f.identity
+                n += 1
+                jobs.append(_job(fp, s, one_hot(v), opts, r, ident, same))
+    return jobs
+
+
+def read_jobs_csv(path: str | os.PathLike, *, labels: dict[str, dict[str, str]] | None = None,
+                  repeats: int = 1) -> list[Job]:
+    """An explicit job list. Columns: ``face`` and ``speech`` (or ``recording`` for both), and
+    ``visual_emotion`` (a name or a blend ``happiness=0.7,neutral=0.3``); optional ``audio_emotion``
+    (else from the speech's labels or name), ``identity``, ``sentence``, ``intensity`` (renderer
+    intensity 0-1), ``repeat``. Relative paths resolve against the CSV's folder. Files are not opened
+    here: a missing one fails its item when the run gets to it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ProduceError(f"{p}: jobs CSV not found")
+    base = p.parent
+    jobs: list[Job] = []
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        cols = set(reader.fieldnames or ())
+        if "visual_emotion" not in cols or not ({"face", "speech"} <= cols or "recording" in cols):
+            raise ProduceError(f"{p}: a jobs CSV needs the columns face, speech, visual_emotion "
+                               f"(or recording, visual_emotion); found {', '.join(sorted(cols)) or 'none'}")
+        for i, row in enumerate(reader, start=2):
+            row = {k: (v or "").strip() for k, v in row.items() if k}
+
+            def fail(col: str, msg: str) -> ProduceError:
+                return ProduceError(f"{p}: line {i}, column {col!r}: {msg}")
+
+            rec = row.get("recording", "")
+            face = rec or row.get("face", "")
+            speech = rec or row.get("speech", "")
+            for col, val in (("face", face), ("speech", speech)):
+                if not val:
+                    raise fail(col, "empty (give a file, or a 'recording' column for both)")
+            face_p, speech_p = (str(v if Path(v).is_absolute() else base / v) for v in (face, speech))
+            try:
+                visual = blend_vector(row["visual_emotion"])
+            except (ValueError, KeyError) as exc:
+                raise fail("visual_emotion", str(exc)) from None
+            s = label_speech(Path(speech_p), labels)
+            audio = s.emotion
+            if row.get("audio_emotion"):
+                try:
+                    audio = parse_emotion(row["audio_emotion"])
+                except ValueError as exc:
+                    raise fail("audio_emotion", str(exc)) from None
+            try:
+                intensity = float(row["intensity"]) if row.get("intensity") else 1.0
+                repeat = int(row["repeat"]) if row.get("repeat") else 0
+            except ValueError as exc:
+                raise fail("intensity/repeat", str(exc)) from None
+            if not 0.0 <= intensity <= 1.0:
+                raise fail("intensity", f"{intensity} is not in [0, 1]")
+            ident = row.get("identity") or (s.identity if rec else (parse_crema_like(Path(face_p).name)
+                                                                     or (Path(face_p).stem,))[0])
+            for r in range(repeats):
+                jobs.append(Job(face=face_p, speech=speech_p, visual=visual, audio_emotion=audio,
+                                identity=ident, sentence=row.get("sentence") or s.sentence,
+                                repeat=repeat * repeats + r, intensity=intensity, speech_intensity=s.intensity,
+                                same_recording=bool(rec), synthetic_speech=s.synthetic, design="jobs"))
+    if not jobs:
+        raise ProduceError(f"{p}: the jobs CSV has no rows")
+    return jobs
+
+
+# -------------------------------------------------------------------------------------- ids and seeds
+
+class _Hashes:
+    """sha256 of input files, computed once per path; a missing file hashes as its name."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        if path not in self._cache:
+            p = Path(path)
+            self._cache[path] = sha256_file(p) if p.is_file() else f"missing:{p.name}"
+        return self._cache[path]
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def job_key(job: Job, hashes: _Hashes) -> dict[str, Any]:
+    """Everything about a job that makes its clip, with files by content (not by path)."""
+    d = dataclasses.asdict(job)
+    d["face"], d["speech"] = hashes(job.face), hashes(job.speech)
+    d["visual"] = None if job.visual is None else [round(w, 6) for w in job.visual]
+    d.pop("design")  # the same clip made by two designs is the same stimulus
+    return d
+
+
+def item_seed(run_seed: int, key: dict[str, Any]) -> int:
+    """The per-item seed: 31 bits of sha256(run seed, job key)."""
+    return int(_digest({"seed": run_seed, "job": key})[:8], 16) & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class RendererSpec:
+    """Which renderer makes the clips, as plain data (it travels to worker processes)."""
+
+    backend: str = "warp"
+    options: dict[str, Any] = field(default_factory=dict)
+    size: int = 128
+    source: str | None = None  # the manifest's condition label; default from the backend
+
+    def source_label(self) -> str:
+        if self.source:
+            return self.source
+        if self.backend == "neural":
+            return "OURS"
+        if self.backend == "warp":
+            comps = self.options.get("components")
+            if comps is not None:
+                comps = tuple(comps)
+                if comps == ():
+                    return "STILL"
+                if "expression" not in comps:
+                    return "LIPS"
+            return "WARP"
+        return self.backend.upper()
+
+    def identity(self) -> dict[str, Any]:
+        opts = {}
+        for k, v in sorted(self.options.items()):
+            if k == "device":
+                continue  # where it runs does not change what it makes
+            if k == "checkpoint" and v is not None:
+                opts["checkpoint_sha256"] = sha256_file(v) if Path(v).is_file() else f"missing:{Path(v).name}"
+            else:
+                opts[k] = list(v) if isinstance(v, (tuple, list)) else v
+        return {"backend": self.backend, "options": opts, "size": self.size}
+
+
+def stimulus_id(job: Job, key: dict[str, Any], spec: RendererSpec, seed: int, renderer_id: dict[str, Any]) -> str:
+    what = {"format": FORMAT_VERSION, "job": key, "source": spec.source_label()}
+    if job.kind == "render":
+        what.update(renderer=renderer_id, seed=seed)
+    return _digest(what)[:ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    stimulus_id: str
+    seed: int
+    job: Job
+
+
+def plan_items(jobs: Sequence[Job], spec: RendererSpec, run_seed: int,
+               shard: tuple[int, int] | None = None) -> list[PlannedItem]:
+    """Ids and seeds of the jobs; with ``shard=(i, N)`` only the i-th of N (by id, 0-based).
+    Two jobs with the same id (the same clip asked twice) are made once."""
+    hashes = _Hashes()
+    renderer_id = spec.identity()
+    out: dict[str, PlannedItem] = {}
+    for job in jobs:
+        key = job_key(job, hashes)
+        seed = item_seed(run_seed, key)
+        sid = stimulus_id(job, key, spec, seed, renderer_id)
+        out.setdefault(sid, PlannedItem(stimulus_id=sid, seed=seed, job=job))
+    items = list(out.values())
+    if shard is not None:
+        i, n = shard
+        items = [it for it in items if int(it.stimulus_id, 16) % n == i]
+    return items
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/N"`` (0-based i) -> (i, N)."""
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise ProduceError(f"--shard {text!r}: write i/N with 0 <= i < N, e.g. 0/4 ... 3/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_suffix(shard: tuple[int, int] | None) -> str:
+    return "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
+
+
+# -------------------------------------------------------------------------------------- making a clip
+
+def load_face(path: str) -> np.ndarray:
+    """A face photo, or the first frame of a video, as (H, W, 3) uint8 RGB."""
+    from generator.faces import as_rgb, load_image
+    from generator.mediaio import read_first_frame
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: face file not found")
+    if p.suffix.lower() in VIDEO_EXTS:
+        return as_rgb(read_first_frame(p), where=f"{p} frame 0")
+    return load_image(p)
+
+
+def _write_poster(path: Path, frame: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(frame)).save(path, format="PNG")
+
+
+def _check_media(info: Any, path: Path) -> None:
+    problems = []
+    if info.video_codec != "h264":
+        problems.append(f"video codec {info.video_codec} (want h264)")
+    if info.pix_fmt != "yuv420p":
+        problems.append(f"pixel format {info.pix_fmt} (want yuv420p)")
+    if abs(info.fps - FPS) > 1e-6:
+        problems.append(f"{info.fps} fps (want {FPS})")
+    if info.audio_codec not in ("aac",):
+        problems.append(f"audio codec {info.audio_codec} (want aac)")
+    if problems:
+        raise GeneratorError(f"{path}: made a file that browsers may not play: {'; '.join(problems)}")
+
+
+def _gt_clip(job: Job) -> tuple[np.ndarray, dict[str, Any]]:
+    """A recorded video aligned to ``job.size_variant`` with its first frame's landmarks."""
+    from generator.align import align_clip
+    from generator.faces import detect_landmarks
+    from generator.mediaio import read_video
+
+    frames, fps = read_video(job.face)
+    if abs(fps - FPS) > 0.01:
+        # Keep the time line: pick the frame shown at each 25 fps instant.
+        n = int(round(len(frames) / fps * FPS))
+        idx = np.minimum((np.arange(n) * fps / FPS).round().astype(int), len(frames) - 1)
+        frames = frames[idx]
+    w, h = (int(v) for v in str(job.size_variant).split("x"))
+    lm = detect_landmarks(frames[0], where=f"{job.face} frame 0")
+    aligned, M = align_clip(frames, lm, (w, h))
+    return aligned, {"aligned_to": f"{w}x{h}", "source_fps": fps, "transform": np.asarray(M).round(6).tolist()}
+
+
+def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -> dict[str, Any]:
+    """Make one stimulus (media + poster in ``out/media``) and return its manifest row."""
+    from generator.audio import load_speech, read_audio
+    from generator.mediaio import write_mp4
+    from stimuli.media import probe
+
+    job, sid = item.job, item.stimulus_id
+    tmp = out / TMP_DIR / f"{sid}-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        if not Path(job.speech).is_file():
+            raise InputError(f"{job.speech}: speech file not found")
+        audio, audio_rate = read_audio(job.speech)  # the recording's own audio, at its own rate and level
+        if job.kind == "gt":
+            frames, params = _gt_clip(job)
+            provenance = {"backend": "recording", "checkpoint_sha256": None, "seed": None,
+                          "parameters": params}
+            source = "GT"
+        else:
+            face = load_face(job.face)
+            speech = load_speech(job.speech)
+            result = renderer.render(face, speech, job.emotion_spec(), item.seed, intensity=job.intensity,
+                                     size=spec.size)
+            frames = np.asarray(result.frames)
+            if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+                raise GeneratorError(f"renderer {spec.backend} returned frames {frames.shape} {frames.dtype}; "
+                                     "expected (T, H, W, 3) uint8")
+            if int(result.fps) != FPS:
+                raise GeneratorError(f"renderer {spec.backend} returned {result.fps} fps; expected {FPS}")
+            provenance = {"backend": getattr(renderer, "name", spec.backend),
+                          "checkpoint_sha256": getattr(renderer, "checkpoint_sha256", None), "seed": item.seed,
+                          "parameters": {"renderer": _jsonable(result.parameters),
+                                         "options": spec.identity()["options"], "size": spec.size,
+                                         "intensity": job.intensity, "emotion": list(job.visual or ()),
+                                         "face_sha256": _sha_or_none(job.face),
+                                         "speech_sha256": _sha_or_none(job.speech),
+                                         "format": FORMAT_VERSION}}
+            source = spec.source_label()
+        media_tmp, poster_tmp = tmp / f"{sid}.mp4", tmp / f"{sid}.png"
+        write_mp4(media_tmp, frames, FPS, audio, audio_rate)
+        _write_poster(poster_tmp, frames[0])
+        info = probe(media_tmp)
+        _check_media(info, media_tmp)
+        digest = sha256_file(media_tmp)
+        media_dir = out / MEDIA_DIR
+        media_dir.mkdir(parents=True, exist_ok=True)
+        for src in (poster_tmp, media_tmp):  # the mp4 last: its presence means the item is complete
+            dst = media_dir / src.name
+            if dst.exists():
+                _set_aside(dst)
+            os.replace(src, dst)
+        h, w = frames.shape[1:3]
+        return {
+            "stimulus_id": sid, "media": f"{MEDIA_DIR}/{sid}.mp4", "sha256": digest,
+            "duration_s": round(float(info.duration_s), 6), "fps": float(info.fps), "width": int(w), "height": int(h),
+            "audio_rate": info.audio_rate, "source": source, "visual_emotion": job.visual_emotion,
+            "audio_emotion": job.audio_emotion, "identity": job.identity, "sentence": job.sentence,
+            "intensity": job.speech_intensity if job.kind == "gt" else f"{job.intensity:g}",
+            "size_variant": job.size_variant if job.kind == "gt" else f"{w}x{h}",
+            "poster": f"{MEDIA_DIR}/{sid}.png", "visual_blend": job.visual_blend,
+            "provenance": provenance,
+            "extra": {"design": job.design, "repeat": job.repeat, "same_recording": job.same_recording,
+                      "speech_intensity": job.speech_intensity, "synthetic_speech": job.synthetic_speech,
+                      "face_file": Path(job.face).name, "speech_file": Path(job.speech).name},
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # our own per-job temporary folder
+
+
+def _sha_or_none(path: str) -> str | None:
+    return sha256_file(path) if Path(path).is_file() else None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a file no record vouches for to ``NAME.unverified-N`` (never delete output)."""
+    n = 1
+    while (target := path.with_name(f"{path.name}.unverified-{n}")).exists():
+        n += 1
+    os.replace(path, target)
+    return target
+
+
+# ------------------------------------------------------------------------------- workers (processes)
+
+_WORKER: dict[str, Any] = {}
+
+
+def build_renderer(spec: RendererSpec, factory: Callable[..., Any] | None = None) -> Any:
+    if factory is not None:
+        return factory(spec.backend, **spec.options)
+    from generator.renderers import get_renderer
+
+    return get_renderer(spec.backend, **spec.options)
+
+
+def _worker_init(spec: RendererSpec, factory: Callable[..., Any] | None, out: str) -> None:
+    # One renderer per worker process; the pool already uses the cores, so each worker's math runs
+    # on one thread (set before numpy/torch start their thread pools).
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+    _WORKER.update(renderer=build_renderer(spec, factory), spec=spec, out=Path(out))
+
+
+def _worker_make(item: PlannedItem) -> tuple[str, dict[str, Any] | None, str | None]:
+    return _make_safely(item, _WORKER["renderer"], _WORKER["spec"], _WORKER["out"])
+
+
+def _make_safely(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path
+                 ) -> tuple[str, dict[str, Any] | None, str | None]:
+    """(id, row, None) or (id, None, reason): a failed item must not stop the run."""
+    try:
+        return item.stimulus_id, make_item(item, renderer, spec, out), None
+    except (GeneratorError, StimuliError, ValueError, OSError) as exc:
+        return item.stimulus_id, None, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - recorded with its type, the run goes on
+        return item.stimulus_id, None, f"unexpected {type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+@dataclass
+class RunSummary:
+    total: int
+    produced: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    manifest: Path | None = None
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (f"{self.total} items: {self.produced} produced, {self.skipped} already done (skipped), "
+                f"{self.failed} failed in {self.seconds:.1f} s")
+
+
+class _Recorder:
+    """Rows of the set: read back on start (manifest + journal), journalled per item, saved atomically."""
+
+    def __init__(self, out: Path, shard: tuple[int, int] | None, name: str, description: str,
+                 save_every_s: float) -> None:
+        sfx = shard_suffix(shard)
+        self.out = out
+        self.manifest_path = out / (MANIFEST_NAME if shard is None else f"manifest{sfx}.json")
+        self.journal_path = out / f"journal{sfx}.jsonl"
+        self.failures_path = out / f"failures{sfx}.jsonl"
+        self.name, self.description, self.save_every_s = name, description, save_every_s
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._last_save = 0.0
+        self._dirty = False
+
+    def load(self) -> None:
+        """Earlier rows whose media still match their sha256 (others are dropped and remade)."""
+        found: dict[str, dict[str, Any]] = {}
+        for row in _read_rows(self.manifest_path) + _read_journal(self.journal_path):
+            found[row["stimulus_id"]] = row
+        for sid, row in found.items():
+            media = self.out / row["media"]
+            if media.is_file() and sha256_file(media) == row["sha256"]:
+                self.rows[sid] = row
+
+    def done(self, sid: str) -> bool:
+        return sid in self.rows
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows[row["stimulus_id"]] = row
+        line = json.dumps(row, sort_keys=True) + "\n"
+        with open(self.journal_path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._dirty = True
+        if time.monotonic() - self._last_save >= self.save_every_s:
+            self.save()
+
+    def save(self) -> Path:
+        manifest = build_manifest(self.out, [self.rows[k] for k in sorted(self.rows)], name=self.name,
+                                  description=self.description, where=str(self.manifest_path))
+        save_manifest(manifest, self.manifest_path)
+        self._last_save = time.monotonic()
+        self._dirty = False
+        return self.manifest_path
+
+    def write_failures(self, failures: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode()
+        if failures or self.failures_path.exists():
+            atomic_write_bytes(self.failures_path, data)
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ProduceError(f"{path}: not valid JSON ({exc}); move it away to start the set again") from None
+    return list(data.get("stimuli", []))
+
+
+def _read_journal(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill: that item is remade
+    return rows
+
+
+def _failure_record(item: PlannedItem, reason: str) -> dict[str, Any]:
+    j = item.job
+    return {"stimulus_id": item.stimulus_id, "face": j.face, "speech": j.speech, "kind": j.kind,
+            "visual_emotion": j.visual_emotion, "audio_emotion": j.audio_emotion, "repeat": j.repeat,
+            "reason": reason}
+
+
+def default_workers(spec: RendererSpec) -> int:
+    device = str(spec.options.get("device") or "")
+    if device.startswith("cuda"):
+        return 1  # one process feeds the GPU (in batches when the renderer has render_batch)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: RendererSpec, *,
+            shard: tuple[int, int] | None = None, workers: int | None = None, batch_size: int = 8,
+            name: str | None = None, description: str = "", options: dict[str, Any] | None = None,
+            console: Any = None, renderer_factory: Callable[..., Any] | None = None,
+            save_every_s: float = 2.0) -> RunSummary:
+    """Make every planned item that is not already done; returns the summary (``failed`` > 0 when
+    some items failed; their reasons are in ``failures.jsonl``)."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    console = console or Console(stderr=True)
+    rec = _Recorder(out, shard, name or out.name, description, save_every_s)
+    rec.load()
+    started = time.time()
+    run_file = _write_run_file(out, shard, options or {}, len(items), started)
+    todo = [it for it in items if not rec.done(it.stimulus_id)]
+    summary = RunSummary(total=len(items), skipped=len(items) - len(todo))
+    by_id = {it.stimulus_id: it for it in todo}
+    n_workers = workers or default_workers(spec)
+    n_workers = max(1, min(n_workers, len(todo) or 1))
+
+    def record(sid: str, row: dict[str, Any] | None, reason: str | None) -> None:
+        if row is not None:
+            rec.add(row)
+            summary.produced += 1
+        else:
+            summary.failed += 1
+            summary.failures.append(_failure_record(by_id[sid], str(reason)))
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task(f"generate {out.name}", total=len(todo), rate="")
+
+            def advance() -> None:
+                progress.advance(task)
+                t = progress.tasks[0]
+                rate = t.completed / max(t.elapsed or 1e-9, 1e-9)
+                progress.update(task, rate=f"{rate:.2f} items/s")
+
+            if todo and n_workers == 1:
+                renderer = build_renderer(spec, renderer_factory) if any(
+                    it.job.kind == "render" for it in todo) else None
+                if renderer is not None and hasattr(renderer, "render_batch") and batch_size > 1:
+                    for start in range(0, len(todo), batch_size):
+                        for sid, row, reason in _make_batch(todo[start:start + batch_size], renderer, spec, out):
+                            record(sid, row, reason)
+                            advance()
+                else:
+                    for it in todo:
+                        record(*_make_safely(it, renderer, spec, out))
+                        advance()
+            elif todo:
+                import multiprocessing as mp
+
+                ctx = mp.get_context("spawn")
+                with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init,
+                                         initargs=(spec, renderer_factory, str(out))) as pool:
+                    pending: set[Future] = set()
+                    queue = list(todo)
+                    while queue or pending:
+                        while queue and len(pending) < 2 * n_workers:  # a short queue: kills lose little
+                            pending.add(pool.submit(_worker_make, queue.pop(0)))
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            record(*fut.result())
+                            advance()
+    finally:
+        rec.write_failures(summary.failures)
+        summary.manifest = rec.save()
+        summary.seconds = time.time() - started
+        _finish_run_file(run_file, summary)
+    console.print(summary.line() + (f"; reasons in {rec.failures_path}" if summary.failed else ""))
+    return summary
+
+
+def _make_batch(batch: Sequence[PlannedItem], renderer: Any, spec: RendererSpec, out: Path
+                ) -> list[tuple[str, dict[str, Any] | None, str | None]]:
+    """GPU path: render a batch of clips in one call, then encode each. Inputs that fail to load fail
+    their item only; a failing batch call falls back to one clip at a time."""
+    from generator.audio import load_speech
+
+    inputs, results, ready = [], [], []
+    for it in batch:
+        if it.job.kind != "render":
+            results.append(_make_safely(it, renderer, spec, out))
+            continue
+        try:
+            inputs.append({"face": load_face(it.job.face), "speech": load_speech(it.job.speech),
+                           "emotion": it.job.emotion_spec(), "seed": it.seed, "intensity": it.job.intensity})
+            ready.append(it)
+        except (GeneratorError, ValueError, OSError) as exc:
+            results.append((it.stimulus_id, None, f"{type(exc).__name__}: {exc}"))
+    if not ready:
+        return results
+    try:
+        rendered = renderer.render_batch(inputs, size=spec.size)
+    except (GeneratorError, ValueError, RuntimeError):
+        return results + [_make_safely(it, renderer, spec, out) for it in ready]
+
+    class _Done:  # hands make_item the batch's result for one clip
+        name = getattr(renderer, "name", spec.backend)
+        checkpoint_sha256 = getattr(renderer, "checkpoint_sha256", None)
+
+        def __init__(self, result: Any) -> None:
+            self.result = result
+
+        def render(self, *args: Any, **kwargs: Any) -> Any:
+            return self.result
+
+    for it, res in zip(ready, rendered):
+        results.append(_make_safely(it, _Done(res), spec, out))
+    return results
+
+
+def _write_run_file(out: Path, shard: tuple[int, int] | None, options: dict[str, Any], n: int,
+                    started: float) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    path = out / RUNS_DIR / f"run-{stamp}-{os.getpid()}{shard_suffix(shard)}.json"
+    data = {"options": _jsonable(options), "items": n, "started": stamp, "python": sys.version.split()[0],
+            "argv": sys.argv}
+    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+    return path
+
+
+def _finish_run_file(path: Path, summary: RunSummary) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["summary"] = {"total": summary.total, "produced": summary.produced, "skipped": summary.skipped,
+                       "failed": summary.failed, "seconds": round(summary.seconds, 3)}
+    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+
+
+# ----------------------------------------------------------------------------------------------- merge
+
+def merge_shards(out: str | os.PathLike, others: Sequence[str | os.PathLike] = (), *,
+                 name: str | None = None, description: str = "") -> Path:
+    """Join the shard manifests (and journals) in ``out`` and in the folders ``others`` into
+    ``out/manifest.json``: media of other folders are copied into ``out`` (verified by sha256); rows are
+    sorted by id, so the same shards give the same bytes whatever the order. Two different rows with
+    one id are refused."""
+    out = Path(out)
+    rows: dict[str, dict[str, Any]] = {}
+    for folder in [out, *map(Path, others)]:
+        if not folder.is_dir():
+            raise ProduceError(f"{folder}: no such folder to merge")
+        sources = sorted(folder.glob("manifest.shard-*.json")) + sorted(folder.glob("journal*.jsonl"))
+        if folder != out and (folder / MANIFEST_NAME).is_file():
+            sources.append(folder / MANIFEST_NAME)
+        for src in sources:
+            for row in (_read_journal(src) if src.suffix == ".jsonl" else _read_rows(src)):
+                sid = row["stimulus_id"]
+                media = folder / row["media"]
+                if not media.is_file() or sha256_file(media) != row["sha256"]:
+                    continue  # a journal line of an item whose media did not survive
+                if sid in rows and _canon(rows[sid]) != _canon(row):
+                    raise ProduceError(f"{src}: stimulus {sid} differs from the row already merged; the shards "
+                                       "were made with different inputs or software")
+                if folder != out:
+                    for rel in (row["media"], row.get("poster")):
+                        if rel:
+                            _copy_verified(folder / rel, out / rel)
+                rows[sid] = row
+    if not rows:
+        raise ProduceError(f"{out}: nothing to merge (no manifest.shard-*.json or journal files with media)")
+    if (out / MANIFEST_NAME).is_file():
+        for row in _read_rows(out / MANIFEST_NAME):
+            if row["stimulus_id"] not in rows and (out / row["media"]).is_file():
+                rows[row["stimulus_id"]] = row  # keep what the set already had (never drop output)
+    manifest = build_manifest(out, [rows[k] for k in sorted(rows)], name=name or out.name,
+                              description=description, check_media=True)
+    return save_manifest(manifest)
+
+
+def _canon(row: dict[str, Any]) -> str:
+    return json.dumps(row, sort_keys=True)
+
+
+def _copy_verified(src: Path, dst: Path) -> None:
+    if dst.is_file() and sha256_file(dst) == sha256_file(src):
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        _set_aside(dst)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def describe_jobs(items: Sequence[PlannedItem], done: set[str] | None = None) -> list[dict[str, Any]]:
+    """One plain row per item for ``--dry-run``."""
+    done = done or set()
+    return [{"stimulus_id": it.stimulus_id, "status": "done" if it.stimulus_id in done else "todo",
+             "kind": it.job.kind, "face": Path(it.job.face).name, "speech": Path(it.job.speech).name,
+             "visual": it.job.visual_blend and ",".join(f"{k}={v:g}" for k, v in it.job.visual_blend.items())
+             or it.job.visual_emotion, "audio": it.job.audio_emotion, "identity": it.job.identity,
+             "sentence": it.job.sentence, "repeat": it.job.repeat, "seed": it.seed,
+             "size_variant": it.job.size_variant} for it in items]
+
+
+def done_ids(out: str | os.PathLike, shard: tuple[int, int] | None = None) -> set[str]:
+    """Ids already made in ``out`` (media present and matching)."""
+    out = Path(out)
+    if not out.is_dir():
+        return set()
+    rec = _Recorder(out, shard, out.name, "", 1e9)
+    rec.load()
+    return set(rec.rows)

@@ -1,0 +1,123 @@
+"""`emostudy generate`: a whole stimulus set from faces and speech (thin over generator.produce).
+
+    emostudy generate --design mismatched --faces DIR --speech DIR --backend warp --repeats 2 --seed N --out SET
+    emostudy generate --design mismatched --recordings DIR --with-gt --out SET
+    emostudy generate --design continuum --from neutral --to happiness --steps 5 --faces F --speech S --out SET
+    emostudy generate --design jobs --jobs jobs.csv --out SET
+    emostudy generate ... --shard 0/4 ; emostudy generate merge SET [OTHER_SHARD_FOLDERS...]
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from generator.errors import GeneratorError
+from stimuli.errors import StimuliError
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.group(name="generate", invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--design", type=click.Choice(["matched", "mismatched", "factorial", "continuum", "jobs"]),
+              help="Which stimuli to make (see the module docs of generator.produce).")
+@click.option("--faces", multiple=True, type=click.Path(), help="Face photos or videos (first frame): files or folders.")
+@click.option("--speech", multiple=True, type=click.Path(),
+              help="Speech files (wav, mp3, flac, m4a, ... or videos): files or folders.")
+@click.option("--recordings", multiple=True, type=click.Path(),
+              help="Recorded videos: face (first frame) and speech from the same recording.")
+@click.option("--labels", type=click.Path(), default=None,
+              help="CSV file,emotion[,identity,sentence,intensity,synthetic] (else CREMA-D names: 1001_DFA_ANG_XX.wav).")
+@click.option("--jobs", "jobs_csv", type=click.Path(), default=None, help="Explicit job list for --design jobs.")
+@click.option("--backend", default="warp", show_default=True, help="Renderer: warp or neural.")
+@click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint of the neural backend.")
+@click.option("--device", default=None, help="Device of the neural backend (cpu, cuda, cuda:1).")
+@click.option("--components", default=None,
+              help="warp only: comma list of expression,mouth,life ('mouth,life' = lips only; 'none' = still face).")
+@click.option("--repeats", default=1, show_default=True, type=int, help="Repetitions of the design.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Run seed (per-item seeds derive from it).")
+@click.option("--emotions", default=",".join(("anger", "disgust", "fear", "happiness", "neutral", "sadness")),
+              show_default=True, help="factorial: the visual emotions.")
+@click.option("--from", "from_emotion", default=None, help="continuum: the first emotion.")
+@click.option("--to", "to_emotion", default=None, help="continuum: the second emotion.")
+@click.option("--steps", default=5, show_default=True, type=int, help="continuum: blend steps, ends included.")
+@click.option("--intensity", default=1.0, show_default=True, type=float, help="Renderer intensity in [0, 1].")
+@click.option("--size", default=128, show_default=True, type=int, help="Rendered frame size (128 or 256).")
+@click.option("--source", default=None, help="Condition label in the manifest (default from the backend: WARP, LIPS, STILL, OURS).")
+@click.option("--with-gt", is_flag=True, help="With --recordings: also the aligned recordings (GT) at 128x128 and 96x128.")
+@click.option("--workers", default=0, type=int, help="Processes (0 = all cores on CPU, 1 on a GPU).")
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Clips per batch when the renderer batches (GPU).")
+@click.option("--shard", default=None, help="i/N: make only the i-th of N parts (0-based); join them with `generate merge`.")
+@click.option("--name", default=None, help="Name of the set (default: the folder's name).")
+@click.option("--dry-run", is_flag=True, help="List the jobs (and which are already done) and stop.")
+@click.option("--out", type=click.Path(), default=None, help="Output folder of the set.")
+@click.pass_context
+def generate_command(ctx: click.Context, **kw: Any) -> None:
+    """Produce a whole stimulus set from faces and speech (resumable; see --dry-run)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from generator import produce as P
+
+    if not kw["design"]:
+        raise click.UsageError("give --design (matched, mismatched, factorial, continuum or jobs)")
+    if not kw["out"]:
+        raise click.UsageError("give --out SET (the folder of the stimulus set)")
+    continuum = None
+    if kw["from_emotion"] or kw["to_emotion"]:
+        if not (kw["from_emotion"] and kw["to_emotion"]):
+            raise click.UsageError("a continuum needs both --from and --to")
+        continuum = (kw["from_emotion"], kw["to_emotion"])
+    options: dict[str, Any] = {}
+    if kw["checkpoint"]:
+        options["checkpoint"] = kw["checkpoint"]
+    if kw["device"]:
+        options["device"] = kw["device"]
+    if kw["components"] is not None:
+        text = kw["components"].strip().lower()
+        options["components"] = () if text in ("", "none") else tuple(c.strip() for c in text.split(",") if c.strip())
+    try:
+        design = P.DesignOptions(
+            design=kw["design"], faces=kw["faces"], speech=kw["speech"], recordings=kw["recordings"],
+            labels=kw["labels"], jobs_csv=kw["jobs_csv"], repeats=kw["repeats"], seed=kw["seed"],
+            emotions=tuple(e.strip() for e in kw["emotions"].split(",") if e.strip()), continuum=continuum,
+            steps=kw["steps"], intensity=kw["intensity"], with_gt=kw["with_gt"])
+        spec = P.RendererSpec(backend=kw["backend"], options=options, size=kw["size"], source=kw["source"])
+        shard = P.parse_shard(kw["shard"])
+        jobs = P.plan_jobs(design)
+        items = P.plan_items(jobs, spec, kw["seed"], shard=shard)
+        if kw["dry_run"]:
+            rows = P.describe_jobs(items, P.done_ids(kw["out"], shard))
+            for row in rows:
+                click.echo(json.dumps(row, sort_keys=True))
+            todo = sum(r["status"] == "todo" for r in rows)
+            click.echo(f"{len(rows)} jobs ({todo} to do) for {kw['out']}; nothing written (dry run)", err=True)
+            return
+        record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+        summary = P.produce(items, kw["out"], spec, shard=shard, workers=kw["workers"] or None,
+                            batch_size=kw["batch_size"], name=kw["name"],
+                            description=f"emostudy generate --design {kw['design']}", options=record)
+    except (GeneratorError, StimuliError) as exc:
+        raise _fail(exc) from None
+    if summary.failed:
+        click.echo(f"{summary.failed} of {summary.total} items failed", err=True)
+        ctx.exit(1)
+
+
+@generate_command.command(name="merge")
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("others", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--name", default=None, help="Name of the merged set (default: the folder's name).")
+def merge_command(out: str, others: tuple[str, ...], name: str | None) -> None:
+    """Join shard manifests in OUT (and shard folders OTHERS, whose media are copied) into OUT/manifest.json."""
+    from generator.produce import merge_shards
+
+    try:
+        path = merge_shards(out, others, name=name)
+    except (GeneratorError, StimuliError) as exc:
+        raise _fail(exc) from None
+    click.echo(f"merged into {path}")
