@@ -1,0 +1,156 @@
+"""Figures that read like the paper's (Figs. 5-8): row-normalised confusion heatmaps with percentages in
+the cells and emotions in the fixed order, realness distributions as stacked or grouped bars, aspect
+counts as grouped bars. Plus accuracy with bootstrap CIs and the Task 2 match fractions.
+
+Every function takes ``ax=None`` (a new ``matplotlib.figure.Figure`` is made, without pyplot, so no
+global state and no GUI backend: rendering goes through Agg) and returns the Axes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from analysis.confusion import confusion_wide
+
+PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
+
+
+def _new_ax(ax: Axes | None, size: tuple[float, float]) -> Axes:
+    if ax is not None:
+        return ax
+    fig = Figure(figsize=size, dpi=100)
+    return fig.add_subplot(1, 1, 1)
+
+
+def confusion_heatmap(tidy: pd.DataFrame, *, ax: Axes | None = None, title: str | None = None,
+                      truth_label: str = "Truth", answer_label: str = "Answer", cmap: str = "Blues") -> Axes:
+    """Heatmap of one tidy confusion matrix (a single group of :func:`analysis.confusion.confusion_matrix`):
+    colour = row percentage, cell text "xx%" (an empty row shows "-")."""
+    import seaborn as sns
+
+    ax = _new_ax(ax, (4.6, 4.0))
+    pct = confusion_wide(tidy, "row_percent")
+    annot = pct.map(lambda v: "-" if pd.isna(v) else f"{v:.0f}%")
+    sns.heatmap(pct.fillna(0.0).to_numpy(), ax=ax, vmin=0, vmax=100, cmap=cmap, annot=annot.to_numpy(), fmt="",
+                cbar=False, square=True, linewidths=0.5, linecolor="white",
+                xticklabels=[c[:3].upper() for c in pct.columns], yticklabels=[r[:3].upper() for r in pct.index],
+                annot_kws={"fontsize": 8})
+    ax.set_xlabel(answer_label)
+    ax.set_ylabel(truth_label)
+    ax.tick_params(axis="y", rotation=0)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def confusion_grid(tidy: pd.DataFrame, by: str, *, groups: Sequence[str] | None = None, title_fmt: str = "{}",
+                   truth_label: str = "Truth", answer_label: str = "Answer") -> Figure:
+    """One heatmap per group side by side (Fig. 5: GT, BL, OURS)."""
+    groups = list(groups) if groups is not None else list(dict.fromkeys(tidy[by]))
+    fig = Figure(figsize=(4.2 * max(1, len(groups)), 4.2), dpi=100)
+    axes = fig.subplots(1, max(1, len(groups)), squeeze=False)[0]
+    for ax, g in zip(axes, groups):
+        confusion_heatmap(tidy[tidy[by] == g], ax=ax, title=title_fmt.format(g), truth_label=truth_label,
+                          answer_label=answer_label)
+    fig.tight_layout()
+    return fig
+
+
+def realness_bars(dist: pd.DataFrame, *, ax: Axes | None = None, kind: str = "stacked") -> Axes:
+    """Realness distribution per source (Fig. 6) from :func:`analysis.task1.realness_distribution`:
+    percentage of answers per option, stacked (default) or grouped bars."""
+    ax = _new_ax(ax, (6.0, 3.6))
+    sources = list(dict.fromkeys(dist["source"]))
+    options = list(dict.fromkeys(dist["label"]))
+    pct = dist.pivot(index="source", columns="label", values="percent").reindex(index=sources, columns=options).fillna(0)
+    x = np.arange(len(sources))
+    colours = ["#1a9850", "#91cf60", "#d9d9d9", "#fc8d59", "#d73027"]
+    if kind == "stacked":
+        bottom = np.zeros(len(sources))
+        for j, opt in enumerate(options):
+            ax.bar(x, pct[opt].to_numpy(), bottom=bottom, label=opt, color=colours[j % len(colours)], width=0.6)
+            bottom += pct[opt].to_numpy()
+        ax.set_ylim(0, 100)
+    elif kind == "grouped":
+        w = 0.8 / max(1, len(options))
+        for j, opt in enumerate(options):
+            ax.bar(x - 0.4 + w * (j + 0.5), pct[opt].to_numpy(), width=w, label=opt, color=colours[j % len(colours)])
+    else:
+        raise ValueError(f"kind {kind!r}: use stacked or grouped")
+    ax.set_xticks(x, sources)
+    ax.set_ylabel("% of answers")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_title("Realness ratings")
+    return ax
+
+
+def aspect_bars(counts: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Count of each improvement aspect per source as grouped bars (Fig. 7), from
+    :func:`analysis.task1.aspect_counts`."""
+    ax = _new_ax(ax, (6.4, 3.6))
+    sources = list(dict.fromkeys(counts["source"]))
+    aspects = list(dict.fromkeys(counts["label"]))
+    table = counts.pivot(index="label", columns="source", values="count").reindex(index=aspects, columns=sources).fillna(0)
+    x = np.arange(len(aspects))
+    w = 0.8 / max(1, len(sources))
+    for j, s in enumerate(sources):
+        ax.bar(x - 0.4 + w * (j + 0.5), table[s].to_numpy(), width=w, label=s, color=PALETTE[j % len(PALETTE)])
+    ax.set_xticks(x, aspects, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("count")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("Aspects to improve")
+    return ax
+
+
+def accuracy_bars(acc: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Accuracy per source with its bootstrap CI and the chance level (from task1.accuracy_by_source)."""
+    ax = _new_ax(ax, (4.0, 3.4))
+    x = np.arange(len(acc))
+    y = 100 * acc["accuracy"].to_numpy()
+    err = np.vstack([y - 100 * acc["ci_low"].to_numpy(), 100 * acc["ci_high"].to_numpy() - y])
+    ax.bar(x, y, color=[PALETTE[i % len(PALETTE)] for i in range(len(acc))], width=0.6)
+    ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=4)
+    if len(acc):
+        ax.axhline(100 * float(acc["chance"].iloc[0]), color="grey", ls="--", lw=1, label="chance")
+        ax.legend(fontsize=8, frameon=False)
+    ax.set_xticks(x, acc["source"].tolist())
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Emotion accuracy")
+    return ax
+
+
+def match_bars(fractions: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Task 2: % of responses matching the visual vs the audio emotion, per subset and counting."""
+    ax = _new_ax(ax, (6.4, 3.6))
+    f = fractions.copy()
+    f["group"] = f["subset"] + "\n" + f["counting"].str.replace("_", " ")
+    groups = list(dict.fromkeys(f["group"]))
+    x = np.arange(len(groups))
+    for j, m in enumerate(("visual", "audio")):
+        v = f[f["modality"] == m].set_index("group").reindex(groups)["fraction"].to_numpy() * 100
+        ax.bar(x - 0.2 + 0.4 * j, v, width=0.4, label=m, color=PALETTE[j])
+    ax.set_xticks(x, groups, fontsize=7)
+    ax.set_ylabel("% matching")
+    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("Labels matching the visual / audio emotion")
+    return ax
+
+
+def save_figure(fig: Figure, folder: str | Path, name: str) -> dict[str, Path]:
+    """Write ``name.png`` (150 dpi) and ``name.pdf`` into ``folder``; metadata without dates so the same
+    figure gives the same bytes."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "Creator": None, "Producer": None})):
+        p = folder / f"{name}.{ext}"
+        fig.savefig(p, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
+        out[ext] = p
+    return out

@@ -1,0 +1,462 @@
+"""``emostudy analyze``: from an export folder to ``report.html``, ``figures/``, ``tables/*.csv`` and
+``results.json``.
+
+:func:`compute` runs every analysis that the answers allow (Task 1 parts when the emotion / realness /
+aspects questions are present, Task 2 parts when the primary question is), :func:`write_outputs` writes
+the files. Same inputs and options (``seed`` included) give the same numbers and the same
+results.json bytes. Keys of results.json: docs/analysis.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import pandas as pd
+
+from analysis import agreement, figures, task1, task2
+from analysis.cleaning import Cleaned, clean
+from analysis.errors import AnalysisError, AnalysisOptionError
+from analysis.io import Export, load_export
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+@dataclass
+class AnalysisOptions:
+    """Every choice of the analysis; all of them are written into results.json and the methods text.
+
+    compare: the two sources of the realness Wilcoxon test (a, b), None = OURS vs BL when present, else the
+    first two non-GT sources. pairing_unit: participant (mean per participant, default), item or response.
+    zero_method: pratt (default, Cureton 1967 normal approximation), wilcox or zsplit. alternative of the
+    Wilcoxon tests: two-sided (default), greater, less (a > b). n_boot/ci/seed: bootstrap over participants.
+    chance: accuracy under guessing (1/6). verdict_source: recomputed (default) or server.
+    mixed_models: fit the mixed logit and ordinal models (slow on big studies).
+    """
+
+    seed: int = 0
+    n_boot: int = 2000
+    ci: float = 0.95
+    compare: tuple[str, str] | None = None
+    pairing_unit: Literal["participant", "item", "response"] = "participant"
+    zero_method: Literal["pratt", "wilcox", "zsplit"] = "pratt"
+    alternative: Literal["two-sided", "greater", "less"] = "two-sided"
+    correction: bool = False
+    chance: float = 1 / 6
+    verdict_source: Literal["recomputed", "server"] = "recomputed"
+    mixed_models: bool = True
+    emotion_question: str = "emotion"
+    realness_question: str = "realness"
+    aspects_question: str = "aspects"
+    primary_question: str = "primary"
+    secondary_question: str = "secondary"
+
+    def validate(self) -> None:
+        if self.pairing_unit not in ("participant", "item", "response"):
+            raise AnalysisOptionError(f"pairing unit {self.pairing_unit!r}: use participant, item or response")
+        if self.zero_method not in ("pratt", "wilcox", "zsplit"):
+            raise AnalysisOptionError(f"zero method {self.zero_method!r}: use pratt, wilcox or zsplit")
+        if self.alternative not in ("two-sided", "greater", "less"):
+            raise AnalysisOptionError(f"alternative {self.alternative!r}: use two-sided, greater or less")
+        if not 0 < self.ci < 1 or self.n_boot < 1:
+            raise AnalysisOptionError("ci must lie in (0, 1) and n_boot be >= 1")
+        if not 0 < self.chance < 1:
+            raise AnalysisOptionError(f"chance {self.chance}: a probability in (0, 1)")
+
+
+@dataclass
+class Analysis:
+    """Everything :func:`compute` found: results (JSON-able), tables (name -> DataFrame), figures
+    (name -> matplotlib Figure), the methods text and the cleaned data."""
+
+    results: dict[str, Any]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    methods: list[str] = field(default_factory=list)
+    cleaned: Cleaned | None = None
+    export: Export | None = None
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _jsonable(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    if v is pd.NA or v is None:
+        return None
+    return v
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def compute(export: Export, options: AnalysisOptions | None = None,
+            step: Callable[[str], None] | None = None) -> Analysis:
+    """Run every analysis the answers allow. ``step(name)`` is called before each stage (progress)."""
+    opt = options or AnalysisOptions()
+    opt.validate()
+    step = step or (lambda name: None)
+    step("cleaning")
+    cleaned = clean(export, verdict_source=opt.verdict_source)
+    ans = cleaned.answers
+    questions_present = set(ans["question"])
+    res: dict[str, Any] = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "input": {"study": str(export.plan.get("study", {}).get("name", "")), "task": export.task,
+                  "spec_sha256": export.plan.get("spec_sha256"), "manifest_sha256": export.plan.get("manifest_sha256"),
+                  "answers_sha256": hashlib.sha256((export.path / "answers.csv").read_bytes()).hexdigest()
+                  if (export.path / "answers.csv").is_file() else None,
+                  "warnings": list(export.warnings)},
+        "options": _jsonable({k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opt).items()}),
+        "cleaning": dict(cleaned.counts),
+    }
+    out = Analysis(results=res, cleaned=cleaned, export=export)
+    out.tables["cleaning_surveys"] = cleaned.surveys
+    out.tables["cleaning_counts"] = pd.DataFrame(sorted(cleaned.counts.items()), columns=["count", "value"])
+    out.tables["consistency_pairs"] = cleaned.pairs
+    c = cleaned.counts
+    max_bad = export.plan["consistency"]["max_inconsistent"]
+    rules = "; ".join(f"{r['question']}: {r['kind']} (tolerance {r.get('tolerance', 0)})"
+                      for r in export.plan["consistency"].get("rules", []))
+    out.methods.append(
+        f"Cleaning. {c['n_answers_total']} answers from {c['n_surveys_total']} surveys "
+        f"({c['n_participants_total']} participants) were read. Consistency was recomputed from the raw answers "
+        f"with the plan's rules ({rules or 'none'}); a survey was rejected when more than {max_bad} of its repeated "
+        f"answers were inconsistent, and incomplete when a required answer was missing. Recomputed: "
+        f"{c['n_surveys_recomputed_valid']} valid, {c['n_surveys_recomputed_rejected']} rejected, "
+        f"{c['n_surveys_recomputed_incomplete']} incomplete; {c['n_verdict_disagreements']} survey(s) disagree with "
+        f"the server's stored verdict. Surveys were excluded by the {opt.verdict_source} verdict: "
+        f"{c['n_surveys_valid']} valid surveys ({c['n_participants_valid']} participants) kept, "
+        f"{c['n_answers_excluded_surveys']} answers of excluded surveys, {c['n_answers_repeats_excluded']} answers to "
+        f"consistency repeats and {c['n_answers_missing_dropped']} missing answers dropped; "
+        f"{c['n_answers_used']} answers enter the statistics.")
+    pct_ci = f"{100 * opt.ci:g}%"
+    boot = (f"percentile bootstrap {pct_ci} CI with {opt.n_boot} resamples of participants (not answers), "
+            f"numpy default_rng seed {opt.seed}")
+    wil = (f"Wilcoxon signed-rank test, zero differences handled by {opt.zero_method}"
+           + (" (Pratt 1959; normal approximation with the null mean and variance of Cureton 1967)"
+              if opt.zero_method == "pratt" else "")
+           + f", tie-corrected normal approximation{' with continuity correction' if opt.correction else ''}, "
+           f"{opt.alternative} alternative; reported n, zeros, R+, R-, z, p, r = z/sqrt(n) and the matched-pairs "
+           f"rank-biserial correlation")
+
+    # ---------------------------------------------------------------- Task 1
+    if opt.emotion_question in questions_present:
+        step("task 1: emotion")
+        em = ans[ans["question"] == opt.emotion_question]
+        sources = task1.source_order(em["source"])
+        cm = task1.emotion_confusion(ans, question=opt.emotion_question)
+        acc = task1.accuracy_by_source(ans, question=opt.emotion_question, chance=opt.chance, n_boot=opt.n_boot,
+                                       ci=opt.ci, random_state=opt.seed)
+        hu = agreement.unbiased_hit_rates(em, by="source")
+        hu_t = agreement.hu_tests(hu, by="source")
+        agr = agreement.agreement_table(em, by="source")
+        order = {s: i for i, s in enumerate(sources)}
+        agr = agr.sort_values("source", key=lambda s: s.map(order)).reset_index(drop=True)
+        hu_t = hu_t.sort_values("source", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+        res["task1"] = {"sources": sources, "accuracy": _records(acc), "confusion": _records(cm),
+                        "hu": _records(hu_t), "agreement": _records(agr)}
+        out.tables.update({"task1_confusion": cm, "task1_accuracy": acc, "task1_hu": hu_t,
+                           "task1_hu_per_participant": hu, "task1_agreement": agr})
+        out.figures["task1_confusion"] = figures.confusion_grid(cm, "source", groups=sources, truth_label="Shown emotion",
+                                                                answer_label="Answer")
+        out.figures["task1_accuracy"] = figures.accuracy_bars(acc).figure
+        out.methods.append(
+            f"Task 1 emotion. Confusion matrices of the answer against the shown (visual) emotion per source, "
+            f"rows normalised to 100% (emotions in the order {', '.join(e for e in cm['truth'].unique())}). "
+            f"Accuracy = correct answers / answers per source, with a {boot}, and an exact one-sided binomial test "
+            f"against chance {opt.chance:.4f} (Holm-adjusted over the {len(acc)} sources). Wagner's unbiased hit rate "
+            f"Hu per participant, source and emotion, compared with the chance proportion pc by a paired t-test of "
+            f"arcsin(sqrt(Hu)) - arcsin(sqrt(pc)) over participants (one-sided, Holm over the emotions of each source). "
+            f"Cohen's kappa of the answers against the truth, Fleiss' kappa per batch (mean over batches) and "
+            f"Krippendorff's alpha (nominal) over stimuli measure agreement.")
+        if opt.mixed_models:
+            step("task 1: mixed logit")
+            from analysis.models import correctness_mixed_logit
+            ml = correctness_mixed_logit(ans, question=opt.emotion_question)
+            ml.pop("seconds", None)
+            res["task1"]["mixed_logit"] = _jsonable(ml)
+            out.tables["task1_mixed_logit"] = pd.DataFrame(ml["fixed"])
+            out.methods.append(
+                f"A mixed-effects logistic regression {ml['formula']} was fitted with {ml['method']}; "
+                f"estimates are posterior means (log-odds) with mean +/- 1.96 SD intervals.")
+    if opt.realness_question in questions_present:
+        step("task 1: realness")
+        re_ans = ans[ans["question"] == opt.realness_question]
+        q = export.question(opt.realness_question)
+        summ = task1.realness_summary(ans, question=opt.realness_question, n_boot=opt.n_boot, ci=opt.ci,
+                                      random_state=opt.seed)
+        dist = task1.realness_distribution(ans, question=opt.realness_question,
+                                           options=q.get("options") if q else None)
+        a, b, why = task1.choose_comparison(list(re_ans["source"].unique()), *(opt.compare or (None, None)))
+        w = task1.realness_wilcoxon(ans, a, b, question=opt.realness_question, unit=opt.pairing_unit,
+                                    zero_method=opt.zero_method, alternative=opt.alternative, correction=opt.correction)
+        sens = task1.realness_wilcoxon_sensitivity(ans, a, b, question=opt.realness_question,
+                                                   alternative=opt.alternative)
+        t1 = res.setdefault("task1", {})
+        t1.update({"realness": _records(summ), "realness_distribution": _records(dist),
+                   "wilcoxon": {**_records(w)[0], "comparison_reason": why},
+                   "wilcoxon_sensitivity": _records(sens)})
+        out.tables.update({"task1_realness": summ, "task1_realness_distribution": dist, "task1_wilcoxon": w,
+                           "task1_wilcoxon_sensitivity": sens})
+        out.figures["task1_realness"] = figures.realness_bars(dist, kind="stacked").figure
+        unit_text = {"participant": "the mean score of each participant on each source (participants who rated "
+                                    "both sources)",
+                     "item": "the mean score of each content item (identity, sentence, emotion) on each source "
+                             "(items rendered by both sources)",
+                     "response": "the k-th rating of a participant on one source with their k-th rating on the other "
+                                 "(in presentation order)"}[opt.pairing_unit]
+        out.methods.append(
+            f"Task 1 realness. Options scored 5 (definitely real) to 1 (definitely unreal); mean per source over all "
+            f"answers with a {boot}. Comparison: {why}. {wil}, pairing {unit_text}; difference = {a} - {b}. "
+            f"The sensitivity table repeats the test for every pairing unit and zero method. "
+            f"The distribution figure shows the percentage of each option per source.")
+        if opt.mixed_models:
+            step("task 1: ordinal model")
+            from analysis.models import realness_ordinal
+            om = realness_ordinal(ans, question=opt.realness_question)
+            om.pop("seconds", None)
+            t1["ordinal_realness"] = _jsonable(om)
+            out.tables["task1_ordinal_realness"] = pd.DataFrame(om["coefficients"])
+            out.methods.append(f"An ordinal model {om['formula']} was fitted with {om['method']}.")
+    if opt.aspects_question in questions_present:
+        step("task 1: aspects")
+        q = export.question(opt.aspects_question)
+        asp = task1.aspect_counts(ans, question=opt.aspects_question, options=q.get("options") if q else None)
+        totals = asp[asp["aspect"] != "none"].groupby("source", sort=False)["count"].sum()
+        res.setdefault("task1", {}).update({"aspects": _records(asp),
+                                            "aspect_totals_excluding_none": {k: int(v) for k, v in totals.items()}})
+        out.tables["task1_aspects"] = asp
+        out.figures["task1_aspects"] = figures.aspect_bars(asp).figure
+        out.methods.append("Improvement aspects: each multi-choice answer is split at ';' and every chosen option "
+                           "counted once per answer ('none' is an option); totals exclude 'none'.")
+
+    # ---------------------------------------------------------------- Task 2
+    if opt.primary_question in questions_present:
+        step("task 2")
+        resp = task2.label_responses(ans, primary=opt.primary_question, secondary=opt.secondary_question)
+        cm2 = task2.primary_confusions(resp)
+        frac = task2.match_fractions(resp)
+        dom = pd.concat([task2.dominance_test(resp, subset="mismatched", counting=cnt, zero_method=opt.zero_method,
+                                              alternative=opt.alternative, correction=opt.correction)
+                         for cnt in ("primary", "primary_or_secondary")], ignore_index=True)
+        from analysis.stats import holm
+        dom["p_holm"] = holm(dom["p"].to_numpy())
+        per = task2.dominance_per_participant(resp)
+        resp_long = resp.rename(columns={"primary": "answer"})
+        hu_rows = []
+        for m, col in task2.MODALITIES.items():
+            h = agreement.unbiased_hit_rates(resp_long, truth=col, answer="answer")
+            h.insert(0, "reference", m)
+            hu_rows.append(h)
+        hu2 = pd.concat(hu_rows, ignore_index=True)
+        hu2_t = agreement.hu_tests(hu2, by="reference")
+        agr2 = pd.concat([agreement.agreement_table(resp_long, truth=col, by=None).assign(reference=m)
+                          for m, col in task2.MODALITIES.items()], ignore_index=True)
+        res["task2"] = {"label_counts": task2.label_counts(resp), "match_fractions": _records(frac),
+                        "confusion": _records(cm2), "dominance": _records(dom), "hu": _records(hu2_t),
+                        "agreement": _records(agr2)}
+        out.tables.update({"task2_confusion": cm2, "task2_match_fractions": frac, "task2_dominance": dom,
+                           "task2_dominance_per_participant": per, "task2_hu": hu2_t, "task2_agreement": agr2})
+        fig = figures.Figure(figsize=(4.6, 8.6), dpi=100)
+        ax1, ax2 = fig.subplots(2, 1)
+        figures.confusion_heatmap(cm2[cm2["reference"] == "visual"], ax=ax1, title="Primary label vs visual emotion",
+                                  truth_label="Visual emotion", answer_label="Primary label")
+        figures.confusion_heatmap(cm2[cm2["reference"] == "audio"], ax=ax2, title="Primary label vs audio emotion",
+                                  truth_label="Audio emotion", answer_label="Primary label")
+        fig.tight_layout()
+        out.figures["task2_confusion"] = fig
+        out.figures["task2_match"] = figures.match_bars(frac).figure
+        out.methods.append(
+            "Task 2. One response = one participant's labels for one video; the secondary answer 'none' means a single "
+            "label and a secondary equal to the primary counts once. Fractions of responses whose primary label "
+            "matches the visual / audio emotion, for all videos and for mismatched ones (visual != audio); "
+            "'primary or secondary' counts a response as matching when either label matches; 'all labels' divides "
+            "the matching labels by all labels given. Visual vs audio dominance: per participant, the fraction of "
+            f"mismatched videos matching the visual minus the fraction matching the audio emotion; {wil}; "
+            "Holm-adjusted over the two countings (primary; primary or secondary). Hu and agreement are computed "
+            "with the visual and with the audio emotion as the truth.")
+    if "task1" not in res and "task2" not in res:
+        raise AnalysisError(f"no question of the analysis ({opt.emotion_question}, {opt.realness_question}, "
+                            f"{opt.aspects_question}, {opt.primary_question}) has valid answers; check the question "
+                            "ids (--question options) and the cleaning counts")
+    res["methods"] = out.methods
+    return out
+
+
+def _png_base64(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{{ title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; } .methods p { line-height: 1.45; } code { background: #f5f5f5; }
+</style></head>
+<body>
+<h1>{{ title }}</h1>
+<p>Study <code>{{ study }}</code>, task <code>{{ task }}</code>. Every number is also in <code>results.json</code>;
+tables are in <code>tables/</code>, figures (PNG, PDF) in <code>figures/</code>.</p>
+{% for w in warnings %}<p><strong>Note:</strong> {{ w }}</p>{% endfor %}
+<h2>Methods</h2>
+<div class="methods">{% for p in methods %}<p>{{ p }}</p>{% endfor %}</div>
+<h2>Exclusions</h2>
+{{ counts_table }}
+{% for section in sections %}
+<h2>{{ section.title }}</h2>
+{% if section.text %}<p>{{ section.text }}</p>{% endif %}
+{% for fig in section.figures %}<figure><img alt="{{ fig.alt }}" src="data:image/png;base64,{{ fig.data }}"><figcaption>{{ fig.alt }}</figcaption></figure>{% endfor %}
+{% for t in section.tables %}<h3>{{ t.title }}</h3>{{ t.html }}{% endfor %}
+{% endfor %}
+</body></html>
+"""
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, escape=True)
+
+
+def render_html(analysis: Analysis) -> str:
+    """The self-contained report (figures embedded as base64 PNG, no scripts, no external resources)."""
+    import jinja2
+
+    res = analysis.results
+    T = analysis.tables
+    sections = []
+
+    def sec(title: str, figs: list[tuple[str, str]], tables: list[tuple[str, str]], text: str = "") -> None:
+        sections.append({"title": title, "text": text,
+                         "figures": [{"alt": alt, "data": _png_base64(analysis.figures[name])}
+                                     for name, alt in figs if name in analysis.figures],
+                         "tables": [{"title": tt, "html": _table_html(T[name])} for name, tt in tables if name in T]})
+
+    t1 = res.get("task1", {})
+    if "accuracy" in t1:
+        acc_txt = "; ".join(f"{r['source']} {100 * r['accuracy']:.1f}% (CI {100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}%, "
+                            f"binomial p {_fmt_p(r['binom_p'])})" for r in t1["accuracy"] if r["accuracy"] is not None)
+        sec("Task 1: emotion classification",
+            [("task1_confusion", "Confusion matrices per source (row %)"), ("task1_accuracy", "Accuracy per source")],
+            [("task1_accuracy", "Accuracy per source"), ("task1_hu", "Unbiased hit rate Hu per emotion"),
+             ("task1_agreement", "Agreement"), ("task1_mixed_logit", "Mixed-effects logistic regression (fixed effects)")],
+            text=f"Accuracy: {acc_txt}.")
+    if "realness" in t1:
+        w = t1["wilcoxon"]
+        sec("Task 1: realness",
+            [("task1_realness", "Realness ratings per source")],
+            [("task1_realness", "Realness per source"), ("task1_realness_distribution", "Distribution"),
+             ("task1_wilcoxon", "Wilcoxon signed-rank test"), ("task1_wilcoxon_sensitivity", "Sensitivity of the test"),
+             ("task1_ordinal_realness", "Ordinal (cumulative logit) model")],
+            text=(f"{w['comparison_reason']}. {w['a']} - {w['b']} ({w['unit']} pairing, {w['zero_method']}): "
+                  f"n = {w['n']}, zeros = {w['n_zeros']}, R+ = {w['r_plus']:g}, R- = {w['r_minus']:g}, "
+                  f"z = {w['z']:.3f}, p = {_fmt_p(w['p'])} ({w['alternative']}), r = {w['effect_r'] or 0:.3f}."))
+    if "aspects" in t1:
+        sec("Task 1: aspects to improve", [("task1_aspects", "Aspects to improve per source")],
+            [("task1_aspects", "Aspect counts")])
+    if "task2" in res:
+        lc = res["task2"]["label_counts"]
+        sec("Task 2: mismatched audio and visual emotions",
+            [("task2_confusion", "Primary label vs visual (top) and audio (bottom) emotion"),
+             ("task2_match", "Match fractions")],
+            [("task2_match_fractions", "Match fractions"), ("task2_dominance", "Visual vs audio dominance (per participant)"),
+             ("task2_hu", "Unbiased hit rate Hu"), ("task2_agreement", "Agreement")],
+            text=(f"{lc['n_two_labels']} of {lc['n_responses']} responses have two distinct labels; "
+                  f"{lc['n_secondary_equal_primary']} repeat the primary as secondary; {lc['n_mismatched']} responses "
+                  f"are to mismatched videos."))
+    counts = pd.DataFrame(sorted(res["cleaning"].items()), columns=["count", "value"])
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(_TEMPLATE).render(
+        title=f"emostudy report: {res['input']['study'] or 'study'}", study=res["input"]["study"],
+        task=res["input"]["task"], warnings=res["input"]["warnings"], methods=analysis.methods,
+        counts_table=_markup(_table_html(counts)),
+        sections=[{**s, "tables": [{"title": t["title"], "html": _markup(t["html"])} for t in s["tables"]]}
+                  for s in sections])
+
+
+def _markup(html: str) -> Any:
+    from markupsafe import Markup
+
+    return Markup(html)
+
+
+def results_json_bytes(results: dict[str, Any]) -> bytes:
+    return (json.dumps(_jsonable(results), indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def write_outputs(analysis: Analysis, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
+    """Write report.html, results.json, tables/*.csv and figures/*.png|pdf into ``out_dir``.
+
+    An existing report in ``out_dir`` is refused unless ``overwrite`` (files are then replaced one by one;
+    nothing else in the folder is touched).
+    """
+    from stimuli.manifest import atomic_write_bytes
+
+    out = Path(out_dir)
+    if (out / "report.html").exists() and not overwrite:
+        raise AnalysisError(f"{out} already holds a report; choose a new --out folder or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, df in analysis.tables.items():
+        p = out / "tables" / f"{name}.csv"
+        atomic_write_bytes(p, df.to_csv(index=False, lineterminator="\n").encode())
+        paths[f"tables/{name}.csv"] = p
+    for name, fig in analysis.figures.items():
+        for ext, p in figures.save_figure(fig, out / "figures", name).items():
+            paths[f"figures/{name}.{ext}"] = p
+    atomic_write_bytes(out / "results.json", results_json_bytes(analysis.results))
+    atomic_write_bytes(out / "report.html", render_html(analysis).encode())
+    paths["results.json"] = out / "results.json"
+    paths["report.html"] = out / "report.html"
+    return paths
+
+
+def analyze(export_dir: str | Path, out_dir: str | Path, options: AnalysisOptions | None = None, *,
+            overwrite: bool = False, console: Any = None, progress: bool = False) -> Analysis:
+    """Read the export, compute everything, write the outputs; returns the :class:`Analysis`.
+
+    Examples
+    --------
+    >>> analyze("study-export", "study-report")  # doctest: +SKIP
+    """
+    export = load_export(export_dir)
+    if not progress:
+        analysis = compute(export, options)
+        write_outputs(analysis, out_dir, overwrite=overwrite)
+        return analysis
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                  transient=False) as bar:
+        task = bar.add_task("analysis", total=None)
+        analysis = compute(export, options, step=lambda name: bar.update(task, description=name))
+        bar.update(task, description="writing report")
+        write_outputs(analysis, out_dir, overwrite=overwrite)
+        bar.update(task, description="done")
+    return analysis

@@ -1,0 +1,245 @@
+"""Statistical tests written out so that every number of the report can be traced: the Wilcoxon
+signed-rank test (R+, R-, zeros, z, p, effect sizes), the exact binomial test against chance,
+percentile bootstrap CIs that resample participants, and Holm's step-down correction.
+
+References
+----------
+Wilcoxon, F. (1945). Individual comparisons by ranking methods. Biometrics Bulletin 1(6), 80-83.
+Pratt, J. W. (1959). Remarks on zeros and ties in the Wilcoxon signed rank procedures. JASA 54, 655-667.
+Cureton, E. E. (1967). The normal approximation to the signed-rank sampling distribution when zero
+    differences are present. JASA 62, 1068-1069.
+Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scand. J. Statist. 6, 65-70.
+Kerby, D. S. (2014). The simple difference formula: an approach to teaching nonparametric
+    correlation. Comprehensive Psychology 3 (matched-pairs rank-biserial correlation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from analysis.errors import AnalysisOptionError
+
+ZeroMethod = Literal["pratt", "wilcox", "zsplit"]
+Alternative = Literal["two-sided", "greater", "less"]
+WILCOXON_COLUMNS = ("n", "n_zeros", "n_used", "r_plus", "r_minus", "mean_h0", "var_h0", "z", "p",
+                    "effect_r", "rank_biserial", "median_diff", "zero_method", "alternative", "correction")
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) of ``values``, ties sharing the mean of their ranks."""
+    return sps.rankdata(values, method="average")
+
+
+def _tie_sizes(values: np.ndarray) -> np.ndarray:
+    _, counts = np.unique(values, return_counts=True)
+    return counts[counts > 1]
+
+
+def wilcoxon_signed_rank(d: Sequence[float], *, zero_method: ZeroMethod = "pratt",
+                         alternative: Alternative = "two-sided", correction: bool = False) -> dict:
+    """Wilcoxon signed-rank test of paired differences ``d`` (x - y) with the normal approximation.
+
+    Zero differences: ``"pratt"`` (default) ranks |d| with the zeros included and then drops the zero
+    ranks; the null mean and variance are those of Cureton (1967):
+    E = [n(n+1) - n0(n0+1)]/4, Var = [n(n+1)(2n+1) - n0(n0+1)(2n0+1)]/24 - sum(t^3 - t)/48 over tie
+    groups of non-zero |d|. ``"wilcox"`` drops the zeros first (n' = n - n0). ``"zsplit"`` ranks with the
+    zeros and splits the zero ranks equally between R+ and R- (ties over all |d|, zeros included).
+
+    z = (R+ - E - c)/sqrt(Var), with continuity correction c = 0.5*sign(R+ - E) when ``correction``.
+    p: two-sided 2*(1 - Phi(|z|)), "greater" (x > y) 1 - Phi(z), "less" Phi(z). When no difference is
+    non-zero (Var = 0) the test carries no evidence: z = 0 and p = 1.
+
+    Effect sizes: r = z / sqrt(n) with n all pairs (zeros included); the matched-pairs rank-biserial
+    correlation (R+ - R-)/(R+ + R-) (0 when both are 0).
+
+    Returns a dict with the keys of :data:`WILCOXON_COLUMNS`.
+
+    Examples
+    --------
+    >>> res = wilcoxon_signed_rank([1, 2, 0, -1, 3])
+    >>> res["r_plus"], res["r_minus"], res["n_zeros"]
+    (11.5, 2.5, 1)
+    """
+    if zero_method not in ("pratt", "wilcox", "zsplit"):
+        raise AnalysisOptionError(f"zero_method {zero_method!r}: use pratt, wilcox or zsplit")
+    if alternative not in ("two-sided", "greater", "less"):
+        raise AnalysisOptionError(f"alternative {alternative!r}: use two-sided, greater or less")
+    d = np.asarray(d, dtype=float)
+    d = d[~np.isnan(d)]
+    n = int(d.size)
+    zeros = d == 0
+    n0 = int(zeros.sum())
+    a = np.abs(d)
+    if zero_method == "wilcox":
+        nz = a[~zeros]
+        ranks = _average_ranks(nz) if nz.size else nz
+        signs = np.sign(d[~zeros])
+        r_plus = float(ranks[signs > 0].sum())
+        r_minus = float(ranks[signs < 0].sum())
+        m = n - n0
+        mean = m * (m + 1) / 4.0
+        var = m * (m + 1) * (2 * m + 1) / 24.0 - sum(t ** 3 - t for t in _tie_sizes(nz)) / 48.0
+        n_used = m
+    else:
+        ranks = _average_ranks(a) if n else a
+        r_plus = float(ranks[d > 0].sum())
+        r_minus = float(ranks[d < 0].sum())
+        if zero_method == "pratt":
+            mean = (n * (n + 1) - n0 * (n0 + 1)) / 4.0
+            var = ((n * (n + 1) * (2 * n + 1) - n0 * (n0 + 1) * (2 * n0 + 1)) / 24.0
+                   - sum(t ** 3 - t for t in _tie_sizes(a[~zeros])) / 48.0)
+            n_used = n - n0
+        else:  # zsplit
+            half = float(ranks[zeros].sum()) / 2.0
+            r_plus += half
+            r_minus += half
+            mean = n * (n + 1) / 4.0
+            var = n * (n + 1) * (2 * n + 1) / 24.0 - sum(t ** 3 - t for t in _tie_sizes(a)) / 48.0
+            n_used = n
+    if var <= 0 or n_used == 0 or (zero_method == "zsplit" and n0 == n):
+        z, p = 0.0, 1.0
+    else:
+        diff = r_plus - mean
+        if correction:
+            diff -= 0.5 * np.sign(diff)
+        z = float(diff / math.sqrt(var))
+        if alternative == "two-sided":
+            p = float(2 * sps.norm.sf(abs(z)))
+        elif alternative == "greater":
+            p = float(sps.norm.sf(z))
+        else:
+            p = float(sps.norm.cdf(z))
+        p = min(p, 1.0)
+    total = r_plus + r_minus
+    return {"n": n, "n_zeros": n0, "n_used": int(n_used), "r_plus": r_plus, "r_minus": r_minus,
+            "mean_h0": float(mean), "var_h0": float(var), "z": z, "p": p,
+            "effect_r": float(z / math.sqrt(n)) if n else float("nan"),
+            "rank_biserial": float((r_plus - r_minus) / total) if total > 0 else 0.0,
+            "median_diff": float(np.median(d)) if n else float("nan"),
+            "zero_method": zero_method, "alternative": alternative, "correction": bool(correction)}
+
+
+PairingUnit = Literal["participant", "item", "response"]
+
+
+def paired_differences(data: pd.DataFrame, *, dv: str, within: str, a: str, b: str,
+                       unit: PairingUnit = "participant", subject: str = "participant",
+                       item: Sequence[str] = ("identity", "sentence", "visual_emotion"),
+                       order: str = "position") -> pd.DataFrame:
+    """Paired values of ``dv`` for level ``a`` vs level ``b`` of ``within``, one row per pairing unit.
+
+    unit="participant": the mean of each participant's ``a`` answers vs the mean of their ``b`` answers
+    (participants with only one of the two are dropped). unit="item": the mean over participants for each
+    content item (the ``item`` columns: same face, sentence and emotion rendered by both sources); items
+    rendered by only one source are dropped. unit="response": within each participant the k-th ``a``
+    answer (in ``order``) is paired with the k-th ``b`` answer; unmatched extra answers are dropped.
+
+    Returns columns unit_id, a, b, diff (a - b).
+    """
+    if unit not in ("participant", "item", "response"):
+        raise AnalysisOptionError(f"pairing unit {unit!r}: use participant, item or response")
+    sub = data[data[within].isin([a, b])]
+    if unit == "participant":
+        m = sub.groupby([subject, within])[dv].mean().unstack(within)
+        m = m.reindex(columns=[a, b]).dropna()
+        out = pd.DataFrame({"unit_id": m.index.astype(str), "a": m[a].to_numpy(), "b": m[b].to_numpy()})
+    elif unit == "item":
+        keys = list(item)
+        m = sub.groupby(keys + [within])[dv].mean().unstack(within).reindex(columns=[a, b]).dropna()
+        ids = ["|".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in m.index]
+        out = pd.DataFrame({"unit_id": ids, "a": m[a].to_numpy(), "b": m[b].to_numpy()})
+    else:
+        s = sub.sort_values([subject, order], kind="stable").copy()
+        s["_k"] = s.groupby([subject, within]).cumcount()
+        m = s.pivot_table(index=[subject, "_k"], columns=within, values=dv, aggfunc="first")
+        m = m.reindex(columns=[a, b]).dropna()
+        ids = [f"{p}#{k}" for p, k in m.index]
+        out = pd.DataFrame({"unit_id": ids, "a": m[a].to_numpy(), "b": m[b].to_numpy()})
+    out["diff"] = out["a"] - out["b"]
+    return out.reset_index(drop=True)
+
+
+def paired_wilcoxon(data: pd.DataFrame, *, dv: str, within: str, a: str, b: str,
+                    unit: PairingUnit = "participant", zero_method: ZeroMethod = "pratt",
+                    alternative: Alternative = "two-sided", correction: bool = False,
+                    subject: str = "participant",
+                    item: Sequence[str] = ("identity", "sentence", "visual_emotion")) -> pd.DataFrame:
+    """Wilcoxon signed-rank test of ``a`` vs ``b`` (difference a - b) with an explicit pairing unit.
+
+    Returns one row: a, b, dv, unit, then the columns of :data:`WILCOXON_COLUMNS`, mean_a, mean_b.
+    """
+    pairs = paired_differences(data, dv=dv, within=within, a=a, b=b, unit=unit, subject=subject, item=item)
+    res = wilcoxon_signed_rank(pairs["diff"].to_numpy(), zero_method=zero_method, alternative=alternative,
+                               correction=correction)
+    row = {"a": a, "b": b, "dv": dv, "unit": unit, **res,
+           "mean_a": float(pairs["a"].mean()) if len(pairs) else float("nan"),
+           "mean_b": float(pairs["b"].mean()) if len(pairs) else float("nan")}
+    return pd.DataFrame([row])
+
+
+def binomial_test(k: int, n: int, p0: float = 1 / 6, alternative: Alternative = "greater") -> float:
+    """Exact binomial test of k successes in n trials against success probability ``p0``.
+
+    "greater": P(X >= k); "less": P(X <= k); "two-sided": the sum of the probabilities of all outcomes
+    no more likely than k (the usual exact two-sided definition). n = 0 gives p = 1.
+    """
+    if n == 0:
+        return 1.0
+    return float(sps.binomtest(int(k), int(n), p0, alternative=alternative).pvalue)
+
+
+def bootstrap_ci(groups: pd.DataFrame, statistic: Callable[[np.ndarray], np.ndarray], *, n_boot: int = 2000,
+                 ci: float = 0.95, random_state: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI resampling the rows of ``groups`` (one row per participant) with replacement.
+
+    ``statistic`` receives an integer array of shape (n_boot, n_rows) of resampled row indices and returns
+    n_boot values. The resampling draws come from ``numpy.random.default_rng(random_state)``.
+    """
+    n = len(groups)
+    if n == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(random_state)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    values = np.asarray(statistic(idx), dtype=float)
+    lo, hi = np.nanpercentile(values, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2])
+    return float(lo), float(hi)
+
+
+def ratio_bootstrap_ci(numerator: np.ndarray, denominator: np.ndarray, *, n_boot: int = 2000, ci: float = 0.95,
+                       random_state: int = 0) -> tuple[float, float]:
+    """Bootstrap CI of sum(numerator)/sum(denominator) resampling units (participants) with replacement."""
+    num = np.asarray(numerator, dtype=float)
+    den = np.asarray(denominator, dtype=float)
+
+    def stat(idx: np.ndarray) -> np.ndarray:
+        d = den[idx].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return num[idx].sum(axis=1) / d
+
+    return bootstrap_ci(pd.DataFrame({"n": den}), stat, n_boot=n_boot, ci=ci, random_state=random_state)
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN and is not counted in the family).
+
+    Sorted ascending p(1) <= ... <= p(m): adj(i) = max_{j<=i} min(1, (m - j + 1) p(j)).
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    vals = p[ok]
+    order = np.argsort(vals, kind="stable")
+    adj = np.minimum(1.0, (m - np.arange(m)) * vals[order])
+    adj = np.maximum.accumulate(adj)
+    res = np.empty(m)
+    res[order] = adj
+    out[ok] = res
+    return out
