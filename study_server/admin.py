@@ -1,7 +1,214 @@
-"""The researcher's admin surface (login, dashboard, participants, export). Filled in below."""
+"""The researcher's admin surface under ``/admin``: login, dashboard, per-study batch counts, a participant's
+answers and verdict, export download, and JSON endpoints for the same numbers (``/admin/api/...``).
+
+Every page and endpoint except the login form needs a logged-in admin (pages redirect to the login form,
+the JSON API answers 401). Every POST (login included) needs the session's CSRF token, in the form field
+``csrf_token`` or the header ``X-CSRF-Token``; without it the request is refused with 400 and changes
+nothing. Logins (also failed ones), logouts, exports and views of a participant's data are written to
+the audit log. See ``admin_auth`` for the password and ``admin_stats`` for what each count means.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+from urllib.parse import urlsplit
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
+from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request,
+                   send_file, url_for)
+
+from study_server import admin_auth, admin_stats
+from study_server.extensions import db
+from study_server.models import Assignment, AuditLog, Study
+from study_server.security import Limit, RateLimiter
+
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="admin_templates")
+
+_PUBLIC_ENDPOINTS = {"admin.login"}
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+_LOGIN_LIMIT = Limit(10, 300)  # login attempts per address per 5 minutes
+
+
+def _timeout_s() -> float:
+    return float(current_app.config.get("ASSIGNMENT_TIMEOUT_S", 1800))
+
+
+def _actor() -> str:
+    return str(current_app.config.get("ADMIN_USER") or "admin")
+
+
+def audit(action: str, target: str | None = None, *, actor: str | None = None, **details) -> None:
+    """Append one audit row (committed at once, so that it survives whatever the request does next)."""
+    details.setdefault("ip", request.remote_addr)
+    session = db.session
+    session.add(AuditLog(actor=actor or _actor(), action=action, target=target, details=details))
+    session.commit()
+
+
+def _api_request() -> bool:
+    return request.path.startswith(url_for("admin.dashboard") + "api/")
+
+
+@bp.before_request
+def _guard():
+    if request.method not in _SAFE_METHODS and not admin_auth.csrf_ok():
+        if _api_request():
+            return jsonify(error={"code": "csrf", "message": "missing or wrong CSRF token (X-CSRF-Token)"}), 400
+        return Response("The form's security token is missing or out of date (CSRF check failed). "
+                        "Go back, reload the page and try again.", status=400, mimetype="text/plain")
+    if request.endpoint in _PUBLIC_ENDPOINTS or admin_auth.logged_in():
+        return None
+    if _api_request():
+        return jsonify(error={"code": "login_required", "message": "log in at /admin/login first"}), 401
+    return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+
+
+@bp.app_context_processor
+def _template_helpers():
+    if request.blueprint != "admin":
+        return {}
+    return {"csrf_token": admin_auth.csrf_token, "admin_logged_in": admin_auth.logged_in()}
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path on this server under /admin: never an open redirect to another site.
+    default = url_for("admin.dashboard")
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith(default):
+        return default
+    return target
+
+
+# ------------------------------------------------------------------------------------------- login
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    next_url = _safe_next(request.values.get("next"))
+    try:
+        admin_auth.password_hash()
+        configured, error = True, None
+    except admin_auth.AdminConfigError as exc:
+        configured, error = False, str(exc)
+    if request.method == "GET" or not configured:
+        if request.method == "GET" and admin_auth.logged_in():
+            return redirect(next_url)
+        return render_template("admin/login.html", configured=configured, error=error, next=next_url,
+                               user=_actor()), (200 if configured else 503)
+    limiter = current_app.extensions["emostudy_admin_login_limiter"]
+    if limiter.hit(("login", request.remote_addr or "?"), _LOGIN_LIMIT):
+        audit("login_throttled", actor="anonymous")
+        return render_template("admin/login.html", configured=True, next=next_url, user=_actor(),
+                               error="Too many login attempts; wait a few minutes."), 429
+    user = request.form.get("user", "")
+    if user == _actor() and admin_auth.check_password(request.form.get("password", "")):
+        admin_auth.log_in()
+        audit("login")
+        return redirect(next_url)
+    audit("login_failed", actor="anonymous", user=user[:100])
+    return render_template("admin/login.html", configured=True, next=next_url, user=user,
+                           error="Wrong user name or password."), 401
+
+
+@bp.post("/logout")
+def logout():
+    audit("logout")
+    admin_auth.log_out()
+    flash("Logged out.")
+    return redirect(url_for("admin.login"))
+
+
+# ------------------------------------------------------------------------------------------- pages
+
+def _study_or_404(study_id: int) -> Study:
+    study = db.session.get(Study, study_id)
+    if study is None:
+        abort(404, description=f"no study with id {study_id}")
+    return study
+
+
+def _assignment_or_404(assignment_id: int) -> Assignment:
+    assignment = db.session.get(Assignment, assignment_id)
+    if assignment is None:
+        abort(404, description=f"no assignment with id {assignment_id}")
+    return assignment
+
+
+@bp.get("/")
+def dashboard():
+    studies = admin_stats.study_summaries(db.session, timeout_s=_timeout_s())
+    return render_template("admin/dashboard.html", studies=studies)
+
+
+@bp.get("/studies/<int:study_id>")
+def study(study_id: int):
+    s = _study_or_404(study_id)
+    detail = admin_stats.study_detail(db.session, s, timeout_s=_timeout_s())
+    return render_template("admin/study.html", s=detail, assignments=admin_stats.assignment_rows(db.session, s.id))
+
+
+@bp.get("/assignments/<int:assignment_id>")
+def assignment(assignment_id: int):
+    a = _assignment_or_404(assignment_id)
+    detail = admin_stats.assignment_detail(db.session, a)
+    audit("view_assignment", f"assignment:{a.id}")
+    return render_template("admin/assignment.html", a=detail)
+
+
+@bp.post("/studies/<int:study_id>/export")
+def export(study_id: int):
+    from study_server.export import export_study
+
+    s = _study_or_404(study_id)
+    with tempfile.TemporaryDirectory(prefix="emostudy-export-") as tmp:
+        out = Path(tmp) / s.name
+        result = export_study(db.session, s.name, out, secret_key=current_app.config["SECRET_KEY"])
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(out.iterdir()):
+                archive.write(path, f"{s.name}/{path.name}")
+    audit("export", f"study:{s.name}", n_answers=result.n_answer_rows, n_assignments=result.n_participant_rows)
+    buffer.seek(0)
+    return send_file(buffer, mimetype="application/zip", as_attachment=True,
+                     download_name=f"{s.name}-export.zip")
+
+
+# ------------------------------------------------------------------------------------------ JSON
+
+@bp.get("/api/studies")
+def api_studies():
+    return jsonify(studies=admin_stats.study_summaries(db.session, timeout_s=_timeout_s()))
+
+
+@bp.get("/api/studies/<int:study_id>")
+def api_study(study_id: int):
+    return jsonify(admin_stats.study_detail(db.session, _study_or_404(study_id), timeout_s=_timeout_s()))
+
+
+@bp.get("/api/studies/<int:study_id>/assignments")
+def api_assignments(study_id: int):
+    return jsonify(assignments=admin_stats.assignment_rows(db.session, _study_or_404(study_id).id))
+
+
+@bp.get("/api/assignments/<int:assignment_id>")
+def api_assignment(assignment_id: int):
+    a = _assignment_or_404(assignment_id)
+    detail = admin_stats.assignment_detail(db.session, a)
+    audit("view_assignment", f"assignment:{a.id}", via="api")
+    return jsonify(detail)
+
+
+@bp.errorhandler(404)
+def _not_found(exc):
+    if _api_request():
+        return jsonify(error={"code": "not_found", "message": exc.description}), 404
+    return exc
+
+
+
+@bp.record_once
+def _setup(state) -> None:
+    state.app.extensions["emostudy_admin_login_limiter"] = RateLimiter()

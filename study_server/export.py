@@ -1,0 +1,264 @@
+"""Export a study to a folder: the analysis engineer's input (docs/contracts.md, section 4).
+
+    DIR/answers.csv       one row per answer x question, joined to the stimulus labels
+    DIR/participants.csv  one row per assignment, pseudonymous ids
+    DIR/plan.json         the imported plan, byte for byte
+    DIR/manifest.json     the stimulus set's manifest as imported
+    DIR/codebook.md       every column of both CSVs
+
+Rows come in a fixed order (batch index, assignment allocation time and id, item position, the plan's
+question order), so the same database gives the same bytes. Participants appear only as their
+pseudonym (HMAC-SHA256 of ``platform:worker_id`` keyed with the server secret, 16 hex); raw platform ids
+stay in the database, for payments.
+
+Values: multi-choice answers are joined with ``;`` in the question's option order; the answer ``none``
+is written literally (read the CSVs with ``keep_default_na=False``); missing values are empty cells.
+
+Errors: ``ExportError`` (a ``StudyServerError``) names the study or folder and the fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from study_server.errors import StudyServerError
+from study_server.models import Answer, Assignment, Batch, Item, Participant, Study, StudyStimulus, Verdict
+
+LABEL_COLUMNS = ("stimulus_id", "source", "visual_emotion", "audio_emotion", "identity", "sentence", "intensity",
+                 "size_variant")
+ANSWER_COLUMNS = ("answer_id", "study", "task", "batch_id", "participant", "assignment", "position", "is_repeat",
+                  "repeat_of", *LABEL_COLUMNS, "question", "answer", "score", "rt_ms", "played_fraction",
+                  "answered_at", "verdict")
+PARTICIPANT_COLUMNS = ("participant", "assignment", "batch_id", "platform", "status", "allocated_at", "started_at",
+                       "completed_at", "verdict", "n_inconsistent", "n_repeat_answers", "audio_check_passed",
+                       "n_answers")
+
+ANSWER_CODEBOOK = {
+    "answer_id": "the client-made id of the answer (unique per item answered; repeated on each question's row)",
+    "study": "study name (from the plan)",
+    "task": "emotion-realness (Task 1) or av-mismatch (Task 2)",
+    "batch_id": "the batch the participant was assigned, e.g. b01",
+    "participant": "pseudonym: HMAC-SHA256 (server secret) of platform:worker id, first 16 hex digits",
+    "assignment": "opaque assignment id (unique per participant and study)",
+    "position": "0-based position of the item in the batch",
+    "is_repeat": "1 if this item is a consistency repeat of an earlier item, else 0",
+    "repeat_of": "position of the original for a repeat, else empty",
+    "stimulus_id": "the stimulus (manifest row) shown",
+    "source": "condition label from the manifest: GT, BL, OURS, ...",
+    "visual_emotion": "emotion the face shows (manifest), empty if none",
+    "audio_emotion": "emotion the voice carries (manifest), empty if none or silent",
+    "identity": "speaker/face identity (manifest)",
+    "sentence": "sentence code or text (manifest)",
+    "intensity": "intensity label (manifest), empty if none",
+    "size_variant": "size variant, e.g. 128x128 (manifest), empty if none",
+    "question": "question id (Task 1: emotion, realness, aspects; Task 2: primary, secondary)",
+    "answer": "the value given; multi-choice: the selected values joined with ';' in option order; "
+              "the literal string 'none' is an answer, never a missing value",
+    "score": "numeric score of the chosen option for scale questions (realness 5..1), else empty",
+    "rt_ms": "response time from the end of the video to the answer, in ms (empty if not reported)",
+    "played_fraction": "fraction of the video played before answering, 0..1 (empty if not reported)",
+    "answered_at": "ISO 8601 UTC time the server stored the answer",
+    "verdict": "server verdict of the participant's survey: valid, rejected, or incomplete (not completed)",
+}
+PARTICIPANT_CODEBOOK = {
+    "participant": "pseudonym, as in answers.csv",
+    "assignment": "opaque assignment id, as in answers.csv",
+    "batch_id": "the batch assigned",
+    "platform": "recruiting platform: mturk, prolific, lab or link",
+    "status": "assignment status: allocated, started, completed, submitted, approved, rejected, returned, "
+              "abandoned or expired",
+    "allocated_at": "ISO 8601 UTC time the batch was assigned",
+    "started_at": "ISO 8601 UTC time the participant started the trials (empty if never)",
+    "completed_at": "ISO 8601 UTC time the survey was completed (empty if not)",
+    "verdict": "valid, rejected, or incomplete (no verdict: not completed)",
+    "n_inconsistent": "repeated answers (repeats x questions with a rule) judged inconsistent; empty if incomplete",
+    "n_repeat_answers": "repeated answers compared; empty if incomplete",
+    "audio_check_passed": "1 passed, 0 failed, empty if not taken or not required",
+    "n_answers": "items answered (rows in answers.csv / questions per item)",
+}
+assert tuple(ANSWER_CODEBOOK) == ANSWER_COLUMNS and tuple(PARTICIPANT_CODEBOOK) == PARTICIPANT_COLUMNS
+
+INCOMPLETE = "incomplete"
+
+
+class ExportError(StudyServerError):
+    """A study cannot be exported (unknown study, output folder not empty, stored answer unreadable)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path
+    n_answer_rows: int
+    n_participant_rows: int
+
+
+def _iso(value: dt.datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _label(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def format_answer(question: dict[str, Any], value: Any, *, where: str) -> tuple[str, str]:
+    """(answer, score) cells of one question's stored value."""
+    options = [o["value"] for o in question["options"]]
+    if question["type"] == "multi":
+        chosen = value if isinstance(value, list) else [value]
+        unknown = [v for v in chosen if v not in options]
+        if unknown:
+            raise ExportError(f"{where}: question {question['id']!r} holds {unknown!r}, not among its options "
+                              f"{options}; the database was changed outside the server")
+        return ";".join(v for v in options if v in chosen), ""
+    if not isinstance(value, str) or value not in options:
+        raise ExportError(f"{where}: question {question['id']!r} holds {value!r}, not among its options {options}; "
+                          "the database was changed outside the server")
+    if question["type"] == "scale":
+        score = next(o.get("score") for o in question["options"] if o["value"] == value)
+        return value, _number(score)
+    return value, ""
+
+
+def _csv_bytes(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def codebook_markdown(study: Study, plan: dict[str, Any]) -> str:
+    lines = [f"# Codebook: {study.name}", "",
+             f"Study {study.name!r} ({study.task}), exported by `emostudy export`. Read the CSV files with "
+             "`pandas.read_csv(path, keep_default_na=False)`: the answer `none` is a value, and empty cells "
+             "are missing values.", "", "## answers.csv", "",
+             "One row per answer to a question (item x question), ordered by batch, assignment, position, "
+             "question.", "", "| column | meaning |", "|---|---|"]
+    lines += [f"| {name} | {text} |" for name, text in ANSWER_CODEBOOK.items()]
+    lines += ["", "### Questions", ""]
+    for q in plan["questions"]:
+        opts = ", ".join(f"`{o['value']}`" + (f" (score {_number(o.get('score'))})" if o.get("score") is not None
+                                               else "") for o in q["options"])
+        lines.append(f"- `{q['id']}` ({q['type']}): {q['prompt']} Options: {opts}.")
+    lines += ["", "## participants.csv", "", "One row per assignment (a participant's batch in this study).", "",
+              "| column | meaning |", "|---|---|"]
+    lines += [f"| {name} | {text} |" for name, text in PARTICIPANT_CODEBOOK.items()]
+    lines += ["", "## plan.json, manifest.json", "",
+              "The study plan as imported (batches, items, questions, consistency rules) and the stimulus set's "
+              "manifest (every label of every stimulus).", ""]
+    return "\n".join(lines)
+
+
+def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    questions = plan["questions"]
+    assignments = session.execute(
+        select(Assignment, Batch.key, Participant.platform, Participant.pseudonym, Verdict)
+        .join(Batch, Batch.id == Assignment.batch_id)
+        .join(Participant, Participant.id == Assignment.participant_id)
+        .outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
+        .where(Assignment.study_id == study.id)
+        .order_by(Batch.index, Assignment.allocated_at, Assignment.id)).all()
+    answers_by_assignment: dict[int, list[tuple[Answer, Item, StudyStimulus]]] = {}
+    for answer, item, stimulus in session.execute(
+            select(Answer, Item, StudyStimulus)
+            .join(Item, Item.id == Answer.item_id).join(StudyStimulus, StudyStimulus.id == Item.stimulus_pk)
+            .join(Assignment, Assignment.id == Answer.assignment_id)
+            .where(Assignment.study_id == study.id)
+            .order_by(Answer.assignment_id, Item.position, Answer.created_at, Answer.answer_id)):
+        answers_by_assignment.setdefault(answer.assignment_id, []).append((answer, item, stimulus))
+
+    answer_rows: list[list[str]] = []
+    participant_rows: list[list[str]] = []
+    for assignment, batch_key, platform, pseudonym, verdict in assignments:
+        verdict_text = verdict.verdict if verdict is not None else INCOMPLETE
+        assignment_ref = str(assignment.id)
+        given = answers_by_assignment.get(assignment.id, [])
+        for answer, item, stimulus in given:
+            labels = stimulus.labels
+            where = f"study {study.name!r}, assignment {assignment.id}, position {item.position}"
+            for q in questions:
+                if q["id"] not in answer.values:
+                    continue  # an optional question left unanswered: no row
+                text, score = format_answer(q, answer.values[q["id"]], where=where)
+                answer_rows.append([
+                    answer.answer_id, study.name, study.task, batch_key, pseudonym, assignment_ref,
+                    str(item.position), "0" if item.repeat_of is None else "1", _number(item.repeat_of),
+                    stimulus.stimulus_id, *(_label(labels.get(c)) for c in LABEL_COLUMNS[1:]),
+                    q["id"], text, score, _number(answer.rt_ms), _number(answer.played_fraction),
+                    _iso(answer.created_at), verdict_text])
+        participant_rows.append([
+            pseudonym, assignment_ref, batch_key, platform, assignment.status, _iso(assignment.allocated_at),
+            _iso(assignment.started_at), _iso(assignment.completed_at), verdict_text,
+            _number(verdict.n_inconsistent if verdict else None),
+            _number(verdict.n_repeat_answers if verdict else None), _number(assignment.audio_check_passed),
+            str(len(given))])
+    return answer_rows, participant_rows
+
+
+def export_study(session: Session, study: str | int, out_dir: str | os.PathLike, *,
+                 secret_key: str | None = None) -> ExportResult:
+    """Write the export of ``study`` (its name or id) into ``out_dir`` (missing or empty; never overwritten).
+
+    ``secret_key`` is accepted for symmetry with the server's settings; pseudonyms were computed with it
+    when each participant arrived and are read from the database.
+    """
+    del secret_key
+    found = session.scalar(select(Study).where(Study.name == str(study)))
+    if found is None and str(study).isdigit():
+        found = session.get(Study, int(study))
+    if found is None:
+        names = session.scalars(select(Study.name).order_by(Study.name)).all()
+        raise ExportError(f"no study named {study!r} in the database; known studies: "
+                          f"{', '.join(names) or 'none (import one with `emostudy study import`)'}")
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out} exists and is not an empty folder; exports never overwrite: "
+                          "choose a new folder")
+    plan = json.loads(found.plan_json)
+    answer_rows, participant_rows = _rows(session, found, plan)
+    files = {
+        "answers.csv": _csv_bytes(ANSWER_COLUMNS, answer_rows),
+        "participants.csv": _csv_bytes(PARTICIPANT_COLUMNS, participant_rows),
+        "plan.json": found.plan_json.encode("utf-8"),
+        "manifest.json": found.manifest_json.encode("utf-8"),
+        "codebook.md": codebook_markdown(found, plan).encode("utf-8"),
+    }
+    # Write next to the target, then move into place: a crash leaves no half-written export.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(staging, out)
+    except BaseException:
+        for leftover in staging.glob("*"):
+            leftover.unlink()
+        if staging.exists():
+            staging.rmdir()
+        raise
+    return ExportResult(out, len(answer_rows), len(participant_rows))
