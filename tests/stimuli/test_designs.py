@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from conftest import fake_row, task1_rows, task2_rows
+from stimuli_factories import fake_row, task1_rows, task2_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -166,7 +166,7 @@ def test_property_error_names_first_bad_row_and_field(tmp_path_factory, n_rows, 
 @given(n_rows=st.integers(1, 8), data=st.data())
 def test_property_bad_manifest_row_names_row_and_field(tmp_path_factory, n_rows, data):
     """A manifest with one bad row fails naming that row (1-based) and the field."""
-    from conftest import fake_row
+    from stimuli_factories import fake_row
 
     root = tmp_path_factory.mktemp("man")
     rows = [fake_row(f"s{i}", "GT", "anger", "anger") for i in range(n_rows)]

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import task1_rows, task2_rows
+from stimuli_factories import task1_rows, task2_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import csv
 
 from click.testing import CliRunner
-from conftest import task1_rows, task2_rows
+from stimuli_factories import task1_rows, task2_rows
 
 from stimuli.cli import main
 from stimuli.manifest import load_manifest
