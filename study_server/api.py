@@ -1,12 +1,200 @@
-"""The participant JSON API under /api/v1 (documented in docs/server_api.md)."""
+"""The participant JSON API under /api/v1 (routes and bodies: docs/server_api.md).
+
+Handlers are thin: parse the request, call the library (assignment, answers, consistency), translate
+``ApiError`` into ``{"error": {"code", "message"}}`` (done by the app's error handler).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+
+from study_server import assignment as assign
+from study_server.answers import answered_positions, save_answer
+from study_server.audio_check import is_correct
+from study_server.consistency import complete_assignment
+from study_server.context import Ctx, load
+from study_server.errors import ApiError, Conflict
+from study_server.extensions import db
+from study_server.media import media_url
+from study_server.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
+from study_server.platforms import completion_action, parse_arrival
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if body is None and not request.data:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError("bad_request", "the request body must be a JSON object", status=400)
+    return body
+
+
+def _timeout() -> float:
+    return float(current_app.config["ASSIGNMENT_TIMEOUT_S"])
+
+
+def _secret() -> str:
+    return current_app.config["SECRET_KEY"]
 
 
 @bp.get("/health")
 def health():
     return {"ok": True}
+
+
+@bp.get("/studies/<study>")
+def study_info(study: str):
+    s = assign.get_study(db.session, study)
+    return {"name": s.name, "title": s.title, "task": s.task, "open": s.status == STUDY_OPEN}
+
+
+@bp.post("/studies/<study>/arrive")
+def arrive(study: str):
+    body = _json_body()
+    query = body.get("query") or {}
+    if not isinstance(query, dict):
+        raise ApiError("bad_request", "query must be an object of the platform's URL parameters", status=400)
+    arrival = parse_arrival(query, mturk_submit_hosts=tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+    if arrival.preview:
+        assign.get_study(db.session, study)
+        return {"preview": True}
+    allocation = assign.allocate(db.session, study, arrival, secret_key=_secret(), timeout_s=_timeout(),
+                                 user_agent=str(body.get("user_agent") or request.user_agent.string or ""))
+    a = allocation.assignment
+    return jsonify(token=a.token, status=a.status, resumed=allocation.resumed,
+                   url=url_for("participant.study_page", token=a.token)), (200 if allocation.resumed else 201)
+
+
+def completion_for(ctx: Ctx) -> dict[str, Any] | None:
+    a = ctx.assignment
+    if a.completed_at is None or not a.completion_code:
+        return None
+    return completion_action(a.participant.platform, code=a.completion_code,
+                             external_assignment_id=a.external_assignment_id, turk_submit_to=a.turk_submit_to,
+                             prolific_url=current_app.config["PROLIFIC_COMPLETE_URL"])
+
+
+def state_of(ctx: Ctx) -> dict[str, Any]:
+    """What the page needs: questions, opaque media URLs, what is answered. No labels of trial items."""
+    a, plan, secret = ctx.assignment, ctx.plan, _secret()
+    answered = answered_positions(db.session, ctx)
+    done = set(answered)
+    positions = [i.position for i in ctx.batch.items]
+    next_position = next((p for p in positions if p not in done), None)
+    max_attempts = int(current_app.config["AUDIO_CHECK_ATTEMPTS"])
+    attempts_left = max(0, max_attempts - a.audio_check_attempts)
+    audio_enabled = plan.audio_check_enabled
+    audio_url = (media_url(secret, a.token, f"a{a.audio_check_attempts}")
+                 if audio_enabled and not a.audio_check_passed and attempts_left else None)
+    labels = {q_opt["value"]: q_opt["label"] for q in plan.questions for q_opt in q["options"]}
+    return {
+        "token": a.token,
+        "status": a.status,
+        "study": {k: plan.study.get(k, "") for k in ("title", "task", "description", "instructions")},
+        "questions": [{"id": q["id"], "type": q["type"], "prompt": q["prompt"], "required": q.get("required", True),
+                       "options": [{"value": o["value"], "label": o["label"], "exclusive": bool(o.get("exclusive"))}
+                                   for o in q["options"]]} for q in plan.questions],
+        "audio_check": {"enabled": audio_enabled, "passed": a.audio_check_passed, "attempts_left": attempts_left,
+                        "media_url": audio_url},
+        "examples": [{"label": labels.get(e["emotion"], e["emotion"].capitalize()),
+                      "media_url": media_url(secret, a.token, f"x{n}")}
+                     for n, e in enumerate(plan.plan["examples"])],
+        "items": [{"position": p, "media_url": media_url(secret, a.token, f"t{p}")} for p in positions],
+        "answered": answered,
+        "next_position": next_position,
+        "total": len(positions),
+        "completion": completion_for(ctx),
+    }
+
+
+def _touch(ctx: Ctx) -> None:
+    a = ctx.assignment
+    if a.status in ACTIVE:
+        a.last_seen_at = utcnow()
+        db.session.commit()
+    elif a.status == EXPIRED:
+        assign.ensure_active(db.session, a, timeout_s=_timeout())
+        db.session.commit()
+
+
+@bp.get("/a/<token>")
+def state(token: str):
+    ctx = load(db.session, token)
+    try:
+        _touch(ctx)
+    except Conflict:
+        db.session.rollback()  # the slot is gone; the state says "expired" and the page explains
+    return state_of(ctx)
+
+
+@bp.post("/a/<token>/start")
+def start(token: str):
+    ctx = load(db.session, token)
+    if ctx.assignment.status in FINISHED:
+        return {"status": ctx.assignment.status}
+    assign.start(db.session, ctx.assignment, timeout_s=_timeout())
+    return {"status": ctx.assignment.status}
+
+
+@bp.post("/a/<token>/ping")
+def ping(token: str):
+    ctx = load(db.session, token)
+    _touch(ctx)
+    return {"status": ctx.assignment.status}
+
+
+@bp.post("/a/<token>/return")
+def give_back(token: str):
+    ctx = load(db.session, token)
+    assign.leave(db.session, ctx.assignment)
+    return {"status": ctx.assignment.status}
+
+
+@bp.post("/a/<token>/audio-check")
+def audio_check(token: str):
+    ctx = load(db.session, token)
+    a, body = ctx.assignment, _json_body()
+    answer = body.get("answer")
+    if not isinstance(answer, str) or len(answer) > 100:
+        raise ApiError("bad_request", "answer must be the word you heard, as text", status=400)
+    max_attempts = int(current_app.config["AUDIO_CHECK_ATTEMPTS"])
+    if not ctx.plan.audio_check_enabled or a.audio_check_passed:
+        return {"passed": bool(a.audio_check_passed) or not ctx.plan.audio_check_enabled,
+                "attempts_left": max(0, max_attempts - a.audio_check_attempts), "media_url": None, "status": a.status}
+    if a.status not in (STARTED, EXPIRED):
+        raise Conflict("not_started" if a.status not in (ABANDONED,) else "audio_check_failed",
+                       "start the study (give consent) before the sound check" if a.status != ABANDONED
+                       else "the sound check did not succeed; please return the task", status=409)
+    assign.ensure_active(db.session, a, timeout_s=_timeout())
+    passed = is_correct(_secret(), a.token, a.audio_check_attempts, answer)
+    if passed:
+        a.audio_check_passed = True
+    else:
+        a.audio_check_attempts += 1
+        if a.audio_check_attempts >= max_attempts:
+            a.audio_check_passed = False
+            a.status = ABANDONED
+            a.ended_at = utcnow()
+    a.last_seen_at = utcnow()
+    db.session.commit()
+    left = max(0, max_attempts - a.audio_check_attempts)
+    next_url = media_url(_secret(), a.token, f"a{a.audio_check_attempts}") if not passed and left else None
+    return {"passed": passed, "attempts_left": left, "media_url": next_url, "status": a.status}
+
+
+@bp.post("/a/<token>/answers")
+def answers(token: str):
+    ctx = load(db.session, token)
+    body = request.get_json(silent=True)
+    return save_answer(db.session, ctx, body, timeout_s=_timeout())
+
+
+@bp.post("/a/<token>/complete")
+def complete(token: str):
+    ctx = load(db.session, token)
+    complete_assignment(db.session, ctx, timeout_s=_timeout())
+    return {"status": ctx.assignment.status, "completion": completion_for(ctx)}

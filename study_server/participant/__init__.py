@@ -1,14 +1,96 @@
-"""Participant pages: ad/preview, consent, instructions, audio check, examples, trials, completion."""
+"""Participant pages: ad/preview, the study page (consent, instructions, audio check, examples, trials),
+the completion page and media.
+
+The study page is one HTML shell driven by ``static/study.js`` through the JSON API (docs/server_api.md);
+the token travels in the URL (not a cookie) so that the study works inside third-party iframes. No page,
+script or URL names a trial's emotion, source or condition: trials are positions with opaque media URLs.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
+from study_server import assignment as assign
+from study_server.context import load
 from study_server.errors import ApiError
+from study_server.extensions import db
+from study_server.media import check_signature, resolve_slot, send_media
+from study_server.models import FINISHED
+from study_server.platforms import parse_arrival
 
 bp = Blueprint("participant", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/participant")
 
+_TASK_SENTENCE = {
+    "emotion-realness": "Some of the videos are recordings of real people; others were rendered by artificial "
+                        "intelligence (AI).",
+    "av-mismatch": "All of the videos were rendered by artificial intelligence (AI).",
+}
+
 
 def render_error_page(exc: ApiError):
-    return render_template("participant/message.html", title="Sorry", message=exc.message), exc.status
+    title = "Thank you for your interest" if exc.code in ("study_full", "study_closed", "excluded") else "Sorry"
+    return render_template("participant/message.html", title=title, message=exc.message), exc.status
+
+
+@bp.get("/s/<study>")
+def arrive(study: str):
+    arrival = parse_arrival(request.args, mturk_submit_hosts=tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+    if arrival.preview:
+        s = assign.get_study(db.session, study)
+        plan_study = _plan_study(s)
+        db.session.rollback()
+        return render_template("participant/ad.html", title=s.title, description=plan_study.get("description", ""),
+                               open=s.status == "open")
+    allocation = assign.allocate(db.session, study, arrival, secret_key=current_app.config["SECRET_KEY"],
+                                 timeout_s=float(current_app.config["ASSIGNMENT_TIMEOUT_S"]),
+                                 user_agent=request.user_agent.string)
+    return redirect(url_for("participant.study_page", token=allocation.assignment.token), code=302)
+
+
+def _plan_study(study) -> dict:  # noqa: ANN001
+    from study_server.studies import plan_view
+
+    return plan_view(study).study
+
+
+@bp.get("/a/<token>")
+def study_page(token: str):
+    ctx = load(db.session, token)
+    if ctx.assignment.status in FINISHED:
+        return redirect(url_for("participant.done_page", token=token), code=302)
+    plan = ctx.plan.plan
+    task = plan["study"]["task"]
+    instructions = plan["study"].get("instructions") or _TASK_SENTENCE.get(task, "")
+    payment = plan.get("payment", {})
+    return render_template(
+        "participant/study.html", token=token, title=plan["study"]["title"],
+        description=plan["study"].get("description", ""), instructions=instructions,
+        task_sentence=_TASK_SENTENCE.get(task, ""), n_items=len(ctx.batch.items),
+        reward=payment.get("reward_usd"), bonus=(payment.get("bonus") or {}).get("rule", "none") != "none",
+        audio_check=ctx.plan.audio_check_enabled, n_examples=len(plan["examples"]),
+        contact=current_app.config.get("CONTACT_EMAIL") or "")
+
+
+@bp.get("/a/<token>/done")
+def done_page(token: str):
+    from study_server.api import completion_for
+
+    ctx = load(db.session, token)
+    action = completion_for(ctx)
+    if action is None:
+        return redirect(url_for("participant.study_page", token=token), code=302)
+    return render_template("participant/done.html", title="Thank you", action=action)
+
+
+@bp.get("/m/<token>/<slot>/<sig>")
+def media(token: str, slot: str, sig: str):
+    secret = current_app.config["SECRET_KEY"]
+    check_signature(secret, token, slot, sig)
+    ctx = load(db.session, token)
+    db.session.rollback()  # read-only: release the connection (and SQLite's lock) before streaming
+    trial = {i.position: (i.media, i.sha256) for i in ctx.batch.items}
+    media_file = resolve_slot(slot, token=token, secret_key=secret, set_root=ctx.set_root, trial_media=trial,
+                              example_media=list(ctx.examples),
+                              n_audio_attempts=int(current_app.config["AUDIO_CHECK_ATTEMPTS"]))
+    return send_media(current_app, media_file)

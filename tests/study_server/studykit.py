@@ -207,12 +207,13 @@ def valid_values(plan_or_questions: dict | list, variant: int = 0) -> dict[str, 
 
 def complete_session(client, token: str, variant_for: Callable[[int], int] | None = None) -> dict:
     """Start, pass the audio check if any, answer every item, complete; return the completion JSON."""
-    from study_server.audio_check import expected_word_for_tests
+    from study_server.audio_check import expected_word
 
     state = client.get(f"/api/v1/a/{token}").get_json()
     assert client.post(f"/api/v1/a/{token}/start").status_code == 200
     if state["audio_check"]["enabled"]:
-        word = expected_word_for_tests(client.application, token)
+        attempt = client.application.config["AUDIO_CHECK_ATTEMPTS"] - state["audio_check"]["attempts_left"]
+        word = expected_word(client.application.config["SECRET_KEY"], token, attempt)
         r = client.post(f"/api/v1/a/{token}/audio-check", json={"answer": word})
         assert r.get_json()["passed"], r.get_json()
     for item in state["items"]:

@@ -1,0 +1,178 @@
+"""Saving answers: one append-only row per answered item, stored the moment it is given, idempotently.
+
+The client makes an ``answer_id`` for every answer and retries the POST until acknowledged. The server
+stores the first copy and acknowledges every retry with the same body (built from the stored row), so a
+retry storm can neither lose an answer nor store it twice (the ``answer_id`` and ``(assignment, item)``
+unique constraints guarantee it even for concurrent retries). Anything that does not fit the participant's
+batch or the plan's questions is refused with a 4xx and stores nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from study_server.assignment import ensure_active
+from study_server.context import Ctx
+from study_server.errors import ApiError, Conflict, Forbidden, NotFound
+from study_server.models import ALLOCATED, FINISHED, STARTED, Answer, Assignment, utcnow
+
+ANSWER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+MAX_RT_MS = 24 * 3600 * 1000
+# last_seen_at is refreshed at most this often (saves a write per answer).
+TOUCH_EVERY = dt.timedelta(seconds=20)
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    answer_id: str
+    position: int
+    values: dict[str, Any]
+    rt_ms: int | None
+    played_fraction: float | None
+
+
+def bad(code: str, message: str) -> ApiError:
+    return ApiError(code, message, status=400)
+
+
+def parse_answer(body: Any, questions: tuple[dict[str, Any], ...]) -> ParsedAnswer:
+    """Validate an answer body against the plan's questions (no database access)."""
+    if not isinstance(body, Mapping):
+        raise bad("bad_request", "the request body must be a JSON object with answer_id, position and values")
+    answer_id = body.get("answer_id")
+    if not isinstance(answer_id, str) or not ANSWER_ID_RE.match(answer_id):
+        raise bad("bad_answer_id", "answer_id must be 8-64 characters of letters, digits, '_' or '-' "
+                  "(make one per answer, e.g. a UUID, and reuse it when retrying)")
+    position = body.get("position")
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise bad("bad_request", "position must be an integer (the item's position in the batch)")
+    values = body.get("values")
+    if not isinstance(values, Mapping):
+        raise bad("bad_request", "values must be an object {question_id: value}")
+    by_id = {q["id"]: q for q in questions}
+    unknown = sorted(set(values) - set(by_id))
+    if unknown:
+        raise bad("unknown_question", f"question {unknown[0]!r} is not asked in this study "
+                  f"(questions: {', '.join(by_id)})")
+    clean: dict[str, Any] = {}
+    for q in questions:
+        qid = q["id"]
+        value = values.get(qid)
+        if value is None or value == [] or value == "":
+            if q.get("required", True):
+                raise bad("missing_answer", f"question {qid!r} needs an answer")
+            continue
+        options = {o["value"]: o for o in q["options"]}
+        if q["type"] == "multi":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise bad("invalid_value", f"question {qid!r} takes a list of option values")
+            if len(set(value)) != len(value):
+                raise bad("invalid_value", f"question {qid!r}: an option is selected twice")
+            for v in value:
+                if v not in options:
+                    raise bad("invalid_value", f"question {qid!r}: {v!r} is not one of its options")
+            exclusive = [v for v in value if options[v].get("exclusive")]
+            if exclusive and len(value) > 1:
+                raise bad("invalid_value", f"question {qid!r}: {exclusive[0]!r} cannot be combined with other options")
+            order = list(options)
+            clean[qid] = sorted(value, key=order.index)  # option order, as the export writes them
+        else:
+            if not isinstance(value, str) or value not in options:
+                raise bad("invalid_value", f"question {qid!r}: {value!r} is not one of its options")
+            clean[qid] = value
+    rt = body.get("rt_ms")
+    if rt is not None and (isinstance(rt, bool) or not isinstance(rt, (int, float)) or not math.isfinite(rt)
+                           or not 0 <= rt <= MAX_RT_MS):
+        raise bad("bad_timing", f"rt_ms must be a number of milliseconds between 0 and {MAX_RT_MS}, or null")
+    played = body.get("played_fraction")
+    if played is not None and (isinstance(played, bool) or not isinstance(played, (int, float))
+                               or not math.isfinite(played) or not 0 <= played <= 1):
+        raise bad("bad_timing", "played_fraction must be a number between 0 and 1, or null")
+    return ParsedAnswer(answer_id, position, clean, None if rt is None else int(round(rt)),
+                        None if played is None else float(played))
+
+
+def acknowledgement(answer: Answer, position: int) -> dict[str, Any]:
+    return {"answer_id": answer.answer_id, "position": position, "stored_at": answer.created_at.isoformat()}
+
+
+def _existing(session: Session, ctx: Ctx, parsed: ParsedAnswer) -> dict[str, Any] | None:
+    """The acknowledgement of an already stored copy of this answer, or a refusal; None when new."""
+    stored = session.scalar(select(Answer).where(Answer.answer_id == parsed.answer_id))
+    if stored is not None:
+        item = ctx.batch.by_position.get(parsed.position)
+        if stored.assignment_id != ctx.assignment.id or item is None or stored.item_id != item.item_id:
+            raise Conflict("answer_id_reused", "this answer_id was already used for another answer; make a new "
+                           "id for every answer")
+        return acknowledgement(stored, parsed.position)
+    item = ctx.batch.by_position.get(parsed.position)
+    if item is not None:
+        other = session.scalar(select(Answer.answer_id).where(Answer.assignment_id == ctx.assignment.id,
+                                                              Answer.item_id == item.item_id))
+        if other is not None:
+            raise Conflict("already_answered", f"item {parsed.position} was already answered (answer_id "
+                           f"{other}); answers cannot be changed", answer_id=other)
+    return None
+
+
+def save_answer(session: Session, ctx: Ctx, body: Any, *, timeout_s: float) -> dict[str, Any]:
+    """Validate and store one answer; return its acknowledgement (the same one for every retry)."""
+    parsed = parse_answer(body, ctx.plan.questions)
+    try:
+        ack = _existing(session, ctx, parsed)
+        if ack is not None:
+            session.rollback()
+            return ack
+        a = ctx.assignment
+        if a.status == ALLOCATED:
+            raise Conflict("not_started", "the study has not been started yet: give consent first")
+        if a.status in FINISHED:
+            raise Conflict("assignment_closed", "this study is already completed; no more answers are accepted")
+        item = ctx.batch.by_position.get(parsed.position)
+        if item is None:
+            raise NotFound("unknown_item", f"position {parsed.position} is not an item of this participant's "
+                           f"batch (positions 0-{len(ctx.batch.items) - 1})")
+        if ctx.plan.audio_check_enabled and not a.audio_check_passed:
+            raise Forbidden("audio_check_required", "please complete the sound check before the videos")
+        now = utcnow()
+        ensure_active(session, a, timeout_s=timeout_s, now=now)
+        if a.status != STARTED:
+            raise Conflict("assignment_closed", f"this assignment is {a.status}; no more answers are accepted")
+        answer = Answer(answer_id=parsed.answer_id, assignment_id=a.id, item_id=item.item_id, values=parsed.values,
+                        rt_ms=parsed.rt_ms, played_fraction=parsed.played_fraction, created_at=now)
+        session.add(answer)
+        if now - a.last_seen_at > TOUCH_EVERY:
+            session.execute(update(Assignment).where(Assignment.id == a.id).values(last_seen_at=now)
+                            .execution_options(synchronize_session=False))
+        session.commit()
+        return acknowledgement(answer, parsed.position)
+    except IntegrityError:
+        # A concurrent copy of this answer (or another answer to this item) won the race.
+        session.rollback()
+        ack = _existing(session, ctx, parsed)
+        session.rollback()
+        if ack is None:
+            raise
+        return ack
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def answered_positions(session: Session, ctx: Ctx) -> list[int]:
+    ids = set(session.scalars(select(Answer.item_id).where(Answer.assignment_id == ctx.assignment.id)))
+    return [i.position for i in ctx.batch.items if i.item_id in ids]
+
+
+def answers_by_position(session: Session, ctx: Ctx) -> dict[int, dict[str, Any]]:
+    by_item = {i.item_id: i.position for i in ctx.batch.items}
+    rows = session.execute(select(Answer.item_id, Answer.values).where(Answer.assignment_id == ctx.assignment.id))
+    return {by_item[item_id]: values for item_id, values in rows if item_id in by_item}

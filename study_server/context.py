@@ -1,0 +1,102 @@
+"""A participant request's context: the assignment of a token with its study's plan and batch items.
+
+Plans and batches never change after import, so their parsed forms are cached per app (keyed by the
+plan's sha256 as well as the row id, so a replaced study is never served from a stale entry).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from study_server.errors import NotFound
+from study_server.models import Assignment, Item, Study, StudyStimulus
+from study_server.studies import PlanView, _plan_view
+
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    item_id: int
+    position: int
+    repeat_of: int | None
+    media: str  # relative to the set root
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    items: tuple[ItemInfo, ...]
+
+    @property
+    def by_position(self) -> dict[int, ItemInfo]:
+        return {i.position: i for i in self.items}
+
+
+@dataclass
+class Ctx:
+    assignment: Assignment
+    study_id: int
+    study_name: str
+    plan_sha256: str
+    set_root: str
+    plan: PlanView
+    batch: BatchInfo
+    examples: tuple[tuple[str, str], ...]  # (media, sha256) of the plan's examples
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.batches: dict[tuple[int, str], BatchInfo] = {}
+        self.examples: dict[tuple[int, str], tuple[tuple[str, str], ...]] = {}
+        self.plans: dict[tuple[int, str], PlanView] = {}
+
+
+def _cache() -> _Cache:
+    cache = current_app.extensions.get("emostudy_cache")
+    if cache is None:
+        cache = current_app.extensions.setdefault("emostudy_cache", _Cache())
+    return cache
+
+
+def load(session: Session, token: str) -> Ctx:
+    """The context of ``token``; ``NotFound('assignment_not_found')`` for unknown or malformed tokens."""
+    if not isinstance(token, str) or not _TOKEN_RE.match(token):
+        raise NotFound("assignment_not_found", "this study link is not valid; open the study again from "
+                       "the page that sent you here")
+    row = session.execute(
+        select(Assignment, Study.name, Study.plan_sha256, Study.set_root)
+        .join(Study, Study.id == Assignment.study_id).where(Assignment.token == token)).first()
+    if row is None:
+        raise NotFound("assignment_not_found", "this study link is not valid; open the study again from "
+                       "the page that sent you here")
+    assignment, name, plan_sha, set_root = row
+    cache = _cache()
+    key = (assignment.study_id, plan_sha)
+    plan = cache.plans.get(key)
+    if plan is None:
+        plan_json = session.scalar(select(Study.plan_json).where(Study.id == assignment.study_id))
+        plan = cache.plans[key] = _plan_view(plan_sha, plan_json)
+    batch = cache.batches.get((assignment.batch_id, plan_sha))
+    if batch is None:
+        rows = session.execute(
+            select(Item.id, Item.position, Item.repeat_of, StudyStimulus.media, StudyStimulus.sha256)
+            .join(StudyStimulus, StudyStimulus.id == Item.stimulus_pk)
+            .where(Item.batch_id == assignment.batch_id).order_by(Item.position)).all()
+        batch = BatchInfo(tuple(ItemInfo(*r) for r in rows))
+        cache.batches[(assignment.batch_id, plan_sha)] = batch
+    examples = cache.examples.get(key)
+    if examples is None:
+        stim = dict((sid, (media, sha)) for sid, media, sha in session.execute(
+            select(StudyStimulus.stimulus_id, StudyStimulus.media, StudyStimulus.sha256)
+            .where(StudyStimulus.study_id == assignment.study_id)).all())
+        examples = cache.examples[key] = tuple(stim[e["stimulus_id"]] for e in plan.plan["examples"])
+    return Ctx(assignment=assignment, study_id=assignment.study_id, study_name=name, plan_sha256=plan_sha,
+               set_root=set_root, plan=plan, batch=batch, examples=examples)

@@ -1,0 +1,429 @@
+// The participant's study page: consent -> instructions -> sound check -> examples -> trials -> done.
+// Every answer is POSTed the moment it is given, with an id made here, and retried with backoff until the
+// server acknowledges it; pending answers are kept in localStorage so a reload sends them again.
+// Trials are known only by position and an opaque media URL.
+(function () {
+  "use strict";
+
+  var app = document.getElementById("app");
+  var TOKEN = app.dataset.token;
+  var API = app.dataset.api; // /api/v1/a/<token>
+  var DONE_URL = app.dataset.done;
+  var OUTBOX_KEY = "emostudy-outbox-" + TOKEN;
+
+  var state = null;
+  var exampleIndex = 0;
+  var order = []; // positions still to answer, in batch order
+  var current = null; // {position, endedAt, form state}
+
+  // ------------------------------------------------------------------------------------ helpers
+  function $(id) { return document.getElementById(id); }
+
+  function show(stepId) {
+    var steps = document.querySelectorAll(".step");
+    for (var i = 0; i < steps.length; i++) steps[i].hidden = steps[i].id !== stepId;
+    var heading = $(stepId).querySelector("h1, progress");
+    window.scrollTo(0, 0);
+    if (heading && heading.focus) { heading.setAttribute("tabindex", "-1"); heading.focus(); }
+  }
+
+  function message(title, text) {
+    $("message-title").textContent = title;
+    $("message-text").textContent = text;
+    show("step-message");
+  }
+
+  function request(method, path, body) {
+    var opts = { method: method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    return fetch(API + path, opts).then(function (resp) {
+      return resp.json().catch(function () { return {}; }).then(function (data) {
+        return { status: resp.status, data: data, headers: resp.headers };
+      });
+    });
+  }
+
+  function newId() {
+    if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  function sleep(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
+
+  function errorText(data) {
+    return (data && data.error && data.error.message) || "Something went wrong. Please reload the page.";
+  }
+
+  // ----------------------------------------------------------------------------------- outbox
+  var outbox = loadOutbox(); // answer_id -> body
+  var inflight = {};
+
+  function loadOutbox() {
+    try { return JSON.parse(window.localStorage.getItem(OUTBOX_KEY) || "{}") || {}; }
+    catch (e) { return {}; }
+  }
+
+  function saveOutbox() {
+    try { window.localStorage.setItem(OUTBOX_KEY, JSON.stringify(outbox)); }
+    catch (e) { /* private mode: the in-memory outbox still retries until acknowledged */ }
+  }
+
+  function pendingCount() { return Object.keys(outbox).length; }
+
+  function updateSaving() {
+    var n = pendingCount();
+    $("saving").textContent = n ? "Saving " + n + " answer" + (n > 1 ? "s" : "") + "\u2026" : "";
+  }
+
+  function enqueue(body) {
+    outbox[body.answer_id] = body;
+    saveOutbox();
+    send(body.answer_id);
+  }
+
+  function send(answerId) {
+    if (inflight[answerId]) return;
+    inflight[answerId] = true;
+    updateSaving();
+    var attempt = 0;
+    function tryOnce() {
+      var body = outbox[answerId];
+      if (!body) { delete inflight[answerId]; updateSaving(); return Promise.resolve(); }
+      return request("POST", "/answers", body).then(function (r) {
+        if (r.status === 200 || (r.status === 409 && r.data.error && r.data.error.code === "already_answered")) {
+          delete outbox[answerId];
+          saveOutbox();
+          delete inflight[answerId];
+          updateSaving();
+          return;
+        }
+        if (r.status === 429 || r.status >= 500) throw new Error("retry");
+        // A refusal that a retry cannot fix: drop it, say so.
+        delete outbox[answerId];
+        saveOutbox();
+        delete inflight[answerId];
+        updateSaving();
+        message("Sorry", errorText(r.data));
+      }).catch(function () {
+        attempt += 1;
+        var wait = Math.min(8000, 250 * Math.pow(2, attempt)) * (0.75 + Math.random() * 0.5);
+        return sleep(wait).then(tryOnce);
+      });
+    }
+    return tryOnce();
+  }
+
+  function flushOutbox() {
+    Object.keys(outbox).forEach(send);
+  }
+
+  function waitForOutbox(timeoutMs) {
+    var start = Date.now();
+    return new Promise(function (resolve) {
+      (function check() {
+        if (!pendingCount() || Date.now() - start > timeoutMs) resolve(!pendingCount());
+        else setTimeout(check, 100);
+      })();
+    });
+  }
+
+  // ------------------------------------------------------------------------------------- flow
+  function start() {
+    request("GET", "").then(function (r) {
+      if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
+      state = r.data;
+      flushOutbox();
+      route();
+    }).catch(function () {
+      message("Connection problem", "The study could not be loaded. Please check your connection and reload the page.");
+    });
+  }
+
+  function route() {
+    var status = state.status;
+    if (state.completion) { window.location.replace(DONE_URL); return; }
+    if (status === "allocated") { show("step-consent"); return; }
+    if (status === "returned") { message("Thank you", "You chose not to take part. You may close this page and return the task."); return; }
+    if (status === "abandoned") { message("Sorry", "This study needs working sound, and the sound check did not succeed. Please return the task. Thank you for trying."); return; }
+    if (status === "expired") { message("Sorry", "Your place in this study was released after a long pause. Please open the study again from the page that sent you here."); return; }
+    if (status === "rejected" || status === "approved" || status === "submitted" || status === "completed") {
+      window.location.replace(DONE_URL); return;
+    }
+    var pending = {};
+    Object.keys(outbox).forEach(function (k) { pending[outbox[k].position] = true; });
+    var answered = {};
+    state.answered.forEach(function (p) { answered[p] = true; });
+    order = state.items.map(function (it) { return it.position; })
+      .filter(function (p) { return !answered[p] && !pending[p]; });
+    if (state.answered.length || pendingCount()) {
+      // Resuming: straight back to the first unanswered item.
+      if (state.audio_check.enabled && !state.audio_check.passed) { startAudioCheck(); return; }
+      nextTrial();
+      return;
+    }
+    show("step-instructions");
+  }
+
+  $("consent-yes").addEventListener("click", function () {
+    this.disabled = true;
+    var btn = this;
+    request("POST", "/start").then(function (r) {
+      btn.disabled = false;
+      if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
+      state.status = r.data.status;
+      show("step-instructions");
+    }).catch(function () { btn.disabled = false; });
+  });
+
+  $("consent-no").addEventListener("click", function () {
+    request("POST", "/return").then(function () {
+      message("Thank you", "You chose not to take part. You may close this page and return the task.");
+    });
+  });
+
+  $("instructions-next").addEventListener("click", function () {
+    if (state.audio_check.enabled && !state.audio_check.passed) startAudioCheck();
+    else startExamples();
+  });
+
+  // ------------------------------------------------------------------------------ audio check
+  function startAudioCheck() {
+    $("audio-word").src = state.audio_check.media_url;
+    $("audio-feedback").textContent = "";
+    show("step-audio");
+  }
+
+  $("audio-play").addEventListener("click", function () {
+    var audio = $("audio-word");
+    audio.currentTime = 0;
+    audio.play();
+  });
+
+  $("audio-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var input = $("audio-answer");
+    if (!input.value.trim()) { input.focus(); return; }
+    $("audio-submit").disabled = true;
+    request("POST", "/audio-check", { answer: input.value }).then(function (r) {
+      $("audio-submit").disabled = false;
+      if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
+      if (r.data.passed) {
+        state.audio_check.passed = true;
+        if (state.answered.length || pendingCount()) nextTrial(); else startExamples();
+        return;
+      }
+      if (r.data.status === "abandoned") {
+        message("Sorry", "This study needs working sound, and the sound check did not succeed. Please return the task. Thank you for trying.");
+        return;
+      }
+      input.value = "";
+      $("audio-word").src = r.data.media_url;
+      $("audio-feedback").textContent = "That was not the word. Please listen to a new word (" +
+        r.data.attempts_left + " tr" + (r.data.attempts_left === 1 ? "y" : "ies") + " left).";
+      input.focus();
+    }).catch(function () {
+      $("audio-submit").disabled = false;
+      $("audio-feedback").textContent = "Connection problem; please try again.";
+    });
+  });
+
+  // --------------------------------------------------------------------------------- examples
+  function startExamples() {
+    if (!state.examples.length) { nextTrial(); return; }
+    exampleIndex = 0;
+    showExample();
+  }
+
+  function showExample() {
+    var ex = state.examples[exampleIndex];
+    var video = $("example-video");
+    video.src = ex.media_url;
+    $("example-label").textContent = "Example " + (exampleIndex + 1) + ": " + ex.label;
+    $("example-progress").textContent = "Example " + (exampleIndex + 1) + " of " + state.examples.length;
+    $("example-next").disabled = true;
+    show("step-examples");
+  }
+
+  $("example-play").addEventListener("click", function () {
+    var video = $("example-video");
+    video.currentTime = 0;
+    video.play();
+  });
+
+  $("example-video").addEventListener("ended", function () {
+    $("example-next").disabled = false;
+    $("example-next").focus();
+  });
+
+  $("example-next").addEventListener("click", function () {
+    exampleIndex += 1;
+    if (exampleIndex < state.examples.length) showExample(); else nextTrial();
+  });
+
+  // ----------------------------------------------------------------------------------- trials
+  function questionsHtml() {
+    var box = $("questions");
+    box.textContent = "";
+    state.questions.forEach(function (q) {
+      var fs = document.createElement("fieldset");
+      fs.className = "question";
+      fs.dataset.qid = q.id;
+      fs.dataset.type = q.type;
+      fs.disabled = true;
+      var legend = document.createElement("legend");
+      legend.textContent = q.prompt;
+      fs.appendChild(legend);
+      var list = document.createElement("div");
+      list.className = "options" + (q.type === "scale" ? " scale" : "");
+      q.options.forEach(function (o, i) {
+        var id = "q-" + q.id + "-" + i;
+        var label = document.createElement("label");
+        label.className = "option";
+        label.htmlFor = id;
+        var input = document.createElement("input");
+        input.type = q.type === "multi" ? "checkbox" : "radio";
+        input.name = "q-" + q.id;
+        input.id = id;
+        input.value = o.value;
+        if (o.exclusive) input.dataset.exclusive = "1";
+        label.appendChild(input);
+        var span = document.createElement("span");
+        span.textContent = o.label;
+        label.appendChild(span);
+        list.appendChild(label);
+      });
+      fs.appendChild(list);
+      box.appendChild(fs);
+    });
+  }
+
+  function collect() {
+    var values = {};
+    var complete = true;
+    state.questions.forEach(function (q) {
+      var inputs = document.querySelectorAll('input[name="q-' + q.id + '"]:checked');
+      var chosen = Array.prototype.map.call(inputs, function (i) { return i.value; });
+      if (q.type === "multi") { if (chosen.length) values[q.id] = chosen; }
+      else if (chosen.length) values[q.id] = chosen[0];
+      if (q.required && !chosen.length) complete = false;
+    });
+    return { values: values, complete: complete };
+  }
+
+  $("questions").addEventListener("change", function (ev) {
+    var input = ev.target;
+    if (input.type === "checkbox" && input.checked) {
+      // An exclusive option ("None") clears the others, and the others clear it.
+      var group = document.querySelectorAll('input[name="' + input.name + '"]');
+      Array.prototype.forEach.call(group, function (other) {
+        if (other !== input && (input.dataset.exclusive || other.dataset.exclusive)) other.checked = false;
+      });
+    }
+    $("trial-next").disabled = !(current && current.endedAt && collect().complete);
+  });
+
+  function playedFraction(video) {
+    var total = 0;
+    for (var i = 0; i < video.played.length; i++) total += video.played.end(i) - video.played.start(i);
+    return video.duration ? Math.max(0, Math.min(1, total / video.duration)) : null;
+  }
+
+  function nextTrial() {
+    if (!order.length) { finish(); return; }
+    var position = order[0];
+    var item = state.items.filter(function (it) { return it.position === position; })[0];
+    current = { position: position, endedAt: null };
+    questionsHtml();
+    var video = $("trial-video");
+    video.src = item.media_url;
+    video.load();
+    var done = state.total - order.length;
+    $("trial-progress").value = done;
+    $("trial-progress-text").textContent = "Video " + (done + 1) + " of " + state.total;
+    $("trial-next").disabled = true;
+    $("trial-play").textContent = "Play";
+    $("trial-hint").hidden = false;
+    show("step-trial");
+    $("trial-play").focus();
+  }
+
+  $("trial-play").addEventListener("click", function () {
+    var video = $("trial-video");
+    video.currentTime = 0;
+    var p = video.play();
+    if (p && p.catch) p.catch(function () { /* the user can press Play again */ });
+  });
+
+  $("trial-video").addEventListener("ended", function () {
+    if (!current) return;
+    if (!current.endedAt) current.endedAt = Date.now();
+    var sets = document.querySelectorAll("#questions fieldset");
+    for (var i = 0; i < sets.length; i++) sets[i].disabled = false;
+    $("trial-hint").hidden = true;
+    $("trial-play").textContent = "Play again";
+    var first = document.querySelector("#questions input");
+    if (first) first.focus();
+    $("trial-next").disabled = !collect().complete;
+  });
+
+  $("trial-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    if (!current || !current.endedAt) return;
+    var answer = collect();
+    if (!answer.complete) return;
+    var video = $("trial-video");
+    enqueue({
+      answer_id: newId(),
+      position: current.position,
+      values: answer.values,
+      rt_ms: Date.now() - current.endedAt,
+      played_fraction: playedFraction(video),
+    });
+    video.pause();
+    order.shift();
+    current = null;
+    nextTrial();
+  });
+
+  // ----------------------------------------------------------------------------------- finish
+  function finish() {
+    show("step-finish");
+    $("finish-retry").hidden = true;
+    $("finish-text").textContent = "Saving your answers\u2026";
+    waitForOutbox(120000).then(function (allSaved) {
+      if (!allSaved) {
+        $("finish-text").textContent = "Some answers are not saved yet (connection problem). Please keep this page open; press Try again.";
+        $("finish-retry").hidden = false;
+        return;
+      }
+      return request("POST", "/complete").then(function (r) {
+        if (r.status === 200) { window.location.replace(DONE_URL); return; }
+        if (r.status === 409 && r.data.error && r.data.error.code === "incomplete") {
+          // The server lacks some answers (e.g. dropped while offline): ask them again.
+          order = r.data.error.missing.slice();
+          nextTrial();
+          return;
+        }
+        $("finish-text").textContent = errorText(r.data);
+        $("finish-retry").hidden = false;
+      });
+    }).catch(function () {
+      $("finish-text").textContent = "Connection problem. Please press Try again.";
+      $("finish-retry").hidden = false;
+    });
+  }
+
+  $("finish-retry").addEventListener("click", function () { flushOutbox(); finish(); });
+
+  window.addEventListener("online", flushOutbox);
+  setInterval(function () {
+    if (state && (state.status === "started" || state.status === "allocated")) request("POST", "/ping").catch(function () {});
+  }, 120000);
+
+  start();
+})();
