@@ -101,3 +101,21 @@ def test_unlabelled_file_and_bad_checkpoint_are_refused(tmp_path):
 def test_config_refuses_bad_image_size():
     with pytest.raises(ValueError, match="multiple of 32"):
         ClassifierConfig(image_size=48)
+
+
+def test_train_classifier_cli_with_a_checkpoint(trained, tmp_path):
+    import io
+
+    from click.testing import CliRunner
+    from rich.console import Console
+
+    from generator.data_cli import train_classifier_command
+
+    corpus, out, result = trained
+    buf = io.StringIO()
+    r = CliRunner().invoke(train_classifier_command, ["--data", str(corpus), "--out", str(tmp_path / "r"),
+                                                      "--checkpoint", str(result.checkpoint), "--device", "cpu"],
+                           obj={"console": Console(file=buf, width=200)})
+    assert r.exit_code == 0, r.output + buf.getvalue()
+    assert (tmp_path / "r" / "table2.md").is_file() and (tmp_path / "r" / "fig4_confusion.png").is_file()
+    assert "Ground-truth" in buf.getvalue()

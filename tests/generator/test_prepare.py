@@ -180,3 +180,21 @@ def test_split_file(prepared, tmp_path):
     partial.write_text("actor,split\n1001,test\n")
     with pytest.raises(InputError, match="no split for 3 actor"):
         prepare_crema(root, tmp_path / "o", split_file=partial, console=Console(file=io.StringIO()))
+
+
+def test_prepare_cli(prepared, tmp_path):
+    from click.testing import CliRunner
+    from rich.console import Console
+
+    from generator.data_cli import prepare_group
+
+    root, _, _, _ = prepared
+    buf = io.StringIO()
+    r = CliRunner().invoke(prepare_group, ["crema-d", "--root", str(root), "--out", str(tmp_path / "c"),
+                                           "--jobs", "1", "--limit", "1"], obj={"console": Console(file=buf, width=200)})
+    assert r.exit_code == 0, r.output + buf.getvalue()
+    assert [c.clip_id for c in read_index(tmp_path / "c")] == GOOD[:1]
+    assert "prepared 1 clips" in buf.getvalue()
+    r = CliRunner().invoke(prepare_group, ["crema-d", "--root", str(root), "--out", str(tmp_path / "d"),
+                                           "--size", "big"], obj={"console": Console(file=buf)})
+    assert r.exit_code != 0 and "WIDTHxHEIGHT" in r.output
