@@ -1,0 +1,154 @@
+"""Emotional expressions as landmark displacements built from FACS action units (AUs).
+
+Each AU is a displacement of some of the 68 iBUG landmarks, written for the image-left half of the
+face (the subject's right) and mirrored to the other half. Units are the face's eye distance
+(:func:`eye_distance`, ~35 px in the 128x128 template), so one table serves every face and size;
+x points right and y down in the image, so "up" is negative y and "outward" on the left half is
+negative x.
+
+The appearance changes of each AU follow the FACS manual: Ekman, P., Friesen, W. V. & Hager, J. C.
+(2002), *Facial Action Coding System: The Manual* (and the 1978 original by Ekman & Friesen). The
+magnitudes are ours: set by eye on the 128x128 template so that a full-intensity expression is clear
+but within what posed expressions show (lip corners move ~10-15 % of the eye distance).
+
+The emotion prototypes combine AUs as the EMFACS prototypes list them (Friesen & Ekman, 1983,
+*EMFACS-7: Emotional Facial Action Coding System*; the prototype table is reprinted in Ekman,
+Friesen & Hager 2002, *Investigator's Guide*, and in Matsumoto & Ekman 2008, "Facial expression
+analysis", Scholarpedia 3(5):4237):
+
+- happiness 6 + 12
+- sadness 1 + 4 + 15 (+ 17)
+- anger 4 + 5 + 7 + 23 (+ 24)
+- fear 1 + 2 + 4 + 5 + 7 + 20 + 26
+- disgust 9 + 10 (+ 15 + 16)
+- neutral: no AU.
+
+A blend is the weighted sum of its prototypes (weights from :func:`generator.renderers.emotion_vector`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from generator.align import MIRROR
+from stimuli.emotions import EMOTIONS
+
+# AU -> {landmark index on the image-left half or the midline: (dx, dy) in eye distances}.
+# Midline points (27-30, 33, 8, 51, 57, 62, 66) must have dx = 0; their mirror is themselves.
+ACTION_UNITS: dict[int, dict[int, tuple[float, float]]] = {
+    # AU1 inner brow raiser (frontalis, pars medialis): the inner ends of the brows go up.
+    1: {21: (0.0, -0.13), 20: (0.0, -0.09), 19: (0.0, -0.05), 18: (0.0, -0.02)},
+    # AU2 outer brow raiser (frontalis, pars lateralis): the outer brows go up.
+    2: {17: (0.0, -0.12), 18: (0.0, -0.11), 19: (0.0, -0.08), 20: (0.0, -0.04)},
+    # AU4 brow lowerer (corrugator, procerus, depressor supercilii): brows down and drawn together,
+    # most at their inner ends; the upper lid is pushed down a little.
+    4: {21: (0.05, 0.10), 20: (0.03, 0.09), 19: (0.01, 0.07), 18: (0.0, 0.05), 17: (0.0, 0.03),
+        37: (0.0, 0.02), 38: (0.0, 0.02)},
+    # AU5 upper lid raiser (levator palpebrae superioris): the upper lid goes up, the eye widens.
+    5: {37: (0.0, -0.05), 38: (0.0, -0.05)},
+    # AU6 cheek raiser (orbicularis oculi, pars orbitalis): cheeks up, the lower lid pushed up.
+    6: {40: (0.0, -0.035), 41: (0.0, -0.035), 36: (0.0, -0.01),
+        1: (0.0, -0.03), 2: (0.0, -0.03), 3: (0.0, -0.02)},
+    # AU7 lid tightener (orbicularis oculi, pars palpebralis): lower lid up and straightened.
+    7: {40: (0.0, -0.04), 41: (0.0, -0.04), 37: (0.0, 0.015), 38: (0.0, 0.015)},
+    # AU9 nose wrinkler (levator labii superioris alaeque nasi): nose wings and upper lip up,
+    # inner brows pulled down.
+    9: {31: (0.01, -0.06), 32: (0.0, -0.05), 33: (0.0, -0.04), 30: (0.0, -0.015), 29: (0.0, -0.01),
+        21: (0.01, 0.05), 20: (0.0, 0.03), 40: (0.0, -0.02), 41: (0.0, -0.02),
+        49: (0.0, -0.03), 50: (0.0, -0.04), 51: (0.0, -0.04), 61: (0.0, -0.03), 62: (0.0, -0.03)},
+    # AU10 upper lip raiser (levator labii superioris): the centre of the upper lip goes up.
+    10: {50: (0.0, -0.08), 51: (0.0, -0.07), 49: (0.0, -0.06), 48: (0.0, -0.02),
+         61: (0.0, -0.07), 62: (0.0, -0.06), 60: (0.0, -0.02), 31: (0.0, -0.02), 32: (0.0, -0.015)},
+    # AU12 lip corner puller (zygomaticus major): corners pulled up and out along the cheekbone.
+    12: {48: (-0.12, -0.10), 60: (-0.10, -0.085), 49: (-0.05, -0.05), 59: (-0.06, -0.06),
+         61: (-0.03, -0.03), 67: (-0.04, -0.04), 50: (-0.015, -0.02), 58: (-0.02, -0.02),
+         2: (-0.01, -0.03), 3: (-0.015, -0.035), 4: (-0.01, -0.02)},
+    # AU15 lip corner depressor (depressor anguli oris): the corners go down.
+    15: {48: (-0.01, 0.09), 60: (-0.005, 0.075), 49: (0.0, 0.035), 59: (0.0, 0.04),
+         61: (0.0, 0.02), 67: (0.0, 0.03)},
+    # AU16 lower lip depressor (depressor labii inferioris): the lower lip goes down.
+    16: {57: (0.0, 0.05), 58: (0.0, 0.045), 59: (0.0, 0.025), 66: (0.0, 0.04), 67: (0.0, 0.03)},
+    # AU17 chin raiser (mentalis): chin boss and lower lip pushed up.
+    17: {57: (0.0, -0.04), 58: (0.0, -0.035), 66: (0.0, -0.03), 67: (0.0, -0.02),
+         8: (0.0, -0.03), 7: (0.0, -0.02), 6: (0.0, -0.01)},
+    # AU20 lip stretcher (risorius): corners pulled straight out, the mouth elongated.
+    20: {48: (-0.11, 0.015), 60: (-0.09, 0.01), 49: (-0.05, 0.0), 59: (-0.05, 0.01),
+         61: (-0.03, 0.0), 67: (-0.03, 0.0), 50: (-0.015, 0.0), 58: (-0.015, 0.0)},
+    # AU23 lip tightener (orbicularis oris): lips narrowed and thinned.
+    23: {48: (0.04, 0.0), 60: (0.035, 0.0), 49: (0.02, 0.01), 50: (0.01, 0.015), 51: (0.0, 0.015),
+         59: (0.02, -0.01), 58: (0.01, -0.015), 57: (0.0, -0.015),
+         61: (0.0, 0.01), 62: (0.0, 0.01), 67: (0.0, -0.01), 66: (0.0, -0.01)},
+    # AU24 lip pressor (orbicularis oris): lips pressed together.
+    24: {49: (0.0, 0.02), 50: (0.0, 0.02), 51: (0.0, 0.02), 57: (0.0, -0.02), 58: (0.0, -0.02),
+         59: (0.0, -0.02), 61: (0.0, 0.005), 62: (0.0, 0.005), 66: (0.0, -0.005), 67: (0.0, -0.005),
+         48: (0.01, 0.0)},
+    # AU26 jaw drop (masseter relaxed): lower lip and chin down, lips parted.
+    26: {66: (0.0, 0.06), 67: (0.0, 0.05), 57: (0.0, 0.06), 58: (0.0, 0.055), 59: (0.0, 0.04),
+         60: (0.0, 0.02), 8: (0.0, 0.05), 7: (0.0, 0.045), 6: (0.0, 0.03), 5: (0.0, 0.015)},
+}
+
+# EMFACS prototypes (module docstring); the weights in brackets there are the weaker ones here.
+EMOTION_AUS: dict[str, dict[int, float]] = {
+    "anger": {4: 1.0, 5: 0.6, 7: 1.0, 23: 1.0, 24: 0.5},
+    "disgust": {9: 1.0, 10: 1.0, 15: 0.4, 16: 0.3},
+    "fear": {1: 1.0, 2: 1.0, 4: 0.5, 5: 1.0, 7: 0.3, 20: 1.0, 26: 0.6},
+    "happiness": {6: 1.0, 12: 1.0},
+    "neutral": {},
+    "sadness": {1: 1.0, 4: 0.6, 15: 1.0, 17: 0.5},
+}
+assert set(EMOTION_AUS) == set(EMOTIONS)
+
+
+def eye_distance(lm68: np.ndarray) -> float:
+    """Distance between the centres of the two eyes (means of points 36-41 and 42-47), pixels."""
+    lm = np.asarray(lm68, dtype=np.float64)
+    return float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+
+
+def _au_table(au: int) -> np.ndarray:
+    """(68, 2) displacement of one AU in eye distances, both halves of the face."""
+    table = np.zeros((68, 2))
+    for idx, (dx, dy) in ACTION_UNITS[au].items():
+        mirror = int(MIRROR[idx])
+        if mirror == idx:
+            if dx != 0.0:
+                raise AssertionError(f"AU{au}: midline point {idx} cannot move sideways")
+            table[idx] = (0.0, dy)
+        else:
+            table[idx] = (dx, dy)
+            table[mirror] = (-dx, dy)
+    return table
+
+
+AU_TABLES: dict[int, np.ndarray] = {au: _au_table(au) for au in ACTION_UNITS}
+
+
+def emotion_field(name: str) -> np.ndarray:
+    """(68, 2) displacement of one emotion's prototype at full intensity, in eye distances."""
+    field = np.zeros((68, 2))
+    for au, weight in EMOTION_AUS[name].items():
+        field += weight * AU_TABLES[au]
+    return field
+
+
+EMOTION_FIELDS: np.ndarray = np.stack([emotion_field(name) for name in EMOTIONS])  # (6, 68, 2)
+
+
+def expression_displacement(emotion_vec: np.ndarray, lm68: np.ndarray) -> np.ndarray:
+    """(68, 2) pixel displacement of a (6,) emotion vector on a face with landmarks ``lm68``.
+
+    The face's own eye distance sets the scale; the table is in image axes, so it assumes an
+    upright face (true after alignment)."""
+    vec = np.asarray(emotion_vec, dtype=np.float64)
+    if vec.shape != (len(EMOTIONS),):
+        raise ValueError(f"emotion vector must have {len(EMOTIONS)} weights, got shape {vec.shape}")
+    return np.tensordot(vec, EMOTION_FIELDS, axes=1) * eye_distance(lm68)
+
+
+def onset_ramp(n_frames: int, fps: int = 25, onset_s: float = 0.4) -> np.ndarray:
+    """(T,) expression strength: a smoothstep from 0 at frame 0 to 1 at ``onset_s`` seconds."""
+    t = np.arange(n_frames) / float(fps)
+    if onset_s <= 0:
+        return np.ones(n_frames)
+    x = np.clip(t / onset_s, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)

@@ -1,0 +1,154 @@
+"""Speech -> mouth movement, one value per 25 fps video frame.
+
+Features, on an 80 ms Hann window centred on each frame (frame t covers samples [320 t, 320 (t+1))
+at 8 kHz, NOTES.md):
+
+- **opening** in [0, 1] from the energy envelope: RMS level in dB, mapped linearly from a floor
+  (40 dB below the loudest frames, and never below -55 dBFS) to the loud end (the 95th percentile of
+  the level over speech frames), then a square root (small sounds open the mouth visibly). Digital
+  silence and anything below the floor is 0: the mouth is closed in pauses.
+- **spreading / rounding** in [0, 1] from the spectrum: the balance of energy between 1.0-3.5 kHz and
+  0.15-1.0 kHz. Front vowels (/i/, /e/) put energy high (a high second formant) and are made with
+  spread lips; back rounded vowels (/u/, /o/) put it low (a low F2) and round the lips. The balance is
+  standardised over the utterance's speech frames and squashed with tanh; positive -> spreading,
+  negative -> rounding, both scaled by the opening (closed lips do not spread or round much).
+
+Tracks are smoothed with a Gaussian over time (sigma 0.8 frame for the opening: lips move at up to
+~10 Hz; 1.5 frames for the shape), and the smoothed opening is zeroed again wherever the unsmoothed
+one is 0 for 3 frames or more, so smoothing never leaks an open mouth into a pause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from generator.audio import MODEL_RATE, SAMPLES_PER_FRAME, n_frames
+from generator.warp.expression import eye_distance
+
+WINDOW = 640  # samples, 80 ms at 8 kHz
+FLOOR_DB = -55.0  # dBFS: below this (and 40 dB under the loud end) the mouth is closed
+DYNAMIC_RANGE_DB = 40.0
+
+
+@dataclass(frozen=True)
+class MouthTrack:
+    """Per-frame mouth controls (T,) each; ``level_db`` is the raw RMS level for diagnostics."""
+
+    opening: np.ndarray
+    spreading: np.ndarray
+    rounding: np.ndarray
+    level_db: np.ndarray
+
+
+def _frames(speech: np.ndarray, n: int, rate: int) -> np.ndarray:
+    hop = SAMPLES_PER_FRAME * rate // MODEL_RATE
+    win = WINDOW * rate // MODEL_RATE
+    x = np.asarray(speech, dtype=np.float64)
+    pad = win // 2
+    xp = np.pad(x, (pad, pad + n * hop))
+    centres = np.arange(n) * hop + hop // 2 + pad  # the centre of frame t, in xp
+    idx = centres[:, None] - win // 2 + np.arange(win)[None, :]
+    return xp[idx] * np.hanning(win)[None, :]  # (T, win)
+
+
+def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0 or len(x) < 2:
+        return x.copy()
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(x, sigma, mode="nearest")
+
+
+def speech_features(speech: np.ndarray, rate: int = MODEL_RATE, n: int | None = None) -> MouthTrack:
+    """Mouth controls for each of the ``n`` (default ceil(L / 320)) frames (module docstring)."""
+    x = np.asarray(speech, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"speech must be mono (N,), got shape {x.shape}")
+    if n is None:
+        n = n_frames(len(x) * MODEL_RATE // rate)
+    if n == 0:
+        empty = np.zeros(0)
+        return MouthTrack(empty, empty, empty, empty)
+    frames = _frames(x, n, rate)
+    win_energy = float((np.hanning(frames.shape[1]) ** 2).sum())
+    rms = np.sqrt((frames ** 2).sum(1) / win_energy)
+    level = 20.0 * np.log10(np.maximum(rms, 1e-9))
+    loud = float(np.percentile(level, 95))
+    floor = max(FLOOR_DB, loud - DYNAMIC_RANGE_DB)
+    active = level > floor
+    if active.any():
+        top = max(float(np.percentile(level[active], 95)), floor + 6.0)
+    else:
+        top = floor + 6.0
+    raw_open = np.sqrt(np.clip((level - floor) / (top - floor), 0.0, 1.0))
+
+    spec = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(frames.shape[1], 1.0 / rate)
+    low = spec[:, (freqs >= 150) & (freqs < 1000)].sum(1)
+    high = spec[:, (freqs >= 1000) & (freqs < 3500)].sum(1)
+    balance = np.log10((high + 1e-12) / (low + 1e-12))
+    if active.sum() >= 2:
+        mu, sd = balance[active].mean(), balance[active].std()
+        z = (balance - mu) / max(sd, 1e-3)
+    else:
+        z = np.zeros(n)
+    shape = np.tanh(0.8 * z) * active
+
+    opening = np.clip(_smooth(raw_open, 0.8), 0.0, 1.0)
+    # Keep pauses closed: zero the smoothed track inside runs of >= 3 silent frames.
+    silent = raw_open <= 0.0
+    run = np.convolve(silent.astype(int), np.ones(3, int), mode="same") >= 3
+    closed = silent & (run | np.roll(run, 1) | np.roll(run, -1))
+    opening[closed] = 0.0
+    shape_s = _smooth(shape, 1.5)
+    spreading = np.clip(shape_s, 0.0, 1.0) * opening
+    rounding = np.clip(-shape_s, 0.0, 1.0) * opening
+    return MouthTrack(opening, spreading, rounding, level)
+
+
+# Displacements of the mouth controls at 1.0, in eye distances (image-left half; mirrored like AUs).
+# Jaw opening: lower lip, chin and lower jaw go down (less towards the ears), the upper lip up a little,
+# the corners in and down a little; a loud open vowel parts the inner lips by ~0.22 eye distances
+# (~8 px in the 128 template), typical of conversational speech rather than a shout.
+OPEN: dict[int, tuple[float, float]] = {
+    66: (0.0, 0.19), 67: (0.0, 0.18), 65: (0.0, 0.18),
+    57: (0.0, 0.18), 58: (0.0, 0.17), 56: (0.0, 0.17), 59: (0.0, 0.12), 55: (0.0, 0.12),
+    62: (0.0, -0.035), 61: (0.0, -0.03), 63: (0.0, -0.03), 51: (0.0, -0.02), 50: (0.0, -0.015),
+    52: (0.0, -0.015),
+    48: (0.02, 0.05), 54: (-0.02, 0.05), 60: (0.02, 0.05), 64: (-0.02, 0.05),
+    8: (0.0, 0.14), 7: (0.0, 0.13), 9: (0.0, 0.13), 6: (0.0, 0.10), 10: (0.0, 0.10),
+    5: (0.0, 0.05), 11: (0.0, 0.05), 4: (0.0, 0.02), 12: (0.0, 0.02),
+}
+# Spreading: corners out, lips flatter.
+SPREAD: dict[int, tuple[float, float]] = {
+    48: (-0.08, -0.01), 54: (0.08, -0.01), 60: (-0.07, -0.01), 64: (0.07, -0.01),
+    49: (-0.03, 0.0), 53: (0.03, 0.0), 59: (-0.03, 0.0), 55: (0.03, 0.0),
+    61: (-0.02, 0.0), 63: (0.02, 0.0), 67: (-0.02, 0.0), 65: (0.02, 0.0),
+}
+# Rounding: corners in, the lips pushed into a rounder opening.
+ROUND: dict[int, tuple[float, float]] = {
+    48: (0.10, 0.0), 54: (-0.10, 0.0), 60: (0.09, 0.0), 64: (-0.09, 0.0),
+    49: (0.05, -0.01), 53: (-0.05, -0.01), 59: (0.05, 0.01), 55: (-0.05, 0.01),
+    61: (0.03, -0.01), 63: (-0.03, -0.01), 67: (0.03, 0.01), 65: (-0.03, 0.01),
+    50: (0.015, -0.01), 52: (-0.015, -0.01), 58: (0.015, 0.01), 56: (-0.015, 0.01),
+}
+
+
+def _table(entries: dict[int, tuple[float, float]]) -> np.ndarray:
+    t = np.zeros((68, 2))
+    for i, d in entries.items():
+        t[i] = d
+    return t
+
+
+OPEN_TABLE, SPREAD_TABLE, ROUND_TABLE = _table(OPEN), _table(SPREAD), _table(ROUND)
+
+
+def mouth_displacement(track: MouthTrack, lm68: np.ndarray) -> np.ndarray:
+    """(T, 68, 2) pixel displacements of the mouth controls on a face with landmarks ``lm68``."""
+    unit = eye_distance(lm68)
+    d = (track.opening[:, None, None] * OPEN_TABLE + track.spreading[:, None, None] * SPREAD_TABLE
+         + track.rounding[:, None, None] * ROUND_TABLE)
+    return d * unit

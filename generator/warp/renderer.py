@@ -1,0 +1,212 @@
+"""``WarpRenderer``: the training-free ``warp`` backend of :mod:`generator.renderers`.
+
+One render: detect the face and its landmarks (once per photo), align the photo to the template at
+the output size, then for each 25 fps frame move the landmarks (expression with an onset ramp,
+speech-driven mouth, blinks), warp the aligned photo piecewise-affinely to them, apply the head
+motion, and paint the inner mouth where the lips have parted.
+
+``components`` chooses what moves, so a study can make honest control conditions from one code path:
+``("expression", "mouth", "life")`` (everything, the default), ``("mouth", "life")`` (lips only: no
+emotion on the face), ``()`` (a still face: the aligned photo repeated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from generator.align import align_image, align_transform, transform_points
+from generator.audio import MODEL_RATE, n_frames
+from generator.errors import InputError
+from generator.faces import as_rgb, detect_landmarks
+from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
+from generator.warp.cavity import inner_gap, lip_colour, paint_mouth
+from generator.warp.expression import expression_displacement, eye_distance, onset_ramp
+from generator.warp.life import blink_displacement, head_matrix, life_track
+from generator.warp.mesh import FaceMesh
+from generator.warp.mouth import MouthTrack, mouth_displacement, speech_features
+
+COMPONENTS = ("expression", "mouth", "life")
+VERSION = 1  # bump when the same inputs would render different frames
+_CACHE_SIZE = 16
+# Landmarks per (photo hash, face policy), shared by all renderers of the process: a stimulus set
+# renders the same few faces many times. Aligned faces and meshes are cached per renderer.
+_LANDMARKS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+
+@dataclass(frozen=True)
+class PreparedFace:
+    """A photo aligned at one output size, with its mesh (cached per photo and size)."""
+
+    image: np.ndarray       # (S, S, 3) uint8 RGB, the aligned photo
+    landmarks: np.ndarray   # (68, 2) float64, in the aligned frame
+    mesh: FaceMesh
+    lip_rgb: np.ndarray
+    base_gap: float
+    unit: float             # eye distance, pixels
+
+
+@dataclass(frozen=True)
+class Animation:
+    """Everything that moves, per frame: landmarks (T, 68, 2) in output pixels, head poses (T, 2, 3),
+    the mouth controls, blink closure (T,) and expression strength (T,)."""
+
+    landmarks: np.ndarray
+    head: np.ndarray
+    mouth: MouthTrack
+    blink: np.ndarray
+    expression: np.ndarray
+    displacement: np.ndarray  # (T, 68, 2) local (pre-head-motion) landmark displacement, base pixels
+
+
+def image_key(image: np.ndarray) -> str:
+    """sha256 of an image's shape, dtype and bytes (the cache key of a photo)."""
+    h = hashlib.sha256()
+    h.update(f"{image.shape}{image.dtype}".encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()
+
+
+class WarpRenderer:
+    """Landmark-driven talking faces from one photo (module docstring)."""
+
+    name = "warp"
+    checkpoint_sha256: str | None = None
+
+    def __init__(self, components: tuple[str, ...] | list[str] = COMPONENTS, *, onset_s: float = 0.4,
+                 expression_gain: float = 1.0, policy: str = "largest"):
+        unknown = [c for c in components if c not in COMPONENTS]
+        if unknown:
+            raise InputError(f"unknown warp components {unknown}: use any of {', '.join(COMPONENTS)}")
+        self.components = tuple(c for c in COMPONENTS if c in components)
+        self.onset_s = float(onset_s)
+        self.expression_gain = float(expression_gain)
+        self.policy = policy
+        self._prepared: OrderedDict[tuple[str, int], PreparedFace] = OrderedDict()
+
+    # -- faces --------------------------------------------------------------------------------------
+    def prepare(self, face: np.ndarray, size: int = 128, *, where: str = "face image") -> PreparedFace:
+        """Detect (once per photo) and align (once per photo and size); cached by the image's hash."""
+        size = _check_size(size)
+        img = as_rgb(face, where=where)
+        key = image_key(img)
+        if (key, size) in self._prepared:
+            self._prepared.move_to_end((key, size))
+            return self._prepared[(key, size)]
+        if (key, self.policy) not in _LANDMARKS:
+            _LANDMARKS[(key, self.policy)] = detect_landmarks(img, policy=self.policy, where=where)
+            _trim(_LANDMARKS)
+        lm = _LANDMARKS[(key, self.policy)]
+        M = align_transform(lm, (size, size))
+        aligned = align_image(img, M, (size, size))
+        aligned_lm = transform_points(lm.astype(np.float64), M)
+        mesh = FaceMesh(aligned_lm, (size, size))
+        prepared = PreparedFace(image=aligned, landmarks=mesh.landmarks, mesh=mesh,
+                                lip_rgb=lip_colour(aligned, mesh.landmarks), base_gap=inner_gap(mesh.landmarks),
+                                unit=eye_distance(mesh.landmarks))
+        self._prepared[(key, size)] = prepared
+        _trim(self._prepared)
+        return prepared
+
+    # -- motion -------------------------------------------------------------------------------------
+    def animate(self, face: np.ndarray | PreparedFace, speech: np.ndarray, emotion: EmotionSpec, seed: int, *,
+                intensity: float = 1.0, size: int = 128) -> Animation:
+        """The per-frame landmarks and poses of a render, without drawing it."""
+        prepared = face if isinstance(face, PreparedFace) else self.prepare(face, size)
+        x = _check_speech(speech)
+        vec = emotion_vector(emotion, intensity)
+        n = n_frames(len(x))
+        base = prepared.landmarks
+        s = prepared.image.shape[0]
+        mouth = speech_features(x, MODEL_RATE, n)
+        disp = np.zeros((n, 68, 2))
+        ramp = np.zeros(n)
+        if "expression" in self.components:
+            ramp = onset_ramp(n, FPS, self.onset_s)
+            disp += ramp[:, None, None] * (self.expression_gain * expression_displacement(vec, base))[None]
+        if "mouth" in self.components:
+            disp += mouth_displacement(mouth, base)
+        else:
+            zero = np.zeros(n)
+            mouth = MouthTrack(zero, zero, zero, mouth.level_db)
+        if "life" in self.components:
+            life = life_track(n, seed, s, mouth.opening, FPS)
+            blink = life.blink
+            for t in np.flatnonzero(blink):
+                disp[t] += blink_displacement(base + disp[t], float(blink[t]))
+            centre = base[30]
+            heads = np.stack([head_matrix(p, centre) for p in life.head]) if n else np.zeros((0, 2, 3))
+        else:
+            blink = np.zeros(n)
+            heads = np.repeat(np.array([[[1.0, 0, 0], [0, 1.0, 0]]]), n, axis=0)
+        moved = base[None] + disp
+        out = np.einsum("tij,tkj->tki", heads[:, :, :2], moved) + heads[:, None, :, 2]
+        return Animation(landmarks=out, head=heads, mouth=mouth, blink=blink, expression=ramp, displacement=disp)
+
+    # -- rendering ----------------------------------------------------------------------------------
+    def render(self, face: np.ndarray, speech: np.ndarray, emotion: EmotionSpec, seed: int, *,
+               intensity: float = 1.0, size: int = 128) -> RenderResult:
+        """Render a clip: (T, size, size, 3) uint8 RGB at 25 fps, T = ceil(len(speech) / 320)."""
+        prepared = self.prepare(face, size)
+        x = _check_speech(speech)
+        anim = self.animate(prepared, x, emotion, seed, intensity=intensity, size=size)
+        n = len(anim.landmarks)
+        s = prepared.image.shape[0]
+        frames = np.empty((n, s, s, 3), np.uint8)
+        identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+        for t in range(n):
+            head = None if np.allclose(anim.head[t], identity) else anim.head[t]
+            frames[t] = prepared.mesh.warp(prepared.image, anim.displacement[t], head)
+            if "mouth" in self.components or "expression" in self.components:
+                paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap, prepared.lip_rgb, prepared.unit)
+        vec = emotion_vector(emotion, intensity)
+        params = {
+            "backend": self.name,
+            "version": VERSION,
+            "components": list(self.components),
+            "emotion_vector": [round(float(v), 6) for v in vec],
+            "intensity": float(intensity),
+            "size": s,
+            "seed": int(seed),
+            "onset_s": self.onset_s,
+            "expression_gain": self.expression_gain,
+            "face_policy": self.policy,
+        }
+        return RenderResult(frames=frames, audio=x.copy(), audio_rate=MODEL_RATE, fps=FPS, parameters=params)
+
+
+def _trim(cache: OrderedDict) -> None:
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+
+
+def _check_size(size: int) -> int:
+    try:
+        s = int(size)
+    except (TypeError, ValueError):
+        raise InputError(f"size must be an integer number of pixels (128 or 256), got {size!r}") from None
+    if s != size or s < 64 or s > 1024 or s % 2:
+        raise InputError(f"size must be an even number of pixels from 64 to 1024 (128 or 256), got {size!r}")
+    return s
+
+
+def _check_speech(speech: np.ndarray) -> np.ndarray:
+    x = np.asarray(speech)
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)
+    if x.ndim != 1:
+        raise InputError(f"speech must be mono samples (N,) at {MODEL_RATE} Hz, got shape {x.shape}; load files "
+                         "with generator.audio.load_speech (it mixes down and resamples)")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InputError(f"speech must be float samples in [-1, 1], got {x.dtype}; use generator.audio.load_speech")
+    if len(x) == 0:
+        raise InputError("speech is empty: at least one 40 ms frame (320 samples at 8 kHz) is needed")
+    if not np.all(np.isfinite(x)):
+        raise InputError("speech contains NaN or infinite samples")
+    if float(np.abs(x).max()) > 1.0 + 1e-4:
+        raise InputError(f"speech peaks at {float(np.abs(x).max()):.3g}, beyond [-1, 1]: normalise it "
+                         "(generator.audio.normalise, or load it with generator.audio.load_speech)")
+    return x.astype(np.float32, copy=False)

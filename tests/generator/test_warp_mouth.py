@@ -1,0 +1,109 @@
+"""Lip sync: the mouth follows the speech envelope and is closed in pauses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")
+pytest.importorskip("dlib")
+
+from generator.align import shipped_faces  # noqa: E402
+from generator.warp.cavity import inner_gap  # noqa: E402
+from generator.warp.mouth import speech_features  # noqa: E402
+from generator.warp.renderer import WarpRenderer  # noqa: E402
+
+RATE = 8000
+
+
+def utterance(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic utterance: three 'words' of voiced syllables (harmonics of a wobbling f0 with a
+    syllabic 3-5 Hz envelope) separated by 0.4 s pauses. Returns (samples, speech mask per sample)."""
+    rng = np.random.default_rng(seed)
+    parts, mask = [np.zeros(int(0.3 * RATE))], [np.zeros(int(0.3 * RATE), bool)]
+    for word in range(3):
+        dur = 0.5 + 0.2 * word
+        t = np.arange(int(dur * RATE)) / RATE
+        rate = rng.uniform(3.0, 5.0)
+        env = np.sin(np.pi * t / dur) * (0.35 + 0.65 * np.abs(np.sin(np.pi * rate * t)))
+        f0 = 120 + 20 * np.sin(2 * np.pi * 1.5 * t)
+        phase = 2 * np.pi * np.cumsum(f0) / RATE
+        voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+        parts += [env * voiced, np.zeros(int(0.4 * RATE))]
+        mask += [np.ones(len(t), bool), np.zeros(int(0.4 * RATE), bool)]
+    x = np.concatenate(parts)
+    return (x / np.abs(x).max()).astype(np.float32), np.concatenate(mask)
+
+
+def frame_envelope(x: np.ndarray) -> np.ndarray:
+    """RMS per 40 ms frame, computed directly on the frame's own 320 samples (not the renderer's
+    windowed route)."""
+    n = -(-len(x) // 320)
+    xp = np.pad(x.astype(np.float64), (0, n * 320 - len(x)))
+    return np.sqrt((xp.reshape(n, 320) ** 2).mean(1))
+
+
+@pytest.fixture(scope="module")
+def clip():
+    x, mask = utterance()
+    face = dict(shipped_faces())["matplotlib:grace_hopper.jpg"]
+    r = WarpRenderer()
+    anim = r.animate(face, x, "neutral", 5)
+    result = r.render(face, x, "neutral", 5)
+    return x, mask, anim, result
+
+
+def test_mouth_opening_follows_the_envelope(clip):
+    x, _, anim, _ = clip
+    env = frame_envelope(x)
+    gaps = np.array([inner_gap(lm) for lm in anim.landmarks])
+    r = np.corrcoef(gaps, env)[0, 1]
+    assert r >= 0.6, r
+    assert np.corrcoef(anim.mouth.opening, env)[0, 1] >= 0.6
+
+
+def test_mouth_is_closed_in_pauses(clip):
+    x, mask, anim, result = clip
+    n = len(anim.landmarks)
+    speaking = np.array([mask[t * 320:(t + 1) * 320].any() for t in range(n)])
+    # Frames at least 2 frames (80 ms) away from any speech.
+    near = np.convolve(speaking.astype(int), np.ones(5, int), mode="same") > 0
+    pauses = np.flatnonzero(~near)
+    assert len(pauses) >= 15
+    assert np.all(anim.mouth.opening[pauses] == 0.0)
+    base_gap = inner_gap(anim.landmarks[0] if not speaking[0] else anim.landmarks[pauses[0]])
+    gaps = np.array([inner_gap(lm) for lm in anim.landmarks])
+    np.testing.assert_allclose(gaps[pauses], base_gap, atol=0.2)
+    assert gaps[speaking].max() > base_gap + 4.0  # and it does open when speaking (px at 128)
+
+
+def test_rendered_mouth_darkens_with_the_envelope(clip):
+    # Independent of the landmarks: the painted cavity makes the mouth region darker in the pixels.
+    x, _, anim, result = clip
+    frames = result.frames.astype(np.float64).mean(-1)
+    lm0 = anim.landmarks[0]
+    x0, y0 = np.floor(lm0[48:68].min(0)).astype(int) - 3
+    x1, y1 = np.ceil(lm0[48:68].max(0)).astype(int) + 8
+    region = frames[:, y0:y1, x0:x1]
+    darkness = np.clip(region[0][None] - region, 0, None).mean((1, 2))
+    assert np.corrcoef(darkness, frame_envelope(x))[0, 1] >= 0.6
+
+
+def test_silence_and_short_speech_give_a_closed_mouth():
+    track = speech_features(np.zeros(4000, np.float32))
+    assert len(track.opening) == 13 and not track.opening.any()
+    short = speech_features(np.sin(np.arange(800) / 3.0).astype(np.float32))  # 0.1 s
+    assert len(short.opening) == 3 and short.opening.max() > 0.5
+
+
+def test_front_and_back_vowels_spread_and_round():
+    t = np.arange(RATE) / RATE
+    f0 = 2 * np.pi * 120 * t
+    # /i/-like: strong energy near 2.3 kHz (high F2); /u/-like: energy below 1 kHz only.
+    i_like = np.sin(f0) + 0.2 * np.sin(2 * np.pi * 280 * t) + 0.8 * np.sin(2 * np.pi * 2300 * t)
+    u_like = np.sin(f0) + 0.8 * np.sin(2 * np.pi * 300 * t) + 0.5 * np.sin(2 * np.pi * 700 * t)
+    x = np.concatenate([i_like, u_like])
+    track = speech_features((x / np.abs(x).max()).astype(np.float32))
+    first, second = slice(5, 20), slice(30, 45)
+    assert track.spreading[first].mean() > 0.2 > track.spreading[second].mean()
+    assert track.rounding[second].mean() > 0.2 > track.rounding[first].mean()
