@@ -117,6 +117,11 @@ def stimulus_emotion(s: Stimulus) -> str | None:
     return s.visual_emotion if s.visual_emotion is not None else s.audio_emotion
 
 
+def clip_key(s: Stimulus) -> tuple[str, str, str, str, str | None, str | None]:
+    """What makes two stimuli the same video to a participant (apart from its size variant)."""
+    return (s.source, s.identity, s.sentence, s.intensity or "", s.visual_emotion, s.audio_emotion)
+
+
 def batch_id(index: int) -> str:
     return f"b{index + 1:02d}"
 
@@ -241,6 +246,13 @@ def build_emotion_realness(stimuli: Sequence[Stimulus], design: EmotionRealnessD
                 size = f", size variant {variant}" if variant else ""
                 missing.append(f"source {src!r}, emotion {emo}{size}: have {len(cands)}, need {need[key]}")
                 continue
+            # The same recording in another size is the same video to a participant: avoid picking it twice.
+            taken_clips = {clip_key(x) for k2, xs in chosen.items() if k2[0] == emo for x in xs}
+            distinct = [s for s in cands if clip_key(s) not in taken_clips]
+            if len(distinct) >= need[key]:
+                cands = distinct
+            elif taken_clips:
+                notes.append(f"{src}: some {emo} clips appear in two size variants (too few distinct clips)")
             chosen[key] = srng.child(f"{emo}/{variant}").sample(cands, need[key])
         if missing:
             continue
@@ -356,7 +368,10 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
     _positive("examples per_emotion", d.per_emotion, 0)
     if d.per_emotion == 0:
         return (), ["examples: none (per_emotion = 0)"]
-    used = set(used)
+    used_ids = set(used)
+    # A stimulus counts as used when it, or the same clip in another size, is a batch item.
+    used_clips = {clip_key(s) for s in stimuli if s.stimulus_id in used_ids}
+    used = {s.stimulus_id for s in stimuli if s.stimulus_id in used_ids or clip_key(s) in used_clips}
     rng = StableRng(seed, "examples")
     variants: list[str | None] = list(d.size_variants) or [None]
     pool = [s for s in stimuli if s.source in d.sources and _is_congruent(s) and stimulus_emotion(s) is not None]
@@ -408,7 +423,7 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
                 n_reused += k
                 size = f" ({v})" if v else ""
                 notes.append(f"examples: {k} of {d.per_emotion} {emo}{size} examples are also batch items "
-                             "(not enough unused stimuli)")
+                             "or the same clip in another size (not enough unused stimuli)")
     if missing:
         raise DesignError(f"the set cannot provide {d.per_emotion} familiarisation examples per emotion from "
                           f"sources {', '.join(d.sources)} (congruent visual and audio emotion): "
@@ -419,7 +434,7 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
     if variants != [None]:
         sizes = f" x {len(variants)} size variant{'s' if len(variants) > 1 else ''} ({', '.join(map(str, variants))})"
     summary = (f"examples: {len(examples)} ({d.per_emotion} per emotion{sizes}, alphabetical), "
-               f"{'all unused in the batches' if not n_reused else f'{n_reused} also batch items'}")
+               f"{'all unused in the batches' if not n_reused else f'{n_reused} also batch items'}")  # noqa: E501
     if len(variants) > 1:
         summary += "; the same clips in every size" if same_clip else "; different clips per size for some emotions"
     return examples, [summary, *notes]

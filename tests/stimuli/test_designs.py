@@ -13,6 +13,7 @@ from stimuli.designs import (
     ExamplesDesign,
     build_design,
     choose_examples,
+    clip_key,
     order_with_repeats,
     stimulus_emotion,
 )
@@ -80,6 +81,10 @@ def test_task1_paper_numbers():
     # the same clips (identity) in both sizes
     ids = [BY_ID[e.stimulus_id].identity for e in r.examples]
     assert ids[:12] == ids[12:]
+    # a recording is never shown twice in two sizes, neither in the batches nor as an example
+    gt_clips = [clip_key(BY_ID[i]) for i in all_originals if BY_ID[i].source == "GT"]
+    assert len(gt_clips) == len(set(gt_clips)) == 30
+    assert not {clip_key(BY_ID[e.stimulus_id]) for e in r.examples} & set(gt_clips)
     assert any("all unused" in n for n in r.notes)
 
 

@@ -99,7 +99,7 @@ def test_pinned_design_digest(sets):
     assert hashlib.sha256(data).hexdigest() == PINNED_TASK1
 
 
-PINNED_TASK1 = "9a4432990466cd2331d234dc23fb6439a41f5137df7cc4f178538218b0904232"
+PINNED_TASK1 = "ee181d55fc353b496a8ef99386fbca79569794283053b2a95f4c065911eae122"
 
 
 def test_write_and_load(tmp_path, sets):
