@@ -434,7 +434,7 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
     if variants != [None]:
         sizes = f" x {len(variants)} size variant{'s' if len(variants) > 1 else ''} ({', '.join(map(str, variants))})"
     summary = (f"examples: {len(examples)} ({d.per_emotion} per emotion{sizes}, alphabetical), "
-               f"{'all unused in the batches' if not n_reused else f'{n_reused} also batch items'}")  # noqa: E501
+               f"{'all unused in the batches' if not n_reused else f'{n_reused} also batch items'}")
     if len(variants) > 1:
         summary += "; the same clips in every size" if same_clip else "; different clips per size for some emotions"
     return examples, [summary, *notes]

@@ -104,6 +104,9 @@ def test_task1_balance_property(seed, shape, repeats, gap):
             counts[(s.source, stimulus_emotion(s))] += 1
     assert set(counts.values()) == {batches * per_source // 6}
     assert len(counts) == 18
+    sizes = Counter(BY_ID[i.stimulus_id].size_variant for b in r.batches for i in b.originals
+                    if BY_ID[i.stimulus_id].source == "GT")
+    assert max(sizes.values()) - min(sizes.values()) <= 1 and len(sizes) == 2  # GT mixes both sizes evenly
     assert build_design(d, T1, seed) == r  # deterministic
 
 
@@ -214,6 +217,15 @@ def test_examples_reuse_batch_items_only_when_needed_and_say_so():
     partially = set(list(used)[:2])
     ex2, _ = choose_examples(stim, ExamplesDesign(per_emotion=2), partially, seed=0)
     assert sum(1 for e in ex2 if e.stimulus_id in partially) == 1
+
+
+def test_examples_fall_back_to_different_clips_per_size():
+    rows = task1_rows(gt_per_emotion=2)
+    for r in rows:  # make the 96x128 GT clips other recordings than the 128x128 ones
+        if r["source"] == "GT" and r["size_variant"] == "96x128":
+            r["identity"] = "2" + r["identity"]
+    ex, notes = choose_examples(_stimuli(rows), ExamplesDesign(size_variants=("128x128", "96x128")), set(), 0)
+    assert len(ex) == 24 and "different clips per size" in notes[0]
 
 
 def test_examples_missing_and_disabled():
