@@ -14,6 +14,8 @@ Stable interface (other test files rely on these names and signatures). Plain fu
   ``app_config`` (dict) may be overridden by a test module to change settings.
 - ``import_study(app, plan_path, set_dir, replace=False) -> str`` (fixture ``study_importer``): imports, returns the name.
 - ``task1_study`` / ``task2_study``: the name of an imported study (2 batches, quota 2).
+- ``pg_url`` / ``pg_app``: a fresh PostgreSQL database per test (and the app on it, migrated); skipped
+  locally without EMOSTUDY_TEST_POSTGRES_URL, an error in CI.
 - ``arrive(client, study, **query) -> str``: JSON arrival, returns the assignment token.
 - ``valid_values(plan_or_questions, variant=0) -> dict``: a valid answer (the variant-th option) to every question.
 - ``complete_session(client, token, variant_for=None) -> dict``: start, audio check, answer all, complete.
@@ -108,3 +110,40 @@ def plan_json(app):
         with app.app_context():
             return json.loads(db.session.scalar(select(Study.plan_json).where(Study.name == name)))
     return _get
+
+
+@pytest.fixture
+def pg_url(postgres_url):
+    """A fresh, empty PostgreSQL database for one test (created from ``postgres_url``, dropped after)."""
+    import secrets as _secrets
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from study_server.config import normalize_database_url
+
+    base = make_url(normalize_database_url(postgres_url))
+    name = f"emostudy_t_{_secrets.token_hex(4)}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_app(pg_url, tmp_path):
+    """The app on a fresh, migrated PostgreSQL database (skipped without EMOSTUDY_TEST_POSTGRES_URL)."""
+    from study_server import db as dbmod
+    from study_server.app import create_app
+    from study_server.extensions import db
+
+    dbmod.upgrade(pg_url)
+    app = create_app({"TESTING": True, "DATABASE_URL": pg_url, "INSTANCE_PATH": str(tmp_path / "instance"),
+                      "SECRET_KEY": "test-secret", "DATABASE_POOL_SIZE": 20, "DATABASE_MAX_OVERFLOW": 40})
+    yield app
+    db.dispose(app)
