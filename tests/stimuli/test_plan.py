@@ -176,3 +176,20 @@ def test_contracts_doc_lists_the_plan_keys(sets):
     section = text[text.index("## 2."):text.index("## 4.")]
     for key in plan:
         assert f'"{key}"' in section, f"docs/contracts.md section 2 does not mention plan key {key!r}"
+
+
+def test_bytes_do_not_depend_on_hash_seed():
+    """Set/dict iteration order must not leak into the plan: two interpreters with different hash seeds."""
+    import os
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parent
+    code = ("import sys, hashlib; sys.path.insert(0, %r); from stimuli_factories import task1_rows;"
+            "from stimuli.manifest import build_manifest; from stimuli.plan import compile_plan, plan_to_bytes;"
+            "from stimuli.spec import load_spec; m = build_manifest('/x', task1_rows(), name='t1');"
+            "print(hashlib.sha256(plan_to_bytes(compile_plan(load_spec('paper-task1'), m, 4))).hexdigest())"
+            % str(here))
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": h}).stdout for h in ("1", "2")}
+    assert len(digests) == 1
