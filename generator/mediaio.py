@@ -48,6 +48,9 @@ def write_mp4(path: str | os.PathLike, frames_rgb: np.ndarray, fps: int = 25, au
             a = np.pad(a, (0, max(0, n_target - len(a))))[:n_target]
             astream = container.add_stream("aac", rate=out_audio_rate)
             astream.layout = "mono"
+            # ffmpeg's default AAC coder (twoloop) costs more than the whole H.264 encode of a 128x128
+            # clip; "fast" is ~3x quicker and transparent enough for speech at the default bitrate.
+            astream.options = {"aac_coder": "fast"}
         for i in range(t):
             vf = av.VideoFrame.from_ndarray(frames_rgb[i], format="rgb24")
             vf.pts = i

@@ -562,6 +562,20 @@ def load_face(path: str) -> np.ndarray:
     return load_image(p)
 
 
+def speech_for_renderer(x: np.ndarray, rate: int, where: str) -> np.ndarray:
+    """``generator.audio.load_speech`` on audio already decoded (one decode serves both the renderer's
+    8 kHz input and the mp4's full-rate track): the same checks, resampling and normalisation."""
+    from generator.audio import MIN_DURATION_S, MODEL_RATE, normalise, resample
+
+    dur = len(x) / rate
+    if dur < MIN_DURATION_S:
+        raise InputError(f"{where}: speech is {dur:.2f} s long; at least {MIN_DURATION_S:.1f} s is needed "
+                         "(one video frame is 40 ms)")
+    if float(np.abs(x).max()) < 1e-4:
+        raise InputError(f"{where}: the recording is silent; give a speech recording")
+    return normalise(resample(x, rate, MODEL_RATE))
+
+
 def _write_poster(path: Path, frame: np.ndarray) -> None:
     from PIL import Image
 
@@ -602,7 +616,7 @@ def _gt_clip(job: Job) -> tuple[np.ndarray, dict[str, Any]]:
 
 def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -> dict[str, Any]:
     """Make one stimulus (media + poster in ``out/media``) and return its manifest row."""
-    from generator.audio import load_speech, read_audio
+    from generator.audio import read_audio
     from generator.mediaio import write_mp4
     from stimuli.media import probe
 
@@ -620,7 +634,7 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
             source = "GT"
         else:
             face = load_face(job.face)
-            speech = load_speech(job.speech)
+            speech = speech_for_renderer(audio, audio_rate, job.speech)
             result = renderer.render(face, speech, job.emotion_spec(), item.seed, intensity=job.intensity,
                                      size=spec.size)
             frames = np.asarray(result.frames)

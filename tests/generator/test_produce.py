@@ -354,3 +354,12 @@ def test_process_pool_shards_and_merge_match_one_run(tmp_path, pools):
     merged = merge_shards(a, [b], name="whole")
     assert merged.read_bytes() == (whole / "manifest.json").read_bytes()
     assert len(load_manifest(a)) == 6
+
+
+def test_one_decode_gives_the_same_renderer_input_as_load_speech(pools):
+    from generator.audio import load_speech, read_audio
+    from generator.produce import speech_for_renderer
+
+    path = pools[1] / "1001_IEO_ANG_XX.wav"
+    x, rate = read_audio(path)
+    np.testing.assert_array_equal(speech_for_renderer(x, rate, str(path)), load_speech(path))
