@@ -65,6 +65,13 @@ def make_tree(root: Path, n_clips: int, seconds: float) -> list[str]:
     return names
 
 
+def _cpu_s() -> float:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clips", type=int, default=8)
@@ -83,9 +90,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "crema"
         make_tree(root, args.clips, args.seconds)
+        cpu0 = _cpu_s()
         t0 = time.perf_counter()
         res = prepare_crema(root, Path(tmp) / "corpus", jobs=args.jobs, console=Console(file=open(os.devnull, "w")))
         prep_s = time.perf_counter() - t0
+        prep_cpu = _cpu_s() - cpu0
         if res.failed:
             raise SystemExit(f"prepare failed on {res.failed}")
 
@@ -98,9 +107,11 @@ def main() -> None:
             write_mp4(gt / f"{info.clip_id}.mp4", rgb)
             noisy = np.clip(rgb + rng.normal(0, 8, rgb.shape), 0, 255).astype(np.uint8)
             write_mp4(gen / f"{info.clip_id}.mp4", noisy)
+        cpu0 = _cpu_s()
         t0 = time.perf_counter()
         ev = evaluate({"noisy": gen}, gt, Path(tmp) / "eval")
         eval_s = time.perf_counter() - t0
+        eval_cpu = _cpu_s() - cpu0
         frames = sum(s.n_frames for s in ev.scores)
 
     print(json.dumps({
@@ -108,6 +119,10 @@ def main() -> None:
         "prepare_s": round(prep_s, 2), "prepare_clips_per_minute": round(60 * args.clips / prep_s, 1),
         "evaluate_videos": len(ev.scores), "evaluate_frames": frames, "evaluate_s": round(eval_s, 2),
         "evaluate_frames_per_s": round(frames / eval_s, 1),
+        # CPU seconds (this process + worker processes): what an idle machine would need; the shared
+        # development machine is often oversubscribed, which stretches the wall-clock numbers above.
+        "prepare_cpu_s_per_clip": round(prep_cpu / args.clips, 3),
+        "evaluate_cpu_ms_per_frame": round(1000 * eval_cpu / frames, 1),
         "cpu_count": os.cpu_count(), "load_average_1min_at_end": round(os.getloadavg()[0], 2), "machine": platform.machine(), "python": platform.python_version(),
     }))
 
