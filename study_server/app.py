@@ -7,6 +7,7 @@ import os
 from typing import Any, Mapping
 
 from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from study_server.config import Config, build_config, describe_config, finalize_config
 from study_server.errors import ApiError
@@ -58,6 +59,14 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
 
             return render_error_page(exc)
         return jsonify(exc.to_json()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        # Under /api/ every error is JSON (unknown routes, wrong methods, too-large bodies).
+        if not request.path.startswith("/api/"):
+            return exc
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return jsonify({"error": {"code": code, "message": exc.description or exc.name}}), exc.code
 
     log.debug("study server configured: %s", describe_config(app.config))
     return app

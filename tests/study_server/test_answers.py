@@ -1,0 +1,221 @@
+"""Per-answer saving: idempotent retries, refusals that store nothing, resume, overlapping saves under load."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from study_server.extensions import db
+from study_server.models import Answer
+from studykit import arrive, valid_values
+
+
+def _n_answers(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(Answer))
+
+
+@pytest.fixture
+def started(client, task1_study):
+    token = arrive(client, task1_study, lab="p1")
+    assert client.post(f"/api/v1/a/{token}/start").get_json() == {"status": "started"}
+    state = client.get(f"/api/v1/a/{token}").get_json()
+    return token, state
+
+
+def _body(state, position, answer_id, variant=0):
+    return {"answer_id": answer_id, "position": position, "values": valid_values(state["questions"], variant),
+            "rt_ms": 812, "played_fraction": 1.0}
+
+
+def test_retries_store_one_row_and_get_the_same_ack(client, app, started):
+    token, state = started
+    body = _body(state, 0, "ans-0000-aaaa")
+    first = client.post(f"/api/v1/a/{token}/answers", json=body)
+    again = [client.post(f"/api/v1/a/{token}/answers", json=body) for _ in range(3)]
+    assert first.status_code == 200
+    assert all(r.status_code == 200 and r.data == first.data for r in again)
+    assert first.get_json()["answer_id"] == "ans-0000-aaaa" and first.get_json()["position"] == 0
+    assert _n_answers(app) == 1
+    # Another id for the same item: refused, the stored answer stays.
+    r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "ans-0000-bbbb", variant=1))
+    assert r.status_code == 409 and r.get_json()["error"] == {
+        "code": "already_answered", "answer_id": "ans-0000-aaaa",
+        "message": r.get_json()["error"]["message"]}
+    # The same id for another item: refused.
+    r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 1, "ans-0000-aaaa"))
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "answer_id_reused"
+    assert _n_answers(app) == 1
+    with app.app_context():
+        stored = db.session.scalar(select(Answer))
+        assert stored.values == body["values"] and stored.rt_ms == 812 and stored.played_fraction == 1.0
+
+
+@pytest.mark.parametrize("change, status, code", [
+    ({"position": 9}, 404, "unknown_item"),
+    ({"position": -1}, 404, "unknown_item"),
+    ({"position": "0"}, 400, "bad_request"),
+    ({"values": {"emotion": "rage", "realness": "not-sure", "aspects": ["other"]}}, 400, "invalid_value"),
+    ({"values": {"emotion": "anger", "realness": 3, "aspects": ["other"]}}, 400, "invalid_value"),
+    ({"values": {"emotion": "anger", "realness": "not-sure", "aspects": "other"}}, 400, "invalid_value"),
+    ({"values": {"emotion": "anger", "realness": "not-sure", "aspects": ["none", "other"]}}, 400, "invalid_value"),
+    ({"values": {"emotion": "anger", "realness": "not-sure", "aspects": ["other", "other"]}}, 400, "invalid_value"),
+    ({"values": {"emotion": "anger", "realness": "not-sure"}}, 400, "missing_answer"),
+    ({"values": {"emotion": "anger", "realness": "not-sure", "aspects": ["other"], "source": "GT"}}, 400,
+     "unknown_question"),
+    ({"answer_id": "short"}, 400, "bad_answer_id"),
+    ({"answer_id": "has spaces in it"}, 400, "bad_answer_id"),
+    ({"rt_ms": -5}, 400, "bad_timing"),
+    ({"played_fraction": 1.5}, 400, "bad_timing"),
+])
+def test_forged_answers_are_refused_and_store_nothing(client, app, started, change, status, code):
+    token, state = started
+    body = {**_body(state, 0, "forged-0001"), **change}
+    r = client.post(f"/api/v1/a/{token}/answers", json=body)
+    assert r.status_code == status, r.get_json()
+    err = r.get_json()["error"]
+    assert err["code"] == code and len(err["message"]) > 10
+    assert _n_answers(app) == 0
+
+
+def test_forged_tokens_are_refused(client, app, started):
+    token, state = started
+    for fake in ("A" * 32, token[:-1] + ("x" if token[-1] != "x" else "y"), "x", "a%20b" * 5):
+        r = client.post(f"/api/v1/a/{fake}/answers", json=_body(state, 0, "fake-0001"))
+        assert r.status_code == 404 and r.get_json()["error"]["code"] == "assignment_not_found"
+    r = client.post("/api/v1/a/../../etc/answers", json=_body(state, 0, "fake-0001"))
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "not_found"
+    assert client.post(f"/api/v1/a/{token}/answers", data="not json",
+                       content_type="application/json").get_json()["error"]["code"] == "bad_request"
+    assert _n_answers(app) == 0
+
+
+def test_answers_need_consent_and_audio_check(client, app, task2_study):
+    token = arrive(client, task2_study, lab="p2")
+    state = client.get(f"/api/v1/a/{token}").get_json()
+    r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "early-0001"))
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "not_started"
+    client.post(f"/api/v1/a/{token}/start")
+    r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "early-0002"))
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "audio_check_required"
+    assert _n_answers(app) == 0
+
+
+def test_audio_check_is_server_side_and_limited(client, app, task2_study):
+    from study_server.audio_check import expected_word, words
+
+    token = arrive(client, task2_study, lab="p3")
+    client.post(f"/api/v1/a/{token}/start")
+    state = client.get(f"/api/v1/a/{token}")
+    for w in words():  # the word is never in what the client receives
+        assert w not in state.get_data(as_text=True)
+    wrong = next(w for w in words() if w != expected_word("test-secret", token, 0))
+    r = client.post(f"/api/v1/a/{token}/audio-check", json={"answer": wrong}).get_json()
+    assert r["passed"] is False and r["attempts_left"] == 2 and f"/{token}/a1/" in r["media_url"]
+    word = expected_word("test-secret", token, 1)
+    r = client.post(f"/api/v1/a/{token}/audio-check", json={"answer": f" {word.upper()}."}).get_json()
+    assert r["passed"] is True
+    token2 = arrive(client, task2_study, lab="p4")
+    client.post(f"/api/v1/a/{token2}/start")
+    for _ in range(3):
+        r = client.post(f"/api/v1/a/{token2}/audio-check", json={"answer": "xyzzy"}).get_json()
+    assert r["passed"] is False and r["status"] == "abandoned" and r["attempts_left"] == 0
+
+
+def test_reload_resumes_at_first_unanswered(client, started):
+    token, state = started
+    for pos in (0, 1, 2, 4):
+        client.post(f"/api/v1/a/{token}/answers", json=_body(state, pos, f"resume-{pos:04d}"))
+    again = client.get(f"/api/v1/a/{token}").get_json()
+    assert again["answered"] == [0, 1, 2, 4] and again["next_position"] == 3 and again["total"] == 9
+    r = client.post(f"/api/v1/a/{token}/complete")
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "incomplete"
+    assert r.get_json()["error"]["missing"] == [3, 5, 6, 7, 8]
+
+
+@pytest.mark.slow
+def test_overlapping_saves_against_a_saturated_server(app, media_set, tmp_path):
+    """Clients fire every save 50 ms after the previous one without waiting, each save retried (same id)
+    after a short client timeout, while other threads keep the server busy. Every acknowledged answer must
+    be stored exactly once, with the values sent."""
+    import requests
+    from werkzeug.serving import make_server
+
+    from studykit import TASK1, import_study, make_plan
+
+    name = import_study(app, make_plan(media_set, TASK1, n_batches=2, quota=10, out=tmp_path / "p.json"), media_set)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    base = f"http://127.0.0.1:{server.server_port}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stop = threading.Event()
+    hammers: list[threading.Thread] = []
+    try:
+        http = requests.Session()
+        tokens = []
+        for i in range(4):
+            token = http.post(f"{base}/api/v1/studies/{name}/arrive", json={"query": {"lab": f"o{i}"}}).json()["token"]
+            http.post(f"{base}/api/v1/a/{token}/start")
+            tokens.append(token)
+        state = http.get(f"{base}/api/v1/a/{tokens[0]}").json()
+
+        def hammer():  # saturate: state reads and pings, as fast as the server answers
+            s = requests.Session()
+            while not stop.is_set():
+                for t in tokens:
+                    try:
+                        s.get(f"{base}/api/v1/a/{t}", timeout=10)
+                    except requests.RequestException:
+                        time.sleep(0.01)  # the backlog overflowed: that is the saturation we want
+
+        hammers = [threading.Thread(target=hammer, daemon=True) for _ in range(6)]
+        for h in hammers:
+            h.start()
+        acked: dict[str, dict] = {}
+        sent: dict[str, dict] = {}
+        lock = threading.Lock()
+        attempts = [0]
+
+        def save(token: str, pos: int) -> None:
+            body = {"answer_id": f"{token[:10]}-{pos:03d}", "position": pos,
+                    "values": valid_values(state["questions"], pos), "rt_ms": 100 + pos, "played_fraction": 1.0}
+            with lock:
+                sent[body["answer_id"]] = body
+            s = requests.Session()
+            for attempt in range(40):
+                with lock:
+                    attempts[0] += 1
+                try:
+                    r = s.post(f"{base}/api/v1/a/{token}/answers", json=body, timeout=0.15 if attempt < 2 else 5)
+                except requests.RequestException:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                if r.status_code == 200:
+                    with lock:
+                        acked[body["answer_id"]] = r.json()
+                    return
+                time.sleep(0.05 * (attempt + 1))
+
+        savers = []
+        for pos in range(9):
+            for token in tokens:
+                t = threading.Thread(target=save, args=(token, pos))
+                t.start()
+                savers.append(t)
+            time.sleep(0.05)
+        for t in savers:
+            t.join(timeout=60)
+    finally:
+        stop.set()
+        for h in hammers:
+            h.join(timeout=20)
+        server.shutdown()
+    assert len(sent) == 36 and set(acked) == set(sent)
+    with app.app_context():
+        rows = db.session.execute(select(Answer.answer_id, Answer.values, Answer.rt_ms)).all()
+    assert len(rows) == 36  # nothing lost, nothing twice
+    assert {a: (v, rt) for a, v, rt in rows} == {a: (b["values"], b["rt_ms"]) for a, b in sent.items()}
+    print(f"overlapping saves: 36 answers, {attempts[0]} POSTs (timeouts forced retries)")
+    assert attempts[0] > 36  # some saves were retried with the same answer id
