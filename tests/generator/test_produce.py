@@ -363,3 +363,40 @@ def test_one_decode_gives_the_same_renderer_input_as_load_speech(pools):
     path = pools[1] / "1001_IEO_ANG_XX.wav"
     x, rate = read_audio(path)
     np.testing.assert_array_equal(speech_for_renderer(x, rate, str(path)), load_speech(path))
+
+
+class BatchFakeRenderer(FakeRenderer):
+    """A renderer with render_batch (as a GPU backend has): records the batch sizes it was given."""
+
+    calls: list[int] = []
+
+    def render_batch(self, inputs, *, size=128):
+        BatchFakeRenderer.calls.append(len(inputs))
+        return [self.render(i["face"], i["speech"], i["emotion"], i["seed"], intensity=i["intensity"], size=size)
+                for i in inputs]
+
+
+def batch_factory(backend, **options):
+    return BatchFakeRenderer(**options)
+
+
+def test_batched_rendering_makes_the_same_set_and_reports_progress(tmp_path, pools):
+    import io
+
+    from rich.console import Console
+
+    faces, speech = pools
+    jobs = plan_jobs(DesignOptions("matched", faces=(str(faces / "bob.jpg"),), speech=(str(speech),)))
+    spec = RendererSpec("fake")
+    items = plan_items(jobs, spec, 2)
+    one = produce(items, tmp_path / "one", spec, workers=1, renderer_factory=fake_factory, name="s")
+    BatchFakeRenderer.calls = []
+    buf = io.StringIO()
+    batched = produce(items, tmp_path / "batched", spec, workers=1, batch_size=4, renderer_factory=batch_factory,
+                      name="s",
+                      console=Console(file=buf, width=120, force_terminal=False))
+    assert BatchFakeRenderer.calls == [4, 2]
+    assert one.produced == batched.produced == 6
+    assert (tmp_path / "one" / "manifest.json").read_bytes() == (tmp_path / "batched" / "manifest.json").read_bytes()
+    text = buf.getvalue()
+    assert "6/6" in text and "items/s" in text and "ETA" in text and "6 produced" in text
