@@ -59,16 +59,51 @@ class FaceMesh:
 
         ys, xs = np.mgrid[0:h, 0:w]
         pix = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
-        simplex = tri.find_simplex(pix)
-        if (simplex < 0).any():  # cannot happen: the border points enclose the frame
-            raise AssertionError("pixels outside the mesh")
-        t = tri.transform[simplex]  # (P, 3, 2)
-        b01 = np.einsum("pij,pj->pi", t[:, :2], pix - t[:, 2])
-        bary = np.concatenate([b01, 1.0 - b01.sum(1, keepdims=True)], axis=1)
+        simplex = self._rasterise(tri, (w, h))
+        bary = self._barycentric(tri, simplex, pix)
+        # Rasterising puts edge pixels in either neighbour; where that is the wrong one by more than
+        # a hair (thin triangles, e.g. between closed lips), look the pixel up exactly.
+        off = (simplex < 0) | ~(bary.min(1) >= -1e-3)  # (NaN: a degenerate triangle)
+        if off.any():
+            simplex[off] = self._locate(tri, pix[off])
+            bary[off] = self._barycentric(tri, simplex[off], pix[off])
         verts = tri.simplices[simplex]
         rows = np.repeat(np.arange(len(pix)), 3)
         self.B = sparse.csr_matrix((bary.ravel(), (rows, verts.ravel())), shape=(len(pix), len(self.vertices)))
         self.grid = np.stack([xs, ys], axis=-1).astype(np.float32)  # (H, W, 2) pixel centres
+
+    @staticmethod
+    def _barycentric(tri, simplex: np.ndarray, pix: np.ndarray) -> np.ndarray:
+        t = tri.transform[np.maximum(simplex, 0)]  # (P, 3, 2)
+        b01 = np.einsum("pij,pj->pi", t[:, :2], pix - t[:, 2])
+        return np.concatenate([b01, 1.0 - b01.sum(1, keepdims=True)], axis=1)
+
+    @staticmethod
+    def _locate(tri, pts: np.ndarray) -> np.ndarray:
+        """Exact triangle of each point: the one whose smallest barycentric is largest (all
+        triangles tested at once; used for the few pixels rasterising leaves in doubt)."""
+        best = np.empty(len(pts), np.int64)
+        t = tri.transform  # (F, 3, 2)
+        for start in range(0, len(pts), 2048):
+            p = pts[start:start + 2048]
+            b01 = np.einsum("fij,pfj->pfi", t[:, :2], p[:, None, :] - t[None, :, 2])
+            bmin = np.minimum(b01.min(-1), 1.0 - b01.sum(-1))
+            best[start:start + 2048] = np.nan_to_num(bmin, nan=-np.inf).argmax(1)  # NaN: degenerate
+        return best
+
+    @staticmethod
+    def _rasterise(tri, size: tuple[int, int]) -> np.ndarray:
+        """(H*W,) index of the triangle holding each pixel centre, drawn with OpenCV at 1/16 px.
+
+        Pixels on or near an edge may land in the neighbour; the caller checks the barycentrics."""
+        import cv2
+
+        w, h = size
+        labels = np.full((h, w), -1, np.int32)
+        pts = np.round(tri.points[tri.simplices] * 16).astype(np.int32)  # (F, 3, 2), 4 fractional bits
+        for i, p in enumerate(pts):
+            cv2.fillConvexPoly(labels, p, int(i), lineType=cv2.LINE_8, shift=4)
+        return labels.ravel()
 
     def displacement_field(self, landmark_disp: np.ndarray) -> np.ndarray:
         """(H, W, 2) float32 forward displacement for (68, 2) landmark displacements."""
