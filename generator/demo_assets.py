@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from generator.audio import write_wav
-from generator.produce import SYNTHETIC_ACTOR_PREFIX
+from generator.produce_jobs import SYNTHETIC_ACTOR_PREFIX
 from stimuli.emotions import EMOTIONS, emotion_code, parse_emotion
 from stimuli.manifest import atomic_write_bytes
 
