@@ -92,12 +92,19 @@ def _method_paths(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--pairs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV generated,ground_truth of keys (ids / file stems) when the names differ.")
 @click.option("--size", default="128x128", show_default=True, help="Template and crop WIDTHxHEIGHT both are aligned to.")
+@click.option("--match", type=click.Choice(["id", "labels"]), default="id", show_default=True,
+              help="Pair by stimulus id / file stem, or by identity|sentence|emotion|intensity "
+                   "(manifest labels, or CREMA-D file names).")
+@click.option("--gt-source", help="In a stimulus set with several conditions: the source label of the ground truth (e.g. GT).")
 @click.option("--no-align", is_flag=True, help="Videos are already aligned crops of --size.")
 @click.option("--max-frames", type=click.IntRange(1), help="Compare at most this many frames per video.")
 @click.pass_context
 def evaluate_command(ctx: click.Context, generated: tuple[str, ...], ground_truth: Path, out: Path, pairs: Path | None,
-                     size: str, no_align: bool, max_frames: int | None) -> None:
-    """PSNR, SSIM, NLMD and mouth LMD of generated vs ground-truth videos (paper Table I)."""
+                     size: str, match: str, gt_source: str | None, no_align: bool, max_frames: int | None) -> None:
+    """PSNR, SSIM, NLMD and mouth LMD of generated vs ground-truth videos (paper Table I).
+
+    In a stimulus set with several conditions, --generated OURS=SET keeps the rows whose source is OURS.
+    """
     from rich.progress import Progress
 
     from generator.evaluate import evaluate
@@ -108,7 +115,7 @@ def evaluate_command(ctx: click.Context, generated: tuple[str, ...], ground_trut
         with Progress(console=console) as progress:
             task = progress.add_task("evaluate", total=None)
             result = evaluate(methods, ground_truth, out, size=_size(size), align=not no_align, pairs_csv=pairs,
-                              max_frames=max_frames,
+                              max_frames=max_frames, match=match, gt_source=gt_source,
                               progress=lambda i, n: progress.update(task, completed=i, total=n))
     except (GeneratorError, StimuliError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -210,23 +210,61 @@ class VideoScore:
 
 
 VIDEO_EXTENSIONS = (".mp4", ".flv", ".avi", ".mov", ".mkv", ".webm")
+MATCH_MODES = ("id", "labels")
 
 
-def list_videos(source: str | os.PathLike) -> list[VideoRef]:
-    """Videos of a folder (key = file stem) or of a stimulus-set manifest (key = stimulus_id)."""
+def _label_key(identity: str, sentence: str, emotion: str | None, intensity: str | None) -> str:
+    return f"{identity}|{sentence}|{emotion or '-'}|{intensity or '-'}"
+
+
+def list_videos(source: str | os.PathLike, *, source_label: str | None = None, match: str = "id") -> list[VideoRef]:
+    """Videos of a folder or of a stimulus set (``manifest.json``), each with its pairing key.
+
+    ``match="id"``: the key is the stimulus_id (manifest) or the file stem (folder).
+    ``match="labels"``: identity|sentence|visual_emotion|intensity (manifest), or for a folder the
+    actor|sentence|emotion|intensity of a CREMA-D file name; this pairs a generated set with its
+    ground truth when the ids differ (generated ids are hashes). ``source_label`` keeps only the
+    manifest rows whose ``source`` is that label (e.g. OURS, BL, GT) when the set has such rows.
+    """
+    if match not in MATCH_MODES:
+        raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}, got {match!r}")
     p = Path(source)
     if p.is_file() and p.suffix == ".json" or (p.is_dir() and (p / "manifest.json").is_file()):
         from stimuli.manifest import load_manifest
 
         mpath = p if p.is_file() else p / "manifest.json"
         manifest = load_manifest(mpath, check_media=False)
-        return [VideoRef(s.stimulus_id, manifest.media_path(s)) for s in manifest]
-    if p.is_dir():
-        refs = [VideoRef(f.stem, f) for f in sorted(p.iterdir()) if f.suffix.lower() in VIDEO_EXTENSIONS]
-        if not refs:
+        rows = list(manifest)
+        if source_label is not None and any(s.source == source_label for s in rows):
+            rows = [s for s in rows if s.source == source_label]
+        refs = [VideoRef(s.stimulus_id if match == "id" else
+                         _label_key(s.identity, s.sentence, s.visual_emotion, s.intensity),
+                         manifest.media_path(s)) for s in rows]
+    elif p.is_dir():
+        files = [f for f in sorted(p.iterdir()) if f.suffix.lower() in VIDEO_EXTENSIONS]
+        if not files:
             raise InputError(f"{p}: no videos ({', '.join(VIDEO_EXTENSIONS)}) and no manifest.json")
-        return refs
-    raise InputError(f"{p}: not found; give a folder of videos or a stimulus set (manifest.json)")
+        refs = [VideoRef(f.stem if match == "id" else _crema_label_key(f), f) for f in files]
+    else:
+        raise InputError(f"{p}: not found; give a folder of videos or a stimulus set (manifest.json)")
+    seen: dict[str, Path] = {}
+    for r in refs:
+        if r.key in seen:
+            raise InputError(f"{source}: two videos share the pairing key {r.key!r} ({seen[r.key].name}, "
+                             f"{r.path.name}); pair them with --pairs CSV or match by id")
+        seen[r.key] = r.path
+    return refs
+
+
+def _crema_label_key(path: Path) -> str:
+    from stimuli.crema import parse_crema_name
+    from stimuli.errors import StimuliError
+
+    try:
+        n = parse_crema_name(path.name)
+    except StimuliError as exc:
+        raise InputError(f"{path}: matching by labels needs CREMA-D file names ({exc})") from None
+    return _label_key(n.actor, n.sentence, n.emotion, n.intensity)
 
 
 def read_pairs_csv(path: str | os.PathLike) -> dict[str, str]:
@@ -362,21 +400,23 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def evaluate(generated: dict[str, str | os.PathLike], ground_truth: str | os.PathLike, out: str | os.PathLike, *,
              size: tuple[int, int] = (128, 128), align: bool = True, pairs_csv: str | os.PathLike | None = None,
-             max_frames: int | None = None,
+             max_frames: int | None = None, match: str = "id", gt_source: str | None = None,
              progress: Callable[[int, int], None] | None = None) -> EvaluationResult:
     """Score every generated set (``{method label: folder or manifest}``) against the ground truth.
 
-    Writes ``per_video.csv``, ``table1.csv`` and ``table1.md`` into ``out``. A video that cannot be
+    Pairs by ``match`` (:func:`list_videos`) or by ``pairs_csv``; in a stimulus set holding several
+    conditions, each method label keeps the rows whose ``source`` is that label, and ``gt_source``
+    those of the ground truth. Writes ``per_video.csv``, ``table1.csv`` and ``table1.md`` into ``out``. A video that cannot be
     read or has no face in its first frame is listed with its error and left out of the aggregate.
     """
     from stimuli.manifest import atomic_write_bytes
 
-    gt_refs = list_videos(ground_truth)
+    gt_refs = list_videos(ground_truth, source_label=gt_source, match=match)
     pairs = read_pairs_csv(pairs_csv) if pairs_csv is not None else None
     jobs: list[tuple[str, VideoRef, VideoRef]] = []
     unmatched: dict[str, list[str]] = {}
     for method, src in generated.items():
-        matched, miss = pair_videos(list_videos(src), gt_refs, pairs)
+        matched, miss = pair_videos(list_videos(src, source_label=method, match=match), gt_refs, pairs)
         if not matched:
             raise InputError(f"{src}: none of its {len(miss)} videos matches a ground-truth video in {ground_truth} "
                              "by id/file name; give --pairs CSV (columns generated,ground_truth)")

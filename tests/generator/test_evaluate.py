@@ -179,3 +179,27 @@ def test_evaluate_cli_and_unpaired_error(video_sets, tmp_path):
     r = CliRunner().invoke(evaluate_command, ["--generated", f"OURS={ours}", "--ground-truth", str(gt), "--out",
                                               str(out), "--pairs", str(pairs)], obj={"console": Console(file=buf)})
     assert r.exit_code != 0 and "matches a ground-truth video" in r.output
+
+
+def test_evaluate_matches_a_stimulus_set_by_labels_and_source(video_sets, tmp_path):
+    import shutil
+
+    from generator.evaluate import evaluate
+    from stimuli.manifest import build_manifest, save_manifest, sha256_file
+
+    gt, ours, shifted = video_sets
+    root = tmp_path / "set"
+    (root / "media").mkdir(parents=True)
+    rows = []
+    for k, (src, folder) in enumerate([("OURS", ours), ("BL", shifted)]):
+        sid = f"{k:02d}ab{k}f"  # hashed-looking ids that share nothing with the GT file names
+        shutil.copy(folder / "1001_DFA_ANG_XX.mp4", root / "media" / f"{sid}.mp4")
+        rows.append({"stimulus_id": sid, "media": f"media/{sid}.mp4", "sha256": sha256_file(root / "media" / f"{sid}.mp4"),
+                     "duration_s": 0.2, "fps": 25, "width": 224, "height": 192, "source": src,
+                     "visual_emotion": "anger", "audio_emotion": "anger", "identity": "1001", "sentence": "DFA",
+                     "intensity": "XX"})
+    save_manifest(build_manifest(root, rows))
+    res = evaluate({"OURS": root, "BL": root}, gt, tmp_path / "eval", match="labels", max_frames=2)
+    assert [(s.method, s.key) for s in res.scores] == [("OURS", "1001|DFA|anger|XX"), ("BL", "1001|DFA|anger|XX")]
+    assert res.scores[0].ground_truth.endswith("gt/1001_DFA_ANG_XX.mp4") and not any(s.error for s in res.scores)
+    assert res.unmatched == {"OURS": [], "BL": []}
