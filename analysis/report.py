@@ -194,7 +194,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         if opt.mixed_models:
             step("task 1: mixed logit")
             from analysis.models import correctness_mixed_logit
-            ml = correctness_mixed_logit(ans, question=opt.emotion_question)
+            ml = correctness_mixed_logit(ans, question=opt.emotion_question, random_state=opt.seed)
             ml.pop("seconds", None)
             res["task1"]["mixed_logit"] = _jsonable(ml)
             out.tables["task1_mixed_logit"] = pd.DataFrame(ml["fixed"])
@@ -305,9 +305,13 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     return out
 
 
-def _png_base64(fig: Any) -> str:
+def _png_base64(fig: Any, png: Path | None = None) -> str:
+    """The figure as base64 PNG: the bytes of the PNG already written when given, else rendered now."""
+    if png is not None and png.is_file():
+        return base64.b64encode(png.read_bytes()).decode("ascii")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=150, metadata={"Software": None})
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -344,8 +348,9 @@ def _table_html(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, escape=True)
 
 
-def render_html(analysis: Analysis) -> str:
-    """The self-contained report (figures embedded as base64 PNG, no scripts, no external resources)."""
+def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
+    """The self-contained report (figures embedded as base64 PNG, no scripts, no external resources).
+    ``figure_dir``: where :func:`write_outputs` saved the PNGs (reused instead of drawing again)."""
     import jinja2
 
     res = analysis.results
@@ -354,7 +359,8 @@ def render_html(analysis: Analysis) -> str:
 
     def sec(title: str, figs: list[tuple[str, str]], tables: list[tuple[str, str]], text: str = "") -> None:
         sections.append({"title": title, "text": text,
-                         "figures": [{"alt": alt, "data": _png_base64(analysis.figures[name])}
+                         "figures": [{"alt": alt, "data": _png_base64(analysis.figures[name],
+                                                                        figure_dir / f"{name}.png" if figure_dir else None)}
                                      for name, alt in figs if name in analysis.figures],
                          "tables": [{"title": tt, "html": _table_html(T[name])} for name, tt in tables if name in T]})
 
@@ -410,6 +416,13 @@ def results_json_bytes(results: dict[str, Any]) -> bytes:
     return (json.dumps(_jsonable(results), indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
+def _check_out(out: Path, overwrite: bool) -> None:
+    if (out / "report.html").exists() and not overwrite:
+        raise AnalysisError(f"{out} already holds a report; choose a new --out folder or pass --overwrite")
+    if out.exists() and not out.is_dir():
+        raise AnalysisError(f"{out} is a file; give a folder for --out")
+
+
 def write_outputs(analysis: Analysis, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
     """Write report.html, results.json, tables/*.csv and figures/*.png|pdf into ``out_dir``.
 
@@ -419,8 +432,7 @@ def write_outputs(analysis: Analysis, out_dir: str | Path, *, overwrite: bool = 
     from stimuli.manifest import atomic_write_bytes
 
     out = Path(out_dir)
-    if (out / "report.html").exists() and not overwrite:
-        raise AnalysisError(f"{out} already holds a report; choose a new --out folder or pass --overwrite")
+    _check_out(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, df in analysis.tables.items():
@@ -431,7 +443,7 @@ def write_outputs(analysis: Analysis, out_dir: str | Path, *, overwrite: bool = 
         for ext, p in figures.save_figure(fig, out / "figures", name).items():
             paths[f"figures/{name}.{ext}"] = p
     atomic_write_bytes(out / "results.json", results_json_bytes(analysis.results))
-    atomic_write_bytes(out / "report.html", render_html(analysis).encode())
+    atomic_write_bytes(out / "report.html", render_html(analysis, out / "figures").encode())
     paths["results.json"] = out / "results.json"
     paths["report.html"] = out / "report.html"
     return paths
@@ -445,6 +457,7 @@ def analyze(export_dir: str | Path, out_dir: str | Path, options: AnalysisOption
     --------
     >>> analyze("study-export", "study-report")  # doctest: +SKIP
     """
+    _check_out(Path(out_dir), overwrite)
     export = load_export(export_dir)
     if not progress:
         analysis = compute(export, options)

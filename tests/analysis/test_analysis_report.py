@@ -1,0 +1,161 @@
+"""End to end: simulated export -> `emostudy analyze` -> report.html, figures, tables, results.json; the
+numbers re-derived from the CSV files with the csv module; the HTML opened in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from analysis.cli import analyze_command
+from analysis.errors import AnalysisError
+from analysis.io import load_export
+from analysis.report import AnalysisOptions, analyze, compute, results_json_bytes
+from analysis.simulate import simulate_export
+
+FAST = dict(n_boot=200)
+
+
+@pytest.fixture(scope="module")
+def task1_export(tmp_path_factory) -> Path:
+    return simulate_export(tmp_path_factory.mktemp("t1") / "export", "emotion-realness", n_batches=2,
+                           participants_per_batch=5, random_state=11)
+
+
+@pytest.fixture(scope="module")
+def task2_export(tmp_path_factory) -> Path:
+    return simulate_export(tmp_path_factory.mktemp("t2") / "export", "av-mismatch", n_batches=3,
+                           participants_per_batch=5, random_state=12)
+
+
+@pytest.fixture(scope="module")
+def task1_report(task1_export, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("r1") / "report"
+    analyze(task1_export, out, AnalysisOptions(**FAST))
+    return out
+
+
+def _valid_original_answers(export: Path) -> list[dict]:
+    with open(export / "participants.csv", newline="") as fh:
+        valid = {r["assignment"] for r in csv.DictReader(fh) if r["verdict"] == "valid"}
+    with open(export / "answers.csv", newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["assignment"] in valid and r["is_repeat"] == "0"]
+
+
+def test_task1_report_files_and_numbers(task1_export, task1_report):
+    out = task1_report
+    for name in ("task1_confusion", "task1_accuracy", "task1_realness", "task1_aspects"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+        assert (out / "figures" / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+    for name in ("task1_accuracy", "task1_confusion", "task1_wilcoxon", "cleaning_surveys", "task1_hu",
+                 "task1_mixed_logit", "task1_ordinal_realness"):
+        assert (out / "tables" / f"{name}.csv").is_file()
+    res = json.loads((out / "results.json").read_text())
+    # Independent route: the csv module and plain Python over the exported files (server verdicts, which the
+    # simulator computes with its own loop and which the recomputed verdicts must match).
+    assert res["cleaning"]["n_verdict_disagreements"] == 0
+    rows = _valid_original_answers(task1_export)
+    assert res["cleaning"]["n_answers_used"] == len(rows)
+    n = defaultdict(int)
+    k = defaultdict(int)
+    score = defaultdict(list)
+    aspects = defaultdict(int)
+    for r in rows:
+        if r["question"] == "emotion":
+            n[r["source"]] += 1
+            k[r["source"]] += r["answer"] == r["visual_emotion"]
+        elif r["question"] == "realness":
+            score[r["source"]].append(float(r["score"]))
+        elif r["question"] == "aspects":
+            for a in r["answer"].split(";"):
+                aspects[(r["source"], a)] += 1
+    acc = {a["source"]: a for a in res["task1"]["accuracy"]}
+    assert list(acc) == ["GT", "BL", "OURS"]
+    for s in acc:
+        assert (acc[s]["n_answers"], acc[s]["n_correct"]) == (n[s], k[s])
+        assert acc[s]["ci_low"] <= acc[s]["accuracy"] <= acc[s]["ci_high"]
+    real = {r["source"]: r["mean"] for r in res["task1"]["realness"]}
+    assert real == pytest.approx({s: sum(v) / len(v) for s, v in score.items()})
+    for a in res["task1"]["aspects"]:
+        assert a["count"] == aspects[(a["source"], a["aspect"])]
+    assert res["task1"]["aspect_totals_excluding_none"]["GT"] == sum(
+        v for (s, a), v in aspects.items() if s == "GT" and a != "none")
+    w = res["task1"]["wilcoxon"]
+    assert (w["a"], w["b"], w["unit"], w["zero_method"]) == ("OURS", "BL", "participant", "pratt")
+    assert "OURS vs BL" in w["comparison_reason"]
+    assert len(res["task1"]["wilcoxon_sensitivity"]) == 9
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Pratt" in html and "Holm" in html
+    assert f"{res['cleaning']['n_surveys_valid']} valid surveys" in html
+
+
+def test_same_inputs_same_numbers_and_no_clobber(task1_export, task1_report, tmp_path):
+    with pytest.raises(AnalysisError, match="already holds a report"):
+        analyze(task1_export, task1_report, AnalysisOptions(**FAST))
+    export = load_export(task1_export)
+    opts = AnalysisOptions(n_boot=200, mixed_models=False)
+    first = results_json_bytes(compute(export, opts).results)
+    assert results_json_bytes(compute(load_export(task1_export), opts).results) == first
+    other = json.loads(results_json_bytes(compute(export, AnalysisOptions(n_boot=200, seed=5,
+                                                                           mixed_models=False)).results))
+    a = other["task1"]["accuracy"][0]
+    b = json.loads(first)["task1"]["accuracy"][0]
+    assert a["accuracy"] == b["accuracy"] and (a["ci_low"], a["ci_high"]) != (b["ci_low"], b["ci_high"])
+
+
+def test_task2_report_via_cli(task2_export, tmp_path):
+    out = tmp_path / "r2"
+    result = CliRunner().invoke(analyze_command, [str(task2_export), "--out", str(out), "--n-boot", "100",
+                                                  "--no-mixed-models", "--zero-method", "wilcox"])
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    rows = _valid_original_answers(task2_export)
+    by_resp = defaultdict(dict)
+    for r in rows:
+        by_resp[(r["assignment"], r["position"])][r["question"]] = r
+    n_vis = sum(d["primary"]["answer"] == d["primary"]["visual_emotion"] for d in by_resp.values())
+    frac = {(f["subset"], f["counting"], f["modality"]): f for f in res["task2"]["match_fractions"]}
+    assert frac[("all", "primary", "visual")]["n"] == len(by_resp)
+    assert frac[("all", "primary", "visual")]["n_match"] == n_vis
+    mism = [d for d in by_resp.values() if d["primary"]["visual_emotion"] != d["primary"]["audio_emotion"]]
+    n_aud = sum(d["primary"]["answer"] == d["primary"]["audio_emotion"] for d in mism)
+    assert frac[("mismatched", "primary", "audio")]["n_match"] == n_aud
+    assert res["task2"]["dominance"][0]["zero_method"] == "wilcox"
+    assert (out / "figures" / "task2_confusion.pdf").is_file()
+    assert "task1" not in res
+
+
+def test_cli_errors_are_click_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(analyze_command, [str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "answers.csv: file not found" in result.output
+
+
+def test_compare_option_unknown_source(task1_export, tmp_path):
+    with pytest.raises(AnalysisError, match="not in the answers"):
+        analyze(task1_export, tmp_path / "x", AnalysisOptions(n_boot=50, compare=("WARP", "BL"), mixed_models=False))
+
+
+@pytest.mark.browser
+def test_report_opens_in_chromium_without_errors(task1_report, chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((task1_report / "report.html").as_uri())
+            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            assert len(widths) >= 4 and all(w > 100 for w in widths)
+            assert "Exclusions" in page.inner_text("body")
+        finally:
+            browser.close()
+    assert errors == []
