@@ -546,20 +546,7 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
                         record(*_make_safely(it, renderer, spec, out))
                         advance()
             elif todo:
-                import multiprocessing as mp
-
-                ctx = mp.get_context("spawn")
-                with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init,
-                                         initargs=(spec, renderer_factory, str(out))) as pool:
-                    pending: set[Future] = set()
-                    queue = list(todo)
-                    while queue or pending:
-                        while queue and len(pending) < 2 * n_workers:  # a short queue: kills lose little
-                            pending.add(pool.submit(_worker_make, queue.pop(0)))
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            record(*fut.result())
-                            advance()
+                _run_pool(todo, n_workers, spec, renderer_factory, out, record, advance)
     finally:
         rec.write_failures(summary.failures)
         summary.manifest = rec.save()
@@ -567,6 +554,51 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
         _finish_run_file(run_file, summary)
     console.print(summary.line() + (f"; reasons in {rec.failures_path}" if summary.failed else ""))
     return summary
+
+
+MAX_CRASHES = 2  # an item in flight when a worker process died this many times is given up
+
+
+def _run_pool(todo: Sequence[PlannedItem], n_workers: int, spec: RendererSpec,
+              factory: Callable[..., Any] | None, out: Path, record: Callable[..., None],
+              advance: Callable[[], None]) -> None:
+    """Make items in ``n_workers`` spawned processes, each with its own renderer. A worker that dies
+    (a crash in native code) breaks the pool: the items then in flight are queued again in a new pool,
+    and one that was in flight at ``MAX_CRASHES`` deaths is recorded as failed."""
+    import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("spawn")
+    queue = list(todo)
+    crashes: dict[str, int] = {}
+    while queue:
+        crashed: list[PlannedItem] = []
+        with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(spec, factory, str(out))) as pool:
+            pending: dict[Future, PlannedItem] = {}
+            while (queue or pending) and not crashed:
+                while queue and len(pending) < 2 * n_workers:  # a short queue: a kill loses little
+                    it = queue.pop(0)
+                    pending[pool.submit(_worker_make, it)] = it
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    it = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        crashed.append(it)
+                        continue
+                    record(*result)
+                    advance()
+            crashed += pending.values()
+        for it in reversed(crashed):
+            crashes[it.stimulus_id] = crashes.get(it.stimulus_id, 0) + 1
+            if crashes[it.stimulus_id] >= MAX_CRASHES:
+                record(it.stimulus_id, None, f"a worker process died {MAX_CRASHES} times while making this "
+                                             "item (a crash in native code?); try it alone with --workers 1")
+                advance()
+            else:
+                queue.insert(0, it)
 
 
 def _make_batch(batch: Sequence[PlannedItem], renderer: Any, spec: RendererSpec, out: Path

@@ -336,6 +336,7 @@ def test_bad_inputs_fail_their_item_only(tmp_path, pools):
     assert "3 failed" in summary.line()
 
 
+@pytest.mark.slow
 def test_process_pool_shards_and_merge_match_one_run(tmp_path, pools):
     faces, speech = pools
     jobs = plan_jobs(DesignOptions("factorial", faces=(str(faces),), speech=(str(speech / "1001_IEO_ANG_XX.wav"),),
@@ -351,9 +352,21 @@ def test_process_pool_shards_and_merge_match_one_run(tmp_path, pools):
         part = plan_items(jobs, spec, 9, shard=(i, 2))
         produce(part, folder, spec, shard=(i, 2), workers=1, renderer_factory=fake_factory)
         assert (folder / f"manifest.shard-{i}-of-2.json").is_file() and not (folder / "manifest.json").exists()
-    merged = merge_shards(a, [b], name="whole")
-    assert merged.read_bytes() == (whole / "manifest.json").read_bytes()
+    from click.testing import CliRunner
+
+    from stimuli.cli import main
+
+    res = CliRunner().invoke(main, ["generate", "merge", str(a), str(b), "--name", "whole"])
+    assert res.exit_code == 0, res.output
+    assert (a / "manifest.json").read_bytes() == (whole / "manifest.json").read_bytes()
     assert len(load_manifest(a)) == 6
+    # merging again changes nothing; a conflicting row is refused
+    assert merge_shards(a, [b], name="whole").read_bytes() == (whole / "manifest.json").read_bytes()
+    shard = json.loads((b / "manifest.shard-1-of-2.json").read_text())
+    shard["stimuli"][0]["identity"] = "someone else"
+    (b / "manifest.shard-1-of-2.json").write_text(json.dumps(shard))
+    with pytest.raises(ProduceError, match="differs from the row already merged"):
+        merge_shards(a, [b])
 
 
 def test_one_decode_gives_the_same_renderer_input_as_load_speech(pools):
@@ -400,3 +413,37 @@ def test_batched_rendering_makes_the_same_set_and_reports_progress(tmp_path, poo
     assert (tmp_path / "one" / "manifest.json").read_bytes() == (tmp_path / "batched" / "manifest.json").read_bytes()
     text = buf.getvalue()
     assert "6/6" in text and "items/s" in text and "ETA" in text and "6 produced" in text
+
+
+class CrashingRenderer(FakeRenderer):
+    """Kills its process (as a segfault in native code would) on a face whose pixels are all 77."""
+
+    def render(self, face, speech, emotion, seed, **kw):
+        import os
+
+        if np.all(np.asarray(face) == 77):
+            os._exit(3)
+        return super().render(face, speech, emotion, seed, **kw)
+
+
+def crash_factory(backend, **options):
+    return CrashingRenderer(**options)
+
+
+@pytest.mark.slow
+def test_a_crashing_worker_fails_its_item_only(tmp_path, pools):
+    from PIL import Image
+
+    faces, speech = pools
+    Image.fromarray(np.full((64, 64, 3), 77, np.uint8)).save(tmp_path / "crash.png")
+    good = speech / "1001_IEO_ANG_XX.wav"
+    jobs_csv = tmp_path / "jobs.csv"
+    jobs_csv.write_text("face,speech,visual_emotion\n" + "".join(
+        f"{f},{good},{e}\n" for f, e in [(faces / "alice.png", "anger"), (tmp_path / "crash.png", "fear"),
+                                           (faces / "bob.jpg", "sadness"), (faces / "alice.png", "disgust")]))
+    items = plan_items(plan_jobs(DesignOptions("jobs", jobs_csv=str(jobs_csv))), RendererSpec("fake"), 0)
+    summary = produce(items, tmp_path / "set", RendererSpec("fake"), workers=2, renderer_factory=crash_factory)
+    assert (summary.produced, summary.failed) == (3, 1)
+    (failure,) = summary.failures
+    assert Path(failure["face"]).name == "crash.png" and "worker process died 2 times" in failure["reason"]
+    assert len(load_manifest(tmp_path / "set")) == 3
