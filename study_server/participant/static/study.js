@@ -14,6 +14,7 @@
   var state = null;
   var exampleIndex = 0;
   var order = []; // positions still to answer, in batch order
+  var orderReady = false;
   var current = null; // {position, endedAt, form state}
 
   // ------------------------------------------------------------------------------------ helpers
@@ -144,6 +145,17 @@
     });
   }
 
+  function computeOrder() {
+    // Positions neither stored on the server nor waiting in the outbox, in batch order.
+    var pending = {};
+    Object.keys(outbox).forEach(function (k) { pending[outbox[k].position] = true; });
+    var answered = {};
+    state.answered.forEach(function (p) { answered[p] = true; });
+    order = state.items.map(function (it) { return it.position; })
+      .filter(function (p) { return !answered[p] && !pending[p]; });
+    orderReady = true;
+  }
+
   function route() {
     var status = state.status;
     if (state.completion) { window.location.replace(DONE_URL); return; }
@@ -154,12 +166,7 @@
     if (status === "rejected" || status === "approved" || status === "submitted" || status === "completed") {
       window.location.replace(DONE_URL); return;
     }
-    var pending = {};
-    Object.keys(outbox).forEach(function (k) { pending[outbox[k].position] = true; });
-    var answered = {};
-    state.answered.forEach(function (p) { answered[p] = true; });
-    order = state.items.map(function (it) { return it.position; })
-      .filter(function (p) { return !answered[p] && !pending[p]; });
+    computeOrder();
     if (state.answered.length || pendingCount()) {
       // Resuming: straight back to the first unanswered item.
       if (state.audio_check.enabled && !state.audio_check.passed) { startAudioCheck(); return; }
@@ -334,6 +341,7 @@
   }
 
   function nextTrial() {
+    if (!orderReady) computeOrder();
     if (!order.length) { finish(); return; }
     var position = order[0];
     var item = state.items.filter(function (it) { return it.position === position; })[0];
