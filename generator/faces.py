@@ -19,6 +19,8 @@ Several faces
 
 The detector runs without upsampling first (fast, finds faces >= ~80 px); only when that finds
 nothing does it retry on a 2x upsampled image (faces >= ~40 px, e.g. 128x128 aligned frames).
+Photos larger than ``DETECT_MAX_SIDE`` are searched at that size (a 12-megapixel photo would take
+seconds), and the landmarks are then predicted on the full-resolution image.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from generator.errors import InputError, NoFaceError
 N_LANDMARKS = 68
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 POLICIES = ("largest", "single")
+DETECT_MAX_SIDE = 1600
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom), pixels
 
@@ -98,11 +101,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 def detect_faces(image_rgb: np.ndarray, *, where: str = "image") -> list[tuple[Box, np.ndarray]]:
     """All faces found: a list of (box, landmarks (68, 2) float32), best detector score first."""
+    import dlib
+
     detector, predictor = _models()
     img = as_rgb(image_rgb, where=where)
+    scale = min(1.0, DETECT_MAX_SIDE / max(img.shape[:2]))
+    search = img
+    if scale < 1.0:
+        import cv2
+
+        search = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
+                            interpolation=cv2.INTER_AREA)
     rects, scores = [], []
     for upsample in (0, 1):
-        found, sc, _ = detector.run(img, upsample, 0.0)
+        found, sc, _ = detector.run(search, upsample, 0.0)
         rects, scores = list(found), list(sc)
         if rects:
             break
@@ -110,6 +122,9 @@ def detect_faces(image_rgb: np.ndarray, *, where: str = "image") -> list[tuple[B
     faces = []
     for i in order:
         r = rects[int(i)]
+        if scale < 1.0:
+            r = dlib.rectangle(round(r.left() / scale), round(r.top() / scale), round(r.right() / scale),
+                               round(r.bottom() / scale))
         shape = predictor(img, r)
         lm = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
         faces.append(((int(r.left()), int(r.top()), int(r.right()), int(r.bottom())), lm))
