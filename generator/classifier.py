@@ -339,26 +339,33 @@ def _emotion_from_name(stem: str) -> str:
                      "<anything>_<emotion>.mp4, or give a stimulus set (manifest.json with visual_emotion)")
 
 
-def video_files(source: str | os.PathLike, fps: float = 25.0) -> list[LabelledVideo]:
-    """Generated videos with their intended emotion: a stimulus set (manifest ``visual_emotion``) or a
-    folder of videos whose names carry the emotion. Frames are read at ``fps`` and turned to BGR."""
+def video_files(source: str | os.PathLike, fps: float = 25.0, *, source_label: str | None = None
+                ) -> list[LabelledVideo]:
+    """Generated videos with their intended emotion: a stimulus set (manifest ``visual_emotion``; only
+    the rows whose ``source`` is ``source_label`` when the set has such rows) or a folder of videos whose
+    names carry the emotion. Frames are read at ``fps`` and turned to BGR.
+
+    The classifier was trained on aligned square crops; give it videos framed the same way (the
+    generator's 128x128 output is): other frames are resized to a square, not aligned."""
     from generator.evaluate import list_videos
     from generator.prepare import read_video_at_fps
 
     p = Path(source)
-    refs = list_videos(p)
-    emotions: dict[str, str] = {}
+    refs = list_videos(p, source_label=source_label)
+    emotions: dict[str, str | None] = {}
     mpath = p if p.is_file() else p / "manifest.json"
     if mpath.is_file():
         from stimuli.manifest import load_manifest
 
-        for s in load_manifest(mpath, check_media=False):
-            if s.visual_emotion is None:
-                raise InputError(f"{mpath}: stimulus {s.stimulus_id} has no visual_emotion to score against")
-            emotions[s.stimulus_id] = s.visual_emotion
+        emotions = {s.stimulus_id: s.visual_emotion for s in load_manifest(mpath, check_media=False)}
     out = []
     for r in refs:
-        emo = emotions.get(r.key) or _emotion_from_name(r.key)
+        if r.key in emotions:
+            emo = emotions[r.key]
+            if emo is None:
+                raise InputError(f"{mpath}: stimulus {r.key} has no visual_emotion to score against")
+        else:
+            emo = _emotion_from_name(r.key)
         out.append(LabelledVideo(r.key, emo, (lambda r=r: np.ascontiguousarray(read_video_at_fps(r.path, fps)[..., ::-1]))))
     return out
 

@@ -50,18 +50,20 @@ def prepare_group() -> None:
               help="CSV with columns actor,split or clip_id,split (train|val|test). Default: 70/15/15 by actor.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the actor split.")
 @click.option("--size", default="128x128", show_default=True, help="Aligned frame size WIDTHxHEIGHT (96x128: baseline).")
+@click.option("--face-policy", type=click.Choice(["largest", "single"]), default="largest", show_default=True,
+              help="Which face when the first frame shows several: the largest, or refuse the clip.")
 @click.option("--landmarks", type=click.Choice(["aligned", "transform"]), default="aligned", show_default=True,
               help="Detect landmarks on every aligned frame, or on the original frames mapped by the clip's transform.")
 @click.option("--limit", type=click.IntRange(1), help="Only the first N clips (by name), to try things out.")
 @click.pass_context
 def prepare_crema_command(ctx: click.Context, root: Path, out: Path, jobs: int, split_file: Path | None, seed: int,
-                          size: str, landmarks: str, limit: int | None) -> None:
+                          size: str, face_policy: str, landmarks: str, limit: int | None) -> None:
     """CREMA-D -> 25 fps, 8 kHz, aligned 128x128 BGR frames, landmarks, speaker-independent splits."""
     from generator.prepare import PrepareOptions, prepare_crema
 
     console = _console(ctx)
     try:
-        options = PrepareOptions(size=_size(size), landmarks=landmarks)
+        options = PrepareOptions(size=_size(size), landmarks=landmarks, face_policy=face_policy)
         prepare_crema(root, out, jobs=jobs, split_file=split_file, seed=seed, options=options, limit=limit,
                       console=console)
     except (GeneratorError, StimuliError, ValueError) as exc:
@@ -98,9 +100,10 @@ def _method_paths(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--gt-source", help="In a stimulus set with several conditions: the source label of the ground truth (e.g. GT).")
 @click.option("--no-align", is_flag=True, help="Videos are already aligned crops of --size.")
 @click.option("--max-frames", type=click.IntRange(1), help="Compare at most this many frames per video.")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1), help="Worker processes.")
 @click.pass_context
 def evaluate_command(ctx: click.Context, generated: tuple[str, ...], ground_truth: Path, out: Path, pairs: Path | None,
-                     size: str, match: str, gt_source: str | None, no_align: bool, max_frames: int | None) -> None:
+                     size: str, match: str, gt_source: str | None, no_align: bool, max_frames: int | None, jobs: int) -> None:
     """PSNR, SSIM, NLMD and mouth LMD of generated vs ground-truth videos (paper Table I).
 
     In a stimulus set with several conditions, --generated OURS=SET keeps the rows whose source is OURS.
@@ -115,7 +118,7 @@ def evaluate_command(ctx: click.Context, generated: tuple[str, ...], ground_trut
         with Progress(console=console) as progress:
             task = progress.add_task("evaluate", total=None)
             result = evaluate(methods, ground_truth, out, size=_size(size), align=not no_align, pairs_csv=pairs,
-                              max_frames=max_frames, match=match, gt_source=gt_source,
+                              max_frames=max_frames, match=match, gt_source=gt_source, workers=jobs,
                               progress=lambda i, n: progress.update(task, completed=i, total=n))
     except (GeneratorError, StimuliError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -183,7 +186,7 @@ def train_classifier_command(ctx: click.Context, data: Path, out: Path, generate
             checkpoint = trained.checkpoint
         model, config = load_classifier(checkpoint, device=device)
         sets = [("Ground-truth", corpus_videos(data, "test"))]
-        sets += [(label, video_files(path)) for label, path in methods.items()]
+        sets += [(label, video_files(path, source_label=label)) for label, path in methods.items()]
         results = []
         with Progress(console=console) as progress:
             for name, videos in sets:

@@ -330,7 +330,7 @@ def score_pair(method: str, gen: VideoRef, gt: VideoRef, size: tuple[int, int] =
     try:
         fg, lg = load_aligned(gen.path, size, align=align, max_frames=max_frames)
         ft, lt = load_aligned(gt.path, size, align=align, max_frames=max_frames)
-    except GeneratorError as exc:
+    except (GeneratorError, ValueError) as exc:  # one bad video is reported, not fatal
         score.error = str(exc)
         return score
     n = min(len(fg), len(ft))
@@ -398,22 +398,49 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
+def _score_all(todo, size, align, max_frames, workers, progress) -> list[VideoScore]:
+    if workers == 1 or len(todo) <= 1:
+        scores = []
+        for i, (method, g, t) in enumerate(todo):
+            scores.append(score_pair(method, g, t, size, align=align, max_frames=max_frames))
+            if progress is not None:
+                progress(i + 1, len(todo))
+        return scores
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from generator.prepare import _init_worker
+
+    out: list[VideoScore | None] = [None] * len(todo)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        futures = {pool.submit(score_pair, m, g, t, size, align=align, max_frames=max_frames): k
+                   for k, (m, g, t) in enumerate(todo)}
+        for i, fut in enumerate(as_completed(futures)):
+            out[futures[fut]] = fut.result()  # score_pair reports per-video errors in the score itself
+            if progress is not None:
+                progress(i + 1, len(todo))
+    return [s for s in out if s is not None]
+
+
 def evaluate(generated: dict[str, str | os.PathLike], ground_truth: str | os.PathLike, out: str | os.PathLike, *,
              size: tuple[int, int] = (128, 128), align: bool = True, pairs_csv: str | os.PathLike | None = None,
-             max_frames: int | None = None, match: str = "id", gt_source: str | None = None,
+             max_frames: int | None = None, match: str = "id", gt_source: str | None = None, workers: int = 1,
              progress: Callable[[int, int], None] | None = None) -> EvaluationResult:
     """Score every generated set (``{method label: folder or manifest}``) against the ground truth.
 
     Pairs by ``match`` (:func:`list_videos`) or by ``pairs_csv``; in a stimulus set holding several
     conditions, each method label keeps the rows whose ``source`` is that label, and ``gt_source``
-    those of the ground truth. Writes ``per_video.csv``, ``table1.csv`` and ``table1.md`` into ``out``. A video that cannot be
+    those of the ground truth. ``workers`` > 1 scores pairs in that many processes. Writes ``per_video.csv``, ``table1.csv`` and ``table1.md`` into ``out``. A video that cannot be
     read or has no face in its first frame is listed with its error and left out of the aggregate.
     """
     from stimuli.manifest import atomic_write_bytes
 
     gt_refs = list_videos(ground_truth, source_label=gt_source, match=match)
     pairs = read_pairs_csv(pairs_csv) if pairs_csv is not None else None
-    jobs: list[tuple[str, VideoRef, VideoRef]] = []
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    todo: list[tuple[str, VideoRef, VideoRef]] = []
     unmatched: dict[str, list[str]] = {}
     for method, src in generated.items():
         matched, miss = pair_videos(list_videos(src, source_label=method, match=match), gt_refs, pairs)
@@ -421,12 +448,8 @@ def evaluate(generated: dict[str, str | os.PathLike], ground_truth: str | os.Pat
             raise InputError(f"{src}: none of its {len(miss)} videos matches a ground-truth video in {ground_truth} "
                              "by id/file name; give --pairs CSV (columns generated,ground_truth)")
         unmatched[method] = miss
-        jobs.extend((method, g, t) for g, t in matched)
-    scores = []
-    for i, (method, g, t) in enumerate(jobs):
-        scores.append(score_pair(method, g, t, size, align=align, max_frames=max_frames))
-        if progress is not None:
-            progress(i + 1, len(jobs))
+        todo.extend((method, g, t) for g, t in matched)
+    scores = _score_all(todo, size, align, max_frames, workers, progress)
     rows = aggregate(scores)
     if not any(r["n_videos"] for r in rows):
         first = next((s.error for s in scores if s.error), "")
