@@ -124,28 +124,26 @@ def _existing(session: Session, ctx: Ctx, parsed: ParsedAnswer) -> dict[str, Any
 
 
 def save_answer(session: Session, ctx: Ctx, body: Any, *, timeout_s: float) -> dict[str, Any]:
-    """Validate and store one answer; return its acknowledgement (the same one for every retry)."""
+    """Validate and store one answer; return its acknowledgement (the same one for every retry).
+
+    The usual path is one INSERT and a COMMIT: duplicates are detected by the unique constraints, and
+    only then (or when the assignment cannot take answers) are the stored rows looked at.
+    """
     parsed = parse_answer(body, ctx.plan.questions)
+    a = ctx.assignment
+    item = ctx.batch.by_position.get(parsed.position)
     try:
-        ack = _existing(session, ctx, parsed)
-        if ack is not None:
-            session.rollback()
-            return ack
-        a = ctx.assignment
-        if a.status == ALLOCATED:
-            raise Conflict("not_started", "the study has not been started yet: give consent first")
-        if a.status in FINISHED:
-            raise Conflict("assignment_closed", "this study is already completed; no more answers are accepted")
-        item = ctx.batch.by_position.get(parsed.position)
-        if item is None:
-            raise NotFound("unknown_item", f"position {parsed.position} is not an item of this participant's "
-                           f"batch (positions 0-{len(ctx.batch.items) - 1})")
-        if ctx.plan.audio_check_enabled and not a.audio_check_passed:
-            raise Forbidden("audio_check_required", "please complete the sound check before the videos")
+        if a.status != STARTED or item is None or (ctx.plan.audio_check_enabled and not a.audio_check_passed):
+            ack = _existing(session, ctx, parsed)  # a retry of a stored answer is acknowledged in any state
+            if ack is not None:
+                session.rollback()
+                return ack
+            _refuse(a, item, ctx, parsed)
         now = utcnow()
-        ensure_active(session, a, timeout_s=timeout_s, now=now)
+        ensure_active(session, a, timeout_s=timeout_s, now=now)  # revives an expired one, or raises
         if a.status != STARTED:
             raise Conflict("assignment_closed", f"this assignment is {a.status}; no more answers are accepted")
+        assert item is not None
         answer = Answer(answer_id=parsed.answer_id, assignment_id=a.id, item_id=item.item_id, values=parsed.values,
                         rt_ms=parsed.rt_ms, played_fraction=parsed.played_fraction, created_at=now)
         session.add(answer)
@@ -155,7 +153,7 @@ def save_answer(session: Session, ctx: Ctx, body: Any, *, timeout_s: float) -> d
         session.commit()
         return acknowledgement(answer, parsed.position)
     except IntegrityError:
-        # A concurrent copy of this answer (or another answer to this item) won the race.
+        # A copy of this answer (a retry, maybe concurrent) or another answer to this item is stored.
         session.rollback()
         ack = _existing(session, ctx, parsed)
         session.rollback()
@@ -165,6 +163,19 @@ def save_answer(session: Session, ctx: Ctx, body: Any, *, timeout_s: float) -> d
     except BaseException:
         session.rollback()
         raise
+
+
+def _refuse(a: Assignment, item: Any, ctx: Ctx, parsed: ParsedAnswer) -> None:
+    """Raise the error that explains why ``a`` cannot take this (new) answer; return when it can."""
+    if a.status == ALLOCATED:
+        raise Conflict("not_started", "the study has not been started yet: give consent first")
+    if a.status in FINISHED:
+        raise Conflict("assignment_closed", "this study is already completed; no more answers are accepted")
+    if item is None:
+        raise NotFound("unknown_item", f"position {parsed.position} is not an item of this participant's "
+                       f"batch (positions 0-{len(ctx.batch.items) - 1})")
+    if ctx.plan.audio_check_enabled and not a.audio_check_passed:
+        raise Forbidden("audio_check_required", "please complete the sound check before the videos")
 
 
 def answered_positions(session: Session, ctx: Ctx) -> list[int]:
