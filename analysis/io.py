@@ -95,7 +95,7 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 def _numeric(df: pd.DataFrame, file: Path, column: str, *, integer: bool, allow_empty: bool,
              lo: float | None = None, hi: float | None = None) -> pd.Series:
-    raw = df[column].astype(str).str.strip()
+    raw = df[column].astype(str)
     empty = raw == ""
     values = pd.to_numeric(raw.where(~empty, None), errors="coerce")
     bad = (~empty) & values.isna()
@@ -140,14 +140,15 @@ def validate_answers(df: pd.DataFrame, file: Path = Path("answers.csv")) -> pd.D
         if c not in df.columns:
             df[c] = ""
     for c in ("participant", "assignment", "batch_id", "stimulus_id", "source", "question"):
-        empty = df[c].str.strip() == ""
+        empty = df[c] == ""
         if empty.any():
             raise _fail(file, int(np.flatnonzero(empty.to_numpy())[0]), c, "empty; every answer needs it")
     if (df["answer_id"] != "").any():
-        dup = df["answer_id"].duplicated() & (df["answer_id"] != "")
+        # One answer id per answered item, repeated on that item's question rows (docs/contracts.md).
+        dup = df.duplicated(["answer_id", "question"]) & (df["answer_id"] != "")
         if dup.any():
             i = int(np.flatnonzero(dup.to_numpy())[0])
-            raise _fail(file, i, "answer_id", f"{df['answer_id'].iloc[i]!r} appears twice; answer ids are unique")
+            raise _fail(file, i, "answer_id", f"{df['answer_id'].iloc[i]!r} appears twice for the same question; an answer id names one item's answers")
     key = df.duplicated(["assignment", "position", "question"])
     if key.any():
         i = int(np.flatnonzero(key.to_numpy())[0])
@@ -248,7 +249,7 @@ def check_labels_against_manifest(answers: pd.DataFrame, manifest: dict[str, Any
         raise _fail(file.parent / "answers.csv", i, "stimulus_id",
                     f"{ids.iloc[i]!r} is not in {file}; export answers and manifest of the same study")
     for col in ("source", "visual_emotion", "audio_emotion"):
-        expected = ids.map(lambda s, c=col: table[s].get(c) or "")
+        expected = ids.map({sid: (row.get(col) or "") for sid, row in table.items()})
         bad = answers[col] != expected
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])

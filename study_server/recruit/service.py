@@ -250,10 +250,15 @@ class PlannedBonus:
     reason: str
 
 
-def _truth(labels: dict[str, Any], truth: str) -> str | None:
+def _correct(value: Any, labels: dict[str, Any], truth: str) -> bool:
+    """Does an answer match the truth of the bonus rule (stimuli.spec.BONUS_TRUTHS)?"""
+    if value is None:
+        return False
     if truth == "target":
-        return labels.get("visual_emotion") or labels.get("audio_emotion")
-    return labels.get(truth)
+        return value == (labels.get("visual_emotion") or labels.get("audio_emotion"))
+    if truth == "either":
+        return value in {labels.get("visual_emotion"), labels.get("audio_emotion")} - {None}
+    return value == labels.get(truth)
 
 
 def bonus_rule_name(plan: dict[str, Any]) -> str:
@@ -290,7 +295,7 @@ def plan_bonuses(session: Session, study: Study) -> list[PlannedBonus]:
             if repeat_of is not None and not count_repeats:
                 continue
             n += 1
-            if values.get(qid) is not None and values.get(qid) == _truth(labels, truth):
+            if _correct(values.get(qid), labels, truth):
                 n_correct += 1
         amount = per * n_correct
         if cap is not None:

@@ -1,0 +1,285 @@
+"""`emostudy demo`: the whole product on this machine, on the embedded default (SQLite, local files).
+
+    inputs (shipped photos + espeak-ng speech) -> two stimulus sets (training-free renderer, or the neural
+    generator with --checkpoint) -> two study plans (the paper's Task 1 and Task 2 on these sets) -> SQLite
+    database -> a local server (links printed) | --simulate N: simulated participants over HTTP, export,
+    analysis reports
+
+Every build step is one `emostudy` (or `python -m`) child process, so the steps meet only at their files,
+exactly as a researcher's own pipeline would, and the serving process never imports torch. A re-run reuses
+what was built (``DIR/state.json`` records each finished step with its inputs); ``--fresh`` moves the old
+folder aside (never deletes it) and builds anew.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from stimuli.manifest import atomic_write_bytes
+
+SPECS_DIR = Path(__file__).resolve().parent / "specs"
+DEMO_SENTENCES = "IEO,TIE,DFA"
+TASKS = ("task1", "task2")
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    root: Path
+
+    def __getattr__(self, name: str) -> Path:  # paths by name, e.g. paths.instance
+        table = {"faces": "inputs/faces", "speech": "inputs/speech", "sets": "sets", "plans": "plans",
+                 "specs": "specs", "instance": "instance", "exports": "exports", "reports": "reports",
+                 "state": "state.json"}
+        if name in table:
+            return self.root / table[name]
+        raise AttributeError(name)
+
+
+def _emostudy() -> list[str]:
+    exe = Path(sys.executable).with_name("emostudy")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "stimuli"]
+
+
+class Pipeline:
+    """Runs the steps, skipping those recorded as done with the same inputs."""
+
+    def __init__(self, paths: DemoPaths, echo: Callable[[str], None]):
+        self.paths, self.echo = paths, echo
+        self.state: dict[str, Any] = json.loads(paths.state.read_text()) if paths.state.is_file() else {}
+
+    def _save(self) -> None:
+        atomic_write_bytes(self.paths.state, (json.dumps(self.state, indent=1, sort_keys=True) + "\n").encode())
+
+    def step(self, name: str, key: Any, argv: list[str], *, env: dict[str, str] | None = None) -> bool:
+        """Run ``argv`` unless step ``name`` already ran with the same ``key``. True when it ran."""
+        if name in self.state and self.state[name] == key:
+            self.echo(f"  [reuse] {name}")
+            return False
+        self.echo(f"  [run]   {name}: {' '.join(Path(a).name if i == 0 else a for i, a in enumerate(argv))}")
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise click.ClickException(f"demo step {name!r} failed (exit code {proc.returncode}); its output is "
+                                       "above. Fix the cause and run the demo again: finished steps are reused.")
+        self.echo(f"          done in {time.perf_counter() - t0:.1f} s")
+        self.state[name] = key
+        self._save()
+        return True
+
+
+def _spec_text(task: str, backend_source: str) -> str:
+    text = (SPECS_DIR / f"demo-{task}.toml").read_text(encoding="utf-8")
+    if task == "task2" and backend_source != "WARP":
+        text = text.replace('sources = ["WARP"]', f'sources = ["{backend_source}"]')
+    if task == "task1" and backend_source != "WARP":
+        text = text.replace('sources = ["FULL", "LIPS", "STILL"]', f'sources = ["{backend_source}", "LIPS", "STILL"]')
+        text = text.replace('sources = ["FULL"]', f'sources = ["{backend_source}"]')
+    return text
+
+
+def build(paths: DemoPaths, *, checkpoint: Path | None, seed: int, echo: Callable[[str], None]) -> Pipeline:
+    """Inputs, sets, plans, database, imported studies. Returns the pipeline (its state)."""
+    for p in (paths.sets, paths.plans, paths.specs, paths.instance):
+        p.mkdir(parents=True, exist_ok=True)
+    pipe = Pipeline(paths, echo)
+    emo = _emostudy()
+    neural = ["--backend", "neural", "--checkpoint", str(checkpoint)] if checkpoint else ["--backend", "warp"]
+    ck = str(checkpoint) if checkpoint else None
+    main_source = "OURS" if checkpoint else "WARP"
+    pipe.step("inputs", DEMO_SENTENCES, [sys.executable, "-m", "generator.demo_inputs", "--faces", str(paths.faces),
+                                         "--speech", str(paths.speech), "--sentences", DEMO_SENTENCES])
+    common = ["--faces", str(paths.faces), "--speech", str(paths.speech), "--seed", str(seed)]
+    task1 = paths.sets / "task1"
+    full = [*neural, "--source", "OURS"] if checkpoint else ["--backend", "warp", "--components",
+                                                             "expression,mouth,life", "--source", "FULL"]
+    for label, extra in ((main_source if checkpoint else "FULL", full),
+                         ("LIPS", ["--backend", "warp", "--components", "mouth,life", "--source", "LIPS"]),
+                         ("STILL", ["--backend", "warp", "--components", "none", "--source", "STILL"])):
+        pipe.step(f"set-task1-{label}", [seed, ck], [*emo, "generate", "--design", "matched", *common, *extra,
+                                                     "--name", "demo-task1", "--out", str(task1)])
+    pipe.step("set-task2", [seed, ck], [*emo, "generate", "--design", "mismatched", *common, *neural,
+                                        "--source", main_source, "--repeats", "2", "--name", "demo-task2",
+                                        "--out", str(paths.sets / "task2")])
+    for task in TASKS:
+        spec = paths.specs / f"demo-{task}.toml"
+        text = _spec_text(task, "OURS" if checkpoint else ("FULL" if task == "task1" else "WARP"))
+        if not spec.is_file() or spec.read_text(encoding="utf-8") != text:
+            atomic_write_bytes(spec, text.encode())
+        manifest = paths.sets / task / "manifest.json"
+        key = [seed, text, manifest.read_text(encoding="utf-8")]
+        pipe.step(f"plan-{task}", _digest(key), [*emo, "plan", "--spec", str(spec), "--set", str(paths.sets / task),
+                                                 "--seed", str(seed), "--out", str(paths.plans / f"{task}.json"),
+                                                 "--force"])
+    inst = ["--instance", str(paths.instance)]
+    pipe.step("db", "head", [*emo, "db", "upgrade", *inst])
+    for task in TASKS:
+        plan = paths.plans / f"{task}.json"
+        imported = pipe.state.get(f"import-{task}")
+        argv = [*emo, "study", "import", str(plan), "--set", str(paths.sets / task), *inst]
+        if imported is not None and imported != _digest(plan.read_text(encoding="utf-8")):
+            argv.append("--replace")  # the plan changed (new checkpoint, new seed): only while nobody took part
+        pipe.step(f"import-{task}", _digest(plan.read_text(encoding="utf-8")), argv)
+    return pipe
+
+
+def _digest(obj: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _admin_password(instance: Path) -> str:
+    path = instance / "admin_password"
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    pw = secrets.token_urlsafe(12)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(pw + "\n")
+    return pw
+
+
+def make_app(paths: DemoPaths, password: str):
+    from study_server.app import create_app
+
+    return create_app({"INSTANCE_PATH": str(paths.instance), "ADMIN_PASSWORD": password,
+                       "COOKIE_SECURE": False})
+
+
+def _free_port(host: str, port: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return port
+        except OSError:
+            s.bind((host, 0))
+            return s.getsockname()[1]
+
+
+def _quiet_handler():
+    from werkzeug.serving import WSGIRequestHandler
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:  # thousands of simulated requests
+            pass
+
+    return Quiet
+
+
+def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: Callable[[str], None]) -> list[Path]:
+    """Run ``n`` simulated participants per task against a real HTTP server, export, analyze."""
+    from rich.progress import Progress
+    from werkzeug.serving import make_server
+
+    from study_server.simulate import ResponseModel, simulate
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_quiet_handler())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    secret = app.config["SECRET_KEY"]
+    run = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    emo = _emostudy()
+    reports = []
+    try:
+        for task in TASKS:
+            rows = json.loads((paths.sets / task / "manifest.json").read_text())["stimuli"]
+            study = f"demo-{task}"
+            with Progress() as progress:
+                bar = progress.add_task(f"simulated participants ({study})", total=n)
+                rep = simulate(base, study, n, manifest_rows=rows, secret_key=secret, model=ResponseModel(),
+                               seed=seed * 1000 + int(time.time()) % 1000, on_done=lambda: progress.advance(bar))
+            echo(f"  {study}: {rep.completed} of {rep.participants} simulated participants completed "
+                 f"({rep.careless} careless), {rep.answers_acknowledged} answers acknowledged"
+                 + (f"; {len(rep.refused)} turned away (e.g. {rep.refused[0]})" if rep.refused else ""))
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    for task in TASKS:
+        export = paths.exports / f"{task}-{run}"
+        report = paths.reports / f"{task}-{run}"
+        inst = ["--instance", str(paths.instance)]
+        Pipeline(paths, echo).step(f"export-{task}-{run}", None, [*emo, "export", f"demo-{task}", "--out", str(export), *inst])
+        Pipeline(paths, echo).step(f"analyze-{task}-{run}", None, [*emo, "analyze", str(export), "--out", str(report),
+                                                                 "--seed", str(seed)])
+        reports.append(report / "report.html")
+    index = paths.reports / "index.html"
+    links = "".join(f'<li><a href="{p.parent.name}/report.html">{p.parent.name}</a></li>' for p in reports)
+    atomic_write_bytes(index, (f"<!doctype html><meta charset='utf-8'><title>emostudy demo reports</title>"
+                               f"<h1>emostudy demo reports</h1><ul>{links}</ul>").encode())
+    return reports
+
+
+def serve_forever(app: Any, host: str, port: int, password: str, echo: Callable[[str], None]) -> None:
+    from werkzeug.serving import make_server
+
+    port = _free_port(host, port)
+    server = make_server(host, port, app, threaded=True)
+    base = f"http://{host}:{port}"
+    echo("")
+    echo("The study server is running (Ctrl-C stops it):")
+    echo(f"  Task 1 participant link:  {base}/s/demo-task1")
+    echo(f"  Task 2 participant link:  {base}/s/demo-task2")
+    echo(f"  Admin:                    {base}/admin/   user: admin   password: {password}")
+    echo("")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        echo("stopped")
+    finally:
+        server.server_close()
+
+
+@click.command("demo")
+@click.option("--dir", "root", type=click.Path(file_okay=False, path_type=Path), default=Path("emostudy-demo"),
+              show_default=True, help="Where everything goes (re-runs reuse what was built).")
+@click.option("--fresh", is_flag=True, help="Move an existing --dir aside (never deleted) and build anew.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Use the neural generator with this checkpoint instead of the training-free renderer.")
+@click.option("--simulate", "n_sim", type=click.IntRange(min=0), default=0,
+              help="Send N simulated participants through each task, then export and write the reports.")
+@click.option("--no-serve", is_flag=True, help="Do not start the server at the end.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+def demo_command(root: Path, fresh: bool, checkpoint: Path | None, n_sim: int, no_serve: bool, host: str, port: int,
+                 seed: int) -> None:
+    """The whole product on this machine: stimuli, two studies, a local server (and simulated answers)."""
+    t0 = time.perf_counter()
+    if fresh and root.exists():
+        aside = root.with_name(f"{root.name}.old-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(str(root), aside)
+        click.echo(f"moved the previous demo folder aside to {aside}")
+    root.mkdir(parents=True, exist_ok=True)
+    paths = DemoPaths(root.resolve())
+    click.echo(f"emostudy demo in {paths.root}")
+    click.echo("1/3 building stimuli, plans and the database")
+    build(paths, checkpoint=checkpoint, seed=seed, echo=click.echo)
+    click.echo(f"    built in {time.perf_counter() - t0:.0f} s")
+    password = _admin_password(paths.instance)
+    app = make_app(paths, password)
+    if n_sim:
+        click.echo(f"2/3 {n_sim} simulated participants per task, export and analysis")
+        reports = simulate_and_report(paths, app, n_sim, seed=seed, echo=click.echo)
+        for r in reports:
+            click.echo(f"    report: {r}")
+        click.echo(f"    all reports: {paths.reports / 'index.html'}")
+    if no_serve:
+        click.echo(f"done in {time.perf_counter() - t0:.0f} s")
+        return
+    click.echo("3/3 serving")
+    serve_forever(app, host, port, password, click.echo)
