@@ -1,7 +1,8 @@
 """Benchmark: a Task-2-sized stimulus set (72 clips of 3 s: 36 pairs x 2) made end to end.
 
     .venv/bin/python bench/bench_produce.py                       # warp backend, all cores
-    .venv/bin/python bench/bench_produce.py --backend neural --checkpoint CKPT
+    .venv/bin/python bench/bench_produce.py --backend neural --checkpoint CKPT [--clips 8]
+    .venv/bin/python bench/bench_produce.py --make-random-checkpoint CKPT   # paper config, random weights
 
 Inputs are made here, with no download: the two shipped face photos and six 3-second espeak-ng
 utterances (one per emotion preset, padded with silence to 3.00 s). Timing covers planning, worker
@@ -44,6 +45,19 @@ def make_inputs(root: Path, seconds: float = 3.0) -> tuple[Path, Path]:
     return faces, speech
 
 
+def make_random_checkpoint(path: str) -> None:
+    """A checkpoint of the paper's generator config with random (seed 0) weights: the same compute as
+    trained weights, for timing only."""
+    import torch
+
+    from generator.checkpoint import save_checkpoint
+    from generator.model import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    cfg = GeneratorConfig()
+    save_checkpoint(path, {"model_config": cfg.to_dict(), "generator": Generator(cfg).state_dict()})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="warp")
@@ -51,8 +65,15 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     ap.add_argument("--workers", type=int, default=0, help="0 = all cores")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--clips", type=int, default=0,
+                    help="make only the first N of the 72 clips (0 = all; for slow backends, then extrapolate)")
     ap.add_argument("--out", default=None, help="output folder (default: a temporary one)")
+    ap.add_argument("--make-random-checkpoint", default=None, metavar="PATH",
+                    help="write a paper-config generator with random weights to PATH and stop")
     args = ap.parse_args()
+    if args.make_random_checkpoint:
+        make_random_checkpoint(args.make_random_checkpoint)
+        return
 
     from rich.console import Console
 
@@ -70,6 +91,8 @@ def main() -> None:
         jobs = plan_jobs(DesignOptions("mismatched", faces=(str(faces),), speech=(str(speech),),
                                        repeats=args.repeats, seed=1))
         items = plan_items(jobs, spec, 1)
+        if args.clips:
+            items = items[: args.clips]
         summary = produce(items, out, spec, workers=args.workers or None, console=Console(stderr=True))
         wall = time.perf_counter() - t0
         ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]

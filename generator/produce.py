@@ -533,9 +533,11 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
                 rate = t.completed / max(t.elapsed or 1e-9, 1e-9)
                 progress.update(task, rate=f"{rate:.2f} items/s")
 
+            # Built here even when workers build their own: a bad backend or checkpoint is then one
+            # clear error before any work, not a crash of every worker.
+            renderer = build_renderer(spec, renderer_factory) if any(
+                it.job.kind == "render" for it in todo) else None
             if todo and n_workers == 1:
-                renderer = build_renderer(spec, renderer_factory) if any(
-                    it.job.kind == "render" for it in todo) else None
                 if renderer is not None and hasattr(renderer, "render_batch") and batch_size > 1:
                     for start in range(0, len(todo), batch_size):
                         for sid, row, reason in _make_batch(todo[start:start + batch_size], renderer, spec, out):
@@ -546,6 +548,7 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
                         record(*_make_safely(it, renderer, spec, out))
                         advance()
             elif todo:
+                del renderer
                 _run_pool(todo, n_workers, spec, renderer_factory, out, record, advance)
     finally:
         rec.write_failures(summary.failures)

@@ -117,3 +117,13 @@ def test_recordings_with_ground_truth_variants(tmp_path):
     b = read_video(out / gt96.media)[0][0].astype(np.float64)
     mse = np.mean((a[:, 16:112] - b) ** 2)
     assert 10 * np.log10(255 ** 2 / mse) > 28
+
+
+def test_a_bad_backend_is_one_clear_error_before_any_work(demo_inputs, tmp_path):
+    root, faces, speech = demo_inputs
+    res = CliRunner().invoke(main, ["generate", "--design", "matched", "--faces", str(faces[0]), "--speech",
+                                    str(speech[0]), "--backend", "nosuch", "--workers", "2",
+                                    "--out", str(tmp_path / "set")])
+    assert res.exit_code == 1
+    assert "unknown renderer backend 'nosuch'" in res.output and "Traceback" not in res.output
+    assert not list((tmp_path / "set" / "media").glob("*")) if (tmp_path / "set" / "media").exists() else True
