@@ -38,6 +38,8 @@ class Config:
     DATABASE_URL: str | None = None
     DATABASE_POOL_SIZE = 10
     DATABASE_MAX_OVERFLOW = 20
+    DATABASE_PRE_PING = False  # True: test each pooled connection before use (one more round trip)
+    DATABASE_POOL_RECYCLE_S = 1800
     SQLITE_BUSY_TIMEOUT_MS = 30000
     DATABASE_ECHO = False
 

@@ -22,14 +22,16 @@ _EXT_KEY = "emostudy_db"
 
 
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, busy_timeout_ms: int = 30000,
-                echo: bool = False) -> Engine:
+                echo: bool = False, pre_ping: bool = False, pool_recycle_s: int = 1800) -> Engine:
     """An engine for ``url`` with the SQLite pragmas or the PostgreSQL pool settings."""
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000,
                                                              "check_same_thread": False})
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    # pre_ping costs a round trip per request; recycling old connections covers the usual causes of dead ones.
+    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping,
+                         pool_recycle=pool_recycle_s)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -66,7 +68,9 @@ class Database:
         engine = make_engine(c["DATABASE_URL"], pool_size=c.get("DATABASE_POOL_SIZE", 10),
                              max_overflow=c.get("DATABASE_MAX_OVERFLOW", 20),
                              busy_timeout_ms=c.get("SQLITE_BUSY_TIMEOUT_MS", 30000),
-                             echo=bool(c.get("DATABASE_ECHO", False)))
+                             echo=bool(c.get("DATABASE_ECHO", False)),
+                             pre_ping=bool(c.get("DATABASE_PRE_PING", False)),
+                             pool_recycle_s=int(c.get("DATABASE_POOL_RECYCLE_S", 1800)))
         app.extensions[_EXT_KEY] = _State(engine, sessionmaker(engine, expire_on_commit=False))
         app.teardown_appcontext(_close_session)
 
