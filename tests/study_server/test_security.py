@@ -131,3 +131,58 @@ def test_sliding_window_frees_after_the_window():
     assert limiter.hit(("ip", "a"), limit) == pytest.approx(10.0)
     now[0] += 10.5
     assert limiter.hit(("ip", "a"), limit) == 0.0
+
+
+# ------------------------------------------------------------------------------- the real app
+
+@pytest.fixture
+def app_config():
+    return {"RATE_LIMIT_ENABLED": True, "RATE_LIMIT_PER_ASSIGNMENT": "5/60", "RATE_LIMIT_PER_IP": "1000/60"}
+
+
+def test_real_app_pages_carry_the_policy_and_a_matching_nonce(app, client, task1_study):
+    from studykit import arrive
+
+    token = arrive(client, task1_study, lab="sec-1")
+    page = client.get(f"/a/{token}")
+    assert page.status_code == 200
+    csp = _csp(page)
+    html = page.get_data(as_text=True)
+    nonces = set(re.findall(r'<script[^>]*nonce="([^"]+)"', html))
+    assert nonces and all(f"'nonce-{n}'" in csp["script-src"] for n in nonces)
+    # every script element is nonce'd (no inline handler attributes either)
+    assert len(re.findall(r"<script", html)) == len(re.findall(r'<script[^>]*nonce="', html))
+    assert not re.search(r"\son[a-z]+=\"", html)
+    assert csp["frame-ancestors"].startswith("'self' https://*.mturk.com")
+    for path in (f"/api/v1/a/{token}", "/admin/login", "/api/v1/health"):
+        response = client.get(path)
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Content-Security-Policy" in response.headers
+
+
+def test_real_app_rate_limits_the_participant_api_per_assignment(app, client, task1_study):
+    from studykit import arrive
+
+    token = arrive(client, task1_study, lab="sec-2")
+    codes = [client.post(f"/api/v1/a/{token}/ping").status_code for _ in range(7)]
+    assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
+    refused = client.get(f"/api/v1/a/{token}")
+    assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "rate_limited"
+    other = arrive(client, task1_study, lab="sec-3")
+    assert client.get(f"/api/v1/a/{other}").status_code == 200
+    # pages and media are outside the limiter
+    assert client.get(f"/a/{token}").status_code == 200
+
+
+def test_real_app_cookie_flags_production_vs_development(tmp_path, monkeypatch):
+    from study_server.app import create_app
+
+    monkeypatch.delenv("EMOSTUDY_COOKIE_SECURE", raising=False)
+    monkeypatch.setenv("EMOSTUDY_ADMIN_PASSWORD_HASH", "pbkdf2:sha256:1000$x$y")
+    for env, secure in (("production", True), ("development", False)):
+        app = create_app({"ENV_NAME": env, "SECRET_KEY": "k" * 32, "INSTANCE_PATH": str(tmp_path / env),
+                          "DATABASE_URL": f"sqlite:///{tmp_path / (env + '.sqlite3')}"})
+        assert app.debug is (not secure)
+        cookie = _set_cookie(app.test_client().get("/admin/login"))  # the CSRF token lives in the session
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert ("Secure" in cookie) is secure, (env, cookie)
