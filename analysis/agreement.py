@@ -35,29 +35,31 @@ def unbiased_hit_rates(data: pd.DataFrame, *, truth: str = "visual_emotion", ans
     Columns: [by], participant, emotion, n_stimulus, n_response, hits, n_total, hu, pc.
     """
     groups = [(None, data)] if by is None else [(g, d) for g, d in data.groupby(by, sort=False)]
+    labels = list(labels)
     frames = []
     for g, d in groups:
-        t = d[truth].to_numpy()
-        a = d[answer].to_numpy()
-        key = d[subject].to_numpy()
-        base = pd.DataFrame({"participant": key, "t": t, "a": a})
-        parts = pd.unique(base["participant"])
-        n_total = base.groupby("participant").size()
-        rows = []
-        ns = base.groupby(["participant", "t"]).size()
-        nr = base.groupby(["participant", "a"]).size()
-        hits = base[base["t"] == base["a"]].groupby(["participant", "t"]).size()
-        for p in parts:
-            for e in labels:
-                s = int(ns.get((p, e), 0))
-                r = int(nr.get((p, e), 0))
-                h = int(hits.get((p, e), 0))
-                tot = int(n_total[p])
-                hu = float("nan") if s == 0 else (0.0 if r == 0 else h * h / (s * r))
-                rows.append({"participant": p, "emotion": e, "n_stimulus": s, "n_response": r, "hits": h,
-                             "n_total": tot, "hu": hu, "pc": (s / tot) * (r / tot)})
-        f = pd.DataFrame(rows, columns=["participant", "emotion", "n_stimulus", "n_response", "hits", "n_total",
-                                        "hu", "pc"])
+        parts = pd.unique(d[subject])
+        p_code = pd.Categorical(d[subject], categories=parts).codes
+        t_code = pd.Categorical(d[truth], categories=labels).codes
+        a_code = pd.Categorical(d[answer], categories=labels).codes
+        n_p, n_l = len(parts), len(labels)
+        n_total = np.bincount(p_code, minlength=n_p)
+
+        def table(codes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            ok = mask & (codes >= 0)
+            return np.bincount(p_code[ok] * n_l + codes[ok], minlength=n_p * n_l).reshape(n_p, n_l)
+
+        everything = np.ones(len(d), dtype=bool)
+        s = table(t_code, everything)          # (participants, emotions): items shown
+        r = table(a_code, everything)          # answers given
+        h = table(t_code, t_code == a_code)    # hits
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hu = np.where(s == 0, np.nan, np.where(r == 0, 0.0, h * h / (s * r)))
+        tot = n_total[:, None].astype(float)
+        f = pd.DataFrame({"participant": np.repeat(parts, n_l), "emotion": np.tile(labels, n_p),
+                          "n_stimulus": s.ravel(), "n_response": r.ravel(), "hits": h.ravel(),
+                          "n_total": np.repeat(n_total, n_l), "hu": hu.ravel(),
+                          "pc": ((s / tot) * (r / tot)).ravel()})
         if by is not None:
             f.insert(0, by, g)
         frames.append(f)

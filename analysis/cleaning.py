@@ -179,9 +179,9 @@ def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants
     required = [q["id"] for q in plan["questions"] if q.get("required", True)]
     if pairs is None:
         pairs = consistency_pairs(answers, plan)
-    g = answers.groupby("assignment", sort=True)
+    g = answers.assign(_answered=(answers["answer"] != "").astype(int)).groupby("assignment", sort=True)
     surveys = g.agg(participant=("participant", "first"), batch_id=("batch_id", "first"),
-                    n_answered=("answer", lambda s: int((s != "").sum())))
+                    n_answered=("_answered", "sum"))
     surveys["n_expected"] = surveys["batch_id"].map(lambda b: len(batch_items[b]) * len(required))
     req = answers[answers["question"].isin(required) & (answers["answer"] != "")]
     n_req = req.groupby("assignment").size().reindex(surveys.index, fill_value=0)

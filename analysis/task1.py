@@ -23,7 +23,8 @@ PAPER_SOURCE_ORDER = ("GT", "BL", "OURS")
 
 def source_order(sources: Sequence[str] | pd.Series) -> list[str]:
     """GT, BL, OURS (those present) then the other sources sorted."""
-    present = set(pd.unique(pd.Series(list(sources))))
+    values = sources if isinstance(sources, pd.Series) else pd.Series(list(sources), dtype=object)
+    present = {str(v) for v in pd.unique(values)}
     return [s for s in PAPER_SOURCE_ORDER if s in present] + sorted(present - set(PAPER_SOURCE_ORDER))
 
 
