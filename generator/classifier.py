@@ -417,7 +417,8 @@ def write_report(results: list[Classification], out: str | os.PathLike) -> dict[
     for r in results:
         w.writerow([r.name, len(r.keys), f"{100 * r.accuracy:.2f}", f"{100 * r.macro_f1:.2f}"])
         md += f"| {r.name} | {100 * r.accuracy:.2f} | {100 * r.macro_f1:.2f} | {len(r.keys)} |\n"
-    md += "\nF1-score: macro F1 over the six emotions. Confusion matrices: rows are true emotions, row-normalised.\n"
+    md += ("\nF1-score: macro F1 (mean of per-emotion F1 over the emotions in the true or predicted labels). "
+           "Confusion matrices: rows are true emotions, row-normalised.\n")
     files["table_csv"], files["table_md"] = outdir / "table2.csv", outdir / "table2.md"
     atomic_write_bytes(files["table_csv"], buf.getvalue().encode("utf-8"))
     atomic_write_bytes(files["table_md"], md.encode("utf-8"))

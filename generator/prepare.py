@@ -46,7 +46,7 @@ import numpy as np
 
 from generator.audio import SAMPLES_PER_FRAME
 from generator.corpus import CLIPS_DIR, SPLITS, ClipInfo, clip_path, write_clip, write_index
-from generator.errors import DataError, GeneratorError, InputError
+from generator.errors import GeneratorError, InputError
 
 REPORT_NAME = "prepare_report.json"
 LANDMARK_MODES = ("aligned", "transform")
