@@ -62,3 +62,32 @@ def plan_of(app, study: str) -> dict[str, Any]:
 def batch_positions(plan: dict[str, Any], batch_key: str) -> list[int]:
     batch = next(b for b in plan["batches"] if b["batch_id"] == batch_key)
     return [it["position"] for it in batch["items"]]
+
+
+class fresh_postgres_database:  # noqa: N801 - used as a context manager
+    """A new, empty PostgreSQL database next to ``base_url`` (dropped on exit): tests never share one."""
+
+    def __init__(self, base_url: str, prefix: str = "emostudy_t") -> None:
+        import uuid
+
+        from sqlalchemy import create_engine
+
+        from study_server.config import normalize_database_url
+
+        self.admin = create_engine(normalize_database_url(base_url), isolation_level="AUTOCOMMIT")
+        self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self.url = self.admin.url.set(database=self.name).render_as_string(hide_password=False)
+
+    def __enter__(self) -> str:
+        from sqlalchemy import text
+
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        from sqlalchemy import text
+
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()

@@ -218,3 +218,35 @@ def test_export_button_downloads_zip_and_is_audited(app, client, task1_study):
     rows = archive.read(f"{task1_study}/answers.csv").decode().splitlines()
     assert len(rows) == 1 + 9 * 3
     assert ("admin", "export", f"study:{task1_study}") in _audit(app)
+
+
+@pytest.mark.postgres
+def test_counts_and_export_on_postgresql(postgres_url, media_set, tmp_path, app_config):
+    from adminkit import fresh_postgres_database
+    from study_server import db as dbmod
+    from study_server.app import create_app
+    from study_server.export import export_study
+    from study_server.extensions import db
+    from studykit import TASK2, import_study, make_plan
+
+    with fresh_postgres_database(postgres_url) as url:
+        dbmod.upgrade(url)
+        app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "test-secret",
+                          "INSTANCE_PATH": str(tmp_path / "instance"), **app_config})
+        try:
+            study = import_study(app, make_plan(media_set, TASK2, out=tmp_path / "p.json"), media_set)
+            plan = plan_of(app, study)
+            full = {p: {"primary": "anger", "secondary": "none"} for p in batch_positions(plan, "b02")}
+            add_assignment(app, study, "b02", worker="pg1", status="completed", verdict="valid", answers=full)
+            add_assignment(app, study, "b02", worker="pg2", status="started", idle_s=4000)
+            add_assignment(app, study, "b01", worker="pg3", status="allocated")
+            client = app.test_client()
+            _login(client)
+            detail = client.get(f"/admin/api/studies/{_study_id(app, study)}").get_json()
+            counts = {b["batch_id"]: (b["active"], b["valid"], b["expired"], b["needed"]) for b in detail["batches"]}
+            assert counts == {"b01": (1, 0, 0, 2), "b02": (0, 1, 1, 1)}
+            with app.app_context():
+                result = export_study(db.session, study, tmp_path / "out")
+            assert result.n_answer_rows == 2 * len(full) and result.n_participant_rows == 3
+        finally:
+            db.dispose(app)

@@ -7,10 +7,8 @@ test database other tests use.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 
 from study_server import db as dbmod
 
@@ -20,17 +18,10 @@ def empty_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
         return
-    base_url = request.getfixturevalue("postgres_url")
-    name = f"emostudy_mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(dbmod.normalize_database_url(base_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    from adminkit import fresh_postgres_database
+
+    with fresh_postgres_database(request.getfixturevalue("postgres_url"), prefix="emostudy_mig") as url:
+        yield url
 
 
 def _tables(url: str) -> set[str]:
