@@ -119,3 +119,20 @@ def test_train_classifier_cli_with_a_checkpoint(trained, tmp_path):
     assert r.exit_code == 0, r.output + buf.getvalue()
     assert (tmp_path / "r" / "table2.md").is_file() and (tmp_path / "r" / "fig4_confusion.png").is_file()
     assert "Ground-truth" in buf.getvalue()
+
+
+def test_augmented_training_with_a_val_split_keeps_the_best_epoch(trained, tmp_path):
+    import dataclasses
+    import shutil
+
+    from generator.corpus import read_index, write_index
+
+    corpus, _, _ = trained
+    shutil.copytree(corpus, tmp_path / "c")
+    infos = [dataclasses.replace(i, split="val" if i.split == "test" else i.split) for i in read_index(corpus)]
+    write_index(tmp_path / "c", infos)
+    cfg = dataclasses.replace(TINY, epochs=3, augment=True)
+    res = train_classifier(tmp_path / "c", tmp_path / "o", cfg)
+    accs = [row["val_accuracy"] for row in res.history]
+    assert len(accs) == 3 and all("val_macro_f1" in row for row in res.history)
+    assert res.best_epoch == 1 + int(np.argmax(accs))  # first epoch with the best val accuracy
