@@ -146,10 +146,11 @@ def test_sync_approves_rejects_and_adds_places(app, study, fake):
     assert transitions["/api/v1/submissions/S1/transition/"] == {"action": "APPROVE"}
     rej = transitions["/api/v1/submissions/S2/transition/"]
     assert rej["action"] == "REJECT" and len(rej["message"]) >= 100 and rej["rejection_category"]
-    # 4 wanted, 1 valid -> 3 needed; the study shows 4 places with 2 taken -> 2 open; one more is added.
-    assert r.needed == 3 and r.open_places == 2
+    # 4 wanted, 1 valid -> 3 needed; the study shows 4 places with 3 taken (3 submissions) -> 1 open;
+    # 2 more places are added (4 + 2 = 6).
+    assert r.needed == 3 and r.open_places == 1
     (_, _, patch), = fake.calls("PATCH")
-    assert patch == {"total_available_places": 5}
+    assert patch == {"total_available_places": 6}
 
 
 def test_bonus_guarded_by_ledger_when_the_pay_call_is_lost(app, study, fake):
