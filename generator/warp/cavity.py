@@ -1,10 +1,12 @@
 """The inner mouth: a dark cavity and a hint of teeth painted where the lips have parted.
 
-Warping alone would fill a newly opened mouth with stretched lip skin. Wherever the inner-lip
-polygon (points 60-67) is open by more than it is in the photo, we paint it: a dark red-brown cavity
-(the photo's lip colour, darkened; darker towards the bottom, where the tongue and throat are in
-shadow), an upper-teeth band hanging from the upper lip and a fainter lower-teeth band on the lower
-lip. Drawing is anti-aliased at 1/4-pixel precision and limited to the mouth's bounding box.
+Warping alone would fill a newly opened mouth with stretched lip skin. Wherever the inner lips
+(points 60-67, drawn as a smooth Catmull-Rom curve through them) are open by more than they are in
+the photo, we paint the opening: a dark red-brown cavity (the photo's lip colour, darkened; darker
+towards the bottom, where tongue and throat are in shadow), a soft-edged upper-teeth band hanging
+from the upper lip and a fainter lower one, both fading towards the corners. Opacity ramps in with the
+extra opening (fully painted from 2.4 px), drawing is anti-aliased at 1/4 px and limited to the
+mouth's bounding box.
 """
 
 from __future__ import annotations
@@ -40,6 +42,26 @@ def lip_colour(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
     return image[mask.astype(bool)].reshape(-1, 3).mean(0).astype(np.float64)
 
 
+def smooth_contour(pts: np.ndarray, samples: int = 6, closed: bool = True) -> np.ndarray:
+    """Catmull-Rom curve through ``pts`` (N, 2): ``samples`` points per segment (lips are curves,
+    the 8 inner-lip landmarks a polygon)."""
+    p = np.asarray(pts, dtype=np.float64)
+    if closed:
+        ext = np.vstack([p[-1:], p, p[:2]])
+        n_seg = len(p)
+    else:
+        ext = np.vstack([2 * p[0] - p[1], p, 2 * p[-1] - p[-2]])
+        n_seg = len(p) - 1
+    u = np.arange(samples) / samples
+    u2, u3 = u * u, u * u * u
+    # Uniform Catmull-Rom basis (tension 0.5).
+    basis = 0.5 * np.stack([-u3 + 2 * u2 - u, 3 * u3 - 5 * u2 + 2, -3 * u3 + 4 * u2 + u, u3 - u2], axis=1)
+    out = [basis @ ext[i:i + 4] for i in range(n_seg)]
+    if not closed:
+        out.append(p[-1:])
+    return np.vstack(out)
+
+
 def _poly_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
     import cv2
 
@@ -67,15 +89,26 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, lip_rgb: n
         return frame
     off = np.array([x0, y0], dtype=np.float64)
     roi_shape = (y1 - y0, x1 - x0)
-    cavity = _poly_mask(roi_shape, pts - off)
+    cavity = _poly_mask(roi_shape, smooth_contour(pts) - off)
     if not cavity.any():
         return frame
-    # Upper teeth: the upper inner lip line and the same line lowered by the teeth height.
-    teeth_h = min(0.06 * unit, 0.3 * gap)
-    upper = lm[UPPER_INNER_LINE] - off
-    upper_teeth = _poly_mask(roi_shape, np.vstack([upper, upper[::-1] + [0.0, teeth_h]])) * cavity
-    lower = lm[LOWER_INNER_LINE] - off
-    lower_teeth = _poly_mask(roi_shape, np.vstack([lower, lower[::-1] - [0.0, 0.4 * teeth_h]])) * cavity * 0.3
+    import cv2
+
+    # Upper teeth: a band hanging from the upper inner lip, soft-edged; a fainter lower band.
+    teeth_h = min(0.065 * unit, 0.35 * gap)
+    soft = max(0.3, 0.3 * teeth_h)
+    upper = smooth_contour(lm[UPPER_INNER_LINE], closed=False) - off
+    upper_teeth = _poly_mask(roi_shape, np.vstack([upper - [0.0, 2.0], upper[::-1] + [0.0, teeth_h]]))
+    upper_teeth = cv2.GaussianBlur(upper_teeth, (0, 0), soft) * cavity
+    lower = smooth_contour(lm[LOWER_INNER_LINE], closed=False) - off
+    lower_teeth = _poly_mask(roi_shape, np.vstack([lower + [0.0, 2.0], lower[::-1] - [0.0, 0.4 * teeth_h]]))
+    lower_teeth = cv2.GaussianBlur(lower_teeth, (0, 0), soft) * cavity * 0.3
+    # Teeth show in the middle of the mouth and recede into shadow towards the corners.
+    xs = np.arange(roi_shape[1], dtype=np.float32)[None, :] + x0
+    cx, half = 0.5 * (lm[60, 0] + lm[64, 0]), max(0.5 * abs(lm[64, 0] - lm[60, 0]), 1.0)
+    fade = np.clip(1.4 * (1.0 - np.abs(xs - cx) / half), 0.0, 1.0)
+    upper_teeth *= fade
+    lower_teeth *= fade
 
     ys = np.arange(roi_shape[0], dtype=np.float32)[:, None] + y0
     top, bottom = float(lm[[61, 62, 63], 1].mean()), float(lm[[65, 66, 67], 1].mean())
@@ -83,7 +116,7 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, lip_rgb: n
     dark = (np.asarray(lip_rgb, dtype=np.float32) * CAVITY_GAIN)[None, None, :] * (1.0 - 0.5 * depth[..., None])
     colour = np.broadcast_to(dark, roi_shape + (3,)).copy()
     # Teeth sit in the mouth's shade: dimmer than white, tinted by the lips.
-    teeth = (0.78 * TEETH_RGB + 0.12 * np.asarray(lip_rgb)).astype(np.float32)
+    teeth = (0.85 * TEETH_RGB + 0.1 * np.asarray(lip_rgb)).astype(np.float32)
     shade = 0.8 + 0.2 * (1.0 - depth[..., None])
     colour = colour * (1 - upper_teeth[..., None]) + teeth * shade * upper_teeth[..., None]
     colour = colour * (1 - lower_teeth[..., None]) + teeth * 0.8 * lower_teeth[..., None]

@@ -1,17 +1,21 @@
-"""Piecewise-affine warp of one face image by moved landmarks, precomputed once per face and size.
+"""Piecewise-affine warp of one face image by moved landmarks.
 
-The mesh is a Delaunay triangulation of the face's 68 landmarks, a few fixed anchors above the brows
-and points on (just outside) the frame border, so every pixel lies in one triangle. For each pixel of
-the *base* frame (the aligned photo) we store once its triangle's three vertices and its barycentric
-coordinates, as a sparse (H*W, V) matrix ``B``. A frame's vertex displacements ``D`` (V, 2) then give the
-piecewise-affine displacement field ``d = B @ D`` in one sparse product: continuous across triangle
-edges (no tearing), affine inside each triangle.
+The mesh is a Delaunay triangulation (built once per face and size) of the face's 68 landmarks, ten
+fixed-to-the-head anchors above the brows and points just outside the frame border, so every pixel
+lies in one triangle. A frame moves the landmarks (local deformation) and then all landmarks and
+anchors with the head's similarity; the border points stay, so the background near the edges holds
+still while the head moves.
 
-``d`` maps base pixels forward (base p -> p + d(p)). Sampling needs the backward map: for each output
-pixel q, the base pixel s with s + d(s) = q. We solve it by the fixed-point iteration
-s <- q - d(s), starting from s = q, with ``d`` sampled bilinearly (cv2.remap); it converges where the
-warp does not fold (|grad d| < 1), i.e. everywhere but inside a mouth opening, which
-:mod:`generator.warp.cavity` paints over. A global head motion (a similarity) is composed in front.
+Sampling needs the *backward* map (for each output pixel, where to read in the base image). Each
+triangle's backward map is the affine map taking its output corners to its base corners, so we
+rasterise the output triangles into a label image (OpenCV, 1/16 px vertices) and evaluate each pixel's
+affine map with one vectorised gather; ``cv2.remap`` then samples bilinearly. This is the exact
+inverse of the piecewise-affine warp: neighbouring triangles share edges and their maps agree there,
+so there is no tearing, and strong stretches (an opening jaw stretches the lower lip region by more
+than 2x) are handled exactly, where an iterative inversion of a precomputed forward field would
+diverge. Small output triangles are drawn first, so a pixel on a shared edge takes the larger
+neighbour's map (no extrapolation from slivers). Per frame this costs ~0.2 ms of triangle drawing plus
+a few array operations per pixel (see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -20,16 +24,15 @@ import numpy as np
 
 from generator.warp.expression import eye_distance
 
-N_ITER = 4  # fixed-point iterations; off the lips the residual is < 0.3 px at full expression
 UPPER_INNER = (61, 62, 63)
 LOWER_INNER = (67, 66, 65)
+_SHIFT = 4  # fixed-point bits of the rasterised vertices (1/16 px)
 
 
 class FaceMesh:
     """The warp of one base image of ``size = (W, H)`` whose 68 landmarks are ``landmarks``."""
 
     def __init__(self, landmarks: np.ndarray, size: tuple[int, int]):
-        from scipy import sparse
         from scipy.spatial import Delaunay
 
         w, h = int(size[0]), int(size[1])
@@ -45,7 +48,7 @@ class FaceMesh:
         lm[list(LOWER_INNER), 1] += nudge
         self.landmarks = lm
         unit = eye_distance(lm)
-        # Fixed anchors high on the forehead keep brow movements local.
+        # Anchors high on the forehead keep brow movements local; they move with the head.
         forehead = lm[17:27] - np.array([0.0, 0.9 * unit])
         border = []
         for k in range(5):
@@ -53,88 +56,53 @@ class FaceMesh:
             border += [(fx, -1.0), (fx, float(h)), (-1.0, fy), (float(w), fy)]
         border = np.unique(np.array(border), axis=0)
         self.vertices = np.vstack([lm, forehead, border])  # (V, 2)
-        self.n_fixed = len(self.vertices) - 68
-        tri = Delaunay(self.vertices, qhull_options="QJ")
-        self.triangles = tri.simplices.astype(np.int32)
-
+        self.n_head = 68 + len(forehead)  # vertices that follow the head
+        self.triangles = Delaunay(self.vertices, qhull_options="QJ").simplices.astype(np.int64)
         ys, xs = np.mgrid[0:h, 0:w]
-        pix = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
-        simplex = self._rasterise(tri, (w, h))
-        bary = self._barycentric(tri, simplex, pix)
-        # Rasterising puts edge pixels in either neighbour; where that is the wrong one by more than
-        # a hair (thin triangles, e.g. between closed lips), look the pixel up exactly.
-        off = (simplex < 0) | ~(bary.min(1) >= -1e-3)  # (NaN: a degenerate triangle)
-        if off.any():
-            simplex[off] = self._locate(tri, pix[off])
-            bary[off] = self._barycentric(tri, simplex[off], pix[off])
-        verts = tri.simplices[simplex]
-        rows = np.repeat(np.arange(len(pix)), 3)
-        self.B = sparse.csr_matrix((bary.ravel(), (rows, verts.ravel())), shape=(len(pix), len(self.vertices)))
-        self.grid = np.stack([xs, ys], axis=-1).astype(np.float32)  # (H, W, 2) pixel centres
+        self._gx = xs.ravel().astype(np.float32)
+        self._gy = ys.ravel().astype(np.float32)
+        self._src = self.vertices[self.triangles]  # (F, 3, 2) base corners
 
-    @staticmethod
-    def _barycentric(tri, simplex: np.ndarray, pix: np.ndarray) -> np.ndarray:
-        t = tri.transform[np.maximum(simplex, 0)]  # (P, 3, 2)
-        b01 = np.einsum("pij,pj->pi", t[:, :2], pix - t[:, 2])
-        return np.concatenate([b01, 1.0 - b01.sum(1, keepdims=True)], axis=1)
-
-    @staticmethod
-    def _locate(tri, pts: np.ndarray) -> np.ndarray:
-        """Exact triangle of each point: the one whose smallest barycentric is largest (all
-        triangles tested at once; used for the few pixels rasterising leaves in doubt)."""
-        best = np.empty(len(pts), np.int64)
-        t = tri.transform  # (F, 3, 2)
-        for start in range(0, len(pts), 2048):
-            p = pts[start:start + 2048]
-            b01 = np.einsum("fij,pfj->pfi", t[:, :2], p[:, None, :] - t[None, :, 2])
-            bmin = np.minimum(b01.min(-1), 1.0 - b01.sum(-1))
-            best[start:start + 2048] = np.nan_to_num(bmin, nan=-np.inf).argmax(1)  # NaN: degenerate
-        return best
-
-    @staticmethod
-    def _rasterise(tri, size: tuple[int, int]) -> np.ndarray:
-        """(H*W,) index of the triangle holding each pixel centre, drawn with OpenCV at 1/16 px.
-
-        Pixels on or near an edge may land in the neighbour; the caller checks the barycentrics."""
-        import cv2
-
-        w, h = size
-        labels = np.full((h, w), -1, np.int32)
-        pts = np.round(tri.points[tri.simplices] * 16).astype(np.int32)  # (F, 3, 2), 4 fractional bits
-        for i, p in enumerate(pts):
-            cv2.fillConvexPoly(labels, p, int(i), lineType=cv2.LINE_8, shift=4)
-        return labels.ravel()
-
-    def displacement_field(self, landmark_disp: np.ndarray) -> np.ndarray:
-        """(H, W, 2) float32 forward displacement for (68, 2) landmark displacements."""
-        w, h = self.size
-        full = np.zeros((len(self.vertices), 2))
-        full[:68] = landmark_disp
-        return np.asarray(self.B @ full, dtype=np.float32).reshape(h, w, 2)
+    def output_vertices(self, landmark_disp: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
+        """(V, 2): landmarks moved by ``landmark_disp``, then landmarks and anchors by ``head`` (2x3)."""
+        v = self.vertices.copy()
+        v[:68] += np.asarray(landmark_disp, dtype=np.float64)
+        if head is not None:
+            m = np.asarray(head, dtype=np.float64)
+            v[:self.n_head] = v[:self.n_head] @ m[:, :2].T + m[:, 2]
+        return v
 
     def source_map(self, landmark_disp: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
-        """(H, W, 2) float32: for each output pixel, the base-image position to sample.
-
-        ``head`` is a 2x3 similarity applied after the local deformation (base -> output)."""
+        """(H, W, 2) float32: for each output pixel, the base-image position to sample."""
         import cv2
 
-        field = self.displacement_field(landmark_disp)
-        q = self.grid
-        if head is not None:
-            m3 = np.vstack([np.asarray(head, dtype=np.float64), [0, 0, 1]])
-            inv = np.linalg.inv(m3)[:2].astype(np.float32)
-            q = (self.grid @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
-        if not np.any(field):
-            return np.ascontiguousarray(q)
-        s = q - field if head is None else q - cv2.remap(field, q[..., 0], q[..., 1], cv2.INTER_LINEAR,
-                                                         borderMode=cv2.BORDER_REPLICATE)
-        for _ in range(N_ITER - 1):
-            s = q - cv2.remap(field, s[..., 0], s[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return s
+        w, h = self.size
+        dst = self.output_vertices(landmark_disp, head)[self.triangles]  # (F, 3, 2)
+        # Backward affine per triangle: A @ [x_out, y_out, 1] = [x_base, y_base].
+        dh = np.concatenate([dst, np.ones(dst.shape[:2] + (1,))], axis=2).transpose(0, 2, 1)  # (F, 3, 3)
+        e1, e2 = dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]
+        area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+        ok = area > 1e-4
+        affine = np.zeros((len(dst), 2, 3))
+        affine[ok] = self._src[ok].transpose(0, 2, 1) @ np.linalg.inv(dh[ok])
+        labels = np.full((h, w), -1, np.int32)
+        corners = np.round(dst * (1 << _SHIFT)).astype(np.int32)
+        for i in np.flatnonzero(ok)[np.argsort(area[ok], kind="stable")]:
+            cv2.fillConvexPoly(labels, corners[i], int(i), lineType=cv2.LINE_8, shift=_SHIFT)
+        lab = labels.ravel()
+        a = affine.astype(np.float32)[np.maximum(lab, 0)]  # (P, 2, 3)
+        sx = a[:, 0, 0] * self._gx + a[:, 0, 1] * self._gy + a[:, 0, 2]
+        sy = a[:, 1, 0] * self._gx + a[:, 1, 1] * self._gy + a[:, 1, 2]
+        missing = lab < 0  # not expected: the fixed border points enclose the frame
+        if missing.any():
+            sx[missing], sy[missing] = self._gx[missing], self._gy[missing]
+        return np.stack([sx, sy], axis=1).reshape(h, w, 2)
 
     def warp(self, image: np.ndarray, landmark_disp: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
         """The base ``image`` warped so that its landmarks move by ``landmark_disp`` (then ``head``)."""
         import cv2
 
+        if head is None and not np.any(landmark_disp):
+            return image.copy()
         s = self.source_map(landmark_disp, head)
         return cv2.remap(image, s[..., 0], s[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
