@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from study_server.errors import Conflict, Forbidden, NotFound
 from study_server.models import (ABANDONED, ACTIVE, ALLOCATED, EXPIRED, FINISHED, RETURNED, STARTED, STUDY_OPEN,
                                  VALID, Assignment, Batch, Participant, Study, Verdict, utcnow)
-from study_server.platforms import Arrival, pseudonym
+from study_server.platforms import LAB, Arrival, pseudonym
 from study_server.studies import plan_view
 
 
@@ -144,6 +144,9 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
             if excluded_by:
                 raise Forbidden("excluded", "You have already taken part in a related study, so this one is not "
                                 "open to you. Thank you for your interest; please return the task.")
+        if arrival.platform == LAB and not _lab_token_ok(session, study.id, arrival.worker_id):
+            raise Forbidden("lab_token_invalid", "This lab link is not valid for this study. Please ask the "
+                            "researcher for a new link.")
         expire_stale(session, study.id, timeout_s, now)
         counts = occupancy(session, study.id)
         quotas = _quotas(session, study.id)
@@ -170,6 +173,13 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
     except BaseException:
         session.rollback()
         raise
+
+
+def _lab_token_ok(session: Session, study_id: int, token: str) -> bool:
+    """Lab links: when the researcher made tokens for the study (``emostudy recruit``), only those work."""
+    from study_server.recruit.lab import check_token
+
+    return check_token(session, study_id, token)
 
 
 def _refresh_platform_ids(assignment: Assignment, arrival: Arrival) -> None:

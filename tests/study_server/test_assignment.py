@@ -191,3 +191,16 @@ def test_200_concurrent_arrivals_postgres(pg_app, media_set, tmp_path):
     results = _concurrent_arrivals(pg_app, tight, 200, "t")
     assert results[201] == 180 and results["study_full"] == 20, results
     assert _check_balanced(pg_app, tight, 30, 6) == [30] * 6
+
+
+def test_lab_tokens_when_the_study_has_them(client, app, task1_study):
+    from study_server.models import Study
+    from study_server.recruit.lab import make_tokens
+
+    with app.app_context():
+        study = db.session.scalar(select(Study).where(Study.name == task1_study))
+        (token,) = make_tokens(db.session, study, 1)
+    r = client.post(f"/api/v1/studies/{task1_study}/arrive", json={"query": {"lab": "made-up-token"}})
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "lab_token_invalid"
+    first = arrive(client, task1_study, lab=token)
+    assert arrive(client, task1_study, lab=token) == first  # one token, one participant
