@@ -1,0 +1,465 @@
+"""Benchmark: the study server under simulated participants (gunicorn + PostgreSQL, HTTP on loopback).
+
+    .venv/bin/python bench/server_load.py                       # pacing + saturation 10/50/100, ~4 minutes
+    .venv/bin/python bench/server_load.py --only saturation --levels 50 --seconds 20
+    .venv/bin/python bench/server_load.py --pg-url postgresql://emostudy:emostudy@127.0.0.1/emostudy_test
+
+What it does, all bounded (it stops by itself, and stops the server it started):
+
+1. creates a PostgreSQL database of its own (``emostudy_bench_<random>``, dropped at the end) next to the
+   one ``--pg-url`` / ``EMOSTUDY_TEST_POSTGRES_URL`` names, migrates it (``study_server.db.upgrade``) and
+   imports a study whose batches have 18 items (15 + 3 consistency repeats, the Task 2 questions,
+   audio check off) over a set of tiny real mp4 files;
+2. starts gunicorn (``study_server.app:create_app()``, production config) on 127.0.0.1 as a subprocess;
+3. simulates participants in this process (asyncio + aiohttp, one connection each), each doing whole
+   sessions exactly as the browser does: arrive, start, fetch the state, 18 answer saves, complete.
+   A save is retried with the same ``answer_id`` on network errors, 429 and 5xx (the API is
+   idempotent), and counted as *acknowledged* on its 200 (or ``already_answered``) reply;
+4. phases:
+   - ``pacing``: N participants (default 500) start over the first 5 s and answer every 3-5 s (uniform);
+     each does ONE session (~75 s), so the phase lasts about 80 s instead of an open-ended run;
+   - ``saturation``: 10, 50, 100 participants with no pause, each starting a new session as soon as
+     one ends, for ``--seconds`` (default 30) per level;
+5. afterwards counts the answers stored in the database and compares them with the acknowledged ones:
+   ``lost`` = acknowledged answer ids missing from the database (must be 0), ``duplicates`` = rows
+   beyond one per answer id (impossible by the schema: checked anyway).
+
+Prints one JSON object per phase and a summary; ``--json PATH`` also writes them to a file.
+The rate limiter stays on with limits far above the load (every simulated participant shares 127.0.0.1).
+Media files are not fetched (they are static bytes, served by a CDN/S3 in production).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(REPO))
+
+N_ORIGINALS, N_REPEATS = 15, 3  # 18 answers per session
+N_BATCHES = 4
+DEFAULT_PG = "postgresql://emostudy:emostudy@127.0.0.1:5432/emostudy_test"
+
+
+# ------------------------------------------------------------------------------------------- set-up
+
+def make_study_files(root: Path) -> tuple[Path, Path]:
+    """A stimulus set of 18 tiny real mp4s and a plan with N_BATCHES batches of 18 items."""
+    import numpy as np
+
+    from generator.mediaio import write_mp4
+    from stimuli.emotions import EMOTIONS
+    from stimuli.manifest import build_manifest, save_manifest, sha256_file
+    from stimuli.media import probe
+    from stimuli.plan import plan_to_bytes, validate_plan
+
+    set_dir = root / "bench-set"
+    (set_dir / "media").mkdir(parents=True)
+    rows = []
+    n = N_ORIGINALS + N_REPEATS
+    for i in range(n):
+        frames = np.full((5, 32, 32, 3), (i * 13) % 255, np.uint8)
+        rel = f"media/clip{i:02d}.mp4"
+        write_mp4(set_dir / rel, frames, fps=25)
+        info = probe(set_dir / rel)
+        rows.append({"stimulus_id": f"s{i:02d}", "media": rel, "sha256": sha256_file(set_dir / rel),
+                     "duration_s": info.duration_s, "fps": info.fps, "width": info.width, "height": info.height,
+                     "audio_rate": info.audio_rate, "source": ("GT", "OURS")[i % 2],
+                     "visual_emotion": EMOTIONS[i % 6], "audio_emotion": EMOTIONS[(i + 1) % 6],
+                     "identity": f"id{i % 3}", "sentence": "IEO", "provenance": {"backend": "bench"}})
+    manifest = build_manifest(set_dir, rows, name="bench-set", check_media=True)
+    save_manifest(manifest)
+    ids = [s.stimulus_id for s in manifest.stimuli]
+    emo = [{"value": e, "label": e.capitalize(), "score": None, "exclusive": False} for e in EMOTIONS]
+    batches = []
+    for b in range(N_BATCHES):
+        chosen = [ids[(b + k) % n] for k in range(N_ORIGINALS)]
+        items = [{"position": k, "stimulus_id": sid, "repeat_of": None} for k, sid in enumerate(chosen)]
+        items += [{"position": N_ORIGINALS + r, "stimulus_id": chosen[r], "repeat_of": r} for r in range(N_REPEATS)]
+        batches.append({"batch_id": f"b{b + 1:02d}", "index": b, "items": items})
+    plan = {
+        "schema_version": 1,
+        "study": {"name": "bench", "title": "Load benchmark", "task": "av-mismatch", "description": "benchmark",
+                  "instructions": "All of the videos were rendered by artificial intelligence (AI).",
+                  "exclude_studies": []},
+        "design": {"kind": "bench"},
+        "questions": [
+            {"id": "primary", "type": "single", "prompt": "Primary emotion?", "required": True, "options": emo},
+            {"id": "secondary", "type": "single", "prompt": "Secondary emotion?", "required": True,
+             "options": [*emo, {"value": "none", "label": "None", "score": None, "exclusive": False}]}],
+        "consistency": {"max_inconsistent": 2, "rules": [{"question": "primary", "kind": "equal", "tolerance": 0},
+                                                          {"question": "secondary", "kind": "equal", "tolerance": 0}]},
+        "quota_per_batch": 1_000_000,
+        "payment": {"reward_usd": 1.0, "bonus": {"rule": "none", "question": None, "truth": None, "amount_usd": 0,
+                                                 "max_usd": 0}},
+        "audio_check": {"enabled": False},
+        "examples": [{"stimulus_id": ids[0], "emotion": EMOTIONS[0], "size_variant": None}],
+        "batches": batches, "notes": [], "seed": 1, "spec_sha256": "0" * 64,
+        "manifest_sha256": manifest.sha256(), "set_name": manifest.name,
+    }
+    validate_plan(plan, manifest=manifest)
+    plan_path = root / "bench-plan.json"
+    plan_path.write_bytes(plan_to_bytes(plan))
+    return plan_path, set_dir
+
+
+class BenchDatabase:
+    """A PostgreSQL database made for this run (and dropped after it)."""
+
+    def __init__(self, base_url: str) -> None:
+        from sqlalchemy import create_engine
+
+        from study_server.config import normalize_database_url
+
+        self.admin = create_engine(normalize_database_url(base_url), isolation_level="AUTOCOMMIT")
+        self.name = f"emostudy_bench_{uuid.uuid4().hex[:10]}"
+        self.url = self.admin.url.set(database=self.name).render_as_string(hide_password=False)
+
+    def __enter__(self) -> "BenchDatabase":
+        from sqlalchemy import text
+
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from sqlalchemy import text
+
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+def import_study(url: str, plan: Path, set_dir: Path, secret: str) -> None:
+    from study_server import db
+    from study_server.extensions import make_engine
+    from study_server.studies import import_plan
+    from sqlalchemy.orm import Session
+
+    db.upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        import_plan(session, plan, set_dir, secret_key=secret)
+    engine.dispose()
+
+
+def stored_answers(url: str) -> tuple[int, set[str]]:
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from study_server.extensions import make_engine
+    from study_server.models import Answer
+
+    engine = make_engine(url)
+    with Session(engine) as session:
+        n_rows = session.scalar(select(func.count()).select_from(Answer))
+        ids = set(session.scalars(select(Answer.answer_id)))
+    engine.dispose()
+    return int(n_rows), ids
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    """``gunicorn study_server.app:create_app()`` on 127.0.0.1, stopped on exit."""
+
+    def __init__(self, url: str, secret: str, workers: int, threads: int, log: Path) -> None:
+        self.port = _free_port()
+        gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or shutil.which("gunicorn")
+        if gunicorn is None:
+            raise SystemExit("gunicorn is not installed: pip install 'emostudy[server]'")
+        self.argv = [gunicorn, "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{self.port}",
+                     "--backlog", "2048", "--log-level", "warning", "--preload", "study_server.app:create_app()"]
+        self.env = {**os.environ, "EMOSTUDY_ENV": "production", "EMOSTUDY_SECRET_KEY": secret,
+                    "EMOSTUDY_DATABASE_URL": url, "EMOSTUDY_DATABASE_POOL_SIZE": str(threads),
+                    "EMOSTUDY_DATABASE_MAX_OVERFLOW": "2",
+                    "EMOSTUDY_RATE_LIMIT_PER_IP": "100000000/60", "EMOSTUDY_RATE_LIMIT_PER_ASSIGNMENT": "10000/60"}
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Gunicorn":
+        self._fh = open(self.log, "wb")
+        self.proc = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=self._fh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"gunicorn exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit(f"gunicorn did not listen within 60 s: {self.log.read_text()[-2000:]}")
+
+    def __exit__(self, *exc) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._fh.close()
+
+
+# ------------------------------------------------------------------------------------------ CPU time
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_snapshot(server_pid: int, database: str) -> dict[str, dict[int, int]]:
+    """CPU ticks of the gunicorn processes and of the PostgreSQL backends serving ``database``."""
+    out: dict[str, dict[int, int]] = {"server": {}, "postgres": {}}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if pid == server_pid or _ppid(pid) == server_pid:
+            group = "server"
+        elif cmdline.startswith("postgres:") and f" {database} " in cmdline:
+            group = "postgres"
+        else:
+            continue
+        ticks = _proc_ticks(pid)
+        if ticks is not None:
+            out[group][pid] = ticks
+    return out
+
+
+def cpu_seconds(before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]) -> dict[str, float]:
+    return {group: round(sum(t - before[group].get(pid, 0) for pid, t in after[group].items()) / _TICK, 2)
+            for group in after}
+
+
+# ------------------------------------------------------------------------------------ participants
+
+@dataclass
+class Stats:
+    save_ms: list[float] = field(default_factory=list)
+    request_ms: list[float] = field(default_factory=list)
+    acked: set[str] = field(default_factory=set)
+    sessions: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+class SessionFailed(Exception):
+    pass
+
+
+async def _call(http, method: str, url: str, stats: Stats, body: dict | None = None, *, tries: int = 6,
+                ok=(200, 201)) -> tuple[int, dict, float]:
+    """One API call with retries on connection errors, 429 and 5xx; returns (status, json, ms of the last try)."""
+    import aiohttp
+
+    delay = 0.05
+    for attempt in range(tries):
+        started = time.perf_counter()
+        try:
+            async with http.request(method, url, json=body) as response:
+                data = await response.json(content_type=None)
+                ms = (time.perf_counter() - started) * 1000
+                stats.request_ms.append(ms)
+                if response.status in ok or (response.status == 409 and data.get("error", {}).get("code") ==
+                                             "already_answered"):
+                    return response.status, data, ms
+                code = (data.get("error") or {}).get("code", "?") if isinstance(data, dict) else "?"
+                if response.status not in (429, 500, 502, 503, 504):
+                    stats.error(f"{method} {url.split('/')[-1]}: {response.status} {code}")
+                    raise SessionFailed(code)
+                stats.error(f"retried {response.status}")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            stats.error(f"retried {type(exc).__name__}")
+        stats.retries += 1
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    raise SessionFailed(f"{method} {url}: gave up after {tries} tries")
+
+
+async def one_session(http, base: str, pid: str, stats: Stats, pace: tuple[float, float] | None,
+                      rng: random.Random) -> None:
+    _, arrival, _ = await _call(http, "POST", f"{base}/api/v1/studies/bench/arrive", stats, {"query": {"lab": pid}})
+    token = arrival["token"]
+    await _call(http, "POST", f"{base}/api/v1/a/{token}/start", stats)
+    _, state, _ = await _call(http, "GET", f"{base}/api/v1/a/{token}", stats)
+    values = {q["id"]: q["options"][0]["value"] for q in state["questions"]}
+    for item in state["items"]:
+        if pace:
+            await asyncio.sleep(rng.uniform(*pace))
+        answer_id = f"{pid}-{item['position']:02d}"
+        _, ack, ms = await _call(http, "POST", f"{base}/api/v1/a/{token}/answers", stats, {
+            "answer_id": answer_id, "position": item["position"], "values": values, "rt_ms": rng.randint(300, 3000),
+            "played_fraction": 1.0})
+        stats.save_ms.append(ms)
+        stats.acked.add(answer_id)
+    _, done, _ = await _call(http, "POST", f"{base}/api/v1/a/{token}/complete", stats)
+    if done.get("status") != "completed":
+        raise SessionFailed(f"complete answered {done}")
+    stats.sessions += 1
+
+
+async def participant(base: str, index: int, run: str, stats: Stats, *, pace, sessions: int | None,
+                      deadline: float, start_delay: float) -> None:
+    import aiohttp
+
+    rng = random.Random(index)
+    await asyncio.sleep(start_delay)
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=1, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        n = 0
+        while (sessions is None or n < sessions) and time.monotonic() < deadline:
+            try:
+                await one_session(http, base, f"{run}-{index:04d}-{n:04d}", stats, pace, rng)
+            except SessionFailed:
+                pass  # counted in stats.errors
+            n += 1
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 1)
+
+
+async def run_phase(base: str, n: int, *, pace, sessions, seconds: float, ramp_s: float, run: str) -> tuple[Stats, float]:
+    stats = Stats()
+    started = time.monotonic()
+    deadline = started + seconds
+    await asyncio.gather(*(participant(base, i, run, stats, pace=pace, sessions=sessions, deadline=deadline,
+                                       start_delay=ramp_s * i / max(n, 1)) for i in range(n)))
+    return stats, time.monotonic() - started
+
+
+def summarize(name: str, n: int, stats: Stats, elapsed: float, url: str, before: tuple[int, set[str]],
+              cpu: dict[str, float]) -> dict:
+    rows, ids = stored_answers(url)
+    new_rows = rows - before[0]
+    lost = len(stats.acked - ids)
+    return {
+        "phase": name, "participants": n, "seconds": round(elapsed, 1), "sessions_completed": stats.sessions,
+        "sessions_per_min": round(stats.sessions / elapsed * 60, 1),
+        "answers_acknowledged": len(stats.acked), "answers_stored": new_rows, "lost": lost,
+        "duplicates": new_rows - len(ids - before[1]),
+        "save_p50_ms": _pct(stats.save_ms, 50), "save_p99_ms": _pct(stats.save_ms, 99),
+        "save_max_ms": round(max(stats.save_ms), 1) if stats.save_ms else None,
+        "request_p50_ms": _pct(stats.request_ms, 50), "request_p99_ms": _pct(stats.request_ms, 99),
+        "requests_per_s": round(len(stats.request_ms) / elapsed, 1),
+        "retries": stats.retries, "errors": stats.errors,
+        "cpu_s": cpu,
+        "server_cpu_ms_per_session": round(1000 * (cpu["server"] + cpu["postgres"]) / stats.sessions, 1)
+        if stats.sessions else None,
+        "load_average_1min": round(os.getloadavg()[0], 1),
+    }
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pg-url", default=os.environ.get("EMOSTUDY_TEST_POSTGRES_URL", DEFAULT_PG),
+                        help="a PostgreSQL database whose server may create another database (default: %(default)s)")
+    parser.add_argument("--only", choices=("pacing", "saturation"), help="run one phase")
+    parser.add_argument("--pacing-participants", type=int, default=500)
+    parser.add_argument("--levels", default="10,50,100", help="saturation levels (participants)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each saturation level")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    secret = uuid.uuid4().hex
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="emostudy-bench-") as tmp:
+        plan, set_dir = make_study_files(Path(tmp))
+        with BenchDatabase(args.pg_url) as database:
+            import_study(database.url, plan, set_dir, secret)
+            with Gunicorn(database.url, secret, args.workers, args.threads, Path(tmp) / "gunicorn.log") as server:
+                base = f"http://127.0.0.1:{server.port}"
+                config = {"workers": args.workers, "threads": args.threads, **machine()}
+                print(json.dumps({"config": config}), flush=True)
+                results.append({"config": config})
+                # warm-up (not counted): every worker imports, connects and compiles its statements
+                asyncio.run(run_phase(base, 2 * args.workers * args.threads, run="warm", pace=None, sessions=1,
+                                      seconds=60.0, ramp_s=0.5))
+                phases = []
+                if args.only in (None, "pacing"):
+                    n = args.pacing_participants
+                    phases.append(("pacing", n, dict(pace=(3.0, 5.0), sessions=1, seconds=150.0, ramp_s=5.0)))
+                if args.only in (None, "saturation"):
+                    for n in (int(x) for x in args.levels.split(",")):
+                        phases.append(("saturation", n, dict(pace=None, sessions=None, seconds=args.seconds,
+                                                             ramp_s=0.5)))
+                for k, (name, n, options) in enumerate(phases):
+                    before = stored_answers(database.url)
+                    cpu_before = cpu_snapshot(server.proc.pid, database.name)
+                    client_cpu = time.process_time()
+                    stats, elapsed = asyncio.run(run_phase(base, n, run=f"r{k}", **options))
+                    cpu = cpu_seconds(cpu_before, cpu_snapshot(server.proc.pid, database.name))
+                    cpu["client"] = round(time.process_time() - client_cpu, 2)
+                    result = summarize(name, n, stats, elapsed, database.url, before, cpu)
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 1 if any(r.get("lost") or r.get("duplicates") for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
