@@ -375,47 +375,51 @@ def prepare_crema(root: str | os.PathLike, out: str | os.PathLike, *, jobs: int 
     return result
 
 
-def _run_pool(todo, outdir, split_of, options, jobs, ctx, record) -> None:
-    """Run clips in worker processes; if a worker dies (a crash inside a decoder), the clip it was on is
-    reported as failed and a fresh pool takes the remaining clips."""
-    pending = list(todo)
-    while pending:
-        crashed: list[ClipSource] = []
+def _run_pool(todo, outdir, split_of, options, jobs, ctx, record, worker=_worker) -> None:
+    """Run clips in worker processes, at most 2 x jobs submitted at a time. If a worker dies (a crash
+    inside a decoder), the pool breaks and fails the clips then in flight: they are set aside, a fresh
+    pool takes the rest, and each set-aside clip is then run alone once; one that kills its solo
+    worker too is reported as failed."""
+    queue = list(reversed(todo))
+    suspects: list[ClipSource] = []
+    while queue:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
-            futures: dict[Future, ClipSource] = {
-                pool.submit(_worker, s, str(outdir), split_of[s.clip_id], options): s for s in pending}
-            pending = []
-            not_done = set(futures)
-            while not_done:
-                finished, not_done = wait(not_done, return_when=FIRST_COMPLETED)
+            inflight: dict[Future, ClipSource] = {}
+            broken = False
+            while (queue or inflight) and not broken:
+                while queue and len(inflight) < 2 * jobs:
+                    s = queue.pop()
+                    inflight[pool.submit(worker, s, str(outdir), split_of[s.clip_id], options)] = s
+                finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    src = futures[fut]
+                    s = inflight.pop(fut)
                     try:
                         info, why = fut.result()
                     except BrokenProcessPool:
-                        crashed.append(src)
+                        suspects.append(s)
+                        broken = True
                         continue
-                    record(src, info, why)
-        if crashed:
-            # A broken pool fails every unfinished future: the one that crashed cannot be told apart,
-            # so run each of them alone once; a clip that breaks a pool of one is reported.
-            if len(crashed) == 1:
-                record(crashed[0], None, "the worker process crashed while preparing this clip")
-            elif jobs == 1:
-                for s in crashed:
-                    _single_in_pool(s, outdir, split_of, options, ctx, record)
-            else:
-                jobs = 1
-                pending = crashed
+                    record(s, info, why)
+            if broken:
+                wait(list(inflight))
+                for fut, s in inflight.items():
+                    try:
+                        info, why = fut.result()
+                    except BrokenProcessPool:
+                        suspects.append(s)
+                        continue
+                    record(s, info, why)
+    for s in suspects:
+        _single_in_pool(s, outdir, split_of, options, ctx, record, worker)
 
 
-def _single_in_pool(src, outdir, split_of, options, ctx, record) -> None:
+def _single_in_pool(src, outdir, split_of, options, ctx, record, worker=_worker) -> None:
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker) as pool:
-        fut = pool.submit(_worker, src, str(outdir), split_of[src.clip_id], options)
+        fut = pool.submit(worker, src, str(outdir), split_of[src.clip_id], options)
         try:
             info, why = fut.result()
         except BrokenProcessPool:
-            info, why = None, "the worker process crashed while preparing this clip"
+            info, why = None, "the worker process crashed while preparing this clip (run alone, it crashed again)"
     record(src, info, why)
 
 

@@ -202,3 +202,33 @@ def test_prepare_cli(prepared, tmp_path):
     r = CliRunner().invoke(prepare_group, ["crema-d", "--root", str(root), "--out", str(tmp_path / "d"),
                                            "--size", "big"], obj={"console": Console(file=buf)})
     assert r.exit_code != 0 and "WIDTHxHEIGHT" in r.output
+
+
+def _crashing_worker(src, out, split, options):
+    """Stands in for the real worker in a spawned process: dies hard on one clip."""
+    import os
+
+    from generator.corpus import ClipInfo
+
+    if src.clip_id == "1002_IEO_HAP_HI":
+        os._exit(3)  # what a segfault in a decoder looks like to the pool
+    return ClipInfo(src.clip_id, src.actor, src.sentence, src.emotion, src.intensity, split, 1), ""
+
+
+def test_a_crashing_worker_fails_only_its_clip(prepared):
+    import multiprocessing
+
+    from generator.prepare import _run_pool, discover_crema
+
+    root, _, _, _ = prepared
+    sources, _ = discover_crema(root)
+    got: dict[str, str] = {}
+
+    def record(src, info, why):
+        got[src.clip_id] = "ok" if info is not None else why
+
+    _run_pool(sources, Path("unused"), {s.clip_id: "train" for s in sources}, PrepareOptions(), 2,
+              multiprocessing.get_context("spawn"), record, worker=_crashing_worker)
+    assert set(got) == {s.clip_id for s in sources}
+    assert got.pop("1002_IEO_HAP_HI").startswith("the worker process crashed")
+    assert set(got.values()) == {"ok"}
