@@ -136,8 +136,14 @@ def test_reload_resumes_at_first_unanswered(client, started):
     assert r.get_json()["error"]["missing"] == [3, 5, 6, 7, 8]
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_app(request):
+    """The app on SQLite, then on PostgreSQL (when EMOSTUDY_TEST_POSTGRES_URL is set)."""
+    return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
+
+
 @pytest.mark.slow
-def test_overlapping_saves_against_a_saturated_server(app, media_set, tmp_path):
+def test_overlapping_saves_against_a_saturated_server(any_app, media_set, tmp_path):
     """Clients fire every save 50 ms after the previous one without waiting, each save retried (same id)
     after a short client timeout, while other threads keep the server busy. Every acknowledged answer must
     be stored exactly once, with the values sent."""
@@ -146,6 +152,7 @@ def test_overlapping_saves_against_a_saturated_server(app, media_set, tmp_path):
 
     from studykit import TASK1, import_study, make_plan
 
+    app = any_app
     name = import_study(app, make_plan(media_set, TASK1, n_batches=2, quota=10, out=tmp_path / "p.json"), media_set)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     base = f"http://127.0.0.1:{server.server_port}"
