@@ -24,7 +24,9 @@ Per clip (:func:`prepare_clip`):
 The run (:func:`prepare_crema`) is parallel over clips (processes; ``jobs``), resumable (a clip whose
 ``clips/<id>.npz`` exists is not prepared again; its record is rebuilt from its name and file), shows a
 rich progress bar, and ends with ``index.jsonl`` plus ``prepare_report.json`` listing every failed clip
-and why. A failed clip never stops the run.
+and why. A failed clip never stops the run: errors are reported per clip, and with ``jobs`` >= 2 even a
+worker process that dies (e.g. inside a decoder) costs only its clip. ``jobs=1`` runs in this process
+(no process start-up; no protection against such a crash).
 
 Splits are speaker-independent: actors, not clips, are split 70/15/15 into train/val/test, by a seeded
 permutation of the sorted actor ids (deterministic for a seed), or as a given split file says (a CSV
