@@ -559,30 +559,36 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
     return summary
 
 
-MAX_CRASHES = 2  # an item in flight when a worker process died this many times is given up
-
-
 def _run_pool(todo: Sequence[PlannedItem], n_workers: int, spec: RendererSpec,
               factory: Callable[..., Any] | None, out: Path, record: Callable[..., None],
               advance: Callable[[], None]) -> None:
-    """Make items in ``n_workers`` spawned processes, each with its own renderer. A worker that dies
-    (a crash in native code) breaks the pool: the items then in flight are queued again in a new pool,
-    and one that was in flight at ``MAX_CRASHES`` deaths is recorded as failed."""
+    """Make items in ``n_workers`` spawned processes, each with its own renderer.
+
+    A worker that dies (a crash in native code) breaks the pool and every item then in flight. Those
+    items become suspects: in a new pool each is retried alone, and one that kills a worker while
+    alone is recorded as failed; the others go on."""
     import multiprocessing as mp
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
-    queue = list(todo)
-    crashes: dict[str, int] = {}
-    while queue:
+    queue, suspects = list(todo), []
+    while queue or suspects:
         crashed: list[PlannedItem] = []
+        isolated = False
         with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init,
                                  initargs=(spec, factory, str(out))) as pool:
             pending: dict[Future, PlannedItem] = {}
-            while (queue or pending) and not crashed:
-                while queue and len(pending) < 2 * n_workers:  # a short queue: a kill loses little
-                    it = queue.pop(0)
-                    pending[pool.submit(_worker_make, it)] = it
+            while (queue or suspects or pending) and not crashed:
+                if suspects:
+                    if not pending:  # one suspect at a time, nothing else in flight
+                        it = suspects.pop(0)
+                        pending[pool.submit(_worker_make, it)] = it
+                        isolated = True
+                else:
+                    isolated = False
+                    while queue and len(pending) < 2 * n_workers:  # a short queue: a kill loses little
+                        it = queue.pop(0)
+                        pending[pool.submit(_worker_make, it)] = it
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     it = pending.pop(fut)
@@ -594,14 +600,12 @@ def _run_pool(todo: Sequence[PlannedItem], n_workers: int, spec: RendererSpec,
                     record(*result)
                     advance()
             crashed += pending.values()
-        for it in reversed(crashed):
-            crashes[it.stimulus_id] = crashes.get(it.stimulus_id, 0) + 1
-            if crashes[it.stimulus_id] >= MAX_CRASHES:
-                record(it.stimulus_id, None, f"a worker process died {MAX_CRASHES} times while making this "
-                                             "item (a crash in native code?); try it alone with --workers 1")
-                advance()
-            else:
-                queue.insert(0, it)
+        if isolated and len(crashed) == 1:
+            record(crashed[0].stimulus_id, None, "the worker process died while making this item alone (a "
+                                                 "crash in native code?); try it with --workers 1 to see why")
+            advance()
+        else:
+            suspects = crashed + suspects
 
 
 def _make_batch(batch: Sequence[PlannedItem], renderer: Any, spec: RendererSpec, out: Path

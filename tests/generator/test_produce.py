@@ -445,5 +445,5 @@ def test_a_crashing_worker_fails_its_item_only(tmp_path, pools):
     summary = produce(items, tmp_path / "set", RendererSpec("fake"), workers=2, renderer_factory=crash_factory)
     assert (summary.produced, summary.failed) == (3, 1)
     (failure,) = summary.failures
-    assert Path(failure["face"]).name == "crash.png" and "worker process died 2 times" in failure["reason"]
+    assert Path(failure["face"]).name == "crash.png" and "died while making this item alone" in failure["reason"]
     assert len(load_manifest(tmp_path / "set")) == 3
