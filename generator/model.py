@@ -40,7 +40,7 @@ FAKE_CLASS = 6  # index of "fake" in the emotion discriminator's 7 classes
 class GeneratorConfig:
     """Sizes of the generator. The defaults are the paper's (the layout of the released weights)."""
 
-    image_size: int = 128  # square frames; must be a multiple of 32 (five stride-2 blocks)
+    image_size: int = 128  # square frames; a multiple of 32 (five stride-2 blocks), at least 64
     speech_channels: tuple[int, ...] = (64, 128, 256, 512)
     speech_kernels: tuple[int, ...] = (63, 31, 17, 9)
     speech_strides: tuple[int, ...] = (4, 4, 2, 2)  # total 64 samples -> 125 vectors/s at 8 kHz
@@ -60,8 +60,9 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         if len(self.filters) != 5:
             raise ValueError(f"filters must have 5 entries (five encoder blocks), got {self.filters}")
-        if self.image_size % 32 or self.image_size < 32:
-            raise ValueError(f"image_size must be a multiple of 32, got {self.image_size}")
+        if self.image_size % 32 or self.image_size < 64:
+            # 64 is the least: the 4th-stage reflection padding needs a bottleneck of at least 2x2
+            raise ValueError(f"image_size must be a multiple of 32 and at least 64, got {self.image_size}")
         n = len(self.speech_channels)
         if not (len(self.speech_kernels) == len(self.speech_strides) == n):
             raise ValueError("speech_channels, speech_kernels and speech_strides need the same length")
@@ -312,7 +313,8 @@ class Decoder(nn.Module):
         return out
 
     def forward_fast(self, z: torch.Tensor, terms: list[torch.Tensor],
-                     state: tuple[torch.Tensor, torch.Tensor] | None = None
+                     state: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     memory_format: torch.memory_format = torch.contiguous_format
                      ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Decode frames (B, n, latent) given the clip's ``skip_terms`` and the ConvLSTM state.
 
@@ -321,7 +323,7 @@ class Decoder(nn.Module):
         """
         b, n = z.shape[:2]
         f, s = self.cfg.filters, self.cfg.bottleneck
-        h = self.fc_1(z).reshape(b * n, f[4], s, s)
+        h = self.fc_1(z).reshape(b * n, f[4], s, s).contiguous(memory_format=memory_format)
         for i, name in enumerate(("conv_1", "conv_2", "conv_3", "conv_4", "conv_5")):
             term = terms[i]
             if name == "conv_4":
@@ -385,10 +387,12 @@ class Generator(nn.Module):
         return start, end, torch.stack(noise, dim=1)  # noise (B, T, noise_dim)
 
     def encode(self, image: torch.Tensor, audio: torch.Tensor, emotion: torch.Tensor,
-               generator: torch.Generator | None = None, *, with_terms: bool = True) -> Codes:
+               generator: torch.Generator | None = None, *, with_terms: bool = True,
+               noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Codes:
         """Per-clip work: speech, noise, emotion and image codes, and the decoder's skip terms.
 
         image (B, 3, S, S) BGR in [-1, 1]; audio (B, L) 8 kHz; emotion (B, 6) non-negative.
+        ``noise`` (context start, context end, per-frame noise) replaces the draws from ``generator``.
         """
         cfg = self.cfg
         b, n_samples = audio.shape
@@ -400,7 +404,9 @@ class Generator(nn.Module):
             raise ValueError(f"speech of {n_samples} samples is too short: at least "
                              f"{self.speech_encoder.min_samples()} samples are needed")
         t = self.n_frames(n_samples)
-        start, end, noise = self.draw_noise(b, t, generator)
+        start, end, noise = self.draw_noise(b, t, generator) if noise is None else noise
+        if noise.shape != (b, t, cfg.noise_dim):
+            raise ValueError(f"noise must be ({b}, {t}, {cfg.noise_dim}), got {tuple(noise.shape)}")
         dev, dt = audio.device, audio.dtype
         z_speech = self.speech_rnn(self.speech_encoder(audio, start.to(dev, dt), end.to(dev, dt)))[0]  # (B, T, 512)
         emo_h = self.emotion_rnn(z_speech)[0]
