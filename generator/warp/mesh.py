@@ -57,10 +57,15 @@ class FaceMesh:
         border = np.unique(np.array(border), axis=0)
         self.vertices = np.vstack([lm, forehead, border])  # (V, 2)
         self.n_head = 68 + len(forehead)  # vertices that follow the head
-        self.triangles = Delaunay(self.vertices, qhull_options="QJ").simplices.astype(np.int64)
+        tris = Delaunay(self.vertices, qhull_options="QJ").simplices.astype(np.int64)
+        # Joggling leaves zero-area slivers along the (collinear) border points; those never move.
+        p = self.vertices[tris]
+        e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+        sliver = (np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) < 1e-6) & (tris >= self.n_head).all(1)
+        self.triangles = tris[~sliver]
         ys, xs = np.mgrid[0:h, 0:w]
-        self._gx = xs.ravel().astype(np.float32)
-        self._gy = ys.ravel().astype(np.float32)
+        self._gx = xs.astype(np.float32)
+        self._gy = ys.astype(np.float32)
         self._src = self.vertices[self.triangles]  # (F, 3, 2) base corners
 
     def output_vertices(self, landmark_disp: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
@@ -74,6 +79,10 @@ class FaceMesh:
 
     def source_map(self, landmark_disp: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
         """(H, W, 2) float32: for each output pixel, the base-image position to sample."""
+        sx, sy = self._source_xy(landmark_disp, head)
+        return np.stack([sx, sy], axis=-1)
+
+    def _source_xy(self, landmark_disp: np.ndarray, head: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 
         w, h = self.size
@@ -89,14 +98,15 @@ class FaceMesh:
         corners = np.round(dst * (1 << _SHIFT)).astype(np.int32)
         for i in np.flatnonzero(ok)[np.argsort(area[ok], kind="stable")]:
             cv2.fillConvexPoly(labels, corners[i], int(i), lineType=cv2.LINE_8, shift=_SHIFT)
-        lab = labels.ravel()
-        a = affine.astype(np.float32)[np.maximum(lab, 0)]  # (P, 2, 3)
-        sx = a[:, 0, 0] * self._gx + a[:, 0, 1] * self._gy + a[:, 0, 2]
-        sy = a[:, 1, 0] * self._gx + a[:, 1, 1] * self._gy + a[:, 1, 2]
-        missing = lab < 0  # not expected: the fixed border points enclose the frame
+        missing = labels < 0  # not expected: the fixed border points enclose the frame
         if missing.any():
-            sx[missing], sy[missing] = self._gx[missing], self._gy[missing]
-        return np.stack([sx, sy], axis=1).reshape(h, w, 2)
+            labels[missing] = len(dst)
+        # One identity map appended for missing pixels; 6 coefficient rows gathered per pixel.
+        coef = np.vstack([affine.reshape(-1, 6), [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]]).T.astype(np.float32)
+        c = coef[:, labels]  # (6, H, W)
+        sx = c[0] * self._gx + c[1] * self._gy + c[2]
+        sy = c[3] * self._gx + c[4] * self._gy + c[5]
+        return sx, sy
 
     def warp(self, image: np.ndarray, landmark_disp: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
         """The base ``image`` warped so that its landmarks move by ``landmark_disp`` (then ``head``)."""
@@ -104,5 +114,5 @@ class FaceMesh:
 
         if head is None and not np.any(landmark_disp):
             return image.copy()
-        s = self.source_map(landmark_disp, head)
-        return cv2.remap(image, s[..., 0], s[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        sx, sy = self._source_xy(landmark_disp, head)
+        return cv2.remap(image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
