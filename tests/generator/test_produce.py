@@ -447,3 +447,40 @@ def test_a_crashing_worker_fails_its_item_only(tmp_path, pools):
     (failure,) = summary.failures
     assert Path(failure["face"]).name == "crash.png" and "died while making this item alone" in failure["reason"]
     assert len(load_manifest(tmp_path / "set")) == 3
+
+
+def write_stereo_m4a(path: Path, seconds: float = 0.8, rate: int = 48000) -> Path:
+    """Stereo AAC in an .m4a at 48 kHz (a phone recording's format), written with PyAV."""
+    import av
+
+    t = np.arange(int(seconds * rate)) / rate
+    left = 0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+    stereo = np.stack([left, 0.5 * left]).astype(np.float32)
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("aac", rate=rate)
+        s.layout = "stereo"
+        for start in range(0, stereo.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(stereo[:, start:start + 1024]), format="fltp",
+                                               layout="stereo")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+def test_speech_in_another_format_and_rate(tmp_path, pools):
+    faces, _ = pools
+    speech = write_stereo_m4a(tmp_path / "1001_ITS_FEA_MD.m4a")
+    items = plan_items(plan_jobs(DesignOptions("matched", faces=(str(faces / "alice.png"),), speech=(str(speech),))),
+                       RendererSpec("fake"), 0)
+    summary = produce(items, tmp_path / "set", RendererSpec("fake"), workers=1, renderer_factory=fake_factory)
+    assert summary.produced == 1
+    (s,) = load_manifest(tmp_path / "set")
+    info = av_check(tmp_path / "set" / s.media)
+    assert info["arate"] == 44100 and info["acodec"] == "aac" and abs(info["vdur"] - info["adur"]) <= 1 / 25
+    assert s.audio_emotion == s.visual_emotion == "fear" and s.sentence == "ITS"
+    assert s.extra["speech_intensity"] == "MD"
+    # AAC decoding keeps the encoder's priming/padding samples (up to ~2 x 1024 at 48 kHz): +1 frame at most
+    assert info["frames"] in (20, 21)
