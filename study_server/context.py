@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from study_server.errors import NotFound
 from study_server.models import Assignment, Item, Study, StudyStimulus
-from study_server.studies import PlanView, _plan_view
+from study_server.studies import PlanView, parse_plan
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -83,7 +83,7 @@ def load(session: Session, token: str) -> Ctx:
     plan = cache.plans.get(key)
     if plan is None:
         plan_json = session.scalar(select(Study.plan_json).where(Study.id == assignment.study_id))
-        plan = cache.plans[key] = _plan_view(plan_sha, plan_json)
+        plan = cache.plans[key] = parse_plan(plan_sha, plan_json)
     batch = cache.batches.get((assignment.batch_id, plan_sha))
     if batch is None:
         rows = session.execute(

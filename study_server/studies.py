@@ -101,7 +101,7 @@ class PlanView:
 
 
 @lru_cache(maxsize=64)
-def _plan_view(plan_sha256: str, plan_json: str) -> PlanView:
+def parse_plan(plan_sha256: str, plan_json: str) -> PlanView:
     plan = json.loads(plan_json)
     questions = tuple(plan["questions"])
     return PlanView(plan=plan, questions=questions, question_by_id={q["id"]: q for q in questions},
@@ -109,5 +109,5 @@ def _plan_view(plan_sha256: str, plan_json: str) -> PlanView:
 
 
 def plan_view(study: Study) -> PlanView:
-    """The parsed plan of ``study`` (cached: plans never change after import)."""
-    return _plan_view(study.plan_sha256, study.plan_json)
+    """The parsed plan of ``study`` (cached by sha256: plans never change after import)."""
+    return parse_plan(study.plan_sha256, study.plan_json)

@@ -11,12 +11,14 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from study_server import assignment as assign
+from study_server.api import completion_for
 from study_server.context import load
 from study_server.errors import ApiError
 from study_server.extensions import db
 from study_server.media import check_signature, resolve_slot, send_media
 from study_server.models import FINISHED
 from study_server.platforms import parse_arrival
+from study_server.studies import plan_view
 
 bp = Blueprint("participant", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/participant")
@@ -38,7 +40,7 @@ def arrive(study: str):
     arrival = parse_arrival(request.args, mturk_submit_hosts=tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
     if arrival.preview:
         s = assign.get_study(db.session, study)
-        plan_study = _plan_study(s)
+        plan_study = plan_view(s).study
         db.session.rollback()
         return render_template("participant/ad.html", title=s.title, description=plan_study.get("description", ""),
                                open=s.status == "open")
@@ -46,12 +48,6 @@ def arrive(study: str):
                                  timeout_s=float(current_app.config["ASSIGNMENT_TIMEOUT_S"]),
                                  user_agent=request.user_agent.string)
     return redirect(url_for("participant.study_page", token=allocation.assignment.token), code=302)
-
-
-def _plan_study(study) -> dict:  # noqa: ANN001
-    from study_server.studies import plan_view
-
-    return plan_view(study).study
 
 
 @bp.get("/a/<token>")
@@ -74,8 +70,6 @@ def study_page(token: str):
 
 @bp.get("/a/<token>/done")
 def done_page(token: str):
-    from study_server.api import completion_for
-
     ctx = load(db.session, token)
     action = completion_for(ctx)
     if action is None:
