@@ -126,3 +126,18 @@ def test_bad_text_voice_emotion():
         synthesize(SENTENCE, voice="no-such-voice-xx")
     with pytest.raises(InputError, match="unknown emotion"):
         synthesize_emotion(SENTENCE, "boredom")
+
+
+def _child_synth(emotion):
+    return synthesize_emotion(SENTENCE, emotion)[0]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_processes_get_the_same_samples(method):
+    import multiprocessing as mp
+
+    here = [synthesize_emotion(SENTENCE, e)[0] for e in ("anger", "sadness")]  # parent initialised first
+    with mp.get_context(method).Pool(2) as pool:
+        there = pool.map(_child_synth, ["anger", "sadness"])
+    for a, b in zip(here, there):
+        np.testing.assert_array_equal(a, b)
