@@ -192,6 +192,8 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
     thread.start()
     base = f"http://127.0.0.1:{server.server_port}"
     secret = app.config["SECRET_KEY"]
+    # Each simulation run has new participants (lab ids derive from the seed), deterministically.
+    runs_before = sum(1 for k in Pipeline(paths, echo).state if k.startswith("export-task1-"))
     run = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     emo = _emostudy()
     reports = []
@@ -201,8 +203,10 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
             study = f"demo-{task}"
             with Progress() as progress:
                 bar = progress.add_task(f"simulated participants ({study})", total=n)
+                questions = json.loads((paths.plans / f"{task}.json").read_text())["questions"]
                 rep = simulate(base, study, n, manifest_rows=rows, secret_key=secret, model=ResponseModel(),
-                               seed=seed * 1000 + int(time.time()) % 1000, on_done=lambda: progress.advance(bar))
+                               plan_questions=questions,
+                               seed=seed * 1000 + runs_before, on_done=lambda: progress.advance(bar))
             echo(f"  {study}: {rep.completed} of {rep.participants} simulated participants completed "
                  f"({rep.careless} careless), {rep.answers_acknowledged} answers acknowledged"
                  + (f"; {len(rep.refused)} turned away (e.g. {rep.refused[0]})" if rep.refused else ""))
@@ -227,9 +231,8 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
 def serve_forever(app: Any, host: str, port: int, password: str, echo: Callable[[str], None]) -> None:
     from werkzeug.serving import make_server
 
-    port = _free_port(host, port)
-    server = make_server(host, port, app, threaded=True)
-    base = f"http://{host}:{port}"
+    server = make_server(host, _free_port(host, port), app, threaded=True)
+    base = f"http://{host}:{server.server_port}"
     echo("")
     echo("The study server is running (Ctrl-C stops it):")
     echo(f"  Task 1 participant link:  {base}/s/demo-task1")

@@ -144,7 +144,8 @@ def _careless(questions: list[dict[str, Any]], rng: random.Random) -> dict[str, 
 
 
 def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, dict[str, Any]], secret_key: str,
-                    model: ResponseModel, seed: int) -> tuple[int, bool, bool]:
+                    model: ResponseModel, seed: int, plan_questions: list[dict[str, Any]] | None = None
+                    ) -> tuple[int, bool, bool]:
     """One whole session. Returns (answers acknowledged, completed, careless)."""
     from study_server.audio_check import expected_word
 
@@ -160,6 +161,9 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
         if not res.get("passed"):
             raise RuntimeError(f"simulated participant {index}: audio check refused")
     questions = state["questions"]
+    if plan_questions:  # the plan knows the realness scores, which the page does not send
+        by_id = {q["id"]: q for q in plan_questions}
+        questions = [by_id.get(q["id"], q) for q in questions]
     task = state["study"]["task"]
     seen: dict[str, dict[str, Any]] = {}
     acked = 0
@@ -191,16 +195,21 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
 
 
 def simulate(base_url: str, study: str, n: int, *, manifest_rows: list[dict[str, Any]], secret_key: str,
+             plan_questions: list[dict[str, Any]] | None = None,
              model: ResponseModel = ResponseModel(), seed: int = 0, workers: int = 4,
              on_done: Callable[[], None] | None = None) -> SimulationReport:
-    """Send ``n`` simulated participants through ``study`` on the server at ``base_url``."""
+    """Send ``n`` simulated participants through ``study`` on the server at ``base_url``.
+
+    ``plan_questions`` (the plan's ``questions``) give the realness scores of the options; without them a
+    scale answer falls back to the first option."""
     by_sha = {r["sha256"]: r for r in manifest_rows}
     http = _Http(base_url)
     report = SimulationReport()
 
     def one(i: int) -> tuple[int, bool, bool] | str:
         try:
-            return run_participant(http, study, i, by_sha=by_sha, secret_key=secret_key, model=model, seed=seed)
+            return run_participant(http, study, i, by_sha=by_sha, secret_key=secret_key, model=model, seed=seed,
+                                   plan_questions=plan_questions)
         except RuntimeError as exc:
             return str(exc)
         finally:
