@@ -411,21 +411,40 @@ class _Recorder:
         self.failures_path = out / f"failures{sfx}.jsonl"
         self.name, self.description, self.save_every_s = name, description, save_every_s
         self.rows: dict[str, dict[str, Any]] = {}
+        self.known: dict[str, dict[str, Any]] = {}
         self._last_save = 0.0
         self._dirty = False
 
     def load(self) -> None:
-        """Earlier rows whose media still match their sha256 (others are dropped and remade)."""
-        found: dict[str, dict[str, Any]] = {}
-        for row in _read_rows(self.manifest_path) + _read_journal(self.journal_path):
-            found[row["stimulus_id"]] = row
-        for sid, row in found.items():
+        """Earlier rows whose media still match their sha256 (others are dropped and remade): this
+        run's own files give the rows it keeps; every manifest and journal in the folder (other shards,
+        an unsharded run) tells what is already made."""
+        own = {r["stimulus_id"]: r for r in _read_rows(self.manifest_path) + _read_journal(self.journal_path)}
+        others: dict[str, dict[str, Any]] = {}
+        for path in sorted(self.out.glob("manifest*.json")) + sorted(self.out.glob("journal*.jsonl")):
+            if path not in (self.manifest_path, self.journal_path):
+                for r in (_read_journal(path) if path.suffix == ".jsonl" else _read_rows(path)):
+                    others.setdefault(r["stimulus_id"], r)
+        checked: dict[Path, str] = {}
+
+        def verified(row: dict[str, Any]) -> bool:
             media = self.out / row["media"]
-            if media.is_file() and sha256_file(media) == row["sha256"]:
-                self.rows[sid] = row
+            if media not in checked:
+                checked[media] = sha256_file(media) if media.is_file() else ""
+            return checked[media] == row["sha256"]
+
+        self.rows = {sid: r for sid, r in own.items() if verified(r)}
+        self.known = {sid: r for sid, r in others.items() if sid not in self.rows and verified(r)}
 
     def done(self, sid: str) -> bool:
-        return sid in self.rows
+        """Made already (here or by another run in the folder); the row becomes this run's too."""
+        if sid in self.rows:
+            return True
+        if sid in self.known:
+            self.rows[sid] = self.known.pop(sid)
+            self._dirty = True
+            return True
+        return False
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows[row["stimulus_id"]] = row

@@ -484,3 +484,20 @@ def test_speech_in_another_format_and_rate(tmp_path, pools):
     assert s.extra["speech_intensity"] == "MD"
     # AAC decoding keeps the encoder's priming/padding samples (up to ~2 x 1024 at 48 kHz): +1 frame at most
     assert info["frames"] in (20, 21)
+
+
+def test_shards_in_one_folder_then_an_unsharded_run_makes_nothing_again(tmp_path, pools):
+    faces, speech = pools
+    jobs = plan_jobs(DesignOptions("matched", faces=(str(faces / "alice.png"),), speech=(str(speech),)))
+    spec = RendererSpec("fake")
+    out = tmp_path / "set"
+    for i in range(2):
+        produce(plan_items(jobs, spec, 3, shard=(i, 2)), out, spec, shard=(i, 2), workers=1,
+                renderer_factory=fake_factory, name="s")
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "media").iterdir()}
+    whole = produce(plan_items(jobs, spec, 3), out, spec, workers=1, renderer_factory=fake_factory, name="s")
+    assert (whole.produced, whole.skipped) == (0, 6)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "media").iterdir()} == stamps
+    unsharded = (out / "manifest.json").read_bytes()
+    assert len(load_manifest(out)) == 6
+    assert merge_shards(out, name="s").read_bytes() == unsharded
