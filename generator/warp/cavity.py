@@ -5,7 +5,7 @@ Warping alone would fill a newly opened mouth with stretched lip skin. Wherever 
 the photo, we paint the opening: a dark red-brown cavity (the photo's lip colour, darkened; darker
 towards the bottom, where tongue and throat are in shadow), a soft-edged upper-teeth band hanging
 from the upper lip and a fainter lower one, both fading towards the corners. Opacity ramps in with the
-extra opening (fully painted from 2.4 px), drawing is anti-aliased at 1/4 px and limited to the
+extra opening (see :func:`paint_mouth`), drawing is anti-aliased at 1/4 px and limited to the
 mouth's bounding box.
 """
 
@@ -77,7 +77,12 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, lip_rgb: n
     ``base_gap`` is the photo's own inner-lip gap; ``unit`` the eye distance in pixels."""
     lm = np.asarray(lm68, dtype=np.float64)
     gap = inner_gap(lm)
-    alpha = float(np.clip((gap - base_gap - 0.4) / 2.0, 0.0, 1.0))
+    # Paint when the lips have parted beyond the photo's own opening: by > 0.4 px (fully from 2.4 px),
+    # and by more than 1.3x (fully from 2x), so that a photo with an open mouth keeps its own teeth
+    # and mouth interior, warped, in small openings.
+    extra = float(np.clip((gap - base_gap - 0.4) / 2.0, 0.0, 1.0))
+    stretch = float(np.clip((gap / max(base_gap, 0.5) - 1.3) / 0.7, 0.0, 1.0))
+    alpha = min(extra, stretch)
     if alpha <= 0.0:
         return frame
     h, w = frame.shape[:2]

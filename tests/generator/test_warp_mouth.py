@@ -107,3 +107,27 @@ def test_front_and_back_vowels_spread_and_round():
     first, second = slice(5, 20), slice(30, 45)
     assert track.spreading[first].mean() > 0.2 > track.spreading[second].mean()
     assert track.rounding[second].mean() > 0.2 > track.rounding[first].mean()
+
+
+def test_cavity_is_painted_only_where_the_lips_parted():
+    from generator.align import template
+    from generator.warp.cavity import paint_mouth
+
+    lm = template((128, 128)).astype(np.float64)
+    lm[[65, 66, 67], 1] = lm[[63, 62, 61], 1]  # a closed mouth: inner lips touch
+    skin = np.full((128, 128, 3), 200, np.uint8)
+    lips = np.array([170.0, 90.0, 90.0])
+    closed = paint_mouth(skin.copy(), lm, inner_gap(lm), lips, 40.0)
+    np.testing.assert_array_equal(closed, skin)
+    opened = lm.copy()
+    opened[[65, 66, 67, 56, 57, 58], 1] += 8.0
+    frame = paint_mouth(skin.copy(), opened, inner_gap(lm), lips, 40.0)
+    inside = frame[int(opened[62, 1]) + 4:int(opened[66, 1]) - 1, 60:68].astype(float)
+    assert inside.mean() < 100 and (inside[..., 0] >= inside[..., 2]).all()  # dark, reddish
+    assert np.array_equal(frame[:60], skin[:60]) and np.array_equal(frame[105:], skin[105:])
+    # A photo whose mouth is already open by 6 px keeps its own interior for a 1.2x opening.
+    wide = lm.copy()
+    wide[[65, 66, 67], 1] += 6.0
+    wider = wide.copy()
+    wider[[65, 66, 67], 1] += 1.2
+    np.testing.assert_array_equal(paint_mouth(skin.copy(), wider, inner_gap(wide), lips, 40.0), skin)
