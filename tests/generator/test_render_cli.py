@@ -63,6 +63,13 @@ def test_render_writes_a_playable_mp4(files):
     assert summary["parameters"]["emotion_vector"] == [0.0, 0.0, 0.0, 0.7, 0.3, 0.0]
     frames, fps = read_video(out)
     assert frames.shape == (25, 128, 128, 3) and fps == pytest.approx(25.0)
+    # RGB all the way: the decoded first frame looks like the aligned photo, channel by channel.
+    from generator.warp.renderer import WarpRenderer
+
+    aligned = WarpRenderer().prepare(np.asarray(Image.open(files / "face.jpg")), 128).image.astype(float)
+    same = np.abs(frames[0].astype(float) - aligned).mean()
+    swapped = np.abs(frames[0][..., ::-1].astype(float) - aligned).mean()
+    assert same < 15.0 and same < 0.5 * swapped  # (H.264 at crf 18 on a wrinkled face: ~9 grey levels)
     import av
 
     with av.open(str(out)) as c:
