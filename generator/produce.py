@@ -131,9 +131,10 @@ class RendererSpec:
 
 
 def stimulus_id(job: Job, key: dict[str, Any], spec: RendererSpec, seed: int, renderer_id: dict[str, Any]) -> str:
-    what = {"format": FORMAT_VERSION, "job": key, "source": spec.source_label()}
+    # A ground-truth item is the recording itself: the same id whatever renderer the run uses.
+    what: dict[str, Any] = {"format": FORMAT_VERSION, "job": key, "source": "GT"}
     if job.kind == "render":
-        what.update(renderer=renderer_id, seed=seed)
+        what.update(source=spec.source_label(), renderer=renderer_id, seed=seed)
     return _digest(what)[:ID_LENGTH]
 
 

@@ -501,3 +501,12 @@ def test_shards_in_one_folder_then_an_unsharded_run_makes_nothing_again(tmp_path
     unsharded = (out / "manifest.json").read_bytes()
     assert len(load_manifest(out)) == 6
     assert merge_shards(out, name="s").read_bytes() == unsharded
+
+
+def test_ground_truth_ids_do_not_depend_on_the_renderer(recordings):
+    jobs = plan_jobs(DesignOptions("matched", recordings=(str(recordings),), with_gt=True))
+    warp = plan_items(jobs, RendererSpec("warp"), 1)
+    lips = plan_items(jobs, RendererSpec("warp", {"components": ("mouth", "life")}, source="LIPS"), 2)
+    gt = lambda items: {it.stimulus_id for it in items if it.job.kind == "gt"}  # noqa: E731
+    assert len(gt(warp)) == 24 and gt(warp) == gt(lips)
+    assert not {it.stimulus_id for it in warp if it.job.kind == "render"} & {it.stimulus_id for it in lips}
