@@ -39,9 +39,10 @@ def unbiased_hit_rates(data: pd.DataFrame, *, truth: str = "visual_emotion", ans
     frames = []
     for g, d in groups:
         parts = pd.unique(d[subject])
-        p_code = pd.Categorical(d[subject], categories=parts).codes
-        t_code = pd.Categorical(d[truth], categories=labels).codes
-        a_code = pd.Categorical(d[answer], categories=labels).codes
+        # int64: categorical codes are int8 for < 128 categories, and p_code * n_l would overflow.
+        p_code = pd.Categorical(d[subject], categories=parts).codes.astype(np.int64)
+        t_code = pd.Categorical(d[truth], categories=labels).codes.astype(np.int64)
+        a_code = pd.Categorical(d[answer], categories=labels).codes.astype(np.int64)
         n_p, n_l = len(parts), len(labels)
         n_total = np.bincount(p_code, minlength=n_p)
 

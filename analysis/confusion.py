@@ -60,7 +60,7 @@ def confusion_matrix(data: pd.DataFrame, *, truth: str = "visual_emotion", answe
         a = pd.Categorical(sub[answer], categories=labels)
         ok = ~(pd.isna(t) | pd.isna(a))
         k = len(labels)
-        counts = np.bincount(t.codes[ok] * k + a.codes[ok], minlength=k * k).reshape(k, k)
+        counts = np.bincount(t.codes[ok].astype(np.int64) * k + a.codes[ok], minlength=k * k).reshape(k, k)
         row = counts.sum(axis=1)
         col = counts.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
