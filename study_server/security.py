@@ -134,20 +134,39 @@ def content_security_policy(nonce: str, config) -> str:
     return "; ".join(directives)
 
 
+@dataclass(frozen=True)
+class _Headers:
+    """The response headers, built once per app from its config (only the CSP nonce changes per request)."""
+
+    csp_head: str
+    csp_tail: str
+    static: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def build(cls, config) -> "_Headers":
+        csp = content_security_policy("\0", config)
+        head, tail = csp.split("\0")
+        static = [("X-Content-Type-Options", "nosniff"),
+                  # Signed media URLs must not travel to other sites in a Referer.
+                  ("Referrer-Policy", "same-origin"),
+                  ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
+                  ("Cross-Origin-Resource-Policy", "same-origin")]
+        if (config.get("FRAME_ANCESTORS") or DEFAULT_FRAME_ANCESTORS).strip() == "'self'":
+            static.append(("X-Frame-Options", "SAMEORIGIN"))  # old browsers without frame-ancestors
+        return cls(head, tail, tuple(static))
+
+
 def _set_headers(response: Response) -> Response:
-    config = current_app.config
+    built: _Headers = current_app.extensions["emostudy_security_headers"]
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", content_security_policy(csp_nonce(), config))
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    # Signed media URLs must not travel to other sites in a Referer.
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
-    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
-    if (config.get("FRAME_ANCESTORS") or DEFAULT_FRAME_ANCESTORS).strip() == "'self'":
-        headers.setdefault("X-Frame-Options", "SAMEORIGIN")  # old browsers without frame-ancestors
+    if "Content-Security-Policy" not in headers:
+        headers["Content-Security-Policy"] = built.csp_head + csp_nonce() + built.csp_tail
+    for name, value in built.static:
+        if name not in headers:
+            headers[name] = value
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    if request.blueprint in ("admin",) or request.path.startswith("/admin"):
+    if request.blueprint == "admin":
         headers.setdefault("Cache-Control", "no-store")
     return response
 
@@ -218,6 +237,7 @@ def init_app(app: Flask) -> None:
         Limit.parse(app.config.get(name, default), name)  # fail at start-up, not on the first request
     _configure_cookies(app)
     app.extensions["emostudy_rate_limiter"] = RateLimiter()
+    app.extensions["emostudy_security_headers"] = _Headers.build(app.config)
     app.jinja_env.globals["csp_nonce"] = csp_nonce
     app.before_request(_rate_limit)
     app.after_request(_set_headers)
