@@ -453,10 +453,12 @@ def new_run_dir(run_dir: str | os.PathLike) -> Path:
 
 
 def train(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False, until_step: int | None = None,
-          console=None, progress: bool = True, on_step: Callable[[dict], None] | None = None) -> Path:
+          console=None, progress: bool = True, on_step: Callable[[dict], None] | None = None,
+          allow_existing: bool = False) -> Path:
     """Run (or continue, ``resume=True``) the training in ``run_dir``; returns the last checkpoint path.
 
     ``until_step`` stops early (for tests and time-boxed runs); the run can be resumed later.
+    ``allow_existing`` is for a caller that made ``run_dir`` itself (e.g. with a corpus inside).
     """
     dist = setup_distributed(cfg.device)
     try:
@@ -466,10 +468,16 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
             last = run / "checkpoints" / "last.pt"
             data = read_checkpoint(last)
             cfg = TrainConfig.from_dict(data["train_config"]) if data.get("train_config") else cfg
-        elif dist.main:
-            new_run_dir(run)
+        elif dist.main and not allow_existing and run.exists() and any(run.iterdir()):
+            new_run_dir(run)  # raises RunFolderExists before any work
+        trainer = Trainer(cfg, dist=dist)  # checks the corpus and the VGG-19 file first
+        if not resume and dist.main:
+            if allow_existing:
+                (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+                (run / "samples").mkdir(exist_ok=True)
+            else:
+                new_run_dir(run)
             (run / "options.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
-        trainer = Trainer(cfg, dist=dist)
         if data is not None:
             trainer.load_state(data)
         end = cfg.total_steps if until_step is None else min(until_step, cfg.total_steps)
