@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from study_server.errors import NotFound
@@ -19,6 +19,9 @@ from study_server.models import Assignment, Item, Study, StudyStimulus
 from study_server.studies import PlanView, parse_plan
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# Built once: SQLAlchemy memoizes a statement's cache key, and this one runs on every participant request.
+_BY_TOKEN = (select(Assignment, Study.name, Study.plan_sha256, Study.set_root)
+             .join(Study, Study.id == Assignment.study_id).where(Assignment.token == bindparam("token")))
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,7 @@ def load(session: Session, token: str) -> Ctx:
     if not isinstance(token, str) or not _TOKEN_RE.match(token):
         raise NotFound("assignment_not_found", "this study link is not valid; open the study again from "
                        "the page that sent you here")
-    row = session.execute(
-        select(Assignment, Study.name, Study.plan_sha256, Study.set_root)
-        .join(Study, Study.id == Assignment.study_id).where(Assignment.token == token)).first()
+    row = session.execute(_BY_TOKEN, {"token": token}).first()
     if row is None:
         raise NotFound("assignment_not_found", "this study link is not valid; open the study again from "
                        "the page that sent you here")
