@@ -48,7 +48,7 @@ def parse_components(text: str | None) -> tuple[str, ...] | None:
 def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathLike, emotion: str, seed: int,
                 out: str | os.PathLike, intensity: float = 1.0, size: int = 128, checkpoint: str | None = None,
                 device: str | None = None, components: tuple[str, ...] | None = None,
-                overwrite: bool = False) -> dict[str, Any]:
+                face_policy: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Render one clip to ``out`` (mp4); returns a summary (frames, duration, parameters)."""
     from generator.audio import MODEL_RATE, load_speech
     from generator.mediaio import write_mp4
@@ -74,6 +74,10 @@ def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathL
             raise InputError("--backend warp is training-free and takes no --checkpoint")
         if components is not None:
             options["components"] = components
+        if face_policy is not None:
+            options["policy"] = face_policy
+    if backend != "warp" and (components is not None or face_policy is not None):
+        raise InputError("--components and --face-policy apply to --backend warp only")
     image = load_face_file(face)
     x = load_speech(speech, MODEL_RATE)
     renderer = get_renderer(backend, **options)
@@ -110,17 +114,20 @@ def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathL
 @click.option("--size", default=128, show_default=True, type=int, help="Frame size: 128 or 256.")
 @click.option("--components", default=None,
               help="warp only: comma list of expression,mouth,life ('mouth,life' = lips only; 'none' = still face).")
+@click.option("--face-policy", type=click.Choice(["largest", "single"]), default=None,
+              help="warp only: with several faces in the photo, use the largest (default) or refuse (single).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .mp4 file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def render_command(backend: str, checkpoint: str | None, device: str | None, face: str, speech: str, emotion: str,
-                   intensity: float, seed: int, size: int, components: str | None, out: str, overwrite: bool,
-                   as_json: bool) -> None:
+                   intensity: float, seed: int, size: int, components: str | None, face_policy: str | None,
+                   out: str, overwrite: bool, as_json: bool) -> None:
     """Render one talking-face clip (25 fps mp4 with the speech)."""
     try:
         summary = render_file(backend=backend, face=face, speech=speech, emotion=emotion, seed=seed, out=out,
                               intensity=intensity, size=size, checkpoint=checkpoint, device=device,
-                              components=parse_components(components), overwrite=overwrite)
+                              components=parse_components(components), face_policy=face_policy,
+                              overwrite=overwrite)
     except GeneratorError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -5,6 +5,10 @@ the output size, then for each 25 fps frame move the landmarks (expression with 
 speech-driven mouth, blinks), warp the aligned photo piecewise-affinely to them, apply the head
 motion, and paint the inner mouth where the lips have parted.
 
+``policy`` is the face policy of :func:`generator.faces.detect_landmarks` for photos with several
+faces: ``"largest"`` (default, as the neural backend and data preparation) or ``"single"`` (refuse,
+naming the count).
+
 ``components`` chooses what moves, so a study can make honest control conditions from one code path:
 ``("expression", "mouth", "life")`` (everything, the default), ``("mouth", "life")`` (lips only: no
 emotion on the face), ``()`` (a still face: the aligned photo repeated).
@@ -21,7 +25,7 @@ import numpy as np
 from generator.align import align_image, align_transform, transform_points
 from generator.audio import MODEL_RATE, n_frames
 from generator.errors import InputError
-from generator.faces import as_rgb, detect_landmarks
+from generator.faces import POLICIES, as_rgb, detect_landmarks
 from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
 from generator.warp.cavity import inner_gap, lip_colour, paint_mouth
 from generator.warp.expression import expression_displacement, eye_distance, onset_ramp
@@ -84,6 +88,8 @@ class WarpRenderer:
         self.components = tuple(c for c in COMPONENTS if c in components)
         self.onset_s = float(onset_s)
         self.expression_gain = float(expression_gain)
+        if policy not in POLICIES:
+            raise InputError(f"unknown face policy {policy!r}: use one of {', '.join(POLICIES)}")
         self.policy = policy
         self._prepared: OrderedDict[tuple[str, int], PreparedFace] = OrderedDict()
 

@@ -122,6 +122,16 @@ def test_bad_input_is_refused_with_the_file_and_the_fix(files, face, speech, emo
     assert not list(files.glob(".bad-*"))  # no temporary left behind
 
 
+def test_several_faces_policy(files):
+    hopper = np.asarray(Image.open(files / "face.jpg"))
+    Image.fromarray(np.concatenate([hopper, hopper[:, ::-1]], axis=1)).save(files / "two.png")
+    args = ["--face", str(files / "two.png"), "--speech", str(files / "speech.wav"), "--emotion", "fear"]
+    res = run(*args, "--face-policy", "single", "--out", str(files / "two.mp4"))
+    assert res.exit_code == 1 and "2 faces found" in res.output and "largest" in res.output
+    res = run(*args, "--out", str(files / "two.mp4"))  # default: the largest face
+    assert res.exit_code == 0, res.output
+
+
 def test_backend_options_are_checked(files):
     res = run("--backend", "neural", "--face", str(files / "face.jpg"), "--speech", str(files / "speech.wav"),
               "--emotion", "anger", "--out", str(files / "n.mp4"))
@@ -129,5 +139,9 @@ def test_backend_options_are_checked(files):
     res = run("--backend", "warp", "--checkpoint", str(files / "face.jpg"), "--face", str(files / "face.jpg"),
               "--speech", str(files / "speech.wav"), "--emotion", "anger", "--out", str(files / "w.mp4"))
     assert res.exit_code == 1 and "no --checkpoint" in res.output
+    res = run("--backend", "neural", "--checkpoint", str(files / "face.jpg"), "--components", "mouth",
+              "--face", str(files / "face.jpg"), "--speech", str(files / "speech.wav"), "--emotion", "anger",
+              "--out", str(files / "n.mp4"))
+    assert res.exit_code == 1 and "warp only" in res.output
     assert parse_components("none") == () and parse_components("mouth, life") == ("mouth", "life")
     assert parse_components(None) is None
