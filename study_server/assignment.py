@@ -120,9 +120,6 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
     now = now or utcnow()
     try:
         study = get_study(session, study_name)
-        if study.status != STUDY_OPEN:
-            raise Conflict("study_closed", "This study is not open at the moment. Thank you for your interest; "
-                           "please check back later or choose another task.")
         lock_study(session, study.id)
         participant = session.scalar(select(Participant).where(Participant.platform == arrival.platform,
                                                                Participant.worker_id == arrival.worker_id))
@@ -144,6 +141,9 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
             if excluded_by:
                 raise Forbidden("excluded", "You have already taken part in a related study, so this one is not "
                                 "open to you. Thank you for your interest; please return the task.")
+        if study.status != STUDY_OPEN:  # people already in the study may finish it; nobody new joins
+            raise Conflict("study_closed", "This study is not open at the moment. Thank you for your interest; "
+                           "please check back later or choose another task.")
         if arrival.platform == LAB and not _lab_token_ok(session, study.id, arrival.worker_id):
             raise Forbidden("lab_token_invalid", "This lab link is not valid for this study. Please ask the "
                             "researcher for a new link.")

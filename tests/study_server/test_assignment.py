@@ -204,3 +204,16 @@ def test_lab_tokens_when_the_study_has_them(client, app, task1_study):
     assert r.status_code == 403 and r.get_json()["error"]["code"] == "lab_token_invalid"
     first = arrive(client, task1_study, lab=token)
     assert arrive(client, task1_study, lab=token) == first  # one token, one participant
+
+
+def test_paused_study_takes_nobody_new_but_lets_people_finish(client, app, task1_study):
+    from study_server.models import Study
+
+    token = arrive(client, task1_study, lab="early")
+    with app.app_context():
+        db.session.execute(update(Study).values(status="paused"))
+        db.session.commit()
+    r = client.post(f"/api/v1/studies/{task1_study}/arrive", json={"query": {"lab": "late"}})
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "study_closed"
+    assert arrive(client, task1_study, lab="early") == token
+    complete_session(client, token)
