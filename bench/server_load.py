@@ -190,7 +190,7 @@ class Gunicorn:
         if gunicorn is None:
             raise SystemExit("gunicorn is not installed: pip install 'emostudy[server]'")
         self.argv = [gunicorn, "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{self.port}",
-                     "--backlog", "2048", "--log-level", "warning", "--preload", "study_server.app:create_app()"]
+                     "--backlog", "2048", "--keep-alive", "30", "--log-level", "warning", "--preload", "study_server.app:create_app()"]
         self.env = {**os.environ, "EMOSTUDY_ENV": "production", "EMOSTUDY_SECRET_KEY": secret,
                     "EMOSTUDY_DATABASE_URL": url, "EMOSTUDY_DATABASE_POOL_SIZE": str(threads),
                     "EMOSTUDY_DATABASE_MAX_OVERFLOW": "2",

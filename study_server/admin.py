@@ -165,7 +165,7 @@ def export(study_id: int):
     s = _study_or_404(study_id)
     with tempfile.TemporaryDirectory(prefix="emostudy-export-") as tmp:
         out = Path(tmp) / s.name
-        result = export_study(db.session, s.name, out, secret_key=current_app.config["SECRET_KEY"])
+        result = export_study(db.session, s.name, out)
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for path in sorted(out.iterdir()):

@@ -218,14 +218,12 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
     return answer_rows, participant_rows
 
 
-def export_study(session: Session, study: str | int, out_dir: str | os.PathLike, *,
-                 secret_key: str | None = None) -> ExportResult:
+def export_study(session: Session, study: str | int, out_dir: str | os.PathLike) -> ExportResult:
     """Write the export of ``study`` (its name or id) into ``out_dir`` (missing or empty; never overwritten).
 
-    ``secret_key`` is accepted for symmetry with the server's settings; pseudonyms were computed with it
-    when each participant arrived and are read from the database.
+    Pseudonyms were computed with the server secret when each participant arrived
+    (``platforms.pseudonym``) and are read from the database.
     """
-    del secret_key
     found = session.scalar(select(Study).where(Study.name == str(study)))
     if found is None and str(study).isdigit():
         found = session.get(Study, int(study))
