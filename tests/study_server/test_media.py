@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -98,3 +99,41 @@ def test_s3_backend_redirects_to_presigned_url(client, app, session_state, media
     # The page's CSP lets the browser load media from the bucket.
     page = client.get(f"/a/{token}")
     assert "https://emo-bucket.s3.amazonaws.com" in page.headers["Content-Security-Policy"]
+
+
+def test_upload_study_media_uses_opaque_keys(app, task1_study, monkeypatch):
+    import boto3
+    from botocore.stub import Stubber
+    from sqlalchemy import select
+
+    from study_server.audio_check import words
+    from study_server.extensions import db
+    from study_server.media import upload_study_media
+    from study_server.models import Study
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-example")
+    app.config.update(S3_BUCKET="emo-bucket", S3_PREFIX="m/")
+    client = boto3.client("s3", region_name="us-east-1")
+    keys: list[str] = []
+    with app.app_context():
+        study = db.session.scalar(select(Study).where(Study.name == task1_study))
+        n_files = len(study.stimuli) + len(words())
+        with Stubber(client) as stub:
+            for _ in range(n_files):
+                stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
+                stub.add_response("put_object", {})
+            original = client.put_object
+
+            def record(**kw):
+                keys.append(kw["Key"])
+                return original(**kw)
+
+            monkeypatch.setattr(client, "put_object", record)
+            assert upload_study_media(app, study, client=client) == n_files
+    shas = {s.sha256 for s in study.stimuli}
+    assert len(keys) == n_files
+    for key in keys:
+        stem = key.removeprefix("m/").removeprefix("audio-check/").rsplit(".", 1)[0]
+        assert re.fullmatch(r"[0-9a-f]{64}", stem), key  # content hashes only: no names, no labels
+    assert {k[2:-4] for k in keys if not k.startswith("m/audio-check/")} == shas
