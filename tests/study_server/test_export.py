@@ -155,3 +155,23 @@ def test_refuses_non_empty_folder_and_unknown_study(app, task1_study, tmp_path):
     _export(app, task1_study, tmp_path / "empty")  # an empty folder is fine
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [
         "answers.csv", "codebook.md", "manifest.json", "participants.csv", "plan.json"]
+
+
+def test_the_analysis_package_reads_the_export(app, task1_study, tmp_path):
+    """The consumer's own reader (analysis.io.load_export) accepts the export without warnings."""
+    pytest.importorskip("analysis.io")
+    from analysis.io import load_export
+
+    plan = plan_of(app, task1_study)
+    positions = batch_positions(plan, "b01")
+    add_assignment(app, task1_study, "b01", worker="reader-1", status="completed", verdict="valid",
+                   answers={p: {"emotion": "anger", "realness": "somewhat-real", "aspects": ["lip-sync", "other"]}
+                            for p in positions})
+    add_assignment(app, task1_study, "b02", worker="reader-2", status="started",
+                   answers={0: {"emotion": "sadness", "realness": "not-sure", "aspects": ["none"]}})
+    _export(app, task1_study, tmp_path / "out")
+    export = load_export(tmp_path / "out")
+    assert export.warnings == []
+    assert len(export.answers) == 3 * (len(positions) + 1)
+    assert set(export.answers["answer"][export.answers["question"] == "aspects"]) == {"lip-sync;other", "none"}
+    assert sorted(export.participants["verdict"]) == ["incomplete", "valid"]
