@@ -148,7 +148,8 @@ def validate_answers(df: pd.DataFrame, file: Path = Path("answers.csv")) -> pd.D
         dup = df.duplicated(["answer_id", "question"]) & (df["answer_id"] != "")
         if dup.any():
             i = int(np.flatnonzero(dup.to_numpy())[0])
-            raise _fail(file, i, "answer_id", f"{df['answer_id'].iloc[i]!r} appears twice for the same question; an answer id names one item's answers")
+            raise _fail(file, i, "answer_id", f"{df['answer_id'].iloc[i]!r} appears twice for the same question; "
+                        "an answer id names one item's answers")
     key = df.duplicated(["assignment", "position", "question"])
     if key.any():
         i = int(np.flatnonzero(key.to_numpy())[0])

@@ -209,17 +209,23 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                                       random_state=opt.seed)
         dist = task1.realness_distribution(ans, question=opt.realness_question,
                                            options=q.get("options") if q else None)
-        a, b, why = task1.choose_comparison(list(re_ans["source"].unique()), *(opt.compare or (None, None)))
-        w = task1.realness_wilcoxon(ans, a, b, question=opt.realness_question, unit=opt.pairing_unit,
-                                    zero_method=opt.zero_method, alternative=opt.alternative, correction=opt.correction)
-        sens = task1.realness_wilcoxon_sensitivity(ans, a, b, question=opt.realness_question,
-                                                   alternative=opt.alternative)
+        present = list(re_ans["source"].unique())
         t1 = res.setdefault("task1", {})
-        t1.update({"realness": _records(summ), "realness_distribution": _records(dist),
-                   "wilcoxon": {**_records(w)[0], "comparison_reason": why},
-                   "wilcoxon_sensitivity": _records(sens)})
-        out.tables.update({"task1_realness": summ, "task1_realness_distribution": dist, "task1_wilcoxon": w,
-                           "task1_wilcoxon_sensitivity": sens})
+        t1.update({"realness": _records(summ), "realness_distribution": _records(dist)})
+        out.tables.update({"task1_realness": summ, "task1_realness_distribution": dist})
+        if len(present) >= 2 or opt.compare:
+            a, b, why = task1.choose_comparison(present, *(opt.compare or (None, None)))
+            w = task1.realness_wilcoxon(ans, a, b, question=opt.realness_question, unit=opt.pairing_unit,
+                                        zero_method=opt.zero_method, alternative=opt.alternative,
+                                        correction=opt.correction)
+            sens = task1.realness_wilcoxon_sensitivity(ans, a, b, question=opt.realness_question,
+                                                       alternative=opt.alternative)
+            t1.update({"wilcoxon": {**_records(w)[0], "comparison_reason": why},
+                       "wilcoxon_sensitivity": _records(sens)})
+            out.tables.update({"task1_wilcoxon": w, "task1_wilcoxon_sensitivity": sens})
+        else:
+            a, b, why = "", "", f"no realness comparison: the answers have a single source ({', '.join(present)})"
+            t1["wilcoxon"] = None
         out.figures["task1_realness"] = figures.realness_bars(dist, kind="stacked").figure
         unit_text = {"participant": "the mean score of each participant on each source (participants who rated "
                                     "both sources)",
@@ -229,9 +235,10 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                                  "(in presentation order)"}[opt.pairing_unit]
         out.methods.append(
             f"Task 1 realness. Options scored 5 (definitely real) to 1 (definitely unreal); mean per source over all "
-            f"answers with a {boot}. Comparison: {why}. {wil}, pairing {unit_text}; difference = {a} - {b}. "
-            f"The sensitivity table repeats the test for every pairing unit and zero method. "
-            f"The distribution figure shows the percentage of each option per source.")
+            f"answers with a {boot}. "
+            + (f"Comparison: {why}. {wil}, pairing {unit_text}; difference = {a} - {b}. The sensitivity table "
+               f"repeats the test for every pairing unit and zero method. " if a else f"{why.capitalize()}. ")
+            + "The distribution figure shows the percentage of each option per source.")
         if opt.mixed_models:
             step("task 1: ordinal model")
             from analysis.models import realness_ordinal
@@ -299,8 +306,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             "with the visual and with the audio emotion as the truth.")
     if "task1" not in res and "task2" not in res:
         raise AnalysisError(f"no question of the analysis ({opt.emotion_question}, {opt.realness_question}, "
-                            f"{opt.aspects_question}, {opt.primary_question}) has valid answers; check the question "
-                            "ids (--question options) and the cleaning counts")
+                            f"{opt.aspects_question}, {opt.primary_question}) has valid answers; check the answers' question "
+                            "ids (AnalysisOptions.*_question) and the cleaning counts")
     res["methods"] = out.methods
     return out
 
@@ -375,14 +382,16 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
             text=f"Accuracy: {acc_txt}.")
     if "realness" in t1:
         w = t1["wilcoxon"]
+        text = ("No comparison: a single source." if w is None else
+                f"{w['comparison_reason']}. {w['a']} - {w['b']} ({w['unit']} pairing, {w['zero_method']}): "
+                f"n = {w['n']}, zeros = {w['n_zeros']}, R+ = {w['r_plus']:g}, R- = {w['r_minus']:g}, "
+                f"z = {w['z']:.3f}, p = {_fmt_p(w['p'])} ({w['alternative']}), r = {w['effect_r'] or 0:.3f}.")
         sec("Task 1: realness",
             [("task1_realness", "Realness ratings per source")],
             [("task1_realness", "Realness per source"), ("task1_realness_distribution", "Distribution"),
              ("task1_wilcoxon", "Wilcoxon signed-rank test"), ("task1_wilcoxon_sensitivity", "Sensitivity of the test"),
              ("task1_ordinal_realness", "Ordinal (cumulative logit) model")],
-            text=(f"{w['comparison_reason']}. {w['a']} - {w['b']} ({w['unit']} pairing, {w['zero_method']}): "
-                  f"n = {w['n']}, zeros = {w['n_zeros']}, R+ = {w['r_plus']:g}, R- = {w['r_minus']:g}, "
-                  f"z = {w['z']:.3f}, p = {_fmt_p(w['p'])} ({w['alternative']}), r = {w['effect_r'] or 0:.3f}."))
+            text=text)
     if "aspects" in t1:
         sec("Task 1: aspects to improve", [("task1_aspects", "Aspects to improve per source")],
             [("task1_aspects", "Aspect counts")])

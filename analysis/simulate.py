@@ -111,6 +111,8 @@ def make_plan(task: str = "emotion-realness", *, n_batches: int = 6, random_stat
             stimuli.append(_stimulus(f"ours-{v[:3]}-{a[:3]}-{r}", "OURS", v, a, f"id{r:02d}", f"S{len(stimuli) % 10:02d}"))
         order = rng.permutation(len(stimuli))
         per = len(stimuli) // n_batches
+        if per == 0:
+            raise ValueError(f"{len(stimuli)} videos cannot fill {n_batches} batches; use at most {len(stimuli)}")
         for b in range(n_batches):
             chosen = [stimuli[i]["stimulus_id"] for i in order[b * per:(b + 1) * per]]
             items = [{"position": p, "stimulus_id": sid, "repeat_of": None} for p, sid in enumerate(chosen)]
@@ -236,7 +238,8 @@ def simulate_answers(plan: Mapping[str, Any], stimuli: Sequence[Mapping[str, Any
                     score = scores[qid][value] if qid in scores else ""
                     n_answer += 1
                     answer_rows.append({
-                        "answer_id": f"ans-{random_state}-{n_answer}", "study": plan["study"]["name"], "task": task,
+                        "answer_id": f"ans-{random_state}-{assignment}-{it['position']}",
+                        "study": plan["study"]["name"], "task": task,
                         "batch_id": batch["batch_id"], "participant": participant, "assignment": assignment,
                         "position": it["position"], "is_repeat": int(orig is not None),
                         "repeat_of": "" if orig is None else orig, "stimulus_id": stim["stimulus_id"],

@@ -40,7 +40,8 @@ def main() -> None:
     from analysis.simulate import make_plan, simulate_answers, write_export
 
     per_survey = 18 * 3 if args.task == "emotion-realness" else 14 * 2
-    n_batches = 6 * max(1, round(args.answers / per_survey / 6 / 40))
+    # Task 1: more batches of the paper's shape; Task 2: the paper's 6 batches of the 72 videos, more people.
+    n_batches = 6 * max(1, round(args.answers / per_survey / 6 / 40)) if args.task == "emotion-realness" else 6
     per_batch = max(2, round(args.answers / per_survey / n_batches / 1.12))
     with tempfile.TemporaryDirectory(prefix="emostudy-bench-analysis-") as tmp:
         t0 = time.perf_counter()

@@ -57,7 +57,7 @@ def survey_rows(plan: dict, stimuli: list[dict], assignment: str, participant: s
     for (pos, q), value in answers.items():
         it = items[pos]
         s = by_id[it["stimulus_id"]]
-        rows.append({"answer_id": f"{assignment}-{pos}-{q}", "study": plan["study"]["name"],
+        rows.append({"answer_id": f"{assignment}-{pos}", "study": plan["study"]["name"],
                      "task": plan["study"]["task"], "batch_id": "b01", "participant": participant,
                      "assignment": assignment, "position": pos, "is_repeat": int(it["repeat_of"] is not None),
                      "repeat_of": "" if it["repeat_of"] is None else it["repeat_of"],

@@ -121,6 +121,8 @@ def _edit_answers(folder, fn):
     (lambda df: df.loc.__setitem__((df.index[df["question"] == "aspects"][1], "answer"), "none;other"), "exclusive"),
     (lambda df: df.loc.__setitem__((0, "question"), "mood"), "not a question of the plan"),
     (lambda df: df.loc.__setitem__((0, "visual_emotion"), "angry"), "visual_emotion"),
+    # rows 0-2 are position 0's three questions (one answer id); row 3 is position 1's emotion answer
+    (lambda df: df.loc.__setitem__((3, "answer_id"), df.loc[0, "answer_id"]), "twice for the same question"),
 ])
 def test_bad_exports_name_row_and_column(study, edit, match):
     _edit_answers(study, edit)

@@ -140,6 +140,18 @@ def test_compare_option_unknown_source(task1_export, tmp_path):
         analyze(task1_export, tmp_path / "x", AnalysisOptions(n_boot=50, compare=("WARP", "BL"), mixed_models=False))
 
 
+def test_single_source_has_no_comparison(tmp_path):
+    from analysis.simulate import make_plan, simulate_answers, write_export
+
+    plan, stimuli = make_plan("emotion-realness", n_batches=1, sources=("OURS",))
+    rows, parts = simulate_answers(plan, stimuli, participants_per_batch=4, random_state=2)
+    a = compute(load_export(write_export(tmp_path / "e", plan, stimuli, rows, parts)),
+                AnalysisOptions(n_boot=50, mixed_models=False))
+    assert a.results["task1"]["wilcoxon"] is None
+    assert any("single source" in m for m in a.methods)
+    assert [r["source"] for r in a.results["task1"]["accuracy"]] == ["OURS"]
+
+
 @pytest.mark.browser
 def test_report_opens_in_chromium_without_errors(task1_report, chromium_path):
     from playwright.sync_api import sync_playwright
