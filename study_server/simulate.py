@@ -150,8 +150,10 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
     from study_server.audio_check import expected_word
 
     rng = random.Random(f"{seed}:{study}:{index}")
+    # One simulated person per study: the same id in two studies would be excluded as the paper excluded
+    # Task 1 workers from Task 2.
     careless = rng.random() < model.careless
-    arrival = http.call("POST", f"/api/v1/studies/{study}/arrive", {"query": {"lab": f"sim-{seed}-{index:04d}"}})
+    arrival = http.call("POST", f"/api/v1/studies/{study}/arrive", {"query": {"lab": f"sim{seed}-{study}-{index:04d}"}})
     token = arrival["token"]
     http.call("POST", f"/api/v1/a/{token}/start")
     state = http.call("GET", f"/api/v1/a/{token}")
