@@ -65,7 +65,8 @@ def test_forged_or_foreign_links_are_refused(client, session_state, task1_study)
     url = state["items"][0]["media_url"]
     _, _, tok, slot, sig = url.split("/")
     other = arrive(client, task1_study, lab="m2")
-    for bad in (f"/m/{tok}/{slot}/{sig[:-1]}A", f"/m/{tok}/t1/{sig}", f"/m/{other}/{slot}/{sig}",
+    flipped = sig[:-1] + ("A" if sig[-1] != "A" else "B")
+    for bad in (f"/m/{tok}/{slot}/{flipped}", f"/m/{tok}/t1/{sig}", f"/m/{other}/{slot}/{sig}",
                 f"/m/{tok}/t99/{sig}", f"/m/{tok}/zz/{sig}"):
         r = client.get(bad)
         assert r.status_code == 404, bad
