@@ -4,9 +4,10 @@ Features, on an 80 ms Hann window centred on each frame (frame t covers samples 
 at 8 kHz, NOTES.md):
 
 - **opening** in [0, 1] from the energy envelope: RMS level in dB, mapped linearly from a floor
-  (40 dB below the loudest frames, and never below -55 dBFS) to the loud end (the 95th percentile of
-  the level over speech frames), then a square root (small sounds open the mouth visibly). Digital
-  silence and anything below the floor is 0: the mouth is closed in pauses.
+  25 dB below the loud end (the 90th percentile of the level over speech frames; never below
+  -55 dBFS) to that loud end. Vowels open the mouth, weaker consonants half-way, stop closures,
+  /m/, /b/, /p/ and pauses (digital silence included) leave it closed. 25 dB keeps continuous speech
+  from holding the mouth open: a vowel-consonant alternation spans 10-30 dB.
 - **spreading / rounding** in [0, 1] from the spectrum: the balance of energy between 1.0-3.5 kHz and
   0.15-1.0 kHz. Front vowels (/i/, /e/) put energy high (a high second formant) and are made with
   spread lips; back rounded vowels (/u/, /o/) put it low (a low F2) and round the lips. The balance is
@@ -28,8 +29,9 @@ from generator.audio import MODEL_RATE, SAMPLES_PER_FRAME, n_frames
 from generator.warp.expression import eye_distance
 
 WINDOW = 640  # samples, 80 ms at 8 kHz
-FLOOR_DB = -55.0  # dBFS: below this (and 40 dB under the loud end) the mouth is closed
-DYNAMIC_RANGE_DB = 40.0
+FLOOR_DB = -55.0  # dBFS: below this the mouth is always closed
+SPEECH_RANGE_DB = 40.0  # frames within 40 dB of the loud end count as speech (for the statistics)
+OPEN_RANGE_DB = 25.0  # the opening goes from 0 to 1 over the top 25 dB of the speech frames
 
 
 @dataclass(frozen=True)
@@ -76,13 +78,10 @@ def speech_features(speech: np.ndarray, rate: int = MODEL_RATE, n: int | None = 
     rms = np.sqrt((frames ** 2).sum(1) / win_energy)
     level = 20.0 * np.log10(np.maximum(rms, 1e-9))
     loud = float(np.percentile(level, 95))
-    floor = max(FLOOR_DB, loud - DYNAMIC_RANGE_DB)
-    active = level > floor
-    if active.any():
-        top = max(float(np.percentile(level[active], 95)), floor + 6.0)
-    else:
-        top = floor + 6.0
-    raw_open = np.sqrt(np.clip((level - floor) / (top - floor), 0.0, 1.0))
+    active = level > max(FLOOR_DB, loud - SPEECH_RANGE_DB)  # frames with speech in them
+    top = float(np.percentile(level[active], 90)) if active.any() else FLOOR_DB
+    floor = max(FLOOR_DB, top - OPEN_RANGE_DB)
+    raw_open = np.clip((level - floor) / max(top - floor, 1.0), 0.0, 1.0)
 
     spec = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     freqs = np.fft.rfftfreq(frames.shape[1], 1.0 / rate)
