@@ -59,6 +59,8 @@ class Config:
     RATE_LIMIT_PER_IP = "1200/60"
     RATE_LIMIT_PER_ASSIGNMENT = "240/60"
 
+    MAX_CONTENT_LENGTH = 1 << 20  # bytes of a request body (an answer is < 1 KB)
+
     # A participant with no request for this long loses their slot (status expired).
     ASSIGNMENT_TIMEOUT_S = 1800
     AUDIO_CHECK_ATTEMPTS = 3

@@ -226,3 +226,11 @@ def test_overlapping_saves_against_a_saturated_server(any_app, media_set, tmp_pa
     assert {a: (v, rt) for a, v, rt in rows} == {a: (b["values"], b["rt_ms"]) for a, b in sent.items()}
     print(f"overlapping saves: 36 answers, {attempts[0]} POSTs (timeouts forced retries)")
     assert attempts[0] > 36  # some saves were retried with the same answer id
+
+
+def test_oversized_bodies_are_refused_as_json(client, app, started):
+    token, state = started
+    body = {**_body(state, 0, "huge-000001"), "padding": "x" * (2 << 20)}
+    r = client.post(f"/api/v1/a/{token}/answers", json=body)
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "request_entity_too_large"
+    assert _n_answers(app) == 0
