@@ -63,13 +63,15 @@ def main() -> None:
             from analysis.models import correctness_mixed_logit, realness_ordinal
 
             answers = clean(load_export(export)).answers
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             ml = correctness_mixed_logit(answers)
-            out["mixed_logit_s"] = round(time.perf_counter() - t, 2)
-            out["mixed_logit_n"] = ml["n_answers"]
-            t = time.perf_counter()
+            out["mixed_logit_wall_s"] = round(time.perf_counter() - t, 2)
+            out["mixed_logit_cpu_s"] = round(time.process_time() - c, 2)
+            out["mixed_logit_size"] = {k: ml[k] for k in ("n_answers", "n_participants", "n_items")}
+            t, c = time.perf_counter(), time.process_time()
             realness_ordinal(answers)
-            out["ordinal_s"] = round(time.perf_counter() - t, 2)
+            out["ordinal_wall_s"] = round(time.perf_counter() - t, 2)
+            out["ordinal_cpu_s"] = round(time.process_time() - c, 2)
     print(json.dumps(out))
 
 
