@@ -62,34 +62,42 @@ def frames_to_uint8_rgb(video: torch.Tensor) -> np.ndarray:
 @torch.inference_mode()
 def generate_batch(model: Generator, faces: torch.Tensor, audio: torch.Tensor, emotion: torch.Tensor,
                    seeds: Sequence[int], *, frame_budget: int = DEFAULT_FRAME_BUDGET,
-                   dtype: torch.dtype = torch.float32, channels_last: bool = True) -> np.ndarray:
+                   dtype: torch.dtype = torch.float32, method: str = "subpixel") -> np.ndarray:
     """One batch of equal-length clips: faces (B,3,S,S) BGR [-1,1], audio (B,L), emotion (B,6).
 
-    Returns (B, T, S, S, 3) uint8 RGB. ``dtype=torch.bfloat16`` runs the decoder in bf16 (autocast).
+    Returns (B, T, S, S, 3) uint8 RGB. ``dtype=torch.bfloat16`` runs the network under bf16 autocast.
+    ``method``: "subpixel" (default, fastest: ``Decoder.forward_subpixel``) or "split"
+    (``Decoder.forward_fast``); both equal the reference computation up to float rounding.
     """
+    if method not in ("subpixel", "split"):
+        raise ValueError(f"method must be 'subpixel' or 'split', got {method!r}")
     dev = next(model.parameters()).device
     b, n_samples = audio.shape
     t = model.n_frames(n_samples)
     draws = [clip_noise(model, s, t) for s in seeds]
     noise = tuple(torch.cat([d[k] for d in draws]) for k in range(3))
-    mf = torch.channels_last if channels_last else torch.contiguous_format
+    mf = torch.channels_last
     with torch.autocast(device_type=dev.type, dtype=dtype, enabled=dtype != torch.float32):
         codes = model.encode(faces.to(dev), audio.to(dev), emotion.to(dev), noise=noise)
-        codes.terms = [x.contiguous(memory_format=mf) for x in codes.terms]
+        terms = [x.contiguous(memory_format=mf) for x in codes.terms]
+        kernels = model.decoder.phase_kernels() if method == "subpixel" else None
         out = np.empty((b, t, model.cfg.image_size, model.cfg.image_size, 3), np.uint8)
         chunk = max(1, frame_budget // b)
         state = None
         for t0 in range(0, t, chunk):
-            video, state = model.decoder.forward_fast(codes.z[:, t0:t0 + chunk], codes.terms, state,
-                                                      memory_format=mf)
+            z = codes.z[:, t0:t0 + chunk]
+            if kernels is not None:
+                video, state = model.decoder.forward_subpixel(z, terms, kernels, state, memory_format=mf)
+            else:
+                video, state = model.decoder.forward_fast(z, terms, state, memory_format=mf)
             out[:, t0:t0 + video.shape[1]] = frames_to_uint8_rgb(video)
     return out
 
 
 def generate(model: Generator, faces: np.ndarray | Sequence[np.ndarray], speeches: np.ndarray | Sequence[np.ndarray],
              emotions: Any, seeds: int | Sequence[int], *, intensity: float = 1.0, batch_size: int = 8,
-             frame_budget: int = DEFAULT_FRAME_BUDGET, dtype: torch.dtype = torch.float32
-             ) -> np.ndarray | list[np.ndarray]:
+             frame_budget: int = DEFAULT_FRAME_BUDGET, dtype: torch.dtype = torch.float32,
+             method: str = "subpixel") -> np.ndarray | list[np.ndarray]:
     """Render clips from aligned faces; see the module docstring.
 
     One clip: ``face`` (S, S, 3) uint8 RGB aligned to the template, ``speech`` (L,) float32 8 kHz,
@@ -135,7 +143,7 @@ def generate(model: Generator, faces: np.ndarray | Sequence[np.ndarray], speeche
             out = generate_batch(model, faces_to_tensor(np.stack([face_list[i] for i in idx])),
                                  torch.from_numpy(np.stack([np.asarray(speech_list[i], np.float32) for i in idx])),
                                  torch.from_numpy(vecs[idx]), [seed_list[i] for i in idx],
-                                 frame_budget=frame_budget, dtype=dtype)
+                                 frame_budget=frame_budget, dtype=dtype, method=method)
             for j, i in enumerate(idx):
                 results[i] = out[j]
     return results[0] if single else results  # type: ignore[return-value]

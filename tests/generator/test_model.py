@@ -224,3 +224,35 @@ def test_config_round_trip():
     assert GeneratorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError, match="multiple of 32"):
         GeneratorConfig(image_size=100)
+
+
+@pytest.mark.parametrize("k,mode", [(3, "reflect"), (3, "zeros"), (7, "reflect"), (5, "zeros")])
+@pytest.mark.parametrize("c_out", [2, 6])
+def test_upconv_equals_conv_of_the_upsampled_image(k, mode, c_out):
+    import torch.nn.functional as F
+
+    from generator.model import PhaseKernels, upconv
+
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 3, 8, 6, generator=g)
+    w = torch.randn(c_out, 3, k, k, generator=g)
+    up = F.interpolate(x, scale_factor=2, mode="nearest")
+    want = F.conv2d(F.pad(up, (k // 2,) * 4, mode="reflect" if mode == "reflect" else "constant"), w)
+    got = upconv(x, PhaseKernels.of(w, mode))
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_subpixel_decoder_equals_reference_decoder(tiny):
+    image, audio, emotion = _inputs(tiny.cfg, n_samples=5 * 320)
+    with torch.no_grad():
+        codes = tiny.encode(image, audio, emotion, torch.Generator().manual_seed(4))
+        ref = tiny.decoder.forward_reference(codes.z, codes.skips)
+        sub, _ = tiny.decoder.forward_subpixel(codes.z, codes.terms, tiny.decoder.phase_kernels())
+        parts, state = [], None
+        for t0 in (0, 2, 4):
+            out, state = tiny.decoder.forward_subpixel(codes.z[:, t0:t0 + 2], codes.terms,
+                                                       tiny.decoder.phase_kernels(), state)
+            parts.append(out)
+    assert torch.allclose(sub, ref, atol=1e-5), (sub - ref).abs().max()
+    assert torch.allclose(torch.cat(parts, 1), sub, atol=1e-6)
