@@ -16,8 +16,9 @@ What it does, all bounded (it stops by itself, and stops the server it started):
    A save is retried with the same ``answer_id`` on network errors, 429 and 5xx (the API is
    idempotent), and counted as *acknowledged* on its 200 (or ``already_answered``) reply;
 4. phases:
-   - ``pacing``: N participants (default 500) start over the first 5 s and answer every 3-5 s (uniform);
-     each does ONE session (~75 s), so the phase lasts about 80 s instead of an open-ended run;
+   - ``pacing``: N participants (default 500) arrive over the first ``--ramp`` seconds (default 20) and
+     answer every 3-5 s (uniform); each does ONE session (~75 s), so the phase lasts about 95 s instead
+     of an open-ended run (all N are in their sessions at once from about 20 s to 75 s);
    - ``saturation``: 10, 50, 100 participants with no pause, each starting a new session as soon as
      one ends, for ``--seconds`` (default 30) per level;
 5. afterwards counts the answers stored in the database and compares them with the acknowledged ones:
@@ -417,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a PostgreSQL database whose server may create another database (default: %(default)s)")
     parser.add_argument("--only", choices=("pacing", "saturation"), help="run one phase")
     parser.add_argument("--pacing-participants", type=int, default=500)
+    parser.add_argument("--ramp", type=float, default=20.0,
+                        help="pacing: seconds over which the participants arrive (default %(default)s)")
     parser.add_argument("--levels", default="10,50,100", help="saturation levels (participants)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each saturation level")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
@@ -441,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                 phases = []
                 if args.only in (None, "pacing"):
                     n = args.pacing_participants
-                    phases.append(("pacing", n, dict(pace=(3.0, 5.0), sessions=1, seconds=150.0, ramp_s=5.0)))
+                    phases.append(("pacing", n, dict(pace=(3.0, 5.0), sessions=1, seconds=180.0,
+                                                      ramp_s=args.ramp)))
                 if args.only in (None, "saturation"):
                     for n in (int(x) for x in args.levels.split(",")):
                         phases.append(("saturation", n, dict(pace=None, sessions=None, seconds=args.seconds,
