@@ -8,6 +8,8 @@ import click
 
 from analysis.errors import AnalysisError
 
+QUESTION_ROLES = ("emotion", "realness", "aspects", "primary", "secondary")
+
 
 @click.command("analyze")
 @click.argument("export_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -32,19 +34,28 @@ from analysis.errors import AnalysisError
               show_default=True, help="Which verdict excludes surveys.")
 @click.option("--mixed-models/--no-mixed-models", default=True, show_default=True,
               help="Fit the mixed-effects logit and the ordinal model (slow on large studies).")
+@click.option("--question", "questions", nargs=2, multiple=True, metavar="ROLE ID",
+              help="Question id playing a role when the plan's ids differ from the defaults; ROLE is one of "
+                   f"{', '.join(QUESTION_ROLES)} (e.g. --question realness real). Repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing report in --out.")
 def analyze_command(export_dir: Path, out_dir: Path, seed: int, n_boot: int, ci: float, compare, pairing_unit: str,
                     zero_method: str, alternative: str, continuity: bool, chance: float, verdict_source: str,
-                    mixed_models: bool, overwrite: bool) -> None:
+                    mixed_models: bool, questions: tuple[tuple[str, str], ...], overwrite: bool) -> None:
     """Write the analysis report of EXPORT_DIR (an `emostudy export` folder) into --out."""
     from rich.console import Console
 
     from analysis.report import AnalysisOptions, analyze
 
+    ids = {}
+    for role, qid in questions:
+        if role not in QUESTION_ROLES:
+            raise click.BadParameter(f"{role!r} is not a role; use one of {', '.join(QUESTION_ROLES)}",
+                                     param_hint="--question")
+        ids[f"{role}_question"] = qid
     options = AnalysisOptions(seed=seed, n_boot=n_boot, ci=ci, compare=tuple(compare) if compare else None,
                               pairing_unit=pairing_unit, zero_method=zero_method, alternative=alternative,
                               correction=continuity, chance=chance, verdict_source=verdict_source,
-                              mixed_models=mixed_models)
+                              mixed_models=mixed_models, **ids)
     console = Console(stderr=True)
     try:
         result = analyze(export_dir, out_dir, options, overwrite=overwrite, console=console, progress=True)

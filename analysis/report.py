@@ -307,7 +307,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     if "task1" not in res and "task2" not in res:
         raise AnalysisError(f"no question of the analysis ({opt.emotion_question}, {opt.realness_question}, "
                             f"{opt.aspects_question}, {opt.primary_question}) has valid answers; check the answers' question "
-                            "ids (AnalysisOptions.*_question) and the cleaning counts")
+                            "ids (--question ROLE ID) and the cleaning counts")
     res["methods"] = out.methods
     return out
 

@@ -129,6 +129,45 @@ def test_task2_report_via_cli(task2_export, tmp_path):
     assert "task1" not in res
 
 
+def test_question_ids_are_configurable_and_progress_goes_to_the_console(task2_export, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for name in ("participants.csv", "manifest.json"):
+        (renamed / name).write_bytes((task2_export / name).read_bytes())
+    text = (task2_export / "answers.csv").read_text()
+    (renamed / "answers.csv").write_text(text.replace(",primary,", ",first,"))
+    plan = json.loads((task2_export / "plan.json").read_text())
+    for q in plan["questions"] + plan["consistency"]["rules"]:
+        for key in ("id", "question"):
+            if q.get(key) == "primary":
+                q[key] = "first"
+    (renamed / "plan.json").write_text(json.dumps(plan))
+    result = CliRunner().invoke(analyze_command, [str(renamed), "--out", str(tmp_path / "bad"), "--no-mixed-models"])
+    assert result.exit_code == 1 and "--question ROLE ID" in result.output
+    result = CliRunner().invoke(analyze_command, [str(renamed), "--out", str(tmp_path / "ok"), "--no-mixed-models",
+                                                  "--n-boot", "50", "--question", "primary", "first"])
+    assert result.exit_code == 0, result.output
+    buf = io.StringIO()
+    analyze(renamed, tmp_path / "p", AnalysisOptions(n_boot=50, mixed_models=False, primary_question="first"),
+            console=Console(file=buf, width=100), progress=True)
+    assert "done" in buf.getvalue()
+
+
+def test_analysis_never_imports_torch_or_the_server():
+    import subprocess
+    import sys
+
+    code = ("import sys, analysis.cli, analysis.report, analysis.models, analysis.power, analysis.figures, "
+            "analysis.simulate; print(sorted(m for m in ('torch', 'flask', 'study_server', 'generator') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_cli_errors_are_click_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(analyze_command, [str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
