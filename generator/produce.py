@@ -57,6 +57,7 @@ JOURNAL = "journal.jsonl"
 FAILURES = "failures.jsonl"
 RUNS_DIR = "runs"
 TMP_DIR = ".tmp"
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "host")
 ID_LENGTH = 20  # hex characters of the stimulus id (80 bits)
 FORMAT_VERSION = 1  # bump when the same job would make different files (it changes every id)
 
@@ -252,7 +253,7 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
     from stimuli.media import probe
 
     job, sid = item.job, item.stimulus_id
-    tmp = out / TMP_DIR / f"{sid}-{os.getpid()}"
+    tmp = out / TMP_DIR / f"{sid}-{_HOST}-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         if not Path(job.speech).is_file():
@@ -330,6 +331,35 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def clean_stale_tmp(out: Path) -> int:
+    """Remove the per-job temporary folders that killed runs left behind: only this host's, and only
+    those whose process is gone (shards on other machines may share the folder). Returns how many."""
+    n = 0
+    root = out / TMP_DIR
+    if not root.is_dir():
+        return 0
+    for d in root.iterdir():
+        parts = d.name.rsplit("-", 2)
+        if len(parts) != 3 or parts[1] != _HOST or not parts[2].isdigit():
+            continue
+        pid = int(parts[2])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(d, ignore_errors=True)  # our own temporary files, never output
+        n += 1
+    return n
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _set_aside(path: Path) -> Path:
@@ -524,6 +554,7 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
     console = console or Console(stderr=True)
     rec = _Recorder(out, shard, name or out.name, description, save_every_s)
     rec.load()
+    clean_stale_tmp(out)
     started = time.time()
     run_file = _write_run_file(out, shard, options or {}, len(items), started)
     todo = [it for it in items if not rec.done(it.stimulus_id)]

@@ -68,7 +68,10 @@ def test_killed_run_resumes_without_duplicates_or_corruption(tmp_path):
     jobs = plan_jobs(DesignOptions("factorial", faces=(str(faces),), speech=(str(speech),), emotions=emotions))
     items = plan_items(jobs, RendererSpec("fake"), 4)
     assert len(items) == 10
+    leftovers = list((out / ".tmp").iterdir())  # the killed run's temporary folder of its item in flight
+    assert len(leftovers) <= 1
     summary = produce(items, out, RendererSpec("fake"), workers=1, renderer_factory=fake_factory)
+    assert not list((out / ".tmp").iterdir())  # cleaned: its process is gone
     assert (summary.skipped, summary.produced, summary.failed) == (k, 10 - k, 0)  # made once each
 
     m = load_manifest(out)  # check_media: every sha256 matches
