@@ -189,7 +189,7 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
             values = _answer_task1(questions, labels, rng, model)
         seen.setdefault(sha, values)
         http.call("POST", f"/api/v1/a/{token}/answers", {
-            "answer_id": f"sim{seed}-{index:04d}-{item['position']:03d}", "position": item["position"],
+            "answer_id": f"sim-{token[:24]}-{item['position']:03d}", "position": item["position"],
             "values": values, "rt_ms": int(rng.uniform(800, 4000)), "played_fraction": 1.0})
         acked += 1
     done = http.call("POST", f"/api/v1/a/{token}/complete")
