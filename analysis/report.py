@@ -233,8 +233,10 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                              "(items rendered by both sources)",
                      "response": "the k-th rating of a participant on one source with their k-th rating on the other "
                                  "(in presentation order)"}[opt.pairing_unit]
+        scored = ", ".join(f"{r['label']} = {r['score']:g}" for r in
+                           dist.drop_duplicates("value")[["label", "score"]].to_dict(orient="records"))
         out.methods.append(
-            f"Task 1 realness. Options scored 5 (definitely real) to 1 (definitely unreal); mean per source over all "
+            f"Task 1 realness. Options scored as in the plan ({scored}); mean per source over all "
             f"answers with a {boot}. "
             + (f"Comparison: {why}. {wil}, pairing {unit_text}; difference = {a} - {b}. The sensitivity table "
                f"repeats the test for every pairing unit and zero method. " if a else f"{why.capitalize()}. ")
@@ -330,7 +332,7 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
 table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; } .methods p { line-height: 1.45; } code { background: #f5f5f5; }
+img { max-width: 100%; height: auto; } .methods p { line-height: 1.45; } code { background: #f5f5f5; }
 </style></head>
 <body>
 <h1>{{ title }}</h1>
@@ -344,7 +346,7 @@ tables are in <code>tables/</code>, figures (PNG, PDF) in <code>figures/</code>.
 {% for section in sections %}
 <h2>{{ section.title }}</h2>
 {% if section.text %}<p>{{ section.text }}</p>{% endif %}
-{% for fig in section.figures %}<figure><img alt="{{ fig.alt }}" src="data:image/png;base64,{{ fig.data }}"><figcaption>{{ fig.alt }}</figcaption></figure>{% endfor %}
+{% for fig in section.figures %}<figure><img alt="{{ fig.alt }}" width="{{ fig.width }}" src="data:image/png;base64,{{ fig.data }}"><figcaption>{{ fig.alt }}</figcaption></figure>{% endfor %}
 {% for t in section.tables %}<h3>{{ t.title }}</h3>{{ t.html }}{% endfor %}
 {% endfor %}
 </body></html>
@@ -365,10 +367,14 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
     sections = []
 
     def sec(title: str, figs: list[tuple[str, str]], tables: list[tuple[str, str]], text: str = "") -> None:
-        sections.append({"title": title, "text": text,
-                         "figures": [{"alt": alt, "data": _png_base64(analysis.figures[name],
-                                                                        figure_dir / f"{name}.png" if figure_dir else None)}
-                                     for name, alt in figs if name in analysis.figures],
+        shown = []
+        for name, alt in figs:
+            if name in analysis.figures:
+                data = _png_base64(analysis.figures[name], figure_dir / f"{name}.png" if figure_dir else None)
+                # PNGs are 150 dpi: show them at 100 CSS px per inch (the IHDR width is bytes 16-20).
+                width = int.from_bytes(base64.b64decode(data[:32])[16:20], "big") * 2 // 3
+                shown.append({"alt": alt, "data": data, "width": width})
+        sections.append({"title": title, "text": text, "figures": shown,
                          "tables": [{"title": tt, "html": _table_html(T[name])} for name, tt in tables if name in T]})
 
     t1 = res.get("task1", {})
