@@ -85,15 +85,21 @@ def as_rgb(image: np.ndarray, *, where: str = "image") -> np.ndarray:
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read a photo (any format Pillow reads) as (H, W, 3) uint8 RGB."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: face image not found")
     try:
         with Image.open(p) as im:
-            im = im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im
-            arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB", "RGBA") else im)
+            im = ImageOps.exif_transpose(im)  # phone photos store "rotate me" in EXIF
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                arr = arr / max(float(arr.max()), 1.0) * 255.0  # 16-bit grayscale: scale, not clip
+            else:
+                if im.mode in ("P", "LA", "PA"):
+                    im = im.convert("RGBA")
+                arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB", "RGBA") else im)
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{p}: cannot be read as an image ({exc}); give a JPEG or PNG photo") from None
     return as_rgb(arr, where=str(p))

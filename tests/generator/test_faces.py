@@ -85,3 +85,27 @@ def test_large_photos_are_searched_reduced_and_landmarked_in_full(photos, monkey
     # little, and the predictor follows its box (measured: 2.6 px mean on a 140 px wide jaw).
     jaw = ref[16, 0] - ref[0, 0]
     assert np.abs(lm - ref).mean() < 0.03 * jaw
+
+
+def test_load_image_formats(tmp_path, photos):
+    from PIL import Image
+
+    from generator.faces import load_image
+
+    img = photos["matplotlib:grace_hopper.jpg"]
+    # A photo stored sideways with an EXIF "rotate 90" tag is loaded upright.
+    sideways = Image.fromarray(np.ascontiguousarray(np.rot90(img, 1)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    sideways.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = load_image(tmp_path / "phone.jpg")
+    assert upright.shape == img.shape
+    assert np.abs(upright.astype(float) - img).mean() < 6.0
+    # 16-bit grayscale PNG: scaled into 8 bits, not clipped to white.
+    gray16 = (cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257)
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    loaded = load_image(tmp_path / "gray16.png")
+    assert loaded.shape == img.shape and 60 < loaded.mean() < 200
+    assert detect_landmarks(loaded).shape == (68, 2)
+    with pytest.raises(InputError, match="not found"):
+        load_image(tmp_path / "nobody.jpg")
