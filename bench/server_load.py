@@ -420,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pacing-participants", type=int, default=500)
     parser.add_argument("--ramp", type=float, default=20.0,
                         help="pacing: seconds over which the participants arrive (default %(default)s)")
+    parser.add_argument("--pace", default="3,5", help="pacing: seconds between answers, MIN,MAX (default %(default)s)")
+    parser.add_argument("--warmup", type=int, help="warm-up sessions before measuring (default: 2 per server thread)")
     parser.add_argument("--levels", default="10,50,100", help="saturation levels (participants)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each saturation level")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
@@ -439,12 +441,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"config": config}), flush=True)
                 results.append({"config": config})
                 # warm-up (not counted): every worker imports, connects and compiles its statements
-                asyncio.run(run_phase(base, 2 * args.workers * args.threads, run="warm", pace=None, sessions=1,
-                                      seconds=60.0, ramp_s=0.5))
+                warmup = 2 * args.workers * args.threads if args.warmup is None else args.warmup
+                if warmup:
+                    asyncio.run(run_phase(base, warmup, run="warm", pace=None, sessions=1, seconds=60.0, ramp_s=0.5))
                 phases = []
                 if args.only in (None, "pacing"):
                     n = args.pacing_participants
-                    phases.append(("pacing", n, dict(pace=(3.0, 5.0), sessions=1, seconds=180.0,
+                    pace = tuple(float(x) for x in args.pace.split(","))
+                    phases.append(("pacing", n, dict(pace=pace, sessions=1, seconds=180.0,
                                                       ramp_s=args.ramp)))
                 if args.only in (None, "saturation"):
                     for n in (int(x) for x in args.levels.split(",")):
