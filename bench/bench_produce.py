@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--clips", type=int, default=0,
                     help="make only the first N of the 72 clips (0 = all; for slow backends, then extrapolate)")
+    ap.add_argument("--quick", action="store_true", help="12 clips instead of 72 (a smoke run)")
     ap.add_argument("--out", default=None, help="output folder (default: a temporary one)")
     ap.add_argument("--make-random-checkpoint", default=None, metavar="PATH",
                     help="write a paper-config generator with random weights to PATH and stop")
@@ -91,8 +92,8 @@ def main() -> None:
         jobs = plan_jobs(DesignOptions("mismatched", faces=(str(faces),), speech=(str(speech),),
                                        repeats=args.repeats, seed=1))
         items = plan_items(jobs, spec, 1)
-        if args.clips:
-            items = items[: args.clips]
+        if args.clips or args.quick:
+            items = items[: args.clips or 12]
         summary = produce(items, out, spec, workers=args.workers or None, console=Console(stderr=True))
         wall = time.perf_counter() - t0
         ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
