@@ -29,7 +29,8 @@ QUESTION_ROLES = ("emotion", "realness", "aspects", "primary", "secondary")
               show_default=True, help="Alternative of the Wilcoxon tests (greater: A > B).")
 @click.option("--continuity/--no-continuity", default=False, show_default=True,
               help="Continuity correction of the normal approximation.")
-@click.option("--chance", default=1 / 6, show_default=True, help="Chance accuracy of the binomial test.")
+@click.option("--chance", type=float, default=None,
+              help="Chance accuracy of the binomial test. Default: 1 / number of emotion options (1/6).")
 @click.option("--verdicts", "verdict_source", type=click.Choice(["recomputed", "server"]), default="recomputed",
               show_default=True, help="Which verdict excludes surveys.")
 @click.option("--mixed-models/--no-mixed-models", default=True, show_default=True,
@@ -39,7 +40,7 @@ QUESTION_ROLES = ("emotion", "realness", "aspects", "primary", "secondary")
                    f"{', '.join(QUESTION_ROLES)} (e.g. --question realness real). Repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing report in --out.")
 def analyze_command(export_dir: Path, out_dir: Path, seed: int, n_boot: int, ci: float, compare, pairing_unit: str,
-                    zero_method: str, alternative: str, continuity: bool, chance: float, verdict_source: str,
+                    zero_method: str, alternative: str, continuity: bool, chance: float | None, verdict_source: str,
                     mixed_models: bool, questions: tuple[tuple[str, str], ...], overwrite: bool) -> None:
     """Write the analysis report of EXPORT_DIR (an `emostudy export` folder) into --out."""
     from rich.console import Console

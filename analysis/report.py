@@ -25,6 +25,7 @@ from analysis import agreement, figures, task1, task2
 from analysis.cleaning import Cleaned, clean
 from analysis.errors import AnalysisError, AnalysisOptionError
 from analysis.io import Export, load_export
+from stimuli.emotions import EMOTIONS
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -37,7 +38,8 @@ class AnalysisOptions:
     first two non-GT sources. pairing_unit: participant (mean per participant, default), item or response.
     zero_method: pratt (default, Cureton 1967 normal approximation), wilcox or zsplit. alternative of the
     Wilcoxon tests: two-sided (default), greater, less (a > b). n_boot/ci/seed: bootstrap over participants.
-    chance: accuracy under guessing (1/6). verdict_source: recomputed (default) or server.
+    chance: accuracy under guessing; None (default) = 1 / number of options of the emotion question (1/6
+    for the six emotions). verdict_source: recomputed (default) or server.
     mixed_models: fit the mixed logit and ordinal models (slow on big studies).
     """
 
@@ -49,7 +51,7 @@ class AnalysisOptions:
     zero_method: Literal["pratt", "wilcox", "zsplit"] = "pratt"
     alternative: Literal["two-sided", "greater", "less"] = "two-sided"
     correction: bool = False
-    chance: float = 1 / 6
+    chance: float | None = None
     verdict_source: Literal["recomputed", "server"] = "recomputed"
     mixed_models: bool = True
     emotion_question: str = "emotion"
@@ -67,7 +69,7 @@ class AnalysisOptions:
             raise AnalysisOptionError(f"alternative {self.alternative!r}: use two-sided, greater or less")
         if not 0 < self.ci < 1 or self.n_boot < 1:
             raise AnalysisOptionError("ci must lie in (0, 1) and n_boot be >= 1")
-        if not 0 < self.chance < 1:
+        if self.chance is not None and not 0 < self.chance < 1:
             raise AnalysisOptionError(f"chance {self.chance}: a probability in (0, 1)")
 
 
@@ -167,7 +169,10 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         em = ans[ans["question"] == opt.emotion_question]
         sources = task1.source_order(em["source"])
         cm = task1.emotion_confusion(ans, question=opt.emotion_question)
-        acc = task1.accuracy_by_source(ans, question=opt.emotion_question, chance=opt.chance, n_boot=opt.n_boot,
+        q_em = export.question(opt.emotion_question)
+        n_opt = len(q_em.get("options", [])) if q_em else 0
+        chance = opt.chance if opt.chance is not None else (1 / n_opt if n_opt else 1 / len(EMOTIONS))
+        acc = task1.accuracy_by_source(ans, question=opt.emotion_question, chance=chance, n_boot=opt.n_boot,
                                        ci=opt.ci, random_state=opt.seed)
         hu = agreement.unbiased_hit_rates(em, by="source")
         hu_t = agreement.hu_tests(hu, by="source")
@@ -186,7 +191,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             f"Task 1 emotion. Confusion matrices of the answer against the shown (visual) emotion per source, "
             f"rows normalised to 100% (emotions in the order {', '.join(e for e in cm['truth'].unique())}). "
             f"Accuracy = correct answers / answers per source, with a {boot}, and an exact one-sided binomial test "
-            f"against chance {opt.chance:.4f} (Holm-adjusted over the {len(acc)} sources). Wagner's unbiased hit rate "
+            f"against chance {chance:.4f}{' (1 / number of options)' if opt.chance is None else ''} (Holm-adjusted over the {len(acc)} sources). Wagner's unbiased hit rate "
             f"Hu per participant, source and emotion, compared with the chance proportion pc by a paired t-test of "
             f"arcsin(sqrt(Hu)) - arcsin(sqrt(pc)) over participants (one-sided, Holm over the emotions of each source). "
             f"Cohen's kappa of the answers against the truth, Fleiss' kappa per batch (mean over batches) and "
