@@ -121,9 +121,12 @@ class WarpRenderer:
     def animate(self, face: np.ndarray | PreparedFace, speech: np.ndarray, emotion: EmotionSpec, seed: int, *,
                 intensity: float = 1.0, size: int = 128) -> Animation:
         """The per-frame landmarks and poses of a render, without drawing it."""
-        prepared = face if isinstance(face, PreparedFace) else self.prepare(face, size)
         x = _check_speech(speech)
         vec = emotion_vector(emotion, intensity)
+        prepared = face if isinstance(face, PreparedFace) else self.prepare(face, size)
+        return self._animate(prepared, x, vec, seed)
+
+    def _animate(self, prepared: PreparedFace, x: np.ndarray, vec: np.ndarray, seed: int) -> Animation:
         n = n_frames(len(x))
         base = prepared.landmarks
         s = prepared.image.shape[0]
@@ -156,9 +159,10 @@ class WarpRenderer:
     def render(self, face: np.ndarray, speech: np.ndarray, emotion: EmotionSpec, seed: int, *,
                intensity: float = 1.0, size: int = 128) -> RenderResult:
         """Render a clip: (T, size, size, 3) uint8 RGB at 25 fps, T = ceil(len(speech) / 320)."""
+        x = _check_speech(speech)  # cheap checks first, then the face
+        vec = emotion_vector(emotion, intensity)
         prepared = self.prepare(face, size)
-        x = _check_speech(speech)
-        anim = self.animate(prepared, x, emotion, seed, intensity=intensity, size=size)
+        anim = self._animate(prepared, x, vec, seed)
         n = len(anim.landmarks)
         s = prepared.image.shape[0]
         frames = np.empty((n, s, s, 3), np.uint8)
@@ -168,7 +172,6 @@ class WarpRenderer:
             frames[t] = prepared.mesh.warp(prepared.image, anim.displacement[t], head)
             if "mouth" in self.components or "expression" in self.components:
                 paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap, prepared.lip_rgb, prepared.unit)
-        vec = emotion_vector(emotion, intensity)
         params = {
             "backend": self.name,
             "version": VERSION,

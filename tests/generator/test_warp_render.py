@@ -140,11 +140,18 @@ def test_components_make_honest_control_conditions(renderer, hopper):
         WarpRenderer(components=("mouth", "eyebrows"))
 
 
-def test_intensity_zero_is_neutral(renderer, hopper):
-    x = speech(0.8)
-    a = renderer.animate(hopper, x, "anger", 4, intensity=0.0)
-    b = renderer.animate(hopper, x, "neutral", 4)
-    np.testing.assert_allclose(a.landmarks, b.landmarks)
+def test_intensity_scales_the_expression_in_the_frames(renderer, hopper):
+    x = np.zeros(8000, np.float32)  # silent: only the expression moves the mouth corners
+    still = renderer.prepare(hopper, 128).image
+    np.testing.assert_array_equal(renderer.render(hopper, x, "anger", 4, intensity=0.0).frames,
+                                  renderer.render(hopper, x, "neutral", 4).frames)
+    expression_only = WarpRenderer(components=("expression",))
+    change = [np.abs(expression_only.render(hopper, x, "happiness", 4, intensity=k).frames[-1].astype(float)
+                     - still).mean() for k in (0.25, 0.5, 1.0)]
+    assert 0.1 < change[0] < change[1] < change[2]
+    a = expression_only.animate(hopper, x, "happiness", 4, intensity=0.5)
+    b = expression_only.animate(hopper, x, "happiness", 4)
+    np.testing.assert_allclose(a.displacement, 0.5 * b.displacement, atol=1e-12)
 
 
 def test_grayscale_and_rgba_photos_are_converted(renderer, hopper):
