@@ -7,7 +7,7 @@ Steps (each counted in :attr:`Cleaned.counts`):
    alone). Scale answers get the option's score from the plan (an exported ``score`` that disagrees is
    an error). ``none`` is an answer; only the empty string is missing.
 2. A survey (one assignment) is *complete* when every required question of every item of its batch has
-   a non-empty answer.
+   a non-empty answer. Surveys listed in participants.csv without any answer are incomplete.
 3. Consistency is recomputed from the raw answers with the plan's rules: for each repeat item and each
    question with a rule, the answer to the repeat is compared with the answer to its original
    (``equal``: values differ; ``max_abs_diff``: scores differ by more than the tolerance;
@@ -182,6 +182,19 @@ def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants
     g = answers.assign(_answered=(answers["answer"] != "").astype(int)).groupby("assignment", sort=True)
     surveys = g.agg(participant=("participant", "first"), batch_id=("batch_id", "first"),
                     n_answered=("_answered", "sum"))
+    if participants is not None:
+        # Surveys abandoned before the first answer have a participants.csv row and no answers: incomplete.
+        extra = participants[~participants["assignment"].isin(surveys.index)]
+        bad = ~extra["batch_id"].isin(batch_items.keys())
+        if bad.any():
+            i = int(extra.index[np.flatnonzero(bad.to_numpy())[0]])
+            raise ExportFormatError(f"participants.csv row {i + 1} (line {i + 2}), column 'batch_id': "
+                                    f"{extra.loc[i, 'batch_id']!r} is not a batch of plan.json")
+        if len(extra):
+            add = pd.DataFrame({"participant": extra["participant"].to_numpy(),
+                                "batch_id": extra["batch_id"].to_numpy(),
+                                "n_answered": 0}, index=pd.Index(extra["assignment"].to_numpy(), name="assignment"))
+            surveys = pd.concat([surveys, add]).sort_index()
     surveys["n_expected"] = surveys["batch_id"].map(lambda b: len(batch_items[b]) * len(required))
     req = answers[answers["question"].isin(required) & (answers["answer"] != "")]
     n_req = req.groupby("assignment").size().reindex(surveys.index, fill_value=0)

@@ -171,12 +171,21 @@ def paired_wilcoxon(data: pd.DataFrame, *, dv: str, within: str, a: str, b: str,
                     item: Sequence[str] = ("identity", "sentence", "visual_emotion")) -> pd.DataFrame:
     """Wilcoxon signed-rank test of ``a`` vs ``b`` (difference a - b) with an explicit pairing unit.
 
-    Returns one row: a, b, dv, unit, then the columns of :data:`WILCOXON_COLUMNS`, mean_a, mean_b.
+    Returns one row: a, b, dv, unit, n_unpaired (participants or items with only one of the two sources, or
+    answers left without a partner, none of them in the test), then the columns of
+    :data:`WILCOXON_COLUMNS`, mean_a, mean_b.
     """
     pairs = paired_differences(data, dv=dv, within=within, a=a, b=b, unit=unit, subject=subject, item=item)
+    sub = data[data[within].isin([a, b])]
+    if unit == "participant":
+        n_unpaired = int(sub[subject].nunique()) - len(pairs)
+    elif unit == "item":
+        n_unpaired = int(len(sub.drop_duplicates(list(item)))) - len(pairs)
+    else:
+        n_unpaired = int(len(sub)) - 2 * len(pairs)
     res = wilcoxon_signed_rank(pairs["diff"].to_numpy(), zero_method=zero_method, alternative=alternative,
                                correction=correction)
-    row = {"a": a, "b": b, "dv": dv, "unit": unit, **res,
+    row = {"a": a, "b": b, "dv": dv, "unit": unit, "n_unpaired": n_unpaired, **res,
            "mean_a": float(pairs["a"].mean()) if len(pairs) else float("nan"),
            "mean_b": float(pairs["b"].mean()) if len(pairs) else float("nan")}
     return pd.DataFrame([row])

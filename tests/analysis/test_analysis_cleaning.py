@@ -47,6 +47,7 @@ def study(export_writer):
     incomplete = consistent_task1(EMO, REAL, ASP)
     incomplete[(3, "realness")] = ""                          # a missing answer
     add("a5", "pD", incomplete, "valid")
+    parts.append(participant_row("a6", "pE", "incomplete"))  # abandoned before the first answer
     return export_writer(plan, stimuli, rows, parts)
 
 
@@ -57,14 +58,15 @@ def test_verdicts_thresholds_and_counts(study):
     assert v.loc["a2", "n_inconsistent"] == 6 and v.loc["a2", "verdict"] == "rejected"
     assert v.loc["a3", "n_inconsistent"] == 0 and v.loc["a4", "verdict"] == "rejected"
     assert v.loc["a5", "verdict"] == "incomplete" and v.loc["a5", "n_missing"] == 1
-    assert (v["n_repeat_answers"] == 9).all()
+    assert v.loc["a6", "verdict"] == "incomplete" and v.loc["a6", "n_missing"] == 27 and v.loc["a6", "verdicts_agree"]
+    assert (v.drop(index="a6")["n_repeat_answers"] == 9).all()
     # server: a2 "valid" and a5 "valid" disagree with the recomputed verdicts
     assert sorted(v.index[~v["verdicts_agree"]]) == ["a2", "a5"]
     k = c.counts
     assert k["n_answers_total"] == 5 * 27
-    assert (k["n_surveys_valid"], k["n_surveys_rejected"], k["n_surveys_incomplete"]) == (2, 2, 1)
+    assert (k["n_surveys_valid"], k["n_surveys_rejected"], k["n_surveys_incomplete"]) == (2, 2, 2)
     assert k["n_verdict_disagreements"] == 2
-    assert k["n_participants_total"] == 4 and k["n_participants_valid"] == 2  # pA and pC
+    assert k["n_participants_total"] == 5 and k["n_participants_valid"] == 2  # pA and pC
     assert k["n_answers_excluded_surveys"] == 3 * 27
     assert k["n_answers_repeats_excluded"] == 2 * 9  # 3 repeats x 3 questions in each valid survey
     assert k["n_answers_used"] == 2 * 18

@@ -119,6 +119,9 @@ def test_pairing_units_by_hand():
     # Var = (4*5*9 - 2*3*5)/24 = 6.25 -> z = 3.5/2.5 = 1.4.
     assert w["r_plus"].item() == 7.0 and w["n_zeros"].item() == 2
     assert w["z"].item() == pytest.approx(1.4)
+    assert w["n_unpaired"].item() == 1  # p3's single OURS answer
+    wp = paired_wilcoxon(df, dv="score", within="source", a="OURS", b="BL")
+    assert wp["n_unpaired"].item() == 1 and wp["n"].item() == 2  # p3 rated only OURS
     with pytest.raises(AnalysisOptionError, match="pairing unit"):
         paired_differences(df, dv="score", within="source", a="OURS", b="BL", unit="video")
 
