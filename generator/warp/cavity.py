@@ -70,11 +70,35 @@ def _poly_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
     return m.astype(np.float32) / 255.0
 
 
+def photo_teeth(image: np.ndarray, lm68: np.ndarray, unit: float) -> tuple[np.ndarray | None, float]:
+    """(teeth RGB, visible upper-teeth height in px) when the photo's mouth is open and shows teeth
+    (bright pixels between the inner lips, brighter than the lips), else (None, 0)."""
+    import cv2
+
+    lm = np.asarray(lm68, dtype=np.float64)
+    gap = inner_gap(lm)
+    if gap < 0.06 * unit:
+        return None, 0.0
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(lm[INNER]).astype(np.int32)], 1)
+    inside = image[mask.astype(bool)].reshape(-1, 3).astype(np.float64)
+    if len(inside) < 8:
+        return None, 0.0
+    luma = inside @ [0.299, 0.587, 0.114]
+    bright = inside[luma >= np.percentile(luma, 60)]
+    lips = lip_colour(image, lm) @ [0.299, 0.587, 0.114]
+    if bright.mean(0) @ [0.299, 0.587, 0.114] < 1.15 * lips:
+        return None, 0.0
+    return bright.mean(0), 0.5 * gap
+
+
 def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, lip_rgb: np.ndarray,
-                unit: float) -> np.ndarray:
+                unit: float, teeth_rgb: np.ndarray | None = None, teeth_h: float = 0.0) -> np.ndarray:
     """Paint the cavity and teeth into ``frame`` (in place; returned) for output landmarks ``lm68``.
 
-    ``base_gap`` is the photo's own inner-lip gap; ``unit`` the eye distance in pixels."""
+    ``base_gap`` is the photo's own inner-lip gap; ``unit`` the eye distance in pixels;
+    ``teeth_rgb`` / ``teeth_h``: the photo's own teeth (:func:`photo_teeth`), so that a mouth opened
+    beyond the photo's shows teeth of the same colour and size as the photo."""
     lm = np.asarray(lm68, dtype=np.float64)
     gap = inner_gap(lm)
     # Paint when the lips have parted beyond the photo's own opening: by > 0.4 px (fully from 2.4 px),
@@ -100,14 +124,15 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, lip_rgb: n
     import cv2
 
     # Upper teeth: a band hanging from the upper inner lip, soft-edged; a fainter lower band.
-    teeth_h = min(0.065 * unit, 0.35 * gap)
+    own_teeth = teeth_rgb is not None
+    teeth_h = max(min(0.065 * unit, 0.35 * gap), min(teeth_h, 0.6 * gap))
     soft = max(0.3, 0.3 * teeth_h)
     upper = smooth_contour(lm[UPPER_INNER_LINE], closed=False) - off
     upper_teeth = _poly_mask(roi_shape, np.vstack([upper - [0.0, 2.0], upper[::-1] + [0.0, teeth_h]]))
     upper_teeth = cv2.GaussianBlur(upper_teeth, (0, 0), soft) * cavity
     lower = smooth_contour(lm[LOWER_INNER_LINE], closed=False) - off
     lower_teeth = _poly_mask(roi_shape, np.vstack([lower + [0.0, 2.0], lower[::-1] - [0.0, 0.4 * teeth_h]]))
-    lower_teeth = cv2.GaussianBlur(lower_teeth, (0, 0), soft) * cavity * 0.3
+    lower_teeth = cv2.GaussianBlur(lower_teeth, (0, 0), soft) * cavity * (0.6 if own_teeth else 0.3)
     # Teeth show in the middle of the mouth and recede into shadow towards the corners.
     xs = np.arange(roi_shape[1], dtype=np.float32)[None, :] + x0
     cx, half = 0.5 * (lm[60, 0] + lm[64, 0]), max(0.5 * abs(lm[64, 0] - lm[60, 0]), 1.0)
@@ -121,7 +146,10 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, lip_rgb: n
     dark = (np.asarray(lip_rgb, dtype=np.float32) * CAVITY_GAIN)[None, None, :] * (1.0 - 0.5 * depth[..., None])
     colour = np.broadcast_to(dark, roi_shape + (3,)).copy()
     # Teeth sit in the mouth's shade: dimmer than white, tinted by the lips.
-    teeth = (0.85 * TEETH_RGB + 0.1 * np.asarray(lip_rgb)).astype(np.float32)
+    if own_teeth:
+        teeth = np.asarray(teeth_rgb, dtype=np.float32)
+    else:
+        teeth = (0.85 * TEETH_RGB + 0.1 * np.asarray(lip_rgb)).astype(np.float32)
     shade = 0.8 + 0.2 * (1.0 - depth[..., None])
     colour = colour * (1 - upper_teeth[..., None]) + teeth * shade * upper_teeth[..., None]
     colour = colour * (1 - lower_teeth[..., None]) + teeth * 0.8 * lower_teeth[..., None]

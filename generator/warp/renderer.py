@@ -27,7 +27,7 @@ from generator.audio import MODEL_RATE, n_frames
 from generator.errors import InputError
 from generator.faces import POLICIES, as_rgb, detect_landmarks
 from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
-from generator.warp.cavity import inner_gap, lip_colour, paint_mouth
+from generator.warp.cavity import inner_gap, lip_colour, paint_mouth, photo_teeth
 from generator.warp.expression import expression_displacement, eye_distance, onset_ramp
 from generator.warp.life import blink_displacement, head_matrix, life_track
 from generator.warp.mesh import FaceMesh
@@ -51,6 +51,8 @@ class PreparedFace:
     lip_rgb: np.ndarray
     base_gap: float
     unit: float             # eye distance, pixels
+    teeth_rgb: np.ndarray | None  # the photo's own teeth colour, when its mouth shows them
+    teeth_h: float
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,11 @@ class WarpRenderer:
         aligned = align_image(img, M, (size, size))
         aligned_lm = transform_points(lm.astype(np.float64), M)
         mesh = FaceMesh(aligned_lm, (size, size))
+        unit = eye_distance(mesh.landmarks)
+        teeth_rgb, teeth_h = photo_teeth(aligned, mesh.landmarks, unit)
         prepared = PreparedFace(image=aligned, landmarks=mesh.landmarks, mesh=mesh,
                                 lip_rgb=lip_colour(aligned, mesh.landmarks), base_gap=inner_gap(mesh.landmarks),
-                                unit=eye_distance(mesh.landmarks))
+                                unit=unit, teeth_rgb=teeth_rgb, teeth_h=teeth_h)
         self._prepared[(key, size)] = prepared
         _trim(self._prepared)
         return prepared
@@ -171,7 +175,8 @@ class WarpRenderer:
             head = None if np.allclose(anim.head[t], identity) else anim.head[t]
             frames[t] = prepared.mesh.warp(prepared.image, anim.displacement[t], head)
             if "mouth" in self.components or "expression" in self.components:
-                paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap, prepared.lip_rgb, prepared.unit)
+                paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap, prepared.lip_rgb, prepared.unit,
+                            prepared.teeth_rgb, prepared.teeth_h)
         params = {
             "backend": self.name,
             "version": VERSION,
