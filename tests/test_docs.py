@@ -286,3 +286,14 @@ def test_deployment_lists_every_setting_of_the_server_config():
         hits = [p for p in (REPO / "study_server").rglob("*.py") if f"EMOSTUDY_{name}" in p.read_text()] + \
             [p for p in (REPO / "tests").rglob("conftest.py") if f"EMOSTUDY_{name}" in p.read_text()]
         assert hits, f"EMOSTUDY_{name} is documented but no code reads it"
+
+
+def test_readme_screenshots_exist_and_are_small():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]*\]\((docs/img/[^)]+\.png)\)", text)
+    assert len(images) >= 3, images
+    for rel in images:
+        path = REPO / rel
+        assert path.is_file(), rel
+        assert path.stat().st_size < 300 * 1024, f"{rel} is {path.stat().st_size // 1024} KB"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
