@@ -131,3 +131,12 @@ def test_cavity_is_painted_only_where_the_lips_parted():
     wider = wide.copy()
     wider[[65, 66, 67], 1] += 1.2
     np.testing.assert_array_equal(paint_mouth(skin.copy(), wider, inner_gap(wide), lips, 40.0), skin)
+
+
+def test_photo_teeth_are_found_only_in_an_open_smile():
+    r = WarpRenderer()
+    faces = dict(shipped_faces())
+    smile = r.prepare(faces["skimage:astronaut"], 128)  # open smile showing teeth
+    closed = r.prepare(faces["matplotlib:grace_hopper.jpg"], 128)
+    assert smile.teeth_rgb is not None and smile.teeth_rgb.mean() > 180 and smile.teeth_h > 1.5
+    assert closed.teeth_rgb is None and closed.teeth_h == 0.0
