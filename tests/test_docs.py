@@ -297,3 +297,25 @@ def test_readme_screenshots_exist_and_are_small():
         assert path.is_file(), rel
         assert path.stat().st_size < 300 * 1024, f"{rel} is {path.stat().st_size // 1024} KB"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
+
+
+def test_running_a_study_explains_every_key_of_the_ready_made_specs():
+    import tomllib
+
+    def keys(obj, out):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                out.add(k)
+                keys(v, out)
+        elif isinstance(obj, list):
+            for v in obj:
+                keys(v, out)
+        return out
+
+    used = set()
+    for spec in sorted((REPO / "stimuli" / "specs").glob("*.toml")):
+        keys(tomllib.loads(spec.read_text(encoding="utf-8")), used)
+    text = (REPO / "docs" / "running-a-study.md").read_text(encoding="utf-8")
+    table = "\n".join(line for line in text.splitlines() if line.startswith("| "))  # the spec key table
+    missing = sorted(k for k in used if not re.search(rf"(?<![\w-]){re.escape(k)}(?![\w-])", table))
+    assert not missing, f"docs/running-a-study.md does not explain the spec keys {missing}"
