@@ -27,6 +27,8 @@ QUESTION_ROLES = ("emotion", "realness", "aspects", "primary", "secondary")
               help="Zero differences in the Wilcoxon test.")
 @click.option("--alternative", type=click.Choice(["two-sided", "greater", "less"]), default="two-sided",
               show_default=True, help="Alternative of the Wilcoxon tests (greater: A > B).")
+@click.option("--wilcoxon-method", type=click.Choice(["approx", "exact"]), default="approx", show_default=True,
+              help="p of the Wilcoxon tests: normal approximation, or the exact sign-flip permutation distribution.")
 @click.option("--continuity/--no-continuity", default=False, show_default=True,
               help="Continuity correction of the normal approximation.")
 @click.option("--chance", type=float, default=None,
@@ -40,8 +42,9 @@ QUESTION_ROLES = ("emotion", "realness", "aspects", "primary", "secondary")
                    f"{', '.join(QUESTION_ROLES)} (e.g. --question realness real). Repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing report in --out.")
 def analyze_command(export_dir: Path, out_dir: Path, seed: int, n_boot: int, ci: float, compare, pairing_unit: str,
-                    zero_method: str, alternative: str, continuity: bool, chance: float | None, verdict_source: str,
-                    mixed_models: bool, questions: tuple[tuple[str, str], ...], overwrite: bool) -> None:
+                    zero_method: str, alternative: str, wilcoxon_method: str, continuity: bool, chance: float | None,
+                    verdict_source: str, mixed_models: bool, questions: tuple[tuple[str, str], ...],
+                    overwrite: bool) -> None:
     """Write the analysis report of EXPORT_DIR (an `emostudy export` folder) into --out."""
     from rich.console import Console
 
@@ -55,7 +58,8 @@ def analyze_command(export_dir: Path, out_dir: Path, seed: int, n_boot: int, ci:
         ids[f"{role}_question"] = qid
     options = AnalysisOptions(seed=seed, n_boot=n_boot, ci=ci, compare=tuple(compare) if compare else None,
                               pairing_unit=pairing_unit, zero_method=zero_method, alternative=alternative,
-                              correction=continuity, chance=chance, verdict_source=verdict_source,
+                              correction=continuity, wilcoxon_method=wilcoxon_method, chance=chance,
+                              verdict_source=verdict_source,
                               mixed_models=mixed_models, **ids)
     console = Console(stderr=True)
     try:

@@ -51,6 +51,7 @@ class AnalysisOptions:
     zero_method: Literal["pratt", "wilcox", "zsplit"] = "pratt"
     alternative: Literal["two-sided", "greater", "less"] = "two-sided"
     correction: bool = False
+    wilcoxon_method: Literal["approx", "exact"] = "approx"
     chance: float | None = None
     verdict_source: Literal["recomputed", "server"] = "recomputed"
     mixed_models: bool = True
@@ -67,6 +68,8 @@ class AnalysisOptions:
             raise AnalysisOptionError(f"zero method {self.zero_method!r}: use pratt, wilcox or zsplit")
         if self.alternative not in ("two-sided", "greater", "less"):
             raise AnalysisOptionError(f"alternative {self.alternative!r}: use two-sided, greater or less")
+        if self.wilcoxon_method not in ("approx", "exact"):
+            raise AnalysisOptionError(f"Wilcoxon method {self.wilcoxon_method!r}: use approx or exact")
         if not 0 < self.ci < 1 or self.n_boot < 1:
             raise AnalysisOptionError("ci must lie in (0, 1) and n_boot be >= 1")
         if self.chance is not None and not 0 < self.chance < 1:
@@ -159,8 +162,10 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     wil = (f"Wilcoxon signed-rank test, zero differences handled by {opt.zero_method}"
            + (" (Pratt 1959; normal approximation with the null mean and variance of Cureton 1967)"
               if opt.zero_method == "pratt" else "")
-           + f", tie-corrected normal approximation{' with continuity correction' if opt.correction else ''}, "
-           f"{opt.alternative} alternative; reported n, zeros, R+, R-, z, p, r = z/sqrt(n) and the matched-pairs "
+           + (f", tie-corrected normal approximation{' with continuity correction' if opt.correction else ''}, "
+              if opt.wilcoxon_method == "approx" else
+              ", exact sign-flip permutation p-value given the observed ranks (z from the normal approximation), ")
+           + f"{opt.alternative} alternative; reported n, zeros, R+, R-, z, p, r = z/sqrt(n) and the matched-pairs "
            f"rank-biserial correlation")
 
     # ---------------------------------------------------------------- Task 1
@@ -222,7 +227,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             a, b, why = task1.choose_comparison(present, *(opt.compare or (None, None)))
             w = task1.realness_wilcoxon(ans, a, b, question=opt.realness_question, unit=opt.pairing_unit,
                                         zero_method=opt.zero_method, alternative=opt.alternative,
-                                        correction=opt.correction)
+                                        correction=opt.correction, method=opt.wilcoxon_method)
             sens = task1.realness_wilcoxon_sensitivity(ans, a, b, question=opt.realness_question,
                                                        alternative=opt.alternative)
             t1.update({"wilcoxon": {**_records(w)[0], "comparison_reason": why},
@@ -273,7 +278,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         cm2 = task2.primary_confusions(resp)
         frac = task2.match_fractions(resp)
         dom = pd.concat([task2.dominance_test(resp, subset="mismatched", counting=cnt, zero_method=opt.zero_method,
-                                              alternative=opt.alternative, correction=opt.correction)
+                                              alternative=opt.alternative, correction=opt.correction,
+                                              method=opt.wilcoxon_method)
                          for cnt in ("primary", "primary_or_secondary")], ignore_index=True)
         from analysis.stats import holm
         dom["p_holm"] = holm(dom["p"].to_numpy())

@@ -27,7 +27,7 @@ from analysis.errors import AnalysisOptionError
 ZeroMethod = Literal["pratt", "wilcox", "zsplit"]
 Alternative = Literal["two-sided", "greater", "less"]
 WILCOXON_COLUMNS = ("n", "n_zeros", "n_used", "r_plus", "r_minus", "mean_h0", "var_h0", "z", "p",
-                    "effect_r", "rank_biserial", "median_diff", "zero_method", "alternative", "correction")
+                    "effect_r", "rank_biserial", "median_diff", "zero_method", "alternative", "correction", "method")
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
@@ -40,8 +40,30 @@ def _tie_sizes(values: np.ndarray) -> np.ndarray:
     return counts[counts > 1]
 
 
+def _exact_sign_flip_p(ranks: np.ndarray, r_plus: float, offset: float, alternative: str) -> float:
+    """Exact p of R+ under H0 (each non-zero difference's sign +/- with probability 1/2), conditional on the
+    observed ranks (average ranks of ties are multiples of 1/2, so 2 * rank is an integer)."""
+    twice = np.rint(2 * np.asarray(ranks, dtype=float)).astype(np.int64)
+    total = int(twice.sum())
+    dist = np.zeros(total + 1)
+    dist[0] = 1.0
+    for r in twice:  # convolve with (1 + x^r) / 2
+        shifted = np.zeros_like(dist)
+        shifted[r:] = dist[:total + 1 - r]
+        dist = 0.5 * (dist + shifted)
+    obs = int(round(2 * (r_plus - offset)))
+    upper = float(dist[obs:].sum())
+    lower = float(dist[:obs + 1].sum())
+    if alternative == "greater":
+        return min(1.0, upper)
+    if alternative == "less":
+        return min(1.0, lower)
+    return min(1.0, 2 * min(upper, lower))
+
+
 def wilcoxon_signed_rank(d: Sequence[float], *, zero_method: ZeroMethod = "pratt",
-                         alternative: Alternative = "two-sided", correction: bool = False) -> dict:
+                         alternative: Alternative = "two-sided", correction: bool = False,
+                         method: Literal["approx", "exact"] = "approx") -> dict:
     """Wilcoxon signed-rank test of paired differences ``d`` (x - y) with the normal approximation.
 
     Zero differences: ``"pratt"`` (default) ranks |d| with the zeros included and then drops the zero
@@ -54,6 +76,9 @@ def wilcoxon_signed_rank(d: Sequence[float], *, zero_method: ZeroMethod = "pratt
     p: two-sided 2*(1 - Phi(|z|)), "greater" (x > y) 1 - Phi(z), "less" Phi(z). When no difference is
     non-zero (Var = 0) the test carries no evidence: z = 0 and p = 1.
 
+    ``method="exact"`` replaces p by the exact sign-flip permutation p-value of R+ given the observed ranks
+    (ties and zeros handled as by ``zero_method``; two-sided = 2 x the smaller tail); z is still reported.
+
     Effect sizes: r = z / sqrt(n) with n all pairs (zeros included); the matched-pairs rank-biserial
     correlation (R+ - R-)/(R+ + R-) (0 when both are 0).
 
@@ -65,6 +90,8 @@ def wilcoxon_signed_rank(d: Sequence[float], *, zero_method: ZeroMethod = "pratt
     >>> res["r_plus"], res["r_minus"], res["n_zeros"]
     (11.5, 2.5, 1)
     """
+    if method not in ("approx", "exact"):
+        raise AnalysisOptionError(f"method {method!r}: use approx or exact")
     if zero_method not in ("pratt", "wilcox", "zsplit"):
         raise AnalysisOptionError(f"zero_method {zero_method!r}: use pratt, wilcox or zsplit")
     if alternative not in ("two-sided", "greater", "less"):
@@ -115,13 +142,18 @@ def wilcoxon_signed_rank(d: Sequence[float], *, zero_method: ZeroMethod = "pratt
         else:
             p = float(sps.norm.cdf(z))
         p = min(p, 1.0)
+    if method == "exact" and n_used > 0 and not (zero_method == "zsplit" and n0 == n):
+        nonzero_ranks = ranks if zero_method == "wilcox" else ranks[~zeros]
+        offset = float(ranks[zeros].sum()) / 2.0 if zero_method == "zsplit" else 0.0
+        p = _exact_sign_flip_p(nonzero_ranks, r_plus, offset, alternative)
     total = r_plus + r_minus
     return {"n": n, "n_zeros": n0, "n_used": int(n_used), "r_plus": r_plus, "r_minus": r_minus,
             "mean_h0": float(mean), "var_h0": float(var), "z": z, "p": p,
             "effect_r": float(z / math.sqrt(n)) if n else float("nan"),
             "rank_biserial": float((r_plus - r_minus) / total) if total > 0 else 0.0,
             "median_diff": float(np.median(d)) if n else float("nan"),
-            "zero_method": zero_method, "alternative": alternative, "correction": bool(correction)}
+            "zero_method": zero_method, "alternative": alternative, "correction": bool(correction),
+            "method": method}
 
 
 PairingUnit = Literal["participant", "item", "response"]
@@ -168,7 +200,8 @@ def paired_wilcoxon(data: pd.DataFrame, *, dv: str, within: str, a: str, b: str,
                     unit: PairingUnit = "participant", zero_method: ZeroMethod = "pratt",
                     alternative: Alternative = "two-sided", correction: bool = False,
                     subject: str = "participant",
-                    item: Sequence[str] = ("identity", "sentence", "visual_emotion")) -> pd.DataFrame:
+                    item: Sequence[str] = ("identity", "sentence", "visual_emotion"),
+                    method: Literal["approx", "exact"] = "approx") -> pd.DataFrame:
     """Wilcoxon signed-rank test of ``a`` vs ``b`` (difference a - b) with an explicit pairing unit.
 
     Returns one row: a, b, dv, unit, n_unpaired (participants or items with only one of the two sources, or
@@ -184,7 +217,7 @@ def paired_wilcoxon(data: pd.DataFrame, *, dv: str, within: str, a: str, b: str,
     else:
         n_unpaired = int(len(sub)) - 2 * len(pairs)
     res = wilcoxon_signed_rank(pairs["diff"].to_numpy(), zero_method=zero_method, alternative=alternative,
-                               correction=correction)
+                               correction=correction, method=method)
     row = {"a": a, "b": b, "dv": dv, "unit": unit, "n_unpaired": n_unpaired, **res,
            "mean_a": float(pairs["a"].mean()) if len(pairs) else float("nan"),
            "mean_b": float(pairs["b"].mean()) if len(pairs) else float("nan")}

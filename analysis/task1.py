@@ -166,12 +166,13 @@ def aspect_counts(answers: pd.DataFrame, *, question: str = "aspects",
 
 def realness_wilcoxon(answers: pd.DataFrame, a: str, b: str, *, question: str = "realness",
                       unit: PairingUnit = "participant", zero_method: ZeroMethod = "pratt",
-                      alternative: Alternative = "two-sided", correction: bool = False) -> pd.DataFrame:
+                      alternative: Alternative = "two-sided", correction: bool = False,
+                      method: str = "approx") -> pd.DataFrame:
     """Wilcoxon signed-rank test of realness scores, source ``a`` vs ``b`` (see
     :func:`analysis.stats.paired_wilcoxon` for the pairing units and zero handling)."""
     sub = _question(answers, question)
     return paired_wilcoxon(sub, dv="score", within="source", a=a, b=b, unit=unit, zero_method=zero_method,
-                           alternative=alternative, correction=correction)
+                           alternative=alternative, correction=correction, method=method)
 
 
 def realness_wilcoxon_sensitivity(answers: pd.DataFrame, a: str, b: str, *, question: str = "realness",

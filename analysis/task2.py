@@ -92,13 +92,13 @@ def dominance_per_participant(resp: pd.DataFrame, *, subset: str = "mismatched",
 
 def dominance_test(resp: pd.DataFrame, *, subset: str = "mismatched", counting: str = "primary",
                    zero_method: ZeroMethod = "pratt", alternative: Alternative = "two-sided",
-                   correction: bool = False) -> pd.DataFrame:
+                   correction: bool = False, method: str = "approx") -> pd.DataFrame:
     """Paired test of visual vs audio dominance, the participant as the pairing unit: Wilcoxon
     signed-rank of the per-participant differences (visual - audio match fraction). One row with subset,
     counting, mean_visual, mean_audio and the Wilcoxon columns."""
     per = dominance_per_participant(resp, subset=subset, counting=counting)
     res = wilcoxon_signed_rank(per["diff"].to_numpy(), zero_method=zero_method, alternative=alternative,
-                               correction=correction)
+                               correction=correction, method=method)
     return pd.DataFrame([{"subset": subset, "counting": counting, "unit": "participant",
                           "mean_visual": float(per["visual"].mean()) if len(per) else float("nan"),
                           "mean_audio": float(per["audio"].mean()) if len(per) else float("nan"), **res}])

@@ -153,3 +153,32 @@ def test_bootstrap_resamples_participants_with_a_seed():
     assert (lo, hi) == pytest.approx(tuple(np.percentile(vals, [2.5, 97.5])))
     assert ratio_bootstrap_ci(num, den, n_boot=50, random_state=7) == (lo, hi)
     assert ratio_bootstrap_ci(num, den, n_boot=50, random_state=8) != (lo, hi)
+
+
+def _exact_by_enumeration(ranks, r_plus_obs, alternative):
+    """All 2^n sign assignments of the non-zero ranks, equally likely under H0 (plain Python)."""
+    import itertools
+
+    sums = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product((0, 1), repeat=len(ranks))]
+    upper = sum(1 for x in sums if x >= r_plus_obs - 1e-9) / len(sums)
+    lower = sum(1 for x in sums if x <= r_plus_obs + 1e-9) / len(sums)
+    return {"greater": upper, "less": lower, "two-sided": min(1.0, 2 * min(upper, lower))}[alternative]
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_exact_permutation_p_with_ties_and_zeros(alternative):
+    # Pratt ranks of the non-zero differences of D: 7, 3, 5, 5, 5, 8 (R+ = 25)
+    r = wilcoxon_signed_rank(D, method="exact", alternative=alternative)
+    assert r["method"] == "exact" and r["r_plus"] == 25.0
+    assert r["p"] == pytest.approx(_exact_by_enumeration([7, 3, 5, 5, 5, 8], 25, alternative))
+    # wilcox: ranks among the non-zero |d| only: 5, 1, 3, 3, 3, 6 (R+ = 17)
+    w = wilcoxon_signed_rank(D, zero_method="wilcox", method="exact", alternative=alternative)
+    assert w["p"] == pytest.approx(_exact_by_enumeration([5, 1, 3, 3, 3, 6], 17, alternative))
+
+
+def test_exact_matches_scipy_without_ties():
+    d = [1.5, -0.2, 3.1, 2.2, -0.7, 4.0, 0.9, 2.8]
+    ours = wilcoxon_signed_rank(d, zero_method="wilcox", method="exact")["p"]
+    assert ours == pytest.approx(sps.wilcoxon(d, method="exact").pvalue)
+    with pytest.raises(AnalysisOptionError, match="method"):
+        wilcoxon_signed_rank(d, method="monte-carlo")
