@@ -319,3 +319,18 @@ def test_running_a_study_explains_every_key_of_the_ready_made_specs():
     table = "\n".join(line for line in text.splitlines() if line.startswith("| "))  # the spec key table
     missing = sorted(k for k in used if not re.search(rf"(?<![\w-]){re.escape(k)}(?![\w-])", table))
     assert not missing, f"docs/running-a-study.md does not explain the spec keys {missing}"
+
+
+def test_benchmarks_md_names_every_benchmark_script_and_its_anchors_exist():
+    text = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert "make bench" in text
+    scripts = [p.name for p in (REPO / "bench").glob("bench_*.py")] + ["server_load.py"]
+    missing = [name for name in scripts if (REPO / "bench" / name).is_file() and f"bench/{name}" not in text]
+    assert not missing, f"docs/benchmarks.md does not name {missing}"
+
+    def anchor(heading: str) -> str:  # GitHub's rule: lower case, drop punctuation but - and _, spaces -> -
+        return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+    anchors = {anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    broken = [a for a in re.findall(r"\]\(#([^)]+)\)", text) if a not in anchors]
+    assert not broken, f"docs/benchmarks.md links to missing sections: {broken}"
