@@ -358,15 +358,17 @@ class Decoder(nn.Module):
         y = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), conv.weight[:, :h.shape[1]])
         h = F.leaky_relu(y.unflatten(0, (b, n)) + terms[0].unsqueeze(1), 0.2).flatten(0, 1)
         for i, name in ((1, "conv_2"), (2, "conv_3"), (3, "conv_4"), (4, "conv_5")):
-            y = upconv(h, kernels[i - 1]).unflatten(0, (b, n)) + terms[i].unsqueeze(1)
+            y = upconv(h, kernels[i - 1]).unflatten(0, (b, n))  # (B, n, C, H, W)
             if name == "conv_4":
                 outs = []
                 for k in range(n):
-                    state = self.conv_4.step(y[:, k], state)
+                    state = self.conv_4.step(y[:, k] + terms[i], state)
                     outs.append(state[0])
                 h = torch.stack(outs, dim=1).flatten(0, 1).contiguous(memory_format=memory_format)
             else:
-                h = F.leaky_relu(y, 0.2).flatten(0, 1)
+                for j in range(b):  # per clip, in place: keeps the channels_last layout
+                    y[j].add_(terms[i][j])
+                h = F.leaky_relu_(y.flatten(0, 1), 0.2)
         out = torch.tanh(upconv(h, kernels[4]) + self.out_new[1].bias[:, None, None])
         return out.unflatten(0, (b, n)), state
 
@@ -432,40 +434,58 @@ class PhaseKernels:
 
 
 def upconv(x: torch.Tensor, pk: PhaseKernels) -> torch.Tensor:
-    """conv2d(pad(upsample_nearest_x2(x), k // 2, pk.mode), pk.weight) without the upsampled image."""
+    """conv2d(pad(upsample_nearest_x2(x), k // 2, pk.mode), pk.weight) without the upsampled image.
+
+    Returns a channels_last tensor (N, Co, 2h, 2w).
+    """
     n, c, h, w = x.shape
-    mode = "replicate" if pk.mode == "reflect" else "constant"
-    xp = F.pad(x, (pk.pad,) * 4, mode=mode)
+    xp = _pad_lowres(x, pk.pad, replicate=pk.mode == "reflect")
     co = pk.weight.shape[0]
     if pk.combined is not None:
-        y = F.pixel_shuffle(F.conv2d(xp, pk.combined)[:, :4 * co, :h, :w], 2)
-        if pk.mode == "reflect" and pk.weight.shape[-1] > 3:
-            y = _fix_reflect_border(x, pk.weight, y)
-        return y
-    outs = []
-    for a in (0, 1):
-        for b in (0, 1):
-            kern = pk.phases[2 * a + b]
-            ra, cb = pk.starts[a], pk.starts[b]
-            outs.append(F.conv2d(xp[:, :, ra:ra + h + kern.shape[2] - 1, cb:cb + w + kern.shape[3] - 1], kern))
-    y = F.pixel_shuffle(torch.stack(outs, dim=2).flatten(1, 2), 2)  # (N, Co, 2h, 2w)
-    k = pk.weight.shape[-1]
-    if pk.mode == "reflect" and k > 3:
-        y = _fix_reflect_border(x, pk.weight, y)
+        y = F.conv2d(xp, pk.combined)[:, :4 * co, :h, :w].unflatten(1, (co, 2, 2))  # (N, Co, a, b, h, w)
+        y = y.permute(0, 4, 2, 5, 3, 1).contiguous().view(n, 2 * h, 2 * w, co).permute(0, 3, 1, 2)
+    else:
+        base = x.new_empty((n, h, 2, w, 2, co))
+        view = base.permute(0, 5, 1, 2, 3, 4)  # (N, Co, h, a, w, b)
+        for a in (0, 1):
+            for b in (0, 1):
+                kern = pk.phases[2 * a + b]
+                ra, cb = pk.starts[a], pk.starts[b]
+                view[:, :, :, a, :, b] = F.conv2d(xp[:, :, ra:ra + h + kern.shape[2] - 1,
+                                                     cb:cb + w + kern.shape[3] - 1], kern)
+        y = base.view(n, 2 * h, 2 * w, co).permute(0, 3, 1, 2)
+    if pk.mode == "reflect" and pk.weight.shape[-1] > 3:
+        _fix_reflect_border_(x, pk.weight, y)
     return y
 
 
-def _fix_reflect_border(x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, width: int = 2) -> torch.Tensor:
+def _pad_lowres(x: torch.Tensor, p: int, replicate: bool) -> torch.Tensor:
+    # channels_last padded copy; replicate or zero borders (faster than F.pad on channels_last here)
+    n, c, h, w = x.shape
+    xp = torch.empty((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    xp[:, :, p:p + h, p:p + w] = x
+    if replicate:
+        xp[:, :, :p, p:p + w] = x[:, :, :1]
+        xp[:, :, p + h:, p:p + w] = x[:, :, -1:]
+        xp[:, :, :, :p] = xp[:, :, :, p:p + 1]
+        xp[:, :, :, p + w:] = xp[:, :, :, p + w - 1:p + w]
+    else:
+        xp[:, :, :p].zero_()
+        xp[:, :, p + h:].zero_()
+        xp[:, :, :, :p].zero_()
+        xp[:, :, :, p + w:].zero_()
+    return xp
+
+
+def _fix_reflect_border_(x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, width: int = 2) -> None:
     # Recompute the outer ``width`` output rows and columns directly from strips of the upsampled image.
     p = weight.shape[-1] // 2
     need = (width + p + 1) // 2 + 1  # low-res rows covering the strip and its reflection
-    y = y.clone()
     for xs, ws, ys in ((x, weight, y), (x.transpose(2, 3), weight.transpose(2, 3), y.transpose(2, 3))):
         top = F.pad(_upsample(xs[:, :, :need]), (p, p, p, 0), mode="reflect")
         ys[:, :, :width] = F.conv2d(top, ws)[:, :, :width]
         bottom = F.pad(_upsample(xs[:, :, -need:]), (p, p, 0, p), mode="reflect")
         ys[:, :, -width:] = F.conv2d(bottom, ws)[:, :, -width:]
-    return y
 
 
 @dataclass

@@ -77,13 +77,14 @@ def generate_batch(model: Generator, faces: torch.Tensor, audio: torch.Tensor, e
     draws = [clip_noise(model, s, t) for s in seeds]
     noise = tuple(torch.cat([d[k] for d in draws]) for k in range(3))
     mf = torch.channels_last
+    # The per-clip encoders stay in fp32 (cheap; oneDNN has no bf16 LSTM on many CPUs).
+    codes = model.encode(faces.to(dev), audio.to(dev), emotion.to(dev), noise=noise)
+    terms = [x.contiguous(memory_format=mf) for x in codes.terms]
+    kernels = model.decoder.phase_kernels() if method == "subpixel" else None
+    out = np.empty((b, t, model.cfg.image_size, model.cfg.image_size, 3), np.uint8)
+    chunk = max(1, frame_budget // b)
+    state = None
     with torch.autocast(device_type=dev.type, dtype=dtype, enabled=dtype != torch.float32):
-        codes = model.encode(faces.to(dev), audio.to(dev), emotion.to(dev), noise=noise)
-        terms = [x.contiguous(memory_format=mf) for x in codes.terms]
-        kernels = model.decoder.phase_kernels() if method == "subpixel" else None
-        out = np.empty((b, t, model.cfg.image_size, model.cfg.image_size, 3), np.uint8)
-        chunk = max(1, frame_budget // b)
-        state = None
         for t0 in range(0, t, chunk):
             z = codes.z[:, t0:t0 + chunk]
             if kernels is not None:

@@ -1,0 +1,226 @@
+"""Inference speed and memory of the paper's generator (paper config, 41.6 M parameters).
+
+    .venv/bin/python bench/bench_generator.py --threads 2            # the numbers in docs/benchmarks.md
+    .venv/bin/python bench/bench_generator.py --threads 2 --quick    # a 1-minute smoke version
+
+Measures, in one process and on the same inputs:
+
+- ``subpixel`` (ours, the default of ``generator.neural.generate``): per-clip work once, skip half of
+  every decoder convolution once per clip, upsample+conv as four phase convolutions, channels_last,
+  inference_mode, chunked decoding that carries the ConvLSTM state;
+- ``split``: the same without the sub-pixel convolutions;
+- ``reference``: the reference code's algorithm (``Generator.forward(reference_path=True)``: skips
+  concatenated and repeated per frame, one pass over the clip);
+- ``naive per-frame``: the image encoder and the whole decoder run once per frame;
+
+frames/s at batch 1 and 8 for ``--seconds`` of speech per clip, whether the outputs are identical
+(max |difference| of the [-1, 1] frames; share of equal uint8 pixels), bf16 autocast speed and PSNR
+against fp32, and the peak resident memory of a fresh process rendering ``--memory-seconds`` of speech.
+Weights are random (xavier init, seed 0): speed does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def _inputs(n_clips: int, seconds: float, seed: int = 0):
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 8000)
+    # speech-like: noise under a syllable-rate envelope, peak-normalised
+    t = np.arange(n) / 8000
+    audio = rng.standard_normal((n_clips, n)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) ** 2
+    audio = (audio / np.abs(audio).max(axis=1, keepdims=True)).astype(np.float32)
+    faces = torch.rand(n_clips, 3, 128, 128, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    emotion = torch.eye(6)[torch.arange(n_clips) % 6]
+    return faces, torch.from_numpy(audio), emotion, list(range(n_clips))
+
+
+_LAST_CPU = [0.0]
+
+
+def _timed(fn):
+    # wall time (what a user waits) and process CPU time (less sensitive to other processes on a shared machine)
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    _LAST_CPU[0] = time.process_time() - c0
+    return out, time.perf_counter() - t0
+
+
+def naive_per_frame(model, faces, audio, emotion, seeds):
+    """Every frame from scratch: image encoder + concatenations + decoder, ConvLSTM state carried."""
+    import torch
+
+    from generator.model import _upsample
+    from generator.neural import clip_noise
+
+    b = faces.shape[0]
+    t = model.n_frames(audio.shape[1])
+    draws = [clip_noise(model, s, t) for s in seeds]
+    noise = tuple(torch.cat([d[k] for d in draws]) for k in range(3))
+    codes = model.encode(faces, audio, emotion, noise=noise, with_terms=False)
+    dec = model.decoder
+    f, s = model.cfg.filters, model.cfg.bottleneck
+    frames, state = [], None
+    for k in range(t):
+        _, skips = model.image_encoder(faces)  # per frame, as a naive implementation would
+        h = dec.fc_1(codes.z[:, k]).reshape(b, f[4], s, s)
+        for i, name in enumerate(("conv_1", "conv_2", "conv_3", "conv_4", "conv_5")):
+            h = torch.cat((h, skips[-1 - i]), dim=1)
+            if name == "conv_4":
+                state = dec.conv_4.step(dec.conv_4.input_gates(h), state)
+                h = state[0]
+            else:
+                h = getattr(dec, name)(h)
+            h = _upsample(h)
+        frames.append(dec.out_new(h))
+    return torch.stack(frames, 1)
+
+
+def run(args) -> dict:
+    import numpy as np
+    import torch
+
+    from generator.model import Generator
+    from generator.neural import clip_noise, frames_to_uint8_rgb, generate_batch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = Generator().eval()
+    res: dict = {"threads": args.threads, "seconds": args.seconds, "machine": _machine(), "rows": []}
+
+    def row(name, batch, n_frames, secs, **extra):
+        r = {"method": name, "batch": batch, "frames": n_frames, "seconds": round(secs, 2),
+             "fps": round(n_frames / secs, 1), "cpu_s": round(_LAST_CPU[0], 2),
+             "fps_per_cpu_s": round(n_frames / max(_LAST_CPU[0], 1e-9), 1), **extra}
+        res["rows"].append(r)
+        print(json.dumps(r), flush=True)
+
+    with torch.inference_mode():
+        faces, audio, emotion, seeds = _inputs(1, 1.0)
+        generate_batch(model, faces, audio, emotion, seeds)  # warm-up (oneDNN primitive caches)
+
+        # 1) identity of outputs + reference / naive speed, batch 1, on a shorter clip (memory of the reference)
+        faces, audio, emotion, seeds = _inputs(1, args.ref_seconds)
+        ours, secs_ours = _timed(lambda: generate_batch(model, faces, audio, emotion, seeds))
+        cpu_ours = _LAST_CPU[0]
+        t = ours.shape[1]
+
+        def reference():
+            torch.manual_seed(seeds[0])  # the reference draws from the global generator
+            return model(faces, audio, emotion, reference_path=True)[0]
+
+        ref_video, secs_ref = _timed(reference)
+        row("reference (authors' algorithm)", 1, t, secs_ref)
+        naive_video, secs_naive = _timed(lambda: naive_per_frame(model, faces, audio, emotion, seeds))
+        row("naive per-frame", 1, t, secs_naive)
+        _LAST_CPU[0] = cpu_ours
+        row("subpixel (ours)", 1, t, secs_ours, note=f"on the {args.ref_seconds:g} s clip")
+        ref_u8 = frames_to_uint8_rgb(ref_video)
+        # float comparison: decode ours again in float
+        codes = model.encode(faces, audio, emotion, noise=clip_noise(model, seeds[0], t))
+        terms = [x.contiguous(memory_format=torch.channels_last) for x in codes.terms]
+        sub_video, _ = model.decoder.forward_subpixel(codes.z, terms, model.decoder.phase_kernels())
+        res["identity"] = {
+            "max_abs_diff_vs_reference": float((sub_video - ref_video).abs().max()),
+            "max_abs_diff_naive_vs_reference": float((naive_video - ref_video).abs().max()),
+            "uint8_equal_share": float((ours == ref_u8).mean()),
+            "uint8_max_diff": int(np.abs(ours.astype(int) - ref_u8.astype(int)).max()),
+        }
+        print(json.dumps(res["identity"]), flush=True)
+        del ref_video, naive_video, sub_video, codes
+
+        # 2) frames/s of ours at batch 1 and 8 for --seconds of speech per clip
+        for b in args.batches:
+            faces, audio, emotion, seeds = _inputs(b, args.seconds)
+            out, secs = _timed(lambda: generate_batch(model, faces, audio, emotion, seeds))
+            row("subpixel (ours)", b, out.shape[0] * out.shape[1], secs)
+            if b == 1:
+                out2, secs2 = _timed(lambda: generate_batch(model, faces, audio, emotion, seeds, method="split"))
+                row("split", b, out2.shape[0] * out2.shape[1], secs2)
+
+        # 3) bf16 autocast
+        faces, audio, emotion, seeds = _inputs(1, args.ref_seconds)
+        fp32 = generate_batch(model, faces, audio, emotion, seeds)
+        bf16, secs_bf = _timed(lambda: generate_batch(model, faces, audio, emotion, seeds, dtype=torch.bfloat16))
+        mse = float(((fp32.astype(np.float64) - bf16.astype(np.float64)) ** 2).mean())
+        psnr = float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+        row("subpixel bf16 autocast", 1, bf16.shape[1], secs_bf, psnr_vs_fp32_db=round(psnr, 2))
+
+    # 4) peak memory of a fresh process
+    res["peak_memory"] = _peak_memory(args.memory_seconds, args.threads)
+    print(json.dumps(res["peak_memory"]), flush=True)
+    res["machine"]["load_after"] = os.getloadavg()
+    return res
+
+
+def _peak_memory(seconds: float, threads: int) -> dict:
+    code = (
+        "import resource, sys, time, torch; sys.path.insert(0, %r)\n"
+        "torch.set_num_threads(%d)\n"
+        "from generator.model import Generator\n"
+        "from generator.neural import generate_batch\n"
+        "from bench.bench_generator import _inputs\n"
+        "torch.manual_seed(0); m = Generator().eval()\n"
+        "f, a, e, s = _inputs(1, %f)\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t = time.perf_counter(); out = generate_batch(m, f, a, e, s); t = time.perf_counter() - t\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(before, after, out.shape[1], t)\n" % (str(REPO), threads, seconds))
+    proc = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO)
+    before, after, frames, secs = proc.stdout.split()
+    return {"speech_s": seconds, "frames": int(frames), "peak_rss_mb": round(int(after) / 1024, 1),
+            "rss_before_render_mb": round(int(before) / 1024, 1), "render_s": round(float(secs), 1)}
+
+
+def _machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass  # not Linux: platform.processor() is all we have
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_before": os.getloadavg(),
+            "max_rss_parent_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=10.0, help="speech per clip for the frames/s rows")
+    p.add_argument("--ref-seconds", type=float, default=4.0, help="clip for the reference/naive/bf16 rows")
+    p.add_argument("--batches", default="1,8")
+    p.add_argument("--memory-seconds", type=float, default=60.0)
+    p.add_argument("--quick", action="store_true", help="short clips (a smoke run)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    args.batches = [int(b) for b in args.batches.split(",")]
+    if args.quick:
+        args.seconds, args.ref_seconds, args.memory_seconds = 2.0, 1.0, 4.0
+    res = run(args)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
