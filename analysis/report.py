@@ -196,7 +196,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             f"Task 1 emotion. Confusion matrices of the answer against the shown (visual) emotion per source, "
             f"rows normalised to 100% (emotions in the order {', '.join(e for e in cm['truth'].unique())}). "
             f"Accuracy = correct answers / answers per source, with a {boot}, and an exact one-sided binomial test "
-            f"against chance {chance:.4f}{' (1 / number of options)' if opt.chance is None else ''} (Holm-adjusted over the {len(acc)} sources). Wagner's unbiased hit rate "
+            f"against chance {chance:.4f}{' (1 / number of options)' if opt.chance is None else ''} "
+            f"(Holm-adjusted over the {len(acc)} sources). Wagner's unbiased hit rate "
             f"Hu per participant, source and emotion, compared with the chance proportion pc by a paired t-test of "
             f"arcsin(sqrt(Hu)) - arcsin(sqrt(pc)) over participants (one-sided, Holm over the emotions of each source). "
             f"Cohen's kappa of the answers against the truth, Fleiss' kappa per batch (mean over batches) and "
@@ -357,7 +358,9 @@ tables are in <code>tables/</code>, figures (PNG, PDF) in <code>figures/</code>.
 {% for section in sections %}
 <h2>{{ section.title }}</h2>
 {% if section.text %}<p>{{ section.text }}</p>{% endif %}
-{% for fig in section.figures %}<figure><img alt="{{ fig.alt }}" width="{{ fig.width }}" src="data:image/png;base64,{{ fig.data }}"><figcaption>{{ fig.alt }}</figcaption></figure>{% endfor %}
+{% for fig in section.figures %}<figure>
+<img alt="{{ fig.alt }}" width="{{ fig.width }}" src="data:image/png;base64,{{ fig.data }}">
+<figcaption>{{ fig.alt }}</figcaption></figure>{% endfor %}
 {% for t in section.tables %}<h3>{{ t.title }}</h3>{{ t.html }}{% endfor %}
 {% endfor %}
 </body></html>

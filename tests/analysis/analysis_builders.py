@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from analysis.simulate import TASK1_QUESTIONS, TASK2_QUESTIONS, write_export
+from analysis.simulate import TASK1_QUESTIONS, TASK2_QUESTIONS
 
 
 def tiny_task1_plan() -> tuple[dict[str, Any], list[dict[str, Any]]]:
