@@ -1,0 +1,154 @@
+"""`emostudy demo` end to end, as a researcher runs it (issue: the main job).
+
+One fresh demo folder per test session: `emostudy demo --simulate 60 --no-serve --dir DIR` builds the
+stimuli, plans both tasks, sends simulated participants through the real HTTP API, exports and analyses.
+The browser test then starts `emostudy demo --dir DIR` (reusing the build), follows the printed Task 2
+participant link in headless Chromium to a completed batch, and reads the admin counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+EMOSTUDY = str(Path(sys.executable).with_name("emostudy"))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo") / "emostudy-demo"
+    proc = subprocess.run([EMOSTUDY, "demo", "--simulate", "60", "--no-serve", "--dir", str(root)],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root, proc.stdout
+
+
+def _report(root: Path, task: str) -> Path:
+    (folder,) = sorted((root / "reports").glob(f"{task}-*"))
+    return folder
+
+
+def test_demo_builds_simulates_and_reports_both_tasks(demo):
+    root, out = demo
+    m1 = json.loads((root / "sets" / "task1" / "manifest.json").read_text())["stimuli"]
+    m2 = json.loads((root / "sets" / "task2" / "manifest.json").read_text())["stimuli"]
+    assert {s["source"] for s in m1} == {"FULL", "LIPS", "STILL"}
+    pairs = {}
+    for s in m2:
+        pairs[(s["visual_emotion"], s["audio_emotion"])] = pairs.get((s["visual_emotion"], s["audio_emotion"]), 0) + 1
+    assert len(pairs) == 36 and set(pairs.values()) == {2}
+
+    r1 = json.loads((_report(root, "task1") / "results.json").read_text())
+    r2 = json.loads((_report(root, "task2") / "results.json").read_text())
+    # Task 1: a confusion matrix per source and the Wilcoxon signed-rank test of realness.
+    conf = r1["task1"]["confusion"]
+    assert {row["source"] for row in conf} == {"FULL", "LIPS", "STILL"}
+    w = r1["task1"]["wilcoxon"]
+    assert {"z", "p", "n", "r_plus", "r_minus", "n_zeros"} <= set(w) and 0 <= w["p"] <= 1
+    # The simulated FULL videos are rated more real than STILL ones (response model: 3.2 vs 2.2).
+    means = {row["source"]: row["mean"] for row in r1["task1"]["realness"]}
+    assert means["FULL"] > means["STILL"]
+    # Task 2: two confusion matrices and the visual / audio percentages for all and mismatched videos.
+    fr = {(f["modality"], f["subset"], f["counting"]): f["fraction"] for f in r2["task2"]["match_fractions"]}
+    for key in [("visual", "all", "primary"), ("audio", "all", "primary"),
+                ("visual", "mismatched", "primary"), ("audio", "mismatched", "primary")]:
+        assert 0 <= fr[key] <= 1
+    assert fr[("visual", "mismatched", "primary")] > fr[("audio", "mismatched", "primary")]  # visual dominates
+    assert r2["task2"]["confusion"]
+    for task in ("task1", "task2"):
+        html = (_report(root, task) / "report.html").read_text()
+        assert html.count("data:image/png;base64,") >= 2
+    html1 = (_report(root, "task1") / "report.html").read_text()
+    assert "Wilcoxon" in html1
+    # Nothing acknowledged was lost: the export holds every acknowledged answer (one row per question).
+    acked = {m.group(1): int(m.group(2)) for m in re.finditer(r"(demo-task\d): .*?(\d+) answers acknowledged", out)}
+    for task, n_questions in (("task1", 3), ("task2", 2)):
+        (export,) = sorted((root / "exports").glob(f"{task}-*"))
+        with open(export / "answers.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert len(rows) == acked[f"demo-{task}"] * n_questions
+
+
+@pytest.mark.browser
+def test_printed_link_leads_to_a_completed_task2_batch_counted_by_admin(demo, chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    from study_server.audio_check import expected_word
+
+    root, _ = demo
+    secret = (root / "instance" / "secret_key").read_text().strip()
+    password = (root / "instance" / "admin_password").read_text().strip()
+    server = subprocess.Popen([EMOSTUDY, "demo", "--dir", str(root), "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        links = {}
+        for line in server.stdout:
+            m = re.search(r"(Task 2 participant link|Admin):\s+(http://\S+)", line)
+            if m:
+                links[m.group(1)] = m.group(2)
+            if len(links) == 2:
+                break
+        assert len(links) == 2, "the demo did not print its links"
+        study_link, admin = links["Task 2 participant link"], links["Admin"]
+        base = study_link.split("/s/")[0]
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--autoplay-policy=no-user-gesture-required", "--mute-audio"])
+            page = browser.new_page()
+            page.goto(admin)
+            page.fill("#user", "admin")
+            page.fill("#password", password)
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r"/admin/?$"))
+            api = base + "/admin/api/studies"
+
+            def valid_count() -> int:
+                studies = page.evaluate("(u) => fetch(u).then(r => r.json())", api)["studies"]
+                return next(s for s in studies if s["name"] == "demo-task2")["totals"]["valid"]
+
+            before = valid_count()
+            participant = browser.new_page()
+            participant.goto(study_link)
+            token = participant.url.rsplit("/", 1)[1]
+            participant.click("#consent-yes")
+            participant.click("#instructions-next")
+            participant.wait_for_selector("#step-audio:not([hidden])")
+            participant.fill("#audio-answer", expected_word(secret, token, 0))
+            participant.click("#audio-submit")
+            while True:  # familiarisation examples: play each to its end
+                participant.wait_for_selector("#step-examples:not([hidden]), #step-trial:not([hidden])")
+                if participant.is_visible("#step-trial"):
+                    break
+                participant.click("#example-play")
+                participant.wait_for_function("() => !document.getElementById('example-next').disabled",
+                                              timeout=30000)
+                participant.click("#example-next")
+            n_trials = 0
+            while not re.search(r"/done$", participant.url):
+                participant.wait_for_selector("#step-trial:not([hidden])")
+                participant.click("#trial-play")
+                participant.wait_for_function("() => !document.querySelector('#questions fieldset').disabled",
+                                              timeout=30000)
+                for fieldset in participant.locator("#questions fieldset").all():
+                    fieldset.locator("label").first.click()
+                participant.click("#trial-next")
+                n_trials += 1
+                participant.wait_for_function(
+                    "(n) => location.pathname.endsWith('/done') || "
+                    "document.getElementById('trial-progress-text').textContent !== `Video ${n} of 14`",
+                    arg=n_trials, timeout=30000)
+            assert n_trials == 14
+            assert participant.text_content("#completion-code").strip()
+            assert valid_count() == before + 1  # same answers to the repeats: a valid survey
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
