@@ -17,6 +17,7 @@ Row fields (``Stimulus``): see the dataclass below. Every error names the manife
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -310,12 +311,23 @@ def load_manifest(path: str | os.PathLike, *, check_media: bool = True) -> Manif
                           description=str(data.get("description", "")), where=str(p), check_media=check_media)
 
 
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    # Reading the umask means setting it; do it once (the process's umask rarely changes).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes 0600 files; give the file the mode a plain open() would (0666 less the umask), so
+        # that a web server running as another user can read a set's manifest.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
