@@ -334,3 +334,56 @@ def test_benchmarks_md_names_every_benchmark_script_and_its_anchors_exist():
     anchors = {anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
     broken = [a for a in re.findall(r"\]\(#([^)]+)\)", text) if a not in anchors]
     assert not broken, f"docs/benchmarks.md links to missing sections: {broken}"
+
+
+def test_run_all_main_writes_logs_and_summary(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(REPO))
+    try:
+        from bench import run_all
+    finally:
+        sys.path.remove(str(REPO))
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "bench_ok.py").write_text("print('42 frames/s')\n")
+    (bench / "bench_bad.py").write_text("import sys\nprint('boom', file=sys.stderr)\nsys.exit(3)\n")
+    monkeypatch.setattr(run_all, "BENCH_DIR", bench)
+    monkeypatch.setattr(run_all, "discover", lambda bench_dir=bench: sorted(bench.glob("bench_*.py")))
+    out = tmp_path / "results"
+    assert run_all.main(["--out", str(out)]) == 1  # one benchmark failed
+    printed = capsys.readouterr().out
+    assert f"benchmark results go to {out}" in printed and "FAILED: bad" in printed
+    assert "42 frames/s" in (out / "ok.log").read_text() and "boom" in (out / "bad.log").read_text()
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["name"]: r["returncode"] for r in summary["results"]} == {"bad": 3, "ok": 0}
+    assert run_all.main(["--out", str(tmp_path / "only"), "--only", "ok"]) == 0
+
+
+def test_screenshot_helpers(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("screenshots", REPO / "docs" / "screenshots.py")
+    shots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shots)
+    for rel in ("reports/task2-1/figures/task1_confusion.png", "reports/task1-1/figures/task1_confusion.png",
+                "reports/task1-1/figures/task1_accuracy.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"png")
+    assert shots.pick_figure(tmp_path, "task1_confusion") == tmp_path / "reports/task1-1/figures/task1_confusion.png"
+    with pytest.raises(shots.ScreenshotError, match="task1_accuracy, task1_confusion"):
+        shots.pick_figure(tmp_path, "nope")
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.png"
+    # a smooth picture with fine noise: large as truecolour PNG, small with a 256-colour palette
+    y, x = np.mgrid[0:600, 0:1000]
+    img = np.stack([(x / 4) % 256, (y / 3) % 256, (x + y) / 7 % 256], -1) + rng.integers(0, 3, (600, 1000, 3))
+    Image.fromarray(img.astype(np.uint8)).save(big)
+    before = big.stat().st_size
+    shots.shrink_png(big, max_kb=before // 1024 - 1)
+    assert big.stat().st_size < before
+    with Image.open(big) as im:
+        assert im.size == (1000, 600)
