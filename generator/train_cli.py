@@ -72,6 +72,11 @@ def train_command(corpus, synthetic, out, resume, config_name, steps, batch_size
             raise click.UsageError("give --out (a new run folder) or --resume RUN")
         run = Path(out)
         if synthetic:
+            import os
+
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise click.UsageError("--synthetic under torchrun would make the corpus once per process: make it "
+                                       "first (one process, --until-step 0) and pass --corpus")
             if corpus:
                 raise click.UsageError("give --corpus or --synthetic, not both")
             from generator.synthetic import make_corpus
