@@ -82,8 +82,16 @@ def recruit_group() -> None:
 @click.option("--keywords", default=None)
 @click.option("--minutes", "estimated_minutes", type=int, default=None, help="Estimated completion time.")
 @click.option("--publish", is_flag=True, help="Prolific: publish the draft study at once.")
+@click.option("--countries", default="US", show_default=True,
+              help="MTurk: worker locales (comma list of ISO codes; empty for any).")
+@click.option("--min-approval-rate", type=click.IntRange(0, 100), default=95, show_default=True,
+              help="MTurk: lifetime approval rate, percent (the paper: above 95%).")
+@click.option("--min-approved-hits", type=click.IntRange(min=0), default=100, show_default=True,
+              help="MTurk: approved HITs at least (new workers read 100% approval).")
+@click.option("--family", default=None, help="MTurk: exclusion family of this study (default: its name); "
+              "studies that exclude this one refuse its workers.")
 def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, base_url, places, reward, keywords,
-                 estimated_minutes, publish):
+                 estimated_minutes, publish, countries, min_approval_rate, min_approved_hits, family):
     """Post the study on a platform."""
     def go():
         with _session(db_url) as session:
@@ -96,7 +104,15 @@ def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, 
                            f"{' (sandbox)' if platform == 'mturk' and not live else ''}: {settings}")
                 return
             rec = _recruiter(session, study, platform, live=live, yes=yes, dry_run=dry_run, prolific_url=prolific_url)
-            ids = service.open_posts(session, study, rec, settings, places=n, sandbox=not live)
+            if platform == "mturk":
+                from study_server.recruit.mturk import Qualifications
+
+                rec.qualifications = Qualifications(
+                    countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()),
+                    min_approval_rate=min_approval_rate, min_approved_hits=min_approved_hits or None)
+            ids = service.open_posts(session, study, rec, settings, places=n, sandbox=not live, family=family)
+            if platform == "prolific" and publish:
+                rec.publish()
             click.echo(f"posted {n} places on {platform}: {', '.join(ids)}")
             for link in getattr(rec, "links", []):
                 click.echo(link)

@@ -72,8 +72,12 @@ class ProlificRecruiter:
         study = self._req("POST", "/studies/", body)
         self.study_id = study["id"]
         if publish:
-            self._req("POST", f"/studies/{self.study_id}/transition/", {"action": "PUBLISH"})
+            self.publish()
         return [self.study_id]
+
+    def publish(self) -> None:
+        """Draft -> active: Prolific starts showing the study to participants."""
+        self._req("POST", f"/studies/{self._study()}/transition/", {"action": "PUBLISH"})
 
     def extend(self, settings: PostSettings, places: int) -> list[str]:
         study = self._req("GET", f"/studies/{self._study()}/")

@@ -101,7 +101,9 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
         for other in plan_of(study).get("study", {}).get("exclude_studies") or []:
             q = exclusion_qualification(session, recruiter, other, sandbox, create=True)
             exclude_ids.append(q.qualification_type_id)
-        exclusion_qualification(session, recruiter, family or study.name, sandbox, create=True)
+        family = family or study.name
+        exclusion_qualification(session, recruiter, family, sandbox, create=True)
+        details["family"] = family
         recruiter.qualifications = type(recruiter.qualifications)(
             **{**recruiter.qualifications.__dict__, "exclude_qualification_ids": tuple(exclude_ids)})
         recruiter.request_token_prefix = f"emostudy-{study.name}-{study.plan_sha256[:8]}-"
@@ -112,7 +114,7 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
         session.add(RecruitPost(study_id=study.id, platform=recruiter.platform, sandbox=sandbox, external_id=pid,
                                 type_id=getattr(recruiter, "hit_type_id", None),
                                 places=min(places, 9) if recruiter.platform == "mturk" else places,
-                                details={"reward_usd": settings.reward_usd}))
+                                details={"reward_usd": settings.reward_usd, "family": details.get("family")}))
     session.commit()
     return ids
 
@@ -168,7 +170,8 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
 
     report = SyncReport()
     if recruiter.platform == "mturk":
-        report.granted = _grant_exclusions(session, study, recruiter, family or study.name, sandbox, dry_run, report, actor)
+        family = family or _posted_family(session, study) or study.name
+        report.granted = _grant_exclusions(session, study, recruiter, family, sandbox, dry_run, report, actor)
     for sub in recruiter.review():
         a = _assignment_for(session, study, sub)
         action, feedback = decide(a, policy)
@@ -209,6 +212,14 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
             session.commit()
             report.posted = new_ids
     return report
+
+
+def _posted_family(session: Session, study: Study) -> str | None:
+    """The exclusion family chosen when the study was posted on MTurk."""
+    for post in reversed(posts(session, study, "mturk", open_only=False)):
+        if (post.details or {}).get("family"):
+            return post.details["family"]
+    return None
 
 
 def _grant_exclusions(session: Session, study: Study, recruiter: Any, family: str, sandbox: bool, dry_run: bool,

@@ -373,3 +373,37 @@ def test_completion_page_posts_assignment_to_external_submit(app, study, chromiu
     assert method == "POST" and url == f"{SANDBOX}/mturk/externalSubmit"
     assert fields["assignmentId"] == "ASG1"
     assert any(k != "assignmentId" and v.strip() for k, v in fields.items())
+
+
+def test_cli_open_passes_qualification_options_and_family(app, study, monkeypatch):
+    from study_server.recruit.cli import recruit_group
+
+    client = _client()
+    monkeypatch.setattr(mturk, "make_client", lambda **kw: client)
+    db.session.commit()
+    args = ["open", "--study", study.name, "--platform", "mturk", "--db", app.config["DATABASE_URL"],
+            "--base-url", BASE, "--countries", "US,CA", "--min-approval-rate", "97", "--min-approved-hits", "500",
+            "--family", "emotion-videos-2026"]
+    dry = CliRunner().invoke(recruit_group, [*args, "--dry-run"])
+    assert dry.exit_code == 0 and "would post 4 places" in dry.output
+    with Stubber(client) as stub:
+        stub.add_response("create_qualification_type", {"QualificationType": {"QualificationTypeId": "QFAM"}},
+                          {"Name": "emostudy took part: emotion-videos-2026", "Keywords": ANY, "Description": ANY,
+                           "QualificationTypeStatus": "Active"})
+        stub.add_response("create_hit_type", {"HITTypeId": "TYPE1"}, {
+            "AutoApprovalDelayInSeconds": ANY, "AssignmentDurationInSeconds": ANY, "Reward": "1.50", "Title": ANY,
+            "Keywords": ANY, "Description": ANY, "QualificationRequirements": [
+                {"QualificationTypeId": "00000000000000000071", "Comparator": "In",
+                 "LocaleValues": [{"Country": "US"}, {"Country": "CA"}], "ActionsGuarded": "DiscoverPreviewAndAccept"},
+                {"QualificationTypeId": "000000000000000000L0", "Comparator": "GreaterThanOrEqualTo",
+                 "IntegerValues": [97], "ActionsGuarded": "DiscoverPreviewAndAccept"},
+                {"QualificationTypeId": "00000000000000000040", "Comparator": "GreaterThanOrEqualTo",
+                 "IntegerValues": [500], "ActionsGuarded": "DiscoverPreviewAndAccept"}]})
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "HIT1"}}, None)
+        result = CliRunner().invoke(recruit_group, args)
+        stub.assert_no_pending_responses()
+    assert result.exit_code == 0, result.output
+    assert "posted 4 places on mturk: HIT1" in result.output
+    post = db.session.scalar(select(RecruitPost))
+    assert post.details["family"] == "emotion-videos-2026"
+    assert service._posted_family(db.session, study) == "emotion-videos-2026"
