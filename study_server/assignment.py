@@ -20,6 +20,7 @@ import datetime as dt
 import random
 import secrets
 from dataclasses import dataclass
+from typing import Iterable
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -64,7 +65,7 @@ def expire_stale(session: Session, study_id: int, timeout_s: float, now: dt.date
     return int(result.rowcount or 0)
 
 
-def occupancy(session: Session, study_id: int) -> dict[int, int]:
+def occupancy(session: Session, study_id: int, batch_ids: Iterable[int] | None = None) -> dict[int, int]:
     """batch id -> active + valid-finished assignments (every batch of the study, zeros included)."""
     occupying = or_(Assignment.status.in_(ACTIVE),
                     and_(Assignment.status.in_(FINISHED), Verdict.verdict == VALID))
@@ -73,7 +74,9 @@ def occupancy(session: Session, study_id: int) -> dict[int, int]:
         .select_from(Assignment).outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
         .where(Assignment.study_id == study_id, occupying)
         .group_by(Assignment.batch_id)).all()
-    counts = {bid: 0 for bid in session.scalars(select(Batch.id).where(Batch.study_id == study_id))}
+    if batch_ids is None:
+        batch_ids = session.scalars(select(Batch.id).where(Batch.study_id == study_id))
+    counts = {bid: 0 for bid in batch_ids}
     counts.update({bid: int(n) for bid, n in rows})
     return counts
 
@@ -148,8 +151,8 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
             raise Forbidden("lab_token_invalid", "This lab link is not valid for this study. Please ask the "
                             "researcher for a new link.")
         expire_stale(session, study.id, timeout_s, now)
-        counts = occupancy(session, study.id)
         quotas = _quotas(session, study.id)
+        counts = occupancy(session, study.id, batch_ids=quotas)
         open_batches = [bid for bid, n in counts.items() if n < quotas[bid]]
         if not open_batches:
             raise Conflict("study_full", "Thank you for your interest! This study has all the participants it "

@@ -117,6 +117,7 @@ def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verd
         missing = [i.position for i in ctx.batch.items if i.position not in answers]
         if missing:
             raise Conflict("incomplete", f"{len(missing)} item(s) still need an answer", missing=missing)
+        platform = a.participant.platform  # loaded before the changes below: one UPDATE at commit
         result = evaluate(ctx.plan.plan, [(i.position, i.repeat_of) for i in ctx.batch.items], answers)
         verdict = Verdict(assignment_id=a.id, verdict=result.verdict, n_inconsistent=result.n_inconsistent,
                           n_repeat_answers=result.n_repeat_answers, details=result.details, created_at=now)
@@ -125,7 +126,6 @@ def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verd
         a.completed_at = now
         a.last_seen_at = now
         if not a.completion_code:
-            platform = a.participant.platform
             a.completion_code = _study_code(session, a.study_id) if platform == PROLIFIC else new_completion_code()
         session.commit()
         return verdict

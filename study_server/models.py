@@ -85,9 +85,10 @@ class Study(Base):
     title: Mapped[str] = mapped_column(String(300))
     task: Mapped[str] = mapped_column(String(40))  # emotion-realness | av-mismatch
     status: Mapped[str] = mapped_column(String(16), default=STUDY_OPEN)
-    plan_json: Mapped[str] = mapped_column(Text)  # the plan file's exact text
+    # The two documents are loaded only when used (deferred): arrivals read the study row on every request.
+    plan_json: Mapped[str] = mapped_column(Text, deferred=True)  # the plan file's exact text
     plan_sha256: Mapped[str] = mapped_column(String(64))
-    manifest_json: Mapped[str] = mapped_column(Text)  # the set's manifest (export writes it out)
+    manifest_json: Mapped[str] = mapped_column(Text, deferred=True)  # the set's manifest (export writes it)
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     set_root: Mapped[str] = mapped_column(Text)  # absolute path of the stimulus set folder
     quota_per_batch: Mapped[int] = mapped_column(Integer)
