@@ -32,7 +32,8 @@ from analysis.errors import AnalysisOptionError, ExportFormatError
 from analysis.io import Export
 
 SURVEY_COLUMNS = ("assignment", "participant", "batch_id", "n_expected", "n_answered", "n_missing", "complete",
-                  "n_repeat_answers", "n_inconsistent", "verdict", "server_verdict", "verdicts_agree")
+                  "n_repeat_answers", "n_inconsistent", "server_n_inconsistent", "verdict", "server_verdict",
+                  "verdicts_agree")
 
 
 @dataclass
@@ -209,7 +210,10 @@ def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants
     if participants is not None:
         server = participants.set_index("assignment")["verdict"]
         surveys["server_verdict"] = surveys.index.map(lambda a: server.get(a, "")).astype(str)
+        counted = participants.set_index("assignment")["n_inconsistent"]
+        surveys["server_n_inconsistent"] = counted.reindex(surveys.index).astype(float).to_numpy()
     else:
+        surveys["server_n_inconsistent"] = np.nan
         server = answers.groupby("assignment")["verdict"].first()
         surveys["server_verdict"] = server.reindex(surveys.index).fillna("").astype(str)
     surveys["verdicts_agree"] = surveys["verdict"] == surveys["server_verdict"]
@@ -264,6 +268,10 @@ def clean(export: Export | None = None, *, answers: pd.DataFrame | None = None,
         "n_surveys_recomputed_rejected": int((surveys["verdict"] == "rejected").sum()),
         "n_surveys_recomputed_incomplete": int((surveys["verdict"] == "incomplete").sum()),
         "n_verdict_disagreements": int((~surveys["verdicts_agree"]).sum()),
+        # complete surveys whose server count of inconsistent answers differs from the recomputed one
+        "n_inconsistency_count_disagreements": int((surveys["complete"] & surveys["server_n_inconsistent"].notna()
+                                                    & (surveys["server_n_inconsistent"]
+                                                       != surveys["n_inconsistent"])).sum()),
         "n_participants_valid": int(len(valid_participants)),
         "n_answers_excluded_surveys": int((~in_valid).sum()),
         "n_answers_repeats_excluded": int((in_valid & is_rep).sum()),

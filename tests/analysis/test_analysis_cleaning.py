@@ -66,6 +66,7 @@ def test_verdicts_thresholds_and_counts(study):
     assert k["n_answers_total"] == 5 * 27
     assert (k["n_surveys_valid"], k["n_surveys_rejected"], k["n_surveys_incomplete"]) == (2, 2, 2)
     assert k["n_verdict_disagreements"] == 2
+    assert k["n_inconsistency_count_disagreements"] == 0  # the hand-made participants.csv has no counts
     assert k["n_participants_total"] == 5 and k["n_participants_valid"] == 2  # pA and pC
     assert k["n_answers_excluded_surveys"] == 3 * 27
     assert k["n_answers_repeats_excluded"] == 2 * 9  # 3 repeats x 3 questions in each valid survey

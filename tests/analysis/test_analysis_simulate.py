@@ -28,6 +28,8 @@ def test_server_verdicts_agree_with_recomputed(tmp_path):
                            behaviour=Behaviour(careless=0.3, dropout=0.1), random_state=3)
     c = clean(load_export(path))
     assert c.counts["n_verdict_disagreements"] == 0
+    assert c.counts["n_inconsistency_count_disagreements"] == 0  # the simulator's loop counts the same
+    assert (c.surveys["server_n_inconsistent"].notna()).any()
     assert c.counts["n_surveys_rejected"] > 0 and c.counts["n_surveys_incomplete"] > 0
     again = simulate_export(tmp_path / "f", "av-mismatch", n_batches=2, participants_per_batch=6,
                             behaviour=Behaviour(careless=0.3, dropout=0.1), random_state=3)
