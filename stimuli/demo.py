@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,17 +35,20 @@ DEMO_SENTENCES = "IEO,TIE,DFA"
 TASKS = ("task1", "task2")
 
 
-@dataclass(frozen=True)
 class DemoPaths:
-    root: Path
+    """Where each part of the demo lives under its folder."""
 
-    def __getattr__(self, name: str) -> Path:  # paths by name, e.g. paths.instance
-        table = {"faces": "inputs/faces", "speech": "inputs/speech", "sets": "sets", "plans": "plans",
-                 "specs": "specs", "instance": "instance", "exports": "exports", "reports": "reports",
-                 "state": "state.json"}
-        if name in table:
-            return self.root / table[name]
-        raise AttributeError(name)
+    def __init__(self, root: Path):
+        self.root = root
+        self.faces = root / "inputs" / "faces"
+        self.speech = root / "inputs" / "speech"
+        self.sets = root / "sets"
+        self.plans = root / "plans"
+        self.specs = root / "specs"
+        self.instance = root / "instance"
+        self.exports = root / "exports"
+        self.reports = root / "reports"
+        self.state = root / "state.json"
 
 
 def _emostudy() -> list[str]:
