@@ -34,16 +34,27 @@
     show("step-message");
   }
 
-  function request(method, path, body) {
+  function request(method, path, body, timeoutMs) {
     var opts = { method: method, headers: { "Accept": "application/json" }, credentials: "same-origin" };
     if (body !== undefined) {
       opts.headers["Content-Type"] = "application/json";
       opts.body = JSON.stringify(body);
     }
+    // A request that hangs is abandoned after timeoutMs and counts as a network error (so it is retried).
+    var timer = null;
+    if (timeoutMs && window.AbortController) {
+      var controller = new AbortController();
+      opts.signal = controller.signal;
+      timer = setTimeout(function () { controller.abort(); }, timeoutMs);
+    }
     return fetch(API + path, opts).then(function (resp) {
       return resp.json().catch(function () { return {}; }).then(function (data) {
+        if (timer) clearTimeout(timer);
         return { status: resp.status, data: data, headers: resp.headers };
       });
+    }, function (err) {
+      if (timer) clearTimeout(timer);
+      throw err;
     });
   }
 
@@ -95,7 +106,7 @@
     function tryOnce() {
       var body = outbox[answerId];
       if (!body) { delete inflight[answerId]; updateSaving(); return Promise.resolve(); }
-      return request("POST", "/answers", body).then(function (r) {
+      return request("POST", "/answers", body, 15000).then(function (r) {
         if (r.status === 200 || (r.status === 409 && r.data.error && r.data.error.code === "already_answered")) {
           delete outbox[answerId];
           saveOutbox();
