@@ -3,6 +3,7 @@
     .venv/bin/python bench/server_load.py                       # pacing + saturation 10/50/100, ~4 minutes
     .venv/bin/python bench/server_load.py --only saturation --levels 50 --seconds 20
     .venv/bin/python bench/server_load.py --pg-url postgresql://emostudy:emostudy@127.0.0.1/emostudy_test
+    .venv/bin/python bench/server_load.py --quick                # ~1.5 minutes (make bench)
 
 What it does, all bounded (it stops by itself, and stops the server it started):
 
@@ -278,6 +279,7 @@ def cpu_seconds(before: dict[str, dict[int, int]], after: dict[str, dict[int, in
 class Stats:
     save_ms: list[float] = field(default_factory=list)
     request_ms: list[float] = field(default_factory=list)
+    by_kind: dict[str, list[float]] = field(default_factory=dict)
     acked: set[str] = field(default_factory=set)
     sessions: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -291,7 +293,7 @@ class SessionFailed(Exception):
     pass
 
 
-async def _call(http, method: str, url: str, stats: Stats, body: dict | None = None, *, tries: int = 6,
+async def _call(http, method: str, url: str, stats: Stats, body: dict | None = None, *, kind: str, tries: int = 6,
                 ok=(200, 201)) -> tuple[int, dict, float]:
     """One API call with retries on connection errors, 429 and 5xx; returns (status, json, ms of the last try)."""
     import aiohttp
@@ -304,6 +306,7 @@ async def _call(http, method: str, url: str, stats: Stats, body: dict | None = N
                 data = await response.json(content_type=None)
                 ms = (time.perf_counter() - started) * 1000
                 stats.request_ms.append(ms)
+                stats.by_kind.setdefault(kind, []).append(ms)
                 if response.status in ok or (response.status == 409 and data.get("error", {}).get("code") ==
                                              "already_answered"):
                     return response.status, data, ms
@@ -322,10 +325,11 @@ async def _call(http, method: str, url: str, stats: Stats, body: dict | None = N
 
 async def one_session(http, base: str, pid: str, stats: Stats, pace: tuple[float, float] | None,
                       rng: random.Random) -> None:
-    _, arrival, _ = await _call(http, "POST", f"{base}/api/v1/studies/bench/arrive", stats, {"query": {"lab": pid}})
+    _, arrival, _ = await _call(http, "POST", f"{base}/api/v1/studies/bench/arrive", stats, {"query": {"lab": pid}},
+                                 kind="arrive")
     token = arrival["token"]
-    await _call(http, "POST", f"{base}/api/v1/a/{token}/start", stats)
-    _, state, _ = await _call(http, "GET", f"{base}/api/v1/a/{token}", stats)
+    await _call(http, "POST", f"{base}/api/v1/a/{token}/start", stats, kind="start")
+    _, state, _ = await _call(http, "GET", f"{base}/api/v1/a/{token}", stats, kind="state")
     values = {q["id"]: q["options"][0]["value"] for q in state["questions"]}
     for item in state["items"]:
         if pace:
@@ -333,10 +337,10 @@ async def one_session(http, base: str, pid: str, stats: Stats, pace: tuple[float
         answer_id = f"{pid}-{item['position']:02d}"
         _, ack, ms = await _call(http, "POST", f"{base}/api/v1/a/{token}/answers", stats, {
             "answer_id": answer_id, "position": item["position"], "values": values, "rt_ms": rng.randint(300, 3000),
-            "played_fraction": 1.0})
+            "played_fraction": 1.0}, kind="answer")
         stats.save_ms.append(ms)
         stats.acked.add(answer_id)
-    _, done, _ = await _call(http, "POST", f"{base}/api/v1/a/{token}/complete", stats)
+    _, done, _ = await _call(http, "POST", f"{base}/api/v1/a/{token}/complete", stats, kind="complete")
     if done.get("status") != "completed":
         raise SessionFailed(f"complete answered {done}")
     stats.sessions += 1
@@ -390,6 +394,7 @@ def summarize(name: str, n: int, stats: Stats, elapsed: float, url: str, before:
         "save_max_ms": round(max(stats.save_ms), 1) if stats.save_ms else None,
         "request_p50_ms": _pct(stats.request_ms, 50), "request_p99_ms": _pct(stats.request_ms, 99),
         "requests_per_s": round(len(stats.request_ms) / elapsed, 1),
+        "p50_p99_ms_by_request": {kind: [_pct(v, 50), _pct(v, 99)] for kind, v in stats.by_kind.items()},
         "retries": stats.retries, "errors": stats.errors,
         "cpu_s": cpu,
         "server_cpu_ms_per_session": round(1000 * (cpu["server"] + cpu["postgres"]) / stats.sessions, 1)
@@ -427,7 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run (~1.5 min): pacing with 100 participants, saturation 10 and 50 for 10 s")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.pacing_participants, args.ramp, args.levels, args.seconds = 100, 10.0, "10,50", 10.0
 
     secret = uuid.uuid4().hex
     results: list[dict] = []
