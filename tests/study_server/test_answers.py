@@ -236,3 +236,66 @@ def test_oversized_bodies_are_refused_as_json(client, app, started):
     r = client.post(f"/api/v1/a/{token}/answers", json=body)
     assert r.status_code == 413 and r.get_json()["error"]["code"] == "request_entity_too_large"
     assert _n_answers(app) == 0
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_page_retries_until_acknowledged(app, media_set, tmp_path, chromium_path):
+    """study.js in Chromium against a flaky network: every answer's first POST fails before reaching the
+    server, the second reaches it but its reply is lost (502), the third is acknowledged. All answers are
+    stored once, the survey completes."""
+    import json
+
+    from playwright.sync_api import sync_playwright
+    from werkzeug.serving import make_server
+
+    from studykit import TASK1, import_study, make_plan
+
+    name = import_study(app, make_plan(media_set, TASK1, out=tmp_path / "p.json"), media_set)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    posts: dict[str, int] = {}
+
+    def flaky(route, request):
+        answer_id = json.loads(request.post_data)["answer_id"]
+        posts[answer_id] = posts.get(answer_id, 0) + 1
+        if posts[answer_id] == 1:
+            route.abort()
+        elif posts[answer_id] == 2:
+            route.fetch()  # the server stores the answer; the participant never hears back
+            route.fulfill(status=502, body="bad gateway")
+        else:
+            route.continue_()
+
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--autoplay-policy=no-user-gesture-required", "--mute-audio"])
+            page = browser.new_page()
+            page.route("**/answers", flaky)
+            page.goto(f"{base}/s/{name}?lab=flaky")
+            page.click("#consent-yes")
+            page.click("#instructions-next")
+            for _ in range(2):
+                page.click("#example-play")
+                page.click("#example-next:not([disabled])", timeout=15000)
+            for _ in range(9):
+                page.wait_for_selector("#step-trial:not([hidden])")
+                assert page.is_disabled("#questions input")  # locked until the video ends
+                page.click("#trial-play")
+                page.wait_for_selector("#questions fieldset:not([disabled])", timeout=15000)
+                for fieldset in page.query_selector_all("#questions fieldset"):
+                    fieldset.query_selector("input").check()
+                page.click("#trial-next")
+            page.wait_for_url("**/done", timeout=30000)
+            code = page.text_content("#completion-code")
+            browser.close()
+    finally:
+        server.shutdown()
+    assert len(posts) == 9 and set(posts.values()) == {3}
+    assert code and len(code.strip()) == 10
+    with app.app_context():
+        rows = db.session.execute(select(Answer.answer_id)).scalars().all()
+    assert sorted(rows) == sorted(posts)  # each answer stored exactly once
