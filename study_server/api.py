@@ -193,7 +193,7 @@ def answers(token: str):
     # PostgreSQL: a started assignment's answer needs no transaction around it - one INSERT, guarded by the
     # unique constraints, is atomic on its own. Autocommit saves the BEGIN and COMMIT round trips (two of
     # four). Anything unusual (not started, expired, finished) is handled in an ordinary transaction.
-    autocommit = session.get_bind().dialect.name == "postgresql"
+    autocommit = session.get_bind().dialect.name == "postgresql" and not session.in_transaction()
     if autocommit:
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     ctx = load(session, token)
