@@ -23,7 +23,14 @@ RATE_LIMIT_ENABLED           default True
 RATE_LIMIT_PER_IP            "N/SECONDS", default "1200/60" (labs share one NAT address)
 RATE_LIMIT_PER_ASSIGNMENT    "N/SECONDS", default "240/60" (a participant saves ~1 answer per 3 s)
 RATE_LIMIT_BLUEPRINTS        blueprints the limiter guards, default ("api",)
+TRUSTED_PROXIES              reverse proxies in front of the app (default 0): with N > 0 the client
+                             address and scheme come from the last N X-Forwarded-For/-Proto entries
+                             (werkzeug's ProxyFix); also read from EMOSTUDY_TRUSTED_PROXIES
 ===========================  ==================================================================
+
+Behind nginx or a load balancer, set TRUSTED_PROXIES: otherwise every participant has the proxy's address
+and the per-IP limit is shared by all of them. Never set it higher than the number of proxies you run
+(a client could then choose its own address).
 
 The limiter counts per worker process: with gunicorn's N workers the effective limit is up to N times
 the configured one. That is enough to stop a runaway client; a shared limit belongs in the proxy.
@@ -32,6 +39,7 @@ the configured one. That is enough to stop a runaway client; a shared limit belo
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import threading
 import time
@@ -231,8 +239,27 @@ def _configure_cookies(app: Flask) -> None:
     app.config["SESSION_COOKIE_SAMESITE"] = samesite
 
 
+def _trusted_proxies(app: Flask) -> int:
+    raw = app.config.get("TRUSTED_PROXIES")
+    if raw is None:
+        raw = os.environ.get("EMOSTUDY_TRUSTED_PROXIES", "0")
+    try:
+        n = int(raw)
+    except (TypeError, ValueError):
+        raise SecurityConfigError(f"TRUSTED_PROXIES={raw!r}: give the number of reverse proxies in front of "
+                                  "the app (0 when clients connect directly)") from None
+    if n < 0:
+        raise SecurityConfigError(f"TRUSTED_PROXIES={raw!r} must be 0 or more")
+    return n
+
+
 def init_app(app: Flask) -> None:
     """Install the security headers, cookie flags and rate limiter on ``app``."""
+    proxies = _trusted_proxies(app)
+    if proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
     for name, default in (("RATE_LIMIT_PER_IP", "1200/60"), ("RATE_LIMIT_PER_ASSIGNMENT", "240/60")):
         Limit.parse(app.config.get(name, default), name)  # fail at start-up, not on the first request
     _configure_cookies(app)

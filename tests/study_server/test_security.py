@@ -118,6 +118,24 @@ def test_rate_limit_per_ip():
     assert client.get("/api/ping", environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 200
 
 
+def test_trusted_proxy_gives_each_client_its_own_limit(monkeypatch):
+    monkeypatch.delenv("EMOSTUDY_TRUSTED_PROXIES", raising=False)
+    # without a trusted proxy, X-Forwarded-For is ignored: everyone shares the proxy's address
+    client = _app(RATE_LIMIT_PER_IP="2/60").test_client()
+    codes = [client.get("/api/ping", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(3)]
+    assert codes == [200, 200, 429]
+    client = _app(RATE_LIMIT_PER_IP="2/60", TRUSTED_PROXIES=1).test_client()
+    codes = [client.get("/api/ping", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(3)]
+    assert codes == [200, 200, 200]
+    forged = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}  # the client's own first entry is not trusted
+    assert [client.get("/api/ping", headers=forged).status_code for _ in range(3)] == [200, 200, 429]
+    https = client.get("/api/ping", headers={"X-Forwarded-For": "203.0.113.50", "X-Forwarded-Proto": "https"})
+    assert "Strict-Transport-Security" in https.headers
+    monkeypatch.setenv("EMOSTUDY_TRUSTED_PROXIES", "many")
+    with pytest.raises(security.SecurityConfigError, match="TRUSTED_PROXIES"):
+        _app()
+
+
 def test_rate_limit_can_be_disabled():
     client = _app(RATE_LIMIT_PER_IP="1/60", RATE_LIMIT_ENABLED=False).test_client()
     assert [client.get("/api/ping").status_code for _ in range(3)] == [200, 200, 200]
