@@ -299,3 +299,37 @@ def test_page_retries_until_acknowledged(app, media_set, tmp_path, chromium_path
     with app.app_context():
         rows = db.session.execute(select(Answer.answer_id)).scalars().all()
     assert sorted(rows) == sorted(posts)  # each answer stored exactly once
+
+
+@pytest.mark.postgres
+def test_answer_paths_on_postgres(pg_app, media_set, tmp_path):
+    """The autocommit fast path and its fallbacks (not started, expired then revived, finished)."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from study_server.models import Assignment
+    from studykit import TASK1, import_study, make_plan
+
+    name = import_study(pg_app, make_plan(media_set, TASK1, out=tmp_path / "p.json"), media_set)
+    client = pg_app.test_client()
+    token = arrive(client, name, lab="pg1")
+    state = client.get(f"/api/v1/a/{token}").get_json()
+    r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "pg-early-01"))
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "not_started"
+    client.post(f"/api/v1/a/{token}/start")
+    first = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "pg-answer-0"))
+    assert first.status_code == 200
+    assert client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "pg-answer-0")).data == first.data
+    with pg_app.app_context():  # idle for an hour, then swept by someone else's arrival
+        db.session.execute(update(Assignment).where(Assignment.token == token).values(
+            last_seen_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)))
+        db.session.commit()
+    arrive(client, name, lab="pg2")
+    with pg_app.app_context():
+        assert db.session.scalar(select(Assignment.status).where(Assignment.token == token)) == "expired"
+    r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 1, "pg-answer-1"))
+    assert r.status_code == 200  # revived: its batch still had room
+    with pg_app.app_context():
+        assert db.session.scalar(select(Assignment.status).where(Assignment.token == token)) == "started"
+        assert db.session.scalar(select(func.count()).select_from(Answer)) == 2
