@@ -69,12 +69,13 @@ def sum_counts(batches: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def study_summaries(session: Session, *, timeout_s: float) -> list[dict[str, Any]]:
-    """Every study (by name) with its totals over batches."""
+    """Every study (by name) with its batches' counts and their totals."""
     out = []
     for study in session.scalars(select(Study).order_by(Study.name)):
         batches = batch_counts(session, study.id, timeout_s=timeout_s)
         out.append({"id": study.id, "name": study.name, "title": study.title, "task": study.task,
-                    "status": study.status, "n_batches": len(batches), "totals": sum_counts(batches)})
+                    "status": study.status, "n_batches": len(batches), "totals": sum_counts(batches),
+                    "batches": batches})
     return out
 
 
