@@ -15,16 +15,18 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from study_server.assignment import ensure_active
-from study_server.context import Ctx
+from study_server.context import Ctx, LightCtx
 from study_server.errors import ApiError, Conflict, Forbidden, NotFound
 from study_server.models import ALLOCATED, FINISHED, STARTED, Answer, Assignment, utcnow
 
 _INSERT_ANSWER = insert(Answer.__table__)
+_TOUCH = (update(Assignment.__table__).where(Assignment.__table__.c.id == bindparam("aid"))
+          .values(last_seen_at=bindparam("now")))
 ANSWER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_RT_MS = 24 * 3600 * 1000
 # last_seen_at is refreshed at most this often (saves a write per answer).
@@ -122,6 +124,34 @@ def _existing(session: Session, ctx: Ctx, parsed: ParsedAnswer) -> dict[str, Any
             raise Conflict("already_answered", f"item {parsed.position} was already answered (answer_id "
                            f"{other}); answers cannot be changed", answer_id=other)
     return None
+
+
+def try_fast_save(session: Session, light: LightCtx, parsed: ParsedAnswer) -> dict[str, Any] | None:
+    """The common case - a started assignment, a new answer to one of its items - with Core statements only.
+
+    Returns the acknowledgement, or None when the case is not the common one (the caller then runs
+    ``save_answer``, which explains refusals and acknowledges retries).
+    """
+    item = light.batch.by_position.get(parsed.position)
+    if (light.status != STARTED or item is None
+            or (light.plan.audio_check_enabled and not light.audio_check_passed)):
+        return None
+    now = utcnow()
+    try:
+        session.execute(_INSERT_ANSWER, {
+            "answer_id": parsed.answer_id, "assignment_id": light.assignment_id, "item_id": item.item_id,
+            "values": parsed.values, "rt_ms": parsed.rt_ms, "played_fraction": parsed.played_fraction,
+            "created_at": now})
+        if light.last_seen_at is None or now - light.last_seen_at > TOUCH_EVERY:
+            session.execute(_TOUCH, {"aid": light.assignment_id, "now": now})
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # a retry or a second answer to the item: save_answer sorts it out
+        return None
+    except BaseException:
+        session.rollback()
+        raise
+    return {"answer_id": parsed.answer_id, "position": parsed.position, "stored_at": now.isoformat()}
 
 
 def save_answer(session: Session, ctx: Ctx, body: Any, *, timeout_s: float) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server import assignment as assign
-from study_server.answers import answered_positions, save_answer
+from study_server.answers import answered_positions, parse_answer, save_answer, try_fast_save
 from study_server.audio_check import is_correct
 from study_server.consistency import complete_assignment
-from study_server.context import Ctx, load
+from study_server.context import Ctx, load, load_light
 from study_server.errors import ApiError, Conflict
 from study_server.extensions import db
 from study_server.media import media_url
@@ -191,15 +191,17 @@ def answers(token: str):
     body = request.get_json(silent=True)
     session = db.session
     # PostgreSQL: a started assignment's answer needs no transaction around it - one INSERT, guarded by the
-    # unique constraints, is atomic on its own. Autocommit saves the BEGIN and COMMIT round trips (two of
-    # four). Anything unusual (not started, expired, finished) is handled in an ordinary transaction.
-    autocommit = session.get_bind().dialect.name == "postgresql" and not session.in_transaction()
-    if autocommit:
+    # unique constraints, is atomic on its own. Autocommit saves the BEGIN and COMMIT round trips.
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    light = load_light(session, token)
+    parsed = parse_answer(body, light.plan.questions)
+    ack = try_fast_save(session, light, parsed)
+    if ack is not None:
+        return ack
+    # Anything unusual (not started, expired, finished, a retry, a refusal): an ordinary transaction.
+    session.close()
     ctx = load(session, token)
-    if autocommit and ctx.assignment.status != STARTED:
-        session.close()
-        ctx = load(session, token)
     return save_answer(session, ctx, body, timeout_s=_timeout())
 
 

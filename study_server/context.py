@@ -6,9 +6,11 @@ plan's sha256 as well as the row id, so a replaced study is never served from a 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam, select
@@ -19,6 +21,10 @@ from study_server.models import Assignment, Item, Study, StudyStimulus
 from study_server.studies import PlanView, parse_plan
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_A = Assignment.__table__.c
+_LIGHT_BY_TOKEN = (select(_A.id, _A.study_id, _A.batch_id, _A.status, _A.last_seen_at, _A.audio_check_passed,
+                          Study.__table__.c.plan_sha256)
+                   .join(Study.__table__, Study.__table__.c.id == _A.study_id).where(_A.token == bindparam("token")))
 # Built once: SQLAlchemy memoizes a statement's cache key, and this one runs on every participant request.
 _BY_TOKEN = (select(Assignment, Study.name, Study.plan_sha256, Study.set_root)
              .join(Study, Study.id == Assignment.study_id).where(Assignment.token == bindparam("token")))
@@ -36,10 +42,10 @@ class ItemInfo:
 @dataclass(frozen=True)
 class BatchInfo:
     items: tuple[ItemInfo, ...]
+    by_position: dict[int, ItemInfo] = field(init=False, repr=False, compare=False)
 
-    @property
-    def by_position(self) -> dict[int, ItemInfo]:
-        return {i.position: i for i in self.items}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_position", {i.position: i for i in self.items})
 
 
 @dataclass
@@ -69,35 +75,74 @@ def _cache() -> _Cache:
     return cache
 
 
-def load(session: Session, token: str) -> Ctx:
-    """The context of ``token``; ``NotFound('assignment_not_found')`` for unknown or malformed tokens."""
+def _check_token(token: str) -> None:
     if not isinstance(token, str) or not _TOKEN_RE.match(token):
         raise NotFound("assignment_not_found", "this study link is not valid; open the study again from "
                        "the page that sent you here")
+
+
+def _not_found() -> NotFound:
+    return NotFound("assignment_not_found", "this study link is not valid; open the study again from "
+                    "the page that sent you here")
+
+
+def load(session: Session, token: str) -> Ctx:
+    """The context of ``token``; ``NotFound('assignment_not_found')`` for unknown or malformed tokens."""
+    _check_token(token)
     row = session.execute(_BY_TOKEN, {"token": token}).first()
     if row is None:
-        raise NotFound("assignment_not_found", "this study link is not valid; open the study again from "
-                       "the page that sent you here")
+        raise _not_found()
     assignment, name, plan_sha, set_root = row
+    plan, batch, examples = study_parts(session, assignment.study_id, assignment.batch_id, plan_sha)
+    return Ctx(assignment=assignment, study_id=assignment.study_id, study_name=name, plan_sha256=plan_sha,
+               set_root=set_root, plan=plan, batch=batch, examples=examples)
+
+
+def study_parts(session: Session, study_id: int, batch_id: int,
+                plan_sha: str) -> tuple[PlanView, BatchInfo, tuple[tuple[str, str], ...]]:
+    """The parsed plan, the batch's items and the examples' media (cached per app)."""
     cache = _cache()
-    key = (assignment.study_id, plan_sha)
+    key = (study_id, plan_sha)
     plan = cache.plans.get(key)
     if plan is None:
-        plan_json = session.scalar(select(Study.plan_json).where(Study.id == assignment.study_id))
+        plan_json = session.scalar(select(Study.plan_json).where(Study.id == study_id))
         plan = cache.plans[key] = parse_plan(plan_sha, plan_json)
-    batch = cache.batches.get((assignment.batch_id, plan_sha))
+    batch = cache.batches.get((batch_id, plan_sha))
     if batch is None:
         rows = session.execute(
             select(Item.id, Item.position, Item.repeat_of, StudyStimulus.media, StudyStimulus.sha256)
             .join(StudyStimulus, StudyStimulus.id == Item.stimulus_pk)
-            .where(Item.batch_id == assignment.batch_id).order_by(Item.position)).all()
+            .where(Item.batch_id == batch_id).order_by(Item.position)).all()
         batch = BatchInfo(tuple(ItemInfo(*r) for r in rows))
-        cache.batches[(assignment.batch_id, plan_sha)] = batch
+        cache.batches[(batch_id, plan_sha)] = batch
     examples = cache.examples.get(key)
     if examples is None:
-        stim = dict((sid, (media, sha)) for sid, media, sha in session.execute(
+        stim = {sid: (media, sha) for sid, media, sha in session.execute(
             select(StudyStimulus.stimulus_id, StudyStimulus.media, StudyStimulus.sha256)
-            .where(StudyStimulus.study_id == assignment.study_id)).all())
+            .where(StudyStimulus.study_id == study_id)).all()}
         examples = cache.examples[key] = tuple(stim[e["stimulus_id"]] for e in plan.plan["examples"])
-    return Ctx(assignment=assignment, study_id=assignment.study_id, study_name=name, plan_sha256=plan_sha,
-               set_root=set_root, plan=plan, batch=batch, examples=examples)
+    return plan, batch, examples
+
+
+@dataclass(frozen=True)
+class LightCtx:
+    """What the answer hot path needs, read with one Core query (no ORM objects)."""
+
+    assignment_id: int
+    status: str
+    last_seen_at: Any
+    audio_check_passed: bool | None
+    plan: PlanView
+    batch: BatchInfo
+
+
+def load_light(session: Session, token: str) -> LightCtx:
+    _check_token(token)
+    row = session.execute(_LIGHT_BY_TOKEN, {"token": token}).first()
+    if row is None:
+        raise _not_found()
+    aid, study_id, batch_id, status, last_seen, audio_ok, plan_sha = row
+    if last_seen is not None and last_seen.tzinfo is None:
+        last_seen = last_seen.replace(tzinfo=dt.timezone.utc)
+    plan, batch, _ = study_parts(session, study_id, batch_id, plan_sha)
+    return LightCtx(aid, status, last_seen, audio_ok, plan, batch)
