@@ -194,23 +194,35 @@ class NeuralRenderer:
 
     def render(self, face: np.ndarray, speech: np.ndarray, emotion: Any, seed: int, *, intensity: float = 1.0,
                size: int = 128):
-        from generator.renderers import FPS as RENDER_FPS
+        return self.render_batch([{"face": face, "speech": speech, "emotion": emotion, "seed": seed,
+                                   "intensity": intensity}], size=size)[0]
+
+    def render_batch(self, items: Sequence[Mapping[str, Any]], *, size: int = 128) -> list:
+        """Several clips in one call (batched where the speech lengths are equal): ``items`` are dicts
+        with the arguments of ``render`` (face, speech, emotion, seed, intensity). Each clip is the one
+        ``render`` makes (the noise is per clip); batching can change a rare pixel by one level
+        (float summation order), never more."""
         from generator.renderers import RenderResult, emotion_vector
 
         if size < 16 or size % 2:
             raise InputError(f"size must be an even number of pixels >= 16, got {size}")
-        x = np.asarray(speech, dtype=np.float32)
-        vec = emotion_vector(emotion, intensity)
-        aligned = self.align(face)
-        frames = generate(self.model, aligned, x, vec, int(seed), frame_budget=self.frame_budget, dtype=self.dtype)
-        if frames.shape[1] != size:
-            import cv2
+        speeches = [np.asarray(it["speech"], dtype=np.float32) for it in items]
+        vecs = [emotion_vector(it["emotion"], it.get("intensity", 1.0)) for it in items]
+        aligned = [self.align(it["face"]) for it in items]
+        seeds = [int(it["seed"]) for it in items]
+        clips = generate(self.model, aligned, speeches, vecs, seeds, frame_budget=self.frame_budget, dtype=self.dtype)
+        results = []
+        for it, frames, x, vec, seed in zip(items, clips, speeches, vecs, seeds):
+            if frames.shape[1] != size:
+                import cv2
 
-            interp = cv2.INTER_AREA if size < frames.shape[1] else cv2.INTER_CUBIC
-            frames = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
-        params = {"backend": self.name, "checkpoint_sha256": self.checkpoint_sha256, "seed": int(seed),
-                  "emotion_vector": [round(float(v), 6) for v in vec], "intensity": float(intensity),
-                  "size": int(size), "model_size": int(self.model.cfg.image_size), "dtype": str(self.dtype)[6:],
-                  "code_version": self.info.get("code_version"), "authors_weights": self.info.get("bare", False)}
-        assert RENDER_FPS == FPS
-        return RenderResult(frames=frames, audio=x.copy(), audio_rate=MODEL_RATE, fps=FPS, parameters=params)
+                interp = cv2.INTER_AREA if size < frames.shape[1] else cv2.INTER_CUBIC
+                frames = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])
+            params = {"backend": self.name, "checkpoint_sha256": self.checkpoint_sha256, "seed": seed,
+                      "emotion_vector": [round(float(v), 6) for v in vec],
+                      "intensity": float(it.get("intensity", 1.0)), "size": int(size),
+                      "model_size": int(self.model.cfg.image_size), "dtype": str(self.dtype)[6:],
+                      "code_version": self.info.get("code_version"), "authors_weights": self.info.get("bare", False)}
+            results.append(RenderResult(frames=frames, audio=x.copy(), audio_rate=MODEL_RATE, fps=FPS,
+                                        parameters=params))
+        return results

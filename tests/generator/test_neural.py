@@ -158,3 +158,22 @@ def test_subpixel_and_split_methods_agree(tiny):
     b = generate(tiny, face, speech, "disgust", 8, method="split")
     diff = np.abs(a.astype(int) - b.astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+
+
+def test_render_batch_equals_render_per_item(tiny, tmp_path):
+    pytest.importorskip("dlib")
+    from generator.align import shipped_faces
+
+    path = save_checkpoint(tmp_path / "g.pt", {"model_config": tiny.cfg.to_dict(), "generator": tiny.state_dict()})
+    renderer = NeuralRenderer(path)
+    faces = [img for _, img in shipped_faces()]
+    items = [{"face": faces[0], "speech": _speech(6 * 320, 1), "emotion": "anger", "seed": 1},
+             {"face": faces[1], "speech": _speech(6 * 320, 2), "emotion": "sadness", "seed": 2, "intensity": 0.5},
+             {"face": faces[0], "speech": _speech(4 * 320, 3), "emotion": "fear", "seed": 3}]
+    batch = renderer.render_batch(items, size=64)
+    for it, res in zip(items, batch):
+        one = renderer.render(it["face"], it["speech"], it["emotion"], it["seed"],
+                              intensity=it.get("intensity", 1.0), size=64)
+        diff = np.abs(res.frames.astype(int) - one.frames.astype(int))
+        assert res.frames.shape == (len(it["speech"]) // 320, 64, 64, 3)
+        assert diff.max() <= 1 and res.parameters == one.parameters
