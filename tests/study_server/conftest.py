@@ -144,6 +144,6 @@ def pg_app(pg_url, tmp_path):
 
     dbmod.upgrade(pg_url)
     app = create_app({"TESTING": True, "DATABASE_URL": pg_url, "INSTANCE_PATH": str(tmp_path / "instance"),
-                      "SECRET_KEY": "test-secret", "DATABASE_POOL_SIZE": 20, "DATABASE_MAX_OVERFLOW": 40})
+                      "SECRET_KEY": "test-secret", "DATABASE_POOL_SIZE": 10, "DATABASE_MAX_OVERFLOW": 10})
     yield app
     db.dispose(app)
