@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server import assignment as assign
-from study_server.answers import answered_positions, parse_answer, save_answer, try_fast_save
+from study_server.answers import TOUCH_EVERY, answered_positions, parse_answer, save_answer, try_fast_save
 from study_server.audio_check import is_correct
 from study_server.consistency import complete_assignment
 from study_server.context import Ctx, load, load_light
@@ -114,7 +114,9 @@ def state_of(ctx: Ctx) -> dict[str, Any]:
 def _touch(ctx: Ctx) -> None:
     a = ctx.assignment
     if a.status in ACTIVE:
-        a.last_seen_at = utcnow()
+        now = utcnow()
+        if now - a.last_seen_at > TOUCH_EVERY:  # a write per page load is enough, not per poll
+            a.last_seen_at = now
         db.session.commit()
     elif a.status == EXPIRED:
         assign.ensure_active(db.session, a, timeout_s=_timeout())
@@ -124,11 +126,14 @@ def _touch(ctx: Ctx) -> None:
 @bp.get("/a/<token>")
 def state(token: str):
     ctx = load(db.session, token)
+    body = state_of(ctx)  # read first, then one commit for the touch
     try:
         _touch(ctx)
     except Conflict:
         db.session.rollback()  # the slot is gone; the state says "expired" and the page explains
-    return state_of(ctx)
+        return body
+    body["status"] = ctx.assignment.status  # a revived assignment is active again
+    return body
 
 
 @bp.post("/a/<token>/start")
