@@ -430,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="10,50,100", help="saturation levels (participants)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each saturation level")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--threads", type=int, default=16,
+                        help="threads per gunicorn worker (threads waiting on the arrival lock must not starve saves)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--quick", action="store_true",
                         help="a short run (~1.5 min): pacing with 100 participants, saturation 10 and 50 for 10 s")
