@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -81,11 +80,9 @@ def identity_landmarks(ident: Identity) -> np.ndarray:
     out[left, 0] -= ident.eye_spread
     out[right, 0] += ident.eye_spread
     # close the mouth: inner lips meet on the line between the corners
-    mouth = out[48:68]
     mid_y = (out[60, 1] + out[64, 1]) / 2
     out[61:64, 1] = mid_y - 0.6
     out[65:68, 1] = mid_y + 0.6
-    del mouth
     return out
 
 
@@ -246,4 +243,4 @@ def mouth_centre(landmarks: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["make_corpus", "make_clip", "make_identity", "Identity", "mouth_opening", "synth_speech",
-           "draw_face", "expression_landmarks", "identity_landmarks", "mouth_centre", "Path"]
+           "draw_face", "expression_landmarks", "identity_landmarks", "mouth_centre"]

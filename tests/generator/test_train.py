@@ -49,6 +49,7 @@ def _states(path):
     return data, {f"{part}.{k}": v for part in ("generator", "frame_disc", "emotion_disc") for k, v in data[part].items()}
 
 
+@pytest.mark.slow  # ~10 s idle, more on the shared VM (VGG-19 forward/backward on the CPU)
 def test_resume_gives_the_same_steps_as_an_uninterrupted_run(corpus, tmp_path):
     vgg = tmp_path / "vgg19.pth"
     torch.manual_seed(0)
