@@ -256,3 +256,94 @@ def test_subpixel_decoder_equals_reference_decoder(tiny):
             parts.append(out)
     assert torch.allclose(sub, ref, atol=1e-5), (sub - ref).abs().max()
     assert torch.allclose(torch.cat(parts, 1), sub, atol=1e-6)
+
+
+def _independent_forward(sd, cfg, image, audio, emotion, seed):
+    """The generator written again from NOTES.md alone, functionally, from the state dict: an
+    independent route to the same video (torch.manual_seed, then the reference's draws)."""
+    import torch.nn.functional as F
+
+    def lrelu(x):
+        return F.leaky_relu(x, 0.2)
+
+    def lstm(x, prefix, layers):
+        for layer in range(layers):
+            w_ih, w_hh = sd[f"{prefix}.weight_ih_l{layer}"], sd[f"{prefix}.weight_hh_l{layer}"]
+            b = sd[f"{prefix}.bias_ih_l{layer}"] + sd[f"{prefix}.bias_hh_l{layer}"]
+            hid = w_hh.shape[1]
+            h = x.new_zeros(x.shape[0], hid)
+            c = x.new_zeros(x.shape[0], hid)
+            out = []
+            for t in range(x.shape[1]):
+                i, f, g, o = (x[:, t] @ w_ih.T + h @ w_hh.T + b).chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                out.append(h)
+            x = torch.stack(out, 1)
+        return x
+
+    torch.manual_seed(seed)
+    x = audio[:, None]
+    for idx, k, s in zip((1, 5, 9, 13), cfg.speech_kernels, cfg.speech_strides):
+        x = F.pad(x, ((k - 1) // 2, (k - 1) // 2), mode="reflect")
+        x = lrelu(F.conv1d(x, sd[f"speech_encoder.net.{idx}.weight"], sd[f"speech_encoder.net.{idx}.bias"], stride=s))
+    feats = lrelu(F.conv1d(x, sd["speech_encoder.net.16.weight"], sd["speech_encoder.net.16.bias"])).transpose(1, 2)
+    b, n, c = feats.shape
+    z_start = torch.Tensor(b, 17, c).normal_(0, 0.002)
+    z_end = torch.Tensor(b, 17, c).normal_(0, 0.002)
+    expanded = torch.cat((z_start, feats, z_end), 1)
+    ctx = torch.cat([expanded[:, i:i + n] for i in range(35)], 2)[:, ::5]
+    speech = lstm(lrelu(F.linear(ctx, sd["speech_encoder.fc_1.0.weight"], sd["speech_encoder.fc_1.0.bias"])),
+                  "speech_rnn", 2)
+    t = speech.shape[1]
+    emo = lrelu(F.linear(emotion, sd["emotion_processor.fc_1.0.weight"], sd["emotion_processor.fc_1.0.bias"]))
+    emo = lrelu(F.linear(emo, sd["emotion_processor.fc_1.2.weight"], sd["emotion_processor.fc_1.2.bias"]))
+    h, small, skips = image, image, []
+    for i in range(1, 6):
+        h = F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), sd[f"image_encoder.conv_{i}.1.weight"],
+                     sd[f"image_encoder.conv_{i}.1.bias"], stride=2)
+        small = F.interpolate(small, scale_factor=0.5, mode="nearest")
+        h = torch.cat((lrelu(h), small), 1)
+        skips.append(h)
+    code = lrelu(F.conv2d(h, sd["image_encoder.conv_6.0.weight"], sd["image_encoder.conv_6.0.bias"])).flatten(1)
+    noise = torch.stack([torch.distributions.Normal(0.0, 1.0).sample((b, cfg.noise_dim)) for _ in range(t)], 1)
+    noise = lstm(noise, "noise_generator.noise_rnn", 1)
+    z = torch.cat((speech, noise, code[:, None].expand(b, t, -1), emo[:, None].expand(b, t, -1)), 2)
+    frames, state = [], None
+    s = cfg.bottleneck
+    for k in range(t):
+        h = lrelu(F.linear(z[:, k], sd["decoder.fc_1.0.weight"], sd["decoder.fc_1.0.bias"])).view(b, -1, s, s)
+        for i in range(5):
+            h = torch.cat((h, skips[4 - i]), 1)
+            if i == 3:
+                g = (F.conv2d(h, sd["decoder.conv_4.weight_ih_l0"], sd["decoder.conv_4.bias_ih_l0"], padding=1)
+                     + sd["decoder.conv_4.bias_hh_l0"][:, None, None])
+                if state is not None:
+                    g = g + F.conv2d(state[0], sd["decoder.conv_4.weight_hh_l0"], padding=1)
+                gi, gf, gg, go = g.chunk(4, 1)
+                cell = torch.sigmoid(gi) * lrelu(gg) + (0 if state is None else torch.sigmoid(gf) * state[1])
+                state = (torch.sigmoid(go) * torch.tanh(cell), cell)
+                h = state[0]
+            else:
+                h = lrelu(F.conv2d(F.pad(h, (1, 1, 1, 1), mode="reflect"), sd[f"decoder.conv_{i + 1 if i < 4 else 5}.1.weight"],
+                                   sd[f"decoder.conv_{i + 1 if i < 4 else 5}.1.bias"]))
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+        frames.append(torch.tanh(F.conv2d(F.pad(h, (3, 3, 3, 3), mode="reflect"), sd["decoder.out_new.1.weight"],
+                                          sd["decoder.out_new.1.bias"])))
+    return torch.stack(frames, 1)
+
+
+def test_generator_equals_an_independent_implementation_of_the_notes(tiny):
+    image, audio, emotion = _inputs(tiny.cfg, b=2, n_samples=6 * 320 + 100)
+    sd = tiny.state_dict()
+    with torch.no_grad():
+        want = _independent_forward(sd, tiny.cfg, image, audio, emotion, seed=9)
+        torch.manual_seed(9)
+        got, _ = tiny(image, audio, emotion)
+        torch.manual_seed(9)
+        ref, _ = tiny(image, audio, emotion, reference_path=True)
+        codes = tiny.encode(image, audio, emotion, torch.Generator().manual_seed(9))
+        sub, _ = tiny.decoder.forward_subpixel(codes.z, codes.terms, tiny.decoder.phase_kernels())
+    assert got.shape == want.shape == (2, 7, 3, 64, 64)
+    for video in (got, ref, sub):
+        assert torch.allclose(video, want, atol=2e-5), (video - want).abs().max()
