@@ -480,7 +480,7 @@ def _pad_lowres(x: torch.Tensor, p: int, replicate: bool) -> torch.Tensor:
 def _fix_reflect_border_(x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor, width: int = 2) -> None:
     # Recompute the outer ``width`` output rows and columns directly from strips of the upsampled image.
     p = weight.shape[-1] // 2
-    need = (width + p + 1) // 2 + 1  # low-res rows covering the strip and its reflection
+    need = (width + p + 1) // 2  # low-res rows covering the strip and its reflection: ceil((width + p) / 2)
     for xs, ws, ys in ((x, weight, y), (x.transpose(2, 3), weight.transpose(2, 3), y.transpose(2, 3))):
         top = F.pad(_upsample(xs[:, :, :need]), (p, p, p, 0), mode="reflect")
         ys[:, :, :width] = F.conv2d(top, ws)[:, :, :width]
