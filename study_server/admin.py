@@ -147,7 +147,14 @@ def dashboard():
 def study(study_id: int):
     s = _study_or_404(study_id)
     detail = admin_stats.study_detail(db.session, s, timeout_s=_timeout_s())
-    return render_template("admin/study.html", s=detail, assignments=admin_stats.assignment_rows(db.session, s.id))
+    return render_template("admin/study.html", s=detail, assignments=admin_stats.assignment_rows(db.session, s.id),
+                           recruitment=_recruitment(s))
+
+
+def _recruitment(s: Study) -> dict:
+    from study_server.recruit.service import recruitment_summary
+
+    return recruitment_summary(db.session, s)
 
 
 @bp.get("/assignments/<int:assignment_id>")
@@ -186,6 +193,11 @@ def api_studies():
 @bp.get("/api/studies/<int:study_id>")
 def api_study(study_id: int):
     return jsonify(admin_stats.study_detail(db.session, _study_or_404(study_id), timeout_s=_timeout_s()))
+
+
+@bp.get("/api/studies/<int:study_id>/recruitment")
+def api_recruitment(study_id: int):
+    return jsonify(_recruitment(_study_or_404(study_id)))
 
 
 @bp.get("/api/studies/<int:study_id>/assignments")

@@ -402,3 +402,17 @@ def close(session: Session, study: Study, recruiter: Any, *, actor: str = "cli",
         p.status = "closed"
     session.commit()
     return [p.external_id for p in open_]
+
+
+def recruitment_summary(session: Session, study: Study) -> dict[str, Any]:
+    """What the admin pages show: the posts on each platform and the bonus ledger (JSON-ready)."""
+    rows = [{"platform": p.platform, "id": p.external_id, "places": p.places, "status": p.status,
+             "sandbox": p.sandbox, "created_at": p.created_at.isoformat() if p.created_at else None}
+            for p in posts(session, study, "mturk", open_only=False) + posts(session, study, "prolific", open_only=False)
+            + posts(session, study, "lab", open_only=False)]
+    ledger: dict[str, dict[str, Any]] = {}
+    for b in session.scalars(select(BonusPayment).join(Assignment).where(Assignment.study_id == study.id)):
+        entry = ledger.setdefault(b.status, {"n": 0, "usd": 0.0})
+        entry["n"] += 1
+        entry["usd"] = round(entry["usd"] + b.amount_cents / 100, 2)
+    return {"posts": rows, "places_needed": places_needed(session, study), "bonus_ledger": ledger}
