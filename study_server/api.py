@@ -11,10 +11,11 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server import assignment as assign
-from study_server.answers import TOUCH_EVERY, answered_positions, parse_answer, save_answer, try_fast_save
+from study_server.answers import (TOUCH_EVERY, answered_positions, parse_answer, save_answer, try_fast_save,
+                                  try_save_pg)
 from study_server.audio_check import is_correct
 from study_server.consistency import complete_assignment
-from study_server.context import Ctx, load, load_light
+from study_server.context import Ctx, answer_target, load, load_light
 from study_server.errors import ApiError, Conflict
 from study_server.extensions import db
 from study_server.media import media_url
@@ -198,10 +199,13 @@ def answers(token: str):
     # PostgreSQL: a started assignment's answer needs no transaction around it - one INSERT, guarded by the
     # unique constraints, is atomic on its own. Autocommit saves the BEGIN and COMMIT round trips.
     if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    light = load_light(session, token)
-    parsed = parse_answer(body, light.plan.questions)
-    ack = try_fast_save(session, light, parsed)
+        conn = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        # One statement (and, the first time this process sees the token, one lookup): see try_save_pg.
+        target = answer_target(session, token)
+        ack = try_save_pg(conn, target, parse_answer(body, target.plan.questions))
+    else:
+        light = load_light(session, token)
+        ack = try_fast_save(session, light, parse_answer(body, light.plan.questions))
     if ack is not None:
         return ack
     # Anything unusual (not started, expired, finished, a retry, a refusal): an ordinary transaction.

@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Iterable
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,26 +120,27 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
 
 def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
                    user_agent: str | None, rng: random.Random, now: dt.datetime | None) -> Allocation:
+    """One try. Everything that does not decide the batch runs before the study's lock; under it run only
+    the lock, one counting statement (PostgreSQL: it also expires stale assignments), the INSERT and COMMIT.
+
+    Atomicity: the counts are read after the lock is taken (PostgreSQL's READ COMMITTED gives each
+    statement a fresh snapshot) and the assignment is inserted before it is released, so two arrivals can
+    never both see a batch's last free slot. The participant row is inserted before the lock in the same
+    transaction (a refused arrival rolls it back); two concurrent arrivals of one new worker collide on
+    its unique key and the loser retries (``allocate``), then resumes the winner's assignment.
+    """
     now = now or utcnow()
     try:
         study = get_study(session, study_name)
-        lock_study(session, study.id)
-        participant = session.scalar(select(Participant).where(Participant.platform == arrival.platform,
-                                                               Participant.worker_id == arrival.worker_id))
-        if participant is not None:
+        participant_id = session.scalar(_PARTICIPANT_ID, {"platform": arrival.platform,
+                                                          "worker_id": arrival.worker_id})
+        if participant_id is not None:
             existing = session.scalar(select(Assignment).where(Assignment.study_id == study.id,
-                                                               Assignment.participant_id == participant.id))
+                                                               Assignment.participant_id == participant_id))
             if existing is not None:
-                _refresh_platform_ids(existing, arrival)
-                if existing.status in (EXPIRED, RETURNED):
-                    _revive(session, existing, timeout_s=timeout_s, now=now)
-                elif existing.status == ABANDONED:
-                    raise Forbidden("audio_check_failed", "This study needs working sound, and the sound check "
-                                    "did not succeed earlier. Please return the task; thank you for trying.")
-                elif existing.status in ACTIVE:
-                    existing.last_seen_at = now
-                session.commit()
-                return Allocation(existing, resumed=True)
+                return _resume(session, existing, arrival, timeout_s=timeout_s, now=now)
+            participant = session.get(Participant, participant_id)
+            assert participant is not None
             excluded_by = _excluded(session, participant, study)
             if excluded_by:
                 raise Forbidden("excluded", "You have already taken part in a related study, so this one is not "
@@ -150,32 +151,97 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
         if arrival.platform == LAB and not _lab_token_ok(session, study.id, arrival.worker_id):
             raise Forbidden("lab_token_invalid", "This lab link is not valid for this study. Please ask the "
                             "researcher for a new link.")
-        expire_stale(session, study.id, timeout_s, now)
-        quotas = _quotas(session, study.id)
-        counts = occupancy(session, study.id, batch_ids=quotas)
+        if participant_id is None:
+            participant_id = session.execute(_INSERT_PARTICIPANT, {
+                "platform": arrival.platform, "worker_id": arrival.worker_id,
+                "pseudonym": pseudonym(secret_key, arrival.platform, arrival.worker_id), "created_at": now,
+            }).scalar_one()
+        values = {"token": secrets.token_urlsafe(24), "study_id": study.id, "participant_id": participant_id,
+                  "status": ALLOCATED, "allocated_at": now, "last_seen_at": now, "audio_check_attempts": 0,
+                  "user_agent": (user_agent or "")[:400] or None, **_platform_ids(arrival)}
+        session.flush()  # anything pending (a lab token marked used) is written before the lock, not under it
+        # ---- the locked section: the lock, one count, one INSERT, COMMIT
+        lock_study(session, study.id)
+        counts, quotas = _counts_and_quotas(session, study.id, timeout_s, now)
         open_batches = [bid for bid, n in counts.items() if n < quotas[bid]]
         if not open_batches:
             raise Conflict("study_full", "Thank you for your interest! This study has all the participants it "
                            "needs right now. Please return the task; places may open again later.")
         fewest = min(counts[bid] for bid in open_batches)
-        batch_id = rng.choice(sorted(bid for bid in open_batches if counts[bid] == fewest))
-        if participant is None:
-            participant = Participant(platform=arrival.platform, worker_id=arrival.worker_id,
-                                      pseudonym=pseudonym(secret_key, arrival.platform, arrival.worker_id),
-                                      created_at=now)
-            session.add(participant)
-            session.flush()
-        assignment = Assignment(token=secrets.token_urlsafe(24), study_id=study.id, batch_id=batch_id,
-                                participant_id=participant.id, status=ALLOCATED, allocated_at=now,
-                                last_seen_at=now, audio_check_attempts=0,
-                                user_agent=(user_agent or "")[:400] or None)
-        _refresh_platform_ids(assignment, arrival)
-        session.add(assignment)
+        values["batch_id"] = rng.choice(sorted(bid for bid in open_batches if counts[bid] == fewest))
+        assignment_id = session.execute(_INSERT_ASSIGNMENT, values).scalar_one()
         session.commit()
+        # ---- the lock is released; the ORM object for the caller
+        assignment = session.get(Assignment, assignment_id)
+        assert assignment is not None
         return Allocation(assignment, resumed=False)
     except BaseException:
         session.rollback()
         raise
+
+
+_PARTICIPANT_ID = (select(Participant.id).where(Participant.platform == bindparam("platform"),
+                                                Participant.worker_id == bindparam("worker_id")))
+_INSERT_PARTICIPANT = insert(Participant).returning(Participant.id)
+_INSERT_ASSIGNMENT = insert(Assignment).returning(Assignment.id)
+_PLATFORM_FIELDS = ("hit_id", "external_assignment_id", "turk_submit_to", "prolific_study_id", "prolific_session_id")
+
+
+def _platform_ids(arrival: Arrival) -> dict[str, str | None]:
+    return {name: getattr(arrival, name) or None for name in _PLATFORM_FIELDS}
+
+
+def _resume(session: Session, existing: Assignment, arrival: Arrival, *, timeout_s: float,
+            now: dt.datetime) -> Allocation:
+    """A returning worker gets their own assignment back (revived under the lock when it had lapsed)."""
+    if existing.status in (EXPIRED, RETURNED):
+        lock_study(session, existing.study_id)
+        session.refresh(existing)  # the row as it is now that the lock is held
+    _refresh_platform_ids(existing, arrival)
+    if existing.status in (EXPIRED, RETURNED):
+        _revive(session, existing, timeout_s=timeout_s, now=now)
+    elif existing.status == ABANDONED:
+        raise Forbidden("audio_check_failed", "This study needs working sound, and the sound check "
+                        "did not succeed earlier. Please return the task; thank you for trying.")
+    elif existing.status in ACTIVE:
+        existing.last_seen_at = now
+    session.commit()
+    return Allocation(existing, resumed=True)
+
+
+def _counts_and_quotas(session: Session, study_id: int, timeout_s: float,
+                       now: dt.datetime) -> tuple[dict[int, int], dict[int, int]]:
+    """Occupancy and quota of every batch of the study, after expiring its stale assignments.
+
+    PostgreSQL: one statement - the UPDATE that expires runs in a CTE, and the count treats active
+    assignments idle since before the cutoff as expired (the CTE's changes are not visible to the
+    statement's own SELECT, so it applies the same rule). SQLite: the two steps as separate statements.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        expire_stale(session, study_id, timeout_s, now)
+        quotas = _quotas(session, study_id)
+        return occupancy(session, study_id, batch_ids=quotas), quotas
+    cutoff = now - dt.timedelta(seconds=timeout_s)
+    rows = session.execute(_COUNT_PG, {"sid": study_id, "cut": cutoff, "ended_now": now}).all()
+    return {bid: int(n) for bid, _, n in rows}, {bid: int(q) for bid, q, _ in rows}
+
+
+def _count_pg_statement():
+    a, v, b = Assignment.__table__, Verdict.__table__, Batch.__table__
+    stale = and_(a.c.study_id == bindparam("sid"), a.c.status.in_(ACTIVE),
+                 a.c.last_seen_at < bindparam("cut", type_=a.c.last_seen_at.type))
+    expired = (update(a).where(stale).values(status=EXPIRED, ended_at=bindparam("ended_now", type_=a.c.ended_at.type))
+               .returning(a.c.id).cte("expired"))
+    occupying = or_(and_(a.c.status.in_(ACTIVE), a.c.last_seen_at >= bindparam("cut")),
+                    and_(a.c.status.in_(FINISHED), v.c.verdict == VALID))
+    counted = (select(a.c.batch_id, func.count().label("n")).select_from(a.outerjoin(v, v.c.assignment_id == a.c.id))
+               .where(a.c.study_id == bindparam("sid"), occupying).group_by(a.c.batch_id).subquery())
+    return (select(b.c.id, b.c.quota, func.coalesce(counted.c.n, 0))
+            .select_from(b.outerjoin(counted, counted.c.batch_id == b.c.id))
+            .where(b.c.study_id == bindparam("sid")).add_cte(expired))
+
+
+_COUNT_PG = _count_pg_statement()
 
 
 def _lab_token_ok(session: Session, study_id: int, token: str) -> bool:

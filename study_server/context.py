@@ -66,6 +66,11 @@ class _Cache:
         self.batches: dict[tuple[int, str], BatchInfo] = {}
         self.examples: dict[tuple[int, str], tuple[tuple[str, str], ...]] = {}
         self.plans: dict[tuple[int, str], PlanView] = {}
+        # token -> (assignment id, study id, batch id, plan sha256): fixed for an assignment's lifetime.
+        self.targets: dict[str, tuple[int, int, int, str]] = {}
+
+
+_MAX_TARGETS = 100_000  # ~15 MB at most; cleared when full (a miss costs one query)
 
 
 def _cache() -> _Cache:
@@ -146,3 +151,35 @@ def load_light(session: Session, token: str) -> LightCtx:
         last_seen = last_seen.replace(tzinfo=dt.timezone.utc)
     plan, batch, _ = study_parts(session, study_id, batch_id, plan_sha)
     return LightCtx(aid, status, last_seen, audio_ok, plan, batch)
+
+
+@dataclass(frozen=True)
+class AnswerTarget:
+    """The fixed facts of an assignment that an answer save needs: no status (the INSERT checks it)."""
+
+    assignment_id: int
+    plan_sha256: str
+    plan: PlanView
+    batch: BatchInfo
+
+
+def answer_target(session: Session, token: str) -> AnswerTarget:
+    """From the per-process cache (no query), or one query the first time this process sees ``token``.
+
+    A cached entry may be stale only if its assignment was deleted or its study replaced: the save's
+    statement re-checks both (the assignment id and the plan sha256) in the database.
+    """
+    cache = _cache()
+    target = cache.targets.get(token)
+    if target is None:
+        _check_token(token)
+        row = session.execute(_LIGHT_BY_TOKEN, {"token": token}).first()
+        if row is None:
+            raise _not_found()
+        target = (row.id, row.study_id, row.batch_id, row.plan_sha256)
+        if len(cache.targets) >= _MAX_TARGETS:
+            cache.targets.clear()
+        cache.targets[token] = target
+    aid, study_id, batch_id, plan_sha = target
+    plan, batch, _ = study_parts(session, study_id, batch_id, plan_sha)
+    return AnswerTarget(aid, plan_sha, plan, batch)

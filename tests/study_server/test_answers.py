@@ -333,3 +333,50 @@ def test_answer_paths_on_postgres(pg_app, media_set, tmp_path):
     with pg_app.app_context():
         assert db.session.scalar(select(Assignment.status).where(Assignment.token == token)) == "started"
         assert db.session.scalar(select(func.count()).select_from(Answer)) == 2
+
+
+@pytest.mark.postgres
+def test_one_statement_save_on_postgres(pg_app, media_set, tmp_path):
+    """PostgreSQL's one-statement save: refreshes last_seen_at only when it is old, answers once per item,
+    and stores nothing once the assignment is finished although its token stays in the process cache."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from study_server.models import Assignment
+    from studykit import TASK1, import_study, make_plan
+
+    name = import_study(pg_app, make_plan(media_set, TASK1, name="onestmt", out=tmp_path / "p.json"), media_set)
+    client = pg_app.test_client()
+    token = arrive(client, name, lab="os1")
+    client.post(f"/api/v1/a/{token}/start")
+    state = client.get(f"/api/v1/a/{token}").get_json()
+    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=10)
+
+    def last_seen() -> dt.datetime:
+        with pg_app.app_context():
+            return db.session.scalar(select(Assignment.last_seen_at).where(Assignment.token == token))
+
+    with pg_app.app_context():
+        db.session.execute(update(Assignment).where(Assignment.token == token).values(last_seen_at=old))
+        db.session.commit()
+    assert client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "os-answer-0")).status_code == 200
+    assert last_seen() == old  # 10 s ago: no write
+    older = old - dt.timedelta(seconds=60)
+    with pg_app.app_context():
+        db.session.execute(update(Assignment).where(Assignment.token == token).values(last_seen_at=older))
+        db.session.commit()
+    assert client.post(f"/api/v1/a/{token}/answers", json=_body(state, 1, "os-answer-1")).status_code == 200
+    assert last_seen() > old  # 70 s ago: refreshed
+    r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 1, "os-answer-1b"))
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "already_answered"
+    for position in range(2, len(state["items"])):
+        assert client.post(f"/api/v1/a/{token}/answers",
+                           json=_body(state, position, f"os-answer-{position}")).status_code == 200
+    assert client.post(f"/api/v1/a/{token}/complete").get_json()["status"] == "completed"
+    with pg_app.app_context():  # a new answer id for a finished assignment: refused, nothing stored
+        n_before = db.session.scalar(select(func.count()).select_from(Answer))
+    r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "os-answer-late"))
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "already_answered"
+    with pg_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Answer)) == n_before

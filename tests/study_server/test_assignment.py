@@ -102,6 +102,31 @@ def test_inactive_assignments_expire_and_free_their_slot(client, app, task1_stud
     assert client.post(f"/api/v1/a/{tokens[0]}/start").status_code == 409
 
 
+@pytest.mark.postgres
+def test_expiry_and_revival_postgres(pg_app, media_set, tmp_path):
+    """PostgreSQL expires stale assignments and counts in one statement: the same outcomes as above."""
+    pg_app.config["ASSIGNMENT_TIMEOUT_S"] = 600
+    name = import_study(pg_app, make_plan(media_set, TASK1, name="expiry", n_batches=2, quota=2,
+                                          out=tmp_path / "expiry.json"), media_set)
+    client = pg_app.test_client()
+    tokens = [arrive(client, name, lab=f"e{i}") for i in range(4)]
+    r = client.post(f"/api/v1/studies/{name}/arrive", json={"query": {"lab": "e9"}})
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "study_full"
+    _age(pg_app, tokens[0], 601)
+    _age(pg_app, tokens[1], 599)  # idle, but not for long enough
+    new = arrive(client, name, lab="late")  # takes the expired slot
+    with pg_app.app_context():
+        statuses = dict(db.session.execute(select(Assignment.token, Assignment.status)
+                                           .where(Assignment.token.in_([*tokens, new]))).all())
+    assert statuses == {tokens[0]: "expired", tokens[1]: "allocated", tokens[2]: "allocated",
+                        tokens[3]: "allocated", new: "allocated"}
+    r = client.post(f"/api/v1/studies/{name}/arrive", json={"query": {"lab": "e0"}})
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "slot_expired"
+    client.post(f"/api/v1/a/{new}/return")  # frees a slot: the expired worker is revived
+    r = client.post(f"/api/v1/studies/{name}/arrive", json={"query": {"lab": "e0"}})
+    assert r.status_code == 200 and r.get_json()["token"] == tokens[0] and r.get_json()["status"] == "allocated"
+
+
 def test_expired_worker_is_revived_when_there_is_room(client, app, task1_study):
     app.config["ASSIGNMENT_TIMEOUT_S"] = 600
     token = arrive(client, task1_study, lab="p0")
