@@ -40,6 +40,12 @@ def _check_prob(name: str, value: float) -> None:
         raise AnalysisOptionError(f"{name} = {value}: give a probability strictly between 0 and 1")
 
 
+def _check_level(alpha: float, power: float) -> None:
+    """A test level and a target power outside (0, 1) can never be met: refuse them before searching."""
+    _check_prob("alpha", alpha)
+    _check_prob("power", power)
+
+
 def binomial_power(n: int, p1: float, p0: float, alpha: float) -> tuple[float, int]:
     """Power of the exact one-sided test H0: p = p0 vs p > p0 with n trials, and its critical count."""
     k_crit = int(sps.binom.isf(alpha, n, p0)) + 1  # smallest k with P0(X >= k) <= alpha
@@ -59,6 +65,7 @@ def n_binomial_vs_chance(p1: float, *, p0: float = 1 / 6, alpha: float = 0.05, p
     """
     _check_prob("p1", p1)
     _check_prob("p0", p0)
+    _check_level(alpha, power)
     if p1 <= p0:
         raise AnalysisOptionError(f"p1 = {p1} must exceed chance p0 = {p0} for a one-sided test above chance")
     if answers_per_participant < 1 or not 0 <= icc < 1:
@@ -93,6 +100,7 @@ def n_paired(effect_size: float, *, alpha: float = 0.05, power: float = 0.8, alt
 
     Returns dict: n_t (paired t), n_participants (for ``test``), achieved_power_t, are, method.
     """
+    _check_level(alpha, power)
     if effect_size == 0:
         raise AnalysisOptionError("effect_size 0 cannot be detected; give the smallest effect worth finding")
     if test not in ("wilcoxon", "t"):
@@ -155,6 +163,9 @@ def n_accuracy_difference(p_a: float, p_b: float, *, items_per_source: int = 5, 
                           alpha: float = 0.05, power: float = 0.8, n_sim: int = 500,
                           alternative: str = "two-sided", random_state: int = 0) -> dict:
     """Participants for the per-participant accuracy comparison A vs B, by simulation."""
+    _check_level(alpha, power)
+    if n_sim < 1:
+        raise AnalysisOptionError(f"n_sim = {n_sim}: give at least 1 simulated study per sample size")
     out = n_by_simulation(lambda n: simulated_power_accuracy_difference(
         n, p_a, p_b, items_per_source=items_per_source, tau=tau, alpha=alpha, n_sim=n_sim,
         alternative=alternative, random_state=random_state + n), power=power)

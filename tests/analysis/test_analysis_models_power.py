@@ -116,3 +116,25 @@ def test_power_cli():
     assert out.exit_code != 0 and "exceed chance" in out.output
     out = runner.invoke(power_command, ["accuracy-difference", "--p-a", "0.7", "--p-b", "0.2", "--n-sim", "40"])
     assert out.exit_code == 0 and "simulated power" in out.output
+
+
+@pytest.mark.parametrize("args", [
+    ["accuracy", "--p1", "0.3", "--alpha", "0"],
+    ["accuracy", "--p1", "0.3", "--power", "1.5"],
+    ["paired", "--effect-size", "0.5", "--power", "1"],
+    ["paired", "--effect-size", "0.5", "--alpha", "1.2"],
+    ["accuracy-difference", "--p-a", "0.7", "--p-b", "0.2", "--alpha", "0"],
+    ["accuracy-difference", "--p-a", "0.7", "--p-b", "0.2", "--n-sim", "0"],
+])
+def test_power_cli_refuses_impossible_alpha_power_nsim_at_once(args):
+    # Acceptance finding: --alpha 0 hung for minutes and --power 1.5 answered "more than 100000 answers
+    # needed"; a level or power outside (0, 1) (or no simulations) is refused, naming the option.
+    import time
+
+    t0 = time.perf_counter()
+    out = CliRunner().invoke(power_command, args)
+    assert out.exit_code != 0
+    name = {"--alpha": "alpha", "--power": "power", "--n-sim": "n_sim"}[args[-2]]
+    assert f"{name} = " in out.output
+    assert ("between 0 and 1" in out.output) or ("at least 1" in out.output)
+    assert time.perf_counter() - t0 < 5
