@@ -86,6 +86,10 @@ def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathL
     except NoFaceError as exc:
         raise NoFaceError(f"{face}: {exc}") from None
     fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{out_path.stem}-", dir=out_path.parent)
+    # mkstemp makes 0600 files; give the clip the mode a plain open() would (a server user must read it).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
     os.close(fd)
     try:
         write_mp4(tmp, result.frames, result.fps, result.audio, result.audio_rate)

@@ -145,3 +145,18 @@ def test_backend_options_are_checked(files):
     assert res.exit_code == 1 and "warp only" in res.output
     assert parse_components("none") == () and parse_components("mouth, life") == ("mouth", "life")
     assert parse_components(None) is None
+
+
+def test_rendered_file_gets_the_umask_mode_not_mkstemp_0600(files):
+    # Acceptance finding: `emostudy render` wrote its mp4 through mkstemp, so the clip was 0600 (unreadable to
+    # a study server running as another user), unlike every other file the product writes.
+    import os
+    import stat
+
+    out = files / "mode.mp4"
+    res = run("--face", str(files / "face.jpg"), "--speech", str(files / "speech.wav"), "--emotion", "anger",
+              "--out", str(out))
+    assert res.exit_code == 0, res.output
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
