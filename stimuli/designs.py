@@ -203,7 +203,8 @@ def build_emotion_realness(stimuli: Sequence[Stimulus], design: EmotionRealnessD
     if total % n_emo:
         raise DesignError(
             f"cannot balance emotions: per source batches x per_source = {d.batches} x {d.per_source} = {total} "
-            f"stimuli, not a multiple of the {n_emo} emotions; choose numbers whose product is")
+            f"stimuli, not a multiple of the {n_emo} emotions; choose numbers whose product is a multiple of "
+            f"{n_emo} (the paper: 6 x 5 = 30)")
     per_emotion = total // n_emo
     rng = StableRng(seed, "emotion-realness")
     notes: list[str] = []
@@ -312,8 +313,12 @@ def build_av_mismatch(stimuli: Sequence[Stimulus], design: AvMismatchDesign,
                for v, a in pairs if len(by_pair.get((v, a), [])) < d.per_pair]
     if missing:
         where = f" among sources {', '.join(d.sources)}" if d.sources else ""
+        hint = ""
+        if d.sources and not any(s.source in d.sources for s in stimuli):
+            hint = (f" (the set has no stimulus of those sources; its sources are "
+                    f"{', '.join(sorted({s.source for s in stimuli}))}: name them in the spec's design.sources)")
         raise DesignError(f"the set cannot fill the av-mismatch design ({d.per_pair} distinct videos per "
-                          f"(visual, audio) emotion pair{where}); missing {len(missing)} of 36 pairs: "
+                          f"(visual, audio) emotion pair{where}){hint}; missing {len(missing)} of 36 pairs: "
                           + "; ".join(missing))
     chosen = {p: rng.child(f"pair/{p[0]}/{p[1]}").sample(sorted(by_pair[p], key=lambda s: s.stimulus_id),
                                                          d.per_pair)

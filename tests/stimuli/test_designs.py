@@ -137,6 +137,9 @@ def test_task1_missing_source_and_unbalanceable_numbers():
         build_design(EmotionRealnessDesign(sources=("GT", "LIPS")), T1, 0)
     with pytest.raises(DesignError, match="not a multiple of the 6 emotions"):
         build_design(EmotionRealnessDesign(batches=5, per_source=5), T1, 0)
+    # Acceptance finding: the message ended mid-sentence ("choose numbers whose product is").
+    with pytest.raises(DesignError, match=r"choose numbers whose product is a multiple of 6 \(the paper: 6 x 5 = 30\)$"):
+        build_design(EmotionRealnessDesign(batches=7, per_source=5), T1, 0)
     with pytest.raises(DesignError, match="min_repeat_gap"):
         build_design(EmotionRealnessDesign(batches=6, per_source=1, min_repeat_gap=5), T1, 0)
 
@@ -202,6 +205,11 @@ def test_task2_missing_pairs_are_listed():
 def test_task2_source_filter():
     with pytest.raises(DesignError, match="among sources BL"):
         build_design(AvMismatchDesign(sources=("BL",)), T2, 0)
+    # Acceptance finding: a set made by `emostudy generate --backend warp` (source WARP) planned with
+    # paper-task2 (sources OURS) listed 36 "have 0" pairs without saying why; the error names the set's sources.
+    with pytest.raises(DesignError, match=r"no stimulus of those sources; its sources are GT, OURS: name them in "
+                                          r"the spec's design.sources"):
+        build_design(AvMismatchDesign(sources=("WARP",)), T2, 0)
 
 
 # ---------------------------------------------------------------------------------------- examples
