@@ -88,7 +88,7 @@ def load_speech(path: str | os.PathLike, rate: int = MODEL_RATE, *, min_duration
         raise InputError(f"{path}: speech is {dur:.2f} s long; at least {min_duration_s:.1f} s is needed "
                          "(one video frame is 40 ms)")
     if not allow_silent and float(np.abs(x).max()) < 1e-4:
-        raise InputError(f"{path}: the recording is silent; give a speech recording (or pass allow_silent)")
+        raise InputError(f"{path}: the recording is silent; give a speech recording with audible speech")
     return normalise(resample(x, r, rate))
 
 

@@ -160,3 +160,12 @@ def test_rendered_file_gets_the_umask_mode_not_mkstemp_0600(files):
     mask = os.umask(0o022)
     os.umask(mask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+
+
+def test_silent_speech_error_offers_no_option_the_cli_lacks(files):
+    # Acceptance finding: `emostudy render` with a silent file said "(or pass allow_silent)", an option no
+    # command has.
+    res = run("--face", str(files / "face.jpg"), "--speech", str(files / "silent.wav"), "--emotion", "anger",
+              "--out", str(files / "silent.mp4"))
+    assert res.exit_code == 1 and "the recording is silent" in res.output
+    assert "allow_silent" not in res.output
