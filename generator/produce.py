@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from generator.errors import GeneratorError, InputError
+from generator.errors import GeneratorError, InputError, NoFaceError
 # The job planning lives in produce_jobs; its public names are re-exported here (one import for users).
 from generator.produce_jobs import (AUDIO_EXTS, DESIGNS, IMAGE_EXTS, SYNTHETIC_ACTOR_PREFIX,  # noqa: F401
                                     VIDEO_EXTS, DesignOptions, FaceItem, Job, ProduceError, SpeechItem,
@@ -267,8 +267,11 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
         else:
             face = load_face(job.face)
             speech = speech_for_renderer(audio, audio_rate, job.speech)
-            result = renderer.render(face, speech, job.emotion_spec(), item.seed, intensity=job.intensity,
-                                     size=spec.size)
+            try:
+                result = renderer.render(face, speech, job.emotion_spec(), item.seed, intensity=job.intensity,
+                                         size=spec.size)
+            except NoFaceError as exc:
+                raise NoFaceError(f"{job.face}: {exc}") from None
             frames = np.asarray(result.frames)
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
                 raise GeneratorError(f"renderer {spec.backend} returned frames {frames.shape} {frames.dtype}; "
