@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from sqlalchemy import Boolean, Connection, Float, Integer, bindparam, cast, func, insert, or_, select, update
+from sqlalchemy import Boolean, Connection, Float, Integer, bindparam, cast, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from study_server.assignment import ensure_active
 from study_server.context import AnswerTarget, Ctx, LightCtx
 from study_server.errors import ApiError, Conflict, Forbidden, NotFound
-from study_server.models import ALLOCATED, FINISHED, STARTED, Answer, Assignment, Study, utcnow
+from study_server.models import ALLOCATED, FINISHED, STARTED, Answer, Assignment, utcnow
 
 _INSERT_ANSWER = insert(Answer.__table__)
 _TOUCH = (update(Assignment.__table__).where(Assignment.__table__.c.id == bindparam("aid"))
@@ -158,43 +158,48 @@ def try_fast_save(session: Session, light: LightCtx, parsed: ParsedAnswer) -> di
 def _one_statement_save():
     """PostgreSQL: the whole common save as ONE statement (run in autocommit).
 
-    INSERT ... SELECT from the assignment row, so the row is stored only while the assignment is started
-    (and past its sound check) and still belongs to the study version whose plan validated the answer;
-    ON CONFLICT DO NOTHING turns a retry or a second answer to the item into "0 rows" (the caller then
-    runs ``save_answer``, which tells them apart); a second CTE refreshes ``last_seen_at`` when older
-    than ``TOUCH_EVERY``. Returns the number of rows stored (0 or 1).
+    INSERT ... SELECT from the assignment's row, so the answer is stored only while the assignment is
+    started (and past its sound check, when the plan has one); ON CONFLICT DO NOTHING turns a retry or a
+    second answer to the item into "no row" (the caller then runs ``save_answer``, which tells them apart).
     """
-    a, s, ans = Assignment.__table__, Study.__table__, Answer.__table__
+    a, ans = Assignment.__table__, Answer.__table__
     source = (select(bindparam("answer_id", type_=ans.c.answer_id.type), a.c.id, bindparam("item_id", type_=Integer),
                      bindparam("values", type_=ans.c["values"].type), bindparam("rt_ms", type_=Integer),
                      cast(bindparam("played", type_=Float), Float), bindparam("now", type_=ans.c.created_at.type))
-              .select_from(a.join(s, s.c.id == a.c.study_id))
-              .where(a.c.id == bindparam("aid"), a.c.status == STARTED, s.c.plan_sha256 == bindparam("sha"),
+              .where(a.c.id == bindparam("aid"), a.c.status == STARTED,
                      or_(bindparam("audio_free", type_=Boolean), a.c.audio_check_passed.is_(True))))
-    stored = (pg_insert(ans).from_select(["answer_id", "assignment_id", "item_id", "values", "rt_ms",
-                                          "played_fraction", "created_at"], source)
-              .on_conflict_do_nothing().returning(ans.c.assignment_id).cte("stored"))
-    touched = (update(a).where(a.c.id.in_(select(stored.c.assignment_id)),
-                               a.c.last_seen_at < bindparam("touch_before", type_=a.c.last_seen_at.type))
-               .values(last_seen_at=bindparam("now")).returning(a.c.id).cte("touched"))
-    return select(func.count()).select_from(stored).add_cte(touched)
+    return (pg_insert(ans).from_select(["answer_id", "assignment_id", "item_id", "values", "rt_ms",
+                                        "played_fraction", "created_at"], source)
+            .on_conflict_do_nothing().returning(ans.c.id))
 
 
 _SAVE_PG = _one_statement_save()
+_TOUCH_IF_OLD = (update(Assignment.__table__)
+                 .where(Assignment.__table__.c.id == bindparam("aid"),
+                        Assignment.__table__.c.last_seen_at < bindparam("touch_before"))
+                 .values(last_seen_at=bindparam("now")))
 
 
 def try_save_pg(conn: Connection, target: AnswerTarget, parsed: ParsedAnswer) -> dict[str, Any] | None:
-    """The common save on PostgreSQL in one round trip; None when it is not the common case (see above)."""
+    """The common save on PostgreSQL in one round trip; None when it is not the common case (see above).
+
+    ``last_seen_at`` is refreshed by a second statement only when this process last knew it to be older
+    than ``TOUCH_EVERY`` (``target.seen``: the app only ever moves it forward, so the true value is at
+    least as recent as the one known here).
+    """
     item = target.batch.by_position.get(parsed.position)
     if item is None:
         return None
     now = utcnow()
-    n = conn.execute(_SAVE_PG, {
+    stored = conn.execute(_SAVE_PG, {
         "answer_id": parsed.answer_id, "item_id": item.item_id, "values": parsed.values, "rt_ms": parsed.rt_ms,
-        "played": parsed.played_fraction, "now": now, "aid": target.assignment_id, "sha": target.plan_sha256,
-        "audio_free": not target.plan.audio_check_enabled, "touch_before": now - TOUCH_EVERY}).scalar_one()
-    if not n:
+        "played": parsed.played_fraction, "now": now, "aid": target.assignment_id,
+        "audio_free": not target.plan.audio_check_enabled}).first()
+    if stored is None:
         return None
+    if target.seen is None or now - target.seen > TOUCH_EVERY:
+        conn.execute(_TOUCH_IF_OLD, {"aid": target.assignment_id, "touch_before": now - TOUCH_EVERY, "now": now})
+        target.mark_seen(now)
     return {"answer_id": parsed.answer_id, "position": parsed.position, "stored_at": now.isoformat()}
 
 

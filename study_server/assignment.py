@@ -120,14 +120,16 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
 
 def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
                    user_agent: str | None, rng: random.Random, now: dt.datetime | None) -> Allocation:
-    """One try. Everything that does not decide the batch runs before the study's lock; under it run only
-    the lock, one counting statement (PostgreSQL: it also expires stale assignments), the INSERT and COMMIT.
+    """One try. Everything that does not decide the batch runs before the study's lock.
 
-    Atomicity: the counts are read after the lock is taken (PostgreSQL's READ COMMITTED gives each
-    statement a fresh snapshot) and the assignment is inserted before it is released, so two arrivals can
-    never both see a batch's last free slot. The participant row is inserted before the lock in the same
-    transaction (a refused arrival rolls it back); two concurrent arrivals of one new worker collide on
-    its unique key and the loser retries (``allocate``), then resumes the winner's assignment.
+    PostgreSQL: under the lock run only ``_ALLOCATE_PG`` (expire, count, choose, INSERT: one statement,
+    sent with the lock in one round trip) and the COMMIT. Atomicity: that statement's snapshot is taken
+    after the lock is granted (READ COMMITTED: a fresh snapshot per statement) and the assignment is
+    committed before the lock is released, so two arrivals can never both take a batch's last slot.
+    SQLite: the transaction holds the database's write lock from its first statement.
+    The participant row is inserted before the lock in the same transaction (a refused arrival rolls it
+    back); two concurrent arrivals of one new worker collide on its unique key and the loser retries
+    (``allocate``), then resumes the winner's assignment.
     """
     now = now or utcnow()
     try:
@@ -160,9 +162,17 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
                   "status": ALLOCATED, "allocated_at": now, "last_seen_at": now, "audio_check_attempts": 0,
                   "user_agent": (user_agent or "")[:400] or None, **_platform_ids(arrival)}
         session.flush()  # anything pending (a lab token marked used) is written before the lock, not under it
-        # ---- the locked section: the lock, one count, one INSERT, COMMIT
+        if session.get_bind().dialect.name == "postgresql":
+            assignment_id = _insert_under_lock_pg(session, values, timeout_s=timeout_s, now=now)
+            session.commit()  # releases the lock
+            assignment = session.get(Assignment, assignment_id)
+            assert assignment is not None
+            return Allocation(assignment, resumed=False)
+        # ---- SQLite (the transaction holds the database's write lock): count, choose, INSERT, COMMIT
         lock_study(session, study.id)
-        counts, quotas = _counts_and_quotas(session, study.id, timeout_s, now)
+        expire_stale(session, study.id, timeout_s, now)
+        quotas = _quotas(session, study.id)
+        counts = occupancy(session, study.id, batch_ids=quotas)
         open_batches = [bid for bid, n in counts.items() if n < quotas[bid]]
         if not open_batches:
             raise Conflict("study_full", "Thank you for your interest! This study has all the participants it "
@@ -209,39 +219,66 @@ def _resume(session: Session, existing: Assignment, arrival: Arrival, *, timeout
     return Allocation(existing, resumed=True)
 
 
-def _counts_and_quotas(session: Session, study_id: int, timeout_s: float,
-                       now: dt.datetime) -> tuple[dict[int, int], dict[int, int]]:
-    """Occupancy and quota of every batch of the study, after expiring its stale assignments.
+def _sql_in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"  # the model's own constants, never user input
 
-    PostgreSQL: one statement - the UPDATE that expires runs in a CTE, and the count treats active
-    assignments idle since before the cutoff as expired (the CTE's changes are not visible to the
-    statement's own SELECT, so it applies the same rule). SQLite: the two steps as separate statements.
+
+# PostgreSQL's allocation decision as one statement: expire stale assignments (CTE; its changes are not
+# visible to the rest of the statement, so the count applies the same idle cutoff), count each batch's
+# occupancy, choose among the batches under quota one with the fewest (ties at random), insert the
+# assignment. No row: every batch is at its quota.
+_ALLOCATE_PG = f"""
+WITH expired AS (
+    UPDATE assignments SET status = '{EXPIRED}', ended_at = %(now)s
+    WHERE study_id = %(study_id)s AND status IN {_sql_in(ACTIVE)} AND last_seen_at < %(cutoff)s
+    RETURNING id),
+counted AS (
+    SELECT a.batch_id, count(*) AS n
+    FROM assignments a LEFT JOIN verdicts v ON v.assignment_id = a.id
+    WHERE a.study_id = %(study_id)s
+      AND ((a.status IN {_sql_in(ACTIVE)} AND a.last_seen_at >= %(cutoff)s)
+           OR (a.status IN {_sql_in(FINISHED)} AND v.verdict = '{VALID}'))
+    GROUP BY a.batch_id),
+chosen AS (
+    SELECT b.id FROM batches b LEFT JOIN counted c ON c.batch_id = b.id
+    WHERE b.study_id = %(study_id)s AND coalesce(c.n, 0) < b.quota
+    ORDER BY coalesce(c.n, 0), random()
+    LIMIT 1)
+INSERT INTO assignments (token, study_id, batch_id, participant_id, status, allocated_at, last_seen_at,
+                         audio_check_attempts, user_agent, {", ".join(_PLATFORM_FIELDS)})
+SELECT %(token)s, %(study_id)s, chosen.id, %(participant_id)s, %(status)s, %(allocated_at)s, %(last_seen_at)s,
+       %(audio_check_attempts)s, %(user_agent)s, {", ".join(f"%({n})s" for n in _PLATFORM_FIELDS)}
+FROM chosen
+RETURNING id
+"""
+_LOCK_PG = "SELECT id FROM studies WHERE id = %(study_id)s FOR UPDATE"
+
+
+def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, now: dt.datetime) -> int:
+    """Lock the study and run ``_ALLOCATE_PG`` in ONE network round trip (psycopg's pipeline mode: the
+    server runs the second statement right after the first has the lock, with a snapshot taken then).
+    The caller commits, which releases the lock: two round trips under the lock in all.
+    Raises ``Conflict('study_full')``; a unique-key collision comes back as SQLAlchemy's IntegrityError.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        expire_stale(session, study_id, timeout_s, now)
-        quotas = _quotas(session, study_id)
-        return occupancy(session, study_id, batch_ids=quotas), quotas
-    cutoff = now - dt.timedelta(seconds=timeout_s)
-    rows = session.execute(_COUNT_PG, {"sid": study_id, "cut": cutoff, "ended_now": now}).all()
-    return {bid: int(n) for bid, _, n in rows}, {bid: int(q) for bid, q, _ in rows}
+    import psycopg
+
+    raw = session.connection().connection.driver_connection
+    params = {**values, "now": now, "cutoff": now - dt.timedelta(seconds=timeout_s)}
+    try:
+        with raw.pipeline() as pipeline:
+            lock, cursor = raw.cursor(), raw.cursor()
+            lock.execute(_LOCK_PG, params)
+            cursor.execute(_ALLOCATE_PG, params)
+            pipeline.sync()
+            row = cursor.fetchone()
+    except psycopg.IntegrityError as exc:
+        raise IntegrityError(_ALLOCATE_PG, params, exc) from exc
+    if row is None:
+        raise Conflict("study_full", "Thank you for your interest! This study has all the participants it "
+                       "needs right now. Please return the task; places may open again later.")
+    return int(row[0])
 
 
-def _count_pg_statement():
-    a, v, b = Assignment.__table__, Verdict.__table__, Batch.__table__
-    stale = and_(a.c.study_id == bindparam("sid"), a.c.status.in_(ACTIVE),
-                 a.c.last_seen_at < bindparam("cut", type_=a.c.last_seen_at.type))
-    expired = (update(a).where(stale).values(status=EXPIRED, ended_at=bindparam("ended_now", type_=a.c.ended_at.type))
-               .returning(a.c.id).cte("expired"))
-    occupying = or_(and_(a.c.status.in_(ACTIVE), a.c.last_seen_at >= bindparam("cut")),
-                    and_(a.c.status.in_(FINISHED), v.c.verdict == VALID))
-    counted = (select(a.c.batch_id, func.count().label("n")).select_from(a.outerjoin(v, v.c.assignment_id == a.c.id))
-               .where(a.c.study_id == bindparam("sid"), occupying).group_by(a.c.batch_id).subquery())
-    return (select(b.c.id, b.c.quota, func.coalesce(counted.c.n, 0))
-            .select_from(b.outerjoin(counted, counted.c.batch_id == b.c.id))
-            .where(b.c.study_id == bindparam("sid")).add_cte(expired))
-
-
-_COUNT_PG = _count_pg_statement()
 
 
 def _lab_token_ok(session: Session, study_id: int, token: str) -> bool:

@@ -68,6 +68,7 @@ class _Cache:
         self.plans: dict[tuple[int, str], PlanView] = {}
         # token -> (assignment id, study id, batch id, plan sha256): fixed for an assignment's lifetime.
         self.targets: dict[str, tuple[int, int, int, str]] = {}
+        self.seen: dict[str, dt.datetime | None] = {}  # token -> latest last_seen_at known to this process
 
 
 _MAX_TARGETS = 100_000  # ~15 MB at most; cleared when full (a miss costs one query)
@@ -157,17 +158,23 @@ def load_light(session: Session, token: str) -> LightCtx:
 class AnswerTarget:
     """The fixed facts of an assignment that an answer save needs: no status (the INSERT checks it)."""
 
+    token: str
     assignment_id: int
-    plan_sha256: str
     plan: PlanView
     batch: BatchInfo
+    seen: dt.datetime | None  # the most recent last_seen_at this process knows of (None: unknown)
+    _cache: "_Cache" = field(repr=False, compare=False)
+
+    def mark_seen(self, when: dt.datetime) -> None:
+        self._cache.seen[self.token] = when
 
 
 def answer_target(session: Session, token: str) -> AnswerTarget:
     """From the per-process cache (no query), or one query the first time this process sees ``token``.
 
-    A cached entry may be stale only if its assignment was deleted or its study replaced: the save's
-    statement re-checks both (the assignment id and the plan sha256) in the database.
+    An assignment's study, batch and plan never change (a re-imported study is a new row with new
+    assignments), so the cached entry cannot go stale; a deleted assignment makes the save's INSERT
+    store nothing, and the caller's fallback then answers ``assignment_not_found``.
     """
     cache = _cache()
     target = cache.targets.get(token)
@@ -179,7 +186,12 @@ def answer_target(session: Session, token: str) -> AnswerTarget:
         target = (row.id, row.study_id, row.batch_id, row.plan_sha256)
         if len(cache.targets) >= _MAX_TARGETS:
             cache.targets.clear()
+            cache.seen.clear()
         cache.targets[token] = target
+        last_seen = row.last_seen_at
+        if last_seen is not None and last_seen.tzinfo is None:
+            last_seen = last_seen.replace(tzinfo=dt.timezone.utc)
+        cache.seen[token] = last_seen
     aid, study_id, batch_id, plan_sha = target
     plan, batch, _ = study_parts(session, study_id, batch_id, plan_sha)
-    return AnswerTarget(aid, plan_sha, plan, batch)
+    return AnswerTarget(token, aid, plan, batch, cache.seen.get(token), cache)

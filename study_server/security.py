@@ -197,6 +197,21 @@ def _assignment_key() -> str | None:
     return None
 
 
+_PARSED_LIMITS: dict[tuple[str, object], Limit] = {}
+
+
+def _limit(config, name: str, default: str) -> Limit:
+    """``Limit.parse`` of a setting, memoized per text (the config may change at run time, e.g. in tests)."""
+    text = config.get(name, default)
+    key = (name, text)
+    limit = _PARSED_LIMITS.get(key)
+    if limit is None:
+        limit = Limit.parse(text, name)
+        if len(_PARSED_LIMITS) < 256:
+            _PARSED_LIMITS[key] = limit
+    return limit
+
+
 def _rate_limit():
     config = current_app.config
     if not config.get("RATE_LIMIT_ENABLED", True):
@@ -204,13 +219,10 @@ def _rate_limit():
     if request.blueprint not in tuple(config.get("RATE_LIMIT_BLUEPRINTS", ("api",))):
         return None
     limiter: RateLimiter = current_app.extensions["emostudy_rate_limiter"]
-    checks = [(("ip", request.remote_addr or "?"),
-               Limit.parse(config.get("RATE_LIMIT_PER_IP", "1200/60"), "RATE_LIMIT_PER_IP"))]
+    checks = [(("ip", request.remote_addr or "?"), _limit(config, "RATE_LIMIT_PER_IP", "1200/60"))]
     assignment = _assignment_key()
     if assignment:
-        checks.append((("assignment", assignment),
-                       Limit.parse(config.get("RATE_LIMIT_PER_ASSIGNMENT", "240/60"),
-                                   "RATE_LIMIT_PER_ASSIGNMENT")))
+        checks.append((("assignment", assignment), _limit(config, "RATE_LIMIT_PER_ASSIGNMENT", "240/60")))
     for key, limit in checks:
         wait = limiter.hit(key, limit)
         if wait:

@@ -348,26 +348,30 @@ def test_one_statement_save_on_postgres(pg_app, media_set, tmp_path):
 
     name = import_study(pg_app, make_plan(media_set, TASK1, name="onestmt", out=tmp_path / "p.json"), media_set)
     client = pg_app.test_client()
-    token = arrive(client, name, lab="os1")
-    client.post(f"/api/v1/a/{token}/start")
-    state = client.get(f"/api/v1/a/{token}").get_json()
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=10)
-
-    def last_seen() -> dt.datetime:
+    now = dt.datetime.now(dt.timezone.utc)
+    recent, old = now - dt.timedelta(seconds=10), now - dt.timedelta(seconds=70)
+    tokens = {}
+    for who, when in (("recent", recent), ("old", old)):
+        tokens[who] = arrive(client, name, lab=f"os-{who}")
+        client.post(f"/api/v1/a/{tokens[who]}/start")
         with pg_app.app_context():
-            return db.session.scalar(select(Assignment.last_seen_at).where(Assignment.token == token))
+            db.session.execute(update(Assignment).where(Assignment.token == tokens[who]).values(last_seen_at=when))
+            db.session.commit()
 
+    def last_seen(who: str) -> dt.datetime:
+        with pg_app.app_context():
+            return db.session.scalar(select(Assignment.last_seen_at).where(Assignment.token == tokens[who]))
+
+    state = client.get(f"/api/v1/a/{tokens['old']}").get_json()  # the GET refreshes it: age it again
     with pg_app.app_context():
-        db.session.execute(update(Assignment).where(Assignment.token == token).values(last_seen_at=old))
+        db.session.execute(update(Assignment).where(Assignment.token == tokens["old"]).values(last_seen_at=old))
         db.session.commit()
-    assert client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "os-answer-0")).status_code == 200
-    assert last_seen() == old  # 10 s ago: no write
-    older = old - dt.timedelta(seconds=60)
-    with pg_app.app_context():
-        db.session.execute(update(Assignment).where(Assignment.token == token).values(last_seen_at=older))
-        db.session.commit()
+    assert client.post(f"/api/v1/a/{tokens['recent']}/answers", json=_body(state, 0, "os-recent-0")).status_code == 200
+    assert last_seen("recent") == recent  # 10 s ago: no write
+    assert client.post(f"/api/v1/a/{tokens['old']}/answers", json=_body(state, 0, "os-answer-0")).status_code == 200
+    assert last_seen("old") > old + dt.timedelta(seconds=60)  # 70 s ago: refreshed
+    token = tokens["old"]
     assert client.post(f"/api/v1/a/{token}/answers", json=_body(state, 1, "os-answer-1")).status_code == 200
-    assert last_seen() > old  # 70 s ago: refreshed
     r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 1, "os-answer-1b"))
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "already_answered"
     for position in range(2, len(state["items"])):
