@@ -217,7 +217,8 @@ def _label_key(identity: str, sentence: str, emotion: str | None, intensity: str
     return f"{identity}|{sentence}|{emotion or '-'}|{intensity or '-'}"
 
 
-def list_videos(source: str | os.PathLike, *, source_label: str | None = None, match: str = "id") -> list[VideoRef]:
+def list_videos(source: str | os.PathLike, *, source_label: str | None = None, match: str = "id",
+                size_variant: str | None = None) -> list[VideoRef]:
     """Videos of a folder or of a stimulus set (``manifest.json``), each with its pairing key.
 
     ``match="id"``: the key is the stimulus_id (manifest) or the file stem (folder).
@@ -225,6 +226,8 @@ def list_videos(source: str | os.PathLike, *, source_label: str | None = None, m
     actor|sentence|emotion|intensity of a CREMA-D file name; this pairs a generated set with its
     ground truth when the ids differ (generated ids are hashes). ``source_label`` keeps only the
     manifest rows whose ``source`` is that label (e.g. OURS, BL, GT) when the set has such rows.
+    ``size_variant`` (e.g. ``128x128``): when those rows hold the same clips in several size variants
+    (``emostudy generate --with-gt``), keep the ones of that variant.
     """
     if match not in MATCH_MODES:
         raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}, got {match!r}")
@@ -237,6 +240,9 @@ def list_videos(source: str | os.PathLike, *, source_label: str | None = None, m
         rows = list(manifest)
         if source_label is not None and any(s.source == source_label for s in rows):
             rows = [s for s in rows if s.source == source_label]
+        if size_variant is not None and len({s.size_variant for s in rows}) > 1 \
+                and any(s.size_variant == size_variant for s in rows):
+            rows = [s for s in rows if s.size_variant == size_variant]
         refs = [VideoRef(s.stimulus_id if match == "id" else
                          _label_key(s.identity, s.sentence, s.visual_emotion, s.intensity),
                          manifest.media_path(s)) for s in rows]
@@ -436,14 +442,16 @@ def evaluate(generated: dict[str, str | os.PathLike], ground_truth: str | os.Pat
     """
     from stimuli.manifest import atomic_write_bytes
 
-    gt_refs = list_videos(ground_truth, source_label=gt_source, match=match)
+    variant = f"{size[0]}x{size[1]}"
+    gt_refs = list_videos(ground_truth, source_label=gt_source, match=match, size_variant=variant)
     pairs = read_pairs_csv(pairs_csv) if pairs_csv is not None else None
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     todo: list[tuple[str, VideoRef, VideoRef]] = []
     unmatched: dict[str, list[str]] = {}
     for method, src in generated.items():
-        matched, miss = pair_videos(list_videos(src, source_label=method, match=match), gt_refs, pairs)
+        matched, miss = pair_videos(list_videos(src, source_label=method, match=match, size_variant=variant),
+                                    gt_refs, pairs)
         if not matched:
             raise InputError(f"{src}: none of its {len(miss)} videos matches a ground-truth video in {ground_truth} "
                              "by id/file name; give --pairs CSV (columns generated,ground_truth)")

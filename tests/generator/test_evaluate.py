@@ -203,3 +203,30 @@ def test_evaluate_matches_a_stimulus_set_by_labels_and_source(video_sets, tmp_pa
     assert [(s.method, s.key) for s in res.scores] == [("OURS", "1001|DFA|anger|XX"), ("BL", "1001|DFA|anger|XX")]
     assert res.scores[0].ground_truth.endswith("gt/1001_DFA_ANG_XX.mp4") and not any(s.error for s in res.scores)
     assert res.unmatched == {"OURS": [], "BL": []}
+
+
+def test_ground_truth_in_two_size_variants_pairs_with_the_evaluated_size(video_sets, tmp_path):
+    # Acceptance finding: on a set made by `emostudy generate --with-gt` (GT at 128x128 and 96x128 with the
+    # same labels), `evaluate --gt-source GT --match labels` stopped: "two videos share the pairing key".
+    import shutil
+
+    from generator.evaluate import evaluate
+    from stimuli.manifest import build_manifest, save_manifest, sha256_file
+
+    gt, ours, _ = video_sets
+    root = tmp_path / "set"
+    (root / "media").mkdir(parents=True)
+    rows = []
+    for sid, src, folder, variant in [("aa01", "GT", gt, "128x128"), ("aa02", "GT", ours, "96x128"),
+                                      ("aa03", "OURS", ours, "128x128")]:
+        shutil.copy(folder / "1001_DFA_ANG_XX.mp4", root / "media" / f"{sid}.mp4")
+        rows.append({"stimulus_id": sid, "media": f"media/{sid}.mp4",
+                     "sha256": sha256_file(root / "media" / f"{sid}.mp4"), "duration_s": 0.2, "fps": 25,
+                     "width": 224, "height": 192, "source": src, "visual_emotion": "anger", "audio_emotion": "anger",
+                     "identity": "1001", "sentence": "DFA", "intensity": "XX", "size_variant": variant})
+    save_manifest(build_manifest(root, rows))
+    res = evaluate({"OURS": root}, root, tmp_path / "e128", match="labels", gt_source="GT", max_frames=2)
+    assert [s.ground_truth.rsplit("/", 1)[-1] for s in res.scores] == ["aa01.mp4"]
+    res = evaluate({"OURS": root}, root, tmp_path / "e96", size=(96, 128), match="labels", gt_source="GT",
+                   max_frames=2)
+    assert [s.ground_truth.rsplit("/", 1)[-1] for s in res.scores] == ["aa02.mp4"]
