@@ -11,7 +11,8 @@ Two sources:
 
 Media are hard-linked (or copied, across file systems or on request) under opaque names
 ``media/<stimulus_id><ext>``; ids are derived from the file's sha256, so neither the id nor the file
-name tells a participant the condition. Everything is read, hashed and probed first; the set is then
+name tells a participant the condition (an id given in the labels CSV is kept, but its media file is
+still named ``media/s<sha256[:16]><ext>``). Everything is read, hashed and probed first; the set is then
 written into a temporary folder beside ``out`` and renamed into place, so a failed import leaves nothing.
 An existing non-empty ``out`` is never touched.
 """
@@ -230,11 +231,13 @@ def import_rows(rows: Sequence[ImportRow], out: str | os.PathLike, *, name: str 
                 raise ImportSourceError(f"{row.where}: the file {row.original} has the same content as "
                                         f"{by_sha[sha]}; a set holds each video once")
             by_sha[sha] = row.where
-            sid = row.labels.get("stimulus_id") or f"s{sha[:16]}"
+            opaque = f"s{sha[:16]}"
+            sid = row.labels.get("stimulus_id") or opaque
             record = {
                 **row.labels,
                 "stimulus_id": sid,
-                "media": f"media/{sid}{row.path.suffix.lower()}",
+                # Named by content even when the researcher chose the id (it may read "GT_anger_1").
+                "media": f"media/{opaque}{row.path.suffix.lower()}",
                 "sha256": sha,
                 "duration_s": info.duration_s, "fps": info.fps, "width": info.width, "height": info.height,
                 "audio_rate": info.audio_rate,

@@ -72,6 +72,24 @@ def test_import_folder(tmp_path, video_folder):
     assert not [p for p in tmp_path.iterdir() if ".importing-" in p.name]
 
 
+def test_researcher_ids_never_name_the_media_file(tmp_path, video_folder):
+    # Acceptance finding: a labels CSV with a stimulus_id column such as "GT_anger_1" named the media file
+    # media/GT_anger_1.mp4, the condition and the emotion in the file a participant's browser loads. The id is
+    # kept (it is the researcher's key); the media name stays opaque (from the file's sha256).
+    folder, _ = video_folder
+    labels = _write_csv(tmp_path / "ids.csv", [["anger_take1.mp4", "GT", "anger", "anger", "1001", "DFA", "", "", "GT_anger_1"],
+                                               ["happy_take1.mp4", "OURS", "HAP", "HAP", "1002", "IEO", "", "", "ours-hap"]],
+                        header=["file", "source", "visual_emotion", "audio_emotion", "identity", "sentence",
+                                "intensity", "size_variant", "stimulus_id"])
+    m = import_folder(folder, labels, tmp_path / "set").manifest
+    assert [s.stimulus_id for s in m.stimuli] == ["GT_anger_1", "ours-hap"]
+    for s in m.stimuli:
+        assert s.media == f"media/s{s.sha256[:16]}.mp4"
+        assert (tmp_path / "set" / s.media).is_file()
+    assert sorted(p.name for p in (tmp_path / "set" / "media").iterdir()) == sorted(
+        s.media.split("/")[1] for s in m.stimuli)
+
+
 def test_import_copy_mode_and_existing_out(tmp_path, video_folder):
     folder, labels = video_folder
     out = tmp_path / "copied"
