@@ -121,6 +121,14 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     """Run every analysis the answers allow. ``step(name)`` is called before each stage (progress)."""
     opt = options or AnalysisOptions()
     opt.validate()
+    defaults = AnalysisOptions()
+    plan_ids = [q.get("id") for q in export.plan.get("questions", [])]
+    for role in ("emotion", "realness", "aspects", "primary", "secondary"):
+        qid = getattr(opt, f"{role}_question")
+        if qid != getattr(defaults, f"{role}_question") and export.question(qid) is None:
+            # A mistyped id would silently drop that part of the report.
+            raise AnalysisOptionError(f"--question {role} {qid}: the plan has no question {qid!r} "
+                                      f"(its questions: {', '.join(map(str, plan_ids)) or 'none'})")
     step = step or (lambda name: None)
     step("cleaning")
     cleaned = clean(export, verdict_source=opt.verdict_source)

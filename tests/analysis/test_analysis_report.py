@@ -151,6 +151,13 @@ def test_question_ids_are_configurable_and_progress_goes_to_the_console(task2_ex
     result = CliRunner().invoke(analyze_command, [str(renamed), "--out", str(tmp_path / "ok"), "--no-mixed-models",
                                                   "--n-boot", "50", "--question", "primary", "first"])
     assert result.exit_code == 0, result.output
+    # Acceptance finding: a mistyped id (`--question realness real` where the plan says realness) was accepted
+    # and silently dropped that part of the report; it is refused, naming the plan's question ids.
+    result = CliRunner().invoke(analyze_command, [str(renamed), "--out", str(tmp_path / "typo"), "--no-mixed-models",
+                                                  "--n-boot", "50", "--question", "primary", "frist"])
+    assert result.exit_code == 1
+    assert "--question primary frist: the plan has no question 'frist' (its questions: first, secondary)" in result.output
+    assert not (tmp_path / "typo" / "report.html").exists()
     buf = io.StringIO()
     analyze(renamed, tmp_path / "p", AnalysisOptions(n_boot=50, mixed_models=False, primary_question="first"),
             console=Console(file=buf, width=100), progress=True)
