@@ -4,6 +4,7 @@
     .venv/bin/python bench/server_load.py --only saturation --levels 50 --seconds 20
     .venv/bin/python bench/server_load.py --pg-url postgresql://emostudy:emostudy@127.0.0.1/emostudy_test
     .venv/bin/python bench/server_load.py --quick                # ~1.5 minutes (make bench)
+    .venv/bin/python bench/server_load.py --only saturation --inprocess 100   # + CPU per request kind
 
 What it does, all bounded (it stops by itself, and stops the server it started):
 
@@ -403,6 +404,87 @@ def summarize(name: str, n: int, stats: Stats, elapsed: float, url: str, before:
     }
 
 
+def _kind(method: str, path: str) -> str:
+    for suffix in ("arrive", "start", "answers", "complete", "health"):
+        if path.endswith("/" + suffix):
+            return "answer" if suffix == "answers" else suffix
+    return "state" if method == "GET" else "other"
+
+
+def inprocess_cpu(url: str, secret: str, n_sessions: int) -> dict:
+    """CPU per request kind, one request at a time: the app in this process (Flask's test client, the
+    benchmark's production config) on the benchmark's database. Server CPU = this thread's CPU time inside
+    the WSGI app (the test client's own work excluded); database CPU = the PostgreSQL backends' CPU time
+    from /proc around each request (10 ms ticks: meaningful as an average over many requests)."""
+    from study_server.app import create_app
+
+    env = {"EMOSTUDY_ENV": "production", "EMOSTUDY_SECRET_KEY": secret, "EMOSTUDY_DATABASE_URL": url,
+           "EMOSTUDY_RATE_LIMIT_PER_IP": "100000000/60", "EMOSTUDY_RATE_LIMIT_PER_ASSIGNMENT": "10000/60"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        app = create_app()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    database = url.rsplit("/", 1)[1].split("?")[0]
+    server_s: dict[str, list[float]] = {}
+    db_ticks: dict[str, list[int]] = {}
+    backends: list[int] = []
+    inner = app.wsgi_app
+
+    def timed(environ, start_response):
+        kind = _kind(environ["REQUEST_METHOD"], environ["PATH_INFO"])
+        ticks0 = sum(_proc_ticks(pid) or 0 for pid in backends)
+        t0 = time.thread_time()
+        body = b"".join(inner(environ, start_response))
+        server_s.setdefault(kind, []).append(time.thread_time() - t0)
+        db_ticks.setdefault(kind, []).append(sum(_proc_ticks(pid) or 0 for pid in backends) - ticks0)
+        return [body]
+
+    app.wsgi_app = timed  # type: ignore[method-assign]
+    client = app.test_client()
+
+    def session(name: str) -> None:
+        r = client.post("/api/v1/studies/bench/arrive", json={"query": {"lab": name}})
+        token = r.get_json()["token"]
+        client.post(f"/api/v1/a/{token}/start")
+        state = client.get(f"/api/v1/a/{token}").get_json()
+        values = {q["id"]: q["options"][0]["value"] for q in state["questions"]}
+        for item in state["items"]:
+            r = client.post(f"/api/v1/a/{token}/answers", json={
+                "answer_id": f"{name}-{item['position']:02d}", "position": item["position"], "values": values,
+                "rt_ms": 800, "played_fraction": 1.0})
+            if r.status_code != 200:
+                raise SystemExit(f"in-process save failed: {r.status_code} {r.get_data(as_text=True)[:300]}")
+        if client.post(f"/api/v1/a/{token}/complete").get_json().get("status") != "completed":
+            raise SystemExit("in-process session did not complete")
+        client.get("/api/v1/health")
+
+    run = uuid.uuid4().hex[:6]
+    for i in range(5):  # warm-up: connections, compiled statements, caches
+        session(f"ipw-{run}-{i}")
+    server_s.clear()
+    db_ticks.clear()
+    backends[:] = cpu_snapshot(os.getpid(), database)["postgres"]
+    for i in range(n_sessions):
+        session(f"ip-{run}-{i}")
+    from study_server.extensions import db
+
+    db.dispose(app)
+    per_kind = {kind: {"server_ms": round(1000 * sum(v) / len(v), 2),
+                       "db_ms": round(1000 * sum(db_ticks[kind]) / _TICK / len(v), 2), "n": len(v)}
+                for kind, v in sorted(server_s.items())}
+    session_kinds = [k for k in per_kind if k != "health"]
+    return {"phase": "inprocess_cpu", "sessions": n_sessions, "ms_per_request": per_kind,
+            "server_ms_per_session": round(sum(1000 * sum(server_s[k]) for k in session_kinds) / n_sessions, 1),
+            "db_ms_per_session": round(sum(1000 * sum(db_ticks[k]) / _TICK for k in session_kinds) / n_sessions, 1),
+            "load_average_1min": round(os.getloadavg()[0], 1)}
+
+
 def machine() -> dict:
     cpu = platform.processor() or ""
     try:
@@ -433,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=16,
                         help="threads per gunicorn worker (threads waiting on the arrival lock must not starve saves)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--inprocess", type=int, default=0, metavar="N",
+                        help="first measure CPU per request kind over N sessions in this process (0: skip)")
     parser.add_argument("--quick", action="store_true",
                         help="a short run (~1.5 min): pacing with 100 participants, saturation 10 and 50 for 10 s")
     args = parser.parse_args(argv)
@@ -445,6 +529,10 @@ def main(argv: list[str] | None = None) -> int:
         plan, set_dir = make_study_files(Path(tmp))
         with BenchDatabase(args.pg_url) as database:
             import_study(database.url, plan, set_dir, secret)
+            if args.inprocess:
+                result = inprocess_cpu(database.url, secret, args.inprocess)
+                print(json.dumps(result), flush=True)
+                results.append(result)
             with Gunicorn(database.url, secret, args.workers, args.threads, Path(tmp) / "gunicorn.log") as server:
                 base = f"http://127.0.0.1:{server.port}"
                 config = {"workers": args.workers, "threads": args.threads, **machine()}
