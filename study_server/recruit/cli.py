@@ -61,6 +61,16 @@ def _recruiter(session: Any, study: Any, platform: str, *, live: bool, yes: bool
                                       completion_code=study.completion_code)
 
 
+@contextmanager
+def _context(study_ref: str, platform: str, db_url: str | None, *, live: bool, yes: bool, dry_run: bool,
+             prolific_url: str | None) -> Iterator[tuple[Any, Any, Any]]:
+    """(session, study, recruiter) for one subcommand."""
+    with _session(db_url) as session:
+        study = service.find_study(session, study_ref)
+        yield session, study, _recruiter(session, study, platform, live=live, yes=yes, dry_run=dry_run,
+                                         prolific_url=prolific_url)
+
+
 def _run(fn):
     try:
         return fn()
@@ -124,9 +134,8 @@ def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, 
 def status_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url):
     """Posts on the platform and places still needed."""
     def go():
-        with _session(db_url) as session:
-            study = service.find_study(session, study_ref)
-            rec = _recruiter(session, study, platform, live=live, yes=yes, dry_run=dry_run, prolific_url=prolific_url)
+        with _context(study_ref, platform, db_url, live=live, yes=yes, dry_run=dry_run,
+                      prolific_url=prolific_url) as (session, study, rec):
             for row in rec.status():
                 click.echo("  ".join(f"{k}={v}" for k, v in row.items()))
             click.echo(f"places still needed for the quotas: {service.places_needed(session, study)}")
@@ -141,9 +150,8 @@ def status_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url
 def sync_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, base_url, policy):
     """Approve valid work, reject the rest (or approve without bonus), refill up to the quotas."""
     def go():
-        with _session(db_url) as session:
-            study = service.find_study(session, study_ref)
-            rec = _recruiter(session, study, platform, live=live, yes=yes, dry_run=dry_run, prolific_url=prolific_url)
+        with _context(study_ref, platform, db_url, live=live, yes=yes, dry_run=dry_run,
+                      prolific_url=prolific_url) as (session, study, rec):
             settings = service.post_settings(study, base_url) if base_url else None
             r = service.sync(session, study, rec, settings=settings, policy=policy, sandbox=not live, dry_run=dry_run)
             for call in r.planned_calls:
@@ -182,9 +190,8 @@ def bonus_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url)
 def close_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url):
     """Stop recruiting on the platform."""
     def go():
-        with _session(db_url) as session:
-            study = service.find_study(session, study_ref)
-            rec = _recruiter(session, study, platform, live=live, yes=yes, dry_run=dry_run, prolific_url=prolific_url)
+        with _context(study_ref, platform, db_url, live=live, yes=yes, dry_run=dry_run,
+                      prolific_url=prolific_url) as (session, study, rec):
             closed = service.close(session, study, rec, dry_run=dry_run)
             click.echo(("[dry-run] " if dry_run else "closed: ") + ", ".join(closed or ["nothing open"]))
     _run(go)
