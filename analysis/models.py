@@ -103,6 +103,9 @@ def realness_ordinal(answers: pd.DataFrame, *, question: str = "realness", refer
     if X.shape[1] == 0:
         raise AnalysisOptionError("the ordinal model needs at least two sources")
     y = pd.Series(pd.Categorical(d["score"].astype(int), ordered=True), index=d.index)
+    if len(y.cat.categories) < 2:
+        raise AnalysisOptionError(f"the ordinal model needs at least two different scores of {question!r}; all "
+                                  f"{len(d)} answers scored {y.cat.categories[0]}")
     groups = pd.factorize(d["participant"])[0]
     t0 = time.perf_counter()
     model = OrderedModel(y, X, distr="logit")

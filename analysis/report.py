@@ -264,11 +264,16 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         if opt.mixed_models:
             step("task 1: ordinal model")
             from analysis.models import realness_ordinal
-            om = realness_ordinal(ans, question=opt.realness_question)
-            om.pop("seconds", None)
-            t1["ordinal_realness"] = _jsonable(om)
-            out.tables["task1_ordinal_realness"] = pd.DataFrame(om["coefficients"])
-            out.methods.append(f"An ordinal model {om['formula']} was fitted with {om['method']}.")
+            try:
+                om = realness_ordinal(ans, question=opt.realness_question)
+            except AnalysisOptionError as exc:  # e.g. every answer has the same score: nothing to fit
+                t1["ordinal_realness"] = {"fitted": False, "reason": str(exc)}
+                out.methods.append(f"The ordinal model of realness was not fitted: {exc}.")
+            else:
+                om.pop("seconds", None)
+                t1["ordinal_realness"] = _jsonable(om)
+                out.tables["task1_ordinal_realness"] = pd.DataFrame(om["coefficients"])
+                out.methods.append(f"An ordinal model {om['formula']} was fitted with {om['method']}.")
     if opt.aspects_question in questions_present:
         step("task 1: aspects")
         q = export.question(opt.aspects_question)

@@ -198,6 +198,30 @@ def test_single_source_has_no_comparison(tmp_path):
     assert [r["source"] for r in a.results["task1"]["accuracy"]] == ["OURS"]
 
 
+def test_realness_all_one_score_reports_the_ordinal_model_as_not_fitted(task1_export, tmp_path):
+    # Acceptance finding: a pilot where every kept realness answer was "Definitely real" crashed `emostudy
+    # analyze` with a statsmodels traceback (ValueError: shapes not aligned) from the ordinal model.
+    import shutil
+
+    src = tmp_path / "export"
+    shutil.copytree(task1_export, src)
+    with open(src / "answers.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    for r in rows:
+        if r["question"] == "realness":
+            r["answer"], r["score"] = "definitely_real", "5"
+    with open(src / "answers.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    a = compute(load_export(src), AnalysisOptions(n_boot=50, mixed_models=True))
+    om = a.results["task1"]["ordinal_realness"]
+    assert om["fitted"] is False and "at least two different scores" in om["reason"]
+    assert any("ordinal model of realness was not fitted" in m for m in a.methods)
+    assert a.results["task1"]["realness"][0]["mean"] == 5.0
+
+
 @pytest.mark.browser
 def test_report_opens_in_chromium_without_errors(task1_report, chromium_path):
     from playwright.sync_api import sync_playwright
