@@ -51,6 +51,9 @@ def correctness_mixed_logit(answers: pd.DataFrame, *, question: str = "emotion",
     if reference not in sources:
         raise AnalysisOptionError(f"reference source {reference!r} is not in the answers ({', '.join(sources)})")
     y = (d["answer"] == d[truth]).astype(float).to_numpy()
+    if y.min() == y.max():
+        raise AnalysisOptionError(f"the mixed model needs both correct and wrong answers to {question!r}; all "
+                                  f"{len(d)} answers are {'correct' if y[0] else 'wrong'}")
     X, levels = _design(d["source"], reference)
     X.insert(0, "Intercept", 1.0)
     p_codes, p_uni = pd.factorize(d["participant"])

@@ -214,13 +214,18 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         if opt.mixed_models:
             step("task 1: mixed logit")
             from analysis.models import correctness_mixed_logit
-            ml = correctness_mixed_logit(ans, question=opt.emotion_question, random_state=opt.seed)
-            ml.pop("seconds", None)
-            res["task1"]["mixed_logit"] = _jsonable(ml)
-            out.tables["task1_mixed_logit"] = pd.DataFrame(ml["fixed"])
-            out.methods.append(
-                f"A mixed-effects logistic regression {ml['formula']} was fitted with {ml['method']}; "
-                f"estimates are posterior means (log-odds) with mean +/- 1.96 SD intervals.")
+            try:
+                ml = correctness_mixed_logit(ans, question=opt.emotion_question, random_state=opt.seed)
+            except AnalysisOptionError as exc:  # e.g. every answer correct: nothing to fit
+                res["task1"]["mixed_logit"] = {"fitted": False, "reason": str(exc)}
+                out.methods.append(f"The mixed-effects logistic regression was not fitted: {exc}.")
+            else:
+                ml.pop("seconds", None)
+                res["task1"]["mixed_logit"] = _jsonable(ml)
+                out.tables["task1_mixed_logit"] = pd.DataFrame(ml["fixed"])
+                out.methods.append(
+                    f"A mixed-effects logistic regression {ml['formula']} was fitted with {ml['method']}; "
+                    f"estimates are posterior means (log-odds) with mean +/- 1.96 SD intervals.")
     if opt.realness_question in questions_present:
         step("task 1: realness")
         re_ans = ans[ans["question"] == opt.realness_question]

@@ -198,9 +198,10 @@ def test_single_source_has_no_comparison(tmp_path):
     assert [r["source"] for r in a.results["task1"]["accuracy"]] == ["OURS"]
 
 
-def test_realness_all_one_score_reports_the_ordinal_model_as_not_fitted(task1_export, tmp_path):
+def test_ceiling_answers_report_the_models_as_not_fitted(task1_export, tmp_path):
     # Acceptance finding: a pilot where every kept realness answer was "Definitely real" crashed `emostudy
-    # analyze` with a statsmodels traceback (ValueError: shapes not aligned) from the ordinal model.
+    # analyze` with a statsmodels traceback (ValueError: shapes not aligned) from the ordinal model, and one
+    # where every emotion answer was right crashed it in the mixed logit ("endog ... not all identical").
     import shutil
 
     src = tmp_path / "export"
@@ -211,6 +212,8 @@ def test_realness_all_one_score_reports_the_ordinal_model_as_not_fitted(task1_ex
     for r in rows:
         if r["question"] == "realness":
             r["answer"], r["score"] = "definitely_real", "5"
+        if r["question"] == "emotion":  # every emotion right too: the mixed logit has nothing to fit either
+            r["answer"] = r["visual_emotion"]
     with open(src / "answers.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
@@ -220,6 +223,9 @@ def test_realness_all_one_score_reports_the_ordinal_model_as_not_fitted(task1_ex
     assert om["fitted"] is False and "at least two different scores" in om["reason"]
     assert any("ordinal model of realness was not fitted" in m for m in a.methods)
     assert a.results["task1"]["realness"][0]["mean"] == 5.0
+    ml = a.results["task1"]["mixed_logit"]
+    assert ml["fitted"] is False and "all" in ml["reason"] and "answers are correct" in ml["reason"]
+    assert all(r["accuracy"] == 1.0 for r in a.results["task1"]["accuracy"])
 
 
 @pytest.mark.browser
