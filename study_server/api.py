@@ -74,7 +74,7 @@ def completion_for(ctx: Ctx) -> dict[str, Any] | None:
     a = ctx.assignment
     if a.completed_at is None or not a.completion_code:
         return None
-    return completion_action(a.participant.platform, code=a.completion_code,
+    return completion_action(ctx.platform or a.participant.platform, code=a.completion_code,
                              external_assignment_id=a.external_assignment_id, turk_submit_to=a.turk_submit_to,
                              prolific_url=current_app.config["PROLIFIC_COMPLETE_URL"])
 

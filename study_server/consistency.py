@@ -117,7 +117,7 @@ def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verd
         missing = [i.position for i in ctx.batch.items if i.position not in answers]
         if missing:
             raise Conflict("incomplete", f"{len(missing)} item(s) still need an answer", missing=missing)
-        platform = a.participant.platform  # loaded before the changes below: one UPDATE at commit
+        platform = ctx.platform or a.participant.platform  # read with the assignment by context.load
         result = evaluate(ctx.plan.plan, [(i.position, i.repeat_of) for i in ctx.batch.items], answers)
         verdict = Verdict(assignment_id=a.id, verdict=result.verdict, n_inconsistent=result.n_inconsistent,
                           n_repeat_answers=result.n_repeat_answers, details=result.details, created_at=now)

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from study_server.errors import NotFound
-from study_server.models import Assignment, Item, Study, StudyStimulus
+from study_server.models import Assignment, Item, Participant, Study, StudyStimulus
 from study_server.studies import PlanView, parse_plan
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -26,8 +26,10 @@ _LIGHT_BY_TOKEN = (select(_A.id, _A.study_id, _A.batch_id, _A.status, _A.last_se
                           Study.__table__.c.plan_sha256)
                    .join(Study.__table__, Study.__table__.c.id == _A.study_id).where(_A.token == bindparam("token")))
 # Built once: SQLAlchemy memoizes a statement's cache key, and this one runs on every participant request.
-_BY_TOKEN = (select(Assignment, Study.name, Study.plan_sha256, Study.set_root)
-             .join(Study, Study.id == Assignment.study_id).where(Assignment.token == bindparam("token")))
+_BY_TOKEN = (select(Assignment, Study.name, Study.plan_sha256, Study.set_root, Participant.platform)
+             .join(Study, Study.id == Assignment.study_id)
+             .join(Participant, Participant.id == Assignment.participant_id)
+             .where(Assignment.token == bindparam("token")))
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Ctx:
     plan: PlanView
     batch: BatchInfo
     examples: tuple[tuple[str, str], ...]  # (media, sha256) of the plan's examples
+    platform: str = ""  # the participant's platform (mturk, prolific, lab, link), read with the assignment
 
 
 class _Cache:
@@ -98,10 +101,10 @@ def load(session: Session, token: str) -> Ctx:
     row = session.execute(_BY_TOKEN, {"token": token}).first()
     if row is None:
         raise _not_found()
-    assignment, name, plan_sha, set_root = row
+    assignment, name, plan_sha, set_root, platform = row
     plan, batch, examples = study_parts(session, assignment.study_id, assignment.batch_id, plan_sha)
     return Ctx(assignment=assignment, study_id=assignment.study_id, study_name=name, plan_sha256=plan_sha,
-               set_root=set_root, plan=plan, batch=batch, examples=examples)
+               set_root=set_root, plan=plan, batch=batch, examples=examples, platform=platform)
 
 
 def study_parts(session: Session, study_id: int, batch_id: int,
