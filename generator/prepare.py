@@ -286,6 +286,27 @@ def _done_info(out: Path, src: ClipSource, split: str) -> ClipInfo | None:
                     intensity=src.intensity, split=split, n_frames=n, source="crema-d")
 
 
+def _check_same_options(out: Path, options: PrepareOptions, done_clip: str) -> None:
+    """A resumed corpus must keep its format: refuse other --size/--landmarks/fps than the clips already there."""
+    fix = "give a new --out folder for these options, or run with the options the corpus was made with"
+    w, h = options.size
+    with np.load(clip_path(out, done_clip)) as z:
+        shape = tuple(z["video"].shape[1:3])
+    if shape != (h, w):
+        raise InputError(f"{clip_path(out, done_clip)}: clips already in {out} are {shape[1]}x{shape[0]}, this run "
+                         f"asks for --size {w}x{h}; {fix}")
+    report = out / REPORT_NAME
+    if report.is_file():
+        try:
+            before = json.loads(report.read_text(encoding="utf-8")).get("options", {})
+        except (OSError, ValueError):
+            return
+        for key in ("fps", "landmarks"):
+            if key in before and before[key] != getattr(options, key):
+                raise InputError(f"{report}: the corpus was prepared with {key} = {before[key]!r}, this run asks "
+                                 f"for {getattr(options, key)!r}; {fix}")
+
+
 def _init_worker() -> None:
     import cv2
 
@@ -342,6 +363,8 @@ def prepare_crema(root: str | os.PathLike, out: str | os.PathLike, *, jobs: int 
             result.skipped.append(done)
         else:
             todo.append(s)
+    if result.skipped:
+        _check_same_options(outdir, options, result.skipped[0].clip_id)
     (outdir / CLIPS_DIR).mkdir(parents=True, exist_ok=True)
 
     columns = (TextColumn("[bold]prepare[/] {task.description}"), BarColumn(), MofNCompleteColumn(),

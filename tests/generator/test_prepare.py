@@ -132,6 +132,23 @@ def test_resume_skips_done_clips(prepared, tmp_path):
     assert read_index(out) == first.clips
 
 
+def test_resume_with_other_options_is_refused(prepared):
+    # Acceptance finding: re-running `prepare crema-d` on a 96x128 corpus with --size 128x128 skipped the done
+    # clips and added 128x128 ones: one corpus with two frame sizes. A resume must keep the corpus' options.
+    root, out, _, _ = prepared
+    from rich.console import Console
+
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "clips").iterdir()}
+    with pytest.raises(InputError, match=r"clips already in .* are 128x128, this run asks for --size 96x128; give a "
+                                         r"new --out folder"):
+        prepare_crema(root, out, jobs=1, options=PrepareOptions(size=(96, 128)), console=Console(file=io.StringIO()))
+    with pytest.raises(InputError, match=r"prepare_report.json: the corpus was prepared with landmarks = 'aligned', "
+                                         r"this run asks for 'transform'"):
+        prepare_crema(root, out, jobs=1, options=PrepareOptions(landmarks="transform"),
+                      console=Console(file=io.StringIO()))
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "clips").iterdir()} == before
+
+
 def test_transform_landmarks_and_the_96x128_variant(prepared, tmp_path):
     root, out, _, _ = prepared
     from rich.console import Console
