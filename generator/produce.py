@@ -728,9 +728,15 @@ def merge_shards(out: str | os.PathLike, others: Sequence[str | os.PathLike] = (
     one id are refused."""
     out = Path(out)
     rows: dict[str, dict[str, Any]] = {}
+    shard_descriptions: set[str] = set()
     for folder in [out, *map(Path, others)]:
         if not folder.is_dir():
             raise ProduceError(f"{folder}: no such folder to merge")
+        for shard_manifest in sorted(folder.glob("manifest.shard-*.json")):
+            try:
+                shard_descriptions.add(str(json.loads(shard_manifest.read_text(encoding="utf-8")).get("description", "")))
+            except (OSError, ValueError):
+                pass  # _read_rows below reports an unreadable shard manifest
         sources = sorted(folder.glob("manifest.shard-*.json")) + sorted(folder.glob("journal*.jsonl"))
         if folder != out and (folder / MANIFEST_NAME).is_file():
             sources.append(folder / MANIFEST_NAME)
@@ -754,6 +760,8 @@ def merge_shards(out: str | os.PathLike, others: Sequence[str | os.PathLike] = (
         for row in _read_rows(out / MANIFEST_NAME):
             if row["stimulus_id"] not in rows and (out / row["media"]).is_file():
                 rows[row["stimulus_id"]] = row  # keep what the set already had (never drop output)
+    if not description and len(shard_descriptions) == 1:
+        description = shard_descriptions.pop()  # the shards' own (e.g. "emostudy generate --design mismatched")
     manifest = build_manifest(out, [rows[k] for k in sorted(rows)], name=name or out.name,
                               description=description, check_media=True)
     return save_manifest(manifest)

@@ -371,6 +371,25 @@ def test_process_pool_shards_and_merge_match_one_run(tmp_path, pools):
         merge_shards(a, [b])
 
 
+def test_merged_shards_keep_the_sets_description(tmp_path, pools):
+    # Acceptance finding: `generate --shard i/N` + `generate merge` gave a manifest with an empty description
+    # where the unsharded run says "emostudy generate --design ...", so the two manifests' bytes differed.
+    faces, speech = pools
+    jobs = plan_jobs(DesignOptions("factorial", faces=(str(faces / "alice.png"),),
+                                   speech=(str(speech / "1001_IEO_ANG_XX.wav"),), emotions=("anger", "sadness")))
+    spec = RendererSpec("fake")
+    desc = "emostudy generate --design factorial"
+    whole = tmp_path / "whole"
+    produce(plan_items(jobs, spec, 3), whole, spec, workers=1, renderer_factory=fake_factory, description=desc)
+    parts = tmp_path / "parts"
+    for i in range(2):
+        produce(plan_items(jobs, spec, 3, shard=(i, 2)), parts, spec, shard=(i, 2), workers=1,
+                renderer_factory=fake_factory, description=desc, name="whole")
+    merged = merge_shards(parts, name="whole")
+    assert json.loads(merged.read_text())["description"] == desc
+    assert merged.read_bytes() == (whole / "manifest.json").read_bytes()
+
+
 def test_one_decode_gives_the_same_renderer_input_as_load_speech(pools):
     from generator.audio import load_speech, read_audio
     from generator.produce import speech_for_renderer
