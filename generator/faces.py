@@ -151,7 +151,7 @@ def detect_landmarks(image_rgb: np.ndarray, *, policy: str = "largest", where: s
     if len(faces) > 1:
         if policy == "single":
             raise NoFaceError(f"{where}: {len(faces)} faces found where one is needed; crop the photo to one "
-                              "face or use policy='largest'")
+                              "face or use the largest face (--face-policy largest)")
         # Largest box; ties go to the earlier (higher-scoring) face because max() keeps the first.
         faces = [max(faces, key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]))]
     return faces[0][1]

@@ -128,6 +128,8 @@ def test_several_faces_policy(files):
     args = ["--face", str(files / "two.png"), "--speech", str(files / "speech.wav"), "--emotion", "fear"]
     res = run(*args, "--face-policy", "single", "--out", str(files / "two.mp4"))
     assert res.exit_code == 1 and "2 faces found" in res.output and "largest" in res.output
+    # Acceptance finding: the fix named the library's policy='largest', not the command's option.
+    assert "--face-policy largest" in res.output and "policy='largest'" not in res.output
     res = run(*args, "--out", str(files / "two.mp4"))  # default: the largest face
     assert res.exit_code == 0, res.output
 
