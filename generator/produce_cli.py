@@ -72,6 +72,14 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
         if not (kw["from_emotion"] and kw["to_emotion"]):
             raise click.UsageError("a continuum needs both --from and --to")
         continuum = (kw["from_emotion"], kw["to_emotion"])
+    from generator.renderers import BACKENDS
+
+    # Checked before anything is planned or written: a bad backend would otherwise leave an empty set behind,
+    # and neural without a checkpoint crashed with a TypeError.
+    if kw["backend"] not in BACKENDS:
+        raise click.ClickException(f"unknown renderer backend {kw['backend']!r}: use one of {', '.join(BACKENDS)}")
+    if kw["backend"] == "neural" and not kw["checkpoint"]:
+        raise click.ClickException("--backend neural needs --checkpoint PATH (a generator checkpoint)")
     options: dict[str, Any] = {}
     if kw["checkpoint"]:
         options["checkpoint"] = kw["checkpoint"]

@@ -127,3 +127,19 @@ def test_a_bad_backend_is_one_clear_error_before_any_work(demo_inputs, tmp_path)
     assert res.exit_code == 1
     assert "unknown renderer backend 'nosuch'" in res.output and "Traceback" not in res.output
     assert not list((tmp_path / "set" / "media").glob("*")) if (tmp_path / "set" / "media").exists() else True
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--backend", "neural"], "--backend neural needs --checkpoint PATH"),
+    (["--backend", "nosuch", "--dry-run"], "unknown renderer backend 'nosuch'"),
+])
+def test_backend_problems_stop_before_anything_is_written(demo_inputs, tmp_path, extra, message):
+    # Acceptance finding: `generate --backend neural` without --checkpoint crashed with a TypeError traceback
+    # after creating the set folder; an unknown backend left an empty manifest.json behind (and --dry-run
+    # accepted it).
+    root, faces, speech = demo_inputs
+    out = tmp_path / "set"
+    res = CliRunner().invoke(main, ["generate", "--design", "matched", "--faces", str(faces[0]), "--speech",
+                                    str(speech[0]), "--out", str(out), *extra])
+    assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
+    assert not out.exists()
