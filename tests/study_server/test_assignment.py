@@ -221,6 +221,46 @@ def test_200_concurrent_arrivals_postgres(pg_app, media_set, tmp_path):
     assert _check_balanced(pg_app, tight, 30, 6) == [30] * 6
 
 
+@pytest.mark.postgres
+def test_same_worker_arriving_concurrently_postgres(pg_app, media_set, tmp_path):
+    """One worker's simultaneous arrivals: one assignment, one participant, everyone gets its token - as a
+    new worker (they collide on the participant row) and as a known one (on the assignment, under the lock)."""
+    first, second = (import_study(pg_app, make_plan(media_set, TASK1, name=name, n_batches=2, quota=10,
+                                                    out=tmp_path / f"{name}.json"), media_set)
+                     for name in ("samew1", "samew2"))
+    n = 12
+
+    def arrive_together(study: str) -> list[tuple[int, str]]:
+        barrier = threading.Barrier(n)
+        replies: list[tuple[int, str]] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            client = pg_app.test_client()
+            barrier.wait()
+            r = client.post(f"/api/v1/studies/{study}/arrive", json={"query": {"lab": "twin"}})
+            with lock:
+                replies.append((r.status_code, (r.get_json() or {}).get("token", str(r.get_json()))))
+
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return replies
+
+    for study in (first, second):
+        replies = arrive_together(study)
+        assert Counter(code for code, _ in replies) == Counter({201: 1, 200: n - 1}), replies
+        assert len({token for _, token in replies}) == 1
+        with pg_app.app_context():
+            assert db.session.scalar(select(func.count()).select_from(Assignment)
+                                     .where(Assignment.token == replies[0][1])) == 1
+    with pg_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Participant)
+                                 .where(Participant.worker_id == "twin")) == 1
+
+
 def test_lab_tokens_when_the_study_has_them(client, app, task1_study):
     from study_server.models import Study
     from study_server.recruit.lab import make_tokens
