@@ -265,12 +265,18 @@ def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, n
     raw = session.connection().connection.driver_connection
     params = {**values, "now": now, "cutoff": now - dt.timedelta(seconds=timeout_s)}
     try:
-        with raw.pipeline() as pipeline:
-            lock, cursor = raw.cursor(), raw.cursor()
-            lock.execute(_LOCK_PG, params)
-            cursor.execute(_ALLOCATE_PG, params)
-            pipeline.sync()
-            row = cursor.fetchone()
+        if psycopg.Pipeline.is_supported():
+            with raw.pipeline() as pipeline:
+                lock, cursor = raw.cursor(), raw.cursor()
+                lock.execute(_LOCK_PG, params)
+                cursor.execute(_ALLOCATE_PG, params)
+                pipeline.sync()
+                row = cursor.fetchone()
+        else:  # libpq older than 14: the same two statements, one round trip each
+            with raw.cursor() as cursor:
+                cursor.execute(_LOCK_PG, params)
+                cursor.execute(_ALLOCATE_PG, params)
+                row = cursor.fetchone()
     except psycopg.IntegrityError as exc:
         raise IntegrityError(_ALLOCATE_PG, params, exc) from exc
     if row is None:
