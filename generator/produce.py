@@ -1,14 +1,6 @@
 """Batch production of stimulus sets: a design -> jobs -> browser-playable mp4 files + a manifest.
 
-Designs (``plan_jobs``, in :mod:`generator.produce_jobs`), each repeated ``repeats`` times:
-
-- ``matched``: the face shows the speech's emotion (every face x speech, or every recording).
-- ``mismatched``: every (visual, audio) pair of the six emotions (36 pairs, the paper's Task 2). With
-  recordings, face and speech come from the same recording (face = its first frame); with separate
-  pools, speech of the audio emotion and a face are drawn in turn from seeded shuffles.
-- ``factorial``: every face x speech x visual emotion given.
-- ``continuum``: ``steps`` blends from one emotion to another (0 ... 1 of the second), every face x speech.
-- ``jobs``: an explicit CSV, one row per stimulus (columns in ``read_jobs_csv``).
+Designs (matched, mismatched, factorial, continuum, jobs): see :mod:`generator.produce_jobs`.
 
 Reliability (``produce``): a stimulus id is a hash of everything that makes the clip (input file
 contents, labels, emotion, intensity, repeat, renderer and its options, run seed); the per-item seed
