@@ -13,14 +13,7 @@ from generator.losses import (  # noqa: E402
     emotion_g_loss, frame_d_loss, frame_g_loss, gradient_penalty, load_vgg19, mouth_region_mask, mrm_loss)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI and dev machines have 2 shared cores: OpenMP threads spinning against other processes
-    # cost far more than they gain for these small tensors.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _landmarks_with_mouth_at(x: float, y: float, b: int = 1, t: int = 1) -> torch.Tensor:

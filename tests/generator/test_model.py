@@ -19,14 +19,7 @@ from generator.model import (  # noqa: E402
 REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "paper" / "reference_generator_state_dict.json"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI and dev machines have 2 shared cores: OpenMP threads spinning against other processes
-    # cost far more than they gain for these small tensors.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _reference_layout() -> dict[str, tuple[int, ...]]:

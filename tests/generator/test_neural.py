@@ -15,14 +15,7 @@ from generator.model import Generator, GeneratorConfig  # noqa: E402
 from generator.neural import NeuralRenderer, faces_to_tensor, frames_to_uint8_rgb, generate  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI and dev machines have 2 shared cores: OpenMP threads spinning against other processes
-    # cost far more than they gain for these small tensors.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

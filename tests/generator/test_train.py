@@ -20,13 +20,7 @@ MICRO = GeneratorConfig(image_size=64, speech_channels=(16, 32, 32, 32), speech_
                         noise_dim=8, image_dim=32, filters=(8, 16, 32, 32, 32), decoder_out=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # 2 shared cores: OpenMP threads spinning against other processes cost far more than they gain.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

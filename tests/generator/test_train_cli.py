@@ -13,12 +13,7 @@ from click.testing import CliRunner  # noqa: E402
 from generator.train_cli import train_command  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_train_command_synthetic_smoke_and_resume(tmp_path):
