@@ -56,6 +56,12 @@ class Qualifications:
         return req
 
 
+def hit_sizes(places: int) -> list[int]:
+    """Assignments per HIT for ``places`` places: HITs of 9, then the rest (20 -> [9, 9, 2])."""
+    full, rest = divmod(max(0, int(places)), MAX_ASSIGNMENTS_PER_HIT)
+    return [MAX_ASSIGNMENTS_PER_HIT] * full + ([rest] if rest else [])
+
+
 def external_question(url: str, frame_height: int = 0) -> str:
     """The ExternalQuestion XML. MTurk shows the URL in a frame and needs HTTPS."""
     if not url.startswith("https://"):
@@ -122,9 +128,7 @@ class MTurkRecruiter:
         question = external_question(settings.study_url, settings.frame_height)
         type_id = self.ensure_hit_type(settings)
         new: list[str] = []
-        remaining = int(places)
-        while remaining > 0:
-            n = min(MAX_ASSIGNMENTS_PER_HIT, remaining)
+        for n in hit_sizes(places):
             token = f"{self.request_token_prefix}hit{len(self.hit_ids) + 1}"[:64]
             self.log("mturk.create_hit", {"assignments": n, "token": token})
             resp = _call(self.client, "create_hit_with_hit_type", HITTypeId=type_id, MaxAssignments=n,
@@ -133,7 +137,6 @@ class MTurkRecruiter:
             hit_id = resp["HIT"]["HITId"]
             self.hit_ids.append(hit_id)
             new.append(hit_id)
-            remaining -= n
         return new
 
     # -- reading --------------------------------------------------------------------------------

@@ -110,13 +110,21 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
         details["exclude_qualifications"] = exclude_ids
     audit(session, actor, f"recruit.open.{recruiter.platform}", study.name, details)
     ids = recruiter.open(settings, places)
-    for pid in ids:
-        session.add(RecruitPost(study_id=study.id, platform=recruiter.platform, sandbox=sandbox, external_id=pid,
-                                type_id=getattr(recruiter, "hit_type_id", None),
-                                places=min(places, 9) if recruiter.platform == "mturk" else places,
-                                details={"reward_usd": settings.reward_usd, "family": details.get("family")}))
-    session.commit()
+    _record_posts(session, study, recruiter, ids, places, sandbox=sandbox,
+                  details={"reward_usd": settings.reward_usd, "family": details.get("family")})
     return ids
+
+
+def _record_posts(session: Session, study: Study, recruiter: Any, ids: list[str], places: int, *, sandbox: bool,
+                  details: dict[str, Any]) -> None:
+    """One RecruitPost per new HIT / Prolific study / batch of lab links, with the places each holds."""
+    from study_server.recruit.mturk import hit_sizes
+
+    sizes = hit_sizes(places) if recruiter.platform == "mturk" else [places] * len(ids)
+    for pid, n in zip(ids, sizes, strict=True):
+        session.add(RecruitPost(study_id=study.id, platform=recruiter.platform, sandbox=sandbox, external_id=pid,
+                                type_id=getattr(recruiter, "hit_type_id", None), places=n, details=details))
+    session.commit()
 
 
 def posts(session: Session, study: Study, platform: str, *, open_only: bool = True) -> list[RecruitPost]:
@@ -205,11 +213,9 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
         else:
             audit(session, actor, f"recruit.extend.{recruiter.platform}", study.name, {"places": shortfall})
             new_ids = recruiter.extend(settings, shortfall)
-            for pid in new_ids:
-                if recruiter.platform == "mturk":
-                    session.add(RecruitPost(study_id=study.id, platform="mturk", sandbox=sandbox, external_id=pid,
-                                            type_id=recruiter.hit_type_id, places=min(9, shortfall), details={}))
-            session.commit()
+            if recruiter.platform == "mturk":  # Prolific adds places to its one study: no new post
+                _record_posts(session, study, recruiter, new_ids, shortfall, sandbox=sandbox,
+                              details={"reward_usd": settings.reward_usd, "family": family})
             report.posted = new_ids
     return report
 

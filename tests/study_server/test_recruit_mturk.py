@@ -88,6 +88,7 @@ def test_open_posts_hits_of_at_most_nine_with_the_papers_qualifications(app, stu
     db.session.execute(RecruitPost.__table__.delete())
     db.session.commit()
     assert _open_with_stub(app, study, places=20, expect_qual=False) == ["HIT1", "HIT2", "HIT3"]
+    assert list(db.session.scalars(select(RecruitPost.places).order_by(RecruitPost.id))) == [9, 9, 2]
     actions = list(db.session.scalars(select(AuditLog.action)))
     assert actions.count("recruit.open.mturk") == 2
 
