@@ -195,7 +195,8 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
     base = f"http://127.0.0.1:{server.server_port}"
     secret = app.config["SECRET_KEY"]
     # Each simulation run has new participants (lab ids derive from the seed), deterministically.
-    runs_before = sum(1 for k in Pipeline(paths, echo).state if k.startswith("export-task1-"))
+    pipe = Pipeline(paths, echo)
+    runs_before = sum(1 for k in pipe.state if k.startswith("export-task1-"))
     run = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     emo = _emostudy()
     reports = []
@@ -219,9 +220,9 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
         export = paths.exports / f"{task}-{run}"
         report = paths.reports / f"{task}-{run}"
         inst = ["--instance", str(paths.instance)]
-        Pipeline(paths, echo).step(f"export-{task}-{run}", None, [*emo, "export", f"demo-{task}", "--out", str(export), *inst])
-        Pipeline(paths, echo).step(f"analyze-{task}-{run}", None, [*emo, "analyze", str(export), "--out", str(report),
-                                                                 "--seed", str(seed)])
+        pipe.step(f"export-{task}-{run}", None, [*emo, "export", f"demo-{task}", "--out", str(export), *inst])
+        pipe.step(f"analyze-{task}-{run}", None, [*emo, "analyze", str(export), "--out", str(report),
+                                                  "--seed", str(seed)])
         reports.append(report / "report.html")
     index = paths.reports / "index.html"
     links = "".join(f'<li><a href="{p.parent.name}/report.html">{p.parent.name}</a></li>' for p in reports)
