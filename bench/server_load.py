@@ -14,7 +14,7 @@ What it does, all bounded (it stops by itself, and stops the server it started):
    audio check off) over a set of tiny real mp4 files;
 2. starts gunicorn (``study_server.app:create_app()``, production config) on 127.0.0.1 as a subprocess;
 3. simulates participants in this process (asyncio + aiohttp, one connection each), each doing whole
-   sessions exactly as the browser does: arrive, start, fetch the state, 18 answer saves, complete.
+   sessions exactly as the browser does: arrive, start (its reply is the state), 18 answer saves, complete.
    A save is retried with the same ``answer_id`` on network errors, 429 and 5xx (the API is
    idempotent), and counted as *acknowledged* on its 200 (or ``already_answered``) reply;
 4. phases:
@@ -187,15 +187,18 @@ def _free_port() -> int:
 class Gunicorn:
     """``gunicorn study_server.app:create_app()`` on 127.0.0.1, stopped on exit."""
 
-    def __init__(self, url: str, secret: str, workers: int, threads: int, log: Path) -> None:
+    def __init__(self, url: str, secret: str, workers: int, threads: int, log: Path, worker_class: str = "gthread",
+                 connections: int = 1000, pool_size: int | None = None) -> None:
         self.port = _free_port()
         gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or shutil.which("gunicorn")
         if gunicorn is None:
             raise SystemExit("gunicorn is not installed: pip install 'emostudy[server]'")
-        self.argv = [gunicorn, "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{self.port}",
+        concurrency = ["--threads", str(threads)] if worker_class == "gthread" else [
+            "--worker-connections", str(connections)]
+        self.argv = [gunicorn, "-w", str(workers), "-k", worker_class, *concurrency, "-b", f"127.0.0.1:{self.port}",
                      "--backlog", "2048", "--keep-alive", "30", "--log-level", "warning", "--preload", "study_server.app:create_app()"]
         self.env = {**os.environ, "EMOSTUDY_ENV": "production", "EMOSTUDY_SECRET_KEY": secret,
-                    "EMOSTUDY_DATABASE_URL": url, "EMOSTUDY_DATABASE_POOL_SIZE": str(threads),
+                    "EMOSTUDY_DATABASE_URL": url, "EMOSTUDY_DATABASE_POOL_SIZE": str(pool_size or threads),
                     "EMOSTUDY_DATABASE_MAX_OVERFLOW": "2",
                     "EMOSTUDY_RATE_LIMIT_PER_IP": "100000000/60", "EMOSTUDY_RATE_LIMIT_PER_ASSIGNMENT": "10000/60"}
         self.log = log
@@ -329,8 +332,7 @@ async def one_session(http, base: str, pid: str, stats: Stats, pace: tuple[float
     _, arrival, _ = await _call(http, "POST", f"{base}/api/v1/studies/bench/arrive", stats, {"query": {"lab": pid}},
                                  kind="arrive")
     token = arrival["token"]
-    await _call(http, "POST", f"{base}/api/v1/a/{token}/start", stats, kind="start")
-    _, state, _ = await _call(http, "GET", f"{base}/api/v1/a/{token}", stats, kind="state")
+    _, state, _ = await _call(http, "POST", f"{base}/api/v1/a/{token}/start", stats, kind="start")  # -> the state
     values = {q["id"]: q["options"][0]["value"] for q in state["questions"]}
     for item in state["items"]:
         if pace:
@@ -451,8 +453,7 @@ def inprocess_cpu(url: str, secret: str, n_sessions: int) -> dict:
     def session(name: str) -> None:
         r = client.post("/api/v1/studies/bench/arrive", json={"query": {"lab": name}})
         token = r.get_json()["token"]
-        client.post(f"/api/v1/a/{token}/start")
-        state = client.get(f"/api/v1/a/{token}").get_json()
+        state = client.post(f"/api/v1/a/{token}/start").get_json()
         values = {q["id"]: q["options"][0]["value"] for q in state["questions"]}
         for item in state["items"]:
             r = client.post(f"/api/v1/a/{token}/answers", json={
@@ -514,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=16,
                         help="threads per gunicorn worker (threads waiting on the arrival lock must not starve saves)")
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, gevent)")
+    parser.add_argument("--pool-size", type=int, help="database connections per worker (default: --threads)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--inprocess", type=int, default=0, metavar="N",
                         help="first measure CPU per request kind over N sessions in this process (0: skip)")
@@ -533,9 +536,11 @@ def main(argv: list[str] | None = None) -> int:
                 result = inprocess_cpu(database.url, secret, args.inprocess)
                 print(json.dumps(result), flush=True)
                 results.append(result)
-            with Gunicorn(database.url, secret, args.workers, args.threads, Path(tmp) / "gunicorn.log") as server:
+            with Gunicorn(database.url, secret, args.workers, args.threads, Path(tmp) / "gunicorn.log",
+                          worker_class=args.worker_class, pool_size=args.pool_size) as server:
                 base = f"http://127.0.0.1:{server.port}"
-                config = {"workers": args.workers, "threads": args.threads, **machine()}
+                config = {"workers": args.workers, "worker_class": args.worker_class, "threads": args.threads,
+                          **machine()}
                 print(json.dumps({"config": config}), flush=True)
                 results.append({"config": config})
                 # warm-up (not counted): every worker imports, connects and compiles its statements

@@ -15,7 +15,7 @@ from study_server.answers import (TOUCH_EVERY, answered_positions, parse_answer,
                                   try_save_pg)
 from study_server.audio_check import is_correct
 from study_server.consistency import complete_assignment
-from study_server.context import Ctx, answer_target, load, load_light
+from study_server.context import Ctx, answer_target, cache_of, load, load_light
 from study_server.errors import ApiError, Conflict
 from study_server.extensions import db
 from study_server.media import media_url
@@ -141,9 +141,12 @@ def state(token: str):
 def start(token: str):
     ctx = load(db.session, token)
     if ctx.assignment.status in FINISHED:
-        return {"status": ctx.assignment.status}
+        return state_of(ctx)
     assign.start(db.session, ctx.assignment, timeout_s=_timeout())
-    return {"status": ctx.assignment.status}
+    a = ctx.assignment
+    # The answers that follow may take the fast path (study_server.fastpath) in this process.
+    cache_of(current_app).remember(token, (a.id, a.study_id, a.batch_id, ctx.plan_sha256), a.last_seen_at)
+    return state_of(ctx)  # the page (or any client) has what the trials need without another request
 
 
 @bp.post("/a/<token>/ping")

@@ -47,6 +47,10 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
     from study_server.api import bp as api_bp
     from study_server.participant import bp as participant_bp
 
+    if app.config.get("FAST_ANSWERS", True):
+        from study_server.fastpath import FastAnswers
+
+        app.wsgi_app = FastAnswers(app.wsgi_app, app)  # type: ignore[method-assign]  # inside ProxyFix
     security.init_app(app)
     app.register_blueprint(participant_bp)
     app.register_blueprint(api_bp)

@@ -74,14 +74,45 @@ class _Cache:
         self.seen: dict[str, dt.datetime | None] = {}  # token -> latest last_seen_at known to this process
 
 
+    def remember(self, token: str, target: tuple[int, int, int, str], last_seen: dt.datetime | None) -> None:
+        """Keep an assignment's fixed facts (and the last_seen_at known now) for its later requests."""
+        if last_seen is not None and last_seen.tzinfo is None:
+            last_seen = last_seen.replace(tzinfo=dt.timezone.utc)
+        if token not in self.targets and len(self.targets) >= _MAX_TARGETS:
+            self.targets.clear()
+            self.seen.clear()
+        self.targets[token] = target
+        known = self.seen.get(token)
+        if known is None or (last_seen is not None and last_seen > known):
+            self.seen[token] = last_seen
+
+    def known(self, token: str):
+        """``(assignment id, plan, batch, last_seen_at known, mark_seen)`` when everything an answer save
+        needs is cached in this process, else None (no database access)."""
+        target = self.targets.get(token)
+        if target is None:
+            return None
+        aid, study_id, batch_id, plan_sha = target
+        plan = self.plans.get((study_id, plan_sha))
+        batch = self.batches.get((batch_id, plan_sha))
+        if plan is None or batch is None:
+            return None
+        return aid, plan, batch, self.seen.get(token), lambda when: self.seen.__setitem__(token, when)
+
+
 _MAX_TARGETS = 100_000  # ~15 MB at most; cleared when full (a miss costs one query)
 
 
-def _cache() -> _Cache:
-    cache = current_app.extensions.get("emostudy_cache")
+def cache_of(app) -> _Cache:  # noqa: ANN001 - a Flask app
+    """The app's per-process cache of plans, batches and assignment targets."""
+    cache = app.extensions.get("emostudy_cache")
     if cache is None:
-        cache = current_app.extensions.setdefault("emostudy_cache", _Cache())
+        cache = app.extensions.setdefault("emostudy_cache", _Cache())
     return cache
+
+
+def _cache() -> _Cache:
+    return cache_of(current_app)
 
 
 def _check_token(token: str) -> None:
@@ -187,14 +218,7 @@ def answer_target(session: Session, token: str) -> AnswerTarget:
         if row is None:
             raise _not_found()
         target = (row.id, row.study_id, row.batch_id, row.plan_sha256)
-        if len(cache.targets) >= _MAX_TARGETS:
-            cache.targets.clear()
-            cache.seen.clear()
-        cache.targets[token] = target
-        last_seen = row.last_seen_at
-        if last_seen is not None and last_seen.tzinfo is None:
-            last_seen = last_seen.replace(tzinfo=dt.timezone.utc)
-        cache.seen[token] = last_seen
+        cache.remember(token, target, row.last_seen_at)
     aid, study_id, batch_id, plan_sha = target
     plan, batch, _ = study_parts(session, study_id, batch_id, plan_sha)
     return AnswerTarget(token, aid, plan, batch, cache.seen.get(token), cache)

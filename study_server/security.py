@@ -164,6 +164,16 @@ class _Headers:
         return cls(head, tail, tuple(static))
 
 
+def response_headers(app: Flask, *, secure: bool, nonce: str | None = None) -> list[tuple[str, str]]:
+    """The security headers of a participant API response (also written by ``study_server.fastpath``)."""
+    built: _Headers = app.extensions["emostudy_security_headers"]
+    headers = [("Content-Security-Policy", built.csp_head + (nonce or secrets.token_urlsafe(16)) + built.csp_tail),
+               *built.static]
+    if secure:
+        headers.append(("Strict-Transport-Security", "max-age=31536000"))
+    return headers
+
+
 def _set_headers(response: Response) -> Response:
     built: _Headers = current_app.extensions["emostudy_security_headers"]
     headers = response.headers
@@ -212,28 +222,39 @@ def _limit(config, name: str, default: str) -> Limit:
     return limit
 
 
+def check_rate_limits(app: Flask, remote_addr: str, assignment: str | None) -> tuple[dict, int] | None:
+    """Count one participant API request; None when allowed, else (JSON error body, Retry-After seconds)."""
+    config = app.config
+    limiter: RateLimiter = app.extensions["emostudy_rate_limiter"]
+    checks = [(("ip", remote_addr), _limit(config, "RATE_LIMIT_PER_IP", "1200/60"))]
+    if assignment:
+        checks.append((("assignment", assignment), _limit(config, "RATE_LIMIT_PER_ASSIGNMENT", "240/60")))
+    for key, limit in checks:
+        wait = limiter.hit(key, limit)
+        if wait:
+            return {"error": {
+                "code": "rate_limited",
+                "message": f"too many requests from this {key[0]}: at most {limit.count} per "
+                           f"{limit.seconds:g} s; retry in {math.ceil(wait)} s"}}, math.ceil(wait)
+    return None
+
+
 def _rate_limit():
     config = current_app.config
     if not config.get("RATE_LIMIT_ENABLED", True):
         return None
     if request.blueprint not in tuple(config.get("RATE_LIMIT_BLUEPRINTS", ("api",))):
         return None
-    limiter: RateLimiter = current_app.extensions["emostudy_rate_limiter"]
-    checks = [(("ip", request.remote_addr or "?"), _limit(config, "RATE_LIMIT_PER_IP", "1200/60"))]
-    assignment = _assignment_key()
-    if assignment:
-        checks.append((("assignment", assignment), _limit(config, "RATE_LIMIT_PER_ASSIGNMENT", "240/60")))
-    for key, limit in checks:
-        wait = limiter.hit(key, limit)
-        if wait:
-            response = jsonify(error={
-                "code": "rate_limited",
-                "message": f"too many requests from this {key[0]}: at most {limit.count} per "
-                           f"{limit.seconds:g} s; retry in {math.ceil(wait)} s"})
-            response.status_code = 429
-            response.headers["Retry-After"] = str(math.ceil(wait))
-            return response
-    return None
+    if request.environ.get("emostudy.rate_limit_counted"):
+        return None  # the answer fast path counted this request before handing it on
+    refusal = check_rate_limits(current_app, request.remote_addr or "?", _assignment_key())
+    if refusal is None:
+        return None
+    body, retry_after = refusal
+    response = jsonify(body)
+    response.status_code = 429
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _configure_cookies(app: Flask) -> None:

@@ -21,8 +21,10 @@ def _n_answers(app) -> int:
 @pytest.fixture
 def started(client, task1_study):
     token = arrive(client, task1_study, lab="p1")
-    assert client.post(f"/api/v1/a/{token}/start").get_json() == {"status": "started"}
+    started = client.post(f"/api/v1/a/{token}/start").get_json()
+    assert started["status"] == "started"
     state = client.get(f"/api/v1/a/{token}").get_json()
+    assert started == state  # the start reply is the state: a client needs no GET before the trials
     return token, state
 
 
@@ -343,6 +345,7 @@ def test_one_statement_save_on_postgres(pg_app, media_set, tmp_path):
 
     from sqlalchemy import update
 
+    from study_server.context import cache_of
     from study_server.models import Assignment
     from studykit import TASK1, import_study, make_plan
 
@@ -354,18 +357,21 @@ def test_one_statement_save_on_postgres(pg_app, media_set, tmp_path):
     for who, when in (("recent", recent), ("old", old)):
         tokens[who] = arrive(client, name, lab=f"os-{who}")
         client.post(f"/api/v1/a/{tokens[who]}/start")
+
+    def age(who: str, when: dt.datetime) -> None:
+        """As if the assignment had last been seen at ``when`` (in the database and in this process)."""
         with pg_app.app_context():
             db.session.execute(update(Assignment).where(Assignment.token == tokens[who]).values(last_seen_at=when))
             db.session.commit()
+        cache_of(pg_app).seen[tokens[who]] = when
 
     def last_seen(who: str) -> dt.datetime:
         with pg_app.app_context():
             return db.session.scalar(select(Assignment.last_seen_at).where(Assignment.token == tokens[who]))
 
-    state = client.get(f"/api/v1/a/{tokens['old']}").get_json()  # the GET refreshes it: age it again
-    with pg_app.app_context():
-        db.session.execute(update(Assignment).where(Assignment.token == tokens["old"]).values(last_seen_at=old))
-        db.session.commit()
+    state = client.get(f"/api/v1/a/{tokens['old']}").get_json()  # the GET refreshes it: age both afterwards
+    age("recent", recent)
+    age("old", old)
     assert client.post(f"/api/v1/a/{tokens['recent']}/answers", json=_body(state, 0, "os-recent-0")).status_code == 200
     assert last_seen("recent") == recent  # 10 s ago: no write
     assert client.post(f"/api/v1/a/{tokens['old']}/answers", json=_body(state, 0, "os-answer-0")).status_code == 200

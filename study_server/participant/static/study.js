@@ -193,7 +193,7 @@
     request("POST", "/start").then(function (r) {
       btn.disabled = false;
       if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
-      state.status = r.data.status;
+      state = r.data; // the start reply is the whole state
       show("step-instructions");
     }).catch(function () { btn.disabled = false; });
   });

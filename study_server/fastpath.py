@@ -1,0 +1,173 @@
+"""The answer save without the framework: a WSGI layer in front of Flask for the hottest request.
+
+A session of the paper's study is 21 requests, 18 of them answer saves. Under Flask each save paid for the
+request/response objects, routing, context locals, the ORM session and SQLAlchemy's statement execution:
+about three quarters of its CPU time. This layer takes ``POST /api/v1/a/<token>/answers`` on PostgreSQL
+when everything is ordinary and stores the answer with one statement on the pooled connection's driver.
+
+It only ever handles the common case, and hands everything else to the Flask route, which is the
+reference behaviour (``study_server.api.answers``):
+
+- it handles a token only when this process already knows the assignment's fixed facts (the per-process
+  cache of ``study_server.context``, filled when the assignment is started or first saves through Flask);
+- the body must be a JSON object that ``parse_answer`` accepts; any refusal (bad value, unknown question)
+  goes to Flask, which gives the documented 4xx;
+- the INSERT stores the row only while the assignment is started (and past its sound check); when it
+  stores nothing - a retry, a second answer to the item, a finished or expired assignment - Flask decides.
+
+An answer acknowledged here was committed (autocommit: the single INSERT is its own transaction) before
+the reply is written. The reply has the same body and the same security headers as Flask's, and the
+rate limiter counts the request once (the Flask route is told that this request was already counted).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from typing import Any, Callable, Iterable
+
+from study_server.answers import TOUCH_EVERY, parse_answer
+from study_server.context import cache_of
+from study_server.errors import ApiError
+from study_server.models import STARTED, utcnow
+
+log = logging.getLogger(__name__)
+
+_PATH = re.compile(r"^/api/v1/a/([A-Za-z0-9_-]{16,64})/answers$")
+# Set on the environ of a request the fast path passed on after counting it in the rate limiter.
+COUNTED = "emostudy.rate_limit_counted"
+
+# The statement of answers.try_save_pg, written for the driver: stored only while the assignment is
+# started and past its sound check (when the plan has one); a conflict (retry, second answer) stores nothing.
+_SAVE_SQL = (
+    'INSERT INTO answers (answer_id, assignment_id, item_id, "values", rt_ms, played_fraction, created_at) '
+    "SELECT %(answer_id)s, a.id, %(item_id)s, %(values)s, %(rt_ms)s, %(played)s, %(now)s FROM assignments a "
+    "WHERE a.id = %(aid)s AND a.status = %(started)s AND (%(audio_free)s OR a.audio_check_passed IS TRUE) "
+    "ON CONFLICT DO NOTHING RETURNING id")
+_TOUCH_SQL = "UPDATE assignments SET last_seen_at = %(now)s WHERE id = %(aid)s AND last_seen_at < %(before)s"
+
+
+class _PassOn(Exception):
+    """Not the common case: let the Flask route handle the request."""
+
+
+class FastAnswers:
+    """WSGI middleware: ``app.wsgi_app = FastAnswers(app.wsgi_app, app)`` (``create_app`` installs it)."""
+
+    def __init__(self, wsgi_app: Callable, app: Any) -> None:
+        self.wsgi_app = wsgi_app
+        self.app = app
+        self.max_body = int(app.config.get("MAX_CONTENT_LENGTH") or (1 << 20))
+        self._json = json.JSONDecoder()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "POST":
+            match = _PATH.match(environ.get("PATH_INFO", ""))
+            if match is not None:
+                try:
+                    return self._save(match.group(1), environ, start_response)
+                except _PassOn:
+                    pass
+                except Exception:  # never fail a save here: the Flask route retries it and reports errors
+                    log.exception("answer fast path failed; handing the request to the Flask route")
+        return self.wsgi_app(environ, start_response)
+
+    # -------------------------------------------------------------------------------------- the save
+
+    def _save(self, token: str, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        app = self.app
+        state = app.extensions.get("emostudy_db")
+        if state is None or state.engine.dialect.name != "postgresql":
+            raise _PassOn
+        known = cache_of(app).known(token)
+        if known is None:
+            raise _PassOn
+        aid, plan, batch, seen, mark_seen = known
+        content_type = environ.get("CONTENT_TYPE", "")
+        if not (content_type.startswith("application/json") or content_type.split(";")[0].endswith("+json")):
+            raise _PassOn
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            raise _PassOn from None
+        if not 0 < length <= self.max_body:
+            raise _PassOn
+        raw = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(raw)  # whatever happens next, Flask can read the body again
+        limited = self._rate_limit(environ, token)
+        if limited is not None:
+            return limited(start_response)
+        try:
+            body = self._json.decode(raw.decode("utf-8"))
+            parsed = parse_answer(body, plan.questions)
+        except (ValueError, ApiError):
+            raise _PassOn from None
+        item = batch.by_position.get(parsed.position)
+        if item is None:
+            raise _PassOn
+        now = utcnow()
+        stored = self._insert(state.engine, {
+            "answer_id": parsed.answer_id, "item_id": item.item_id, "values": parsed.values,
+            "rt_ms": parsed.rt_ms, "played": parsed.played_fraction, "now": now, "aid": aid, "started": STARTED,
+            "audio_free": not plan.audio_check_enabled}, touch=seen is None or now - seen > TOUCH_EVERY)
+        if not stored:
+            raise _PassOn
+        if seen is None or now - seen > TOUCH_EVERY:
+            mark_seen(now)
+        ack = {"answer_id": parsed.answer_id, "position": parsed.position, "stored_at": now.isoformat()}
+        return self._respond(environ, start_response, "200 OK", ack)
+
+    @staticmethod
+    def _insert(engine: Any, params: dict[str, Any], *, touch: bool) -> bool:
+        from psycopg.types.json import Json
+
+        params["values"] = Json(params["values"])
+        pooled = engine.raw_connection()
+        try:
+            conn = pooled.driver_connection
+            conn.autocommit = True  # one statement, its own transaction: no BEGIN/COMMIT round trips
+            try:
+                row = conn.execute(_SAVE_SQL, params).fetchone()
+                if row is not None and touch:
+                    conn.execute(_TOUCH_SQL, {"now": params["now"], "aid": params["aid"],
+                                              "before": params["now"] - TOUCH_EVERY})
+            finally:
+                conn.autocommit = False
+        except BaseException:
+            pooled.invalidate()  # a connection in an unknown state never goes back to the pool
+            raise
+        else:
+            pooled.close()  # back to the pool
+        return row is not None
+
+    # ------------------------------------------------------------------------- limiter and headers
+
+    def _rate_limit(self, environ: dict[str, Any], token: str):
+        from study_server.security import check_rate_limits
+
+        config = self.app.config
+        if not config.get("RATE_LIMIT_ENABLED", True) or "api" not in tuple(
+                config.get("RATE_LIMIT_BLUEPRINTS", ("api",))):
+            return None
+        environ[COUNTED] = True
+        refusal = check_rate_limits(self.app, environ.get("REMOTE_ADDR") or "?", token)
+        if refusal is None:
+            return None
+        body, retry_after = refusal
+
+        def respond(start_response: Callable) -> Iterable[bytes]:
+            return self._respond(environ, start_response, "429 TOO MANY REQUESTS", body,
+                                 extra=[("Retry-After", str(retry_after))])
+        return respond
+
+    def _respond(self, environ: dict[str, Any], start_response: Callable, status: str, payload: dict[str, Any],
+                 extra: list[tuple[str, str]] | None = None) -> Iterable[bytes]:
+        from study_server.security import response_headers
+
+        data = (json.dumps(payload, separators=(",", ":")) + "\n").encode()  # the bytes Flask's JSON provider writes
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *(extra or [])]
+        headers += response_headers(self.app, secure=environ.get("wsgi.url_scheme") == "https")
+        start_response(status, headers)
+        return [data]
