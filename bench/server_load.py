@@ -520,6 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--inprocess", type=int, default=0, metavar="N",
                         help="first measure CPU per request kind over N sessions in this process (0: skip)")
+    parser.add_argument("--compare-psiturk", choices=("minimal", "browser"), nargs="?", const="minimal",
+                        help="then run psiTurk 3.3.1 (bench/psiturk_load.py; installed into bench-results/ on first "
+                             "use) at the same saturation levels on the same PostgreSQL server, and print the "
+                             "ratios; the value is psiTurk's session (default minimal: the same 21 requests)")
     parser.add_argument("--quick", action="store_true",
                         help="a short run (~1.5 min): pacing with 100 participants, saturation 10 and 50 for 10 s")
     args = parser.parse_args(argv)
@@ -567,9 +571,38 @@ def main(argv: list[str] | None = None) -> int:
                     result = summarize(name, n, stats, elapsed, database.url, before, cpu)
                     print(json.dumps(result), flush=True)
                     results.append(result)
+    if args.compare_psiturk and args.only != "pacing":
+        from bench.psiturk_load import run_psiturk
+
+        levels = [int(x) for x in args.levels.split(",")]
+        theirs = run_psiturk(args.pg_url, levels, args.seconds, session=args.compare_psiturk)
+        results += theirs
+        comparison = compare(results, theirs)
+        print(json.dumps(comparison), flush=True)
+        results.append(comparison)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 1 if any(r.get("lost") or r.get("duplicates") for r in results) else 0
+
+
+def compare(ours: list[dict], theirs: list[dict]) -> dict:
+    """Per saturation level: our sessions/min over psiTurk's, and both save p99s (same run, same machine)."""
+    mine = {r["participants"]: r for r in ours if r.get("phase") == "saturation" and "server" not in r}
+    rows = []
+    for r in theirs:
+        if r.get("phase") != "saturation" or r["participants"] not in mine:
+            continue
+        m = mine[r["participants"]]
+        rows.append({"participants": r["participants"], "sessions_per_min": m["sessions_per_min"],
+                     "psiturk_sessions_per_min": r["sessions_per_min"],
+                     "ratio": round(m["sessions_per_min"] / r["sessions_per_min"], 2) if r["sessions_per_min"] else None,
+                     "save_p99_ms": m["save_p99_ms"], "psiturk_save_p99_ms": r["save_p99_ms"],
+                     "cpu_ms_per_session": m["server_cpu_ms_per_session"],
+                     "psiturk_cpu_ms_per_session": r["server_cpu_ms_per_session"]})
+    return {"phase": "comparison", "levels": rows,
+            "twice_and_lower_p99_at_every_level": bool(rows) and all(
+                x["ratio"] is not None and x["ratio"] >= 2 and x["save_p99_ms"] < x["psiturk_save_p99_ms"]
+                for x in rows)}
 
 
 if __name__ == "__main__":

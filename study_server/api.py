@@ -79,10 +79,13 @@ def completion_for(ctx: Ctx) -> dict[str, Any] | None:
                              prolific_url=current_app.config["PROLIFIC_COMPLETE_URL"])
 
 
-def state_of(ctx: Ctx) -> dict[str, Any]:
-    """What the page needs: questions, opaque media URLs, what is answered. No labels of trial items."""
+def state_of(ctx: Ctx, answered: list[int] | None = None) -> dict[str, Any]:
+    """What the page needs: questions, opaque media URLs, what is answered. No labels of trial items.
+
+    ``answered``: the answered positions when the caller knows them (else one query)."""
     a, plan, secret = ctx.assignment, ctx.plan, _secret()
-    answered = answered_positions(db.session, ctx)
+    if answered is None:
+        answered = answered_positions(db.session, ctx)
     done = set(answered)
     positions = [i.position for i in ctx.batch.items]
     next_position = next((p for p in positions if p not in done), None)
@@ -142,11 +145,13 @@ def start(token: str):
     ctx = load(db.session, token)
     if ctx.assignment.status in FINISHED:
         return state_of(ctx)
+    never_started = ctx.assignment.started_at is None  # then it has no answers (saves need a started one)
     assign.start(db.session, ctx.assignment, timeout_s=_timeout())
     a = ctx.assignment
     # The answers that follow may take the fast path (study_server.fastpath) in this process.
     cache_of(current_app).remember(token, (a.id, a.study_id, a.batch_id, ctx.plan_sha256), a.last_seen_at)
-    return state_of(ctx)  # the page (or any client) has what the trials need without another request
+    # The page (or any client) has what the trials need without another request.
+    return state_of(ctx, answered=[] if never_started else None)
 
 
 @bp.post("/a/<token>/ping")

@@ -32,3 +32,27 @@ def test_bench_runs_and_loses_nothing(postgres_url, tmp_path):
         assert r["lost"] == 0 and r["duplicates"] == 0 and r["errors"] == {}
         assert r["save_p99_ms"] is not None
     assert phases["saturation"]["sessions_completed"] >= 1
+
+
+def test_comparison_with_psiturk_needs_twice_the_sessions_and_a_lower_p99_at_every_level():
+    sys.path.insert(0, str(REPO))
+    try:
+        from bench.server_load import compare
+    finally:
+        sys.path.remove(str(REPO))
+
+    def ours(n, spm, p99):
+        return {"phase": "saturation", "participants": n, "sessions_per_min": spm, "save_p99_ms": p99,
+                "server_cpu_ms_per_session": 70.0}
+
+    def theirs(n, spm, p99):
+        return {**ours(n, spm, p99), "server": "psiturk-3.3.1"}
+
+    good = compare([ours(10, 900, 80), ours(50, 1000, 200)], [theirs(10, 200, 300), theirs(50, 450, 900)])
+    assert [row["ratio"] for row in good["levels"]] == [4.5, 2.22]
+    assert good["twice_and_lower_p99_at_every_level"] is True
+    slow = compare([ours(10, 900, 80), ours(50, 800, 200)], [theirs(10, 200, 300), theirs(50, 450, 900)])
+    assert slow["twice_and_lower_p99_at_every_level"] is False  # 1.78x at 50
+    tail = compare([ours(10, 900, 400)], [theirs(10, 200, 300)])
+    assert tail["twice_and_lower_p99_at_every_level"] is False  # twice the sessions but a longer tail
+    assert compare([ours(10, 900, 80)], [])["twice_and_lower_p99_at_every_level"] is False  # nothing compared
