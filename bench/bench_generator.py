@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_generator.py --threads 2            # the numbers in docs/benchmarks.md
     .venv/bin/python bench/bench_generator.py --threads 2 --quick    # a 1-minute smoke version
+    python3 bench/bench_generator.py --device cuda --json gpu.json   # on a CUDA GPU (see below)
 
 Measures, in one process and on the same inputs:
 
@@ -17,6 +18,18 @@ frames/s at batch 1 and 8 for ``--seconds`` of speech per clip, whether the outp
 (max |difference| of the [-1, 1] frames; share of equal uint8 pixels), bf16 autocast speed and PSNR
 against fp32, and the peak resident memory of a fresh process rendering ``--memory-seconds`` of speech.
 Weights are random (xavier init, seed 0): speed does not depend on their values.
+
+``--device cuda`` (the default ``cpu`` gives the output above, unchanged): the same rows, with the work
+synchronised (``torch.cuda.synchronize``) before every clock read; each measurement is run once untimed
+first (cuDNN algorithm choice, allocator growth for its shapes) and then ``--repeats`` times, the row
+giving the median (``runs_s``: every run) and ``peak_gpu_mb`` (``torch.cuda.max_memory_allocated`` over
+the timed runs, weights included). The inputs of ``generate_batch`` stay on the CPU, as in
+``generate``; every clip's frames come back to the CPU as uint8 chunk by chunk, so frames/s includes that
+copy. On cuda, in addition: bf16 autocast rows at every batch size on ``--seconds`` of speech, rows at
+each of ``--frame-budgets`` (frames decoded at once over the batch; 64 is ``generate``'s default), the
+GPU output against the CPU's on the ``--ref-seconds`` clip (TF32 convolutions are torch's default on
+CUDA), and, instead of the fresh-process RSS run, the peak GPU memory of rendering ``--memory-seconds``
+of speech in this process.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -52,14 +66,28 @@ def _inputs(n_clips: int, seconds: float, seed: int = 0):
 
 
 _LAST_CPU = [0.0]
+_DEVICE = ["cpu"]  # the device type of the run: CUDA work is synchronised before a clock is read
+
+
+def _sync():
+    if _DEVICE[0] == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def _timed(fn):
     # wall time (what a user waits) and process CPU time (less sensitive to other processes on a shared machine)
+    _sync()
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
+    _sync()
     _LAST_CPU[0] = time.process_time() - c0
     return out, time.perf_counter() - t0
+
+
+def _mb(n_bytes: int) -> float:
+    return round(n_bytes / 2**20, 1)
 
 
 def naive_per_frame(model, faces, audio, emotion, seeds):
@@ -97,15 +125,50 @@ def run(args) -> dict:
     import torch
 
     from generator.model import Generator
-    from generator.neural import clip_noise, frames_to_uint8_rgb, generate_batch
+    from generator.neural import DEFAULT_FRAME_BUDGET, clip_noise, frames_to_uint8_rgb, generate_batch
 
+    dev = torch.device(args.device)
+    gpu = dev.type == "cuda"
+    if dev.type not in ("cpu", "cuda"):
+        raise SystemExit(f"--device {args.device}: only cpu and cuda[:N] are supported")
+    if gpu and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available here")
+    if gpu:
+        torch.cuda.set_device(dev)
+    _DEVICE[0] = dev.type
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = Generator().eval()
+    cpu_model = None
+    if gpu:
+        import copy
+
+        cpu_model = copy.deepcopy(model)  # same weights, for the GPU-vs-CPU comparison
+        model = model.to(dev)
     res: dict = {"threads": args.threads, "seconds": args.seconds, "machine": _machine(), "rows": []}
+    if gpu:
+        res["device"] = _gpu_info(dev)
+        res["repeats"] = args.repeats
+        print(json.dumps({"device": res["device"]}), flush=True)
+    gpu_extra: dict = {}
+
+    def measure(fn):
+        """CPU: one timed call (as always). CUDA: one untimed call, then the median of --repeats timed ones."""
+        if not gpu:
+            return _timed(fn)
+        fn()
+        torch.cuda.reset_peak_memory_stats(dev)
+        runs = []
+        for _ in range(args.repeats):
+            out, secs = _timed(fn)
+            runs.append(secs)
+        gpu_extra.update(runs_s=[round(x, 4) for x in runs], peak_gpu_mb=_mb(torch.cuda.max_memory_allocated(dev)))
+        return out, statistics.median(runs)
 
     def row(name, batch, n_frames, secs, **extra):
-        r = {"method": name, "batch": batch, "frames": n_frames, "seconds": round(secs, 2),
+        if gpu:
+            extra = {**extra, **gpu_extra}
+        r = {"method": name, "batch": batch, "frames": n_frames, "seconds": round(secs, 4 if gpu else 2),
              "fps": round(n_frames / secs, 1), "cpu_s": round(_LAST_CPU[0], 2),
              "fps_per_cpu_s": round(n_frames / max(_LAST_CPU[0], 1e-9), 1), **extra}
         res["rows"].append(r)
@@ -117,23 +180,26 @@ def run(args) -> dict:
 
         # 1) identity of outputs + reference / naive speed, batch 1, on a shorter clip (memory of the reference)
         faces, audio, emotion, seeds = _inputs(1, args.ref_seconds)
-        ours, secs_ours = _timed(lambda: generate_batch(model, faces, audio, emotion, seeds))
-        cpu_ours = _LAST_CPU[0]
+        # generate_batch takes CPU tensors (as generate gives it); the direct model calls need them on the device
+        fd, ad, ed = faces.to(dev), audio.to(dev), emotion.to(dev)
+        ours, secs_ours = measure(lambda: generate_batch(model, faces, audio, emotion, seeds))
+        cpu_ours, extra_ours = _LAST_CPU[0], dict(gpu_extra)
         t = ours.shape[1]
 
         def reference():
             torch.manual_seed(seeds[0])  # the reference draws from the global generator
-            return model(faces, audio, emotion, reference_path=True)[0]
+            return model(fd, ad, ed, reference_path=True)[0]
 
-        ref_video, secs_ref = _timed(reference)
+        ref_video, secs_ref = measure(reference)
         row("reference (authors' algorithm)", 1, t, secs_ref)
-        naive_video, secs_naive = _timed(lambda: naive_per_frame(model, faces, audio, emotion, seeds))
+        naive_video, secs_naive = measure(lambda: naive_per_frame(model, fd, ad, ed, seeds))
         row("naive per-frame", 1, t, secs_naive)
         _LAST_CPU[0] = cpu_ours
+        gpu_extra.update(extra_ours)
         row("subpixel (ours)", 1, t, secs_ours, note=f"on the {args.ref_seconds:g} s clip")
         ref_u8 = frames_to_uint8_rgb(ref_video)
         # float comparison: decode ours again in float
-        codes = model.encode(faces, audio, emotion, noise=clip_noise(model, seeds[0], t))
+        codes = model.encode(fd, ad, ed, noise=clip_noise(model, seeds[0], t))
         terms = [x.contiguous(memory_format=torch.channels_last) for x in codes.terms]
         sub_video, _ = model.decoder.forward_subpixel(codes.z, terms, model.decoder.phase_kernels())
         res["identity"] = {
@@ -142,28 +208,46 @@ def run(args) -> dict:
             "uint8_equal_share": float((ours == ref_u8).mean()),
             "uint8_max_diff": int(np.abs(ours.astype(int) - ref_u8.astype(int)).max()),
         }
+        if gpu:  # the same clip rendered on the CPU (fp32 there; TF32 convolutions on the GPU by default)
+            on_cpu = generate_batch(cpu_model, faces, audio, emotion, seeds)
+            res["identity"].update(
+                uint8_equal_share_vs_cpu=float((ours == on_cpu).mean()),
+                uint8_max_diff_vs_cpu=int(np.abs(ours.astype(int) - on_cpu.astype(int)).max()))
+            del on_cpu, cpu_model
         print(json.dumps(res["identity"]), flush=True)
         del ref_video, naive_video, sub_video, codes
 
         # 2) frames/s of ours at batch 1 and 8 for --seconds of speech per clip
         for b in args.batches:
             faces, audio, emotion, seeds = _inputs(b, args.seconds)
-            out, secs = _timed(lambda: generate_batch(model, faces, audio, emotion, seeds))
+            out, secs = measure(lambda: generate_batch(model, faces, audio, emotion, seeds))
             row("subpixel (ours)", b, out.shape[0] * out.shape[1], secs)
             if b == 1:
-                out2, secs2 = _timed(lambda: generate_batch(model, faces, audio, emotion, seeds, method="split"))
+                out2, secs2 = measure(lambda: generate_batch(model, faces, audio, emotion, seeds, method="split"))
                 row("split", b, out2.shape[0] * out2.shape[1], secs2)
+            if gpu:  # bf16 autocast at this batch size, and larger frame budgets (frames decoded at once)
+                for budget in args.frame_budgets:
+                    for dtype, name in ((torch.float32, "subpixel (ours)"), (torch.bfloat16, "subpixel bf16 autocast")):
+                        if dtype == torch.float32 and budget == DEFAULT_FRAME_BUDGET:
+                            continue  # the row above
+                        out3, secs3 = measure(lambda: generate_batch(model, faces, audio, emotion, seeds,
+                                                                     frame_budget=budget, dtype=dtype))
+                        row(name, b, out3.shape[0] * out3.shape[1], secs3, frame_budget=budget)
+            del out
 
         # 3) bf16 autocast
         faces, audio, emotion, seeds = _inputs(1, args.ref_seconds)
         fp32 = generate_batch(model, faces, audio, emotion, seeds)
-        bf16, secs_bf = _timed(lambda: generate_batch(model, faces, audio, emotion, seeds, dtype=torch.bfloat16))
+        bf16, secs_bf = measure(lambda: generate_batch(model, faces, audio, emotion, seeds, dtype=torch.bfloat16))
         mse = float(((fp32.astype(np.float64) - bf16.astype(np.float64)) ** 2).mean())
         psnr = float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
         row("subpixel bf16 autocast", 1, bf16.shape[1], secs_bf, psnr_vs_fp32_db=round(psnr, 2))
 
-    # 4) peak memory of a fresh process
-    res["peak_memory"] = _peak_memory(args.memory_seconds, args.threads)
+        # 4) peak memory: of a fresh process (CPU), of this process's GPU allocations (CUDA)
+        if gpu:
+            res["peak_memory"] = _gpu_peak_memory(model, dev, args.memory_seconds)
+    if not gpu:
+        res["peak_memory"] = _peak_memory(args.memory_seconds, args.threads)
     print(json.dumps(res["peak_memory"]), flush=True)
     res["machine"]["load_after"] = os.getloadavg()
     return res
@@ -186,6 +270,45 @@ def _peak_memory(seconds: float, threads: int) -> dict:
     before, after, frames, secs = proc.stdout.split()
     return {"speech_s": seconds, "frames": int(frames), "peak_rss_mb": round(int(after) / 1024, 1),
             "rss_before_render_mb": round(int(before) / 1024, 1), "render_s": round(float(secs), 1)}
+
+
+def _gpu_peak_memory(model, dev, seconds: float) -> dict:
+    """Peak GPU memory of rendering ``seconds`` of speech (batch 1, fp32) in this process."""
+    import torch
+
+    from generator.neural import generate_batch
+
+    f, a, e, s = _inputs(1, seconds)
+    torch.cuda.synchronize(dev)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(dev)
+    before = torch.cuda.memory_allocated(dev)
+    t = time.perf_counter()
+    out = generate_batch(model, f, a, e, s)
+    torch.cuda.synchronize(dev)
+    t = time.perf_counter() - t
+    return {"speech_s": seconds, "frames": int(out.shape[1]),
+            "peak_gpu_allocated_mb": _mb(torch.cuda.max_memory_allocated(dev)),
+            "peak_gpu_reserved_mb": _mb(torch.cuda.max_memory_reserved(dev)),
+            "gpu_allocated_before_render_mb": _mb(before), "render_s": round(t, 2),
+            "peak_rss_parent_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "note": "torch.cuda.max_memory_allocated in this process (weights included); the uint8 output "
+                    "is in CPU memory"}
+
+
+def _gpu_info(dev) -> dict:
+    import torch
+
+    p = torch.cuda.get_device_properties(dev)
+    info = {"name": p.name, "capability": f"{p.major}.{p.minor}", "memory_gb": round(p.total_memory / 2**30, 1),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "bf16_supported": torch.cuda.is_bf16_supported(), "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    try:  # the flags torch reads by default (newer torch also has fp32_precision settings)
+        info["tf32_conv"] = torch.backends.cudnn.allow_tf32
+        info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+    except Exception as exc:  # a future torch may drop the flags
+        info["tf32"] = f"unknown ({exc})"
+    return info
 
 
 def _machine() -> dict:
@@ -213,8 +336,13 @@ def main(argv=None) -> None:
     p.add_argument("--memory-seconds", type=float, default=60.0)
     p.add_argument("--quick", action="store_true", help="short clips (a smoke run)")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--repeats", type=int, default=3, help="cuda only: timed runs per row (median)")
+    p.add_argument("--frame-budgets", default="64,512",
+                   help="cuda only: frames decoded at once (over the batch) for the extra rows; 64 = generate's default")
     args = p.parse_args(argv)
     args.batches = [int(b) for b in args.batches.split(",")]
+    args.frame_budgets = [int(b) for b in args.frame_budgets.split(",")]
     if args.quick:
         args.seconds, args.ref_seconds, args.memory_seconds = 2.0, 1.0, 4.0
     res = run(args)

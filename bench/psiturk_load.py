@@ -107,7 +107,7 @@ PINS = [
 
 USER_AGENT = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/120.0.0.0 Safari/537.36")
-EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+EMOTIONS = ("anger", "disgust", "fear", "happiness", "neutral", "sadness")  # the paper's six
 INSTRUCTION_PAGES = ["instructions/instruct-1.html", "instructions/instruct-2.html",
                      "instructions/instruct-3.html", "instructions/instruct-ready.html"]
 
