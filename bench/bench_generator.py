@@ -134,6 +134,7 @@ def run(args) -> dict:
     if gpu and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available here")
     if gpu:
+        dev = torch.device("cuda", dev.index if dev.index is not None else torch.cuda.current_device())
         torch.cuda.set_device(dev)
     _DEVICE[0] = dev.type
     torch.set_num_threads(args.threads)
