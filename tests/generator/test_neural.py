@@ -132,6 +132,7 @@ def test_neural_renderer_on_a_photo(tiny, tmp_path):
     path = save_checkpoint(tmp_path / "g.pt", {"model_config": tiny.cfg.to_dict(), "generator": tiny.state_dict()})
     renderer = get_renderer("neural", checkpoint=path)
     assert renderer.name == "neural" and len(renderer.checkpoint_sha256) == 64
+    assert renderer.frame_budget == 64  # the CPU's default (CUDA: 512, see test_frame_budget_per_device)
     _, photo = shipped_faces()[0]
     speech = _speech(10 * 320 + 5)
     result = renderer.render(photo, speech, "happiness=0.7,neutral=0.3", 3)
@@ -170,3 +171,10 @@ def test_render_batch_equals_render_per_item(tiny, tmp_path):
         diff = np.abs(res.frames.astype(int) - one.frames.astype(int))
         assert res.frames.shape == (len(it["speech"]) // 320, 64, 64, 3)
         assert diff.max() <= 1 and res.parameters == one.parameters
+
+
+def test_frame_budget_per_device():
+    from generator.neural import default_frame_budget
+
+    assert default_frame_budget("cpu") == 64
+    assert default_frame_budget("cuda") == default_frame_budget("cuda:1") == 512
