@@ -85,10 +85,11 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(REPO))
 DEFAULT_PG = "postgresql://emostudy:emostudy@127.0.0.1:5432/emostudy_test"
 DEFAULT_VENV = REPO / "bench-results" / "psiturk-venv"
 PSITURK_VERSION = "3.3.1"
@@ -308,16 +309,10 @@ class PsiturkServer:
         self.proc = subprocess.Popen(self.argv, cwd=self.project, env=_server_env(self.project), stdout=self._out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"psiturk-server exited with {self.proc.returncode}: {self.log_tail()}")
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                        return self
-                except OSError:
-                    time.sleep(0.2)
-            raise SystemExit(f"psiturk-server did not listen within 60 s: {self.log_tail()}")
+            from bench.common import wait_listening
+
+            wait_listening(self.proc, self.port, "psiturk-server", self.log_tail)
+            return self
         except BaseException:
             self.__exit__()
             raise
@@ -436,22 +431,8 @@ def foreign_sockets(pids: list[int]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ participants
 
-@dataclass
-class PhaseStats:
-    save_ms: list[float] = field(default_factory=list)
-    request_ms: list[float] = field(default_factory=list)
-    by_kind: dict[str, list[float]] = field(default_factory=dict)
-    acked: set[tuple[str, int]] = field(default_factory=set)  # (uniqueId, trial position)
-    sessions: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    retries: int = 0
-
-    def count_error(self, what: str) -> None:
-        self.errors[what] = self.errors.get(what, 0) + 1
-
-
-class SessionFailed(Exception):
-    pass
+from bench.common import SessionFailed  # noqa: E402  (REPO is on sys.path above)
+from bench.common import Stats as PhaseStats  # noqa: E402
 
 
 async def request(http, method: str, url: str, stats: PhaseStats, *, kind: str, expect: str,
@@ -471,12 +452,12 @@ async def request(http, method: str, url: str, stats: PhaseStats, *, kind: str, 
                 if response.status == 200 and expect in text:
                     return text, ms
                 if response.status < 500:
-                    stats.count_error(f"{kind}: {response.status} {text[:80]!r}" if response.status != 200
+                    stats.error(f"{kind}: {response.status} {text[:80]!r}" if response.status != 200
                                       else f"{kind}: unexpected page {_title(text)!r}")
                     raise SessionFailed(kind)
-                stats.count_error(f"retried {response.status}")
+                stats.error(f"retried {response.status}")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            stats.count_error(f"retried {type(exc).__name__}")
+            stats.error(f"retried {type(exc).__name__}")
         stats.retries += 1
         await asyncio.sleep(delay)
         delay = min(delay * 2, 2.0)
@@ -619,11 +600,11 @@ async def run_phase(base: str, n: int, *, run: str, seconds: float, sessions: in
     for task in pending:
         task.cancel()
     if pending:
-        stats.count_error(f"participants cancelled after {seconds + 180:.0f} s")
+        stats.error(f"participants cancelled after {seconds + 180:.0f} s")
         await asyncio.gather(*pending, return_exceptions=True)
     for task in done:
         if task.exception() is not None:
-            stats.count_error(f"participant crashed: {task.exception()!r}")
+            stats.error(f"participant crashed: {task.exception()!r}")
     return stats, time.monotonic() - started
 
 
@@ -686,13 +667,9 @@ def summarize(n: int, stats: PhaseStats, elapsed: float, db_url: str, run: str, 
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    from bench.common import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -43,13 +43,11 @@ import platform
 import random
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,18 +203,12 @@ class Gunicorn:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "Gunicorn":
+        from bench.common import wait_listening
+
         self._fh = open(self.log, "wb")
         self.proc = subprocess.Popen(self.argv, cwd=REPO, env=self.env, stdout=self._fh, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"gunicorn exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit(f"gunicorn did not listen within 60 s: {self.log.read_text()[-2000:]}")
+        wait_listening(self.proc, self.port, "gunicorn", lambda: self.log.read_text()[-2000:])
+        return self
 
     def __exit__(self, *exc) -> None:
         assert self.proc is not None
@@ -279,22 +271,7 @@ def cpu_seconds(before: dict[str, dict[int, int]], after: dict[str, dict[int, in
 
 # ------------------------------------------------------------------------------------ participants
 
-@dataclass
-class Stats:
-    save_ms: list[float] = field(default_factory=list)
-    request_ms: list[float] = field(default_factory=list)
-    by_kind: dict[str, list[float]] = field(default_factory=dict)
-    acked: set[str] = field(default_factory=set)
-    sessions: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    retries: int = 0
-
-    def error(self, what: str) -> None:
-        self.errors[what] = self.errors.get(what, 0) + 1
-
-
-class SessionFailed(Exception):
-    pass
+from bench.common import SessionFailed, Stats  # noqa: E402  (REPO is on sys.path above)
 
 
 async def _call(http, method: str, url: str, stats: Stats, body: dict | None = None, *, kind: str, tries: int = 6,
@@ -487,15 +464,9 @@ def inprocess_cpu(url: str, secret: str, n_sessions: int) -> dict:
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    from bench.common import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 

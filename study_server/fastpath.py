@@ -85,9 +85,9 @@ class FastAnswers:
         if known is None:
             raise _PassOn
         aid, plan, batch, seen, mark_seen = known
-        content_type = environ.get("CONTENT_TYPE", "")
-        if not (content_type.startswith("application/json") or content_type.split(";")[0].endswith("+json")):
-            raise _PassOn
+        mimetype = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if not (mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))):
+            raise _PassOn  # Flask's rule for a JSON body (request.is_json)
         try:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:

@@ -6,6 +6,7 @@ behaviour, the Flask route, on the same database.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -115,9 +116,13 @@ def test_replies_and_headers_match_the_flask_route(pg_url, media_set, tmp_path):
             seen.append((r.status_code, text, headers))
         bad_json = client.post(f"/api/v1/a/{token}/answers", data=b"{not json", content_type="application/json")
         seen.append((bad_json.status_code, bad_json.get_data(as_text=True), None))
+        for mimetype in ("text/plain", "application/jsonx"):  # not JSON by Flask's rule: refused, not stored
+            r = client.post(f"/api/v1/a/{token}/answers", data=json.dumps(_body(state, 2, f"{tag}-ans-02")),
+                            content_type=mimetype)
+            seen.append((r.status_code, r.get_data(as_text=True), None))
         outcomes[fast] = seen
         db.dispose(app)
-    assert [s[0] for s in outcomes[True]] == [200, 200, 409, 404, 400, 400, 400, 200, 400]
+    assert [s[0] for s in outcomes[True]] == [200, 200, 409, 404, 400, 400, 400, 200, 400, 400, 400]
     assert outcomes[True] == outcomes[False]
 
 
