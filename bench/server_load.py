@@ -483,8 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, help="warm-up sessions before measuring (default: 2 per server thread)")
     parser.add_argument("--levels", default="10,50,100", help="saturation levels (participants)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each saturation level")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=16,
+    parser.add_argument("--workers", type=int, default=4,
+                        help="gunicorn worker processes (default %(default)s: fewer threads per GIL measured best)")
+    parser.add_argument("--threads", type=int, default=8,
                         help="threads per gunicorn worker (threads waiting on the arrival lock must not starve saves)")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, gevent)")
     parser.add_argument("--pool-size", type=int, help="database connections per worker (default: --threads)")
