@@ -722,7 +722,7 @@ def run_psiturk(pg_url: str, levels: list[int], seconds: float, warmup: int = 20
                 cpu["client"] = round(time.process_time() - client_cpu, 2)
                 sockets = foreign_sockets(server.pids())
                 result = summarize(n, stats, elapsed, database.url, run, cpu, participants_before, sockets)
-                emit({**result, "session": session})
+                emit({**result, "session": session, "workers": workers})
         if trace_network:
             peers = server.network_peers()
             emit({"network_peers": peers, "non_loopback": sorted(

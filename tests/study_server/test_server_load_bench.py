@@ -56,3 +56,8 @@ def test_comparison_with_psiturk_needs_twice_the_sessions_and_a_lower_p99_at_eve
     tail = compare([ours(10, 900, 400)], [theirs(10, 200, 300)])
     assert tail["twice_and_lower_p99_at_every_level"] is False  # twice the sessions but a longer tail
     assert compare([ours(10, 900, 80)], [])["twice_and_lower_p99_at_every_level"] is False  # nothing compared
+    # Several psiTurk configurations: the best sessions/min and the lowest p99 of them are the bar.
+    two = compare([ours(10, 900, 80)], [{**theirs(10, 400, 300), "workers": 2}, {**theirs(10, 460, 70), "workers": 5}])
+    row = two["levels"][0]
+    assert (row["psiturk_sessions_per_min"], row["psiturk_workers"], row["psiturk_save_p99_ms"]) == (460, 5, 70)
+    assert row["ratio"] == 1.96 and two["twice_and_lower_p99_at_every_level"] is False
