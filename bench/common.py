@@ -1,14 +1,15 @@
-"""Small helpers shared by the benchmark scripts (no third-party imports)."""
+"""Small helpers shared by the benchmark scripts (no third-party imports at module level)."""
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 
 def cpu_model() -> str:
@@ -55,3 +56,31 @@ class Stats:
 
 class SessionFailed(Exception):
     """A simulated session gave up (the reason is counted in ``Stats.errors``)."""
+
+
+async def with_retries(stats: Stats, what: str, one_try: Callable[[], Awaitable[Any]], tries: int = 6) -> Any:
+    """Run ``one_try`` until it returns something other than None (None: retry it; it may raise
+    ``SessionFailed`` to give up at once). Network errors and time-outs are retried too; the waits between
+    tries double from 50 ms up to 2 s. Every retry is counted in ``stats``."""
+    import aiohttp
+
+    delay = 0.05
+    for _ in range(tries):
+        try:
+            result = await one_try()
+            if result is not None:
+                return result
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            stats.error(f"retried {type(exc).__name__}")
+        stats.retries += 1
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    raise SessionFailed(f"{what}: gave up after {tries} tries")
+
+
+def record(stats: Stats, kind: str, started: float) -> float:
+    """The milliseconds since ``started`` (``time.perf_counter``), kept in ``stats`` as one request of ``kind``."""
+    ms = (time.perf_counter() - started) * 1000
+    stats.request_ms.append(ms)
+    stats.by_kind.setdefault(kind, []).append(ms)
+    return ms

@@ -431,37 +431,28 @@ def foreign_sockets(pids: list[int]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ participants
 
-from bench.common import SessionFailed  # noqa: E402  (REPO is on sys.path above)
+from bench.common import SessionFailed, record, with_retries  # noqa: E402  (REPO is on sys.path above)
 from bench.common import Stats as PhaseStats  # noqa: E402
 
 
 async def request(http, method: str, url: str, stats: PhaseStats, *, kind: str, expect: str,
                   json_body=None, form=None, tries: int = 6) -> tuple[str, float]:
     """One request, retried on network errors and 5xx; the reply must be 200 and contain ``expect``."""
-    import aiohttp
-
-    delay = 0.05
-    for _ in range(tries):
+    async def one_try():
         started = time.perf_counter()
-        try:
-            async with http.request(method, url, json=json_body, data=form) as response:
-                text = await response.text()
-                ms = (time.perf_counter() - started) * 1000
-                stats.request_ms.append(ms)
-                stats.by_kind.setdefault(kind, []).append(ms)
-                if response.status == 200 and expect in text:
-                    return text, ms
-                if response.status < 500:
-                    stats.error(f"{kind}: {response.status} {text[:80]!r}" if response.status != 200
-                                      else f"{kind}: unexpected page {_title(text)!r}")
-                    raise SessionFailed(kind)
-                stats.error(f"retried {response.status}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            stats.error(f"retried {type(exc).__name__}")
-        stats.retries += 1
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 2.0)
-    raise SessionFailed(f"{method} {kind}: gave up after {tries} tries")
+        async with http.request(method, url, json=json_body, data=form) as response:
+            text = await response.text()
+            ms = record(stats, kind, started)
+            if response.status == 200 and expect in text:
+                return text, ms
+            if response.status < 500:
+                stats.error(f"{kind}: {response.status} {text[:80]!r}" if response.status != 200
+                            else f"{kind}: unexpected page {_title(text)!r}")
+                raise SessionFailed(kind)
+            stats.error(f"retried {response.status}")
+            return None
+
+    return await with_retries(stats, f"{method} {kind}", one_try, tries)
 
 
 def _title(page: str) -> str:

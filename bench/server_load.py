@@ -271,37 +271,28 @@ def cpu_seconds(before: dict[str, dict[int, int]], after: dict[str, dict[int, in
 
 # ------------------------------------------------------------------------------------ participants
 
-from bench.common import SessionFailed, Stats  # noqa: E402  (REPO is on sys.path above)
+from bench.common import SessionFailed, Stats, record, with_retries  # noqa: E402  (REPO is on sys.path above)
 
 
 async def _call(http, method: str, url: str, stats: Stats, body: dict | None = None, *, kind: str, tries: int = 6,
                 ok=(200, 201)) -> tuple[int, dict, float]:
     """One API call with retries on connection errors, 429 and 5xx; returns (status, json, ms of the last try)."""
-    import aiohttp
-
-    delay = 0.05
-    for attempt in range(tries):
+    async def one_try():
         started = time.perf_counter()
-        try:
-            async with http.request(method, url, json=body) as response:
-                data = await response.json(content_type=None)
-                ms = (time.perf_counter() - started) * 1000
-                stats.request_ms.append(ms)
-                stats.by_kind.setdefault(kind, []).append(ms)
-                if response.status in ok or (response.status == 409 and data.get("error", {}).get("code") ==
-                                             "already_answered"):
-                    return response.status, data, ms
-                code = (data.get("error") or {}).get("code", "?") if isinstance(data, dict) else "?"
-                if response.status not in (429, 500, 502, 503, 504):
-                    stats.error(f"{method} {url.split('/')[-1]}: {response.status} {code}")
-                    raise SessionFailed(code)
-                stats.error(f"retried {response.status}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            stats.error(f"retried {type(exc).__name__}")
-        stats.retries += 1
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 2.0)
-    raise SessionFailed(f"{method} {url}: gave up after {tries} tries")
+        async with http.request(method, url, json=body) as response:
+            data = await response.json(content_type=None)
+            ms = record(stats, kind, started)
+            if response.status in ok or (response.status == 409 and data.get("error", {}).get("code") ==
+                                         "already_answered"):
+                return response.status, data, ms
+            code = (data.get("error") or {}).get("code", "?") if isinstance(data, dict) else "?"
+            if response.status not in (429, 500, 502, 503, 504):
+                stats.error(f"{method} {url.split('/')[-1]}: {response.status} {code}")
+                raise SessionFailed(code)
+            stats.error(f"retried {response.status}")
+            return None
+
+    return await with_retries(stats, f"{method} {url}", one_try, tries)
 
 
 async def one_session(http, base: str, pid: str, stats: Stats, pace: tuple[float, float] | None,

@@ -61,7 +61,7 @@ class Config:
 
     MAX_CONTENT_LENGTH = 1 << 20  # bytes of a request body (an answer is < 1 KB)
     # PostgreSQL: ordinary answer saves skip the framework (study_server.fastpath); False: every save
-    # goes through the Flask route (same replies, ~3x the CPU per save).
+    # goes through the Flask route (same replies, ~2.5x the CPU per save).
     FAST_ANSWERS = True
 
     # A participant with no request for this long loses their slot (status expired).

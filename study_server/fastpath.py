@@ -2,7 +2,7 @@
 
 A session of the paper's study is 21 requests, 18 of them answer saves. Under Flask each save paid for the
 request/response objects, routing, context locals, the ORM session and SQLAlchemy's statement execution:
-about three quarters of its CPU time. This layer takes ``POST /api/v1/a/<token>/answers`` on PostgreSQL
+more than half of its CPU time (2.27 -> 0.89 ms per save in-process, docs/benchmarks.md). This layer takes ``POST /api/v1/a/<token>/answers`` on PostgreSQL
 when everything is ordinary and stores the answer with one statement on the pooled connection's driver.
 
 It only ever handles the common case, and hands everything else to the Flask route, which is the
@@ -36,8 +36,6 @@ from study_server.models import STARTED, utcnow
 log = logging.getLogger(__name__)
 
 _PATH = re.compile(r"^/api/v1/a/([A-Za-z0-9_-]{16,64})/answers$")
-# Set on the environ of a request the fast path passed on after counting it in the rate limiter.
-COUNTED = "emostudy.rate_limit_counted"
 
 # The statement of answers.try_save_pg, written for the driver: stored only while the assignment is
 # started and past its sound check (when the plan has one); a conflict (retry, second answer) stores nothing.
@@ -108,13 +106,14 @@ class FastAnswers:
         if item is None:
             raise _PassOn
         now = utcnow()
+        touch = seen is None or now - seen > TOUCH_EVERY
         stored = self._insert(state.engine, {
             "answer_id": parsed.answer_id, "item_id": item.item_id, "values": parsed.values,
             "rt_ms": parsed.rt_ms, "played": parsed.played_fraction, "now": now, "aid": aid, "started": STARTED,
-            "audio_free": not plan.audio_check_enabled}, touch=seen is None or now - seen > TOUCH_EVERY)
+            "audio_free": not plan.audio_check_enabled}, touch=touch)
         if not stored:
             raise _PassOn
-        if seen is None or now - seen > TOUCH_EVERY:
+        if touch:
             mark_seen(now)
         ack = {"answer_id": parsed.answer_id, "position": parsed.position, "stored_at": now.isoformat()}
         return self._respond(environ, start_response, "200 OK", ack)
@@ -145,13 +144,13 @@ class FastAnswers:
     # ------------------------------------------------------------------------- limiter and headers
 
     def _rate_limit(self, environ: dict[str, Any], token: str):
-        from study_server.security import check_rate_limits
+        from study_server.security import RATE_LIMIT_COUNTED, check_rate_limits
 
         config = self.app.config
         if not config.get("RATE_LIMIT_ENABLED", True) or "api" not in tuple(
                 config.get("RATE_LIMIT_BLUEPRINTS", ("api",))):
             return None
-        environ[COUNTED] = True
+        environ[RATE_LIMIT_COUNTED] = True
         refusal = check_rate_limits(self.app, environ.get("REMOTE_ADDR") or "?", token)
         if refusal is None:
             return None

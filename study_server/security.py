@@ -52,6 +52,8 @@ DEFAULT_FRAME_ANCESTORS = "'self' https://*.mturk.com https://*.amazon.com https
 DEFAULT_FORM_ACTION = "'self' https://*.mturk.com https://app.prolific.com"
 # Keys under which an assignment may appear in the participant API's URLs or JSON bodies.
 _ASSIGNMENT_KEYS = ("assignment_id", "assignment", "token", "assignment_token")
+# Set on the WSGI environ of a request that study_server.fastpath counted in the limiter before handing it on.
+RATE_LIMIT_COUNTED = "emostudy.rate_limit_counted"
 
 
 class SecurityConfigError(ValueError):
@@ -165,7 +167,8 @@ class _Headers:
 
 
 def response_headers(app: Flask, *, secure: bool, nonce: str | None = None) -> list[tuple[str, str]]:
-    """The security headers of a participant API response (also written by ``study_server.fastpath``)."""
+    """The security headers of every response (Flask's, and the replies ``study_server.fastpath`` writes);
+    a fresh CSP nonce unless ``nonce`` is given."""
     built: _Headers = app.extensions["emostudy_security_headers"]
     headers = [("Content-Security-Policy", built.csp_head + (nonce or secrets.token_urlsafe(16)) + built.csp_tail),
                *built.static]
@@ -175,15 +178,10 @@ def response_headers(app: Flask, *, secure: bool, nonce: str | None = None) -> l
 
 
 def _set_headers(response: Response) -> Response:
-    built: _Headers = current_app.extensions["emostudy_security_headers"]
     headers = response.headers
-    if "Content-Security-Policy" not in headers:
-        headers["Content-Security-Policy"] = built.csp_head + csp_nonce() + built.csp_tail
-    for name, value in built.static:
+    for name, value in response_headers(current_app, secure=request.is_secure, nonce=csp_nonce()):
         if name not in headers:
             headers[name] = value
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if request.blueprint == "admin":
         headers.setdefault("Cache-Control", "no-store")
     return response
@@ -245,7 +243,7 @@ def _rate_limit():
         return None
     if request.blueprint not in tuple(config.get("RATE_LIMIT_BLUEPRINTS", ("api",))):
         return None
-    if request.environ.get("emostudy.rate_limit_counted"):
+    if request.environ.get(RATE_LIMIT_COUNTED):
         return None  # the answer fast path counted this request before handing it on
     refusal = check_rate_limits(current_app, request.remote_addr or "?", _assignment_key())
     if refusal is None:
