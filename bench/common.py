@@ -53,6 +53,25 @@ class Stats:
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
 
+    def latencies(self, elapsed: float) -> dict[str, Any]:
+        """The phase's save and request percentiles (ms), request rate, retries and errors."""
+        return {
+            "save_p50_ms": percentile(self.save_ms, 50), "save_p99_ms": percentile(self.save_ms, 99),
+            "save_max_ms": round(max(self.save_ms), 1) if self.save_ms else None,
+            "request_p50_ms": percentile(self.request_ms, 50), "request_p99_ms": percentile(self.request_ms, 99),
+            "requests_per_s": round(len(self.request_ms) / elapsed, 1),
+            "p50_p99_ms_by_request": {kind: [percentile(v, 50), percentile(v, 99)] for kind, v in self.by_kind.items()},
+            "retries": self.retries, "errors": self.errors,
+        }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile, rounded to 0.1 (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 1)
+
 
 class SessionFailed(Exception):
     """A simulated session gave up (the reason is counted in ``Stats.errors``)."""

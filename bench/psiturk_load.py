@@ -599,14 +599,6 @@ async def run_phase(base: str, n: int, *, run: str, seconds: float, sessions: in
     return stats, time.monotonic() - started
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (the same rule as server_load.py)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 1)
-
-
 def count_participants(db_url: str) -> int:
     with _connect(db_url) as conn:
         return int(conn.execute("SELECT count(*) FROM assignments").fetchone()[0])
@@ -641,12 +633,7 @@ def summarize(n: int, stats: PhaseStats, elapsed: float, db_url: str, run: str, 
         "sessions_completed": stats.sessions, "sessions_per_min": round(stats.sessions / elapsed * 60, 1),
         "answers_acknowledged": len(stats.acked), "answers_stored": len(stored),
         "lost": len(stats.acked - stored), "duplicates": n_rows - len(stored),
-        "save_p50_ms": _pct(stats.save_ms, 50), "save_p99_ms": _pct(stats.save_ms, 99),
-        "save_max_ms": round(max(stats.save_ms), 1) if stats.save_ms else None,
-        "request_p50_ms": _pct(stats.request_ms, 50), "request_p99_ms": _pct(stats.request_ms, 99),
-        "requests_per_s": round(len(stats.request_ms) / elapsed, 1),
-        "p50_p99_ms_by_request": {kind: [_pct(v, 50), _pct(v, 99)] for kind, v in stats.by_kind.items()},
-        "retries": stats.retries, "errors": stats.errors,
+        **stats.latencies(elapsed),
         "participant_status_in_db": {names.get(s, str(s)): k for s, k in sorted(statuses.items())},
         "participants_in_db_before": participants_before,
         "cpu_s": cpu,

@@ -335,13 +335,6 @@ async def participant(base: str, index: int, run: str, stats: Stats, *, pace, se
             n += 1
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))], 1)
-
-
 async def run_phase(base: str, n: int, *, pace, sessions, seconds: float, ramp_s: float, run: str) -> tuple[Stats, float]:
     stats = Stats()
     started = time.monotonic()
@@ -361,12 +354,7 @@ def summarize(name: str, n: int, stats: Stats, elapsed: float, url: str, before:
         "sessions_per_min": round(stats.sessions / elapsed * 60, 1),
         "answers_acknowledged": len(stats.acked), "answers_stored": new_rows, "lost": lost,
         "duplicates": new_rows - len(ids - before[1]),
-        "save_p50_ms": _pct(stats.save_ms, 50), "save_p99_ms": _pct(stats.save_ms, 99),
-        "save_max_ms": round(max(stats.save_ms), 1) if stats.save_ms else None,
-        "request_p50_ms": _pct(stats.request_ms, 50), "request_p99_ms": _pct(stats.request_ms, 99),
-        "requests_per_s": round(len(stats.request_ms) / elapsed, 1),
-        "p50_p99_ms_by_request": {kind: [_pct(v, 50), _pct(v, 99)] for kind, v in stats.by_kind.items()},
-        "retries": stats.retries, "errors": stats.errors,
+        **stats.latencies(elapsed),
         "cpu_s": cpu,
         "server_cpu_ms_per_session": round(1000 * (cpu["server"] + cpu["postgres"]) / stats.sessions, 1)
         if stats.sessions else None,
