@@ -8,7 +8,7 @@ What it does, in order:
 
 1. builds the demo (``emostudy demo --dir DIR --simulate 20 --no-serve``) unless ``--dir`` already holds
    a finished one (``DIR/reports/*/figures/*.png``);
-2. starts the demo's study server (``stimuli.demo.make_app``) on a free local port in a thread;
+2. starts the demo's study server (``emostudy.demo.make_app``) on a free local port in a thread;
 3. drives Debian's Chromium with Playwright through a plain participant link of ``--study``: consent,
    instructions, the audio check (the expected word is derived from the server secret, as the server does),
    the familiarisation examples, ``--answered`` trials, then stops mid-trial with the video shown and
@@ -71,7 +71,7 @@ def demo_server(root: Path) -> Iterator[tuple[str, str, str]]:
     """The demo's study server on a free port: yields (base URL, admin password, server secret)."""
     from werkzeug.serving import WSGIRequestHandler, make_server
 
-    from stimuli.demo import DemoPaths, make_app
+    from emostudy.demo import DemoPaths, make_app
 
     paths = DemoPaths(root.resolve())
     pw_file = paths.instance / "admin_password"

@@ -3,7 +3,7 @@
 Examples::
 
     emostudy train --corpus prepared/ --out runs/paper --vgg19 vgg19-dcbb9e9d.pth --device cuda
-    torchrun --nproc_per_node 4 -m stimuli.cli train --corpus prepared/ --out runs/ddp --device cuda ...
+    torchrun --nproc_per_node 4 -m emostudy.cli train --corpus prepared/ --out runs/ddp --device cuda ...
     emostudy train --synthetic 4 --config tiny --beta 0 --out runs/smoke --steps 0,300,0
     emostudy train --resume runs/paper
 """

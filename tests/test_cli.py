@@ -3,7 +3,7 @@ import sys
 
 from click.testing import CliRunner
 
-from stimuli.cli import COMMANDS, main
+from emostudy.cli import COMMANDS, main
 
 
 def test_help_lists_every_subcommand():
@@ -14,7 +14,7 @@ def test_help_lists_every_subcommand():
 
 
 def test_help_does_not_import_torch_or_flask():
-    code = ("import sys; from click.testing import CliRunner; from stimuli.cli import main; "
+    code = ("import sys; from click.testing import CliRunner; from emostudy.cli import main; "
             "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0; "
             "print(sorted(m for m in ('torch', 'flask', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -2,7 +2,7 @@
 
 Every ``emostudy ...`` command line quoted in README.md and docs/*.md (fenced and indented code blocks,
 and inline code spans) must name an existing subcommand path and only options that this command's
-``--help`` lists; relative links must point to files that exist. ``torchrun ... -m stimuli.cli train ...``
+``--help`` lists; relative links must point to files that exist. ``torchrun ... -m emostudy.cli train ...``
 lines count as ``emostudy train``. Also: bench/run_all.py finds the benchmark scripts and passes
 ``--quick`` only to scripts that accept it.
 """
@@ -19,7 +19,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from stimuli.cli import main
+from emostudy.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -76,7 +76,7 @@ def indented_block(lines: list[str], i: int) -> bool:
 
 def command_argv(segment: str) -> list[str] | None:
     """The arguments after `emostudy` when ``segment`` runs emostudy (after ``VAR=value`` assignments and
-    ``sudo``/``time``; ``torchrun``/``python`` with ``-m stimuli.cli``), else None."""
+    ``sudo``/``time``; ``torchrun``/``python`` with ``-m emostudy.cli``), else None."""
     if "emostudy" not in segment and "stimuli" not in segment:
         return None
     try:
@@ -96,7 +96,7 @@ def command_argv(segment: str) -> list[str] | None:
         return tokens[1:]
     if exe in {"torchrun", "python", "python3", "python3.11"}:
         for i, tok in enumerate(tokens[:-1]):
-            if tok == "-m" and tokens[i + 1] in {"stimuli.cli", "stimuli"}:
+            if tok == "-m" and tokens[i + 1] in {"emostudy.cli", "emostudy"}:
                 return tokens[i + 2:]
     return None
 
@@ -177,7 +177,7 @@ def test_code_lines_finds_fenced_indented_inline_and_continued_lines():
             "    EMOSTUDY_ENV=production .venv/bin/emostudy db upgrade\n\n"
             "- a list item\n    continued `not code`\n\n```text\nemostudy plan  ->  server\n```\n\n"
             "    sudo -u postgres createdb --owner emostudy emostudy\n"
-            "    torchrun --nproc_per_node 2 -m stimuli.cli train --resume runs/x\n")
+            "    torchrun --nproc_per_node 2 -m emostudy.cli train --resume runs/x\n")
     got = emostudy_invocations(text)
     assert got == [(1, ["serve", "--port", "5000"]),
                    (4, ["plan", "--spec", "paper-task1", "--set", "sets/t1", "--seed", "1", "--out", "p.json"]),

@@ -356,7 +356,7 @@ def test_process_pool_shards_and_merge_match_one_run(tmp_path, pools):
         assert (folder / f"manifest.shard-{i}-of-2.json").is_file() and not (folder / "manifest.json").exists()
     from click.testing import CliRunner
 
-    from stimuli.cli import main
+    from emostudy.cli import main
 
     res = CliRunner().invoke(main, ["generate", "merge", str(a), str(b), "--name", "whole"])
     assert res.exit_code == 0, res.output

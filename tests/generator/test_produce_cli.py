@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from generator.demo_assets import SENTENCES, make_face_pool, make_speech_pool, speech_name
-from stimuli.cli import main
+from emostudy.cli import main
 from stimuli.emotions import EMOTIONS
 from stimuli.manifest import load_manifest
 

@@ -5,7 +5,7 @@ import csv
 from click.testing import CliRunner
 from stimuli_factories import task1_rows, task2_rows
 
-from stimuli.cli import main
+from emostudy.cli import main
 from stimuli.manifest import load_manifest
 
 

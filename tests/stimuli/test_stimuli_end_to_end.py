@@ -9,7 +9,7 @@ from collections import Counter
 
 from click.testing import CliRunner
 
-from stimuli.cli import main
+from emostudy.cli import main
 from stimuli.emotions import EMOTIONS
 from stimuli.manifest import load_manifest
 from stimuli.plan import load_plan

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from stimuli.cli import main
+from emostudy.cli import main
 from studykit import TASK1, TASK2, make_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def test_serve_answers_http_and_never_imports_torch(cli, tmp_path):
         "    print('torch imported:', 'torch' in sys.modules, flush=True)\n"
         "    return orig(self, *a, **k)\n"
         "flask.Flask.run = run\n"
-        "from stimuli.cli import main\n"
+        "from emostudy.cli import main\n"
         "main()\n")
     env = {**os.environ, "EMOSTUDY_DATABASE_URL": cli.url, "EMOSTUDY_SECRET_KEY": "cli-test-secret"}
     proc = subprocess.Popen([sys.executable, "-c", probe, str(port)], cwd=REPO, env=env,

@@ -14,6 +14,7 @@ folder aside (never deletes it) and builds anew.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import os
 import secrets
@@ -30,7 +31,7 @@ import click
 
 from stimuli.manifest import atomic_write_bytes
 
-SPECS_DIR = Path(__file__).resolve().parent / "specs"
+SPECS_DIR = Path(importlib.util.find_spec("stimuli").origin).parent / "specs"  # the ready-made specs
 DEMO_SENTENCES = "IEO,TIE,DFA"
 TASKS = ("task1", "task2")
 
@@ -53,7 +54,7 @@ class DemoPaths:
 
 def _emostudy() -> list[str]:
     exe = Path(sys.executable).with_name("emostudy")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "stimuli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "emostudy"]
 
 
 class Pipeline:

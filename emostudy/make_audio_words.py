@@ -1,6 +1,8 @@
-"""Make the audio-check recordings shipped in ``audio_check/`` (run once; the server never runs it).
+"""Make the audio-check recordings shipped in ``study_server/participant/audio_check/`` (run once by a
+developer; the server never runs it). It lives in the shell because it drives the generator's speech
+synthesis and writes the server's files: the two packages meet only at those files.
 
-    python -m study_server.participant.make_audio_words
+    python -m emostudy.make_audio_words
 
 Each word is spoken offline by espeak-ng (``generator.tts``) and written as 16-bit mono WAV named by its
 index only (``word-3.wav``), next to ``words.json`` (the answers, read by the server, never served).
@@ -8,6 +10,7 @@ index only (``word-3.wav``), next to ``words.json`` (the answers, read by the se
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import wave
 from pathlib import Path
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 WORDS = ("apple", "garden", "yellow", "window", "river", "orange", "pencil", "candle")
-OUT = Path(__file__).parent / "audio_check"
+OUT = Path(importlib.util.find_spec("study_server").origin).parent / "participant" / "audio_check"
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recruit": ("study_server.recruit.cli:recruit_group", "Recruit and pay participants (MTurk, Prolific, lab links)."),
     "analyze": ("analysis.cli:analyze_command", "Write the analysis report of an export."),
     "power": ("analysis.cli:power_command", "Plan the number of participants for a target effect."),
-    "demo": ("stimuli.demo:demo_command", "The whole product on this machine: stimuli, study, answers, report."),
+    "demo": ("emostudy.demo:demo_command", "The whole product on this machine: stimuli, study, answers, report."),
 }
 
 
@@ -44,7 +44,7 @@ class LazyGroup(click.Group):
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             missing = exc.name or module_name
-            if missing.split(".")[0] in {"stimuli", "generator", "study_server", "analysis"}:
+            if missing.split(".")[0] in {"emostudy", "stimuli", "generator", "study_server", "analysis"}:
                 raise
             return _missing_extra_command(name, help_text, missing)
         return getattr(module, attr)

@@ -1,0 +1,5 @@
+"""`python -m emostudy` runs the `emostudy` command."""
+
+from emostudy.cli import main
+
+main()

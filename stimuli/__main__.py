@@ -1,3 +1,0 @@
-from stimuli.cli import main
-
-main()
