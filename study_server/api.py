@@ -18,6 +18,7 @@ from study_server.consistency import complete_assignment
 from study_server.context import Ctx, answer_target, cache_of, load, load_light
 from study_server.errors import ApiError, Conflict
 from study_server.extensions import db
+from study_server.holds import hold_seconds
 from study_server.media import media_url
 from study_server.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
 from study_server.platforms import completion_action, parse_arrival
@@ -64,7 +65,8 @@ def arrive(study: str):
         assign.get_study(db.session, study)
         return {"preview": True}
     allocation = assign.allocate(db.session, study, arrival, secret_key=_secret(), timeout_s=_timeout(),
-                                 user_agent=str(body.get("user_agent") or request.user_agent.string or ""))
+                                 user_agent=str(body.get("user_agent") or request.user_agent.string or ""),
+                                 hold_s=hold_seconds(current_app.config))
     a = allocation.assignment
     return jsonify(token=a.token, status=a.status, resumed=allocation.resumed,
                    url=url_for("participant.study_page", token=a.token)), (200 if allocation.resumed else 201)

@@ -72,5 +72,9 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
         code = (exc.name or "error").lower().replace(" ", "_")
         return jsonify({"error": {"code": code, "message": exc.description or exc.name}}), exc.code
 
+    from study_server import faults, holds
+
+    holds.init_app(app)
+    faults.init_app(app)  # last: it wraps every registered view
     log.debug("study server configured: %s", describe_config(app.config))
     return app

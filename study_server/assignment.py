@@ -4,14 +4,44 @@ A new participant gets the batch with the fewest *occupying* assignments - activ
 started) plus finished ones whose verdict is valid - among the batches still under quota; ties are broken
 at random. The whole decision (expire stale assignments, count, insert) runs under one lock per study:
 
-- PostgreSQL: ``SELECT ... FROM studies WHERE id = :id FOR UPDATE`` - concurrent arrivals of a study queue
-  on the study's row, so two of them can never both take a batch's last slot;
+- PostgreSQL: ``SELECT ... FROM studies WHERE id = :id FOR NO KEY UPDATE`` - concurrent arrivals of a study
+  queue on the study's row, so two of them can never both take a batch's last slot;
 - SQLite: every transaction begins with ``BEGIN IMMEDIATE`` (see ``extensions.py``): the database's write
   lock is held from the first statement.
 
-Assignments with no request for ``timeout_s`` expire and free their slot; a worker who returns resumes
-their own assignment (an expired one is revived when its batch still has room), so nobody ever gets two
-batches of one study. The plan's ``study.exclude_studies`` keeps out people who took part in those studies.
+Assignments with no request for ``timeout_s`` expire and free their slot; so does an arrival that has not
+started (given consent) within ``hold_s`` of being allocated (the arrival hold: scripted arrivals that never
+start cannot keep real participants out for longer than that). A worker who returns resumes their own
+assignment (an expired one is revived when its batch still has room), so nobody ever gets two batches of
+one study. The plan's ``study.exclude_studies`` keeps out people who took part in those studies.
+
+Lock order (PostgreSQL; it cannot cycle)
+----------------------------------------
+Every transaction that changes assignments of a study takes its locks in this order:
+
+1. the study's row, ``FOR NO KEY UPDATE`` (``lock_study``) - taken first, before the transaction writes
+   anything, by every path that decides by counting or changes *other* participants' rows: arrival
+   (``_ALLOCATE_PG``, ``allocate``), expiry (``expire_stale``, which takes it itself, so the recruitment
+   sync's sweep queues behind arrivals too), revival (``_revive`` via ``ensure_active``/``_resume``) and the
+   admin's release of a hold (``release_hold``);
+2. then assignment rows (the expiry's UPDATE, the new assignment's INSERT).
+
+Paths that change only the participant's *own* assignment row - start, touch (``api._touch``), sound check,
+answer save (Flask route and ``fastpath``), completion, return - take no study lock unless they revive an
+expired assignment, and then they take it before writing anything. They hold at most their own row and
+wait on nothing but that row, so a cycle through them is impossible, with one PostgreSQL subtlety handled
+by the lock's mode: updating a row that the same transaction already wrote (e.g. an early autoflush of
+``last_seen_at`` followed by the commit's ``status`` update) makes PostgreSQL re-check its foreign keys,
+which takes ``FOR KEY SHARE`` on the study's row. ``FOR UPDATE`` conflicts with that (the cycle of issue
+#20: the completion waited for the study row held by an arrival, the arrival's expiry waited for the
+completion's assignment row); ``FOR NO KEY UPDATE`` does not, and still excludes every other arrival.
+Completion also writes its row once (``consistency.complete_assignment`` reads without autoflush).
+
+Quota exactness: ``_ALLOCATE_PG`` counts every assignment that is active in its snapshot *minus the rows
+its expiry actually expired* (``RETURNING``). The expiry waits for a row that another transaction holds
+and re-reads it (READ COMMITTED), so a participant refreshed meanwhile stays active - and stays counted.
+Changes made without the study lock never add occupancy (a refresh keeps it, completion keeps or frees
+it, a return frees it), so the count is never below the truth after the expiry.
 """
 
 from __future__ import annotations
@@ -47,19 +77,31 @@ def get_study(session: Session, name: str) -> Study:
 
 
 def lock_study(session: Session, study_id: int) -> None:
-    """Serialize allocation decisions of one study until the transaction ends."""
+    """Serialize allocation decisions of one study until the transaction ends (step 1 of the lock order).
+
+    ``FOR NO KEY UPDATE``: excludes other arrivals, but not the foreign-key checks (``FOR KEY SHARE``) of
+    transactions that write assignments of the study."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Study.id).where(Study.id == study_id).with_for_update())
+        session.execute(select(Study.id).where(Study.id == study_id).with_for_update(key_share=True))
     # SQLite: the transaction already holds the database's write lock (BEGIN IMMEDIATE).
 
 
-def expire_stale(session: Session, study_id: int, timeout_s: float, now: dt.datetime | None = None) -> int:
-    """Mark active assignments idle for longer than ``timeout_s`` as expired; return how many."""
+def expire_stale(session: Session, study_id: int, timeout_s: float, now: dt.datetime | None = None, *,
+                 hold_s: float | None = None) -> int:
+    """Mark active assignments idle for longer than ``timeout_s`` - and, with ``hold_s``, arrivals not
+    started within ``hold_s`` of their allocation - as expired; return how many.
+
+    Takes the study's lock first (the lock order in the module docstring). Does not commit."""
     now = now or utcnow()
+    lock_study(session, study_id)
     cutoff = now - dt.timedelta(seconds=timeout_s)
+    stale = Assignment.last_seen_at < cutoff
+    if hold_s is not None:
+        stale = or_(stale, and_(Assignment.status == ALLOCATED,
+                                Assignment.allocated_at < now - dt.timedelta(seconds=hold_s)))
     result = session.execute(
         update(Assignment)
-        .where(Assignment.study_id == study_id, Assignment.status.in_(ACTIVE), Assignment.last_seen_at < cutoff)
+        .where(Assignment.study_id == study_id, Assignment.status.in_(ACTIVE), stale)
         .values(status=EXPIRED, ended_at=now)
         .execution_options(synchronize_session=False))
     return int(result.rowcount or 0)
@@ -98,8 +140,11 @@ def _excluded(session: Session, participant: Participant, study: Study) -> str |
 
 def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
              user_agent: str | None = None, rng: random.Random | None = None,
-             now: dt.datetime | None = None) -> Allocation:
+             now: dt.datetime | None = None, hold_s: float | None = None) -> Allocation:
     """Give the arriving worker their batch (or their existing assignment) and commit.
+
+    ``hold_s``: arrivals of the study not started within this many seconds of allocation lose their place
+    (None: only ``timeout_s`` of inactivity does).
 
     Raises ``NotFound('study_not_found')``, ``Conflict('study_closed' | 'study_full' | 'slot_expired')``,
     ``Forbidden('excluded' | 'audio_check_failed')``.
@@ -109,7 +154,7 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
     for attempt in range(3):
         try:
             return _allocate_once(session, study_name, arrival, secret_key=secret_key, timeout_s=timeout_s,
-                                  user_agent=user_agent, rng=rng or random.Random(), now=now)
+                                  user_agent=user_agent, rng=rng or random.Random(), now=now, hold_s=hold_s)
         except IntegrityError:
             # The same worker arrived at two studies at once and both created the participant row.
             session.rollback()
@@ -119,7 +164,8 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
 
 
 def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
-                   user_agent: str | None, rng: random.Random, now: dt.datetime | None) -> Allocation:
+                   user_agent: str | None, rng: random.Random, now: dt.datetime | None,
+                   hold_s: float | None = None) -> Allocation:
     """One try. Everything that does not decide the batch runs before the study's lock.
 
     PostgreSQL: under the lock run only ``_ALLOCATE_PG`` (expire, count, choose, INSERT: one statement,
@@ -140,7 +186,7 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
             existing = session.scalar(select(Assignment).where(Assignment.study_id == study.id,
                                                                Assignment.participant_id == participant_id))
             if existing is not None:
-                return _resume(session, existing, arrival, timeout_s=timeout_s, now=now)
+                return _resume(session, existing, arrival, timeout_s=timeout_s, now=now, hold_s=hold_s)
             participant = session.get(Participant, participant_id)
             assert participant is not None
             excluded_by = _excluded(session, participant, study)
@@ -163,14 +209,13 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
                   "user_agent": (user_agent or "")[:400] or None, **_platform_ids(arrival)}
         session.flush()  # anything pending (a lab token marked used) is written before the lock, not under it
         if session.get_bind().dialect.name == "postgresql":
-            assignment_id = _insert_under_lock_pg(session, values, timeout_s=timeout_s, now=now)
+            assignment_id = _insert_under_lock_pg(session, values, timeout_s=timeout_s, now=now, hold_s=hold_s)
             session.commit()  # releases the lock
             assignment = session.get(Assignment, assignment_id)
             assert assignment is not None
             return Allocation(assignment, resumed=False)
         # ---- SQLite (the transaction holds the database's write lock): count, choose, INSERT, COMMIT
-        lock_study(session, study.id)
-        expire_stale(session, study.id, timeout_s, now)
+        expire_stale(session, study.id, timeout_s, now, hold_s=hold_s)  # takes the study's lock first
         quotas = _quotas(session, study.id)
         counts = occupancy(session, study.id, batch_ids=quotas)
         open_batches = [bid for bid, n in counts.items() if n < quotas[bid]]
@@ -202,14 +247,14 @@ def _platform_ids(arrival: Arrival) -> dict[str, str | None]:
 
 
 def _resume(session: Session, existing: Assignment, arrival: Arrival, *, timeout_s: float,
-            now: dt.datetime) -> Allocation:
+            now: dt.datetime, hold_s: float | None = None) -> Allocation:
     """A returning worker gets their own assignment back (revived under the lock when it had lapsed)."""
     if existing.status in (EXPIRED, RETURNED):
         lock_study(session, existing.study_id)
         session.refresh(existing)  # the row as it is now that the lock is held
     _refresh_platform_ids(existing, arrival)
     if existing.status in (EXPIRED, RETURNED):
-        _revive(session, existing, timeout_s=timeout_s, now=now)
+        _revive(session, existing, timeout_s=timeout_s, now=now, hold_s=hold_s)
     elif existing.status == ABANDONED:
         raise Forbidden("audio_check_failed", "This study needs working sound, and the sound check "
                         "did not succeed earlier. Please return the task; thank you for trying.")
@@ -223,20 +268,26 @@ def _sql_in(values: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")"  # the model's own constants, never user input
 
 
-# PostgreSQL's allocation decision as one statement: expire stale assignments (CTE; its changes are not
-# visible to the rest of the statement, so the count applies the same idle cutoff), count each batch's
-# occupancy, choose among the batches under quota one with the fewest (ties at random), insert the
-# assignment. No row: every batch is at its quota.
+# PostgreSQL's allocation decision as one statement: expire stale assignments and lapsed arrival holds
+# (CTE), count each batch's occupancy, choose among the batches under quota one with the fewest (ties at
+# random), insert the assignment. No row: every batch is at its quota.
+# The CTE's changes are not visible to the rest of the statement, and its UPDATE re-reads a row that another
+# transaction held (a refresh committed meanwhile leaves it active), while the count reads the statement's
+# snapshot. So the count takes what was active in the snapshot minus exactly the rows that the UPDATE
+# expired (its RETURNING): both parts agree on every row (issue #20's over-quota interleaving).
 _ALLOCATE_PG = f"""
 WITH expired AS (
     UPDATE assignments SET status = '{EXPIRED}', ended_at = %(now)s
-    WHERE study_id = %(study_id)s AND status IN {_sql_in(ACTIVE)} AND last_seen_at < %(cutoff)s
+    WHERE study_id = %(study_id)s AND status IN {_sql_in(ACTIVE)}
+      AND (last_seen_at < %(cutoff)s
+           OR (%(hold_cutoff)s::timestamptz IS NOT NULL AND status = '{ALLOCATED}'
+               AND allocated_at < %(hold_cutoff)s::timestamptz))
     RETURNING id),
 counted AS (
     SELECT a.batch_id, count(*) AS n
     FROM assignments a LEFT JOIN verdicts v ON v.assignment_id = a.id
     WHERE a.study_id = %(study_id)s
-      AND ((a.status IN {_sql_in(ACTIVE)} AND a.last_seen_at >= %(cutoff)s)
+      AND ((a.status IN {_sql_in(ACTIVE)} AND a.id NOT IN (SELECT id FROM expired))
            OR (a.status IN {_sql_in(FINISHED)} AND v.verdict = '{VALID}'))
     GROUP BY a.batch_id),
 chosen AS (
@@ -251,10 +302,11 @@ SELECT %(token)s, %(study_id)s, chosen.id, %(participant_id)s, %(status)s, %(all
 FROM chosen
 RETURNING id
 """
-_LOCK_PG = "SELECT id FROM studies WHERE id = %(study_id)s FOR UPDATE"
+_LOCK_PG = "SELECT id FROM studies WHERE id = %(study_id)s FOR NO KEY UPDATE"  # the lock order: step 1
 
 
-def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, now: dt.datetime) -> int:
+def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, now: dt.datetime,
+                          hold_s: float | None = None) -> int:
     """Lock the study and run ``_ALLOCATE_PG`` in ONE network round trip (psycopg's pipeline mode: the
     server runs the second statement right after the first has the lock, with a snapshot taken then).
     The caller commits, which releases the lock: two round trips under the lock in all.
@@ -263,7 +315,8 @@ def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, n
     import psycopg
 
     raw = session.connection().connection.driver_connection
-    params = {**values, "now": now, "cutoff": now - dt.timedelta(seconds=timeout_s)}
+    params = {**values, "now": now, "cutoff": now - dt.timedelta(seconds=timeout_s),
+              "hold_cutoff": None if hold_s is None else now - dt.timedelta(seconds=hold_s)}
     try:
         if psycopg.Pipeline.is_supported():
             with raw.pipeline() as pipeline:
@@ -302,9 +355,13 @@ def _refresh_platform_ids(assignment: Assignment, arrival: Arrival) -> None:
             setattr(assignment, name, value)
 
 
-def _revive(session: Session, assignment: Assignment, *, timeout_s: float, now: dt.datetime) -> None:
-    """Give an expired/returned assignment its slot back if its batch has room (caller holds the lock)."""
-    expire_stale(session, assignment.study_id, timeout_s, now)
+def _revive(session: Session, assignment: Assignment, *, timeout_s: float, now: dt.datetime,
+            hold_s: float | None = None) -> None:
+    """Give an expired/returned assignment its slot back if its batch has room (caller holds the lock).
+
+    The count is a statement of its own after the expiry's, in the same transaction: it sees what the
+    expiry did (READ COMMITTED takes a new snapshot per statement)."""
+    expire_stale(session, assignment.study_id, timeout_s, now, hold_s=hold_s)
     counts = occupancy(session, assignment.study_id)
     batch = session.get(Batch, assignment.batch_id)
     assert batch is not None
@@ -313,6 +370,8 @@ def _revive(session: Session, assignment: Assignment, *, timeout_s: float, now: 
                        "since been taken by someone else; the study is now full. Please return the task. "
                        "Thank you for your time.")
     assignment.status = STARTED if assignment.started_at else ALLOCATED
+    if assignment.started_at is None:
+        assignment.allocated_at = now  # a new arrival hold: the revived place is allocated again
     assignment.ended_at = None
     assignment.last_seen_at = now
 
@@ -358,3 +417,55 @@ def leave(session: Session, assignment: Assignment, status: str = RETURNED) -> N
         assignment.status = status
         assignment.ended_at = utcnow()
     session.commit()
+
+
+# ------------------------------------------------------------------------------------ arrival holds
+
+@dataclass(frozen=True)
+class Hold:
+    """A place held by an arrival that has not started (given consent) yet."""
+
+    assignment_id: int
+    study: str
+    batch_key: str
+    participant: str  # the pseudonym, never the worker id
+    allocated_at: dt.datetime
+    releases_at: dt.datetime | None  # None: no hold time configured (only the inactivity timeout applies)
+
+
+def holds(session: Session, *, hold_s: float | None, study_name: str | None = None) -> list[Hold]:
+    """Every allocated, not yet started assignment (oldest first), with when its hold lapses."""
+    q = (select(Assignment.id, Study.name, Batch.key, Participant.pseudonym, Assignment.allocated_at)
+         .join(Study, Study.id == Assignment.study_id).join(Batch, Batch.id == Assignment.batch_id)
+         .join(Participant, Participant.id == Assignment.participant_id)
+         .where(Assignment.status == ALLOCATED).order_by(Assignment.allocated_at, Assignment.id))
+    if study_name is not None:
+        q = q.where(Study.name == study_name)
+    out = []
+    for aid, name, key, pseud, allocated in session.execute(q).all():
+        if allocated.tzinfo is None:
+            allocated = allocated.replace(tzinfo=dt.timezone.utc)
+        releases = None if hold_s is None else allocated + dt.timedelta(seconds=hold_s)
+        out.append(Hold(aid, name, key, pseud, allocated, releases))
+    return out
+
+
+def release_hold(session: Session, assignment_id: int, now: dt.datetime | None = None) -> bool:
+    """Free the place of an arrival that has not started (the admin's "release"); commit.
+
+    Returns False when the assignment is no longer a hold (it started, or was freed meanwhile). The study's
+    lock is taken first (the lock order); the worker may still come back and is revived if there is room.
+    """
+    try:
+        study_id = session.scalar(select(Assignment.study_id).where(Assignment.id == assignment_id))
+        if study_id is None:
+            raise NotFound("assignment_not_found", f"there is no assignment {assignment_id}")
+        lock_study(session, study_id)
+        result = session.execute(
+            update(Assignment).where(Assignment.id == assignment_id, Assignment.status == ALLOCATED)
+            .values(status=EXPIRED, ended_at=now or utcnow()).execution_options(synchronize_session=False))
+        session.commit()
+        return bool(result.rowcount)
+    except BaseException:
+        session.rollback()
+        raise

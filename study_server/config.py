@@ -40,6 +40,12 @@ class Config:
     DATABASE_MAX_OVERFLOW = 20
     DATABASE_PRE_PING = False  # True: test each pooled connection before use (one more round trip)
     DATABASE_POOL_RECYCLE_S = 1800
+    # PostgreSQL: give up connecting after this long (a down server answers 503 instead of hanging a worker).
+    DATABASE_CONNECT_TIMEOUT_S = 5
+    # Database faults (study_server.faults): a deadlock or serialization failure re-runs the request up to
+    # this many times; after that, and while the database is away, requests get 503 with this Retry-After.
+    DATABASE_TRANSIENT_RETRIES = 3
+    DATABASE_RETRY_AFTER_S = 5
     SQLITE_BUSY_TIMEOUT_MS = 30000
     DATABASE_ECHO = False
 
@@ -66,6 +72,12 @@ class Config:
 
     # A participant with no request for this long loses their slot (status expired).
     ASSIGNMENT_TIMEOUT_S = 1800
+    # Arrival holds (study_server.holds): an arrival that has not started (given consent) this long after
+    # it was given a place loses it (0: no hold, only ASSIGNMENT_TIMEOUT_S). New arrivals are limited per
+    # client address and per study ("N/SECONDS"; "" for no limit); RATE_LIMIT_ENABLED=0 turns both off.
+    ARRIVAL_HOLD_S = 180
+    ARRIVAL_RATE_PER_IP = "30/300"
+    ARRIVAL_RATE_PER_STUDY = "300/60"
     AUDIO_CHECK_ATTEMPTS = 3
     # Media: "local" serves files from the stimulus set folder; "s3" redirects to presigned URLs.
     MEDIA_BACKEND = "local"

@@ -113,7 +113,10 @@ def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verd
         ensure_active(session, a, timeout_s=timeout_s, now=now)
         if a.status != STARTED:
             raise Conflict("assignment_closed", f"this assignment is {a.status}; it cannot be completed")
-        answers = answers_by_position(session, ctx)
+        # No autoflush: the assignment's row is written once, at the commit (see the lock order in
+        # study_server/assignment.py; an early flush of last_seen_at made the commit a second write).
+        with session.no_autoflush:
+            answers = answers_by_position(session, ctx)
         missing = [i.position for i in ctx.batch.items if i.position not in answers]
         if missing:
             raise Conflict("incomplete", f"{len(missing)} item(s) still need an answer", missing=missing)

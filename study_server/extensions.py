@@ -22,7 +22,8 @@ _EXT_KEY = "emostudy_db"
 
 
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, busy_timeout_ms: int = 30000,
-                echo: bool = False, pre_ping: bool = False, pool_recycle_s: int = 1800) -> Engine:
+                echo: bool = False, pre_ping: bool = False, pool_recycle_s: int = 1800,
+                connect_timeout_s: int = 5) -> Engine:
     """An engine for ``url`` with the SQLite pragmas or the PostgreSQL pool settings."""
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": busy_timeout_ms / 1000,
@@ -30,8 +31,10 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20, busy_t
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     # pre_ping costs a round trip per request; recycling old connections covers the usual causes of dead ones.
+    # connect_timeout: a server that does not answer makes the request fail (503, study_server.faults) in
+    # seconds instead of holding a worker thread for the operating system's TCP timeout.
     return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping,
-                         pool_recycle=pool_recycle_s)
+                         pool_recycle=pool_recycle_s, connect_args={"connect_timeout": int(connect_timeout_s)})
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -70,7 +73,8 @@ class Database:
                              busy_timeout_ms=c.get("SQLITE_BUSY_TIMEOUT_MS", 30000),
                              echo=bool(c.get("DATABASE_ECHO", False)),
                              pre_ping=bool(c.get("DATABASE_PRE_PING", False)),
-                             pool_recycle_s=int(c.get("DATABASE_POOL_RECYCLE_S", 1800)))
+                             pool_recycle_s=int(c.get("DATABASE_POOL_RECYCLE_S", 1800)),
+                             connect_timeout_s=int(c.get("DATABASE_CONNECT_TIMEOUT_S", 5)))
         app.extensions[_EXT_KEY] = _State(engine, sessionmaker(engine, expire_on_commit=False))
         app.teardown_appcontext(_close_session)
 

@@ -15,6 +15,7 @@ from study_server.api import completion_for
 from study_server.context import load
 from study_server.errors import ApiError
 from study_server.extensions import db
+from study_server.holds import hold_seconds
 from study_server.media import check_signature, resolve_slot, send_media
 from study_server.models import FINISHED
 from study_server.platforms import parse_arrival
@@ -46,7 +47,7 @@ def arrive(study: str):
                                open=s.status == "open")
     allocation = assign.allocate(db.session, study, arrival, secret_key=current_app.config["SECRET_KEY"],
                                  timeout_s=float(current_app.config["ASSIGNMENT_TIMEOUT_S"]),
-                                 user_agent=request.user_agent.string)
+                                 user_agent=request.user_agent.string, hold_s=hold_seconds(current_app.config))
     return redirect(url_for("participant.study_page", token=allocation.assignment.token), code=302)
 
 
