@@ -67,6 +67,29 @@
 
   function sleep(ms) { return new Promise(function (resolve) { setTimeout(resolve, ms); }); }
 
+  // 503 (the server's database is restarting or busy) and 429 (too many requests) pass by themselves: the
+  // page says so and sends the request again after the server's Retry-After (docs/server_api.md).
+  var UNAVAILABLE_TEXT = "The study's server is briefly unavailable. Nothing is lost: this page keeps your " +
+    "answers and will try again by itself in a few seconds.";
+  function passing(r) { return r.status === 503 || r.status === 429; }
+  function retryAfterMs(r) {
+    var s = parseFloat(r.headers && r.headers.get("Retry-After"));
+    return (isFinite(s) && s > 0 ? Math.min(s, 30) : 5) * 1000;
+  }
+  function requestRetrying(method, path, body, timeoutMs, tries) {
+    tries = tries || 0;
+    return request(method, path, body, timeoutMs).then(function (r) {
+      if (!passing(r) || tries >= 40) {
+        if (tries) updateSaving();
+        return r;
+      }
+      $("saving").textContent = UNAVAILABLE_TEXT;
+      return sleep(retryAfterMs(r) * (0.75 + Math.random() * 0.5)).then(function () {
+        return requestRetrying(method, path, body, timeoutMs, tries + 1);
+      });
+    });
+  }
+
   function errorText(data) {
     return (data && data.error && data.error.message) || "Something went wrong. Please reload the page.";
   }
@@ -103,6 +126,7 @@
     inflight[answerId] = true;
     updateSaving();
     var attempt = 0;
+    var atLeast = 0;
     function tryOnce() {
       var body = outbox[answerId];
       if (!body) { delete inflight[answerId]; updateSaving(); return Promise.resolve(); }
@@ -114,7 +138,11 @@
           updateSaving();
           return;
         }
-        if (r.status === 429 || r.status >= 500) throw new Error("retry");
+        if (r.status === 429 || r.status >= 500) {
+          atLeast = passing(r) ? retryAfterMs(r) : 0;
+          if (passing(r)) $("saving").textContent = UNAVAILABLE_TEXT;
+          throw new Error("retry");
+        }
         // A refusal that a retry cannot fix: drop it, say so.
         delete outbox[answerId];
         saveOutbox();
@@ -123,7 +151,8 @@
         message("Sorry", errorText(r.data));
       }).catch(function () {
         attempt += 1;
-        var wait = Math.min(8000, 250 * Math.pow(2, attempt)) * (0.75 + Math.random() * 0.5);
+        var wait = Math.max(atLeast, Math.min(8000, 250 * Math.pow(2, attempt))) * (0.75 + Math.random() * 0.5);
+        atLeast = 0;
         return sleep(wait).then(tryOnce);
       });
     }
@@ -146,7 +175,7 @@
 
   // ------------------------------------------------------------------------------------- flow
   function start() {
-    request("GET", "").then(function (r) {
+    requestRetrying("GET", "").then(function (r) {
       if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
       state = r.data;
       flushOutbox();
@@ -190,7 +219,7 @@
   $("consent-yes").addEventListener("click", function () {
     this.disabled = true;
     var btn = this;
-    request("POST", "/start").then(function (r) {
+    requestRetrying("POST", "/start").then(function (r) {
       btn.disabled = false;
       if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
       state = r.data; // the start reply is the whole state
@@ -227,7 +256,7 @@
     var input = $("audio-answer");
     if (!input.value.trim()) { input.focus(); return; }
     $("audio-submit").disabled = true;
-    request("POST", "/audio-check", { answer: input.value }).then(function (r) {
+    requestRetrying("POST", "/audio-check", { answer: input.value }).then(function (r) {
       $("audio-submit").disabled = false;
       if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
       if (r.data.passed) {
@@ -420,7 +449,7 @@
         $("finish-retry").hidden = false;
         return;
       }
-      return request("POST", "/complete").then(function (r) {
+      return requestRetrying("POST", "/complete").then(function (r) {
         if (r.status === 200) { window.location.replace(DONE_URL); return; }
         if (r.status === 409 && r.data.error && r.data.error.code === "incomplete") {
           // The server lacks some answers (e.g. dropped while offline): ask them again.
