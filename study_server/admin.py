@@ -165,6 +165,49 @@ def assignment(assignment_id: int):
     return render_template("admin/assignment.html", a=detail)
 
 
+# ------------------------------------------------------------------------ arrival holds (issue #15)
+
+def _hold_rows() -> list[dict]:
+    from study_server.assignment import holds
+    from study_server.holds import hold_seconds
+    from study_server.models import utcnow
+
+    now = utcnow()
+    rows = []
+    for h in holds(db.session, hold_s=hold_seconds(current_app.config)):
+        rows.append({"assignment_id": h.assignment_id, "study": h.study, "batch": h.batch_key,
+                     "participant": h.participant, "allocated_at": h.allocated_at.isoformat(),
+                     "held_s": round((now - h.allocated_at).total_seconds(), 1),
+                     "releases_at": h.releases_at.isoformat() if h.releases_at else None,
+                     "lapsed": bool(h.releases_at and h.releases_at <= now)})
+    return rows
+
+
+@bp.get("/holds")
+def holds_page():
+    from study_server.holds import hold_seconds
+
+    return render_template("admin/holds.html", holds=_hold_rows(), hold_s=hold_seconds(current_app.config))
+
+
+@bp.get("/api/holds")
+def api_holds():
+    return jsonify(holds=_hold_rows())
+
+
+@bp.post("/holds/<int:assignment_id>/release")
+def release_hold(assignment_id: int):
+    from study_server.assignment import release_hold as release
+
+    released = release(db.session, assignment_id)
+    audit("release_hold", f"assignment:{assignment_id}", released=released)
+    if _api_request():
+        return jsonify(released=released)
+    flash(f"Place of assignment {assignment_id} released." if released
+          else f"Assignment {assignment_id} is no longer a hold (it started or was freed); nothing changed.")
+    return redirect(url_for("admin.holds_page"))
+
+
 @bp.post("/studies/<int:study_id>/export")
 def export(study_id: int):
     from study_server.export import export_study
