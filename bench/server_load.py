@@ -43,6 +43,7 @@ import platform
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -478,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--psiturk-workers", default="2,5",
                         help="psiTurk's worker processes, one run each; the comparison takes its best per level "
                              "(default %(default)s: the issue's 2 and psiTurk's own default on 2 cores, 2 x 2 + 1)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="with --compare-psiturk: rounds of (ours, psiTurk) per level, in alternating order "
+                             "(ours first in odd rounds, psiTurk first in even ones); medians and spread are "
+                             "reported (default %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="a short run (~1.5 min): pacing with 100 participants, saturation 10 and 50 for 10 s")
     args = parser.parse_args(argv)
@@ -505,17 +510,8 @@ def main(argv: list[str] | None = None) -> int:
                 warmup = 2 * args.workers * args.threads if args.warmup is None else args.warmup
                 if warmup:
                     asyncio.run(run_phase(base, warmup, run="warm", pace=None, sessions=1, seconds=60.0, ramp_s=0.5))
-                phases = []
-                if args.only in (None, "pacing"):
-                    n = args.pacing_participants
-                    pace = tuple(float(x) for x in args.pace.split(","))
-                    phases.append(("pacing", n, dict(pace=pace, sessions=1, seconds=180.0,
-                                                      ramp_s=args.ramp)))
-                if args.only in (None, "saturation"):
-                    for n in (int(x) for x in args.levels.split(",")):
-                        phases.append(("saturation", n, dict(pace=None, sessions=None, seconds=args.seconds,
-                                                             ramp_s=0.5)))
-                for k, (name, n, options) in enumerate(phases):
+
+                def measure(name: str, n: int, options: dict, k: str) -> dict:
                     before = stored_answers(database.url)
                     cpu_before = cpu_snapshot(server.proc.pid, database.name)
                     client_cpu = time.process_time()
@@ -524,18 +520,43 @@ def main(argv: list[str] | None = None) -> int:
                     cpu["client"] = round(time.process_time() - client_cpu, 2)
                     result = summarize(name, n, stats, elapsed, database.url, before, cpu)
                     print(json.dumps(result), flush=True)
-                    results.append(result)
-    if args.compare_psiturk and args.only != "pacing":
-        from bench.psiturk_load import run_psiturk
+                    return result
 
-        levels = [int(x) for x in args.levels.split(",")]
-        theirs = []
-        for workers in (int(x) for x in args.psiturk_workers.split(",")):
-            theirs += run_psiturk(args.pg_url, levels, args.seconds, session=args.compare_psiturk, workers=workers)
-        results += theirs
-        comparison = compare(results, theirs)
-        print(json.dumps(comparison), flush=True)
-        results.append(comparison)
+                levels = [int(x) for x in args.levels.split(",")]
+                saturation = dict(pace=None, sessions=None, seconds=args.seconds, ramp_s=0.5)
+                if args.only in (None, "pacing"):
+                    pace = tuple(float(x) for x in args.pace.split(","))
+                    results.append(measure("pacing", args.pacing_participants,
+                                           dict(pace=pace, sessions=1, seconds=180.0, ramp_s=args.ramp), "p"))
+                if args.only in (None, "saturation") and not (args.compare_psiturk and args.only != "pacing"):
+                    for n in levels:
+                        results.append(measure("saturation", n, saturation, f"s{n}"))
+                elif args.only != "pacing":
+                    # Alternating rounds: ours and psiTurk take turns going first, so that a drift of the
+                    # machine's load over the run falls on both sides alike.
+                    from bench.psiturk_load import run_psiturk
+
+                    ours_rounds: list[list[dict]] = []
+                    theirs_rounds: list[list[dict]] = []
+                    for r in range(args.repeats):
+                        order = ("ours", "psiturk") if r % 2 == 0 else ("psiturk", "ours")
+                        for side in order:
+                            if side == "ours":
+                                mine = [{**measure("saturation", n, saturation, f"{r}s{n}"), "round": r + 1}
+                                        for n in levels]
+                                ours_rounds.append(mine)
+                                results += mine
+                            else:
+                                theirs = []
+                                for workers in (int(x) for x in args.psiturk_workers.split(",")):
+                                    theirs += [{**x, "round": r + 1} for x in run_psiturk(
+                                        args.pg_url, levels, args.seconds, session=args.compare_psiturk,
+                                        workers=workers)]
+                                theirs_rounds.append(theirs)
+                                results += theirs
+                    comparison = compare_rounds(ours_rounds, theirs_rounds)
+                    print(json.dumps(comparison), flush=True)
+                    results.append(comparison)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 1 if any(r.get("lost") or r.get("duplicates") for r in results) else 0
@@ -564,6 +585,53 @@ def compare(ours: list[dict], theirs: list[dict]) -> dict:
             "twice_and_lower_p99_at_every_level": bool(rows) and all(
                 x["ratio"] is not None and x["ratio"] >= 2 and x["save_p99_ms"] < x["psiturk_save_p99_ms"]
                 for x in rows)}
+
+
+def _spread(values: list[float]) -> dict:
+    """Median, minimum and maximum of one quantity over the rounds (None values left out)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2),
+            "max": round(max(values), 2), "n": len(values)}
+
+
+def compare_rounds(ours_rounds: list[list[dict]], theirs_rounds: list[list[dict]], target: float = 2.5) -> dict:
+    """Medians over alternating rounds, per saturation level.
+
+    Each round gives our sessions/min and save p99 and psiTurk's best sessions/min and lowest save p99 over
+    its configurations (2 and 5 workers) in that round. Reported per level: the median of each with its
+    min-max spread, the ratio of the medians, and the per-round ratios' spread. ``meets_target``: the
+    ratio of the medians is at least ``target`` and our median p99 is below psiTurk's, at every level.
+    """
+    per_level: dict[int, dict[str, list]] = {}
+    for r, (mine, theirs) in enumerate(zip(ours_rounds, theirs_rounds)):
+        round_cmp = compare(mine, theirs)
+        for row in round_cmp["levels"]:
+            acc = per_level.setdefault(row["participants"], {k: [] for k in (
+                "ours", "psiturk", "ratio", "ours_p99", "psiturk_p99", "ours_cpu", "psiturk_cpu")})
+            acc["ours"].append(row["sessions_per_min"])
+            acc["psiturk"].append(row["psiturk_sessions_per_min"])
+            acc["ratio"].append(row["ratio"])
+            acc["ours_p99"].append(row["save_p99_ms"])
+            acc["psiturk_p99"].append(row["psiturk_save_p99_ms"])
+            acc["ours_cpu"].append(row["cpu_ms_per_session"])
+            acc["psiturk_cpu"].append(row["psiturk_cpu_ms_per_session"])
+    rows = []
+    for n, acc in sorted(per_level.items()):
+        ours, theirs = _spread(acc["ours"]), _spread(acc["psiturk"])
+        p99, their_p99 = _spread(acc["ours_p99"]), _spread(acc["psiturk_p99"])
+        ratio = round(ours["median"] / theirs["median"], 2) if theirs["median"] else None
+        rows.append({"participants": n, "rounds": ours["n"], "sessions_per_min": ours,
+                     "psiturk_sessions_per_min": theirs, "ratio_of_medians": ratio,
+                     "ratio_per_round": _spread(acc["ratio"]), "save_p99_ms": p99,
+                     "psiturk_save_p99_ms": their_p99, "cpu_ms_per_session": _spread(acc["ours_cpu"]),
+                     "psiturk_cpu_ms_per_session": _spread(acc["psiturk_cpu"])})
+    return {"phase": "comparison_rounds", "target_ratio": target, "levels": rows,
+            "meets_target": bool(rows) and all(
+                x["ratio_of_medians"] is not None and x["ratio_of_medians"] >= target
+                and x["save_p99_ms"]["median"] is not None and x["psiturk_save_p99_ms"]["median"] is not None
+                and x["save_p99_ms"]["median"] < x["psiturk_save_p99_ms"]["median"] for x in rows)}
 
 
 if __name__ == "__main__":

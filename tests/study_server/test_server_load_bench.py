@@ -61,3 +61,39 @@ def test_comparison_with_psiturk_needs_twice_the_sessions_and_a_lower_p99_at_eve
     row = two["levels"][0]
     assert (row["psiturk_sessions_per_min"], row["psiturk_workers"], row["psiturk_save_p99_ms"]) == (460, 5, 70)
     assert row["ratio"] == 1.96 and two["twice_and_lower_p99_at_every_level"] is False
+
+
+def test_alternating_rounds_report_medians_with_their_spread():
+    sys.path.insert(0, str(REPO))
+    try:
+        from bench.server_load import compare_rounds
+    finally:
+        sys.path.remove(str(REPO))
+
+    def ours(n, spm, p99, cpu=70.0):
+        return {"phase": "saturation", "participants": n, "sessions_per_min": spm, "save_p99_ms": p99,
+                "server_cpu_ms_per_session": cpu}
+
+    def theirs(n, spm, p99, workers, cpu=170.0):
+        return {**ours(n, spm, p99, cpu), "server": "psiturk-3.3.1", "workers": workers}
+
+    # Three rounds at one level; psiTurk's best of its 2 configurations per round: 600, 700, 500.
+    mine = [[ours(10, 1500, 40)], [ours(10, 1800, 30)], [ours(10, 1200, 50)]]
+    other = [[theirs(10, 600, 200, 2), theirs(10, 550, 180, 5)],
+             [theirs(10, 650, 210, 2), theirs(10, 700, 260, 5)],
+             [theirs(10, 500, 190, 2), theirs(10, 480, 170, 5)]]
+    out = compare_rounds(mine, other)
+    row = out["levels"][0]
+    assert row["rounds"] == 3
+    assert row["sessions_per_min"] == {"median": 1500, "min": 1200, "max": 1800, "n": 3}
+    assert row["psiturk_sessions_per_min"] == {"median": 600, "min": 500, "max": 700, "n": 3}
+    assert row["ratio_of_medians"] == 2.5  # 1500 / 600
+    # per-round ratios: 1500/600 = 2.5, 1800/700 = 2.57, 1200/500 = 2.4
+    assert row["ratio_per_round"] == {"median": 2.5, "min": 2.4, "max": 2.57, "n": 3}
+    assert row["save_p99_ms"]["median"] == 40
+    assert row["psiturk_save_p99_ms"] == {"median": 180, "min": 170, "max": 210, "n": 3}  # lowest per round
+    assert out["meets_target"] is True
+    assert compare_rounds(mine, other, target=2.6)["meets_target"] is False
+    slower_tail = [[ours(10, 1500, 400)], [ours(10, 1800, 300)], [ours(10, 1200, 500)]]
+    assert compare_rounds(slower_tail, other)["meets_target"] is False
+    assert compare_rounds([], [])["meets_target"] is False
