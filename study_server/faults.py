@@ -15,7 +15,7 @@ A request that meets a database fault gets an answer that says what happened and
 
 Any other error is not ours to hide: it stays a ``500`` with its traceback in the log.
 
-Logging: the first fault of an incident logs one line (``database unavailable: <cause>``); the requests
+Logging (per worker process): the first fault of an incident logs one line (``database unavailable: <cause>``); the requests
 that follow are counted, not logged; the first request that succeeds afterwards logs one line with the
 incident's length and how many requests were answered 503. The answer fast path (``fastpath``) hands a
 failed save to the Flask route with a logged traceback; a filter on its logger turns those into counts of
@@ -37,6 +37,7 @@ from sqlalchemy import exc as sa_exc
 log = logging.getLogger(__name__)
 
 TRANSIENT, UNAVAILABLE = "transient", "unavailable"
+NEW_INCIDENT_AFTER_S = 60.0
 _TRANSIENT_STATES = frozenset({"40001", "40P01"})
 # SQLSTATE classes/codes of a server that is away or refusing work for now (not a bug of ours).
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "53000", "53100", "53200", "57014",
@@ -86,15 +87,20 @@ class Incidents:
         self._lock = threading.Lock()
         self.active = False
         self.started = 0.0
+        self.last = 0.0  # the latest fault
         self.count = 0  # requests answered 503 (or fast-path saves handed on) in the current incident
         self.incidents = 0  # since the process started
 
     def failed(self, exc: BaseException, kind: str) -> None:
+        now = self._clock()
         with self._lock:
-            if self.active:
+            # Still the same incident - unless no fault came for a minute (the end went unnoticed because
+            # only the fast path, which has no after-request hook, served requests meanwhile).
+            if self.active and now - self.last < NEW_INCIDENT_AFTER_S:
                 self.count += 1
+                self.last = now
                 return
-            self.active, self.started, self.count = True, self._clock(), 1
+            self.active, self.started, self.last, self.count = True, now, now, 1
             self.incidents += 1
         cause = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
         self._log.error("database %s: %s: %s; answering 503 with Retry-After until it is back",

@@ -129,3 +129,9 @@ def test_incidents_log_once_and_count():
     inc.failed(psycopg.OperationalError("connection refused"), UNAVAILABLE)
     assert len(records) == 3 and inc.incidents == 2
     assert "after 12.5 s; 50 request(s)" in records[1]
+    t[0] = 150.0  # within a minute of the last fault: the same incident
+    inc.failed(psycopg.OperationalError("connection refused"), UNAVAILABLE)
+    assert len(records) == 3
+    t[0] = 211.0  # a minute with no fault (its end went unseen): a new incident, a new line
+    inc.failed(psycopg.OperationalError("connection refused"), UNAVAILABLE)
+    assert len(records) == 4 and inc.incidents == 3
