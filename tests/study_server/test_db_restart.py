@@ -29,7 +29,7 @@ from sqlalchemy import create_engine, text
 from tests.conftest import need_service
 from studykit import TASK2, import_study, make_plan, valid_values
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 PG_BIN = Path(os.environ.get("EMOSTUDY_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
