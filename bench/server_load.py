@@ -28,7 +28,8 @@ What it does, all bounded (it stops by itself, and stops the server it started):
    beyond one per answer id (impossible by the schema: checked anyway).
 
 Prints one JSON object per phase and a summary; ``--json PATH`` also writes them to a file.
-The rate limiter stays on with limits far above the load (every simulated participant shares 127.0.0.1).
+The rate limiters (requests and arrivals) stay on with limits far above the load (every simulated participant
+shares 127.0.0.1).
 Media files are not fetched (they are static bytes, served by a CDN/S3 in production).
 """
 
@@ -199,7 +200,9 @@ class Gunicorn:
         self.env = {**os.environ, "EMOSTUDY_ENV": "production", "EMOSTUDY_SECRET_KEY": secret,
                     "EMOSTUDY_DATABASE_URL": url, "EMOSTUDY_DATABASE_POOL_SIZE": str(pool_size or threads),
                     "EMOSTUDY_DATABASE_MAX_OVERFLOW": "2",
-                    "EMOSTUDY_RATE_LIMIT_PER_IP": "100000000/60", "EMOSTUDY_RATE_LIMIT_PER_ASSIGNMENT": "10000/60"}
+                    "EMOSTUDY_RATE_LIMIT_PER_IP": "100000000/60", "EMOSTUDY_RATE_LIMIT_PER_ASSIGNMENT": "10000/60",
+                    # every simulated participant arrives from 127.0.0.1, again and again
+                    "EMOSTUDY_ARRIVAL_RATE_PER_IP": "100000000/60", "EMOSTUDY_ARRIVAL_RATE_PER_STUDY": "100000000/60"}
         self.log = log
         self.proc: subprocess.Popen | None = None
 
@@ -378,7 +381,8 @@ def inprocess_cpu(url: str, secret: str, n_sessions: int) -> dict:
     from study_server.app import create_app
 
     env = {"EMOSTUDY_ENV": "production", "EMOSTUDY_SECRET_KEY": secret, "EMOSTUDY_DATABASE_URL": url,
-           "EMOSTUDY_RATE_LIMIT_PER_IP": "100000000/60", "EMOSTUDY_RATE_LIMIT_PER_ASSIGNMENT": "10000/60"}
+           "EMOSTUDY_RATE_LIMIT_PER_IP": "100000000/60", "EMOSTUDY_RATE_LIMIT_PER_ASSIGNMENT": "10000/60",
+           "EMOSTUDY_ARRIVAL_RATE_PER_IP": "100000000/60", "EMOSTUDY_ARRIVAL_RATE_PER_STUDY": "100000000/60"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
