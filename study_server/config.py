@@ -64,6 +64,9 @@ class Config:
     RATE_LIMIT_ENABLED = True
     RATE_LIMIT_PER_IP = "1200/60"
     RATE_LIMIT_PER_ASSIGNMENT = "240/60"
+    # Reverse proxies in front of the app (study_server.security): 1 behind nginx, so that per-address
+    # limits see each participant's address rather than the proxy's.
+    TRUSTED_PROXIES = 0
 
     MAX_CONTENT_LENGTH = 1 << 20  # bytes of a request body (an answer is < 1 KB)
     # PostgreSQL: ordinary answer saves skip the framework (study_server.fastpath); False: every save
