@@ -91,3 +91,41 @@ def test_verdict_stored_at_completion(client, app, media_set, tmp_path):
         checks = a.verdict.details["checks"]
         assert len(checks) == 9 and sum(c["inconsistent"] for c in checks) == 6
         assert {(c["position"], c["repeat_of"]) for c in checks} == {(6, 0), (7, 1), (8, 2)}
+
+
+def test_completion_writes_the_assignment_row_once(client, app, task1_study):
+    """The lock order of study_server/assignment.py: a participant idle past the timeout who completes
+    refreshes and completes their row in ONE UPDATE (a second write of the same row makes PostgreSQL
+    re-check its foreign keys, which is what deadlocked with arrivals in issue #20)."""
+    import datetime as dt
+
+    from sqlalchemy import event, update
+
+    from studykit import valid_values
+
+    app.config["ASSIGNMENT_TIMEOUT_S"] = 600
+    token = arrive(client, task1_study, lab="idle")
+    state = client.post(f"/api/v1/a/{token}/start").get_json()
+    for item in state["items"]:
+        r = client.post(f"/api/v1/a/{token}/answers", json={
+            "answer_id": f"idle-{item['position']:04d}", "position": item["position"],
+            "values": valid_values(state["questions"]), "rt_ms": 900, "played_fraction": 1.0})
+        assert r.status_code == 200
+    with app.app_context():
+        db.session.execute(update(Assignment).where(Assignment.token == token).values(
+            last_seen_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=601)))
+        db.session.commit()
+        engine = db.engine
+    updates: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if statement.lstrip().upper().startswith("UPDATE ASSIGNMENTS"):
+            updates.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        r = client.post(f"/api/v1/a/{token}/complete")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert r.status_code == 200 and r.get_json()["status"] == "completed"
+    assert len(updates) == 1, updates
