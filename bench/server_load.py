@@ -543,8 +543,7 @@ def main(argv: list[str] | None = None) -> int:
                     ours_rounds: list[list[dict]] = []
                     theirs_rounds: list[list[dict]] = []
                     for r in range(args.repeats):
-                        order = ("ours", "psiturk") if r % 2 == 0 else ("psiturk", "ours")
-                        for side in order:
+                        for side in round_order(r):
                             if side == "ours":
                                 mine = [{**measure("saturation", n, saturation, f"{r}s{n}"), "round": r + 1}
                                         for n in levels]
@@ -589,6 +588,11 @@ def compare(ours: list[dict], theirs: list[dict]) -> dict:
             "twice_and_lower_p99_at_every_level": bool(rows) and all(
                 x["ratio"] is not None and x["ratio"] >= 2 and x["save_p99_ms"] < x["psiturk_save_p99_ms"]
                 for x in rows)}
+
+
+def round_order(r: int) -> tuple[str, str]:
+    """Who runs first in round ``r`` (0-based): ours, then psiTurk, then psiTurk first, and so on."""
+    return ("ours", "psiturk") if r % 2 == 0 else ("psiturk", "ours")
 
 
 def _spread(values: list[float]) -> dict:

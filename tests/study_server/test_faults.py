@@ -10,7 +10,6 @@ import logging
 import socket
 
 import psycopg
-import pytest
 from sqlalchemy import exc as sa_exc
 
 from study_server import assignment as assign

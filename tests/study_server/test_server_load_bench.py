@@ -66,9 +66,12 @@ def test_comparison_with_psiturk_needs_twice_the_sessions_and_a_lower_p99_at_eve
 def test_alternating_rounds_report_medians_with_their_spread():
     sys.path.insert(0, str(REPO))
     try:
-        from bench.server_load import compare_rounds
+        from bench.server_load import compare_rounds, round_order
     finally:
         sys.path.remove(str(REPO))
+
+    sequence = [side for r in range(3) for side in round_order(r)]
+    assert sequence == ["ours", "psiturk", "psiturk", "ours", "ours", "psiturk"]  # alternating: ABBAAB
 
     def ours(n, spm, p99, cpu=70.0):
         return {"phase": "saturation", "participants": n, "sessions_per_min": spm, "save_p99_ms": p99,
