@@ -11,9 +11,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server import assignment as assign
-from study_server.answers import (TOUCH_EVERY, answered_positions, parse_answer, save_answer, try_fast_save,
+from study_server.answers import (TOUCH_EVERY, answered_positions, decide_answer, save_answer, try_fast_save,
                                   try_save_pg)
 from study_server.audio_check import is_correct
+from study_server.bodies import request_json
 from study_server.consistency import complete_assignment
 from study_server.context import Ctx, answer_target, cache_of, load, load_light
 from study_server.errors import ApiError, Conflict
@@ -21,14 +22,13 @@ from study_server.extensions import db
 from study_server.media import media_url
 from study_server.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
 from study_server.platforms import completion_action, parse_arrival
+from study_server.watching import local_fetches, stored_reader, tolerance_s
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None and not request.data:
-        return {}
+    body = request_json(empty={})
     if not isinstance(body, dict):
         raise ApiError("bad_request", "the request body must be a JSON object", status=400)
     return body
@@ -202,24 +202,29 @@ def audio_check(token: str):
 
 @bp.post("/a/<token>/answers")
 def answers(token: str):
-    body = request.get_json(silent=True)
+    body = request_json()
     session = db.session
+    local, tolerance, now = local_fetches(current_app).reader(token), tolerance_s(current_app.config), utcnow()
     # PostgreSQL: a started assignment's answer needs no transaction around it - one INSERT, guarded by the
     # unique constraints, is atomic on its own. Autocommit saves the BEGIN and COMMIT round trips.
     if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
         conn = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         # One statement (and, the first time this process sees the token, one lookup): see try_save_pg.
         target = answer_target(session, token)
-        ack = try_save_pg(conn, target, parse_answer(body, target.plan.questions))
+        decision = decide_answer(body, target.plan, target.batch, now=now, tolerance_s=tolerance, local=local,
+                                 stored=stored_reader(session, target.assignment_id))
+        ack = try_save_pg(conn, target, decision, now)
     else:
         light = load_light(session, token)
-        ack = try_fast_save(session, light, parse_answer(body, light.plan.questions))
+        decision = decide_answer(body, light.plan, light.batch, now=now, tolerance_s=tolerance, local=local,
+                                 stored=stored_reader(session, light.assignment_id))
+        ack = try_fast_save(session, light, decision, now)
     if ack is not None:
         return ack
     # Anything unusual (not started, expired, finished, a retry, a refusal): an ordinary transaction.
     session.close()
     ctx = load(session, token)
-    return save_answer(session, ctx, body, timeout_s=_timeout())
+    return save_answer(session, ctx, body, timeout_s=_timeout(), tolerance_s=tolerance, local=local)
 
 
 @bp.post("/a/<token>/complete")

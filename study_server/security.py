@@ -196,7 +196,9 @@ def _assignment_key() -> str | None:
     if header:
         return header
     if request.is_json:
-        body = request.get_json(silent=True)
+        from study_server.bodies import peek_json
+
+        body = peek_json()  # a refused body is refused by the route, with its code
         if isinstance(body, dict):
             for key in _ASSIGNMENT_KEYS:
                 value = body.get(key)
