@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from study_server.assignment import ensure_active
 from study_server.context import AnswerTarget, BatchInfo, Ctx, ItemInfo, LightCtx
 from study_server.errors import ApiError, Conflict, Forbidden, NotFound
-from study_server.models import ALLOCATED, FINISHED, STARTED, Answer, Assignment, utcnow
+from study_server.models import ALLOCATED, FINISHED, STARTED, Answer, Assignment, MediaFailure, utcnow
 from study_server.studies import PlanView
 from study_server.watching import Evidence, watch_flag
 
@@ -312,3 +312,71 @@ def answers_by_position(session: Session, ctx: Ctx) -> dict[int, dict[str, Any]]
     by_item = {i.item_id: i.position for i in ctx.batch.items}
     rows = session.execute(select(Answer.item_id, Answer.values).where(Answer.assignment_id == ctx.assignment.id))
     return {by_item[item_id]: values for item_id, values in rows if item_id in by_item}
+
+
+def flags_by_position(session: Session, ctx: Ctx) -> dict[int, str]:
+    """position -> watching flag of this assignment's flagged answers."""
+    by_item = {i.item_id: i.position for i in ctx.batch.items}
+    rows = session.execute(select(Answer.item_id, Answer.watch_flag).where(
+        Answer.assignment_id == ctx.assignment.id, Answer.watch_flag.is_not(None)))
+    return {by_item[item_id]: flag for item_id, flag in rows if item_id in by_item}
+
+
+def media_failed_positions(session: Session, ctx: Ctx) -> set[int]:
+    """Positions recorded as "media failed" (no answer: the clip would not load)."""
+    by_item = {i.item_id: i.position for i in ctx.batch.items}
+    ids = session.scalars(select(MediaFailure.item_id).where(MediaFailure.assignment_id == ctx.assignment.id))
+    return {by_item[i] for i in ids if i in by_item}
+
+
+MAX_MEDIA_FAILURES = 3  # the page lets the participant go on after this many failed loads of one clip
+_MEDIA_ERRORS = re.compile(r"[A-Za-z0-9_ .:-]{1,100}")
+
+
+def record_media_failure(session: Session, ctx: Ctx, body: Any) -> dict[str, Any]:
+    """Record that a trial's clip would not load (``{"position", "failures", "error"}``); idempotent.
+
+    Refused (4xx) unless the assignment is started, the position is one of its trials with no answer, and
+    the page reports at least ``MAX_MEDIA_FAILURES`` failed loads.
+    """
+    if not isinstance(body, Mapping):
+        raise bad("bad_request", "the request body must be a JSON object with position, failures and error")
+    position, failures, error = body.get("position"), body.get("failures"), body.get("error")
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise bad("bad_request", "position must be an integer (the item's position in the batch)")
+    if isinstance(failures, bool) or not isinstance(failures, int) or not MAX_MEDIA_FAILURES <= failures <= 1000:
+        raise bad("bad_request", f"failures must be the number of failed loads, at least {MAX_MEDIA_FAILURES}: "
+                  "retry the clip before giving up on it")
+    if not isinstance(error, str) or not _MEDIA_ERRORS.fullmatch(error):
+        raise bad("bad_request", "error must be the browser's media error name (1-100 letters, digits, "
+                  "spaces or _.:-)")
+    a = ctx.assignment
+    item = ctx.batch.by_position.get(position)
+    try:
+        if a.status != STARTED:
+            raise Conflict("not_started" if a.status == ALLOCATED else "assignment_closed",
+                           f"this assignment is {a.status}; nothing can be recorded for its trials")
+        if item is None:
+            raise NotFound("unknown_item", f"position {position} is not an item of this participant's "
+                           f"batch (positions 0-{len(ctx.batch.items) - 1})")
+        answered = session.scalar(select(Answer.answer_id).where(Answer.assignment_id == a.id,
+                                                                 Answer.item_id == item.item_id))
+        if answered is not None:
+            raise Conflict("already_answered", f"item {position} was already answered (answer_id {answered})",
+                           answer_id=answered)
+        stored = session.scalar(select(MediaFailure).where(MediaFailure.assignment_id == a.id,
+                                                           MediaFailure.item_id == item.item_id))
+        if stored is None:
+            stored = MediaFailure(assignment_id=a.id, item_id=item.item_id, n_failures=failures, error=error,
+                                  created_at=utcnow())
+            session.add(stored)
+            session.commit()
+        body_out = {"position": position, "media_failed": True, "stored_at": stored.created_at.isoformat()}
+        session.rollback()
+        return body_out
+    except IntegrityError:  # a concurrent copy of this report
+        session.rollback()
+        return {"position": position, "media_failed": True}
+    except BaseException:
+        session.rollback()
+        raise

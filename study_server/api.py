@@ -11,8 +11,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server import assignment as assign
-from study_server.answers import (TOUCH_EVERY, answered_positions, decide_answer, save_answer, try_fast_save,
-                                  try_save_pg)
+from study_server.answers import (TOUCH_EVERY, answered_positions, decide_answer, media_failed_positions,
+                                  record_media_failure, save_answer, try_fast_save, try_save_pg)
 from study_server.audio_check import is_correct
 from study_server.bodies import request_json
 from study_server.consistency import complete_assignment
@@ -79,14 +79,16 @@ def completion_for(ctx: Ctx) -> dict[str, Any] | None:
                              prolific_url=current_app.config["PROLIFIC_COMPLETE_URL"])
 
 
-def state_of(ctx: Ctx, answered: list[int] | None = None) -> dict[str, Any]:
+def state_of(ctx: Ctx, answered: list[int] | None = None, failed: list[int] | None = None) -> dict[str, Any]:
     """What the page needs: questions, opaque media URLs, what is answered. No labels of trial items.
 
     ``answered``: the answered positions when the caller knows them (else one query)."""
     a, plan, secret = ctx.assignment, ctx.plan, _secret()
     if answered is None:
         answered = answered_positions(db.session, ctx)
-    done = set(answered)
+    if failed is None:  # trials recorded as "media failed": done, without an answer
+        failed = sorted(media_failed_positions(db.session, ctx)) if ctx.assignment.started_at is not None else []
+    done = set(answered) | set(failed)
     positions = [i.position for i in ctx.batch.items]
     next_position = next((p for p in positions if p not in done), None)
     max_attempts = int(current_app.config["AUDIO_CHECK_ATTEMPTS"])
@@ -109,6 +111,7 @@ def state_of(ctx: Ctx, answered: list[int] | None = None) -> dict[str, Any]:
                      for n, e in enumerate(plan.plan["examples"])],
         "items": [{"position": p, "media_url": media_url(secret, a.token, f"t{p}")} for p in positions],
         "answered": answered,
+        "media_failed": failed,
         "next_position": next_position,
         "total": len(positions),
         "completion": completion_for(ctx),
@@ -151,7 +154,7 @@ def start(token: str):
     # The answers that follow may take the fast path (study_server.fastpath) in this process.
     cache_of(current_app).remember(token, (a.id, a.study_id, a.batch_id, ctx.plan_sha256), a.last_seen_at)
     # The page (or any client) has what the trials need without another request.
-    return state_of(ctx, answered=[] if never_started else None)
+    return state_of(ctx, answered=[] if never_started else None, failed=[] if never_started else None)
 
 
 @bp.post("/a/<token>/ping")
@@ -225,6 +228,13 @@ def answers(token: str):
     session.close()
     ctx = load(session, token)
     return save_answer(session, ctx, body, timeout_s=_timeout(), tolerance_s=tolerance, local=local)
+
+
+@bp.post("/a/<token>/media-failed")
+def media_failed(token: str):
+    """The page gave up on a trial's clip after repeated failed loads: record it (not as an answer)."""
+    ctx = load(db.session, token)
+    return record_media_failure(db.session, ctx, _json_body())
 
 
 @bp.post("/a/<token>/complete")
