@@ -23,7 +23,7 @@ import os
 import secrets
 import time
 
-from flask import current_app, g, request, session
+from flask import current_app, request, session
 from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -34,6 +34,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _SESSION_KEY = "admin_login_at"
 _SID_KEY = "admin_sid"
+_CHECKED = "emostudy.admin_logged_in"
 
 
 class AdminConfigError(RuntimeError):
@@ -105,7 +106,7 @@ def log_in() -> None:
     session[_SESSION_KEY] = time.time()
     session[_SID_KEY] = sid
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
-    g.emostudy_admin_ok = True
+    request.environ[_CHECKED] = True
 
 
 def log_out() -> None:
@@ -116,13 +117,13 @@ def log_out() -> None:
                                                       AdminSession.ended_at.is_(None)).values(ended_at=utcnow()))
         db.session.commit()
     session.clear()
-    g.emostudy_admin_ok = False
+    request.environ[_CHECKED] = False
 
 
 def logged_in() -> bool:
     """A live login: the cookie is recent, and the server's record of it is open and made under the
     current password (checked once per request)."""
-    known = g.get("emostudy_admin_ok")
+    known = request.environ.get(_CHECKED)  # per request (an app context's g may span several)
     if known is not None:
         return known
     started, sid = session.get(_SESSION_KEY), session.get(_SID_KEY)
@@ -132,7 +133,7 @@ def logged_in() -> bool:
         row = db.session.execute(select(AdminSession.password_tag, AdminSession.ended_at)
                                  .where(AdminSession.sid_sha256 == _sid_hash(sid))).first()
         ok = row is not None and row.ended_at is None and hmac.compare_digest(row.password_tag, password_tag())
-    g.emostudy_admin_ok = ok
+    request.environ[_CHECKED] = ok
     return ok
 
 

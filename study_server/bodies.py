@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, g, request
+from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from study_server.errors import ApiError
@@ -27,6 +27,7 @@ DEFAULT_MAX_BYTES = 64 * 1024
 DEFAULT_MAX_DEPTH = 16
 _DECODER = json.JSONDecoder()
 _NO_BODY = object()
+_KEY = "emostudy.json_body"
 
 
 class BodyTooLarge(ApiError):
@@ -104,7 +105,8 @@ def request_json(empty: Any = None) -> Any:
     """This request's JSON body (read and parsed once per request): ``empty`` when there is no body, None
     for a body not declared as JSON (the callers refuse it as a bad request), else the decoded value.
     A refused body raises the same ``ApiError`` on every call."""
-    cached = g.get("emostudy_json", _NO_BODY)
+    # Kept on the request (not on ``g``: an app context, and its ``g``, may outlive many requests).
+    cached = request.environ.get(_KEY, _NO_BODY)
     if cached is _NO_BODY:
         max_bytes, max_depth = limits(current_app.config)
         try:
@@ -113,7 +115,7 @@ def request_json(empty: Any = None) -> Any:
                       decode_json(raw, max_bytes=max_bytes, max_depth=max_depth) if request.is_json else None)
         except ApiError as exc:
             cached = exc
-        g.emostudy_json = cached
+        request.environ[_KEY] = cached
     if isinstance(cached, ApiError):
         raise cached
     return empty if cached is _NO_BODY else cached

@@ -231,7 +231,7 @@ def complete_session(client, token: str, variant_for: Callable[[int], int] | Non
         r = client.post(f"/api/v1/a/{token}/answers", json={
             "answer_id": f"{token[:8]}-{pos}", "position": pos,
             "values": valid_values(state["questions"], variant), "rt_ms": 900, "played_fraction": 1.0})
-        assert r.status_code == 200, r.get_json()
+        assert r.status_code == 200, (r.get_json(), token, pos)
     r = client.post(f"/api/v1/a/{token}/complete")
     assert r.status_code == 200, r.get_json()
     return r.get_json()
