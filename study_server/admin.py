@@ -123,15 +123,18 @@ def logout():
 
 # ------------------------------------------------------------------------------------------- pages
 
+_MAX_ID = 2 ** 31 - 1  # ids are INTEGER columns: a larger number names nothing (and must not reach the driver)
+
+
 def _study_or_404(study_id: int) -> Study:
-    study = db.session.get(Study, study_id)
+    study = db.session.get(Study, study_id) if 0 < study_id <= _MAX_ID else None
     if study is None:
         abort(404, description=f"no study with id {study_id}")
     return study
 
 
 def _assignment_or_404(assignment_id: int) -> Assignment:
-    assignment = db.session.get(Assignment, assignment_id)
+    assignment = db.session.get(Assignment, assignment_id) if 0 < assignment_id <= _MAX_ID else None
     if assignment is None:
         abort(404, description=f"no assignment with id {assignment_id}")
     return assignment

@@ -5,23 +5,36 @@ The password comes from the environment only: ``EMOSTUDY_ADMIN_PASSWORD_HASH`` (
 config keys ``ADMIN_PASSWORD_HASH`` / ``ADMIN_PASSWORD`` (what ``study_server.config`` reads from those
 variables) are looked at first. Without either, nobody can log in and the login page says why.
 
-The session (Flask's signed cookie) holds the login time and a random CSRF token; a login starts a new
-session (no fixation) and expires after ``ADMIN_SESSION_SECONDS`` (default 8 hours).
+The session (Flask's signed cookie) holds the login time, a random CSRF token and a random session id;
+a login starts a new session (no fixation) and expires after ``ADMIN_SESSION_SECONDS`` (default 8 hours).
+The server keeps every login (``admin_sessions``: the id's sha256 and a keyed hash of the password setting
+at login) and checks it on every admin request, so a signed cookie alone is not enough:
+
+- logout ends the login on the server: the old cookie, replayed, gets the login page;
+- a new password (``EMOSTUDY_ADMIN_PASSWORD_HASH`` / ``EMOSTUDY_ADMIN_PASSWORD`` changed, server
+  restarted) ends every login made under the old one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import secrets
 import time
 
 from flask import current_app, request, session
+from sqlalchemy import select, update
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from study_server.extensions import db
+from study_server.models import AdminSession, utcnow
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 _SESSION_KEY = "admin_login_at"
+_SID_KEY = "admin_sid"
+_CHECKED = "emostudy.admin_logged_in"
 
 
 class AdminConfigError(RuntimeError):
@@ -71,21 +84,57 @@ def csrf_ok() -> bool:
     return bool(expected) and hmac.compare_digest(str(expected), given)
 
 
+def password_tag() -> str:
+    """A keyed hash of the password setting (never the password): changes when the password does."""
+    config = current_app.config
+    setting = (config.get("ADMIN_PASSWORD_HASH") or os.environ.get("EMOSTUDY_ADMIN_PASSWORD_HASH")
+               or "plain:" + str(config.get("ADMIN_PASSWORD") or os.environ.get("EMOSTUDY_ADMIN_PASSWORD") or ""))
+    return hmac.new(str(config["SECRET_KEY"]).encode(), f"admin-password:{setting}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
 def log_in() -> None:
+    """Start a new session (cookie and server-side record); the caller commits with its audit row."""
     session.clear()  # a new session at login: an old cookie (and its token) cannot ride along
+    sid = secrets.token_urlsafe(32)
+    db.session.add(AdminSession(sid_sha256=_sid_hash(sid), password_tag=password_tag(), created_at=utcnow()))
+    db.session.commit()
     session[_SESSION_KEY] = time.time()
+    session[_SID_KEY] = sid
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    request.environ[_CHECKED] = True
 
 
 def log_out() -> None:
+    """End this login on the server too: its cookie, replayed later, is refused."""
+    sid = session.get(_SID_KEY)
+    if isinstance(sid, str):
+        db.session.execute(update(AdminSession).where(AdminSession.sid_sha256 == _sid_hash(sid),
+                                                      AdminSession.ended_at.is_(None)).values(ended_at=utcnow()))
+        db.session.commit()
     session.clear()
+    request.environ[_CHECKED] = False
 
 
 def logged_in() -> bool:
-    started = session.get(_SESSION_KEY)
-    if not isinstance(started, (int, float)):
-        return False
-    return time.time() - started < float(current_app.config.get("ADMIN_SESSION_SECONDS", 8 * 3600))
+    """A live login: the cookie is recent, and the server's record of it is open and made under the
+    current password (checked once per request)."""
+    known = request.environ.get(_CHECKED)  # per request (an app context's g may span several)
+    if known is not None:
+        return known
+    started, sid = session.get(_SESSION_KEY), session.get(_SID_KEY)
+    ok = (isinstance(started, (int, float)) and isinstance(sid, str)
+          and time.time() - started < float(current_app.config.get("ADMIN_SESSION_SECONDS", 8 * 3600)))
+    if ok:
+        row = db.session.execute(select(AdminSession.password_tag, AdminSession.ended_at)
+                                 .where(AdminSession.sid_sha256 == _sid_hash(sid))).first()
+        ok = row is not None and row.ended_at is None and hmac.compare_digest(row.password_tag, password_tag())
+    request.environ[_CHECKED] = ok
+    return ok
 
 
 def main() -> None:  # pragma: no cover - interactive helper

@@ -19,7 +19,8 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from study_server.models import (ABANDONED, ACTIVE, EXPIRED, INVALID, RETURNED, VALID, Answer, Assignment, Batch,
-                                 Item, Participant, Study, StudyStimulus, Verdict, utcnow)
+                                 Item, MediaFailure, Participant, Study, StudyStimulus, Verdict, utcnow)
+from study_server.watching import FLAGS as WATCH_FLAGS
 
 COUNT_FIELDS = ("quota", "active", "valid", "rejected", "expired", "left", "completed", "needed")
 
@@ -82,26 +83,44 @@ def study_summaries(session: Session, *, timeout_s: float) -> list[dict[str, Any
 def study_detail(session: Session, study: Study, *, timeout_s: float) -> dict[str, Any]:
     batches = batch_counts(session, study.id, timeout_s=timeout_s)
     return {"id": study.id, "name": study.name, "title": study.title, "task": study.task, "status": study.status,
-            "created_at": _iso(study.created_at), "batches": batches, "totals": sum_counts(batches)}
+            "created_at": _iso(study.created_at), "batches": batches, "totals": sum_counts(batches),
+            "integrity": integrity_counts(session, study.id)}
+
+
+def integrity_counts(session: Session, study_id: int) -> dict[str, int]:
+    """Answers flagged by the evidence of watching (per flag) and trials recorded as "media failed"."""
+    flags = dict(session.execute(
+        select(Answer.watch_flag, func.count()).join(Assignment, Assignment.id == Answer.assignment_id)
+        .where(Assignment.study_id == study_id, Answer.watch_flag.is_not(None))
+        .group_by(Answer.watch_flag)).all())
+    failed = session.scalar(select(func.count()).select_from(MediaFailure)
+                            .join(Assignment, Assignment.id == MediaFailure.assignment_id)
+                            .where(Assignment.study_id == study_id))
+    return {"flagged_answers": int(sum(flags.values())), **{f: int(flags.get(f, 0)) for f in WATCH_FLAGS},
+            "media_failed": int(failed or 0)}
 
 
 def assignment_rows(session: Session, study_id: int) -> list[dict[str, Any]]:
     """The study's assignments, newest first, with their answer counts and verdicts."""
-    n_answers = (select(Answer.assignment_id, func.count().label("n")).group_by(Answer.assignment_id)).subquery()
+    n_answers = (select(Answer.assignment_id, func.count().label("n"), func.count(Answer.watch_flag).label("flags"))
+                 .group_by(Answer.assignment_id)).subquery()
+    n_failed = (select(MediaFailure.assignment_id, func.count().label("n"))
+                .group_by(MediaFailure.assignment_id)).subquery()
     rows = session.execute(
         select(Assignment.id, Batch.key, Participant.platform, Assignment.status, Verdict.verdict,
                func.coalesce(n_answers.c.n, 0), Assignment.allocated_at, Assignment.started_at,
-               Assignment.completed_at)
+               Assignment.completed_at, func.coalesce(n_answers.c.flags, 0), func.coalesce(n_failed.c.n, 0))
         .join(Batch, Batch.id == Assignment.batch_id)
         .join(Participant, Participant.id == Assignment.participant_id)
         .outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
         .outerjoin(n_answers, n_answers.c.assignment_id == Assignment.id)
+        .outerjoin(n_failed, n_failed.c.assignment_id == Assignment.id)
         .where(Assignment.study_id == study_id)
         .order_by(Assignment.allocated_at.desc(), Assignment.id.desc())).all()
     return [{"id": aid, "batch_id": key, "platform": platform, "status": status, "verdict": verdict,
              "n_answers": int(n), "allocated_at": _iso(alloc), "started_at": _iso(started),
-             "completed_at": _iso(completed)}
-            for aid, key, platform, status, verdict, n, alloc, started, completed in rows]
+             "completed_at": _iso(completed), "n_watch_flags": int(flags), "n_media_failed": int(failed)}
+            for aid, key, platform, status, verdict, n, alloc, started, completed, flags, failed in rows]
 
 
 def assignment_detail(session: Session, assignment: Assignment) -> dict[str, Any]:
@@ -123,5 +142,9 @@ def assignment_detail(session: Session, assignment: Assignment) -> dict[str, Any
             "n_repeat_answers": verdict.n_repeat_answers, "details": verdict.details},
         "answers": [{"answer_id": a.answer_id, "position": pos, "repeat_of": rep, "stimulus_id": sid,
                      "values": a.values, "rt_ms": a.rt_ms, "played_fraction": a.played_fraction,
-                     "answered_at": _iso(a.created_at)} for a, pos, rep, sid in answers],
+                     "answered_at": _iso(a.created_at), "watch_flag": a.watch_flag} for a, pos, rep, sid in answers],
+        "media_failed": [{"position": pos, "n_failures": f.n_failures, "error": f.error,
+                          "recorded_at": _iso(f.created_at)} for f, pos in session.execute(
+            select(MediaFailure, Item.position).join(Item, Item.id == MediaFailure.item_id)
+            .where(MediaFailure.assignment_id == assignment.id).order_by(Item.position)).all()],
     }

@@ -11,9 +11,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server import assignment as assign
-from study_server.answers import (TOUCH_EVERY, answered_positions, parse_answer, save_answer, try_fast_save,
-                                  try_save_pg)
+from study_server.answers import (TOUCH_EVERY, answered_positions, decide_answer, media_failed_positions,
+                                  record_media_failure, save_answer, try_fast_save, try_save_pg)
 from study_server.audio_check import is_correct
+from study_server.bodies import request_json
 from study_server.consistency import complete_assignment
 from study_server.context import Ctx, answer_target, cache_of, load, load_light
 from study_server.errors import ApiError, Conflict
@@ -22,14 +23,13 @@ from study_server.holds import hold_seconds
 from study_server.media import media_url
 from study_server.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
 from study_server.platforms import completion_action, parse_arrival
+from study_server.watching import local_fetches, stored_reader, tolerance_s
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None and not request.data:
-        return {}
+    body = request_json(empty={})
     if not isinstance(body, dict):
         raise ApiError("bad_request", "the request body must be a JSON object", status=400)
     return body
@@ -81,14 +81,16 @@ def completion_for(ctx: Ctx) -> dict[str, Any] | None:
                              prolific_url=current_app.config["PROLIFIC_COMPLETE_URL"])
 
 
-def state_of(ctx: Ctx, answered: list[int] | None = None) -> dict[str, Any]:
+def state_of(ctx: Ctx, answered: list[int] | None = None, failed: list[int] | None = None) -> dict[str, Any]:
     """What the page needs: questions, opaque media URLs, what is answered. No labels of trial items.
 
     ``answered``: the answered positions when the caller knows them (else one query)."""
     a, plan, secret = ctx.assignment, ctx.plan, _secret()
     if answered is None:
         answered = answered_positions(db.session, ctx)
-    done = set(answered)
+    if failed is None:  # trials recorded as "media failed": done, without an answer
+        failed = sorted(media_failed_positions(db.session, ctx)) if ctx.assignment.started_at is not None else []
+    done = set(answered) | set(failed)
     positions = [i.position for i in ctx.batch.items]
     next_position = next((p for p in positions if p not in done), None)
     max_attempts = int(current_app.config["AUDIO_CHECK_ATTEMPTS"])
@@ -111,6 +113,7 @@ def state_of(ctx: Ctx, answered: list[int] | None = None) -> dict[str, Any]:
                      for n, e in enumerate(plan.plan["examples"])],
         "items": [{"position": p, "media_url": media_url(secret, a.token, f"t{p}")} for p in positions],
         "answered": answered,
+        "media_failed": failed,
         "next_position": next_position,
         "total": len(positions),
         "completion": completion_for(ctx),
@@ -153,7 +156,7 @@ def start(token: str):
     # The answers that follow may take the fast path (study_server.fastpath) in this process.
     cache_of(current_app).remember(token, (a.id, a.study_id, a.batch_id, ctx.plan_sha256), a.last_seen_at)
     # The page (or any client) has what the trials need without another request.
-    return state_of(ctx, answered=[] if never_started else None)
+    return state_of(ctx, answered=[] if never_started else None, failed=[] if never_started else None)
 
 
 @bp.post("/a/<token>/ping")
@@ -204,24 +207,36 @@ def audio_check(token: str):
 
 @bp.post("/a/<token>/answers")
 def answers(token: str):
-    body = request.get_json(silent=True)
+    body = request_json()
     session = db.session
+    local, tolerance, now = local_fetches(current_app).reader(token), tolerance_s(current_app.config), utcnow()
     # PostgreSQL: a started assignment's answer needs no transaction around it - one INSERT, guarded by the
     # unique constraints, is atomic on its own. Autocommit saves the BEGIN and COMMIT round trips.
     if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
         conn = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         # One statement (and, the first time this process sees the token, one lookup): see try_save_pg.
         target = answer_target(session, token)
-        ack = try_save_pg(conn, target, parse_answer(body, target.plan.questions))
+        decision = decide_answer(body, target.plan, target.batch, now=now, tolerance_s=tolerance, local=local,
+                                 stored=stored_reader(session, target.assignment_id))
+        ack = try_save_pg(conn, target, decision, now)
     else:
         light = load_light(session, token)
-        ack = try_fast_save(session, light, parse_answer(body, light.plan.questions))
+        decision = decide_answer(body, light.plan, light.batch, now=now, tolerance_s=tolerance, local=local,
+                                 stored=stored_reader(session, light.assignment_id))
+        ack = try_fast_save(session, light, decision, now)
     if ack is not None:
         return ack
     # Anything unusual (not started, expired, finished, a retry, a refusal): an ordinary transaction.
     session.close()
     ctx = load(session, token)
-    return save_answer(session, ctx, body, timeout_s=_timeout())
+    return save_answer(session, ctx, body, timeout_s=_timeout(), tolerance_s=tolerance, local=local)
+
+
+@bp.post("/a/<token>/media-failed")
+def media_failed(token: str):
+    """The page gave up on a trial's clip after repeated failed loads: record it (not as an answer)."""
+    ctx = load(db.session, token)
+    return record_media_failure(db.session, ctx, _json_body())
 
 
 @bp.post("/a/<token>/complete")

@@ -69,6 +69,12 @@ class Config:
     TRUSTED_PROXIES = 0
 
     MAX_CONTENT_LENGTH = 1 << 20  # bytes of a request body (an answer is < 1 KB)
+    # Participant API JSON bodies (study_server.bodies): larger -> 413 body_too_large, deeper -> 400 json_too_deep.
+    JSON_MAX_BYTES = 64 * 1024
+    JSON_MAX_DEPTH = 16
+    # An answer sooner than (clip duration - this) after its media's first request is flagged too_fast
+    # (study_server.watching).
+    WATCH_TOLERANCE_S = 0.5
     # PostgreSQL: ordinary answer saves skip the framework (study_server.fastpath); False: every save
     # goes through the Flask route (same replies, ~2.5x the CPU per save).
     FAST_ANSWERS = True

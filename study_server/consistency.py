@@ -9,6 +9,11 @@ is *inconsistent* when
 
 A survey is rejected when more than ``max_inconsistent`` of its repeat answers (repeats x rules) are
 inconsistent: the paper's Task 1 rejects 6 or more of 9, Task 2 3 or more of 4.
+
+Answers flagged by the server's evidence of watching (``study_server.watching``: media never fetched, or
+answered sooner than the clip could play) each count as one more inconsistent answer, unless the plan's
+``consistency.watch_flags`` is ``"ignore"``. A trial recorded as "media failed" (the clip would not load)
+has no answer: the participant may complete without it, and a repeat pair with a failed clip is not checked.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study_server.answers import answers_by_position
+from study_server.answers import answers_by_position, flags_by_position, media_failed_positions
 from study_server.assignment import ensure_active
 from study_server.context import Ctx
 from study_server.errors import Conflict
 from study_server.models import ALLOCATED, COMPLETED, FINISHED, STARTED, Study, Verdict, utcnow
 from study_server.platforms import PROLIFIC, new_completion_code
+from study_server.watching import counts_against_verdict
 
 VALID, REJECTED = "valid", "rejected"
 
@@ -70,17 +76,22 @@ def is_inconsistent(rule: Mapping[str, Any], question: Mapping[str, Any], first:
 
 
 def evaluate(plan: Mapping[str, Any], items: Iterable[tuple[int, int | None]],
-             answers: Mapping[int, Mapping[str, Any]]) -> VerdictResult:
+             answers: Mapping[int, Mapping[str, Any]], *, watch_flags: Mapping[int, str] | None = None,
+             media_failed: Iterable[int] = ()) -> VerdictResult:
     """The verdict of one survey.
 
-    ``items``: (position, repeat_of) of the batch; ``answers``: position -> {question_id: value}.
+    ``items``: (position, repeat_of) of the batch; ``answers``: position -> {question_id: value};
+    ``watch_flags``: position -> flag of the flagged answers; ``media_failed``: positions without an answer
+    because their clip would not load (pairs with one of them are not checked).
     """
+    watch_flags = dict(watch_flags or {})
+    failed = set(media_failed)
     questions = {q["id"]: q for q in plan["questions"]}
     rules = plan["consistency"]["rules"]
     max_inconsistent = int(plan["consistency"]["max_inconsistent"])
     checks: list[dict[str, Any]] = []
     for position, repeat_of in items:
-        if repeat_of is None:
+        if repeat_of is None or position in failed or repeat_of in failed:
             continue
         for rule in rules:
             q = questions[rule["question"]]
@@ -89,10 +100,13 @@ def evaluate(plan: Mapping[str, Any], items: Iterable[tuple[int, int | None]],
             bad = is_inconsistent(rule, q, first, second)
             checks.append({"position": position, "repeat_of": repeat_of, "question": q["id"], "rule": rule["kind"],
                            "original": first, "repeat": second, "inconsistent": bad})
-    n_bad = sum(c["inconsistent"] for c in checks)
+    counted = counts_against_verdict(dict(plan))
+    n_bad = sum(c["inconsistent"] for c in checks) + (len(watch_flags) if counted else 0)
     verdict = REJECTED if n_bad > max_inconsistent else VALID
     return VerdictResult(verdict=verdict, n_inconsistent=n_bad, n_repeat_answers=len(checks),
-                         details={"max_inconsistent": max_inconsistent, "checks": checks})
+                         details={"max_inconsistent": max_inconsistent, "checks": checks,
+                                  "watch_flags": {str(p): f for p, f in sorted(watch_flags.items())},
+                                  "watch_flags_counted": counted, "media_failed": sorted(failed)})
 
 
 def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verdict:
@@ -117,11 +131,14 @@ def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verd
         # study_server/assignment.py; an early flush of last_seen_at made the commit a second write).
         with session.no_autoflush:
             answers = answers_by_position(session, ctx)
-        missing = [i.position for i in ctx.batch.items if i.position not in answers]
+            flags = flags_by_position(session, ctx)
+            failed = media_failed_positions(session, ctx)
+        missing = [i.position for i in ctx.batch.items if i.position not in answers and i.position not in failed]
         if missing:
             raise Conflict("incomplete", f"{len(missing)} item(s) still need an answer", missing=missing)
         platform = ctx.platform or a.participant.platform  # read with the assignment by context.load
-        result = evaluate(ctx.plan.plan, [(i.position, i.repeat_of) for i in ctx.batch.items], answers)
+        result = evaluate(ctx.plan.plan, [(i.position, i.repeat_of) for i in ctx.batch.items], answers,
+                          watch_flags=flags, media_failed=failed)
         verdict = Verdict(assignment_id=a.id, verdict=result.verdict, n_inconsistent=result.n_inconsistent,
                           n_repeat_answers=result.n_repeat_answers, details=result.details, created_at=now)
         session.add(verdict)

@@ -20,7 +20,7 @@ from study_server.errors import NotFound
 from study_server.models import Assignment, Item, Participant, Study, StudyStimulus
 from study_server.studies import PlanView, parse_plan
 
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")  # fullmatch: "$" would let a trailing newline in
 _A = Assignment.__table__.c
 _LIGHT_BY_TOKEN = (select(_A.id, _A.study_id, _A.batch_id, _A.status, _A.last_seen_at, _A.audio_check_passed,
                           Study.__table__.c.plan_sha256)
@@ -39,6 +39,7 @@ class ItemInfo:
     repeat_of: int | None
     media: str  # relative to the set root
     sha256: str
+    duration_s: float | None = None  # the clip's length (manifest), for study_server.watching
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def _cache() -> _Cache:
 
 
 def _check_token(token: str) -> None:
-    if not isinstance(token, str) or not _TOKEN_RE.match(token):
+    if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
         raise NotFound("assignment_not_found", "this study link is not valid; open the study again from "
                        "the page that sent you here")
 
@@ -150,10 +151,11 @@ def study_parts(session: Session, study_id: int, batch_id: int,
     batch = cache.batches.get((batch_id, plan_sha))
     if batch is None:
         rows = session.execute(
-            select(Item.id, Item.position, Item.repeat_of, StudyStimulus.media, StudyStimulus.sha256)
+            select(Item.id, Item.position, Item.repeat_of, StudyStimulus.media, StudyStimulus.sha256,
+                   StudyStimulus.labels)
             .join(StudyStimulus, StudyStimulus.id == Item.stimulus_pk)
             .where(Item.batch_id == batch_id).order_by(Item.position)).all()
-        batch = BatchInfo(tuple(ItemInfo(*r) for r in rows))
+        batch = BatchInfo(tuple(ItemInfo(*r[:5], duration_s=_duration(r[5])) for r in rows))
         cache.batches[(batch_id, plan_sha)] = batch
     examples = cache.examples.get(key)
     if examples is None:
@@ -162,6 +164,11 @@ def study_parts(session: Session, study_id: int, batch_id: int,
             .where(StudyStimulus.study_id == study_id)).all()}
         examples = cache.examples[key] = tuple(stim[e["stimulus_id"]] for e in plan.plan["examples"])
     return plan, batch, examples
+
+
+def _duration(labels: Any) -> float | None:
+    value = labels.get("duration_s") if isinstance(labels, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
 @dataclass(frozen=True)

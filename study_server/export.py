@@ -33,16 +33,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study_server.errors import StudyServerError
-from study_server.models import Answer, Assignment, Batch, Item, Participant, Study, StudyStimulus, Verdict
+from study_server.models import (Answer, Assignment, Batch, Item, MediaFailure, MediaFetch, Participant, Study,
+                                 StudyStimulus, Verdict)
 
 LABEL_COLUMNS = ("stimulus_id", "source", "visual_emotion", "audio_emotion", "identity", "sentence", "intensity",
                  "size_variant")
 ANSWER_COLUMNS = ("answer_id", "study", "task", "batch_id", "participant", "assignment", "position", "is_repeat",
                   "repeat_of", *LABEL_COLUMNS, "question", "answer", "score", "rt_ms", "played_fraction",
-                  "answered_at", "verdict")
+                  "answered_at", "verdict", "watch_flag", "media_requested_at", "media_bytes_served")
 PARTICIPANT_COLUMNS = ("participant", "assignment", "batch_id", "platform", "status", "allocated_at", "started_at",
                        "completed_at", "verdict", "n_inconsistent", "n_repeat_answers", "audio_check_passed",
-                       "n_answers")
+                       "n_answers", "n_watch_flags", "n_media_failed", "media_failed_positions")
 
 ANSWER_CODEBOOK = {
     "answer_id": "the client-made id of the answer (unique per item answered; repeated on each question's row)",
@@ -70,6 +71,12 @@ ANSWER_CODEBOOK = {
     "played_fraction": "fraction of the video played before answering, 0..1 (empty if not reported)",
     "answered_at": "ISO 8601 UTC time the server stored the answer",
     "verdict": "server verdict of the participant's survey: valid, rejected, or incomplete (not completed)",
+    "watch_flag": "server-side evidence of watching: empty (clear), never_fetched (the item's video was never "
+                  "requested before the answer) or too_fast (answered sooner after the first request than the "
+                  "video lasts, minus WATCH_TOLERANCE_S)",
+    "media_requested_at": "ISO 8601 UTC time the item's video was first requested (empty if never)",
+    "media_bytes_served": "bytes of the item's video the server sent, all requests (Range parts) summed; 0 for "
+                          "presigned S3 redirects; empty if never requested",
 }
 PARTICIPANT_CODEBOOK = {
     "participant": "pseudonym, as in answers.csv",
@@ -86,6 +93,11 @@ PARTICIPANT_CODEBOOK = {
     "n_repeat_answers": "repeated answers compared; empty if incomplete",
     "audio_check_passed": "1 passed, 0 failed, empty if not taken or not required",
     "n_answers": "items answered (rows in answers.csv / questions per item)",
+    "n_watch_flags": "answers with a watch_flag (never_fetched or too_fast); unless the plan's "
+                     "consistency.watch_flags is 'ignore', each counts in n_inconsistent",
+    "n_media_failed": "items recorded as 'media failed': the video would not load after three tries and the "
+                      "participant went on (no answer, no rows in answers.csv)",
+    "media_failed_positions": "their positions, joined with ';' (empty if none)",
 }
 assert tuple(ANSWER_CODEBOOK) == ANSWER_COLUMNS and tuple(PARTICIPANT_CODEBOOK) == PARTICIPANT_COLUMNS
 
@@ -190,6 +202,16 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
             .order_by(Answer.assignment_id, Item.position, Answer.created_at, Answer.answer_id)):
         answers_by_assignment.setdefault(answer.assignment_id, []).append((answer, item, stimulus))
 
+    fetches = {(f.assignment_id, f.position): f for f in session.scalars(
+        select(MediaFetch).join(Assignment, Assignment.id == MediaFetch.assignment_id)
+        .where(Assignment.study_id == study.id))}
+    failed: dict[int, list[int]] = {}
+    for assignment_id, position in session.execute(
+            select(MediaFailure.assignment_id, Item.position).join(Item, Item.id == MediaFailure.item_id)
+            .join(Assignment, Assignment.id == MediaFailure.assignment_id)
+            .where(Assignment.study_id == study.id).order_by(MediaFailure.assignment_id, Item.position)):
+        failed.setdefault(assignment_id, []).append(position)
+
     answer_rows: list[list[str]] = []
     participant_rows: list[list[str]] = []
     for assignment, batch_key, platform, pseudonym, verdict in assignments:
@@ -198,6 +220,7 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
         given = answers_by_assignment.get(assignment.id, [])
         for answer, item, stimulus in given:
             labels = stimulus.labels
+            fetch = fetches.get((assignment.id, item.position))
             where = f"study {study.name!r}, assignment {assignment.id}, position {item.position}"
             for q in questions:
                 if q["id"] not in answer.values:
@@ -208,13 +231,15 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
                     str(item.position), "0" if item.repeat_of is None else "1", _number(item.repeat_of),
                     stimulus.stimulus_id, *(_label(labels.get(c)) for c in LABEL_COLUMNS[1:]),
                     q["id"], text, score, _number(answer.rt_ms), _number(answer.played_fraction),
-                    _iso(answer.created_at), verdict_text])
+                    _iso(answer.created_at), verdict_text, answer.watch_flag or "",
+                    _iso(fetch.first_requested_at if fetch else None), _number(fetch.bytes_served if fetch else None)])
         participant_rows.append([
             pseudonym, assignment_ref, batch_key, platform, assignment.status, _iso(assignment.allocated_at),
             _iso(assignment.started_at), _iso(assignment.completed_at), verdict_text,
             _number(verdict.n_inconsistent if verdict else None),
             _number(verdict.n_repeat_answers if verdict else None), _number(assignment.audio_check_passed),
-            str(len(given))])
+            str(len(given)), str(sum(a.watch_flag is not None for a, _, _ in given)),
+            str(len(failed.get(assignment.id, []))), ";".join(map(str, failed.get(assignment.id, [])))])
     return answer_rows, participant_rows
 
 

@@ -10,8 +10,12 @@ reference behaviour (``study_server.api.answers``):
 
 - it handles a token only when this process already knows the assignment's fixed facts (the per-process
   cache of ``study_server.context``, filled when the assignment is started or first saves through Flask);
-- the body must be a JSON object that ``parse_answer`` accepts; any refusal (bad value, unknown question)
-  goes to Flask, which gives the documented 4xx;
+- the body must be a JSON object within the limits of ``study_server.bodies`` that ``decide_answer`` (the
+  decision every save path calls: what is stored, flagged or refused) accepts; any refusal (bad value,
+  unknown question, too large or too deep) goes to Flask, which gives the documented 4xx;
+- the answer's watching flag (``study_server.watching``) comes from the same ``decide_answer``: this
+  process's record of media requests first, the ``media_fetches`` row (one read on the same connection)
+  only when that record does not clear the answer;
 - the INSERT stores the row only while the assignment is started (and past its sound check); when it
   stores nothing - a retry, a second answer to the item, a finished or expired assignment - Flask decides.
 
@@ -28,20 +32,23 @@ import logging
 import re
 from typing import Any, Callable, Iterable
 
-from study_server.answers import TOUCH_EVERY, parse_answer
+from study_server.answers import TOUCH_EVERY, decide_answer
+from study_server.bodies import decode_json, limits
 from study_server.context import cache_of
 from study_server.errors import ApiError
 from study_server.models import STARTED, utcnow
+from study_server.watching import EVIDENCE_SQL, Evidence, local_fetches, tolerance_s
 
 log = logging.getLogger(__name__)
 
-_PATH = re.compile(r"^/api/v1/a/([A-Za-z0-9_-]{16,64})/answers$")
+_PATH = re.compile(r"/api/v1/a/([A-Za-z0-9_-]{16,64})/answers")  # fullmatch
 
 # The statement of answers.try_save_pg, written for the driver: stored only while the assignment is
 # started and past its sound check (when the plan has one); a conflict (retry, second answer) stores nothing.
 _SAVE_SQL = (
-    'INSERT INTO answers (answer_id, assignment_id, item_id, "values", rt_ms, played_fraction, created_at) '
-    "SELECT %(answer_id)s, a.id, %(item_id)s, %(values)s, %(rt_ms)s, %(played)s, %(now)s FROM assignments a "
+    'INSERT INTO answers (answer_id, assignment_id, item_id, "values", rt_ms, played_fraction, created_at, '
+    "watch_flag) SELECT %(answer_id)s, a.id, %(item_id)s, %(values)s, %(rt_ms)s, %(played)s, %(now)s, %(flag)s "
+    "FROM assignments a "
     "WHERE a.id = %(aid)s AND a.status = %(started)s AND (%(audio_free)s OR a.audio_check_passed IS TRUE) "
     "ON CONFLICT DO NOTHING RETURNING id")
 _TOUCH_SQL = "UPDATE assignments SET last_seen_at = %(now)s WHERE id = %(aid)s AND last_seen_at < %(before)s"
@@ -58,11 +65,11 @@ class FastAnswers:
         self.wsgi_app = wsgi_app
         self.app = app
         self.max_body = int(app.config.get("MAX_CONTENT_LENGTH") or (1 << 20))
-        self._json = json.JSONDecoder()
+        self.json_bytes, self.json_depth = limits(app.config)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") == "POST":
-            match = _PATH.match(environ.get("PATH_INFO", ""))
+            match = _PATH.fullmatch(environ.get("PATH_INFO", ""))
             if match is not None:
                 try:
                     return self._save(match.group(1), environ, start_response)
@@ -90,7 +97,7 @@ class FastAnswers:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
             raise _PassOn from None
-        if not 0 < length <= self.max_body:
+        if not 0 < length <= min(self.max_body, self.json_bytes):
             raise _PassOn
         raw = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(raw)  # whatever happens next, Flask can read the body again
@@ -98,40 +105,17 @@ class FastAnswers:
         if limited is not None:
             return limited(start_response)
         try:
-            body = self._json.decode(raw.decode("utf-8"))
-            parsed = parse_answer(body, plan.questions)
-        except (ValueError, ApiError):
+            body = decode_json(raw, max_bytes=self.json_bytes, max_depth=self.json_depth)
+        except ApiError:
             raise _PassOn from None
-        item = batch.by_position.get(parsed.position)
-        if item is None:
-            raise _PassOn
         now = utcnow()
-        touch = seen is None or now - seen > TOUCH_EVERY
-        stored = self._insert(state.engine, {
-            "answer_id": parsed.answer_id, "item_id": item.item_id, "values": parsed.values,
-            "rt_ms": parsed.rt_ms, "played": parsed.played_fraction, "now": now, "aid": aid, "started": STARTED,
-            "audio_free": not plan.audio_check_enabled}, touch=touch)
-        if not stored:
-            raise _PassOn
-        if touch:
-            mark_seen(now)
-        ack = {"answer_id": parsed.answer_id, "position": parsed.position, "stored_at": now.isoformat()}
-        return self._respond(environ, start_response, "200 OK", ack)
-
-    @staticmethod
-    def _insert(engine: Any, params: dict[str, Any], *, touch: bool) -> bool:
-        from psycopg.types.json import Json
-
-        params["values"] = Json(params["values"])
-        pooled = engine.raw_connection()
+        pooled = state.engine.raw_connection()
         try:
             conn = pooled.driver_connection
             conn.autocommit = True  # one statement, its own transaction: no BEGIN/COMMIT round trips
             try:
-                row = conn.execute(_SAVE_SQL, params).fetchone()
-                if row is not None and touch:
-                    conn.execute(_TOUCH_SQL, {"now": params["now"], "aid": params["aid"],
-                                              "before": params["now"] - TOUCH_EVERY})
+                stored = self._decide_and_insert(conn, token, aid, plan, batch, body, now,
+                                                 touch=seen is None or now - seen > TOUCH_EVERY)
             finally:
                 conn.autocommit = False
         except BaseException:
@@ -139,7 +123,38 @@ class FastAnswers:
             raise
         else:
             pooled.close()  # back to the pool
-        return row is not None
+        if stored is None:
+            raise _PassOn
+        if seen is None or now - seen > TOUCH_EVERY:
+            mark_seen(now)
+        return self._respond(environ, start_response, "200 OK", stored)
+
+    def _decide_and_insert(self, conn: Any, token: str, aid: int, plan: Any, batch: Any, body: Any, now: Any, *,
+                           touch: bool) -> dict[str, Any] | None:
+        """The acknowledgement of the stored answer, or None when Flask must decide (refusal, retry...)."""
+        from psycopg.types.json import Json
+
+        def stored_evidence(position: int) -> Evidence | None:
+            row = conn.execute(EVIDENCE_SQL, {"aid": aid, "position": position}).fetchone()
+            return None if row is None else Evidence(row[0], int(row[1]))
+
+        try:
+            decision = decide_answer(body, plan, batch, now=now, tolerance_s=tolerance_s(self.app.config),
+                                     local=local_fetches(self.app).reader(token), stored=stored_evidence)
+        except ApiError:
+            return None
+        parsed, item = decision.parsed, decision.item
+        if item is None:
+            return None
+        row = conn.execute(_SAVE_SQL, {
+            "answer_id": parsed.answer_id, "item_id": item.item_id, "values": Json(parsed.values),
+            "rt_ms": parsed.rt_ms, "played": parsed.played_fraction, "now": now, "aid": aid, "started": STARTED,
+            "audio_free": not plan.audio_check_enabled, "flag": decision.flag}).fetchone()
+        if row is None:
+            return None
+        if touch:
+            conn.execute(_TOUCH_SQL, {"now": now, "aid": aid, "before": now - TOUCH_EVERY})
+        return {"answer_id": parsed.answer_id, "position": parsed.position, "stored_at": now.isoformat()}
 
     # ------------------------------------------------------------------------- limiter and headers
 

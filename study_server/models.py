@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text,
                         TypeDecorator, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -208,6 +208,48 @@ class Answer(Base):
     rt_ms: Mapped[int | None] = mapped_column(Integer)  # from the end of the video to the answer
     played_fraction: Mapped[float | None] = mapped_column(Float)  # of the video, before answering
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Server-side evidence of watching (study_server.watching): None, "never_fetched" or "too_fast".
+    watch_flag: Mapped[str | None] = mapped_column(String(16))
+
+
+class MediaFetch(Base):
+    """When a trial's media was first requested and how many bytes were served (one row per trial)."""
+
+    __tablename__ = "media_fetches"
+    __table_args__ = (UniqueConstraint("assignment_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # the trial's position in the batch
+    first_requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    n_requests: Mapped[int] = mapped_column(Integer, default=1)
+    bytes_served: Mapped[int] = mapped_column(BigInteger, default=0)  # body bytes answered (Range parts summed)
+
+
+class MediaFailure(Base):
+    """A trial whose clip would not load (the participant went on after three failures): not an answer."""
+
+    __tablename__ = "media_failures"
+    __table_args__ = (UniqueConstraint("assignment_id", "item_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    n_failures: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(String(100))  # the browser's media error, e.g. "MEDIA_ERR_NETWORK"
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AdminSession(Base):
+    """A server-side admin login: the cookie names it; logout ends it; a new password ends them all."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid_sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the random id in the cookie
+    password_tag: Mapped[str] = mapped_column(String(64))  # HMAC of the password hash at login
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None]  # logout
 
 
 class Verdict(Base):

@@ -28,7 +28,7 @@ from study_server.errors import ApiError
 MTURK, PROLIFIC, LAB, LINK = "mturk", "prolific", "lab", "link"
 PLATFORMS = (MTURK, PROLIFIC, LAB, LINK)
 MTURK_PREVIEW_ID = "ASSIGNMENT_ID_NOT_AVAILABLE"
-_ID_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,255}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_.:@-]{1,255}")  # fullmatch
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _clean_id(params: Mapping[str, Any], key: str, *, required: bool = True) -> 
                            "recruiting platform again", status=400)
         return None
     value = str(value).strip()
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ApiError("bad_arrival", f"parameter {key!r} has an unexpected value; open the study from the "
                        "recruiting platform again", status=400)
     return value

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -196,7 +197,9 @@ def _assignment_key() -> str | None:
     if header:
         return header
     if request.is_json:
-        body = request.get_json(silent=True)
+        from study_server.bodies import peek_json
+
+        body = peek_json()  # a refused body is refused by the route, with its code
         if isinstance(body, dict):
             for key in _ASSIGNMENT_KEYS:
                 value = body.get(key)
@@ -234,6 +237,33 @@ def check_rate_limits(app: Flask, remote_addr: str, assignment: str | None) -> t
                 "code": "rate_limited",
                 "message": f"too many requests from this {key[0]}: at most {limit.count} per "
                            f"{limit.seconds:g} s; retry in {math.ceil(wait)} s"}}, math.ceil(wait)
+    return None
+
+
+# Every name in a URL path (study, token, media slot and signature) is a slug: anything else names nothing,
+# and must not reach the database (PostgreSQL refuses NUL bytes in text with an error, not "not found").
+_PATH_VALUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+# The refusal of each, with the code the route itself gives for an unknown value.
+_PATH_VALUE_ERRORS = {
+    "study": ("study_not_found", "there is no study at this address; check the link you were given"),
+    "token": ("assignment_not_found", "this study link is not valid; open the study again from the page that "
+              "sent you here"),
+    "slot": ("media_not_found", "this media link is not valid; reload the study page"),
+    "sig": ("media_not_found", "this media link is not valid; reload the study page"),
+}
+
+
+def _refuse_odd_path_values():
+    if request.endpoint in ("static", "participant.static"):
+        return None
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and not _PATH_VALUE_RE.fullmatch(value):
+            from study_server.errors import NotFound
+
+            code, message = _PATH_VALUE_ERRORS.get(name, ("not_found", "nothing is at this address"))
+            raise NotFound(code, message)
     return None
 
 
@@ -297,5 +327,6 @@ def init_app(app: Flask) -> None:
     app.extensions["emostudy_rate_limiter"] = RateLimiter()
     app.extensions["emostudy_security_headers"] = _Headers.build(app.config)
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+    app.before_request(_refuse_odd_path_values)
     app.before_request(_rate_limit)
     app.after_request(_set_headers)

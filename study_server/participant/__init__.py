@@ -20,6 +20,7 @@ from study_server.media import check_signature, resolve_slot, send_media
 from study_server.models import FINISHED
 from study_server.platforms import parse_arrival
 from study_server.studies import plan_view
+from study_server.watching import record_fetch
 
 bp = Blueprint("participant", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/participant")
@@ -88,4 +89,5 @@ def media(token: str, slot: str, sig: str):
     media_file = resolve_slot(slot, token=token, secret_key=secret, set_root=ctx.set_root, trial_media=trial,
                               example_media=list(ctx.examples),
                               n_audio_attempts=int(current_app.config["AUDIO_CHECK_ATTEMPTS"]))
-    return send_media(current_app, media_file)
+    return record_fetch(current_app, db.session, ctx, token=token, slot=slot,  # evidence of watching
+                        response=send_media(current_app, media_file))

@@ -205,6 +205,14 @@ def valid_values(plan_or_questions: dict | list, variant: int = 0) -> dict[str, 
     return out
 
 
+def watch(client, item: dict) -> None:
+    """Fetch a trial's video as the page does before its answer (the server's evidence of watching; the
+    tiny clips last 0.4 s, under WATCH_TOLERANCE_S, so an answer right after is not too fast)."""
+    r = client.get(item["media_url"])
+    assert r.status_code == 200, r.status_code
+    r.close()
+
+
 def complete_session(client, token: str, variant_for: Callable[[int], int] | None = None) -> dict:
     """Start, pass the audio check if any, answer every item, complete; return the completion JSON."""
     from study_server.audio_check import expected_word
@@ -219,10 +227,11 @@ def complete_session(client, token: str, variant_for: Callable[[int], int] | Non
     for item in state["items"]:
         pos = item["position"]
         variant = variant_for(pos) if variant_for else 0
+        watch(client, item)
         r = client.post(f"/api/v1/a/{token}/answers", json={
             "answer_id": f"{token[:8]}-{pos}", "position": pos,
             "values": valid_values(state["questions"], variant), "rt_ms": 900, "played_fraction": 1.0})
-        assert r.status_code == 200, r.get_json()
+        assert r.status_code == 200, (r.get_json(), token, pos)
     r = client.post(f"/api/v1/a/{token}/complete")
     assert r.status_code == 200, r.get_json()
     return r.get_json()

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from study_server.consistency import evaluate, is_inconsistent
 from study_server.extensions import db
 from study_server.models import Assignment
-from studykit import TASK1, TASK2, arrive, import_study, make_plan
+from studykit import TASK1, TASK2, arrive, import_study, make_plan, watch
 
 REAL = {"definitely-real": 5, "somewhat-real": 4, "not-sure": 3, "somewhat-unreal": 2, "definitely-unreal": 1}
 
@@ -76,9 +76,10 @@ def test_task2_threshold(media_set, tmp_path, n_bad, verdict):
 def test_verdict_stored_at_completion(client, app, media_set, tmp_path):
     name = import_study(app, make_plan(media_set, TASK1, out=tmp_path / "p.json"), media_set)
     token = arrive(client, name, lab="p1")
-    client.post(f"/api/v1/a/{token}/start")
+    state = client.post(f"/api/v1/a/{token}/start").get_json()
     answers = _task1_answers(6)
     for pos in range(9):
+        watch(client, state["items"][pos])
         r = client.post(f"/api/v1/a/{token}/answers", json={"answer_id": f"cons-{pos:04d}", "position": pos,
                                                             "values": answers[pos]})
         assert r.status_code == 200, r.get_json()

@@ -187,7 +187,7 @@ def test_a_failing_fast_path_loses_nothing(pg_url, media_set, tmp_path, count_fl
 
     def broken(*args, **kwargs):
         raise ConnectionError("the connection broke")
-    monkeypatch.setattr(fastpath.FastAnswers, "_insert", staticmethod(broken))
+    monkeypatch.setattr(fastpath.FastAnswers, "_decide_and_insert", broken)
     r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "brk-ans-00"))
     assert r.status_code == 200 and flask_calls == [token]
     assert [s[0] for s in _stored(app, token)] == ["brk-ans-00"]

@@ -191,6 +191,7 @@
     Object.keys(outbox).forEach(function (k) { pending[outbox[k].position] = true; });
     var answered = {};
     state.answered.forEach(function (p) { answered[p] = true; });
+    (state.media_failed || []).forEach(function (p) { answered[p] = true; }); // done, without an answer
     order = state.items.map(function (it) { return it.position; })
       .filter(function (p) { return !answered[p] && !pending[p]; });
     orderReady = true;
@@ -385,8 +386,9 @@
     if (!order.length) { finish(); return; }
     var position = order[0];
     var item = state.items.filter(function (it) { return it.position === position; })[0];
-    current = { position: position, endedAt: null };
+    current = { position: position, endedAt: null, failures: 0, mediaUrl: item.media_url };
     questionsHtml();
+    $("trial-media-error").hidden = true;
     var video = $("trial-video");
     video.src = item.media_url;
     video.load();
@@ -406,6 +408,71 @@
     var p = video.play();
     if (p && p.catch) p.catch(function () { /* the user can press Play again */ });
   });
+
+  // ------------------------------------------------------------------- a clip that will not load
+  // A clear message and a retry; after MAX_MEDIA_FAILURES failed loads the participant may go on, and the
+  // trial is recorded on the server as "media failed" (not as an answer).
+  var MAX_MEDIA_FAILURES = 3;
+  var MEDIA_ERRORS = ["MEDIA_ERR_UNKNOWN", "MEDIA_ERR_ABORTED", "MEDIA_ERR_NETWORK", "MEDIA_ERR_DECODE",
+                      "MEDIA_ERR_SRC_NOT_SUPPORTED"];
+
+  $("trial-video").addEventListener("error", function () {
+    var video = $("trial-video");
+    if (!current || !video.getAttribute("src")) return;
+    current.failures += 1;
+    current.error = MEDIA_ERRORS[(video.error && video.error.code) || 0] || "MEDIA_ERR_UNKNOWN";
+    var canSkip = current.failures >= MAX_MEDIA_FAILURES;
+    $("trial-media-error-text").textContent = canSkip
+      ? "This video could not be loaded (" + current.failures + " tries). You can try once more, or go on " +
+        "without it: it will be recorded as a video that did not load, not as an answer."
+      : "This video could not be loaded. Please check your internet connection and press Try again " +
+        "(try " + current.failures + " of " + MAX_MEDIA_FAILURES + ").";
+    $("trial-skip").hidden = !canSkip;
+    $("trial-retry").disabled = false;
+    $("trial-skip").disabled = false;
+    $("trial-media-error").hidden = false;
+    $("trial-retry").focus();
+  });
+
+  $("trial-retry").addEventListener("click", function () {
+    if (!current) return;
+    var video = $("trial-video");
+    $("trial-media-error").hidden = true;
+    video.src = current.mediaUrl;
+    video.load();
+    $("trial-play").focus();
+  });
+
+  $("trial-skip").addEventListener("click", function () {
+    if (!current || current.failures < MAX_MEDIA_FAILURES) return;
+    var report = { position: current.position, failures: current.failures, error: current.error };
+    $("trial-skip").disabled = true;
+    $("trial-retry").disabled = true;
+    $("trial-media-error-text").textContent = "Saving\u2026";
+    sendMediaFailure(report, 0);
+  });
+
+  function sendMediaFailure(report, attempt) {
+    request("POST", "/media-failed", report, 15000).then(function (r) {
+      var code = r.data && r.data.error && r.data.error.code;
+      if (r.status === 200 || (r.status === 409 && code === "already_answered")) {
+        if (!state.media_failed) state.media_failed = [];
+        state.media_failed.push(report.position);
+        $("trial-video").removeAttribute("src");
+        order.shift();
+        current = null;
+        nextTrial();
+        return;
+      }
+      if (r.status >= 500 || r.status === 429) throw new Error("retry");
+      message("Sorry", errorText(r.data));
+    }).catch(function () {
+      // Offline or overloaded: keep trying, with a growing pause.
+      return sleep(Math.min(30000, 1000 * Math.pow(2, attempt))).then(function () {
+        sendMediaFailure(report, attempt + 1);
+      });
+    });
+  }
 
   $("trial-video").addEventListener("ended", function () {
     if (!current) return;

@@ -1,0 +1,170 @@
+"""Server-side evidence of watching: when each trial's media was first requested, and how many bytes were served.
+
+The browser enforces watching (an answer needs the clip to have played to its end), but a script can post
+answers without ever loading a clip. So the media route records, per trial (assignment x position), the
+time of the first request for its clip and the body bytes answered (``media_fetches``), and every answer is
+judged against that record when it is stored (``answers.decide_answer``, the one decision both save paths
+call):
+
+- ``never_fetched``: the trial's media was never requested;
+- ``too_fast``: the answer arrived sooner after the first request than the clip lasts
+  (``duration_s`` from the set's manifest) minus ``WATCH_TOLERANCE_S`` (default 0.5 s: the clock is the
+  server's on both ends, so the tolerance only absorbs rounding and a player that reports its end a
+  frame early).
+
+A flagged answer is stored and acknowledged like any other (nothing acknowledged is dropped), carries its
+flag (``answers.watch_flag``), is counted on the admin pages and in the export, and - unless the plan's
+``consistency.watch_flags`` is ``"ignore"`` - counts as one inconsistent answer in the verdict.
+
+Each process also keeps the fetches it served itself in memory. Its record of a first request can only be
+later than the database's (another worker may have served the clip earlier), so when the local record
+already clears an answer the database is not asked; otherwise it is (one indexed read).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from flask import request
+from sqlalchemy import bindparam, inspect, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from study_server.models import MediaFetch, utcnow
+
+NEVER_FETCHED, TOO_FAST = "never_fetched", "too_fast"
+FLAGS = (NEVER_FETCHED, TOO_FAST)
+DEFAULT_TOLERANCE_S = 0.5
+# Values of the plan's consistency.watch_flags: count each flagged answer as an inconsistent one, or not.
+COUNT_AS_INCONSISTENT, IGNORE = "inconsistent", "ignore"
+
+_F = MediaFetch.__table__
+_EVIDENCE = select(_F.c.first_requested_at, _F.c.bytes_served).where(
+    _F.c.assignment_id == bindparam("aid"), _F.c.position == bindparam("position"))
+# For study_server.fastpath, which talks to the driver directly.
+EVIDENCE_SQL = ("SELECT first_requested_at, bytes_served FROM media_fetches "
+                "WHERE assignment_id = %(aid)s AND position = %(position)s")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    first_requested_at: dt.datetime
+    bytes_served: int
+
+
+def watch_flag(duration_s: float | None, evidence: Evidence | None, now: dt.datetime,
+               tolerance_s: float) -> str | None:
+    """The flag of an answer given at ``now`` to a clip of ``duration_s`` seconds; None when it is clear."""
+    if evidence is None:
+        return NEVER_FETCHED
+    if duration_s is not None and (now - evidence.first_requested_at).total_seconds() < duration_s - tolerance_s:
+        return TOO_FAST
+    return None
+
+
+def counts_against_verdict(plan: dict[str, Any]) -> bool:
+    return (plan.get("consistency") or {}).get("watch_flags", COUNT_AS_INCONSISTENT) != IGNORE
+
+
+def tolerance_s(config: Any) -> float:
+    return float(config.get("WATCH_TOLERANCE_S", DEFAULT_TOLERANCE_S))
+
+
+# ------------------------------------------------------------------------------ this process's record
+
+class LocalFetches:
+    """The first requests this process served: token -> position -> Evidence (bounded; cleared when full)."""
+
+    MAX_TOKENS = 50_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_token: dict[str, dict[int, Evidence]] = {}
+
+    def note(self, token: str, position: int, first: dt.datetime, nbytes: int) -> None:
+        with self._lock:
+            if token not in self._by_token and len(self._by_token) >= self.MAX_TOKENS:
+                self._by_token.clear()
+            known = self._by_token.setdefault(token, {})
+            old = known.get(position)
+            known[position] = Evidence(old.first_requested_at if old else first,
+                                       (old.bytes_served if old else 0) + nbytes)
+
+    def reader(self, token: str) -> Callable[[int], Evidence | None]:
+        known = self._by_token.get(token) or {}
+        return known.get
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_token.clear()
+
+
+def local_fetches(app: Any) -> LocalFetches:
+    found = app.extensions.get("emostudy_fetches")
+    if found is None:
+        found = app.extensions.setdefault("emostudy_fetches", LocalFetches())
+    return found
+
+
+def stored_reader(session: Session, assignment_id: int) -> Callable[[int], Evidence | None]:
+    """Evidence from the database (every worker's requests), through the ORM session's connection."""
+    def read(position: int) -> Evidence | None:
+        row = session.execute(_EVIDENCE, {"aid": assignment_id, "position": position}).first()
+        return None if row is None else Evidence(_aware(row[0]), int(row[1]))
+    return read
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+# ------------------------------------------------------------------------------------ recording
+
+def served_bytes(response: Any, method: str) -> int:
+    """The body bytes of a media response: 0 for HEAD, 304 and redirects (a presigned S3 URL: unknown)."""
+    if method == "HEAD" or response.status_code not in (200, 206):
+        return 0
+    return int(response.content_length or 0)
+
+
+def record_fetch(app: Any, session: Session, ctx: Any, *, token: str, slot: str, response: Any) -> Any:
+    """Record a request for ``slot``'s media (trial slots ``t<N>`` only), commit, and return ``response``.
+
+    ``ctx``: the request's ``context.Ctx``. The first request's time is kept; requests and bytes add up.
+    """
+    if slot[:1] == "t" and slot[1:].isdigit():
+        assignment_id = inspect(ctx.assignment).identity[0]  # no reload of the (expired) row
+        position, nbytes, now = int(slot[1:]), served_bytes(response, request.method), utcnow()
+        _upsert(session, assignment_id, position, nbytes, now)
+        local_fetches(app).note(token, position, now, nbytes)
+    return response
+
+
+def _upsert(session: Session, assignment_id: int, position: int, nbytes: int, now: dt.datetime) -> None:
+    values = {"assignment_id": assignment_id, "position": position, "first_requested_at": now, "n_requests": 1,
+              "bytes_served": nbytes}
+    dialect = session.get_bind().dialect.name
+    try:
+        if dialect in ("postgresql", "sqlite"):
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            stmt = insert(_F).values(values)
+            session.execute(stmt.on_conflict_do_update(
+                index_elements=["assignment_id", "position"],
+                set_={"n_requests": _F.c.n_requests + 1, "bytes_served": _F.c.bytes_served + nbytes}))
+        else:  # another database: insert, or add to the row that is there
+            try:
+                with session.begin_nested():
+                    session.execute(_F.insert().values(values))
+            except IntegrityError:
+                session.execute(update(_F).where(_F.c.assignment_id == assignment_id, _F.c.position == position)
+                                .values(n_requests=_F.c.n_requests + 1, bytes_served=_F.c.bytes_served + nbytes))
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
