@@ -19,7 +19,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from study_server.models import (ABANDONED, ACTIVE, EXPIRED, INVALID, RETURNED, VALID, Answer, Assignment, Batch,
-                                 Item, Participant, Study, StudyStimulus, Verdict, utcnow)
+                                 Item, ListeningCheck, Participant, Study, StudyStimulus, Verdict, utcnow)
 
 COUNT_FIELDS = ("quota", "active", "valid", "rejected", "expired", "left", "completed", "needed")
 
@@ -82,7 +82,25 @@ def study_summaries(session: Session, *, timeout_s: float) -> list[dict[str, Any
 def study_detail(session: Session, study: Study, *, timeout_s: float) -> dict[str, Any]:
     batches = batch_counts(session, study.id, timeout_s=timeout_s)
     return {"id": study.id, "name": study.name, "title": study.title, "task": study.task, "status": study.status,
-            "created_at": _iso(study.created_at), "batches": batches, "totals": sum_counts(batches)}
+            "created_at": _iso(study.created_at), "batches": batches, "totals": sum_counts(batches),
+            "listening": listening_counts(session, study.id)}
+
+
+def listening_counts(session: Session, study_id: int) -> dict[str, int]:
+    """The listening checks of a study: calibrated, screen passed / failed / undecided, word check failed."""
+    row = session.execute(
+        select(func.count(ListeningCheck.id),
+               func.coalesce(func.sum(case((ListeningCheck.calibrated_at.is_not(None), 1), else_=0)), 0),
+               func.coalesce(func.sum(case((ListeningCheck.passed.is_(True), 1), else_=0)), 0),
+               func.coalesce(func.sum(case((ListeningCheck.passed.is_(False), 1), else_=0)), 0))
+        .join(Assignment, Assignment.id == ListeningCheck.assignment_id)
+        .where(Assignment.study_id == study_id)).one()
+    words_failed = session.scalar(select(func.count()).select_from(Assignment).where(
+        Assignment.study_id == study_id, Assignment.audio_check_passed.is_(False),
+        ~Assignment.id.in_(select(ListeningCheck.assignment_id).where(ListeningCheck.passed.is_(False)))))
+    started, calibrated, passed, failed = (int(v or 0) for v in row)
+    return {"screen_started": started, "calibrated": calibrated, "screen_passed": passed, "screen_failed": failed,
+            "screen_undecided": started - passed - failed, "audio_check_failed": int(words_failed or 0)}
 
 
 def assignment_rows(session: Session, study_id: int) -> list[dict[str, Any]]:

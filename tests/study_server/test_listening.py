@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import wave
 
 import numpy as np
@@ -16,6 +17,7 @@ from study_server.listening_sounds import (ANTIPHASE_HZ, HUGGINS_CENTRE_HZ, RATE
 from study_server.models import Assignment, ListeningCheck, ScreenTrial
 from studykit import TASK2, arrive, complete_session, import_study, make_plan, pass_screen, valid_values
 
+ADMIN_PASSWORD = "listening-admin-pw"
 HUGGINS = {"enabled": True, "kind": "huggins", "trials": 6, "pass_at": 5, "attempts": 1}
 
 
@@ -89,6 +91,13 @@ def test_answers_are_balanced_and_differ_between_participants():
 
 
 # --------------------------------------------------------------------------------------- the flow
+@pytest.fixture
+def app_config():
+    from werkzeug.security import generate_password_hash
+
+    return {"ADMIN_PASSWORD_HASH": generate_password_hash(ADMIN_PASSWORD, method="pbkdf2:sha256:1000")}
+
+
 @pytest.fixture
 def screen_study(app, media_set, tmp_path):
     def make(audio_check: dict, name: str = "tiny-screen") -> str:
@@ -238,3 +247,47 @@ def test_listening_spec_defaults_for_old_plans():
     assert listening_spec({"audio_check": {"enabled": False}}) is None
     words = listening_spec({"audio_check": {"enabled": True}})
     assert words.kind == "words" and words.screen is None and words.words
+
+
+def test_admin_counts_the_listening_checks(client, app, screen_study):
+    from study_server import admin_stats
+    from study_server.models import Study
+
+    study = screen_study(HUGGINS)
+    passed, failed = arrive(client, study, lab="adm-pass"), arrive(client, study, lab="adm-fail")
+    for token, wrong in ((passed, 0), (failed, 3)):
+        client.post(f"/api/v1/a/{token}/start")
+        pass_screen(client, token, wrong=wrong)
+    with app.app_context():
+        s = db.session.scalar(select(Study).where(Study.name == study))
+        counts = admin_stats.listening_counts(db.session, s.id)
+        sid = s.id
+    assert counts == {"screen_started": 2, "calibrated": 2, "screen_passed": 1, "screen_failed": 1,
+                      "screen_undecided": 0, "audio_check_failed": 0}
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/login").get_data(as_text=True))
+    client.post("/admin/login", data={"user": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf.group(1)})
+    page = client.get(f"/admin/studies/{sid}").get_data(as_text=True)
+    assert "Screen failed" in page and "<td class=\"n\">1</td>" in page
+
+
+def test_export_holds_every_screen_trial(client, app, screen_study, tmp_path):
+    import pandas as pd
+
+    from study_server.export import export_study
+
+    study = screen_study(HUGGINS)
+    ok, bad = arrive(client, study, lab="exp-pass"), arrive(client, study, lab="exp-fail")
+    complete_session(client, ok)
+    client.post(f"/api/v1/a/{bad}/start")
+    pass_screen(client, bad, wrong=6)
+    with app.app_context():
+        export_study(db.session, study, tmp_path / "out")
+    parts = pd.read_csv(tmp_path / "out" / "participants.csv", keep_default_na=False, dtype=str)
+    assert sorted(parts["screen_passed"]) == ["0", "1"] and set(parts["screen_kind"]) == {"huggins"}
+    assert sorted(parts["screen_n_correct"]) == ["0", "6"] and set(parts["screen_calibrated"]) == {"1"}
+    trials = pd.read_csv(tmp_path / "out" / "screen_trials.csv", keep_default_na=False, dtype=str)
+    assert len(trials) == 12 and trials.groupby("assignment")["correct"].apply(lambda c: (c == "1").sum()).sort_values().tolist() == [0, 6]
+    assert "## screen_trials.csv" in (tmp_path / "out" / "codebook.md").read_text()
+
+    from analysis.cleaning import listening_counts
+    assert listening_counts(parts) == {"n_participants_screen_failed": 1, "n_participants_audio_check_failed": 0}
