@@ -280,9 +280,24 @@ def clean(export: Export | None = None, *, answers: pd.DataFrame | None = None,
         "n_answers_used": int(len(kept)),
         "n_repeat_pairs": int(len(pairs)),
         "n_repeat_pairs_inconsistent": int(pairs["inconsistent"].sum()) if len(pairs) else 0,
+        **listening_counts(participants),
     }
     return Cleaned(answers=kept, repeats=repeats, surveys=surveys, pairs=pairs, counts=counts, plan=plan,
                    verdict_source=verdict_source)
+
+
+def listening_counts(participants: pd.DataFrame | None) -> dict[str, int]:
+    """Participants who left at the listening checks, before any trial (they have no answers, so no survey):
+    ``n_participants_screen_failed`` (headphone screen), ``n_participants_audio_check_failed`` (word check
+    after a passed or absent screen). Empty without a participants table."""
+    if participants is None or not len(participants):
+        return {}
+    def col(name: str) -> pd.Series:
+        return (participants[name].astype(str) if name in participants.columns
+                else pd.Series([""] * len(participants), index=participants.index))
+    screen, words = col("screen_passed"), col("audio_check_passed")
+    return {"n_participants_screen_failed": int((screen == "0").sum()),
+            "n_participants_audio_check_failed": int(((words == "0") & (screen != "0")).sum())}
 
 
 def responses(answers: pd.DataFrame, questions: list[str]) -> pd.DataFrame:

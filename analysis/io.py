@@ -40,6 +40,7 @@ REQUIRED_ANSWER_COLUMNS: tuple[str, ...] = (
 PARTICIPANT_COLUMNS: tuple[str, ...] = (
     "participant", "assignment", "batch_id", "platform", "status", "allocated_at", "started_at",
     "completed_at", "verdict", "n_inconsistent", "n_repeat_answers", "audio_check_passed", "n_answers",
+    "screen_kind", "screen_calibrated", "screen_passed", "screen_n_correct", "screen_attempts",
 )
 REQUIRED_PARTICIPANT_COLUMNS: tuple[str, ...] = ("participant", "assignment", "batch_id", "verdict")
 VERDICTS: tuple[str, ...] = ("valid", "rejected", "incomplete")

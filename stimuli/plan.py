@@ -20,7 +20,7 @@ from stimuli.designs import DESIGN_KINDS, build_design, stimulus_emotion
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError, PlanError
 from stimuli.manifest import Manifest, atomic_write_bytes
-from stimuli.spec import BONUS_RULES, BONUS_TRUTHS, QUESTION_TYPES, RULE_KINDS, Spec
+from stimuli.spec import AUDIO_CHECK_KINDS, BONUS_RULES, BONUS_TRUTHS, QUESTION_TYPES, RULE_KINDS, Spec
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -62,7 +62,7 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int) -> dict[str, Any]:
                       "amount_usd": _num(bonus.amount_usd), "max_usd": _num(bonus.max_usd),
                       "count_repeats": bonus.count_repeats},
         },
-        "audio_check": {"enabled": spec.audio_check},
+        "audio_check": _audio_check(spec),
         "examples": [{"stimulus_id": e.stimulus_id, "emotion": e.emotion, "size_variant": e.size_variant}
                      for e in result.examples],
         "batches": [
@@ -182,6 +182,7 @@ def validate_plan(plan: Any, where: str = "plan", manifest: Manifest | None = No
                             f"known: {', '.join(BONUS_TRUTHS)}")
         _need(bonus, "amount_usd", (int, float), where, "payment.bonus.")
     _need(plan["audio_check"], "enabled", bool, where, "audio_check.")
+    _check_audio_check(plan["audio_check"], where)
     if plan["quota_per_batch"] < 1:
         raise PlanError(f"{where}: key 'quota_per_batch' must be >= 1")
     # Examples and batches.
@@ -293,3 +294,25 @@ def summarize_plan(plan: dict[str, Any], manifest: Manifest) -> PlanSummary:
 
 __all__ = ["PLAN_SCHEMA_VERSION", "compile_plan", "plan_to_bytes", "write_plan", "validate_plan", "load_plan",
            "summarize_plan", "PlanSummary", "BatchSummary"]
+
+
+def _audio_check(spec: Spec) -> dict[str, Any]:
+    """The plan's ``audio_check``: ``{"enabled"}`` for the word check (as in plans before headphone screens,
+    so their bytes do not change), plus kind, trials, pass_at and attempts for a screen."""
+    ac = spec.listening
+    if not ac.screen:
+        return {"enabled": spec.audio_check}
+    return {"enabled": True, "kind": ac.kind, "trials": ac.trials, "pass_at": ac.pass_at, "attempts": ac.attempts}
+
+
+def _check_audio_check(ac: dict[str, Any], where: str) -> None:
+    kind = ac.get("kind", "words")
+    if kind not in AUDIO_CHECK_KINDS:
+        raise PlanError(f"{where}: key 'audio_check.kind' is {kind!r}; known: {', '.join(AUDIO_CHECK_KINDS)}")
+    if kind == "words":
+        return
+    for key in ("trials", "pass_at", "attempts"):
+        if type(ac.get(key)) is not int or ac[key] < 1:
+            raise PlanError(f"{where}: key 'audio_check.{key}' must be a whole number >= 1")
+    if ac["pass_at"] > ac["trials"]:
+        raise PlanError(f"{where}: key 'audio_check.pass_at' ({ac['pass_at']}) is more than trials ({ac['trials']})")

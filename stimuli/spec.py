@@ -14,7 +14,8 @@ Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (t
     [consistency] max_inconsistent, rules = [{question, kind ("equal" | "max_abs_diff" | "max_set_diff"), tolerance}]
     [payment]  reward_usd, [payment.bonus] rule ("per_correct" | "none"), question, truth, amount_usd,
                max_usd, count_repeats
-    [audio_check] enabled
+    [audio_check] enabled, kind ("words" | "huggins" | "antiphase" | "huggins+words"), trials, pass_at,
+               attempts   # listening checks before the trials (docs/running-a-study.md)
 """
 
 from __future__ import annotations
@@ -108,6 +109,28 @@ class StudyInfo:
     exclude_studies: tuple[str, ...] = ()
 
 
+AUDIO_CHECK_KINDS = ("words", "huggins", "antiphase", "huggins+words")
+
+
+@dataclass(frozen=True)
+class AudioCheck:
+    """``[audio_check]``: what the participant's sound is checked with before the trials.
+
+    ``words``: type a spoken word (sound plays). ``huggins`` / ``antiphase``: a volume calibration, then a
+    headphone screen of ``trials`` three-interval trials, passed with ``pass_at`` correct, ``attempts``
+    blocks allowed (Milne et al. 2021; Woods et al. 2017). ``huggins+words``: both, the screen first."""
+
+    enabled: bool = False
+    kind: str = "words"
+    trials: int = 6
+    pass_at: int = 5
+    attempts: int = 1
+
+    @property
+    def screen(self) -> bool:
+        return self.enabled and self.kind != "words"
+
+
 @dataclass(frozen=True)
 class Spec:
     study: StudyInfo
@@ -120,6 +143,7 @@ class Spec:
     audio_check: bool
     source: str  # the file it came from (or "<string>")
     sha256: str  # of the TOML bytes
+    listening: AudioCheck = AudioCheck()  # the [audio_check] table in full (``audio_check`` = its ``enabled``)
 
     def question(self, qid: str) -> Question:
         for q in self.questions:
@@ -396,12 +420,32 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
     quota = root.int("quota_per_batch", 10, minimum=1)
     payment = _read_payment(root, questions)
     ac = root.table("audio_check")
-    audio_check = ac.get("enabled", bool, False)
+    listening = _read_audio_check(ac)
+    audio_check = listening.enabled
     ac.done()
     root.done()
     return Spec(study=study, design=design, examples=examples, questions=questions, consistency=consistency,
                 quota_per_batch=quota, payment=payment, audio_check=audio_check, source=where,
-                sha256=hashlib.sha256(raw).hexdigest())
+                sha256=hashlib.sha256(raw).hexdigest(), listening=listening)
+
+
+def _read_audio_check(ac: "_Table") -> AudioCheck:
+    enabled = ac.get("enabled", bool, False)
+    kind = ac.get("kind", str, "words")
+    if kind not in AUDIO_CHECK_KINDS:
+        raise ac.error("kind", f"{kind!r} is not a listening check; use one of {', '.join(AUDIO_CHECK_KINDS)}")
+    trials = ac.int("trials", 6, minimum=1)
+    pass_at = ac.int("pass_at", min(5, trials), minimum=1)
+    attempts = ac.int("attempts", 1, minimum=1)
+    if trials > 20:
+        raise ac.error("trials", f"{trials} trials is more than a screen needs (at most 20; the papers use 6)")
+    if attempts > 5:
+        raise ac.error("attempts", f"{attempts} attempts is too many for a screen (at most 5)")
+    if pass_at > trials:
+        raise ac.error("pass_at", f"pass_at = {pass_at} is more than trials = {trials}; lower it or add trials")
+    if kind != "words" and not enabled:
+        raise ac.error("enabled", f"kind = {kind!r} needs enabled = true (or remove kind)")
+    return AudioCheck(enabled=enabled, kind=kind, trials=trials, pass_at=pass_at, attempts=attempts)
 
 
 def builtin_specs() -> list[str]:

@@ -19,7 +19,8 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from study_server.models import (ABANDONED, ACTIVE, EXPIRED, INVALID, RETURNED, VALID, Answer, Assignment, Batch,
-                                 Item, MediaFailure, Participant, Study, StudyStimulus, Verdict, utcnow)
+                                 Item, ListeningCheck, MediaFailure, Participant, Study, StudyStimulus, Verdict,
+                                 utcnow)
 from study_server.watching import FLAGS as WATCH_FLAGS
 
 COUNT_FIELDS = ("quota", "active", "valid", "rejected", "expired", "left", "completed", "needed")
@@ -84,7 +85,7 @@ def study_detail(session: Session, study: Study, *, timeout_s: float) -> dict[st
     batches = batch_counts(session, study.id, timeout_s=timeout_s)
     return {"id": study.id, "name": study.name, "title": study.title, "task": study.task, "status": study.status,
             "created_at": _iso(study.created_at), "batches": batches, "totals": sum_counts(batches),
-            "integrity": integrity_counts(session, study.id)}
+            "integrity": integrity_counts(session, study.id), "listening": listening_counts(session, study.id)}
 
 
 def integrity_counts(session: Session, study_id: int) -> dict[str, int]:
@@ -98,6 +99,24 @@ def integrity_counts(session: Session, study_id: int) -> dict[str, int]:
                             .where(Assignment.study_id == study_id))
     return {"flagged_answers": int(sum(flags.values())), **{f: int(flags.get(f, 0)) for f in WATCH_FLAGS},
             "media_failed": int(failed or 0)}
+
+
+
+def listening_counts(session: Session, study_id: int) -> dict[str, int]:
+    """The listening checks of a study: calibrated, screen passed / failed / undecided, word check failed."""
+    row = session.execute(
+        select(func.count(ListeningCheck.id),
+               func.coalesce(func.sum(case((ListeningCheck.calibrated_at.is_not(None), 1), else_=0)), 0),
+               func.coalesce(func.sum(case((ListeningCheck.passed.is_(True), 1), else_=0)), 0),
+               func.coalesce(func.sum(case((ListeningCheck.passed.is_(False), 1), else_=0)), 0))
+        .join(Assignment, Assignment.id == ListeningCheck.assignment_id)
+        .where(Assignment.study_id == study_id)).one()
+    words_failed = session.scalar(select(func.count()).select_from(Assignment).where(
+        Assignment.study_id == study_id, Assignment.audio_check_passed.is_(False),
+        ~Assignment.id.in_(select(ListeningCheck.assignment_id).where(ListeningCheck.passed.is_(False)))))
+    started, calibrated, passed, failed = (int(v or 0) for v in row)
+    return {"screen_started": started, "calibrated": calibrated, "screen_passed": passed, "screen_failed": failed,
+            "screen_undecided": started - passed - failed, "audio_check_failed": int(words_failed or 0)}
 
 
 def assignment_rows(session: Session, study_id: int) -> list[dict[str, Any]]:

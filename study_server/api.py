@@ -20,6 +20,7 @@ from study_server.context import Ctx, answer_target, cache_of, load, load_light
 from study_server.errors import ApiError, Conflict
 from study_server.extensions import db
 from study_server.holds import hold_seconds
+from study_server.listening import state_for as listening_state, words_allowed
 from study_server.media import media_url
 from study_server.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
 from study_server.platforms import completion_action, parse_arrival
@@ -96,8 +97,10 @@ def state_of(ctx: Ctx, answered: list[int] | None = None, failed: list[int] | No
     max_attempts = int(current_app.config["AUDIO_CHECK_ATTEMPTS"])
     attempts_left = max(0, max_attempts - a.audio_check_attempts)
     audio_enabled = plan.audio_check_enabled
+    listening = listening_state(db.session, ctx, secret)
     audio_url = (media_url(secret, a.token, f"a{a.audio_check_attempts}")
-                 if audio_enabled and not a.audio_check_passed and attempts_left else None)
+                 if audio_enabled and not a.audio_check_passed and attempts_left
+                 and (listening is None or listening["words"]) else None)
     labels = {q_opt["value"]: q_opt["label"] for q in plan.questions for q_opt in q["options"]}
     return {
         "token": a.token,
@@ -108,6 +111,7 @@ def state_of(ctx: Ctx, answered: list[int] | None = None, failed: list[int] | No
                                    for o in q["options"]]} for q in plan.questions],
         "audio_check": {"enabled": audio_enabled, "passed": a.audio_check_passed, "attempts_left": attempts_left,
                         "media_url": audio_url},
+        "listening": listening,  # volume calibration + headphone screen (study_server.listening), or None
         "examples": [{"label": labels.get(e["emotion"], e["emotion"].capitalize()),
                       "media_url": media_url(secret, a.token, f"x{n}")}
                      for n, e in enumerate(plan.plan["examples"])],
@@ -188,6 +192,8 @@ def audio_check(token: str):
         raise Conflict("not_started" if a.status not in (ABANDONED,) else "audio_check_failed",
                        "start the study (give consent) before the sound check" if a.status != ABANDONED
                        else "the sound check did not succeed; please return the task", status=409)
+    if not words_allowed(db.session, ctx):
+        raise Conflict("screen_first", "finish the headphone check before the word check", status=409)
     assign.ensure_active(db.session, a, timeout_s=_timeout())
     passed = is_correct(_secret(), a.token, a.audio_check_attempts, answer)
     if passed:

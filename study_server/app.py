@@ -45,6 +45,7 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
     from study_server import security
     from study_server.admin import bp as admin_bp
     from study_server.api import bp as api_bp
+    from study_server.listening import bp as listening_bp
     from study_server.participant import bp as participant_bp
 
     if app.config.get("FAST_ANSWERS", True):
@@ -55,6 +56,7 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
     app.register_blueprint(participant_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(listening_bp)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):

@@ -33,7 +33,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study_server.errors import StudyServerError
-from study_server.models import (Answer, Assignment, Batch, Item, MediaFailure, MediaFetch, Participant, Study,
+from study_server.models import (Answer, Assignment, Batch, Item, ListeningCheck, MediaFailure, MediaFetch,
+                                 Participant, ScreenTrial, Study,
                                  StudyStimulus, Verdict)
 
 LABEL_COLUMNS = ("stimulus_id", "source", "visual_emotion", "audio_emotion", "identity", "sentence", "intensity",
@@ -43,7 +44,10 @@ ANSWER_COLUMNS = ("answer_id", "study", "task", "batch_id", "participant", "assi
                   "answered_at", "verdict", "watch_flag", "media_requested_at", "media_bytes_served")
 PARTICIPANT_COLUMNS = ("participant", "assignment", "batch_id", "platform", "status", "allocated_at", "started_at",
                        "completed_at", "verdict", "n_inconsistent", "n_repeat_answers", "audio_check_passed",
-                       "n_answers", "n_watch_flags", "n_media_failed", "media_failed_positions")
+                       "n_answers", "n_watch_flags", "n_media_failed", "media_failed_positions",
+                       "screen_kind", "screen_calibrated", "screen_passed", "screen_n_correct",
+                       "screen_attempts")
+SCREEN_COLUMNS = ("participant", "assignment", "kind", "attempt", "trial", "answer", "correct", "answered_at")
 
 ANSWER_CODEBOOK = {
     "answer_id": "the client-made id of the answer (unique per item answered; repeated on each question's row)",
@@ -98,8 +102,27 @@ PARTICIPANT_CODEBOOK = {
     "n_media_failed": "items recorded as 'media failed': the video would not load after three tries and the "
                       "participant went on (no answer, no rows in answers.csv)",
     "media_failed_positions": "their positions, joined with ';' (empty if none)",
+    "screen_kind": "headphone screen of the study: huggins or antiphase; empty if the study has none",
+    "screen_calibrated": "1 if the participant set the volume on the calibration noise, 0 if not; empty without a "
+                         "screen",
+    "screen_passed": "1 passed the headphone screen, 0 failed it (the assignment then ends as abandoned, before any "
+                     "trial), empty if not finished or no screen",
+    "screen_n_correct": "correct screen trials in the last finished block (pass at the plan's audio_check.pass_at)",
+    "screen_attempts": "screen blocks finished (at most the plan's audio_check.attempts)",
+}
+SCREEN_CODEBOOK = {
+    "participant": "pseudonym, as in answers.csv",
+    "assignment": "opaque assignment id, as in answers.csv",
+    "kind": "huggins (Milne et al. 2021: which of three noises holds a faint tone) or antiphase (Woods et al. "
+            "2017: which of three tones is the softest)",
+    "attempt": "0-based block of trials (a new block after a failed one, when the plan allows more attempts)",
+    "trial": "0-based trial within the block",
+    "answer": "the interval chosen, 1-3",
+    "correct": "1 if it was the right interval, else 0",
+    "answered_at": "ISO 8601 UTC time the server stored the answer",
 }
 assert tuple(ANSWER_CODEBOOK) == ANSWER_COLUMNS and tuple(PARTICIPANT_CODEBOOK) == PARTICIPANT_COLUMNS
+assert tuple(SCREEN_CODEBOOK) == SCREEN_COLUMNS
 
 INCOMPLETE = "incomplete"
 
@@ -178,6 +201,13 @@ def codebook_markdown(study: Study, plan: dict[str, Any]) -> str:
     lines += ["", "## participants.csv", "", "One row per assignment (a participant's batch in this study).", "",
               "| column | meaning |", "|---|---|"]
     lines += [f"| {name} | {text} |" for name, text in PARTICIPANT_CODEBOOK.items()]
+    if _screen_kind(plan):
+        ac = plan["audio_check"]
+        lines += ["", "## screen_trials.csv", "",
+                  f"One row per answered trial of the headphone screen ({ac['kind']}: {ac['trials']} trials a block, "
+                  f"passed with {ac['pass_at']} correct, {ac['attempts']} block(s) allowed).", "",
+                  "| column | meaning |", "|---|---|"]
+        lines += [f"| {name} | {text} |" for name, text in SCREEN_CODEBOOK.items()]
     lines += ["", "## plan.json, manifest.json", "",
               "The study plan as imported (batches, items, questions, consistency rules) and the stimulus set's "
               "manifest (every label of every stimulus).", ""]
@@ -212,6 +242,10 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
             .where(Assignment.study_id == study.id).order_by(MediaFailure.assignment_id, Item.position)):
         failed.setdefault(assignment_id, []).append(position)
 
+    checks = {c.assignment_id: c for c in session.scalars(
+        select(ListeningCheck).join(Assignment, Assignment.id == ListeningCheck.assignment_id)
+        .where(Assignment.study_id == study.id))}
+    screen_kind = _screen_kind(plan)
     answer_rows: list[list[str]] = []
     participant_rows: list[list[str]] = []
     for assignment, batch_key, platform, pseudonym, verdict in assignments:
@@ -239,8 +273,36 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
             _number(verdict.n_inconsistent if verdict else None),
             _number(verdict.n_repeat_answers if verdict else None), _number(assignment.audio_check_passed),
             str(len(given)), str(sum(a.watch_flag is not None for a, _, _ in given)),
-            str(len(failed.get(assignment.id, []))), ";".join(map(str, failed.get(assignment.id, [])))])
+            str(len(failed.get(assignment.id, []))), ";".join(map(str, failed.get(assignment.id, []))),
+            *_screen_cells(screen_kind, checks.get(assignment.id))])
     return answer_rows, participant_rows
+
+
+def _screen_kind(plan: dict[str, Any]) -> str:
+    ac = plan.get("audio_check") or {}
+    kind = str(ac.get("kind", "words")) if ac.get("enabled") else ""
+    return {"huggins": "huggins", "antiphase": "antiphase", "huggins+words": "huggins"}.get(kind, "")
+
+
+def _screen_cells(kind: str, check: ListeningCheck | None) -> list[str]:
+    if not kind:
+        return ["", "", "", "", ""]
+    if check is None:
+        return [kind, "0", "", "", "0"]
+    return [kind, "1" if check.calibrated_at else "0", _number(check.passed), _number(check.n_correct),
+            str(check.attempts_used)]
+
+
+def _screen_rows(session: Session, study: Study) -> list[list[str]]:
+    """One row per answered headphone-screen trial (screen_trials.csv)."""
+    rows = session.execute(
+        select(ScreenTrial, Assignment.id, Participant.pseudonym)
+        .join(Assignment, Assignment.id == ScreenTrial.assignment_id)
+        .join(Participant, Participant.id == Assignment.participant_id)
+        .where(Assignment.study_id == study.id)
+        .order_by(Assignment.id, ScreenTrial.kind, ScreenTrial.attempt, ScreenTrial.trial)).all()
+    return [[pseudonym, str(aid), t.kind, str(t.attempt), str(t.trial), str(t.answer), _number(t.correct),
+             _iso(t.created_at)] for t, aid, pseudonym in rows]
 
 
 def export_study(session: Session, study: str | int, out_dir: str | os.PathLike) -> ExportResult:
@@ -269,6 +331,8 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike)
         "manifest.json": found.manifest_json.encode("utf-8"),
         "codebook.md": codebook_markdown(found, plan).encode("utf-8"),
     }
+    if _screen_kind(plan):
+        files["screen_trials.csv"] = _csv_bytes(SCREEN_COLUMNS, _screen_rows(session, found))
     # Write next to the target, then move into place: a crash leaves no half-written export.
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -4,6 +4,7 @@
            ├─ StudyStimulus (a row of the set's manifest, labels kept for export)
            └─ Assignment ──> Participant (platform + raw worker id; pseudonym for export)
                  ├─ Answer (append-only: one row per answered item)
+                 ├─ ListeningCheck, ScreenTrial (volume calibration, headphone screen)
                  └─ Verdict (consistency check at completion)
     AuditLog (admin actions)
 
@@ -275,5 +276,34 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(100))
     target: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ListeningCheck(Base):
+    """The volume calibration and headphone screen of one assignment (``study_server.listening``)."""
+
+    __tablename__ = "listening_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), unique=True)
+    calibrated_at: Mapped[dt.datetime | None]  # the participant set the volume on the calibration noise
+    attempts_used: Mapped[int] = mapped_column(Integer, default=0)  # screen blocks finished
+    n_correct: Mapped[int | None] = mapped_column(Integer)  # of the last finished block
+    passed: Mapped[bool | None] = mapped_column(Boolean)  # None while undecided
+
+
+class ScreenTrial(Base):
+    """One answered headphone-screen trial. Append-only."""
+
+    __tablename__ = "screen_trials"
+    __table_args__ = (UniqueConstraint("assignment_id", "kind", "attempt", "trial"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # huggins | antiphase
+    attempt: Mapped[int] = mapped_column(Integer)
+    trial: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[int] = mapped_column(Integer)  # 1-3, the interval chosen
+    correct: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 Stimulus = StudyStimulus  # the name used in the docs; the table is "stimuli"

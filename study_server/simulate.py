@@ -143,6 +143,23 @@ def _careless(questions: list[dict[str, Any]], rng: random.Random) -> dict[str, 
     return out
 
 
+def _pass_screen(http: "_Http", token: str, listening: dict[str, Any], secret_key: str) -> None:
+    """Calibrate, fetch each screen sound as a browser would, and answer it right (the simulation knows the
+    secret; study_server.listening.expected_answers)."""
+    from study_server.listening import expected_answers
+
+    listening = http.call("POST", f"/api/v1/a/{token}/listening/calibrated", {})["listening"]
+    screen = listening["screen"]
+    right = expected_answers(secret_key, token, screen["kind"], 0, screen["trials"])  # a first block
+    while screen["next_trial"] is not None:
+        http.call("GET", screen["media_url"], raw=True)
+        reply = http.call("POST", f"/api/v1/a/{token}/listening/answer",
+                          {"trial": screen["next_trial"], "answer": right[screen["next_trial"]]})
+        screen = reply["listening"]["screen"]
+    if screen["passed"] is not True:
+        raise RuntimeError(f"simulated participant {token[:6]}: headphone screen not passed")
+
+
 def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, dict[str, Any]], secret_key: str,
                     model: ResponseModel, seed: int, plan_questions: list[dict[str, Any]] | None = None
                     ) -> tuple[int, bool, bool]:
@@ -157,8 +174,11 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
     token = arrival["token"]
     http.call("POST", f"/api/v1/a/{token}/start")
     state = http.call("GET", f"/api/v1/a/{token}")
+    listening = state.get("listening")
+    if listening and listening["screen"]["passed"] is None:
+        _pass_screen(http, token, listening, secret_key)
     check = state.get("audio_check") or {}
-    if check.get("enabled") and not check.get("passed"):
+    if check.get("enabled") and not check.get("passed") and (not listening or listening["words"]):
         res = http.call("POST", f"/api/v1/a/{token}/audio-check", {"answer": expected_word(secret_key, token, 0)})
         if not res.get("passed"):
             raise RuntimeError(f"simulated participant {index}: audio check refused")

@@ -81,6 +81,7 @@ def test_printed_link_leads_to_a_completed_task2_batch_counted_by_admin(demo, ch
     from playwright.sync_api import sync_playwright
 
     from study_server.audio_check import expected_word
+    from study_server.listening import expected_answers
 
     root, _ = demo
     secret = (root / "instance" / "secret_key").read_text().strip()
@@ -120,6 +121,20 @@ def test_printed_link_leads_to_a_completed_task2_batch_counted_by_admin(demo, ch
             token = participant.url.rsplit("/", 1)[1]
             participant.click("#consent-yes")
             participant.click("#instructions-next")
+            # The demo's Task 2 spec: volume calibration, the Huggins headphone screen, then the word.
+            participant.wait_for_selector("#step-calibration:not([hidden])")
+            participant.click("#calibration-play")
+            participant.wait_for_function("() => !document.getElementById('calibration-done').disabled",
+                                          timeout=15000)
+            participant.click("#calibration-done")
+            right = expected_answers(secret, token, "huggins", 0, 6)
+            for trial, answer in enumerate(right):
+                participant.wait_for_function("(t) => document.getElementById('screen-progress').textContent === t",
+                                              arg=f"Sound {trial + 1} of 6", timeout=15000)
+                participant.click("#screen-play")
+                participant.wait_for_function(
+                    "() => !document.querySelector('#screen-choices button').disabled", timeout=30000)
+                participant.click(f"#screen-choices button[data-answer='{answer}']")
             participant.wait_for_selector("#step-audio:not([hidden])")
             participant.fill("#audio-answer", expected_word(secret, token, 0))
             participant.click("#audio-submit")

@@ -67,6 +67,7 @@ def study_page(token: str):
         task_sentence=_TASK_SENTENCE.get(task, ""), n_items=len(ctx.batch.items),
         reward=payment.get("reward_usd"), bonus=(payment.get("bonus") or {}).get("rule", "none") != "none",
         audio_check=ctx.plan.audio_check_enabled, n_examples=len(plan["examples"]),
+        headphones=(plan.get("audio_check") or {}).get("kind", "words") != "words",
         contact=current_app.config.get("CONTACT_EMAIL") or "")
 
 

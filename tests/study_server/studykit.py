@@ -122,7 +122,7 @@ def _questions(task: str) -> list[dict[str, Any]]:
 
 
 def make_plan(set_dir: Path, task: str = TASK1, *, name: str | None = None, n_batches: int = 2, quota: int = 2,
-              exclude_studies: tuple[str, ...] | list[str] = (), audio_check: bool | None = None,
+              exclude_studies: tuple[str, ...] | list[str] = (), audio_check: bool | dict | None = None,
               out: Path | None = None) -> Path:
     """Write a valid plan for the tiny set (see the module docstring) and return its path."""
     from stimuli.manifest import load_manifest
@@ -161,7 +161,8 @@ def make_plan(set_dir: Path, task: str = TASK1, *, name: str | None = None, n_ba
         "quota_per_batch": quota,
         "payment": {"reward_usd": 1.0, "bonus": {"rule": "none", "question": None, "truth": None,
                                                  "amount_usd": 0, "max_usd": 0}},
-        "audio_check": {"enabled": (task == TASK2) if audio_check is None else audio_check},
+        "audio_check": (dict(audio_check) if isinstance(audio_check, dict)  # a listening screen's settings
+                        else {"enabled": (task == TASK2) if audio_check is None else audio_check}),
         "examples": examples,
         "batches": batches,
         "notes": [],
@@ -219,7 +220,9 @@ def complete_session(client, token: str, variant_for: Callable[[int], int] | Non
 
     state = client.get(f"/api/v1/a/{token}").get_json()
     assert client.post(f"/api/v1/a/{token}/start").status_code == 200
-    if state["audio_check"]["enabled"]:
+    if state.get("listening"):
+        pass_screen(client, token)
+    if state["audio_check"]["enabled"] and (not state.get("listening") or state["listening"]["words"]):
         attempt = client.application.config["AUDIO_CHECK_ATTEMPTS"] - state["audio_check"]["attempts_left"]
         word = expected_word(client.application.config["SECRET_KEY"], token, attempt)
         r = client.post(f"/api/v1/a/{token}/audio-check", json={"answer": word})
@@ -235,3 +238,25 @@ def complete_session(client, token: str, variant_for: Callable[[int], int] | Non
     r = client.post(f"/api/v1/a/{token}/complete")
     assert r.status_code == 200, r.get_json()
     return r.get_json()
+
+
+def pass_screen(client, token: str, *, wrong: int = 0) -> dict:
+    """Calibrate and answer the headphone screen from the server's secret (``wrong`` answers wrong on
+    purpose, from the first trial); return the last reply."""
+    from study_server.listening import expected_answers
+
+    secret = client.application.config["SECRET_KEY"]
+    r = client.post(f"/api/v1/a/{token}/listening/calibrated", json={})
+    assert r.status_code == 200, r.get_json()
+    listening = r.get_json()["listening"]
+    screen = listening["screen"]
+    attempt = 0  # a fresh screen
+    right = expected_answers(secret, token, screen["kind"], attempt, screen["trials"])
+    reply: dict = {}
+    for trial, answer in enumerate(right):
+        if trial < wrong:
+            answer = answer % 3 + 1
+        r = client.post(f"/api/v1/a/{token}/listening/answer", json={"trial": trial, "answer": answer})
+        assert r.status_code == 200, r.get_json()
+        reply = r.get_json()
+    return reply

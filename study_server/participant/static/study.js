@@ -1,4 +1,5 @@
-// The participant's study page: consent -> instructions -> sound check -> examples -> trials -> done.
+// The participant's study page: consent -> instructions -> listening checks (volume, headphone screen,
+// spoken word: as the spec says) -> examples -> trials -> done.
 // Every answer is POSTed the moment it is given, with an id made here, and retried with backoff until the
 // server acknowledges it; pending answers are kept in localStorage so a reload sends them again.
 // Trials are known only by position and an opaque media URL.
@@ -202,7 +203,7 @@
     if (state.completion) { window.location.replace(DONE_URL); return; }
     if (status === "allocated") { show("step-consent"); return; }
     if (status === "returned") { message("Thank you", "You chose not to take part. You may close this page and return the task."); return; }
-    if (status === "abandoned") { message("Sorry", "This study needs working sound, and the sound check did not succeed. Please return the task. Thank you for trying."); return; }
+    if (status === "abandoned") { abandonedMessage(); return; }
     if (status === "expired") { message("Sorry", "Your place in this study was released after a long pause. Please open the study again from the page that sent you here."); return; }
     if (status === "rejected" || status === "approved" || status === "submitted" || status === "completed") {
       window.location.replace(DONE_URL); return;
@@ -210,7 +211,7 @@
     computeOrder();
     if (state.answered.length || pendingCount()) {
       // Resuming: straight back to the first unanswered item.
-      if (state.audio_check.enabled && !state.audio_check.passed) { startAudioCheck(); return; }
+      if (state.audio_check.enabled && !state.audio_check.passed) { startChecks(); return; }
       nextTrial();
       return;
     }
@@ -235,8 +236,143 @@
   });
 
   $("instructions-next").addEventListener("click", function () {
-    if (state.audio_check.enabled && !state.audio_check.passed) startAudioCheck();
+    if (state.audio_check.enabled && !state.audio_check.passed) startChecks();
     else startExamples();
+  });
+
+  function abandonedMessage() {
+    var L = state && state.listening;
+    if (L && L.screen && L.screen.passed === false) {
+      message("Sorry", "This study needs headphones, and the headphone check did not succeed. Please return " +
+        "the task (you will not be penalised for it). Thank you for trying.");
+    } else {
+      message("Sorry", "This study needs working sound, and the sound check did not succeed. Please return the task. Thank you for trying.");
+    }
+  }
+
+  function afterChecks() {
+    if (state.answered.length || pendingCount()) nextTrial(); else startExamples();
+  }
+
+  // ------------------------------------------------- listening checks: volume, headphone screen
+  // The screen's sounds come from the server; which interval is right is known only there.
+  function startChecks() {
+    var L = state.listening;
+    if (L && L.screen.passed !== true) {
+      if (!L.calibrated) showCalibration(); else showScreen();
+      return;
+    }
+    if (!L || L.words) { startAudioCheck(); return; }
+    afterChecks();
+  }
+
+  function showCalibration() {
+    var audio = $("calibration-audio");
+    audio.src = state.listening.calibration_url;
+    $("calibration-done").disabled = true;
+    show("step-calibration");
+  }
+
+  $("calibration-play").addEventListener("click", function () {
+    var audio = $("calibration-audio");
+    if (!audio.paused) { audio.pause(); this.textContent = "Play the noise"; return; }
+    audio.currentTime = 0;
+    audio.play();
+    this.textContent = "Stop the noise";
+  });
+
+  $("calibration-audio").addEventListener("playing", function () { $("calibration-done").disabled = false; });
+
+  $("calibration-done").addEventListener("click", function () {
+    var btn = this;
+    btn.disabled = true;
+    $("calibration-audio").pause();
+    request("POST", "/listening/calibrated", {}).then(function (r) {
+      if (r.status !== 200) { btn.disabled = false; message("Sorry", errorText(r.data)); return; }
+      state.listening = r.data.listening;
+      showScreen();
+    }).catch(function () { btn.disabled = false; });
+  });
+
+  var screenPlayed = false;
+
+  function setChoices(enabled) {
+    var buttons = $("screen-choices").querySelectorAll("button");
+    for (var i = 0; i < buttons.length; i++) buttons[i].disabled = !enabled;
+  }
+
+  function showScreen(feedback) {
+    var sc = state.listening.screen;
+    $("screen-task").textContent = sc.kind === "antiphase"
+      ? "Press Play: you will hear three tones, one after the other. Which tone is the softest (quietest): 1, 2 or 3?"
+      : "Press Play: you will hear three noises, one after the other. One of them has a faint tone hidden in it. Which one: 1, 2 or 3?";
+    $("screen-progress").textContent = "Sound " + (sc.answered + 1) + " of " + sc.trials;
+    $("screen-feedback").textContent = feedback || "";
+    $("screen-audio").src = sc.media_url;
+    screenPlayed = false;
+    setChoices(false);
+    $("screen-play").disabled = false;
+    show("step-screen");
+  }
+
+  $("screen-play").addEventListener("click", function () {
+    var audio = $("screen-audio");
+    this.disabled = true; // each set of sounds plays once, as in the published tests
+    audio.currentTime = 0;
+    audio.play().catch(function () { $("screen-play").disabled = false; });
+  });
+
+  $("screen-audio").addEventListener("ended", function () {
+    screenPlayed = true;
+    setChoices(true);
+    $("screen-choices").querySelector("button").focus();
+  });
+
+  $("screen-audio").addEventListener("error", function () {
+    $("screen-feedback").textContent = "The sound could not be loaded. Please check your connection and press Play again.";
+    $("screen-play").disabled = false;
+  });
+
+  function answerScreen(value) {
+    if (!screenPlayed) return;
+    screenPlayed = false;
+    setChoices(false);
+    var sc = state.listening.screen;
+    var leftBefore = sc.attempts_left;
+    request("POST", "/listening/answer", { trial: sc.next_trial, answer: value }).then(function (r) {
+      if (r.status !== 200) {
+        if (r.status === 429 || r.status >= 500) { screenPlayed = true; setChoices(true);
+          $("screen-feedback").textContent = "Connection problem; please choose again."; return; }
+        message("Sorry", errorText(r.data)); return;
+      }
+      state.listening = r.data.listening;
+      state.status = r.data.status;
+      var now = state.listening.screen;
+      if (r.data.status === "abandoned") { abandonedMessage(); return; }
+      if (now.passed === true) {
+        if (state.listening.words) startAudioCheck();
+        else { state.audio_check.passed = true; afterChecks(); }
+        return;
+      }
+      showScreen(now.attempts_left < leftBefore
+        ? "That round did not pass. Please make sure you are wearing headphones (both sides), then try again (" +
+          now.attempts_left + " round" + (now.attempts_left === 1 ? "" : "s") + " left)."
+        : "");
+    }).catch(function () {
+      screenPlayed = true;
+      setChoices(true);
+      $("screen-feedback").textContent = "Connection problem; please choose again.";
+    });
+  }
+
+  $("screen-choices").addEventListener("click", function (ev) {
+    var btn = ev.target.closest ? ev.target.closest("button") : null;
+    if (btn && !btn.disabled) answerScreen(parseInt(btn.dataset.answer, 10));
+  });
+
+  document.addEventListener("keydown", function (ev) {
+    if ($("step-screen").hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.key === "1" || ev.key === "2" || ev.key === "3") answerScreen(parseInt(ev.key, 10));
   });
 
   // ------------------------------------------------------------------------------ audio check
@@ -265,10 +401,7 @@
         if (state.answered.length || pendingCount()) nextTrial(); else startExamples();
         return;
       }
-      if (r.data.status === "abandoned") {
-        message("Sorry", "This study needs working sound, and the sound check did not succeed. Please return the task. Thank you for trying.");
-        return;
-      }
+      if (r.data.status === "abandoned") { abandonedMessage(); return; }
       input.value = "";
       $("audio-word").src = r.data.media_url;
       $("audio-feedback").textContent = "That was not the word. Please listen to a new word (" +
