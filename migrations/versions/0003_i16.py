@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('external_id', sa.String(length=255), nullable=False),
     sa.Column('post_id', sa.String(length=255), nullable=True),
     sa.Column('seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('platform_status', sa.String(length=20), nullable=True),
     sa.ForeignKeyConstraint(['assignment_id'], ['assignments.id'], name=op.f('fk_recruit_assignment_ids_assignment_id_assignments'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_recruit_assignment_ids')),
     sa.UniqueConstraint('platform', 'external_id', name=op.f('uq_recruit_assignment_ids_platform_external_id'))

@@ -87,6 +87,8 @@ class PlatformAssignmentId(Base):
     external_id: Mapped[str] = mapped_column(String(255))  # MTurk assignment id / Prolific session id
     post_id: Mapped[str | None] = mapped_column(String(255))  # HIT id / Prolific study id
     seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The platform's word for this piece of work as we last set or read it (Submitted, Approved, ...).
+    platform_status: Mapped[str | None] = mapped_column(String(20))
 
     __table_args__ = (UniqueConstraint("platform", "external_id"),)
 
