@@ -294,10 +294,23 @@ class MTurkRecruiter:
                                 MaxResults=100)]
 
     def create_exclusion_qualification(self, family: str) -> str:
-        resp = _call(self.client, "create_qualification_type", Name=f"emostudy took part: {family}"[:128],
-                     Keywords="emostudy,exclusion", QualificationTypeStatus="Active",
-                     Description=(f"Granted to workers who took part in the emostudy study family {family!r}; "
-                                  "later studies of the family exclude them.")[:2000])
+        """The family's qualification type. MTurk refuses a second type of the same name, so one made by a
+        run whose reply was lost is found by name (ListQualificationTypes) instead of failing."""
+        name = f"emostudy took part: {family}"[:128]
+        try:
+            resp = _call(self.client, "create_qualification_type", Name=name,
+                         Keywords="emostudy,exclusion", QualificationTypeStatus="Active",
+                         Description=(f"Granted to workers who took part in the emostudy study family {family!r}; "
+                                      "later studies of the family exclude them.")[:2000])
+        except PlatformError as exc:
+            if "already" not in str(exc).lower():
+                raise
+            found = [q for q in _pages(self.client, "list_qualification_types", "QualificationTypes", Query=name,
+                                       MustBeRequestable=False, MustBeOwnedByCaller=True, MaxResults=100)
+                     if q.get("Name") == name]
+            if not found:
+                raise
+            return found[0]["QualificationTypeId"]
         return resp["QualificationType"]["QualificationTypeId"]
 
     def grant(self, qualification_type_id: str, worker_id: str) -> None:

@@ -203,7 +203,7 @@ def _post(session: Session, study: Study, recruiter: Any, c: Campaign, settings:
     from study_server.recruit.mturk import hit_sizes
 
     check_balance(recruiter, settings.reward_usd * places, f"{places} places at ${settings.reward_usd:.2f}")
-    recruiter.hit_type_id = (c.settings or {}).get("hit_type_id") or recruiter.hit_type_id
+    recruiter.hit_type_id = (c.settings or {}).get("hit_type_id")  # the campaign's, with its requirements
     if not recruiter.hit_type_id:
         recruiter.ensure_hit_type(settings, (c.settings or {}).get("requirements"))
         _set(c, hit_type_id=recruiter.hit_type_id)
@@ -275,11 +275,12 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
     as DoesNotExist); the qualification requirements are stored with the campaign and reused by every
     re-post. Prolific: blocklist, screeners and audio from the plan; minimum pay checked."""
     c = ensure_campaign(session, study, recruiter.platform, sandbox)
-    if recruiter.platform in ("mturk", "prolific"):
-        reconcile_posts(session, study, recruiter, c)
+    found = reconcile_posts(session, study, recruiter, c) if recruiter.platform in ("mturk", "prolific") else []
     open_target = (c.settings or {}).get("open_target")
     posted = sum(p.places for p in posts(session, study, recruiter.platform))
     if open_target is not None and recruiter.platform != "lab":
+        if posted >= open_target and c.status == CAMPAIGN_OPEN and found:
+            return found  # the interrupted open had posted everything; its posts are recorded now
         if posted >= open_target and c.status == CAMPAIGN_OPEN:
             raise RecruitError(f"study {study.name!r} is already posted on {recruiter.platform} ({posted} places); "
                                "`emostudy recruit sync` refills it, `emostudy recruit close` stops it")
