@@ -95,7 +95,7 @@ def retry_config(max_attempts: int = MAX_ATTEMPTS):
     backoff (throttling: up to 20 s between tries)."""
     from botocore.config import Config
 
-    return Config(retries={"mode": "standard", "max_attempts": int(max_attempts)})
+    return Config(retries={"mode": "standard", "total_max_attempts": int(max_attempts)})  # tries, first included
 
 
 def already_processed(err: dict[str, Any]) -> bool:
