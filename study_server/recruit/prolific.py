@@ -133,10 +133,15 @@ class ProlificRecruiter:
     def minor(self, amount_usd: float) -> int:
         return to_minor(amount_usd, self.currency(), self.usd_rate)
 
+    def check_pay(self, settings: PostSettings) -> float:
+        """The hourly pay in the study currency; PayRefused below Prolific's floor without allow_low_pay."""
+        return check_min_pay(self.minor(settings.reward_usd), self.currency(), int(settings.estimated_minutes),
+                             self.allow_low_pay)
+
     def study_body(self, settings: PostSettings, places: int, annotation: str = "") -> dict[str, Any]:
         sep = "&" if "?" in settings.study_url else "?"
         reward = self.minor(settings.reward_usd)
-        check_min_pay(reward, self.currency(), int(settings.estimated_minutes), self.allow_low_pay)
+        self.check_pay(settings)
         body = {
             "name": settings.title,
             # Our annotation: a study whose creation reply was lost is found again by it (``find_studies``).

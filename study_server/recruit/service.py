@@ -307,9 +307,11 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
         _set(c, requirements=requirements, family=family)
         details.update(family=family, exclude_qualifications=exclude_ids)
     elif recruiter.platform == "prolific":
+        hourly = recruiter.check_pay(settings)  # before anything is recorded or posted
         recruiter.filters, recruiter.peripheral_requirements = prolific_filters(session, study)
         details.update(filters=recruiter.filters, peripheral_requirements=recruiter.peripheral_requirements,
-                       allow_low_pay=recruiter.allow_low_pay)
+                       allow_low_pay=recruiter.allow_low_pay, hourly=round(hourly, 2),
+                       currency=recruiter.currency())
     _set(c, open_target=posted + places, reward_usd=settings.reward_usd, settings=_settings_dict(settings))
     c.status, c.closed_at = CAMPAIGN_OPEN, None
     session.commit()
