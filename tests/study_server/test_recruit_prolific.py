@@ -15,7 +15,7 @@ from study_server.extensions import db
 from study_server.models import Assignment, AuditLog
 import requests
 
-from study_server.recruit import LedgerError, OutcomeUnknown, PayRefused
+from study_server.recruit import LedgerError, OutcomeUnknown, PayRefused, RecruitError
 from study_server.recruit import lab, service
 from study_server.recruit.models import BONUS_SENT, BONUS_UNKNOWN, BonusPayment, RecruitPost
 from study_server.recruit.prolific import ProlificRecruiter, to_minor
@@ -343,3 +343,90 @@ def test_lab_tokens_are_one_time_links_without_payments(app, study):
     assert status["places"] == 3 and status["completed"] == 1
     assert db.session.scalar(select(func.count()).select_from(AuditLog).where(
         AuditLog.action == "recruit.open.lab")) == 1
+
+
+# -- fault injection on Prolific: before the call, after it (done there, not recorded here), lost reply ----
+class Crash(Exception):
+    """The process died at this point."""
+
+
+def _faulty(rec, method, suffix, when):
+    """Arm one fault on the first matching request of this recruiter's HTTP session."""
+    real = rec.http.request
+    armed = [True]
+
+    def request(m, url, **kw):
+        hit = armed[0] and m == method and url.split("?")[0].endswith(suffix)
+        if hit:
+            armed[0] = False
+            if when == "before":
+                raise Crash(f"died before {m} {suffix}")
+        resp = real(m, url, **kw)
+        if hit and when == "after":
+            raise Crash(f"died after {m} {suffix}")
+        if hit and when == "lost":
+            raise requests.ConnectionError("reply lost")
+        return resp
+    rec.http.request = request
+    rec.fault_armed = armed
+    return rec
+
+
+def _prolific_world(app, study, fake):
+    _posted(study)
+    web = app.test_client()
+    complete_session(web, arrive(web, study.name, PROLIFIC_PID="P1", STUDY_ID="STUDY1", SESSION_ID="S1"))
+    bad = arrive(web, study.name, PROLIFIC_PID="P2", STUDY_ID="STUDY1", SESSION_ID="S2")
+    complete_session(web, bad, variant_for=lambda pos: 1 if pos >= 6 else 0)
+    arrive(web, study.name, PROLIFIC_PID="P3", STUDY_ID="STUDY1", SESSION_ID="S3")
+    fake.places = 3
+    fake.submissions = [{"id": f"S{i}", "participant_id": f"P{i}", "status": "AWAITING REVIEW"} for i in (1, 2, 3)]
+
+
+PROLIFIC_CALLS = [("sync", "POST", "/submissions/S1/transition/"), ("sync", "POST", "/submissions/S2/transition/"),
+                  ("sync", "POST", "/submissions/S3/request-return/"), ("sync", "PATCH", "/studies/STUDY1/"),
+                  ("sync", "GET", "/studies/STUDY1/submissions/"),
+                  ("bonus", "POST", "/submissions/bonus-payments/"), ("bonus", "POST", "/pay/"),
+                  ("bonus", "GET", "/submissions/S1/")]
+PROLIFIC_CASES = [(ph, m, sfx, w) for ph, m, sfx in PROLIFIC_CALLS for w in ("before", "after", "lost")]
+
+
+@pytest.mark.parametrize("phase,method,suffix,when", PROLIFIC_CASES,
+                         ids=[f"{p}-{m}-{s.strip('/').replace('/', '.')}-{w}" for p, m, s, w in PROLIFIC_CASES])
+def test_prolific_fault_then_rerun(app, study, fake, phase, method, suffix, when):
+    _prolific_world(app, study, fake)
+    settings = service.post_settings(study, BASE)
+
+    def sync(rec):
+        return service.sync(db.session, study, rec, settings=settings)
+
+    def bonus(rec):
+        return service.pay_bonuses(db.session, study, rec)
+
+    if phase == "bonus":
+        sync(_recruiter(fake, study, "STUDY1"))
+        fake.submissions[0]["status"] = "APPROVED"
+        if suffix == "/submissions/S1/":  # the records are read only when an outcome is unknown
+            fake.pay_fault = "lost-after"
+            with pytest.raises(LedgerError):
+                bonus(_recruiter(fake, study, "STUDY1"))
+    run = sync if phase == "sync" else bonus
+    faulty = _faulty(_recruiter(fake, study, "STUDY1"), method, suffix, when)
+    try:
+        run(faulty)
+    except (Crash, RecruitError):
+        db.session.rollback()
+    assert faulty.fault_armed == [False], "the call never happened: the case tests nothing"
+    try:
+        run(_recruiter(fake, study, "STUDY1"))
+    except LedgerError:  # Prolific's records cannot settle it: a person checks the payments page and marks it
+        row = db.session.scalar(select(BonusPayment))
+        service.mark_bonus(db.session, study, row.id, "sent" if fake.pay_calls else "failed", note="checked")
+    run(_recruiter(fake, study, "STUDY1"))
+    status = {s["id"]: s["status"] for s in fake.submissions}
+    assert status["S1"] == "APPROVED" and status["S2"] == "REJECTED"
+    assert status["S3"] == "AWAITING REVIEW" and fake.submissions[2].get("return_requested")  # never rejected
+    assert fake.places == 5  # 4 wanted - P1 valid - P3 active = 2 more, added once
+    if phase == "bonus":
+        assert fake.pay_calls == 1 and len(fake.submissions[0]["bonus_payments"]) == 1
+        assert db.session.scalar(select(BonusPayment.status)) == BONUS_SENT
