@@ -348,7 +348,11 @@ def _lab_token_ok(session: Session, study_id: int, token: str) -> bool:
 
 
 def _refresh_platform_ids(assignment: Assignment, arrival: Arrival) -> None:
-    # MTurk gives a returning worker a new assignmentId when they accept the HIT again.
+    # MTurk gives a returning worker a new assignmentId when they accept the HIT again. Every id they
+    # used stays findable (issue #16: a submission under the earlier id must not look unknown).
+    from study_server.recruit.ids import remember_platform_ids
+
+    remember_platform_ids(assignment, arrival)
     for name in ("hit_id", "external_assignment_id", "turk_submit_to", "prolific_study_id", "prolific_session_id"):
         value = getattr(arrival, name)
         if value:

@@ -6,15 +6,20 @@ and how much bonus to pay is decided from our own database (``service.py``), nev
 
 Money and standing: every call that moves money or changes a worker's standing is written to the audit
 log *before* it is made; bonuses go through our ledger (``BonusPayment``) with a deterministic
-idempotency token per assignment and rule, so re-running, or crashing half-way and re-running, never pays
-anyone twice.
+idempotency token per assignment and rule, and a payment whose outcome is not known is never made again
+before the platform's own records of what was paid (MTurk ListBonusPayments, Prolific's bonus records of
+the submission) have been read. Every platform object is recorded the moment it is created and found
+again by its annotation after a crash. Nobody is rejected automatically for an unknown, duplicate or
+partial submission: those go to the review queue (``ReviewItem``).
 
 Exceptions::
 
     RecruitError
     +-- LiveModeRefused   live MTurk asked for without the explicit flag and confirmation
     +-- PlatformError     the platform refused a call (carries the platform's message)
+    |   +-- OutcomeUnknown    the reply was lost (timeout, dropped connection, 5xx): the call may have worked
     +-- LedgerError       a bonus payment's outcome is unknown and needs a person to check
+    +-- PayRefused        the minimum-pay check or the account balance says no
 """
 
 
@@ -32,3 +37,11 @@ class PlatformError(RecruitError):
 
 class LedgerError(RecruitError):
     """The bonus ledger holds a payment whose outcome is unknown."""
+
+
+class OutcomeUnknown(PlatformError):
+    """The call's reply was lost: it may or may not have taken effect. Read the platform's state first."""
+
+
+class PayRefused(RecruitError):
+    """Below the platform's minimum hourly pay, or the account balance cannot cover the cost."""

@@ -6,7 +6,10 @@ HITs of 10+ assignments cost a higher fee, so we post at most 9 assignments per 
 needed. System qualification ids: locale 00000000000000000071, approval rate 000000000000000000L0,
 number of approved HITs 00000000000000000040 (the approval rate reads 100% for new workers, hence a
 minimum of approved HITs). ``UniqueRequestToken`` (at most 64 characters) makes ``SendBonus`` and
-``CreateHITWithHITType`` idempotent for 24 hours; our ledger guards bonuses beyond that.
+``CreateHITWithHITType`` idempotent for 24 hours; a repeat inside that window is refused with
+``The idempotency token "..." has already been processed.``; our ledger and ``ListBonusPayments`` /
+``ListHITs`` (by ``RequesterAnnotation``) guard beyond that. Fees: 20% on rewards and bonuses for HITs of
+fewer than 10 assignments. ``ThrottlingException`` is retried by botocore (standard retry mode).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from xml.sax.saxutils import escape
 
-from study_server.recruit import LiveModeRefused, PlatformError
+from study_server.recruit import LiveModeRefused, OutcomeUnknown, PlatformError
 from study_server.recruit.base import PostSettings, Submission, usd
 
 SANDBOX_ENDPOINT = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
@@ -25,6 +28,9 @@ QUAL_LOCALE = "00000000000000000071"
 QUAL_APPROVAL_RATE = "000000000000000000L0"
 QUAL_NUMBER_APPROVED = "00000000000000000040"
 MAX_ASSIGNMENTS_PER_HIT = 9
+FEE = 0.20  # MTurk's commission on rewards and bonuses (HITs of fewer than 10 assignments)
+MAX_ATTEMPTS = 6  # botocore standard retry mode: throttling and transient errors, with exponential backoff
+THROTTLE_CODES = ("ThrottlingException", "Throttling", "TooManyRequestsException")
 _EXTERNAL_QUESTION_NS = ("http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/"
                          "2006-07-14/ExternalQuestion.xsd")
 
@@ -80,17 +86,67 @@ def make_client(*, live: bool = False, confirmed: bool = False, session: Any = N
     import boto3
 
     maker = session or boto3
-    return maker.client("mturk", region_name="us-east-1", endpoint_url=LIVE_ENDPOINT if live else SANDBOX_ENDPOINT)
+    return maker.client("mturk", region_name="us-east-1", endpoint_url=LIVE_ENDPOINT if live else SANDBOX_ENDPOINT,
+                        config=retry_config())
+
+
+def retry_config(max_attempts: int = MAX_ATTEMPTS):
+    """botocore's standard retry mode: retries throttling and transient errors with jittered exponential
+    backoff (throttling: up to 20 s between tries)."""
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "total_max_attempts": int(max_attempts)})  # tries, first included
+
+
+def already_processed(err: dict[str, Any]) -> bool:
+    """MTurk's answer to a repeated UniqueRequestToken: 'The idempotency token "..." has already been
+    processed.' (older wording names UniqueRequestToken)."""
+    msg = str(err.get("Message", "")).lower()
+    return "already" in msg and ("idempotency token" in msg or "uniquerequesttoken" in msg)
 
 
 def _call(client: Any, op: str, **params: Any) -> dict[str, Any]:
-    from botocore.exceptions import ClientError
+    """One MTurk call. A refusal raises PlatformError; a lost reply (timeout, dropped connection, 5xx after
+    botocore's retries) raises OutcomeUnknown; throttling that outlasts the retries says so plainly."""
+    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
     try:
         return getattr(client, op)(**params)
     except ClientError as exc:
         err = exc.response.get("Error", {})
-        raise PlatformError(f"MTurk {op} failed: {err.get('Code', '?')}: {err.get('Message', exc)}") from None
+        code = err.get("Code", "?")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+        if code in THROTTLE_CODES:
+            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+            raise PlatformError(f"MTurk kept refusing {op} for too many requests (ThrottlingException, {attempts} "
+                                "tries with backoff). Nothing was lost: wait a few minutes and run the same "
+                                "command again.") from None
+        if status >= 500 or code in ("ServiceFault", "ServiceUnavailable", "InternalError"):
+            raise OutcomeUnknown(f"MTurk {op}: the service failed ({code}: {err.get('Message', '')}); the call "
+                                 "may or may not have taken effect") from None
+        exc_out = PlatformError(f"MTurk {op} failed: {code}: {err.get('Message', exc)}")
+        exc_out.error = err  # type: ignore[attr-defined]
+        raise exc_out from None
+    except (BotoConnectionError, HTTPClientError) as exc:
+        raise OutcomeUnknown(f"MTurk {op}: no reply ({type(exc).__name__}: {exc}); the call may or may not have "
+                             "taken effect") from None
+
+
+def _pages(client: Any, op: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paged MTurk list. An empty page with a NextToken is not the end: only a missing
+    NextToken is."""
+    out: list[dict[str, Any]] = []
+    token = None
+    seen: set[str] = set()
+    while True:
+        resp = _call(client, op, **params, **({"NextToken": token} if token else {}))
+        out.extend(resp.get(key, []))
+        token = resp.get("NextToken")
+        if not token:
+            return out
+        if token in seen:  # a service that hands the same token back would loop forever
+            raise PlatformError(f"MTurk {op} returned the page token {token!r} twice; paging stopped")
+        seen.add(token)
 
 
 class MTurkRecruiter:
@@ -109,95 +165,152 @@ class MTurkRecruiter:
         self.log = log or (lambda action, details: None)
 
     # -- posting ------------------------------------------------------------------------------
-    def ensure_hit_type(self, s: PostSettings) -> str:
+    def ensure_hit_type(self, s: PostSettings, requirements: list[dict[str, Any]] | None = None) -> str:
+        """The HIT type (CreateHITType is idempotent: the same settings give the same id)."""
         if self.hit_type_id is None:
             resp = _call(self.client, "create_hit_type",
                          AutoApprovalDelayInSeconds=int(s.auto_approval_delay_s),
                          AssignmentDurationInSeconds=int(s.assignment_duration_s),
                          Reward=usd(s.reward_usd), Title=s.title[:128], Keywords=s.keywords[:1000],
                          Description=s.description[:2000],
-                         QualificationRequirements=self.qualifications.requirements())
+                         QualificationRequirements=(requirements if requirements is not None
+                                                    else self.qualifications.requirements()))
             self.hit_type_id = resp["HITTypeId"]
         return self.hit_type_id
+
+    def create_hit(self, settings: PostSettings, assignments: int, token: str) -> dict[str, Any]:
+        """One HIT; ``token`` is both its UniqueRequestToken and its RequesterAnnotation, so a HIT whose reply
+        was lost is found again by ``find_hits`` (after the token's 24 hours too)."""
+        if len(token) > 64:
+            raise ValueError(f"request token {token!r} is longer than MTurk's 64 characters")
+        question = external_question(settings.study_url, settings.frame_height)
+        try:
+            resp = _call(self.client, "create_hit_with_hit_type", HITTypeId=self.hit_type_id, MaxAssignments=assignments,
+                         LifetimeInSeconds=int(settings.lifetime_s), Question=question,
+                         RequesterAnnotation=token, UniqueRequestToken=token)
+        except PlatformError as exc:
+            if not already_processed(getattr(exc, "error", {})):
+                raise
+            found = [h for h in self.find_hits(token) if h.get("RequesterAnnotation") == token]
+            if not found:
+                raise OutcomeUnknown(f"MTurk says HIT token {token!r} was used, but ListHITs does not show the HIT "
+                                     "yet; run the command again in a minute") from None
+            return found[0]
+        hit = resp["HIT"]
+        self.hit_ids.append(hit["HITId"])
+        return hit
+
+    def find_hits(self, annotation_prefix: str) -> list[dict[str, Any]]:
+        """Our HITs on MTurk, found by their RequesterAnnotation (ListHITs, every page)."""
+        return [h for h in _pages(self.client, "list_hits", "HITs", MaxResults=100)
+                if str(h.get("RequesterAnnotation") or "").startswith(annotation_prefix)]
 
     def open(self, settings: PostSettings, places: int) -> list[str]:
         return self.extend(settings, places)
 
     def extend(self, settings: PostSettings, places: int) -> list[str]:
-        """New HITs of at most 9 assignments each, until ``places`` assignments are posted."""
-        question = external_question(settings.study_url, settings.frame_height)
-        type_id = self.ensure_hit_type(settings)
-        new: list[str] = []
-        for n in hit_sizes(places):
-            token = f"{self.request_token_prefix}hit{len(self.hit_ids) + 1}"[:64]
-            self.log("mturk.create_hit", {"assignments": n, "token": token})
-            resp = _call(self.client, "create_hit_with_hit_type", HITTypeId=type_id, MaxAssignments=n,
-                         LifetimeInSeconds=int(settings.lifetime_s), Question=question,
-                         RequesterAnnotation=self.request_token_prefix[:255], UniqueRequestToken=token)
-            hit_id = resp["HIT"]["HITId"]
-            self.hit_ids.append(hit_id)
-            new.append(hit_id)
-        return new
+        """New HITs of at most 9 assignments each (the service records each one as it is made)."""
+        self.ensure_hit_type(settings)
+        start = len(self.hit_ids)
+        return [self.create_hit(settings, n, f"{self.request_token_prefix}{start + k + 1}")["HITId"]
+                for k, n in enumerate(hit_sizes(places))]
 
     # -- reading --------------------------------------------------------------------------------
+    def hit(self, hit_id: str) -> dict[str, Any]:
+        return _call(self.client, "get_hit", HITId=hit_id)["HIT"]
+
     def status(self) -> list[dict[str, Any]]:
         out = []
         for hit_id in self.hit_ids:
-            hit = _call(self.client, "get_hit", HITId=hit_id)["HIT"]
+            hit = self.hit(hit_id)
             out.append({"id": hit_id, "status": hit.get("HITStatus"), "places": hit.get("MaxAssignments"),
                         "available": hit.get("NumberOfAssignmentsAvailable", 0),
                         "pending": hit.get("NumberOfAssignmentsPending", 0),
                         "completed": hit.get("NumberOfAssignmentsCompleted", 0)})
         return out
 
-    def review(self) -> list[Submission]:
+    def assignments(self, hit_id: str, statuses: tuple[str, ...] = ("Submitted",)) -> list[Submission]:
+        return [Submission(platform="mturk", external_id=a["AssignmentId"], worker_id=a["WorkerId"],
+                           status=a.get("AssignmentStatus", "Submitted"), post_id=hit_id, raw=a)
+                for a in _pages(self.client, "list_assignments_for_hit", "Assignments", HITId=hit_id,
+                                AssignmentStatuses=list(statuses), MaxResults=100)]
+
+    def review(self, statuses: tuple[str, ...] = ("Submitted",)) -> list[Submission]:
         subs: list[Submission] = []
         for hit_id in self.hit_ids:
-            token = None
-            while True:
-                params: dict[str, Any] = {"HITId": hit_id, "AssignmentStatuses": ["Submitted"], "MaxResults": 100}
-                if token:
-                    params["NextToken"] = token
-                resp = _call(self.client, "list_assignments_for_hit", **params)
-                for a in resp.get("Assignments", []):
-                    subs.append(Submission(platform="mturk", external_id=a["AssignmentId"], worker_id=a["WorkerId"],
-                                           status=a.get("AssignmentStatus", "Submitted"), post_id=hit_id))
-                token = resp.get("NextToken")
-                if not token or not resp.get("Assignments"):
-                    break
+            subs.extend(self.assignments(hit_id, statuses))
         return subs
 
+    def balance(self) -> float:
+        """The requester's available balance in USD (the sandbox shows a fixed play balance)."""
+        return float(_call(self.client, "get_account_balance").get("AvailableBalance") or 0)
+
     # -- money and standing (the caller writes the audit log first) ------------------------------
+    def _settled(self, sub: Submission, wanted: str) -> bool:
+        """After a refused approve/reject: is the assignment already in the wanted state (a retry of a call
+        whose reply was lost)?"""
+        a = _call(self.client, "get_assignment", AssignmentId=sub.external_id).get("Assignment", {})
+        return a.get("AssignmentStatus") == wanted
+
     def approve(self, sub: Submission, feedback: str | None = None) -> None:
         params: dict[str, Any] = {"AssignmentId": sub.external_id}
         if feedback:
             params["RequesterFeedback"] = feedback[:1024]
-        _call(self.client, "approve_assignment", **params)
+        try:
+            _call(self.client, "approve_assignment", **params)
+        except OutcomeUnknown:
+            raise
+        except PlatformError:
+            if not self._settled(sub, "Approved"):
+                raise
 
-    def reject(self, sub: Submission, feedback: str) -> None:
+    def reject(self, sub: Submission, feedback: str, category: str | None = None) -> None:
         if not feedback:
             raise PlatformError("MTurk needs feedback text to reject an assignment")
-        _call(self.client, "reject_assignment", AssignmentId=sub.external_id, RequesterFeedback=feedback[:1024])
+        try:
+            _call(self.client, "reject_assignment", AssignmentId=sub.external_id, RequesterFeedback=feedback[:1024])
+        except OutcomeUnknown:
+            raise
+        except PlatformError:
+            if not self._settled(sub, "Rejected"):
+                raise
 
     def bonus(self, worker_id: str, external_id: str, amount_usd: float, reason: str, token: str) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
-
         try:
-            self.client.send_bonus(WorkerId=worker_id, BonusAmount=usd(amount_usd), AssignmentId=external_id,
-                                   Reason=reason[:1024], UniqueRequestToken=token[:64])
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
+            _call(self.client, "send_bonus", WorkerId=worker_id, BonusAmount=usd(amount_usd), AssignmentId=external_id,
+                  Reason=reason[:1024], UniqueRequestToken=token[:64])
+        except PlatformError as exc:
             # A retry with a token MTurk has already processed: the bonus was paid by the first call.
-            if "UniqueRequestToken" in str(err.get("Message", "")) and "already" in str(err.get("Message", "")):
-                return {"duplicate": True, "message": err.get("Message")}
-            raise PlatformError(f"MTurk send_bonus failed: {err.get('Code', '?')}: {err.get('Message', exc)}") from None
+            if already_processed(getattr(exc, "error", {})):
+                return {"duplicate": True, "message": exc.error.get("Message")}  # type: ignore[attr-defined]
+            raise
         return {"duplicate": False}
 
+    def bonuses_paid(self, external_id: str) -> list[dict[str, Any]]:
+        """What MTurk paid on this assignment (ListBonusPayments, every page): dicts with amount_cents."""
+        return [{"amount_cents": int(round(float(b.get("BonusAmount") or 0) * 100)), "worker_id": b.get("WorkerId"),
+                 "reason": b.get("Reason"), "at": str(b.get("GrantTime") or "")}
+                for b in _pages(self.client, "list_bonus_payments", "BonusPayments", AssignmentId=external_id,
+                                MaxResults=100)]
+
     def create_exclusion_qualification(self, family: str) -> str:
-        resp = _call(self.client, "create_qualification_type", Name=f"emostudy took part: {family}"[:128],
-                     Keywords="emostudy,exclusion", QualificationTypeStatus="Active",
-                     Description=(f"Granted to workers who took part in the emostudy study family {family!r}; "
-                                  "later studies of the family exclude them.")[:2000])
+        """The family's qualification type. MTurk refuses a second type of the same name, so one made by a
+        run whose reply was lost is found by name (ListQualificationTypes) instead of failing."""
+        name = f"emostudy took part: {family}"[:128]
+        try:
+            resp = _call(self.client, "create_qualification_type", Name=name,
+                         Keywords="emostudy,exclusion", QualificationTypeStatus="Active",
+                         Description=(f"Granted to workers who took part in the emostudy study family {family!r}; "
+                                      "later studies of the family exclude them.")[:2000])
+        except PlatformError as exc:
+            if "already" not in str(exc).lower():
+                raise
+            found = [q for q in _pages(self.client, "list_qualification_types", "QualificationTypes", Query=name,
+                                       MustBeRequestable=False, MustBeOwnedByCaller=True, MaxResults=100)
+                     if q.get("Name") == name]
+            if not found:
+                raise
+            return found[0]["QualificationTypeId"]
         return resp["QualificationType"]["QualificationTypeId"]
 
     def grant(self, qualification_type_id: str, worker_id: str) -> None:
@@ -209,6 +322,21 @@ class MTurkRecruiter:
             raise PlatformError("MTurk exclusion needs the study family's qualification type")
         for w in worker_ids:
             self.grant(qualification_type_id, w)
+
+    def notify(self, worker_ids: list[str], subject: str, message: str) -> list[dict[str, Any]]:
+        """NotifyWorkers, 100 workers a call; returns MTurk's per-worker failures."""
+        failures: list[dict[str, Any]] = []
+        for i in range(0, len(worker_ids), 100):
+            resp = _call(self.client, "notify_workers", Subject=subject[:200], MessageText=message[:4096],
+                         WorkerIds=list(worker_ids[i:i + 100]))
+            failures.extend(resp.get("NotifyWorkersFailureStatuses", []))
+        return failures
+
+    def block(self, worker_id: str, reason: str) -> None:
+        """CreateWorkerBlock: the worker no longer sees any of this requester's HITs."""
+        if not reason.strip():
+            raise PlatformError("MTurk needs a reason to block a worker")
+        _call(self.client, "create_worker_block", WorkerId=worker_id, Reason=reason[:1024])
 
     def close(self) -> None:
         """Expire every HIT now (MTurk: set the expiration to a time in the past)."""

@@ -4,7 +4,15 @@ Used calls: create a draft study (``POST /api/v1/studies/``), publish / stop it
 (``POST /studies/{id}/transition/``), change its places (``PATCH /studies/{id}/``), list submissions
 (``GET /studies/{id}/submissions/``), approve / reject one (``POST /submissions/{id}/transition/``),
 bonuses (``POST /submissions/bonus-payments/`` sets a bulk bonus up, ``POST /bulk-bonus-payments/{id}/pay/``
-pays it). The pay call is not idempotent, so ``service.pay_bonuses`` guards it with our ledger.
+pays it), one submission (``GET /submissions/{id}/``: its status and ``bonus_payments``, the amounts
+already paid on it in minor units), a return request (``POST /submissions/{id}/request-return/`` with
+``request_return_reasons``), the account (``GET /users/me/``: ``currency_code``). The pay call is not
+idempotent, so ``service.pay_bonuses`` guards it with our ledger and reads the submission's bonus records
+before any retry.
+
+Amounts: ``reward`` and bonuses are in the study currency (the workspace's: GBP or USD), ``reward`` in its
+minor unit (pence / cents). Plans state USD; a GBP workspace needs an explicit ``usd_rate``. Prolific's
+minimum pay (``MIN_HOURLY``) is checked from the estimated minutes before a study is created.
 """
 
 from __future__ import annotations
@@ -12,11 +20,20 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from study_server.recruit import PlatformError
+import time
+
+from study_server.recruit import OutcomeUnknown, PayRefused, PlatformError
 from study_server.recruit.base import PostSettings, Submission
 
 DEFAULT_BASE_URL = "https://api.prolific.com/api/v1"
 TOKEN_ENV = ("EMOSTUDY_PROLIFIC_API_TOKEN", "PROLIFIC_API_TOKEN")
+MIN_HOURLY = {"GBP": 6.00, "USD": 8.00}  # Prolific's minimum hourly pay per study currency
+# Our rejection reasons -> Prolific's rejection categories.
+REJECTION_CATEGORIES = {"inconsistent": "FAILED_CHECK", "incomplete": "NO_DATA", "no_code": "NO_CODE",
+                        "too_quick": "TOO_QUICKLY", "instructions": "FAILED_INSTRUCTIONS", "other": "OTHER"}
+RETURN_REASON = "Didn't finish the study"
+# Prolific submission statuses read back into our database; AWAITING REVIEW is what ``review`` decides on.
+FINAL_STATUSES = ("APPROVED", "REJECTED", "RETURNED", "TIMED-OUT", "SCREENED OUT")
 URL_PARAMS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
 
 
@@ -27,12 +44,39 @@ def token_from_env() -> str:
     raise PlatformError(f"no Prolific API token: set {TOKEN_ENV[0]} (Prolific: Settings > Go to API token page)")
 
 
+
+
+def to_minor(amount_usd: float, currency: str, usd_rate: float | None) -> int:
+    """USD from the plan -> the study currency's minor unit (cents / pence)."""
+    if currency == "USD":
+        return int(round(amount_usd * 100))
+    if not usd_rate:
+        raise PayRefused(f"the Prolific workspace pays in {currency} but the plan's amounts are in USD: pass "
+                         f"--usd-rate (how many {currency} one USD is worth today) so rewards and bonuses are "
+                         "converted, not sent as if they were USD")
+    return int(round(amount_usd * usd_rate * 100))
+
+
+def check_min_pay(reward_minor: int, currency: str, minutes: int, allow_low_pay: str | None = None) -> float:
+    """The hourly rate in the study currency; refuses below Prolific's floor unless a reason is given."""
+    if minutes <= 0:
+        raise PayRefused(f"the estimated completion time must be positive minutes; got {minutes}")
+    hourly = reward_minor / 100 * 60 / minutes
+    floor = MIN_HOURLY.get(currency)
+    if floor is not None and hourly + 1e-9 < floor and not (allow_low_pay or "").strip():
+        need = int(-(-floor * minutes * 100 // 60))
+        raise PayRefused(f"{reward_minor / 100:.2f} {currency} for {minutes} minutes is {hourly:.2f} {currency}/h, "
+                         f"below Prolific's minimum of {floor:.2f} {currency}/h; pay at least {need / 100:.2f} "
+                         f"{currency} (plan payment.reward_usd or --reward), or pass --allow-low-pay REASON")
+    return hourly
+
 class ProlificRecruiter:
     platform = "prolific"
 
     def __init__(self, *, token: str, study_id: str | None = None, base_url: str = DEFAULT_BASE_URL,
                  completion_code: str = "", http: Any = None, timeout_s: float = 30.0,
-                 log: Callable[[str, dict[str, Any]], None] | None = None):
+                 log: Callable[[str, dict[str, Any]], None] | None = None, max_attempts: int = 5,
+                 sleep: Callable[[float], None] = time.sleep, usd_rate: float | None = None):
         import requests
 
         self.http = http or requests.Session()
@@ -42,23 +86,66 @@ class ProlificRecruiter:
         self.completion_code = completion_code
         self.timeout_s = timeout_s
         self.log = log or (lambda action, details: None)
+        self.max_attempts = max_attempts
+        self.sleep = sleep
+        self.usd_rate = usd_rate
+        self._currency: str | None = None
+        # Set by the service before ``open``: filters (blocklist, screeners), audio, allow-low-pay reason.
+        self.filters: list[dict[str, Any]] = []
+        self.peripheral_requirements: list[str] = []
+        self.allow_low_pay: str | None = None
 
     def _req(self, method: str, path: str, json: Any = None) -> Any:
-        resp = self.http.request(method, f"{self.base_url}{path}", json=json, timeout=self.timeout_s)
-        if resp.status_code >= 400:
-            raise PlatformError(f"Prolific {method} {path} failed: HTTP {resp.status_code}: {resp.text[:500]}")
-        return resp.json() if resp.content else {}
+        """One call. 429 is retried with exponential backoff; a lost reply or a 5xx raises OutcomeUnknown."""
+        import requests
+
+        for attempt in range(self.max_attempts):
+            try:
+                resp = self.http.request(method, f"{self.base_url}{path}", json=json, timeout=self.timeout_s)
+            except requests.RequestException as exc:
+                raise OutcomeUnknown(f"Prolific {method} {path}: no reply ({type(exc).__name__}); the call may or "
+                                     "may not have taken effect") from None
+            if resp.status_code == 429 and attempt + 1 < self.max_attempts:
+                self.sleep(min(30.0, 0.5 * 2 ** attempt))
+                continue
+            if resp.status_code == 429:
+                raise PlatformError(f"Prolific kept refusing {method} {path} for too many requests ({self.max_attempts} "
+                                    "tries with backoff). Nothing was lost: wait a few minutes and run it again.")
+            if resp.status_code >= 500:
+                raise OutcomeUnknown(f"Prolific {method} {path}: HTTP {resp.status_code}; the call may or may not "
+                                     "have taken effect")
+            if resp.status_code >= 400:
+                raise PlatformError(f"Prolific {method} {path} failed: HTTP {resp.status_code}: {resp.text[:500]}")
+            return resp.json() if resp.content else {}
+        raise AssertionError("unreachable")
 
     def _study(self) -> str:
         if not self.study_id:
             raise PlatformError("no Prolific study yet: run `emostudy recruit open --platform prolific` first")
         return self.study_id
 
-    def open(self, settings: PostSettings, places: int, *, publish: bool = False) -> list[str]:
+    def currency(self) -> str:
+        """The study currency: the account's (``GET /users/me/`` ``currency_code``), USD when not stated."""
+        if self._currency is None:
+            self._currency = str(self._req("GET", "/users/me/").get("currency_code") or "USD").upper()
+        return self._currency
+
+    def minor(self, amount_usd: float) -> int:
+        return to_minor(amount_usd, self.currency(), self.usd_rate)
+
+    def check_pay(self, settings: PostSettings) -> float:
+        """The hourly pay in the study currency; PayRefused below Prolific's floor without allow_low_pay."""
+        return check_min_pay(self.minor(settings.reward_usd), self.currency(), int(settings.estimated_minutes),
+                             self.allow_low_pay)
+
+    def study_body(self, settings: PostSettings, places: int, annotation: str = "") -> dict[str, Any]:
         sep = "&" if "?" in settings.study_url else "?"
+        reward = self.minor(settings.reward_usd)
+        self.check_pay(settings)
         body = {
             "name": settings.title,
-            "internal_name": settings.title,
+            # Our annotation: a study whose creation reply was lost is found again by it (``find_studies``).
+            "internal_name": f"{settings.title} [{annotation}]" if annotation else settings.title,
             "description": settings.description,
             "external_study_url": f"{settings.study_url}{sep}{URL_PARAMS}",
             "prolific_id_option": "url_parameters",
@@ -66,14 +153,26 @@ class ProlificRecruiter:
                                   "actions": [{"action": "MANUALLY_REVIEW"}]}],
             "total_available_places": int(places),
             "estimated_completion_time": int(settings.estimated_minutes),
-            "reward": int(round(settings.reward_usd * 100)),
+            "reward": reward,
             "device_compatibility": ["desktop", "tablet", "mobile"],
         }
-        study = self._req("POST", "/studies/", body)
+        if self.filters:
+            body["filters"] = list(self.filters)
+        if self.peripheral_requirements:
+            body["peripheral_requirements"] = list(self.peripheral_requirements)
+        return body
+
+    def open(self, settings: PostSettings, places: int, *, publish: bool = False, annotation: str = "") -> list[str]:
+        study = self._req("POST", "/studies/", self.study_body(settings, places, annotation))
         self.study_id = study["id"]
         if publish:
             self.publish()
         return [self.study_id]
+
+    def find_studies(self, annotation: str) -> list[dict[str, Any]]:
+        """Our studies on Prolific, found by the annotation in their internal name (``GET /studies/``)."""
+        page = self._req("GET", "/studies/")
+        return [s for s in page.get("results", []) if f"[{annotation}]" in str(s.get("internal_name") or "")]
 
     def publish(self) -> None:
         """Draft -> active: Prolific starts showing the study to participants."""
@@ -92,31 +191,51 @@ class ProlificRecruiter:
                  and int(study.get("total_available_places", 0)) - int(study.get("places_taken", 0)),
                  "pending": None, "completed": study.get("number_of_submissions")}]
 
-    def review(self) -> list[Submission]:
+    def submissions(self) -> list[Submission]:
+        """Every submission of the study, whatever its status (all pages)."""
         out: list[Submission] = []
         path: str | None = f"/studies/{self._study()}/submissions/"
         while path:
             page = self._req("GET", path)
             for s in page.get("results", []):
-                if s.get("status") == "AWAITING REVIEW":
-                    out.append(Submission(platform="prolific", external_id=s["id"], worker_id=s["participant_id"],
-                                          status=s["status"], post_id=self._study(), raw=s))
+                out.append(Submission(platform="prolific", external_id=s["id"], worker_id=s["participant_id"],
+                                      status=s.get("status", ""), post_id=self._study(), raw=s))
             nxt = (page.get("_links", {}).get("next") or {}).get("href")
             path = nxt[len(self.base_url):] if nxt and nxt.startswith(self.base_url) else None
         return out
 
+    def review(self) -> list[Submission]:
+        return [s for s in self.submissions() if s.status == "AWAITING REVIEW"]
+
+    def submission(self, external_id: str) -> dict[str, Any]:
+        return self._req("GET", f"/submissions/{external_id}/")
+
+    def _transition(self, sub: Submission, body: dict[str, Any], wanted: str) -> None:
+        try:
+            self._req("POST", f"/submissions/{sub.external_id}/transition/", body)
+        except OutcomeUnknown:
+            raise
+        except PlatformError:
+            if self.submission(sub.external_id).get("status") != wanted:  # a retry of a call that worked
+                raise
+
     def approve(self, sub: Submission, feedback: str | None = None) -> None:
-        self._req("POST", f"/submissions/{sub.external_id}/transition/", {"action": "APPROVE"})
+        self._transition(sub, {"action": "APPROVE"}, "APPROVED")
 
-    def reject(self, sub: Submission, feedback: str) -> None:
-        # Prolific asks for a message of at least 100 characters and a category.
+    def reject(self, sub: Submission, feedback: str, category: str | None = None) -> None:
+        # Prolific asks for a message of at least 100 characters and one of its categories.
         message = feedback if len(feedback) >= 100 else (feedback + " " + "-" * 100)[:100]
-        self._req("POST", f"/submissions/{sub.external_id}/transition/",
-                  {"action": "REJECT", "message": message, "rejection_category": "FAILED_CHECK"})
+        self._transition(sub, {"action": "REJECT", "message": message,
+                               "rejection_category": REJECTION_CATEGORIES.get(category or "", "OTHER")}, "REJECTED")
 
-    def setup_bonuses(self, rows: list[tuple[str, float]]) -> str:
-        """Set up (not pay) one bulk bonus: rows of (participant id, USD). Returns its id."""
-        csv = "".join(f"{pid},{amount:.2f}\n" for pid, amount in rows)
+    def request_return(self, sub: Submission, reasons: list[str] | None = None) -> None:
+        """Ask a participant who could not finish to return the submission (no rejection on their record)."""
+        self._req("POST", f"/submissions/{sub.external_id}/request-return/",
+                  {"request_return_reasons": list(reasons or [RETURN_REASON])})
+
+    def setup_bonuses(self, rows: list[tuple[str, int]]) -> str:
+        """Set up (not pay) one bulk bonus: rows of (participant id, minor units). Returns its id."""
+        csv = "".join(f"{pid},{minor / 100:.2f}\n" for pid, minor in rows)
         resp = self._req("POST", "/submissions/bonus-payments/", {"study_id": self._study(), "csv_bonuses": csv})
         return resp["id"]
 
@@ -124,12 +243,22 @@ class ProlificRecruiter:
         return self._req("POST", f"/bulk-bonus-payments/{bulk_id}/pay/") or {}
 
     def bonus(self, worker_id: str, external_id: str, amount_usd: float, reason: str, token: str) -> dict[str, Any]:
-        bulk = self.setup_bonuses([(worker_id, amount_usd)])
+        bulk = self.setup_bonuses([(worker_id, self.minor(amount_usd))])
         return {"bulk_id": bulk, **self.pay_bonuses(bulk)}
 
+    def bonuses_paid(self, external_id: str) -> list[dict[str, Any]]:
+        """Bonuses already paid on this submission (its ``bonus_payments``), in USD cents like our ledger."""
+        paid = self.submission(external_id).get("bonus_payments") or []
+        rate = 1.0 if self.currency() == "USD" else float(self.usd_rate or 0) or None
+        out = []
+        for amount in paid:
+            minor = int(amount.get("amount") if isinstance(amount, dict) else amount)
+            out.append({"amount_cents": int(round(minor / rate)) if rate else None, "minor": minor})
+        return out
+
     def exclude(self, worker_ids: list[str]) -> None:
-        # Prolific excludes through "previous studies" blocklists set in the study's filters; our database
-        # check at arrival (the plan's exclude_studies) covers workers of earlier emostudy studies.
+        # Prolific excludes through the "previous studies" blocklist filter set when the study is created
+        # (service.open_posts); a study's own participants cannot take it twice.
         return None
 
     def close(self) -> None:

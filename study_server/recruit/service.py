@@ -1,10 +1,17 @@
 """Recruitment decisions from our database, carried out through a recruiter.
 
-``sync`` is safe to run at any time (cron): it grants the exclusion qualification to workers who took
-part, approves valid submissions, rejects incomplete or inconsistent ones (or approves them without a
-bonus, by policy), expires idle assignments and posts more places until every batch can reach its quota
-of valid participants. ``plan_bonuses`` computes bonuses from the answers; ``pay_bonuses`` pays them
-through the ledger, never twice.
+``sync`` is safe to run at any time (cron) and after any crash: it first finds every platform object of
+the study (by the annotation each carries) and records those a crash left unrecorded, reads back what the
+platform already decided, grants the exclusion qualification to workers who took part, approves valid
+submissions, rejects inconsistent ones (or approves them without a bonus, by policy), puts unknown,
+duplicate and partial submissions in the review queue (Prolific: asks those who could not finish to
+return), expires idle assignments and, unless the campaign is closed, posts more places until every
+batch can reach its quota. ``plan_bonuses`` computes bonuses from the answers; ``pay_bonuses`` pays them
+through the ledger, at most once: a payment whose outcome is not known is checked against the platform's
+own records before anything is sent again.
+
+Money and standing, always in this order: audit record (committed) -> platform call -> database row
+(committed). A crash between the call and the row is repaired by reading the platform on the next run.
 """
 
 from __future__ import annotations
@@ -18,20 +25,25 @@ from typing import Any, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study_server.models import (ACTIVE, APPROVED, COMPLETED, FINISHED, REJECTED, SUBMITTED, VALID, Answer,
-                                 Assignment, AuditLog, Batch, Item, Participant, Study, StudyStimulus, utcnow)
-from study_server.recruit import LedgerError, PlatformError, RecruitError
+from study_server.models import (ACTIVE, APPROVED, COMPLETED, EXPIRED, FINISHED, REJECTED, RETURNED, SUBMITTED,
+                                 VALID, Answer, Assignment, AuditLog, Batch, Item, Participant, Study, StudyStimulus,
+                                 utcnow)
+from study_server.recruit import LedgerError, OutcomeUnknown, PayRefused, PlatformError, RecruitError
 from study_server.recruit.base import PostSettings, Submission
-from study_server.recruit.models import (BONUS_COMMITTED, BONUS_FAILED, BONUS_PLANNED, BONUS_SENT, BonusPayment,
-                                         ExclusionQualification, QualificationGrant, RecruitPost)
+from study_server.recruit.ids import assignment_for_external_id, ids_of, remember
+from study_server.recruit.models import (BONUS_COMMITTED, BONUS_FAILED, BONUS_PLANNED, BONUS_SENT, BONUS_UNKNOWN,
+                                         CAMPAIGN_CLOSED, CAMPAIGN_OPEN, REVIEW_APPROVED, REVIEW_DISMISSED,
+                                         REVIEW_OPEN, REVIEW_REJECTED, REVIEW_RETURN, BonusPayment, Campaign,
+                                         ExclusionQualification, QualificationGrant, RecruitPost, ReviewItem)
 
 REJECT_POLICY, APPROVE_POLICY = "reject", "approve-without-bonus"
 FEEDBACK_INCOMPLETE = ("Thank you for your time. We could not accept this assignment because the survey was not "
                        "completed (some videos were not answered), as stated in the instructions.")
 FEEDBACK_INCONSISTENT = ("Thank you for your time. We could not accept this assignment because too many answers to "
                          "the repeated videos contradicted each other, which the instructions said would be checked.")
-FEEDBACK_UNKNOWN = ("We have no record of a survey completed for this assignment in our study; please contact us "
-                    "if you believe this is an error.")
+# Review queue reasons.
+UNKNOWN, DUPLICATE, PARTIAL = "unknown", "duplicate", "partial"
+APPROVED_WORDS = ("Approved", "APPROVED")
 
 
 def find_study(session: Session, ref: str) -> Study:
@@ -67,7 +79,146 @@ def audit(session: Session, actor: str, action: str, target: str | None, details
     session.commit()
 
 
-# -- posting ---------------------------------------------------------------------------------------
+# -- campaigns and posts -----------------------------------------------------------------------------
+def campaign_key(study: Study, platform: str, sandbox: bool) -> str:
+    """Unique per study (name, id and plan) and platform: the prefix of every request token and the
+    RequesterAnnotation / internal-name tag of every post. 26 characters, so ``key-N`` fits in 64."""
+    digest = hashlib.sha256(f"{study.id}|{study.name}|{study.plan_sha256}|{platform}|{sandbox}".encode()).hexdigest()
+    return f"es{digest[:24]}"
+
+
+def get_campaign(session: Session, study: Study, platform: str) -> Campaign | None:
+    return session.scalar(select(Campaign).where(Campaign.study_id == study.id, Campaign.platform == platform))
+
+
+def ensure_campaign(session: Session, study: Study, platform: str, sandbox: bool) -> Campaign:
+    c = get_campaign(session, study, platform)
+    if c is None:
+        c = Campaign(study_id=study.id, platform=platform, sandbox=sandbox, status=CAMPAIGN_OPEN,
+                     key=campaign_key(study, platform, sandbox), settings={})
+        session.add(c)
+        session.commit()
+    elif c.sandbox != sandbox:
+        where = "the sandbox" if c.sandbox else "live MTurk"
+        raise RecruitError(f"study {study.name!r} is recruiting on {where} on {platform}; "
+                           f"{'add --live' if not c.sandbox else 'drop --live'} to act on that campaign")
+    return c
+
+
+def _set(c: Campaign, **values: Any) -> None:
+    c.settings = {**(c.settings or {}), **values}  # a new dict: the JSON column notices the change
+
+
+def posts(session: Session, study: Study, platform: str, *, open_only: bool = True) -> list[RecruitPost]:
+    q = select(RecruitPost).where(RecruitPost.study_id == study.id, RecruitPost.platform == platform)
+    if open_only:
+        q = q.where(RecruitPost.status == "open")
+    return list(session.scalars(q.order_by(RecruitPost.id)))
+
+
+def record_post(session: Session, study: Study, c: Campaign, external_id: str, places: int, *, seq: int,
+                type_id: str | None = None, found: bool = False) -> RecruitPost:
+    """Record one platform object and commit at once (called right after the call that made it)."""
+    row = session.scalar(select(RecruitPost).where(RecruitPost.platform == c.platform,
+                                                   RecruitPost.external_id == external_id))
+    if row is None:
+        row = RecruitPost(study_id=study.id, platform=c.platform, sandbox=c.sandbox, external_id=external_id,
+                          type_id=type_id, places=int(places), status="open",
+                          details={"seq": seq, "token": f"{c.key}-{seq}", "family": (c.settings or {}).get("family"),
+                                   "reward_usd": (c.settings or {}).get("reward_usd"),
+                                   **({"found_by_reconcile": True} if found else {})})
+        session.add(row)
+        session.commit()
+    return row
+
+
+def _next_seq(session: Session, study: Study, c: Campaign) -> int:
+    seqs = [int((p.details or {}).get("seq") or 0) for p in posts(session, study, c.platform, open_only=False)]
+    return max(seqs, default=0) + 1
+
+
+def reconcile_posts(session: Session, study: Study, recruiter: Any, c: Campaign) -> list[str]:
+    """Record the platform objects of this campaign that the database does not know (a crash or a lost
+    reply after the create call). Found by annotation: MTurk ListHITs / Prolific's study list."""
+    found: list[str] = []
+    if c.platform == "mturk":
+        for hit in recruiter.find_hits(c.key + "-"):
+            seq = str(hit.get("RequesterAnnotation", "")).rsplit("-", 1)[-1]
+            if session.scalar(select(RecruitPost.id).where(RecruitPost.platform == "mturk",
+                                                           RecruitPost.external_id == hit["HITId"])) is None:
+                record_post(session, study, c, hit["HITId"], int(hit.get("MaxAssignments") or 0),
+                            seq=int(seq) if seq.isdigit() else 0, type_id=hit.get("HITTypeId"), found=True)
+                found.append(hit["HITId"])
+    elif c.platform == "prolific":
+        for st in recruiter.find_studies(c.key):
+            if session.scalar(select(RecruitPost.id).where(RecruitPost.platform == "prolific",
+                                                           RecruitPost.external_id == st["id"])) is None:
+                record_post(session, study, c, st["id"], int(st.get("total_available_places") or 0), seq=1, found=True)
+                found.append(st["id"])
+    if found:
+        audit(session, "reconcile", f"recruit.reconcile.{c.platform}", study.name, {"recorded": found})
+    return found
+
+
+def _load_posts(session: Session, study: Study, recruiter: Any) -> None:
+    """Point the recruiter at the study's posts (all of them: closed posts can still hold submitted work)."""
+    known = posts(session, study, recruiter.platform, open_only=False)
+    if recruiter.platform == "mturk":
+        recruiter.hit_ids = [p.external_id for p in known]
+    elif recruiter.platform == "prolific" and known:
+        recruiter.study_id = known[-1].external_id
+
+
+def check_balance(recruiter: Any, cost_usd: float, what: str) -> None:
+    """MTurk: refuse before posting or paying when GetAccountBalance cannot cover the cost plus fees."""
+    if recruiter.platform != "mturk" or cost_usd <= 0:
+        return
+    from study_server.recruit.mturk import FEE
+
+    need = round(cost_usd * (1 + FEE), 2)
+    have = recruiter.balance()
+    if have + 1e-9 < need:
+        raise PayRefused(f"MTurk balance ${have:.2f} cannot cover {what}: ${need:.2f} with MTurk's {int(FEE * 100)}% fee; "
+                         "add funds (requester.mturk.com > My Account) and run the command again")
+
+
+def _post(session: Session, study: Study, recruiter: Any, c: Campaign, settings: PostSettings, places: int,
+          actor: str) -> list[str]:
+    """Post ``places`` places, recording every object the moment it exists."""
+    if places <= 0:
+        return []
+    if recruiter.platform == "lab":
+        ids = recruiter.open(settings, places)
+        for pid in ids:
+            record_post(session, study, c, pid, places, seq=_next_seq(session, study, c))
+        return ids
+    if recruiter.platform == "prolific":
+        if posts(session, study, "prolific", open_only=False):
+            audit(session, actor, "recruit.extend.prolific", study.name, {"places": places})
+            return recruiter.extend(settings, places)  # more places on the one study: no new object
+        audit(session, actor, "recruit.create_study.prolific", study.name, {"places": places, "annotation": c.key})
+        ids = recruiter.open(settings, places, annotation=c.key)
+        record_post(session, study, c, ids[0], places, seq=1)
+        return ids
+    from study_server.recruit.mturk import hit_sizes
+
+    check_balance(recruiter, settings.reward_usd * places, f"{places} places at ${settings.reward_usd:.2f}")
+    recruiter.hit_type_id = (c.settings or {}).get("hit_type_id")  # the campaign's, with its requirements
+    if not recruiter.hit_type_id:
+        recruiter.ensure_hit_type(settings, (c.settings or {}).get("requirements"))
+        _set(c, hit_type_id=recruiter.hit_type_id)
+        session.commit()
+    new: list[str] = []
+    for n in hit_sizes(places):
+        seq = _next_seq(session, study, c)
+        token = f"{c.key}-{seq}"
+        audit(session, actor, "recruit.create_hit", study.name, {"assignments": n, "token": token})
+        hit = recruiter.create_hit(settings, n, token)
+        record_post(session, study, c, hit["HITId"], n, seq=seq, type_id=hit.get("HITTypeId") or recruiter.hit_type_id)
+        new.append(hit["HITId"])
+    return new
+
+
 def places_needed(session: Session, study: Study) -> int:
     """Places still to fill: per batch, quota minus (valid finished + active), never below zero."""
     from study_server.assignment import occupancy
@@ -75,6 +226,13 @@ def places_needed(session: Session, study: Study) -> int:
     occ = occupancy(session, study.id)
     quotas = dict(session.execute(select(Batch.id, Batch.quota).where(Batch.study_id == study.id)).all())
     return sum(max(0, quotas[b] - occ.get(b, 0)) for b in quotas)
+
+
+def refill_count(needed: int, available: int) -> int:
+    """Places to post. ``needed`` already counts workers in progress (active assignments = MTurk's pending
+    ones) as taken, so only the places still available on the platform are subtracted: needed 7, available
+    4, pending 1 -> post 3."""
+    return max(0, int(needed) - int(available))
 
 
 def exclusion_qualification(session: Session, recruiter: Any, family: str, sandbox: bool, *,
@@ -89,49 +247,89 @@ def exclusion_qualification(session: Session, recruiter: Any, family: str, sandb
     return row
 
 
+def prolific_filters(session: Session, study: Study) -> tuple[list[dict[str, Any]], list[str]]:
+    """Prolific study filters and peripheral requirements from the plan: the previous-studies blocklist
+    (the Prolific studies of the plan's ``exclude_studies``), the plan's screeners, AUDIO when the study
+    checks sound."""
+    plan = plan_of(study)
+    info = plan.get("study", {})
+    blocked: list[str] = []
+    for name in info.get("exclude_studies") or []:
+        other = session.scalar(select(Study).where(Study.name == name))
+        if other is not None:
+            blocked.extend(p.external_id for p in posts(session, other, "prolific", open_only=False))
+    filters: list[dict[str, Any]] = []
+    if blocked:
+        filters.append({"filter_id": "previous_studies", "selected_values": sorted(set(blocked))})
+    for sc in info.get("screeners") or []:
+        filters.append(dict(sc))
+    audio = bool((plan.get("audio_check") or {}).get("enabled")) or bool(info.get("requires_audio"))
+    return filters, (["AUDIO"] if audio else [])
+
+
 def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSettings, *, places: int | None = None,
                sandbox: bool = True, actor: str = "cli", family: str | None = None) -> list[str]:
-    """Post the study. MTurk: exclusion qualifications first (this study's family, excluded families)."""
+    """Post the study. Re-running after a crash finishes the interrupted open (never posts it twice).
+
+    MTurk: exclusion qualifications first (excluded families and this study's own, which its HITs require
+    as DoesNotExist); the qualification requirements are stored with the campaign and reused by every
+    re-post. Prolific: blocklist, screeners and audio from the plan; minimum pay checked."""
+    c = ensure_campaign(session, study, recruiter.platform, sandbox)
+    found = reconcile_posts(session, study, recruiter, c) if recruiter.platform in ("mturk", "prolific") else []
+    open_target = (c.settings or {}).get("open_target")
+    posted = sum(p.places for p in posts(session, study, recruiter.platform))
+    if open_target is not None and recruiter.platform != "lab":
+        if posted >= open_target and c.status == CAMPAIGN_OPEN and found:
+            return found  # the interrupted open had posted everything; its posts are recorded now
+        if posted >= open_target and c.status == CAMPAIGN_OPEN:
+            raise RecruitError(f"study {study.name!r} is already posted on {recruiter.platform} ({posted} places); "
+                               "`emostudy recruit sync` refills it, `emostudy recruit close` stops it")
+        if c.status == CAMPAIGN_OPEN:  # an interrupted open: post what it did not
+            places = open_target - posted
     places = places_needed(session, study) if places is None else int(places)
     if places <= 0:
         raise RecruitError(f"study {study.name!r} needs no more participants (every batch is at its quota)")
-    details: dict[str, Any] = {"places": places, "sandbox": sandbox, "reward_usd": settings.reward_usd}
+    details: dict[str, Any] = {"places": places, "sandbox": sandbox, "reward_usd": settings.reward_usd,
+                               "campaign": c.key}
     if recruiter.platform == "mturk":
         exclude_ids = []
         for other in plan_of(study).get("study", {}).get("exclude_studies") or []:
             q = exclusion_qualification(session, recruiter, other, sandbox, create=True)
             exclude_ids.append(q.qualification_type_id)
-        family = family or study.name
-        exclusion_qualification(session, recruiter, family, sandbox, create=True)
-        details["family"] = family
+        family = family or (c.settings or {}).get("family") or study.name
+        own = exclusion_qualification(session, recruiter, family, sandbox, create=True)
+        exclude_ids.append(own.qualification_type_id)  # nobody takes two HITs of the study
         recruiter.qualifications = type(recruiter.qualifications)(
-            **{**recruiter.qualifications.__dict__, "exclude_qualification_ids": tuple(exclude_ids)})
-        recruiter.request_token_prefix = f"emostudy-{study.name}-{study.plan_sha256[:8]}-"
-        details["exclude_qualifications"] = exclude_ids
-    audit(session, actor, f"recruit.open.{recruiter.platform}", study.name, details)
-    ids = recruiter.open(settings, places)
-    _record_posts(session, study, recruiter, ids, places, sandbox=sandbox,
-                  details={"reward_usd": settings.reward_usd, "family": details.get("family")})
-    return ids
-
-
-def _record_posts(session: Session, study: Study, recruiter: Any, ids: list[str], places: int, *, sandbox: bool,
-                  details: dict[str, Any]) -> None:
-    """One RecruitPost per new HIT / Prolific study / batch of lab links, with the places each holds."""
-    from study_server.recruit.mturk import hit_sizes
-
-    sizes = hit_sizes(places) if recruiter.platform == "mturk" else [places] * len(ids)
-    for pid, n in zip(ids, sizes, strict=True):
-        session.add(RecruitPost(study_id=study.id, platform=recruiter.platform, sandbox=sandbox, external_id=pid,
-                                type_id=getattr(recruiter, "hit_type_id", None), places=n, details=details))
+            **{**recruiter.qualifications.__dict__, "exclude_qualification_ids": tuple(dict.fromkeys(exclude_ids))})
+        requirements = recruiter.qualifications.requirements()
+        if requirements != (c.settings or {}).get("requirements"):
+            _set(c, hit_type_id=None)  # new requirements need a new HIT type
+        _set(c, requirements=requirements, family=family)
+        details.update(family=family, exclude_qualifications=exclude_ids)
+    elif recruiter.platform == "prolific":
+        hourly = recruiter.check_pay(settings)  # before anything is recorded or posted
+        recruiter.filters, recruiter.peripheral_requirements = prolific_filters(session, study)
+        details.update(filters=recruiter.filters, peripheral_requirements=recruiter.peripheral_requirements,
+                       allow_low_pay=recruiter.allow_low_pay, hourly=round(hourly, 2),
+                       currency=recruiter.currency())
+    _set(c, open_target=posted + places, reward_usd=settings.reward_usd, settings=_settings_dict(settings))
+    c.status, c.closed_at = CAMPAIGN_OPEN, None
     session.commit()
+    audit(session, actor, f"recruit.open.{recruiter.platform}", study.name, details)
+    return _post(session, study, recruiter, c, settings, places, actor)
 
 
-def posts(session: Session, study: Study, platform: str, *, open_only: bool = True) -> list[RecruitPost]:
-    q = select(RecruitPost).where(RecruitPost.study_id == study.id, RecruitPost.platform == platform)
-    if open_only:
-        q = q.where(RecruitPost.status == "open")
-    return list(session.scalars(q.order_by(RecruitPost.id)))
+def _settings_dict(s: PostSettings) -> dict[str, Any]:
+    return {k: getattr(s, k) for k in ("title", "description", "study_url", "reward_usd", "keywords",
+                                       "assignment_duration_s", "lifetime_s", "auto_approval_delay_s",
+                                       "estimated_minutes", "frame_height")}
+
+
+def stored_settings(session: Session, study: Study, platform: str) -> PostSettings | None:
+    """The settings the campaign was opened with (re-posts use them, not defaults)."""
+    c = get_campaign(session, study, platform)
+    values = ((c.settings or {}).get("settings") if c else None) or None
+    return PostSettings(**values) if values else None
 
 
 # -- review -----------------------------------------------------------------------------------------
@@ -141,34 +339,108 @@ class SyncReport:
     approved: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     approved_without_bonus: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)  # sent to the review queue
+    return_requested: list[str] = field(default_factory=list)
+    read_back: list[str] = field(default_factory=list)  # platform decisions copied into our database
+    unknown: list[str] = field(default_factory=list)  # calls whose reply was lost (the next run reads them)
+    recorded: list[str] = field(default_factory=list)  # posts found on the platform and recorded
     expired: int = 0
     needed: int = 0
     open_places: int = 0
     posted: list[str] = field(default_factory=list)
+    closed: bool = False
     planned_calls: list[str] = field(default_factory=list)  # dry run: what would be done
 
 
 def _assignment_for(session: Session, study: Study, sub: Submission) -> Assignment | None:
+    if sub.platform in ("mturk", "prolific"):
+        a = assignment_for_external_id(session, study.id, sub.platform, sub.external_id)
+        if a is not None or sub.platform == "mturk":
+            return a
+        # Prolific: a participant takes a study once; find them by participant id when the session id is new.
+        q = select(Assignment).join(Participant).where(Assignment.study_id == study.id,
+                                                       Participant.platform == "prolific",
+                                                       Participant.worker_id == sub.worker_id)
+        return session.scalar(q.limit(1))
     q = select(Assignment).join(Participant).where(Assignment.study_id == study.id,
-                                                   Participant.platform == sub.platform)
-    if sub.platform == "mturk":
-        q = q.where(Assignment.external_assignment_id == sub.external_id)
-    elif sub.platform == "prolific":
-        q = q.where(Participant.worker_id == sub.worker_id)
-    else:
-        q = q.where(Assignment.token == sub.external_id)
+                                                   Participant.platform == sub.platform,
+                                                   Assignment.token == sub.external_id)
     return session.scalar(q.limit(1))
 
 
-def decide(assignment: Assignment | None, policy: str = REJECT_POLICY) -> tuple[str, str | None]:
-    """('approve' | 'reject' | 'approve-without-bonus', feedback) for a submission."""
+def decide(assignment: Assignment | None, policy: str = REJECT_POLICY, *,
+           other_ids: dict[str, str | None] | None = None, external_id: str | None = None) -> tuple[str, str | None]:
+    """What to do with a submission: ('approve' | 'reject' | 'approve-without-bonus' | 'queue' | 'return',
+    feedback or the queue reason).
+
+    Nobody is rejected for what may be our gap: no record (unknown), a second submission by a worker whose
+    other one is approved or pending (duplicate) and an unfinished survey (partial) go to a person."""
     if assignment is None:
-        return ("reject", FEEDBACK_UNKNOWN)
+        return ("queue", UNKNOWN)
+    others = {k: v for k, v in (other_ids or {}).items() if k != external_id}
+    if any(v in APPROVED_WORDS or v in ("Submitted", "AWAITING REVIEW") for v in others.values()):
+        return ("queue", DUPLICATE)
     verdict = assignment.verdict.verdict if assignment.verdict is not None else None
     if assignment.status in FINISHED and verdict == VALID:
         return ("approve", None)
-    feedback = FEEDBACK_INCONSISTENT if verdict is not None else FEEDBACK_INCOMPLETE
-    return ("approve-without-bonus", feedback) if policy == APPROVE_POLICY else ("reject", feedback)
+    if verdict is None:
+        return ("queue", PARTIAL)
+    return ("approve-without-bonus", FEEDBACK_INCONSISTENT) if policy == APPROVE_POLICY else ("reject", FEEDBACK_INCONSISTENT)
+
+
+def _queue(session: Session, study: Study, sub: Submission, reason: str, a: Assignment | None,
+           status: str = REVIEW_OPEN) -> ReviewItem:
+    item = session.scalar(select(ReviewItem).where(ReviewItem.platform == sub.platform,
+                                                   ReviewItem.external_id == sub.external_id))
+    if item is None:
+        evidence: dict[str, Any] = {"platform_status": sub.status, "post": sub.post_id}
+        if a is not None:
+            evidence.update(assignment=a.id, assignment_status=a.status,
+                            verdict=a.verdict.verdict if a.verdict is not None else None,
+                            answers=session.query(Answer).filter(Answer.assignment_id == a.id).count(),
+                            other_ids=ids_of(session, a, sub.platform))
+        item = ReviewItem(study_id=study.id, platform=sub.platform, external_id=sub.external_id,
+                          worker_id=sub.worker_id, post_id=sub.post_id, reason=reason, evidence=evidence,
+                          status=status, resolution={})
+        session.add(item)
+        session.commit()
+    return item
+
+
+_READ_BACK = {"Approved": APPROVED, "APPROVED": APPROVED, "Rejected": REJECTED, "REJECTED": REJECTED,
+              "RETURNED": RETURNED, "TIMED-OUT": EXPIRED}
+
+
+def _read_back(session: Session, study: Study, sub: Submission, report: SyncReport) -> None:
+    """Copy a platform decision (ours whose reply was lost, a person's on the website, auto-approval, a
+    return or time-out) into our database."""
+    a = _assignment_for(session, study, sub)
+    if a is None:
+        return
+    remember(session, a.id, sub.platform, sub.external_id, sub.post_id, sub.status)
+    ours = _READ_BACK.get(sub.status)
+    if ours in (APPROVED, REJECTED) and a.status in FINISHED + ACTIVE and a.status != ours:
+        a.status = ours
+        a.reviewed_at = a.reviewed_at or utcnow()
+        report.read_back.append(sub.external_id)
+    elif ours in (RETURNED, EXPIRED) and a.status in ACTIVE:
+        a.status, a.ended_at = ours, utcnow()
+        report.read_back.append(sub.external_id)
+    session.commit()
+
+
+def _platform_submissions(recruiter: Any) -> tuple[list[Submission], list[Submission]]:
+    """(to decide, already decided on the platform)."""
+    if recruiter.platform == "mturk":
+        subs = recruiter.review(("Submitted", "Approved", "Rejected"))
+        return [s for s in subs if s.status == "Submitted"], [s for s in subs if s.status != "Submitted"]
+    if recruiter.platform == "prolific":
+        if not recruiter.study_id:
+            return [], []
+        subs = recruiter.submissions()
+        return ([s for s in subs if s.status == "AWAITING REVIEW"],
+                [s for s in subs if s.status in _READ_BACK])
+    return recruiter.review(), []
 
 
 def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettings | None = None,
@@ -177,47 +449,107 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
     from study_server.assignment import expire_stale
 
     report = SyncReport()
+    c = get_campaign(session, study, recruiter.platform)
+    if c is not None and recruiter.platform in ("mturk", "prolific") and not dry_run:
+        report.recorded = reconcile_posts(session, study, recruiter, c)
+    _load_posts(session, study, recruiter)
     if recruiter.platform == "mturk":
-        family = family or _posted_family(session, study) or study.name
+        family = family or ((c.settings or {}).get("family") if c else None) or _posted_family(session, study) or study.name
         report.granted = _grant_exclusions(session, study, recruiter, family, sandbox, dry_run, report, actor)
-    for sub in recruiter.review():
-        a = _assignment_for(session, study, sub)
-        action, feedback = decide(a, policy)
-        target = f"{sub.platform}:{sub.external_id}"
-        if dry_run:
-            report.planned_calls.append(f"{action} {target}" + (f" ({feedback[:40]}...)" if feedback else ""))
-            continue
-        audit(session, actor, f"recruit.{action}", target, {"study": study.name, "worker": sub.worker_id,
-                                                             "feedback": feedback})
-        if action == "reject":
-            recruiter.reject(sub, feedback or FEEDBACK_INCOMPLETE)
-            report.rejected.append(sub.external_id)
-        else:
-            recruiter.approve(sub, None)
-            (report.approved if action == "approve" else report.approved_without_bonus).append(sub.external_id)
-        if a is not None:
-            a.status = REJECTED if action == "reject" else APPROVED
-            a.submitted_at = a.submitted_at or utcnow()
-            a.reviewed_at = utcnow()
-        session.commit()
+    to_decide, decided = _platform_submissions(recruiter)
+    if not dry_run:
+        for sub in decided:
+            _read_back(session, study, sub, report)
+    for sub in to_decide:
+        _decide_one(session, study, recruiter, sub, policy, dry_run, actor, report)
     if not dry_run:
         report.expired = expire_stale(session, study.id, timeout_s)
         session.commit()
     report.needed = places_needed(session, study)
-    statuses = recruiter.status() if recruiter.platform != "lab" else []
-    report.open_places = sum(int(s.get("available") or 0) + int(s.get("pending") or 0) for s in statuses)
-    shortfall = report.needed - report.open_places
+    report.closed = c is not None and c.status == CAMPAIGN_CLOSED
+    open_posts_ = posts(session, study, recruiter.platform)
+    if recruiter.platform == "mturk":
+        recruiter.hit_ids = [p.external_id for p in open_posts_]
+    statuses = recruiter.status() if recruiter.platform != "lab" and open_posts_ else []
+    report.open_places = sum(int(s.get("available") or 0) for s in statuses)
+    shortfall = refill_count(report.needed, report.open_places)
+    settings = settings or stored_settings(session, study, recruiter.platform)
+    if report.closed or c is None:
+        return report  # closed (or never opened here): review and pay, never post
     if shortfall > 0 and settings is not None and recruiter.platform != "lab":
         if dry_run:
             report.planned_calls.append(f"post {shortfall} more places on {recruiter.platform}")
         else:
+            _restore_qualifications(recruiter, c)
+            _set(c, open_target=sum(p.places for p in posts(session, study, recruiter.platform)) + shortfall)
+            session.commit()
             audit(session, actor, f"recruit.extend.{recruiter.platform}", study.name, {"places": shortfall})
-            new_ids = recruiter.extend(settings, shortfall)
-            if recruiter.platform == "mturk":  # Prolific adds places to its one study: no new post
-                _record_posts(session, study, recruiter, new_ids, shortfall, sandbox=sandbox,
-                              details={"reward_usd": settings.reward_usd, "family": family})
-            report.posted = new_ids
+            report.posted = _post(session, study, recruiter, c, settings, shortfall, actor)
     return report
+
+
+def _restore_qualifications(recruiter: Any, c: Campaign) -> None:
+    """A re-post uses the HIT type (and so the qualification requirements) the campaign was opened with."""
+    if recruiter.platform == "mturk":
+        recruiter.hit_type_id = (c.settings or {}).get("hit_type_id")
+
+
+def _decide_one(session: Session, study: Study, recruiter: Any, sub: Submission, policy: str, dry_run: bool,
+                actor: str, report: SyncReport) -> None:
+    a = _assignment_for(session, study, sub)
+    others = ids_of(session, a, sub.platform) if a is not None else {}
+    action, info = decide(a, policy, other_ids=others, external_id=sub.external_id)
+    if action == "queue" and info == PARTIAL and sub.platform == "prolific":
+        action = "return"  # Prolific: ask who could not finish to return, never reject them
+    target = f"{sub.platform}:{sub.external_id}"
+    if dry_run:
+        report.planned_calls.append(f"{action} {target}" + (f" ({info[:40]}...)" if info else ""))
+        return
+    if action == "queue":
+        if session.scalar(select(ReviewItem.id).where(ReviewItem.platform == sub.platform,
+                                                      ReviewItem.external_id == sub.external_id)) is None:
+            audit(session, actor, "recruit.review_queue", target, {"study": study.name, "reason": info,
+                                                                    "worker": sub.worker_id})
+        _queue(session, study, sub, info or UNKNOWN, a)
+        if a is not None:
+            remember(session, a.id, sub.platform, sub.external_id, sub.post_id, sub.status)
+            session.commit()
+        report.queued.append(sub.external_id)
+        return
+    if action == "return":
+        item = session.scalar(select(ReviewItem).where(ReviewItem.platform == sub.platform,
+                                                       ReviewItem.external_id == sub.external_id))
+        if item is not None:
+            return  # asked already: the participant decides; a person can still approve it from the queue
+        audit(session, actor, "recruit.request_return", target, {"study": study.name, "worker": sub.worker_id})
+        try:
+            recruiter.request_return(sub)
+        except OutcomeUnknown:
+            report.unknown.append(sub.external_id)
+            return
+        _queue(session, study, sub, PARTIAL, a, status=REVIEW_RETURN)
+        report.return_requested.append(sub.external_id)
+        return
+    audit(session, actor, f"recruit.{action}", target, {"study": study.name, "worker": sub.worker_id,
+                                                          "feedback": info})
+    try:
+        if action == "reject":
+            recruiter.reject(sub, info or FEEDBACK_INCONSISTENT, "inconsistent")
+        else:
+            recruiter.approve(sub, None)
+    except OutcomeUnknown:
+        report.unknown.append(sub.external_id)  # the next sync reads what the platform did
+        return
+    (report.rejected if action == "reject" else
+     report.approved if action == "approve" else report.approved_without_bonus).append(sub.external_id)
+    assert a is not None
+    a.status = REJECTED if action == "reject" else APPROVED
+    a.submitted_at = a.submitted_at or utcnow()
+    a.reviewed_at = utcnow()
+    remember(session, a.id, sub.platform, sub.external_id, sub.post_id,
+             ("Rejected" if action == "reject" else "Approved") if sub.platform == "mturk"
+             else ("REJECTED" if action == "reject" else "APPROVED"))
+    session.commit()
 
 
 def _posted_family(session: Session, study: Study) -> str | None:
@@ -247,11 +579,66 @@ def _grant_exclusions(session: Session, study: Study, recruiter: Any, family: st
             report.planned_calls.append(f"grant exclusion of family {family!r} to {w}")
             continue
         audit(session, actor, "recruit.grant_exclusion", f"mturk:{w}", {"family": family})
-        recruiter.grant(qual.qualification_type_id, w)
+        recruiter.grant(qual.qualification_type_id, w)  # idempotent on MTurk: a repeat grant changes nothing
         session.add(QualificationGrant(qualification_id=qual.id, worker_id=w))
         session.commit()
         n += 1
     return n
+
+
+# -- the review queue -----------------------------------------------------------------------------
+def review_queue(session: Session, study: Study, *, open_only: bool = True) -> list[ReviewItem]:
+    q = select(ReviewItem).where(ReviewItem.study_id == study.id)
+    if open_only:
+        q = q.where(ReviewItem.status == REVIEW_OPEN)
+    return list(session.scalars(q.order_by(ReviewItem.id)))
+
+
+def resolve_review(session: Session, study: Study, recruiter: Any, item_id: int, decision: str, *,
+                   feedback: str | None = None, category: str | None = None, actor: str = "cli") -> ReviewItem:
+    """A person's decision on a queued submission: approve | reject (feedback and a category needed) |
+    return (Prolific) | dismiss (no platform call; e.g. handled on the website)."""
+    item = session.get(ReviewItem, item_id)
+    if item is None or item.study_id != study.id:
+        raise RecruitError(f"no review item {item_id} in study {study.name!r}; list them with "
+                           "`emostudy recruit review --study ...`")
+    if item.status not in (REVIEW_OPEN, REVIEW_RETURN):
+        raise RecruitError(f"review item {item_id} is already resolved ({item.status})")
+    if item.platform != recruiter.platform and decision != "dismiss":
+        raise RecruitError(f"review item {item_id} is on {item.platform}; run with --platform {item.platform}")
+    if decision == "reject" and not (feedback or "").strip():
+        raise RecruitError("a rejection needs --feedback: the worker reads it and it stays on their record")
+    sub = Submission(platform=item.platform, external_id=item.external_id, worker_id=item.worker_id,
+                     status="", post_id=item.post_id)
+    audit(session, actor, f"recruit.review.{decision}", f"{item.platform}:{item.external_id}",
+          {"study": study.name, "item": item.id, "reason": item.reason, "feedback": feedback, "category": category})
+    a = _assignment_for(session, study, sub)
+    if decision == "approve":
+        recruiter.approve(sub, feedback)
+        item.status = REVIEW_APPROVED
+        if a is not None:
+            a.status, a.reviewed_at = APPROVED, utcnow()
+            remember(session, a.id, sub.platform, sub.external_id, sub.post_id,
+                     "Approved" if sub.platform == "mturk" else "APPROVED")
+    elif decision == "reject":
+        recruiter.reject(sub, feedback or "", category or "other")
+        item.status = REVIEW_REJECTED
+        if a is not None:
+            remember(session, a.id, sub.platform, sub.external_id, sub.post_id,
+                     "Rejected" if sub.platform == "mturk" else "REJECTED")
+    elif decision == "return":
+        if item.platform != "prolific":
+            raise RecruitError("return requests exist on Prolific only; on MTurk approve or reject")
+        recruiter.request_return(sub)
+        item.status = REVIEW_RETURN
+    elif decision == "dismiss":
+        item.status = REVIEW_DISMISSED
+    else:
+        raise RecruitError(f"unknown decision {decision!r} (approve, reject, return, dismiss)")
+    item.resolved_at = utcnow()
+    item.resolution = {"decision": decision, "by": actor, "feedback": feedback, "category": category}
+    session.commit()
+    return item
 
 
 # -- bonuses ----------------------------------------------------------------------------------------
@@ -320,7 +707,7 @@ def plan_bonuses(session: Session, study: Study) -> list[PlannedBonus]:
         cents = int((amount * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
         if cents <= 0:
             continue
-        ext = a.external_assignment_id or a.prolific_session_id or a.token
+        ext = paid_external_id(session, a, p.platform)
         out.append(PlannedBonus(a.id, p.platform, p.worker_id, ext, n_correct, n, cents,
                                 f"Bonus: {n_correct} of {n} emotions identified correctly. Thank you!"))
     return out
@@ -331,60 +718,112 @@ def ledger_token(study: Study, assignment_id: int, rule: str) -> str:
     return hashlib.sha256(f"emostudy-bonus|{study.name}|{study.plan_sha256}|{assignment_id}|{rule}".encode()).hexdigest()
 
 
+def paid_external_id(session: Session, a: Assignment, platform: str) -> str:
+    """The platform id a bonus is paid on: the one that was approved (a worker may have used several),
+    else the latest."""
+    if platform in ("mturk", "prolific"):
+        ids = ids_of(session, a, platform)
+        approved = [k for k, v in ids.items() if v in APPROVED_WORDS]
+        if approved:
+            return approved[0]
+    return a.external_assignment_id or a.prolific_session_id or a.token
+
+
 @dataclass
 class BonusReport:
     paid: list[int] = field(default_factory=list)  # BonusPayment ids
     skipped_already_paid: int = 0
+    reconciled_paid: list[int] = field(default_factory=list)  # found paid in the platform's records
     failed: list[str] = field(default_factory=list)
     unknown: list[int] = field(default_factory=list)
     planned_calls: list[str] = field(default_factory=list)
 
 
+def _reconcile_bonus(session: Session, study: Study, recruiter: Any, row: BonusPayment, actor: str) -> str:
+    """Ask the platform what it paid on the row's work; returns the row's new status."""
+    try:
+        paid = recruiter.bonuses_paid(row.external_id)
+    except PlatformError as exc:
+        row.response = {**(row.response or {}), "check_error": str(exc)}
+        session.commit()
+        return BONUS_UNKNOWN
+    match = [p for p in paid if p.get("amount_cents") == row.amount_cents
+             and (p.get("reason") is None or p.get("reason") == row.reason[:1024])]
+    unreadable = [p for p in paid if p.get("amount_cents") is None]
+    if match:
+        row.status, row.sent_at = BONUS_SENT, row.sent_at or utcnow()
+        row.response = {**(row.response or {}), "reconciled": match[0]}
+        audit(session, actor, "recruit.bonus.reconciled", f"{row.platform}:{row.worker_id}",
+              {"ledger_id": row.id, "found_paid": True})
+        return BONUS_SENT
+    if unreadable or (row.status != BONUS_FAILED and recruiter.platform == "prolific"):
+        # Prolific pays bulk bonuses asynchronously and its pay call is not idempotent: a payment whose reply
+        # was lost and that its records do not show yet is left for a person (--mark-sent / --mark-failed).
+        row.status = BONUS_UNKNOWN
+        session.commit()
+        return BONUS_UNKNOWN
+    audit(session, actor, "recruit.bonus.reconciled", f"{row.platform}:{row.worker_id}",
+          {"ledger_id": row.id, "found_paid": False, "was": row.status})
+    row.status = BONUS_PLANNED
+    session.commit()
+    return BONUS_PLANNED
+
+
 def pay_bonuses(session: Session, study: Study, recruiter: Any, *, dry_run: bool = False, actor: str = "cli",
                 confirm: Callable[[list[PlannedBonus]], bool] | None = None) -> BonusReport:
-    """Record planned bonuses in the ledger and pay those not yet paid.
+    """Record this platform's planned bonuses in the ledger and pay those not yet paid, at most once.
 
-    MTurk: a row left ``committed`` by a crash is retried with the same UniqueRequestToken (MTurk refuses a
-    second payment with that token). Prolific: its pay call is not idempotent, so a ``committed`` row is
-    never retried automatically: it is reported (``LedgerError``) for a person to check on Prolific.
+    A row whose last call did not clearly succeed (committed: a crash during the call; unknown: the reply
+    was lost; failed: refused) is first checked against the platform's own records (MTurk
+    ListBonusPayments of the assignment, Prolific's bonus records of the submission): found -> sent; not
+    found -> paid now (MTurk, with the same UniqueRequestToken) or, on Prolific where the pay call is not
+    idempotent and bonuses are paid asynchronously, left unknown for a person (``--mark-sent/--mark-failed``).
     """
     plan = plan_of(study)
     rule = bonus_rule_name(plan)
     report = BonusReport()
-    planned = plan_bonuses(session, study)
+    planned = [pb for pb in plan_bonuses(session, study) if pb.platform == recruiter.platform]
     existing = {b.assignment_id: b for b in session.scalars(
-        select(BonusPayment).join(Assignment).where(Assignment.study_id == study.id, BonusPayment.rule == rule))}
-    todo = [pb for pb in planned if pb.assignment_id not in existing
-            or existing[pb.assignment_id].status in (BONUS_PLANNED, BONUS_FAILED, BONUS_COMMITTED)]
+        select(BonusPayment).join(Assignment).where(Assignment.study_id == study.id, BonusPayment.rule == rule,
+                                                    BonusPayment.platform == recruiter.platform))}
+    todo = [pb for pb in planned if pb.assignment_id not in existing or existing[pb.assignment_id].status != BONUS_SENT]
     report.skipped_already_paid = sum(1 for b in existing.values() if b.status == BONUS_SENT)
     if dry_run:
         report.planned_calls = [f"bonus ${pb.amount_cents / 100:.2f} to {pb.platform}:{pb.worker_id} "
                                 f"({pb.external_id})" for pb in todo]
         return report
+    if pb_lab := [pb for pb in todo if pb.platform == "lab"]:
+        todo = [pb for pb in todo if pb.platform != "lab"]  # lab links pay no money here
+        for pb in pb_lab:
+            _ledger_row(session, study, pb, rule, existing)
     if confirm is not None and todo and not confirm(todo):
         return report
-    for pb in todo:
-        row = existing.get(pb.assignment_id)
-        if row is None:
-            row = BonusPayment(assignment_id=pb.assignment_id, rule=rule, platform=pb.platform, worker_id=pb.worker_id,
-                               amount_cents=pb.amount_cents, token=ledger_token(study, pb.assignment_id, rule),
-                               status=BONUS_PLANNED, reason=pb.reason, response={})
-            session.add(row)
-            session.commit()
-        if row.status == BONUS_COMMITTED and pb.platform != "mturk":
-            report.unknown.append(row.id)
-            continue
-        if pb.platform == "lab":
-            continue  # lab links pay no money here: the ledger lists what to pay by hand
+    rows = [(pb, _ledger_row(session, study, pb, rule, existing)) for pb in todo]
+    for pb, row in rows:
+        if row.status in (BONUS_COMMITTED, BONUS_UNKNOWN, BONUS_FAILED):
+            status = _reconcile_bonus(session, study, recruiter, row, actor)
+            if status == BONUS_SENT:
+                report.reconciled_paid.append(row.id)
+            elif status == BONUS_UNKNOWN:
+                report.unknown.append(row.id)
+    to_pay = [(pb, row) for pb, row in rows if row.status == BONUS_PLANNED]
+    if to_pay:
+        check_balance(recruiter, sum(row.amount_cents for _, row in to_pay) / 100, f"{len(to_pay)} bonuses")
+    for pb, row in to_pay:
         audit(session, actor, "recruit.bonus", f"{pb.platform}:{pb.worker_id}",
-              {"amount_cents": row.amount_cents, "token": row.token, "assignment": pb.external_id})
-        row.status = BONUS_COMMITTED
+              {"amount_cents": row.amount_cents, "token": row.token, "assignment": row.external_id,
+               "ledger_id": row.id})
+        row.status, row.committed_at = BONUS_COMMITTED, utcnow()
         session.commit()
         try:
-            resp = recruiter.bonus(pb.worker_id, pb.external_id, row.amount_cents / 100, row.reason, row.token)
+            resp = recruiter.bonus(pb.worker_id, row.external_id, row.amount_cents / 100, row.reason, row.token)
+        except OutcomeUnknown as exc:
+            row.status, row.response = BONUS_UNKNOWN, {"error": str(exc)}
+            session.commit()
+            report.unknown.append(row.id)
+            continue
         except PlatformError as exc:
-            row.status = BONUS_FAILED
-            row.response = {"error": str(exc)}
+            row.status, row.response = BONUS_FAILED, {"error": str(exc)}
             session.commit()
             report.failed.append(str(exc))
             continue
@@ -392,33 +831,111 @@ def pay_bonuses(session: Session, study: Study, recruiter: Any, *, dry_run: bool
         session.commit()
         report.paid.append(row.id)
     if report.unknown:
-        raise LedgerError(f"{len(report.unknown)} bonus payment(s) were being paid when a previous run stopped "
-                          f"(ledger ids {report.unknown}); check them on {recruiter.platform} and mark them with "
-                          "`emostudy recruit bonus --mark-sent ID` or `--mark-failed ID` before paying again")
+        raise LedgerError(f"{len(report.unknown)} bonus payment(s) have an unknown outcome that {recruiter.platform}'s "
+                          f"records do not settle (ledger ids {sorted(set(report.unknown))}); check them on "
+                          f"{recruiter.platform} and mark each with `emostudy recruit bonus --mark-sent ID` or "
+                          "`--mark-failed ID` (then run bonus again)")
     return report
 
 
-def close(session: Session, study: Study, recruiter: Any, *, actor: str = "cli", dry_run: bool = False) -> list[str]:
+def _ledger_row(session: Session, study: Study, pb: PlannedBonus, rule: str,
+                existing: dict[int, BonusPayment]) -> BonusPayment:
+    row = existing.get(pb.assignment_id)
+    if row is None:
+        row = BonusPayment(assignment_id=pb.assignment_id, rule=rule, platform=pb.platform, worker_id=pb.worker_id,
+                           amount_cents=pb.amount_cents, token=ledger_token(study, pb.assignment_id, rule),
+                           status=BONUS_PLANNED, reason=pb.reason, response={}, external_id=pb.external_id)
+        session.add(row)
+        session.commit()
+        existing[pb.assignment_id] = row
+    elif row.external_id is None:
+        row.external_id = pb.external_id
+        session.commit()
+    return row
+
+
+def mark_bonus(session: Session, study: Study, ledger_id: int, outcome: str, *, note: str = "",
+               actor: str = "cli") -> BonusPayment:
+    """A person's decision on a payment after checking the platform: ``sent`` or ``failed``. Audited."""
+    row = session.get(BonusPayment, ledger_id)
+    if row is None or session.get(Assignment, row.assignment_id).study_id != study.id:
+        raise RecruitError(f"no bonus ledger row {ledger_id} in study {study.name!r}; "
+                           "`emostudy recruit bonus --dry-run` lists the ledger")
+    if outcome not in (BONUS_SENT, BONUS_FAILED):
+        raise RecruitError(f"a payment is marked sent or failed, not {outcome!r}")
+    if row.status == BONUS_SENT and outcome == BONUS_FAILED:
+        raise RecruitError(f"ledger row {ledger_id} is recorded as sent; it cannot be marked failed")
+    audit(session, actor, f"recruit.bonus.mark_{outcome}", f"{row.platform}:{row.worker_id}",
+          {"ledger_id": row.id, "was": row.status, "amount_cents": row.amount_cents, "note": note})
+    row.status = outcome
+    if outcome == BONUS_SENT:
+        row.sent_at = row.sent_at or utcnow()
+    row.response = {**(row.response or {}), "marked_by": actor, "note": note}
+    session.commit()
+    return row
+
+
+def ledger(session: Session, study: Study) -> list[BonusPayment]:
+    return list(session.scalars(select(BonusPayment).join(Assignment).where(Assignment.study_id == study.id)
+                                .order_by(BonusPayment.id)))
+
+
+def close(session: Session, study: Study, recruiter: Any, *, actor: str = "cli", dry_run: bool = False,
+          sandbox: bool | None = None) -> list[str]:
+    """Stop recruiting: expire the posts and mark the campaign closed, so ``sync`` never posts again."""
     open_ = posts(session, study, recruiter.platform)
     if dry_run:
         return [f"close {recruiter.platform}:{p.external_id}" for p in open_]
+    c = get_campaign(session, study, recruiter.platform)
+    if c is None:
+        c = ensure_campaign(session, study, recruiter.platform, bool(open_[0].sandbox) if open_ else
+                            (True if sandbox is None else sandbox))
+    c.status, c.closed_at = CAMPAIGN_CLOSED, utcnow()  # first: a crash below still stops the cron sync
+    session.commit()
     audit(session, actor, f"recruit.close.{recruiter.platform}", study.name, {"posts": [p.external_id for p in open_]})
-    recruiter.close()
+    if recruiter.platform == "mturk":
+        recruiter.hit_ids = [p.external_id for p in open_]
+    if open_ or recruiter.platform != "mturk":
+        recruiter.close()
     for p in open_:
         p.status = "closed"
     session.commit()
     return [p.external_id for p in open_]
 
 
+def notify(session: Session, study: Study, recruiter: Any, worker_ids: list[str], subject: str, message: str, *,
+           actor: str = "cli") -> list[dict[str, Any]]:
+    """MTurk NotifyWorkers (bonus or approval messages), only by an explicit command. Audited."""
+    if recruiter.platform != "mturk":
+        raise RecruitError("notify is for MTurk (Prolific: message participants on the website)")
+    audit(session, actor, "recruit.notify", study.name, {"workers": worker_ids, "subject": subject})
+    return recruiter.notify(worker_ids, subject, message)
+
+
+def block(session: Session, study: Study, recruiter: Any, worker_id: str, reason: str, *, actor: str = "cli") -> None:
+    """MTurk CreateWorkerBlock, only by an explicit command with a reason. Audited."""
+    if recruiter.platform != "mturk":
+        raise RecruitError("block is for MTurk")
+    if not reason.strip():
+        raise RecruitError("blocking a worker needs --reason (MTurk keeps it; it affects the worker's standing)")
+    audit(session, actor, "recruit.block", f"mturk:{worker_id}", {"study": study.name, "reason": reason})
+    recruiter.block(worker_id, reason)
+
+
 def recruitment_summary(session: Session, study: Study) -> dict[str, Any]:
-    """What the admin pages show: the posts on each platform and the bonus ledger (JSON-ready)."""
+    """What the admin pages show: the posts on each platform, the bonus ledger and the review queue."""
     rows = [{"platform": p.platform, "id": p.external_id, "places": p.places, "status": p.status,
              "sandbox": p.sandbox, "created_at": p.created_at.isoformat() if p.created_at else None}
             for p in posts(session, study, "mturk", open_only=False) + posts(session, study, "prolific", open_only=False)
             + posts(session, study, "lab", open_only=False)]
-    ledger: dict[str, dict[str, Any]] = {}
-    for b in session.scalars(select(BonusPayment).join(Assignment).where(Assignment.study_id == study.id)):
-        entry = ledger.setdefault(b.status, {"n": 0, "usd": 0.0})
+    ledger_: dict[str, dict[str, Any]] = {}
+    for b in ledger(session, study):
+        entry = ledger_.setdefault(b.status, {"n": 0, "usd": 0.0})
         entry["n"] += 1
         entry["usd"] = round(entry["usd"] + b.amount_cents / 100, 2)
-    return {"posts": rows, "places_needed": places_needed(session, study), "bonus_ledger": ledger}
+    queue = [{"id": r.id, "platform": r.platform, "external_id": r.external_id, "worker_id": r.worker_id,
+              "reason": r.reason, "evidence": r.evidence, "created_at": r.created_at.isoformat() if r.created_at else None}
+             for r in review_queue(session, study)]
+    campaigns = {c.platform: c.status for c in session.scalars(select(Campaign).where(Campaign.study_id == study.id))}
+    return {"posts": rows, "places_needed": places_needed(session, study), "bonus_ledger": ledger_,
+            "review_queue": queue, "campaigns": campaigns}

@@ -11,7 +11,7 @@ from studykit import TASK1, import_study, make_plan
 
 from study_server.extensions import db
 from study_server.models import Study
-from study_server.recruit.models import RecruitPost
+from study_server.recruit.models import RecruitPost, ReviewItem
 
 PASSWORD = "recruit admin pw"
 
@@ -28,11 +28,15 @@ def test_study_page_and_json_show_posts_and_ledger(app, client, media_set, tmp_p
         sid = study.id
         db.session.add(RecruitPost(study_id=sid, platform="mturk", sandbox=True, external_id="HITX", places=4,
                                    details={}))
+        db.session.add(ReviewItem(study_id=sid, platform="mturk", external_id="ASGQ", worker_id="WQ", reason="unknown",
+                                  evidence={"platform_status": "Submitted"}, resolution={}))
         db.session.commit()
     html = client.get("/admin/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
     client.post("/admin/login", data={"user": "admin", "password": PASSWORD, "csrf_token": token})
     page = client.get(f"/admin/studies/{sid}").get_data(as_text=True)
     assert "Recruitment" in page and "HITX" in page and "Places still needed: 4" in page
+    assert "Review queue" in page and "ASGQ" in page and "platform_status: Submitted" in page
     data = client.get(f"/admin/api/studies/{sid}/recruitment").get_json()
     assert data["places_needed"] == 4 and data["posts"][0]["id"] == "HITX" and data["bonus_ledger"] == {}
+    assert [(r["external_id"], r["reason"]) for r in data["review_queue"]] == [("ASGQ", "unknown")]

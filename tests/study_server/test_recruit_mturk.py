@@ -17,7 +17,7 @@ from study_server.extensions import db
 from study_server.models import Assignment, AuditLog, Participant
 from study_server.recruit import LiveModeRefused, PlatformError
 from study_server.recruit import mturk, service
-from study_server.recruit.models import BONUS_COMMITTED, BONUS_SENT, BonusPayment, RecruitPost
+from study_server.recruit.models import BONUS_COMMITTED, BONUS_SENT, BonusPayment, Campaign, RecruitPost
 
 SANDBOX = "https://workersandbox.mturk.com"
 BASE = "https://study.example.org"
@@ -53,14 +53,20 @@ def study(app, bonus_plan, media_set):
         yield service.find_study(db.session, name)
 
 
+OWN_QUAL = {"QualificationTypeId": "QFAM", "Comparator": "DoesNotExist", "ActionsGuarded": "DiscoverPreviewAndAccept"}
+
+
 def _open_with_stub(app, study, places=None, expect_qual=True):
     client = _client()
     rec = mturk.MTurkRecruiter(client)
     settings = service.post_settings(study, BASE)
+    key = service.campaign_key(study, "mturk", True)
     with Stubber(client) as stub:
+        stub.add_response("list_hits", {"HITs": [], "NumResults": 0}, {"MaxResults": 100})  # nothing orphaned
         if expect_qual:  # the study family's qualification is made once, then found in the database
             stub.add_response("create_qualification_type", {"QualificationType": {"QualificationTypeId": "QFAM"}},
                               {"Name": ANY, "Keywords": ANY, "Description": ANY, "QualificationTypeStatus": "Active"})
+        stub.add_response("get_account_balance", {"AvailableBalance": "10000.00"}, {})
         stub.add_response("create_hit_type", {"HITTypeId": "TYPE1"}, {
             "AutoApprovalDelayInSeconds": 3 * 24 * 3600, "AssignmentDurationInSeconds": 3600, "Reward": "1.50",
             "Title": ANY, "Keywords": ANY, "Description": ANY,
@@ -70,13 +76,14 @@ def _open_with_stub(app, study, places=None, expect_qual=True):
                 {"QualificationTypeId": "000000000000000000L0", "Comparator": "GreaterThanOrEqualTo",
                  "IntegerValues": [95], "ActionsGuarded": "DiscoverPreviewAndAccept"},
                 {"QualificationTypeId": "00000000000000000040", "Comparator": "GreaterThanOrEqualTo",
-                 "IntegerValues": [100], "ActionsGuarded": "DiscoverPreviewAndAccept"}]})
+                 "IntegerValues": [100], "ActionsGuarded": "DiscoverPreviewAndAccept"},
+                OWN_QUAL]})  # the study's own exclusion: nobody takes two of its HITs
         sizes = [9] * ((places or 4) // 9) + ([(places or 4) % 9] if (places or 4) % 9 else [])
         for k, n in enumerate(sizes, start=1):
             stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": f"HIT{k}"}}, {
                 "HITTypeId": "TYPE1", "MaxAssignments": n, "LifetimeInSeconds": 7 * 24 * 3600,
-                "Question": mturk.external_question(f"{BASE}/s/{study.name}"), "RequesterAnnotation": ANY,
-                "UniqueRequestToken": ANY})
+                "Question": mturk.external_question(f"{BASE}/s/{study.name}"), "RequesterAnnotation": f"{key}-{k}",
+                "UniqueRequestToken": f"{key}-{k}"})
         ids = service.open_posts(db.session, study, rec, settings, places=places)
         stub.assert_no_pending_responses()
     return ids
@@ -86,11 +93,15 @@ def test_open_posts_hits_of_at_most_nine_with_the_papers_qualifications(app, stu
     # 2 batches x quota 2 = 4 places by default; 20 places -> 9 + 9 + 2.
     assert _open_with_stub(app, study) == ["HIT1"]
     db.session.execute(RecruitPost.__table__.delete())
+    db.session.execute(Campaign.__table__.delete())
     db.session.commit()
     assert _open_with_stub(app, study, places=20, expect_qual=False) == ["HIT1", "HIT2", "HIT3"]
     assert list(db.session.scalars(select(RecruitPost.places).order_by(RecruitPost.id))) == [9, 9, 2]
     actions = list(db.session.scalars(select(AuditLog.action)))
     assert actions.count("recruit.open.mturk") == 2
+    # Tokens are unique per study and per post, and fit MTurk's 64 characters for any study name.
+    tokens = [p.details["token"] for p in db.session.scalars(select(RecruitPost))]
+    assert len(set(tokens)) == 3 and all(len(t) <= 64 for t in tokens)
 
 
 def test_external_question_refuses_plain_http():
@@ -109,17 +120,21 @@ def test_later_study_requires_the_exclusion_qualification_as_does_not_exist(app,
         client = _client()
         rec = mturk.MTurkRecruiter(client)
         with Stubber(client) as stub:
+            stub.add_response("list_hits", {"HITs": []}, {"MaxResults": 100})
             stub.add_response("create_qualification_type", {"QualificationType": {"QualificationTypeId": "QA"}},
                               {"Name": "emostudy took part: fam-a", "Keywords": ANY, "Description": ANY,
                                "QualificationTypeStatus": "Active"})
             stub.add_response("create_qualification_type", {"QualificationType": {"QualificationTypeId": "QB"}},
                               {"Name": "emostudy took part: fam-b", "Keywords": ANY, "Description": ANY,
                                "QualificationTypeStatus": "Active"})
+            stub.add_response("get_account_balance", {"AvailableBalance": "10000.00"}, {})
             stub.add_response("create_hit_type", {"HITTypeId": "T2"}, {
                 "AutoApprovalDelayInSeconds": ANY, "AssignmentDurationInSeconds": ANY, "Reward": "1.00",
                 "Title": ANY, "Keywords": ANY, "Description": ANY, "QualificationRequirements": [
                     ANY, ANY, ANY, {"QualificationTypeId": "QA", "Comparator": "DoesNotExist",
-                                    "ActionsGuarded": "DiscoverPreviewAndAccept"}]})
+                                    "ActionsGuarded": "DiscoverPreviewAndAccept"},
+                    {"QualificationTypeId": "QB", "Comparator": "DoesNotExist",
+                     "ActionsGuarded": "DiscoverPreviewAndAccept"}]})
             stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "H2"}}, {
                 "HITTypeId": "T2", "MaxAssignments": 4, "LifetimeInSeconds": ANY, "Question": ANY,
                 "RequesterAnnotation": ANY, "UniqueRequestToken": ANY})
@@ -135,7 +150,15 @@ def _inconsistent(pos):  # repeats (positions >= 6) answered differently from th
     return 1 if pos >= 6 else 0
 
 
-def test_sync_grants_exclusion_approves_valid_rejects_bad_and_refills(app, study):
+LIST = {"HITId": "HIT1", "AssignmentStatuses": ["Submitted", "Approved", "Rejected"], "MaxResults": 100}
+
+
+def _annotated(study, hit_id, seq, n=4):
+    key = service.campaign_key(study, "mturk", True)
+    return {"HITId": hit_id, "HITTypeId": "TYPE1", "MaxAssignments": n, "RequesterAnnotation": f"{key}-{seq}"}
+
+
+def test_sync_grants_exclusion_approves_valid_rejects_inconsistent_queues_the_rest_and_refills(app, study):
     _open_with_stub(app, study)
     web = app.test_client()
     good = _mturk_arrival(web, study.name, 1)
@@ -144,9 +167,11 @@ def test_sync_grants_exclusion_approves_valid_rejects_bad_and_refills(app, study
     complete_session(web, bad, variant_for=_inconsistent)
     _mturk_arrival(web, study.name, 3)  # accepted, never finished, but submitted on MTurk anyway
     client = _client()
-    rec = mturk.MTurkRecruiter(client, hit_ids=["HIT1"], hit_type_id="TYPE1")
+    rec = mturk.MTurkRecruiter(client)
     settings = service.post_settings(study, BASE)
+    key = service.campaign_key(study, "mturk", True)
     with Stubber(client) as stub:
+        stub.add_response("list_hits", {"HITs": [_annotated(study, "HIT1", 1)]}, {"MaxResults": 100})
         for w in ("W1", "W2", "W3"):
             stub.add_response("associate_qualification_with_worker", {}, {
                 "QualificationTypeId": "QFAM", "WorkerId": w, "IntegerValue": 1, "SendNotification": False})
@@ -154,39 +179,51 @@ def test_sync_grants_exclusion_approves_valid_rejects_bad_and_refills(app, study
             {"AssignmentId": "ASG1", "WorkerId": "W1", "HITId": "HIT1", "AssignmentStatus": "Submitted"},
             {"AssignmentId": "ASG2", "WorkerId": "W2", "HITId": "HIT1", "AssignmentStatus": "Submitted"},
             {"AssignmentId": "ASG3", "WorkerId": "W3", "HITId": "HIT1", "AssignmentStatus": "Submitted"},
-            {"AssignmentId": "ASG9", "WorkerId": "W9", "HITId": "HIT1", "AssignmentStatus": "Submitted"}]},
-            {"HITId": "HIT1", "AssignmentStatuses": ["Submitted"], "MaxResults": 100})
+            {"AssignmentId": "ASG9", "WorkerId": "W9", "HITId": "HIT1", "AssignmentStatus": "Submitted"}]}, LIST)
         stub.add_response("approve_assignment", {}, {"AssignmentId": "ASG1"})
         stub.add_response("reject_assignment", {}, {"AssignmentId": "ASG2", "RequesterFeedback": service.FEEDBACK_INCONSISTENT})
-        stub.add_response("reject_assignment", {}, {"AssignmentId": "ASG3", "RequesterFeedback": service.FEEDBACK_INCOMPLETE})
-        stub.add_response("reject_assignment", {}, {"AssignmentId": "ASG9", "RequesterFeedback": service.FEEDBACK_UNKNOWN})
-        # 4 places wanted, 1 valid: 3 needed; the HIT has no place left -> a new HIT of 3.
-        stub.add_response("get_hit", _hit("HIT1", available=0, pending=0, completed=4), {"HITId": "HIT1"})
-        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "HIT2"}}, {
-            "HITTypeId": "TYPE1", "MaxAssignments": 3, "LifetimeInSeconds": ANY, "Question": ANY,
-            "RequesterAnnotation": ANY, "UniqueRequestToken": ANY})
+        # ASG3 (partial) and ASG9 (no record) go to the review queue: no call.
+        # 4 places wanted; W1 valid and W3 still active count: 2 needed; the HIT has no place left -> 2 more.
+        stub.add_response("get_hit", {"HIT": {**_annotated(study, "HIT1", 1), "NumberOfAssignmentsAvailable": 0,
+                                              "NumberOfAssignmentsPending": 0}}, {"HITId": "HIT1"})
+        stub.add_response("get_account_balance", {"AvailableBalance": "10000.00"}, {})
+        stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "HIT2", "HITTypeId": "TYPE1"}}, {
+            "HITTypeId": "TYPE1", "MaxAssignments": 2, "LifetimeInSeconds": ANY, "Question": ANY,
+            "RequesterAnnotation": f"{key}-2", "UniqueRequestToken": f"{key}-2"})
         report = service.sync(db.session, study, rec, settings=settings)
         stub.assert_no_pending_responses()
-    assert report.approved == ["ASG1"] and report.rejected == ["ASG2", "ASG3", "ASG9"]
-    assert report.granted == 3 and report.posted == ["HIT2"] and report.needed == 3
+    assert report.approved == ["ASG1"] and report.rejected == ["ASG2"]
+    assert sorted(report.queued) == ["ASG3", "ASG9"]
+    assert report.granted == 3 and report.posted == ["HIT2"] and report.needed == 2
     statuses = dict(db.session.execute(select(Assignment.external_assignment_id, Assignment.status)).all())
-    assert statuses == {"ASG1": "approved", "ASG2": "rejected", "ASG3": "rejected"}
+    assert statuses == {"ASG1": "approved", "ASG2": "rejected", "ASG3": "allocated"}
+    queue = {(r.external_id, r.reason) for r in service.review_queue(db.session, study)}
+    assert queue == {("ASG3", "partial"), ("ASG9", "unknown")}
     # Audit entries precede the calls: one per decision.
     actions = list(db.session.scalars(select(AuditLog.action).order_by(AuditLog.id)))
-    assert actions.count("recruit.approve") == 1 and actions.count("recruit.reject") == 3
-    assert actions.count("recruit.grant_exclusion") == 3
+    assert actions.count("recruit.approve") == 1 and actions.count("recruit.reject") == 1
+    assert actions.count("recruit.grant_exclusion") == 3 and actions.count("recruit.review_queue") == 2
 
-    # A second sync makes no standing/money call again: nothing submitted, grants already recorded.
+    # A second sync makes no standing/money call again: decisions read back, grants recorded, queue kept.
     client2 = _client()
-    rec2 = mturk.MTurkRecruiter(client2, hit_ids=["HIT1", "HIT2"], hit_type_id="TYPE1")
+    rec2 = mturk.MTurkRecruiter(client2)
     with Stubber(client2) as stub:
-        stub.add_response("list_assignments_for_hit", {"Assignments": []}, {"HITId": "HIT1", "AssignmentStatuses": ["Submitted"], "MaxResults": 100})
-        stub.add_response("list_assignments_for_hit", {"Assignments": []}, {"HITId": "HIT2", "AssignmentStatuses": ["Submitted"], "MaxResults": 100})
-        stub.add_response("get_hit", _hit("HIT1"), {"HITId": "HIT1"})
-        stub.add_response("get_hit", _hit("HIT2", available=3, max_assignments=3), {"HITId": "HIT2"})
+        stub.add_response("list_hits", {"HITs": [_annotated(study, "HIT1", 1), _annotated(study, "HIT2", 2, 2)]},
+                          {"MaxResults": 100})
+        stub.add_response("list_assignments_for_hit", {"Assignments": [
+            {"AssignmentId": "ASG1", "WorkerId": "W1", "HITId": "HIT1", "AssignmentStatus": "Approved"},
+            {"AssignmentId": "ASG2", "WorkerId": "W2", "HITId": "HIT1", "AssignmentStatus": "Rejected"},
+            {"AssignmentId": "ASG3", "WorkerId": "W3", "HITId": "HIT1", "AssignmentStatus": "Submitted"},
+            {"AssignmentId": "ASG9", "WorkerId": "W9", "HITId": "HIT1", "AssignmentStatus": "Submitted"}]}, LIST)
+        stub.add_response("list_assignments_for_hit", {"Assignments": []}, {**LIST, "HITId": "HIT2"})
+        stub.add_response("get_hit", {"HIT": {**_annotated(study, "HIT1", 1), "NumberOfAssignmentsAvailable": 0}},
+                          {"HITId": "HIT1"})
+        stub.add_response("get_hit", {"HIT": {**_annotated(study, "HIT2", 2, 2), "NumberOfAssignmentsAvailable": 2}},
+                          {"HITId": "HIT2"})
         again = service.sync(db.session, study, rec2, settings=settings)
         stub.assert_no_pending_responses()
     assert again.approved == [] and again.rejected == [] and again.posted == [] and again.granted == 0
+    assert db.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "recruit.review_queue")) == 2
 
 
 def test_policy_approve_without_bonus(app, study):
@@ -248,22 +285,22 @@ def test_bonus_is_computed_from_answers_and_never_paid_twice(app, study):
     client = _client()
     rec = mturk.MTurkRecruiter(client)
     with Stubber(client) as stub:
-        stub.add_client_error("send_bonus", service_error_code="ServiceUnavailable", expected_params=expected)
-        original = rec.bonus
+        stub.add_response("get_account_balance", {"AvailableBalance": "100.00"}, {})
 
         def crashing(*args, **kwargs):
-            original(*args, **kwargs) if False else None
-            raise Crash("connection lost")
+            raise Crash("the process died during the call")
         rec.bonus = crashing
         with pytest.raises(Crash):
             service.pay_bonuses(db.session, study, rec)
     row = db.session.scalar(select(BonusPayment))
-    assert row.status == BONUS_COMMITTED and row.token == token
+    assert row.status == BONUS_COMMITTED and row.token == token and row.external_id == "ASG1"
 
-    # Run 2 retries with the SAME token (MTurk would refuse a second payment with it).
+    # Run 2 first asks MTurk what was paid on the assignment (nothing), then pays with the SAME token.
     client = _client()
     rec = mturk.MTurkRecruiter(client)
     with Stubber(client) as stub:
+        stub.add_response("list_bonus_payments", {"BonusPayments": []}, {"AssignmentId": "ASG1", "MaxResults": 100})
+        stub.add_response("get_account_balance", {"AvailableBalance": "100.00"}, {})
         stub.add_response("send_bonus", {}, expected)
         r = service.pay_bonuses(db.session, study, rec)
         stub.assert_no_pending_responses()
@@ -281,19 +318,31 @@ def test_bonus_is_computed_from_answers_and_never_paid_twice(app, study):
     assert db.session.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "recruit.bonus")) == 2
 
 
-def test_duplicate_token_answer_from_mturk_counts_as_paid():
+@pytest.mark.parametrize("message", ['The idempotency token "abc" has already been processed.',  # MTurk's words
+                                     "The value of UniqueRequestToken abc has already been used."])
+def test_duplicate_token_answer_from_mturk_counts_as_paid(message):
+    client = _client()
+    rec = mturk.MTurkRecruiter(client)
+    with Stubber(client) as stub:
+        stub.add_client_error("send_bonus", service_error_code="RequestError", service_message=message)
+        assert rec.bonus("W1", "A1", 0.1, "r", "abc")["duplicate"] is True
+
+
+def test_other_refusals_are_not_taken_for_payments():
     client = _client()
     rec = mturk.MTurkRecruiter(client)
     with Stubber(client) as stub:
         stub.add_client_error("send_bonus", service_error_code="RequestError",
-                              service_message="The value of UniqueRequestToken abc has already been used.")
-        assert rec.bonus("W1", "A1", 0.1, "r", "abc")["duplicate"] is True
+                              service_message="You do not have enough funds to pay this bonus.")
+        with pytest.raises(PlatformError, match="enough funds"):
+            rec.bonus("W1", "A1", 0.1, "r", "abc")
 
 
 def test_dry_run_sync_changes_nothing(app, study):
     web = app.test_client()
     complete_session(web, _mturk_arrival(web, study.name, 1))
     db.session.add(RecruitPost(study_id=study.id, platform="mturk", external_id="HIT1", type_id="TYPE1", places=4))
+    service.ensure_campaign(db.session, study, "mturk", True)
     db.session.commit()
     client = _client()
     rec = mturk.MTurkRecruiter(client, hit_ids=["HIT1"])
@@ -388,9 +437,11 @@ def test_cli_open_passes_qualification_options_and_family(app, study, monkeypatc
     dry = CliRunner().invoke(recruit_group, [*args, "--dry-run"])
     assert dry.exit_code == 0 and "would post 4 places" in dry.output
     with Stubber(client) as stub:
+        stub.add_response("list_hits", {"HITs": []}, {"MaxResults": 100})
         stub.add_response("create_qualification_type", {"QualificationType": {"QualificationTypeId": "QFAM"}},
                           {"Name": "emostudy took part: emotion-videos-2026", "Keywords": ANY, "Description": ANY,
                            "QualificationTypeStatus": "Active"})
+        stub.add_response("get_account_balance", {"AvailableBalance": "10000.00"}, {})
         stub.add_response("create_hit_type", {"HITTypeId": "TYPE1"}, {
             "AutoApprovalDelayInSeconds": ANY, "AssignmentDurationInSeconds": ANY, "Reward": "1.50", "Title": ANY,
             "Keywords": ANY, "Description": ANY, "QualificationRequirements": [
@@ -399,7 +450,7 @@ def test_cli_open_passes_qualification_options_and_family(app, study, monkeypatc
                 {"QualificationTypeId": "000000000000000000L0", "Comparator": "GreaterThanOrEqualTo",
                  "IntegerValues": [97], "ActionsGuarded": "DiscoverPreviewAndAccept"},
                 {"QualificationTypeId": "00000000000000000040", "Comparator": "GreaterThanOrEqualTo",
-                 "IntegerValues": [500], "ActionsGuarded": "DiscoverPreviewAndAccept"}]})
+                 "IntegerValues": [500], "ActionsGuarded": "DiscoverPreviewAndAccept"}, OWN_QUAL]})
         stub.add_response("create_hit_with_hit_type", {"HIT": {"HITId": "HIT1"}}, None)
         result = CliRunner().invoke(recruit_group, args)
         stub.assert_no_pending_responses()

@@ -13,22 +13,34 @@ from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
 from study_server.extensions import db
 from study_server.models import Assignment, AuditLog
-from study_server.recruit import LedgerError
+import requests
+
+from study_server.recruit import LedgerError, OutcomeUnknown, PayRefused, RecruitError
 from study_server.recruit import lab, service
-from study_server.recruit.models import BONUS_COMMITTED, BonusPayment
-from study_server.recruit.prolific import ProlificRecruiter
+from study_server.recruit.models import BONUS_SENT, BONUS_UNKNOWN, BonusPayment, RecruitPost
+from study_server.recruit.prolific import ProlificRecruiter, to_minor
 
 BASE = "https://study.example.org"
 
 
 class FakeProlific:
-    """Just enough of Prolific's API: studies, submissions, transitions, bulk bonuses."""
+    """Enough of Prolific's API, written from its reference: studies (create, list, get, patch, transition),
+    submissions (list, get with ``bonus_payments``, approve/reject transitions allowed only from AWAITING
+    REVIEW, request-return), bulk bonuses (set up, then pay: the pay call is not idempotent and each call
+    pays again), the account's currency (``/users/me/``).
+
+    Faults: ``pay_fault`` = "lost-after" (paid, then the connection drops), "lost-before" (the connection
+    drops before Prolific pays), "502-after" (paid, then a 502)."""
 
     def __init__(self):
         self.requests: list[tuple[str, str, dict]] = []
         self.submissions: list[dict] = []
+        self.studies: dict[str, dict] = {}
         self.places = 0
-        self.fail_pay = False
+        self.currency = "USD"
+        self.pay_fault: str | None = None
+        self.bulks: dict[str, str] = {}
+        self.pay_calls = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,9 +62,16 @@ class FakeProlific:
                     return self._reply(401, {"error": "bad token"})
                 fake.requests.append((method, self.path, body))
                 p = self.path
+                subs = {s["id"]: s for s in fake.submissions}
+                if method == "GET" and p == "/api/v1/users/me/":
+                    return self._reply(200, {"id": "R1", "currency_code": fake.currency})
                 if method == "POST" and p == "/api/v1/studies/":
                     fake.places = body["total_available_places"]
-                    return self._reply(201, {"id": "STUDY1", **body})
+                    sid = f"STUDY{len(fake.studies) + 1}"
+                    fake.studies[sid] = {"id": sid, "status": "UNPUBLISHED", **body}
+                    return self._reply(201, fake.studies[sid])
+                if method == "GET" and p == "/api/v1/studies/":
+                    return self._reply(200, {"results": list(fake.studies.values())})
                 if method == "GET" and p == "/api/v1/studies/STUDY1/":
                     return self._reply(200, {"id": "STUDY1", "status": "ACTIVE", "total_available_places": fake.places,
                                              "places_taken": len(fake.submissions)})
@@ -61,13 +80,38 @@ class FakeProlific:
                     return self._reply(200, {"id": "STUDY1"})
                 if method == "GET" and p == "/api/v1/studies/STUDY1/submissions/":
                     return self._reply(200, {"results": fake.submissions, "_links": {"next": {"href": None}}})
+                if method == "GET" and p.startswith("/api/v1/submissions/") and p.count("/") == 5:
+                    sub = subs.get(p.split("/")[4])
+                    return self._reply(200, sub) if sub else self._reply(404, {"error": "no submission"})
+                if method == "POST" and p.startswith("/api/v1/submissions/") and p.endswith("/request-return/"):
+                    subs[p.split("/")[4]]["return_requested"] = True
+                    return self._reply(200, {"id": p.split("/")[4], "status": "AWAITING REVIEW"})
                 if method == "POST" and p.startswith("/api/v1/submissions/") and p.endswith("/transition/"):
+                    sub = subs.get(p.split("/")[4])
+                    if sub is not None:
+                        if sub["status"] != "AWAITING REVIEW":
+                            return self._reply(400, {"error": f"cannot {body['action']} a {sub['status']} submission"})
+                        sub["status"] = {"APPROVE": "APPROVED", "REJECT": "REJECTED"}[body["action"]]
                     return self._reply(200, {"status": body["action"]})
                 if method == "POST" and p == "/api/v1/submissions/bonus-payments/":
-                    return self._reply(201, {"id": f"BULK{len(fake.requests)}"})
+                    bulk = f"BULK{len(fake.bulks) + 1}"
+                    fake.bulks[bulk] = body["csv_bonuses"]
+                    return self._reply(201, {"id": bulk})
                 if method == "POST" and p.startswith("/api/v1/bulk-bonus-payments/"):
-                    if fake.fail_pay:
-                        raise ConnectionAbortedError  # the connection drops: the outcome is unknown
+                    if fake.pay_fault == "lost-before":
+                        fake.pay_fault = None
+                        raise ConnectionAbortedError
+                    fake.pay_calls += 1
+                    for line in fake.bulks[p.split("/")[4]].strip().splitlines():
+                        pid, amount = line.split(",")
+                        for sub in fake.submissions:
+                            if sub["participant_id"] == pid:
+                                sub.setdefault("bonus_payments", []).append(int(round(float(amount) * 100)))
+                    fault, fake.pay_fault = fake.pay_fault, None
+                    if fault == "lost-after":
+                        raise ConnectionAbortedError  # paid, but the reply never arrives
+                    if fault == "502-after":
+                        return self._reply(502, {"error": "bad gateway"})
                     return self._reply(202, {})
                 if method == "POST" and p.endswith("/transition/"):
                     return self._reply(200, {})
@@ -101,7 +145,7 @@ def fake():
 
 @pytest.fixture
 def study(app, media_set, tmp_path):
-    path = make_plan(media_set, TASK1, name="prolific-t1", out=tmp_path / "plan.json")
+    path = make_plan(media_set, TASK1, name="prolific-t1", audio_check=True, out=tmp_path / "plan.json")
     plan = json.loads(path.read_text())
     plan["payment"] = {"reward_usd": 2.0, "bonus": {"rule": "per_correct", "question": "emotion",
                                                     "truth": "visual_emotion", "amount_usd": 0.05, "max_usd": None}}
@@ -111,12 +155,19 @@ def study(app, media_set, tmp_path):
         yield service.find_study(db.session, name)
 
 
-def _recruiter(fake, study, study_id=None):
+def _recruiter(fake, study, study_id=None, **kw):
     return ProlificRecruiter(token="secret-token", base_url=fake.url, study_id=study_id,
-                             completion_code=study.completion_code)
+                             completion_code=study.completion_code, **kw)
 
 
-def test_open_creates_a_draft_with_url_parameters_and_completion_code(app, study, fake):
+def _posted(study, places=4):
+    """The study as `open` leaves it: a campaign and the Prolific study STUDY1."""
+    c = service.ensure_campaign(db.session, study, "prolific", False)
+    service.record_post(db.session, study, c, "STUDY1", places, seq=1)
+    return c
+
+
+def test_open_creates_a_draft_with_url_parameters_completion_code_and_audio(app, study, fake):
     rec = _recruiter(fake, study)
     ids = service.open_posts(db.session, study, rec, service.post_settings(study, BASE), sandbox=False)
     assert ids == ["STUDY1"]
@@ -125,56 +176,159 @@ def test_open_creates_a_draft_with_url_parameters_and_completion_code(app, study
                                           "&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}")
     assert body["prolific_id_option"] == "url_parameters"
     assert body["completion_codes"][0]["code"] == study.completion_code
-    assert body["reward"] == 200 and body["total_available_places"] == 4
+    assert body["reward"] == 200 and body["total_available_places"] == 4  # USD account: cents
+    assert body["peripheral_requirements"] == ["AUDIO"]  # the plan checks sound
+    assert service.campaign_key(study, "prolific", False) in body["internal_name"]  # found again after a crash
     assert not fake.calls("POST", "/api/v1/studies/STUDY1/transition/")  # a draft: not published
+    assert db.session.scalar(select(RecruitPost.external_id)) == "STUDY1"
 
 
-def test_sync_approves_rejects_and_adds_places(app, study, fake):
+def test_open_recorded_even_when_the_reply_is_lost(app, study, fake, monkeypatch):
+    """The study is created but the reply never arrives: the re-run finds it by its annotation."""
+    rec = _recruiter(fake, study)
+    real = rec.http.request
+
+    def lose_create(method, url, **kw):
+        resp = real(method, url, **kw)
+        if method == "POST" and url.endswith("/studies/"):
+            raise requests.ConnectionError("reply lost")
+        return resp
+    monkeypatch.setattr(rec.http, "request", lose_create)
+    with pytest.raises(OutcomeUnknown):
+        service.open_posts(db.session, study, rec, service.post_settings(study, BASE), sandbox=False)
+    assert db.session.scalar(select(func.count()).select_from(RecruitPost)) == 0
+    ids = service.open_posts(db.session, study, _recruiter(fake, study), service.post_settings(study, BASE),
+                             sandbox=False)
+    assert ids == ["STUDY1"] and len(fake.studies) == 1  # recorded, not created twice
+
+
+def test_minimum_pay_is_checked_from_the_estimated_minutes(app, study, fake):
+    settings = service.post_settings(study, BASE, estimated_minutes=20)  # $2.00 for 20 min = $6.00/h < $8.00/h
+    with pytest.raises(PayRefused, match=r"6\.00 USD/h, below Prolific's minimum of 8\.00 USD/h; pay at least 2\.67"):
+        service.open_posts(db.session, study, _recruiter(fake, study), settings, sandbox=False)
+    assert not fake.calls("POST", "/api/v1/studies/")
+    rec = _recruiter(fake, study)
+    rec.allow_low_pay = "pilot with colleagues, topped up by hand"
+    service.open_posts(db.session, study, rec, settings, sandbox=False)
+    opened = db.session.scalar(select(AuditLog).where(AuditLog.action == "recruit.open.prolific"))
+    assert opened.details["allow_low_pay"] == "pilot with colleagues, topped up by hand"
+
+
+def test_amounts_are_in_the_study_currency(app, study, fake):
+    fake.currency = "GBP"
+    with pytest.raises(PayRefused, match="pays in GBP.*--usd-rate"):
+        service.open_posts(db.session, study, _recruiter(fake, study), service.post_settings(study, BASE),
+                           sandbox=False)
+    service.open_posts(db.session, study, _recruiter(fake, study, usd_rate=0.8), service.post_settings(study, BASE),
+                       sandbox=False)
+    (_, _, body), = fake.calls("POST", "/api/v1/studies/")
+    assert body["reward"] == 160  # $2.00 at 0.8 GBP per USD = 160 pence (6.40 GBP/h >= 6.00)
+    assert to_minor(0.05, "USD", None) == 5 and to_minor(0.05, "GBP", 0.8) == 4
+
+
+def test_previous_studies_blocklist_and_screeners(app, study, fake, media_set, tmp_path):
+    _posted(study)
+    path = make_plan(media_set, TASK1, name="prolific-t2", exclude_studies=[study.name], out=tmp_path / "p2.json")
+    plan = json.loads(path.read_text())
+    plan["study"]["screeners"] = [{"filter_id": "fluent-languages", "selected_values": ["19"]}]
+    plan["payment"]["reward_usd"] = 2.0
+    path.write_text(json.dumps(plan))
+    second = service.find_study(db.session, import_study(app, path, media_set))
+    service.open_posts(db.session, second, _recruiter(fake, second), service.post_settings(second, BASE),
+                       sandbox=False)
+    (_, _, body), = fake.calls("POST", "/api/v1/studies/")
+    assert body["filters"] == [{"filter_id": "previous_studies", "selected_values": ["STUDY1"]},
+                               {"filter_id": "fluent-languages", "selected_values": ["19"]}]
+
+
+def test_sync_approves_rejects_with_category_asks_partial_to_return_and_adds_places(app, study, fake):
+    _posted(study)
     web = app.test_client()
     good = arrive(web, study.name, PROLIFIC_PID="P1", STUDY_ID="STUDY1", SESSION_ID="S1")
     complete_session(web, good)
     bad = arrive(web, study.name, PROLIFIC_PID="P2", STUDY_ID="STUDY1", SESSION_ID="S2")
     complete_session(web, bad, variant_for=lambda pos: 1 if pos >= 6 else 0)
-    fake.places = 4
+    arrive(web, study.name, PROLIFIC_PID="P3", STUDY_ID="STUDY1", SESSION_ID="S3")  # could not finish
+    gone = arrive(web, study.name, PROLIFIC_PID="P4", STUDY_ID="STUDY1", SESSION_ID="S4")
+    late = arrive(web, study.name, PROLIFIC_PID="P5", STUDY_ID="STUDY1", SESSION_ID="S5")
+    fake.places = 6
     fake.submissions = [{"id": "S1", "participant_id": "P1", "status": "AWAITING REVIEW"},
                         {"id": "S2", "participant_id": "P2", "status": "AWAITING REVIEW"},
+                        {"id": "S3", "participant_id": "P3", "status": "AWAITING REVIEW"},
+                        {"id": "S4", "participant_id": "P4", "status": "RETURNED"},
+                        {"id": "S5", "participant_id": "P5", "status": "TIMED-OUT"},
                         {"id": "S0", "participant_id": "P0", "status": "APPROVED"}]
     rec = _recruiter(fake, study, "STUDY1")
     r = service.sync(db.session, study, rec, settings=service.post_settings(study, BASE))
-    assert r.approved == ["S1"] and r.rejected == ["S2"]
-    transitions = {p: b for m, p, b in fake.calls("POST", "/api/v1/submissions/")}
+    assert r.approved == ["S1"] and r.rejected == ["S2"] and r.return_requested == ["S3"]
+    transitions = {p: b for m, p, b in fake.calls("POST", "/api/v1/submissions/") if p.endswith("/transition/")}
     assert transitions["/api/v1/submissions/S1/transition/"] == {"action": "APPROVE"}
     rej = transitions["/api/v1/submissions/S2/transition/"]
-    assert rej["action"] == "REJECT" and len(rej["message"]) >= 100 and rej["rejection_category"]
-    # 4 wanted, 1 valid -> 3 needed; the study shows 4 places with 3 taken (3 submissions) -> 1 open;
-    # 2 more places are added (4 + 2 = 6).
-    assert r.needed == 3 and r.open_places == 1
+    assert rej["action"] == "REJECT" and len(rej["message"]) >= 100 and rej["rejection_category"] == "FAILED_CHECK"
+    assert "/api/v1/submissions/S3/transition/" not in transitions  # nobody rejected for not finishing
+    (_, _, ret), = fake.calls("POST", "/api/v1/submissions/S3/request-return/")
+    assert ret == {"request_return_reasons": ["Didn't finish the study"]}
+    status = {a.token: a.status for a in db.session.scalars(select(Assignment))}
+    assert status[gone] == "returned" and status[late] == "expired"  # read back from Prolific
+    # 4 wanted, 1 valid, P3 still active: 2 needed; the study shows 6 places, 6 taken -> 0 open: +2 (6 + 2).
+    assert r.needed == 2 and r.open_places == 0
     (_, _, patch), = fake.calls("PATCH")
-    assert patch == {"total_available_places": 6}
+    assert patch == {"total_available_places": 8}
+    # A second sync asks nobody again.
+    n = len(fake.calls("POST"))
+    fake.submissions[0]["status"], fake.submissions[1]["status"] = "APPROVED", "REJECTED"
+    fake.places = 8
+    service.sync(db.session, study, _recruiter(fake, study, "STUDY1"), settings=service.post_settings(study, BASE))
+    assert len(fake.calls("POST")) == n
 
 
-def test_bonus_guarded_by_ledger_when_the_pay_call_is_lost(app, study, fake):
+def _approved(app, study):
+    _posted(study)
     web = app.test_client()
     token = arrive(web, study.name, PROLIFIC_PID="P1", STUDY_ID="STUDY1", SESSION_ID="S1")
     complete_session(web, token)
     a = db.session.scalar(select(Assignment).where(Assignment.token == token))
     a.status = "approved"
     db.session.commit()
-    (pb,) = service.plan_bonuses(db.session, study)
-    fake.fail_pay = True
-    import requests
+    fake_sub = {"id": "S1", "participant_id": "P1", "status": "APPROVED"}
+    return a, fake_sub
 
-    with pytest.raises(requests.ConnectionError):
+
+@pytest.mark.parametrize("fault", ["lost-after", "502-after"])
+def test_bonus_paid_once_when_the_pay_reply_is_lost_or_502(app, study, fake, fault):
+    a, sub = _approved(app, study)
+    fake.submissions = [sub]
+    (pb,) = service.plan_bonuses(db.session, study)
+    fake.pay_fault = fault
+    with pytest.raises(LedgerError, match="--mark-sent ID"):
         service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     row = db.session.scalar(select(BonusPayment))
-    assert row.status == BONUS_COMMITTED
-    fake.fail_pay = False
-    n_pay_calls = len(fake.calls("POST", "/api/v1/bulk-bonus-payments/"))
-    with pytest.raises(LedgerError, match="check them on prolific"):
-        service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
-    assert len(fake.calls("POST", "/api/v1/bulk-bonus-payments/")) == n_pay_calls  # not paid again
+    assert row.status == BONUS_UNKNOWN and row.external_id == "S1", (row.status, row.response, fake.requests)
+    r = service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))  # reads S1's bonus records
+    assert r.reconciled_paid == [row.id] and r.paid == []
+    db.session.refresh(row)
+    assert row.status == BONUS_SENT and fake.pay_calls == 1
+    service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+    assert fake.pay_calls == 1 and sub["bonus_payments"] == [pb.amount_cents]
     setup = [b for m, p, b in fake.calls("POST", "/api/v1/submissions/bonus-payments/")]
     assert setup[0]["csv_bonuses"] == f"P1,{pb.amount_cents / 100:.2f}\n"
+
+
+def test_unsettled_bonus_waits_for_a_person_then_is_paid_once(app, study, fake):
+    a, sub = _approved(app, study)
+    fake.submissions = [sub]
+    fake.pay_fault = "lost-before"  # the connection dropped before Prolific paid
+    with pytest.raises(LedgerError):
+        service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+    with pytest.raises(LedgerError, match="check them on prolific"):  # the records show nothing: not resent
+        service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+    assert fake.pay_calls == 0
+    row = db.session.scalar(select(BonusPayment))
+    service.mark_bonus(db.session, study, row.id, "failed", note="not in Prolific's payments page")
+    r = service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+    assert r.paid == [row.id] and fake.pay_calls == 1
+    marks = db.session.scalar(select(AuditLog).where(AuditLog.action == "recruit.bonus.mark_failed"))
+    assert marks.details["ledger_id"] == row.id and marks.details["note"] == "not in Prolific's payments page"
 
 
 def test_lab_tokens_are_one_time_links_without_payments(app, study):
@@ -189,3 +343,90 @@ def test_lab_tokens_are_one_time_links_without_payments(app, study):
     assert status["places"] == 3 and status["completed"] == 1
     assert db.session.scalar(select(func.count()).select_from(AuditLog).where(
         AuditLog.action == "recruit.open.lab")) == 1
+
+
+# -- fault injection on Prolific: before the call, after it (done there, not recorded here), lost reply ----
+class Crash(Exception):
+    """The process died at this point."""
+
+
+def _faulty(rec, method, suffix, when):
+    """Arm one fault on the first matching request of this recruiter's HTTP session."""
+    real = rec.http.request
+    armed = [True]
+
+    def request(m, url, **kw):
+        hit = armed[0] and m == method and url.split("?")[0].endswith(suffix)
+        if hit:
+            armed[0] = False
+            if when == "before":
+                raise Crash(f"died before {m} {suffix}")
+        resp = real(m, url, **kw)
+        if hit and when == "after":
+            raise Crash(f"died after {m} {suffix}")
+        if hit and when == "lost":
+            raise requests.ConnectionError("reply lost")
+        return resp
+    rec.http.request = request
+    rec.fault_armed = armed
+    return rec
+
+
+def _prolific_world(app, study, fake):
+    _posted(study)
+    web = app.test_client()
+    complete_session(web, arrive(web, study.name, PROLIFIC_PID="P1", STUDY_ID="STUDY1", SESSION_ID="S1"))
+    bad = arrive(web, study.name, PROLIFIC_PID="P2", STUDY_ID="STUDY1", SESSION_ID="S2")
+    complete_session(web, bad, variant_for=lambda pos: 1 if pos >= 6 else 0)
+    arrive(web, study.name, PROLIFIC_PID="P3", STUDY_ID="STUDY1", SESSION_ID="S3")
+    fake.places = 3
+    fake.submissions = [{"id": f"S{i}", "participant_id": f"P{i}", "status": "AWAITING REVIEW"} for i in (1, 2, 3)]
+
+
+PROLIFIC_CALLS = [("sync", "POST", "/submissions/S1/transition/"), ("sync", "POST", "/submissions/S2/transition/"),
+                  ("sync", "POST", "/submissions/S3/request-return/"), ("sync", "PATCH", "/studies/STUDY1/"),
+                  ("sync", "GET", "/studies/STUDY1/submissions/"),
+                  ("bonus", "POST", "/submissions/bonus-payments/"), ("bonus", "POST", "/pay/"),
+                  ("bonus", "GET", "/submissions/S1/")]
+PROLIFIC_CASES = [(ph, m, sfx, w) for ph, m, sfx in PROLIFIC_CALLS for w in ("before", "after", "lost")]
+
+
+@pytest.mark.parametrize("phase,method,suffix,when", PROLIFIC_CASES,
+                         ids=[f"{p}-{m}-{s.strip('/').replace('/', '.')}-{w}" for p, m, s, w in PROLIFIC_CASES])
+def test_prolific_fault_then_rerun(app, study, fake, phase, method, suffix, when):
+    _prolific_world(app, study, fake)
+    settings = service.post_settings(study, BASE)
+
+    def sync(rec):
+        return service.sync(db.session, study, rec, settings=settings)
+
+    def bonus(rec):
+        return service.pay_bonuses(db.session, study, rec)
+
+    if phase == "bonus":
+        sync(_recruiter(fake, study, "STUDY1"))
+        fake.submissions[0]["status"] = "APPROVED"
+        if suffix == "/submissions/S1/":  # the records are read only when an outcome is unknown
+            fake.pay_fault = "lost-after"
+            with pytest.raises(LedgerError):
+                bonus(_recruiter(fake, study, "STUDY1"))
+    run = sync if phase == "sync" else bonus
+    faulty = _faulty(_recruiter(fake, study, "STUDY1"), method, suffix, when)
+    try:
+        run(faulty)
+    except (Crash, RecruitError):
+        db.session.rollback()
+    assert faulty.fault_armed == [False], "the call never happened: the case tests nothing"
+    try:
+        run(_recruiter(fake, study, "STUDY1"))
+    except LedgerError:  # Prolific's records cannot settle it: a person checks the payments page and marks it
+        row = db.session.scalar(select(BonusPayment))
+        service.mark_bonus(db.session, study, row.id, "sent" if fake.pay_calls else "failed", note="checked")
+    run(_recruiter(fake, study, "STUDY1"))
+    status = {s["id"]: s["status"] for s in fake.submissions}
+    assert status["S1"] == "APPROVED" and status["S2"] == "REJECTED"
+    assert status["S3"] == "AWAITING REVIEW" and fake.submissions[2].get("return_requested")  # never rejected
+    assert fake.places == 5  # 4 wanted - P1 valid - P3 active = 2 more, added once
+    if phase == "bonus":
+        assert fake.pay_calls == 1 and len(fake.submissions[0]["bonus_payments"]) == 1
+        assert db.session.scalar(select(BonusPayment.status)) == BONUS_SENT
