@@ -9,6 +9,9 @@
 * :func:`realness_ordinal`: cumulative-logit (proportional odds) model of the realness score on source,
   statsmodels ``OrderedModel`` (distr="logit"), with cluster-robust (participant) standard errors; the
   item and participant effects are not modelled as random there (statsmodels has no mixed ordinal model).
+
+Both formulas are defined once in :mod:`stimuli.model_formulas`; the Psych-DS export writes the same ones
+into its ``analysis/analysis.R`` (lme4::glmer, ordinal::clm), so R refits exactly these models.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from scipy import sparse
 from scipy import stats as sps
 
 from analysis.errors import AnalysisOptionError
+from stimuli.model_formulas import CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL
+
+RANDOM_EFFECT_NAMES = {"participant": "participant", "stimulus_id": "item"}
+"""Names of the random-effect SDs in the results (random_sd keys) per grouping column."""
 
 
 def _design(sources: pd.Series, reference: str) -> tuple[pd.DataFrame, list[str]]:
@@ -140,17 +147,22 @@ def correctness_mixed_logit(answers: pd.DataFrame, *, question: str = "emotion",
                                   f"{len(d)} answers are {'correct' if y[0] else 'wrong'}")
     X, levels = _design(d["source"], reference)
     X.insert(0, "Intercept", 1.0)
-    p_codes, p_uni = pd.factorize(d["participant"])
-    i_codes, i_uni = pd.factorize(d["stimulus_id"])
-    rows = np.r_[np.arange(len(d)), np.arange(len(d))]
-    cols = np.r_[p_codes, len(p_uni) + i_codes]
-    # Sparse indicator columns: a dense (answers x participants+items) matrix would not fit for big studies.
-    exog_vc = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(d), len(p_uni) + len(i_uni)))
-    ident = np.r_[np.zeros(len(p_uni), dtype=int), np.ones(len(i_uni), dtype=int)]
+    spec = CORRECTNESS_MIXED_LOGIT  # the one definition shared with the export's analysis.R
+    assert spec.fixed == ("source",), spec
+    # One random intercept per grouping column of the formula: sparse indicator columns side by side (a dense
+    # answers x (participants + items) matrix would not fit for big studies).
+    codes, levels = zip(*(pd.factorize(d[g]) for g in spec.random))
+    offsets = np.cumsum([0] + [len(u) for u in levels])
+    rows = np.concatenate([np.arange(len(d))] * len(codes))
+    cols = np.concatenate([c + off for c, off in zip(codes, offsets)])
+    exog_vc = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(d), int(offsets[-1])))
+    ident = np.concatenate([np.full(len(u), k, dtype=int) for k, u in enumerate(levels)])
+    vc_names = [RANDOM_EFFECT_NAMES.get(g, g) for g in spec.random]
+    p_uni, i_uni = levels[spec.random.index("participant")], levels[spec.random.index("stimulus_id")]
     t0 = time.perf_counter()
     # fit_vb draws its starting point at random: seeded, so that the same data give the same estimates.
     model = _fast_binomial_vb_class()(y, X.to_numpy(), exog_vc, ident, vcp_p=1.0, fe_p=2.0,
-                                      fep_names=list(X.columns), vcp_names=["participant", "item"])
+                                      fep_names=list(X.columns), vcp_names=vc_names)
     # One BLAS thread: each of the ~400 steps does a few vector operations of length p (L-BFGS-B) and N x 3
     # products; waking a thread pool for them cost more than the work (14x for L-BFGS-B alone at load 10).
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
@@ -166,10 +178,10 @@ def correctness_mixed_logit(answers: pd.DataFrame, *, question: str = "emotion",
         z = m / s if s > 0 else float("nan")
         fixed.append({"term": name, "estimate": m, "sd": s, "ci_low": m - 1.96 * s, "ci_high": m + 1.96 * s,
                       "odds_ratio": float(np.exp(m)), "z": z, "p_approx": float(2 * sps.norm.sf(abs(z)))})
-    vc = {n: float(np.exp(res.vcp_mean[k])) for k, n in enumerate(["participant", "item"])}
+    vc = {n: float(np.exp(res.vcp_mean[k])) for k, n in enumerate(vc_names)}
     retvals = getattr(res, "optim_retvals", None)
     converged = bool(getattr(retvals, "success", True))
-    return {"formula": f"correct ~ C(source, Treatment('{reference}')) + (1|participant) + (1|stimulus)",
+    return {"formula": spec.formula,
             "reference": reference, "method": "statsmodels BinomialBayesMixedGLM.fit_vb (variational Bayes, L-BFGS-B)",
             "n_answers": int(len(d)), "n_participants": int(len(p_uni)), "n_items": int(len(i_uni)),
             "seconds": seconds, "fixed": fixed, "random_sd": vc, "converged": converged}
@@ -212,7 +224,7 @@ def realness_ordinal(answers: pd.DataFrame, *, question: str = "realness", refer
     cut = model.transform_threshold_params(params.to_numpy())
     cats = list(y.cat.categories)
     thresholds = [{"between": f"{cats[k]}|{cats[k + 1]}", "value": float(cut[k + 1])} for k in range(len(cats) - 1)]
-    return {"formula": f"score ~ C(source, Treatment('{reference}')) (cumulative logit)", "reference": reference,
+    return {"formula": REALNESS_ORDINAL.formula, "reference": reference,
             "method": "statsmodels OrderedModel(distr='logit'), BFGS, cluster-robust SE by participant",
             "n_answers": int(len(d)), "seconds": seconds, "coefficients": coefs, "thresholds": thresholds,
             "converged": bool(res.mle_retvals.get("converged", True))}
