@@ -89,9 +89,11 @@ def pooled_hit_rates(data: pd.DataFrame, *, truth: str = "visual_emotion", answe
     if by is not None and include_all:
         groups.append((ALL_SOURCES, data))
     rows = []
+    index = {e: i for i, e in enumerate(labels)}
     for g, d in groups:
-        t = pd.Categorical(d[truth], categories=labels).codes.astype(np.int64)
-        a = pd.Categorical(d[answer], categories=labels).codes.astype(np.int64)
+        # -1 for a value outside ``labels`` (it counts in n_total, not in any emotion's row or column)
+        t = d[truth].map(index).fillna(-1).to_numpy(dtype=np.int64)
+        a = d[answer].map(index).fillna(-1).to_numpy(dtype=np.int64)
         n_l = len(labels)
         shown = np.bincount(t[t >= 0], minlength=n_l)
         given = np.bincount(a[a >= 0], minlength=n_l)

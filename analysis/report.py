@@ -168,7 +168,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     pct_ci = f"{100 * opt.ci:g}%"
     boot = (f"percentile bootstrap {pct_ci} CI with {opt.n_boot} resamples of participants (not answers), "
             f"numpy default_rng seed {opt.seed}")
-    wil = (f"Wilcoxon signed-rank test, zero differences handled by {opt.zero_method}"
+    wil = (f"Wilcoxon signed-rank test (differences of means computed exactly, so that equal differences tie), "
+           f"zero differences handled by {opt.zero_method}"
            + (" (Pratt 1959; normal approximation with the null mean and variance of Cureton 1967)"
               if opt.zero_method == "pratt" else "")
            + (f", tie-corrected normal approximation{' with continuity correction' if opt.correction else ''}, "

@@ -296,7 +296,7 @@ def psychds_files(study: Study, plan: dict[str, Any], files: dict[str, bytes], n
         "documentation/plan.json": files["plan.json"],
         "documentation/manifest.json": files["manifest.json"],
         "analysis/analysis.R": psychds.r_script(answers_file=answers_file, participants_file=participants_file,
-                                                task=study.task).encode("utf-8"),
+                                                task=study.task, chance=_chance(plan)).encode("utf-8"),
         "README.md": psychds.readme(study.name, study.task, answers_file, participants_file).encode("utf-8"),
     }
     problems = psychds.psychds_problems(out)
@@ -304,3 +304,11 @@ def psychds_files(study: Study, plan: dict[str, Any], files: dict[str, bytes], n
         raise ExportError(f"the Psych-DS dataset of study {study.name!r} breaks the specification: "
                           + "; ".join(problems))
     return out
+
+
+def _chance(plan: dict[str, Any], question: str = "emotion") -> float:
+    """Accuracy under guessing: 1 / number of options of the emotion question (1/6 without one), as
+    `emostudy analyze` uses by default."""
+    q = next((q for q in plan.get("questions", []) if q.get("id") == question), None)
+    n = len(q.get("options", [])) if q else 0
+    return 1 / n if n else 1 / 6

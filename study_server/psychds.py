@@ -181,6 +181,7 @@ def _read_tree(folder: str | Path | Mapping[str, bytes]) -> dict[str, bytes]:
 
 def r_script(*, answers_file: str, participants_file: str, task: str, chance: float = 1 / 6) -> str:
     """``analysis/analysis.R``: loads the answers and refits, in R, the paper's tests and our models.
+    ``chance``: accuracy under guessing for the binomial tests (1 / options of the emotion question).
 
     The model formulas are those of :mod:`stimuli.model_formulas` (the ones ``emostudy analyze`` fits).
     Exclusions follow the server's verdicts (``emostudy analyze --verdicts server``): valid surveys,
@@ -205,7 +206,10 @@ script_dir <- local({{
   a <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
   if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else getwd()
 }})
-root <- normalizePath(file.path(script_dir, ".."))
+# The dataset's top folder: the script's parent (Rscript analysis/analysis.R), else the working directory.
+root <- if (file.exists(file.path(script_dir, "..", "dataset_description.json"))) {{
+  normalizePath(file.path(script_dir, ".."))
+}} else getwd()
 read_data <- function(name) {{
   # Empty cells are missing values; "none" and every other text is a value.
   read.csv(file.path(root, "data", name), colClasses = "character", na.strings = "", check.names = FALSE)
@@ -250,7 +254,6 @@ if (nrow(re) > 0) {{
   if (length(unique(pair)) == 2 && all(pair %in% srcs)) {{
     m <- tapply(re$score, list(re$participant, re$source), mean)[, pair, drop = FALSE]
     m <- m[complete.cases(m), , drop = FALSE]
-    d <- m[, 1] - m[, 2]
     print(wilcox.test(m[, 1], m[, 2], paired = TRUE, exact = FALSE, correct = FALSE))
     if (requireNamespace("coin", quietly = TRUE)) {{
       print(coin::wilcoxsign_test(m[, 1] ~ m[, 2], zero.method = "Pratt", distribution = "asymptotic"))

@@ -86,6 +86,8 @@ def test_r_script_formulas_equal_ours(psychds_export):
     assert glmer and clm
     assert glmer.group(1) == CORRECTNESS_MIXED_LOGIT.formula == "correct ~ source + (1 | participant) + (1 | stimulus_id)"
     assert clm.group(1) == REALNESS_ORDINAL.formula == "score ~ source"
+    # chance = 1 / options of the plan's emotion question (six emotions), as emostudy analyze uses
+    assert script.count(f"p = {1 / 6!r}, alternative = \"greater\"") == 2
     # the data file names the script loads are the ones written
     loaded = re.findall(r'read_data\("([^"]+)"\)', script)
     assert sorted(loaded) == sorted(p.name for p in (pds / "data").iterdir())
