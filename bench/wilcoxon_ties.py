@@ -40,6 +40,13 @@ def main() -> None:
         from analysis.stats import paired_differences
         d_used = paired_differences(re, dv="score", within="source", a="OURS", b="BL")["diff"].to_numpy()
         out["realness_distinct_abs_d_as_ranked"] = len({abs(float(x)) for x in d_used if x != 0})
+        # An independent route: scipy on the exact differences (float(Fraction) is correctly rounded, so equal
+        # fractions are equal floats), Pratt zeros, normal approximation without continuity correction.
+        from scipy import stats as sps
+
+        ref = sps.wilcoxon([float(x) for x in exact], zero_method="pratt", method="asymptotic", correction=False)
+        out["realness_scipy_on_exact_differences"] = {"z": round(abs(float(ref.zstatistic)), 6),
+                                                      "p": round(float(ref.pvalue), 6)}
         for method in ("approx", "exact"):
             w = task1.realness_wilcoxon(ans, "OURS", "BL", method=method).iloc[0]
             out[f"realness_{method}"] = {k: (round(float(w[k]), 6) if k != "n" else int(w[k]))
