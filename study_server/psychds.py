@@ -250,7 +250,11 @@ re <- subset(used, question == "realness")
 if (nrow(re) > 0) {{
   re$score <- as.numeric(re$score)
   srcs <- unique(re$source)
-  pair <- if (all(c("OURS", "BL") %in% srcs)) c("OURS", "BL") else head(c(setdiff(sort(srcs), "GT"), "GT"), 2)
+  # emostudy's rule: OURS vs BL when both are present, else the first two non-GT sources in the order BL, OURS,
+  # then alphabetical, else the first two sources.
+  non_gt <- c(intersect(c("BL", "OURS"), srcs), sort(setdiff(srcs, c("GT", "BL", "OURS"))))
+  pair <- if (all(c("OURS", "BL") %in% srcs)) c("OURS", "BL") else
+    if (length(non_gt) >= 2) head(non_gt, 2) else head(c(intersect("GT", srcs), non_gt), 2)
   if (length(unique(pair)) == 2 && all(pair %in% srcs)) {{
     m <- tapply(re$score, list(re$participant, re$source), mean)[, pair, drop = FALSE]
     m <- m[complete.cases(m), , drop = FALSE]
