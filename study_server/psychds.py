@@ -227,7 +227,7 @@ with_reference <- function(d) {{
 # ---- Task 1: emotion accuracy against chance (exact binomial test per source, Holm over the sources)
 em <- subset(used, question == "emotion")
 if (nrow(em) > 0) {{
-  em$correct <- as.integer(em$answer == em$visual_emotion)
+  em$correct <- as.integer(ifelse(is.na(em$visual_emotion), FALSE, em$answer == em$visual_emotion))
   p <- c()
   for (s in sort(unique(em$source))) {{
     k <- sum(em$correct[em$source == s]); n <- sum(em$source == s)
