@@ -67,6 +67,48 @@ def unbiased_hit_rates(data: pd.DataFrame, *, truth: str = "visual_emotion", ans
     return pd.concat(frames, ignore_index=True)
 
 
+ALL_SOURCES = "ALL"
+
+
+def pooled_hit_rates(data: pd.DataFrame, *, truth: str = "visual_emotion", answer: str = "answer",
+                     by: str | None = None, labels: Sequence[str] = EMOTIONS,
+                     include_all: bool = True) -> pd.DataFrame:
+    """Wagner's unbiased hit rate from the pooled confusion table (all participants' answers in one table)
+    per emotion, per group of ``by`` and, with ``include_all``, for every answer pooled (group ``"ALL"``).
+
+    With A_ii the hits, n_stimulus the items of emotion i shown, n_response the answers i given and N all
+    answers of the group: Hu = A_ii^2 / (n_stimulus n_response) (0 when i was shown but never answered, NaN
+    when never shown) and its chance level pc = (n_stimulus / N)(n_response / N) (Wagner 1993, Table 2).
+    This is the descriptive figure papers print next to the mean of per-participant Hu; the tests use the
+    per-participant values (:func:`hu_tests`), because answers of one participant are not independent.
+
+    Columns: [by], emotion, n_stimulus, n_response, hits, n_total, hu, pc.
+    """
+    labels = list(labels)
+    groups = [(None, data)] if by is None else [(g, d) for g, d in data.groupby(by, sort=False)]
+    if by is not None and include_all:
+        groups.append((ALL_SOURCES, data))
+    rows = []
+    index = {e: i for i, e in enumerate(labels)}
+    for g, d in groups:
+        # -1 for a value outside ``labels`` (it counts in n_total, not in any emotion's row or column)
+        t = d[truth].map(index).fillna(-1).to_numpy(dtype=np.int64)
+        a = d[answer].map(index).fillna(-1).to_numpy(dtype=np.int64)
+        n_l = len(labels)
+        shown = np.bincount(t[t >= 0], minlength=n_l)
+        given = np.bincount(a[a >= 0], minlength=n_l)
+        hits = np.bincount(t[(t == a) & (t >= 0)], minlength=n_l)
+        n_total = int(len(d))
+        for i, e in enumerate(labels):
+            s, r, h = int(shown[i]), int(given[i]), int(hits[i])
+            hu = float("nan") if s == 0 else (0.0 if r == 0 else h * h / (s * r))
+            row = {"emotion": e, "n_stimulus": s, "n_response": r, "hits": h, "n_total": n_total, "hu": hu,
+                   "pc": (s / n_total) * (r / n_total) if n_total else float("nan")}
+            rows.append({by: g, **row} if by is not None else row)
+    return pd.DataFrame(rows, columns=([by] if by is not None else []) +
+                        ["emotion", "n_stimulus", "n_response", "hits", "n_total", "hu", "pc"])
+
+
 def hu_tests(hu: pd.DataFrame, *, by: str | None = None, alternative: str = "greater") -> pd.DataFrame:
     """Per emotion (and group): mean Hu, mean pc and the paired t-test of arcsin(sqrt(Hu)) against
     arcsin(sqrt(pc)) over participants (Wagner 1993), Holm-adjusted over the emotions of each group.

@@ -126,9 +126,10 @@ def simulated_power_accuracy_difference(n: int, p_a: float, p_b: float, *, items
     hits = 0
     for _ in range(n_sim):
         u = rng.normal(0.0, tau, size=n)
-        acc_a = rng.binomial(items_per_source, 1 / (1 + np.exp(-(la + u)))) / items_per_source
-        acc_b = rng.binomial(items_per_source, 1 / (1 + np.exp(-(lb + u)))) / items_per_source
-        res = wilcoxon_signed_rank(acc_a - acc_b, zero_method="pratt", alternative=alternative)
+        k_a = rng.binomial(items_per_source, 1 / (1 + np.exp(-(la + u))))
+        k_b = rng.binomial(items_per_source, 1 / (1 + np.exp(-(lb + u))))
+        # (k_a - k_b) / m: one correctly rounded division, so equal accuracy differences tie exactly.
+        res = wilcoxon_signed_rank((k_a - k_b) / items_per_source, zero_method="pratt", alternative=alternative)
         hits += res["p"] < alpha
     return hits / n_sim
 

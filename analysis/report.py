@@ -168,7 +168,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     pct_ci = f"{100 * opt.ci:g}%"
     boot = (f"percentile bootstrap {pct_ci} CI with {opt.n_boot} resamples of participants (not answers), "
             f"numpy default_rng seed {opt.seed}")
-    wil = (f"Wilcoxon signed-rank test, zero differences handled by {opt.zero_method}"
+    wil = (f"Wilcoxon signed-rank test (differences of means computed exactly, so that equal differences tie), "
+           f"zero differences handled by {opt.zero_method}"
            + (" (Pratt 1959; normal approximation with the null mean and variance of Cureton 1967)"
               if opt.zero_method == "pratt" else "")
            + (f", tie-corrected normal approximation{' with continuity correction' if opt.correction else ''}, "
@@ -194,10 +195,20 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         order = {s: i for i, s in enumerate(sources)}
         agr = agr.sort_values("source", key=lambda s: s.map(order)).reset_index(drop=True)
         hu_t = hu_t.sort_values("source", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+        # Pooled over participants (per source and ALL sources): issue 19; the tests stay per participant.
+        hu_pool = agreement.pooled_hit_rates(em, by="source")
+        hu_pool = hu_pool.sort_values("source", key=lambda s: s.map(order).fillna(len(order)),
+                                      kind="stable").reset_index(drop=True)
+        acc_all = task1.accuracy_all_sources(ans, question=opt.emotion_question, chance=chance, n_boot=opt.n_boot,
+                                             ci=opt.ci, random_state=opt.seed)
+        agr_all = agreement.agreement_table(em, by=None)
+        agr_all.insert(0, "source", agreement.ALL_SOURCES)
         res["task1"] = {"sources": sources, "accuracy": _records(acc), "confusion": _records(cm),
-                        "hu": _records(hu_t), "agreement": _records(agr)}
+                        "hu": _records(hu_t), "agreement": _records(agr), "accuracy_all": _records(acc_all)[0],
+                        "agreement_all": _records(agr_all)[0], "hu_pooled": _records(hu_pool)}
         out.tables.update({"task1_confusion": cm, "task1_accuracy": acc, "task1_hu": hu_t,
-                           "task1_hu_per_participant": hu, "task1_agreement": agr})
+                           "task1_hu_per_participant": hu, "task1_agreement": agr, "task1_accuracy_all": acc_all,
+                           "task1_agreement_all": agr_all, "task1_hu_pooled": hu_pool})
         out.figures["task1_confusion"] = figures.confusion_grid(cm, "source", groups=sources, truth_label="Shown emotion",
                                                                 answer_label="Answer")
         out.figures["task1_accuracy"] = figures.accuracy_bars(acc).figure
@@ -210,7 +221,10 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             f"Hu per participant, source and emotion, compared with the chance proportion pc by a paired t-test of "
             f"arcsin(sqrt(Hu)) - arcsin(sqrt(pc)) over participants (one-sided, Holm over the emotions of each source). "
             f"Cohen's kappa of the answers against the truth, Fleiss' kappa per batch (mean over batches) and "
-            f"Krippendorff's alpha (nominal) over stimuli measure agreement.")
+            f"Krippendorff's alpha (nominal) over stimuli measure agreement. For description, Hu and its chance "
+            f"level are also computed from the pooled confusion table of each source and of ALL sources together, "
+            f"and accuracy with its binomial test and the agreement measures for ALL sources pooled (one test, "
+            f"outside the Holm family).")
         if opt.mixed_models:
             step("task 1: mixed logit")
             from analysis.models import correctness_mixed_logit
@@ -244,7 +258,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                                         zero_method=opt.zero_method, alternative=opt.alternative,
                                         correction=opt.correction, method=opt.wilcoxon_method)
             sens = task1.realness_wilcoxon_sensitivity(ans, a, b, question=opt.realness_question,
-                                                       alternative=opt.alternative)
+                                                       alternative=opt.alternative, correction=opt.correction,
+                                                       method=opt.wilcoxon_method)
             t1.update({"wilcoxon": {**_records(w)[0], "comparison_reason": why},
                        "wilcoxon_sensitivity": _records(sens)})
             out.tables.update({"task1_wilcoxon": w, "task1_wilcoxon_sensitivity": sens})
@@ -312,13 +327,17 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             hu_rows.append(h)
         hu2 = pd.concat(hu_rows, ignore_index=True)
         hu2_t = agreement.hu_tests(hu2, by="reference")
+        hu2_pool = pd.concat([agreement.pooled_hit_rates(resp_long, truth=col).assign(reference=m)
+                              for m, col in task2.MODALITIES.items()], ignore_index=True)
+        hu2_pool = hu2_pool[["reference"] + [c for c in hu2_pool.columns if c != "reference"]]
         agr2 = pd.concat([agreement.agreement_table(resp_long, truth=col, by=None).assign(reference=m)
                           for m, col in task2.MODALITIES.items()], ignore_index=True)
         res["task2"] = {"label_counts": task2.label_counts(resp), "match_fractions": _records(frac),
                         "confusion": _records(cm2), "dominance": _records(dom), "hu": _records(hu2_t),
-                        "agreement": _records(agr2)}
+                        "agreement": _records(agr2), "hu_pooled": _records(hu2_pool)}
         out.tables.update({"task2_confusion": cm2, "task2_match_fractions": frac, "task2_dominance": dom,
-                           "task2_dominance_per_participant": per, "task2_hu": hu2_t, "task2_agreement": agr2})
+                           "task2_dominance_per_participant": per, "task2_hu": hu2_t, "task2_agreement": agr2,
+                           "task2_hu_pooled": hu2_pool})
         fig = figures.Figure(figsize=(4.6, 8.6), dpi=100)
         ax1, ax2 = fig.subplots(2, 1)
         figures.confusion_heatmap(cm2[cm2["reference"] == "visual"], ax=ax1, title="Primary label vs visual emotion",
@@ -417,7 +436,9 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
         sec("Task 1: emotion classification",
             [("task1_confusion", "Confusion matrices per source (row %)"), ("task1_accuracy", "Accuracy per source")],
             [("task1_accuracy", "Accuracy per source"), ("task1_hu", "Unbiased hit rate Hu per emotion"),
-             ("task1_agreement", "Agreement"), ("task1_mixed_logit", "Mixed-effects logistic regression (fixed effects)")],
+             ("task1_agreement", "Agreement"), ("task1_accuracy_all", "Accuracy, all sources pooled"),
+             ("task1_hu_pooled", "Hu and chance pc from the pooled confusion table (per source and ALL)"),
+             ("task1_agreement_all", "Agreement, all sources pooled"), ("task1_mixed_logit", "Mixed-effects logistic regression (fixed effects)")],
             text=f"Accuracy: {acc_txt}.")
     if "realness" in t1:
         w = t1["wilcoxon"]
@@ -440,7 +461,8 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
             [("task2_confusion", "Primary label vs visual (top) and audio (bottom) emotion"),
              ("task2_match", "Match fractions")],
             [("task2_match_fractions", "Match fractions"), ("task2_dominance", "Visual vs audio dominance (per participant)"),
-             ("task2_hu", "Unbiased hit rate Hu"), ("task2_agreement", "Agreement")],
+             ("task2_hu", "Unbiased hit rate Hu"),
+             ("task2_hu_pooled", "Hu and chance pc from the pooled confusion table"), ("task2_agreement", "Agreement")],
             text=(f"{lc['n_two_labels']} of {lc['n_responses']} responses have two distinct labels; "
                   f"{lc['n_secondary_equal_primary']} repeat the primary as secondary; {lc['n_mismatched']} responses "
                   f"are to mismatched videos."))

@@ -16,6 +16,7 @@ Kerby, D. S. (2014). The simple difference formula: an approach to teaching nonp
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Callable, Literal, Sequence
 
 import numpy as np
@@ -28,6 +29,39 @@ ZeroMethod = Literal["pratt", "wilcox", "zsplit"]
 Alternative = Literal["two-sided", "greater", "less"]
 WILCOXON_COLUMNS = ("n", "n_zeros", "n_used", "r_plus", "r_minus", "mean_h0", "var_h0", "z", "p",
                     "effect_r", "rank_biserial", "median_diff", "zero_method", "alternative", "correction", "method")
+
+
+TIE_RTOL = 1e-10
+"""Relative tolerance of :func:`snap_ties`: two |d| whose gap is at most ``TIE_RTOL`` times the larger are one
+value, and |d| <= ``TIE_RTOL`` * max|d| is a zero. Float noise of a few operations is ~1e-16 relative; two
+distinct ratios of integers below 10^5 differ by more than 1e-10, so no real difference is merged."""
+
+
+def snap_ties(values: np.ndarray, rtol: float = TIE_RTOL) -> np.ndarray:
+    """``values`` (|d| >= 0) with float noise removed before ranking: sorted, each run of values whose
+    consecutive gaps are <= ``rtol`` x the larger value is replaced by the run's smallest value, and values
+    <= ``rtol`` x the largest become 0. Exactly equal inputs are untouched; the callers of this module
+    compute their differences exactly (:func:`paired_differences`), this guards every other caller.
+
+    Examples
+    --------
+    >>> snap_ties(np.abs(np.array([-0.08333333333333348, 0.08333333333333304])))
+    array([0.08333333, 0.08333333])
+    """
+    a = np.asarray(values, dtype=float)
+    if a.size == 0:
+        return a.copy()
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    top = float(s[-1])
+    new_run = np.ones(s.size, dtype=bool)
+    new_run[1:] = (s[1:] - s[:-1]) > rtol * s[1:]
+    run_start = np.maximum.accumulate(np.where(new_run, np.arange(s.size), 0))
+    snapped = s[run_start]
+    snapped[snapped <= rtol * top] = 0.0
+    out = np.empty_like(a)
+    out[order] = snapped
+    return out
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
@@ -72,7 +106,11 @@ def wilcoxon_signed_rank(d: Sequence[float], *, zero_method: ZeroMethod = "pratt
     groups of non-zero |d|. ``"wilcox"`` drops the zeros first (n' = n - n0). ``"zsplit"`` ranks with the
     zeros and splits the zero ranks equally between R+ and R- (ties over all |d|, zeros included).
 
-    z = (R+ - E - c)/sqrt(Var), with continuity correction c = 0.5*sign(R+ - E) when ``correction``.
+    Before ranking, |d| equal up to the relative tolerance :data:`TIE_RTOL` are made equal and |d| below it
+    become zeros (:func:`snap_ties`), so that float noise never splits a tie.
+
+    z = (R+ - E - c)/sqrt(Var), with continuity correction when ``correction``: c = 0.5*sign(R+ - E) for
+    two-sided, c = 0.5 for "greater" and c = -0.5 for "less" (as scipy.stats.wilcoxon).
     p: two-sided 2*(1 - Phi(|z|)), "greater" (x > y) 1 - Phi(z), "less" Phi(z). When no difference is
     non-zero (Var = 0) the test carries no evidence: z = 0 and p = 1.
 
@@ -96,12 +134,14 @@ def wilcoxon_signed_rank(d: Sequence[float], *, zero_method: ZeroMethod = "pratt
         raise AnalysisOptionError(f"zero_method {zero_method!r}: use pratt, wilcox or zsplit")
     if alternative not in ("two-sided", "greater", "less"):
         raise AnalysisOptionError(f"alternative {alternative!r}: use two-sided, greater or less")
-    d = np.asarray(d, dtype=float)
-    d = d[~np.isnan(d)]
-    n = int(d.size)
-    zeros = d == 0
+    raw = np.asarray(d, dtype=float)
+    raw = raw[~np.isnan(raw)]
+    n = int(raw.size)
+    # Ranks must not depend on float noise: |d| equal up to TIE_RTOL are tied (see snap_ties).
+    a = snap_ties(np.abs(raw))
+    d = np.sign(raw) * a
+    zeros = a == 0
     n0 = int(zeros.sum())
-    a = np.abs(d)
     if zero_method == "wilcox":
         nz = a[~zeros]
         ranks = _average_ranks(nz) if nz.size else nz
@@ -133,7 +173,10 @@ def wilcoxon_signed_rank(d: Sequence[float], *, zero_method: ZeroMethod = "pratt
     else:
         diff = r_plus - mean
         if correction:
-            diff -= 0.5 * np.sign(diff)
+            # Towards the null for a two-sided test; for a one-sided test always against the alternative's
+            # tail (greater: -0.5, less: +0.5), as scipy.stats.wilcoxon does: moving R+ towards its mean
+            # when it lies on the other side would make the one-sided p too small.
+            diff -= 0.5 * {"two-sided": np.sign(diff), "greater": 1.0, "less": -1.0}[alternative]
         z = float(diff / math.sqrt(var))
         if alternative == "two-sided":
             p = float(2 * sps.norm.sf(abs(z)))
@@ -151,7 +194,7 @@ def wilcoxon_signed_rank(d: Sequence[float], *, zero_method: ZeroMethod = "pratt
             "mean_h0": float(mean), "var_h0": float(var), "z": z, "p": p,
             "effect_r": float(z / math.sqrt(n)) if n else float("nan"),
             "rank_biserial": float((r_plus - r_minus) / total) if total > 0 else 0.0,
-            "median_diff": float(np.median(d)) if n else float("nan"),
+            "median_diff": float(np.median(raw)) if n else float("nan"),
             "zero_method": zero_method, "alternative": alternative, "correction": bool(correction),
             "method": method}
 
@@ -171,20 +214,28 @@ def paired_differences(data: pd.DataFrame, *, dv: str, within: str, a: str, b: s
     rendered by only one source are dropped. unit="response": within each participant the k-th ``a``
     answer (in ``order``) is paired with the k-th ``b`` answer; unmatched extra answers are dropped.
 
+    Means and differences are the correctly rounded floats of their exact rational values (see
+    :func:`_exact_mean_difference`), so two differences equal in exact arithmetic are equal floats and tie
+    in the signed-rank test whatever the order of the answers.
+
     Returns columns unit_id, a, b, diff (a - b).
     """
     if unit not in ("participant", "item", "response"):
         raise AnalysisOptionError(f"pairing unit {unit!r}: use participant, item or response")
     sub = data[data[within].isin([a, b])]
-    if unit == "participant":
-        m = sub.groupby([subject, within])[dv].mean().unstack(within)
-        m = m.reindex(columns=[a, b]).dropna()
-        out = pd.DataFrame({"unit_id": m.index.astype(str), "a": m[a].to_numpy(), "b": m[b].to_numpy()})
-    elif unit == "item":
-        keys = list(item)
-        m = sub.groupby(keys + [within])[dv].mean().unstack(within).reindex(columns=[a, b]).dropna()
-        ids = ["|".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in m.index]
-        out = pd.DataFrame({"unit_id": ids, "a": m[a].to_numpy(), "b": m[b].to_numpy()})
+    if unit in ("participant", "item"):
+        keys = [subject] if unit == "participant" else list(item)
+        g = sub.groupby(keys + [within])[dv]
+        sums = g.sum().unstack(within).reindex(columns=[a, b])
+        counts = g.count().unstack(within).reindex(columns=[a, b])
+        ok = (counts[a] > 0) & (counts[b] > 0)
+        sums, counts = sums[ok], counts[ok]
+        mean_a, mean_b, diff = _exact_mean_difference(sub, dv, keys, within, a, b, sums, counts)
+        if unit == "participant":
+            ids = list(sums.index.astype(str))
+        else:
+            ids = ["|".join(map(str, k)) if isinstance(k, tuple) else str(k) for k in sums.index]
+        out = pd.DataFrame({"unit_id": ids, "a": mean_a, "b": mean_b, "diff": diff})
     else:
         s = sub.sort_values([subject, order], kind="stable").copy()
         s["_k"] = s.groupby([subject, within]).cumcount()
@@ -192,8 +243,38 @@ def paired_differences(data: pd.DataFrame, *, dv: str, within: str, a: str, b: s
         m = m.reindex(columns=[a, b]).dropna()
         ids = [f"{p}#{k}" for p, k in m.index]
         out = pd.DataFrame({"unit_id": ids, "a": m[a].to_numpy(), "b": m[b].to_numpy()})
-    out["diff"] = out["a"] - out["b"]
+        # One subtraction of two floats is correctly rounded: equal exact differences give equal floats.
+        out["diff"] = out["a"] - out["b"]
     return out.reset_index(drop=True)
+
+
+def _exact_mean_difference(sub: pd.DataFrame, dv: str, keys: list[str], within: str, a: str, b: str,
+                           sums: pd.DataFrame, counts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """mean_a, mean_b and mean_a - mean_b per unit, each the correctly rounded float of the exact rational
+    value, so that differences equal in exact arithmetic are bit-identical (ties stay ties).
+
+    Integer scores (the usual case): the difference is (S_a n_b - S_b n_a) / (n_a n_b) with exact integer
+    numerator and denominator and one IEEE division (correctly rounded). Other values: the same in
+    :class:`fractions.Fraction` arithmetic of the given floats.
+    """
+    na = counts[a].to_numpy(dtype=np.int64)
+    nb = counts[b].to_numpy(dtype=np.int64)
+    values = sub[dv].to_numpy(dtype=float)
+    finite = values[~np.isnan(values)]
+    if finite.size == 0 or (np.all(finite == np.round(finite)) and np.abs(finite).max() * len(finite) < 2 ** 40):
+        sa = np.rint(sums[a].to_numpy(dtype=float)).astype(np.int64)
+        sb = np.rint(sums[b].to_numpy(dtype=float)).astype(np.int64)
+        nums = [int(x) * int(y) - int(u) * int(v) for x, y, u, v in zip(sa, nb, sb, na)]
+        dens = [int(x) * int(y) for x, y in zip(na, nb)]
+        diff = np.array([n / d for n, d in zip(nums, dens)], dtype=float)  # int / int: correctly rounded
+        return sa / na, sb / nb, diff
+    frac_sums = (sub.dropna(subset=[dv]).assign(_f=lambda f: [Fraction(x) for x in f[dv]])
+                 .groupby(keys + [within])["_f"].agg(lambda x: sum(x, Fraction(0))).unstack(within))
+    frac_sums = frac_sums.reindex(index=sums.index, columns=[a, b])
+    ma = [Fraction(s) / int(n) for s, n in zip(frac_sums[a], na)]
+    mb = [Fraction(s) / int(n) for s, n in zip(frac_sums[b], nb)]
+    return (np.array([float(x) for x in ma]), np.array([float(x) for x in mb]),
+            np.array([float(x - y) for x, y in zip(ma, mb)]))
 
 
 def paired_wilcoxon(data: pd.DataFrame, *, dv: str, within: str, a: str, b: str,

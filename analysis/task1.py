@@ -99,6 +99,23 @@ def accuracy_by_source(answers: pd.DataFrame, *, question: str = "emotion", trut
     return out
 
 
+def accuracy_all_sources(answers: pd.DataFrame, *, question: str = "emotion", truth: str = "visual_emotion",
+                         chance: float = 1 / 6, alternative: Alternative = "greater", n_boot: int = 2000,
+                         ci: float = 0.95, random_state: int = 0, label: str = "ALL") -> pd.DataFrame:
+    """Accuracy of every emotion answer pooled over the sources (source ``label``), its bootstrap CI over
+    participants and the exact binomial test against ``chance``: the columns of :func:`accuracy_by_source`.
+
+    A single test, not part of the Holm family of the per-source tests (``binom_p_holm`` is NaN). Its unit
+    is the answer, as in the per-source tests: the binomial test treats answers as independent trials.
+    """
+    sub = _question(answers, question)
+    pooled = sub.assign(source=label)
+    out = accuracy_by_source(pooled, question=question, truth=truth, chance=chance, alternative=alternative,
+                             n_boot=n_boot, ci=ci, random_state=random_state + 50)
+    out["binom_p_holm"] = float("nan")
+    return out
+
+
 def realness_summary(answers: pd.DataFrame, *, question: str = "realness", n_boot: int = 2000, ci: float = 0.95,
                      random_state: int = 0) -> pd.DataFrame:
     """Mean realness score per source (all answers pooled, as in the paper), sd, median and a bootstrap CI
@@ -176,8 +193,12 @@ def realness_wilcoxon(answers: pd.DataFrame, a: str, b: str, *, question: str = 
 
 
 def realness_wilcoxon_sensitivity(answers: pd.DataFrame, a: str, b: str, *, question: str = "realness",
-                                  alternative: Alternative = "two-sided") -> pd.DataFrame:
-    """The realness test under every pairing unit x zero method (a robustness table)."""
-    frames = [realness_wilcoxon(answers, a, b, question=question, unit=u, zero_method=z, alternative=alternative)
+                                  alternative: Alternative = "two-sided", correction: bool = False,
+                                  method: str = "approx") -> pd.DataFrame:
+    """The realness test under every pairing unit x zero method (a robustness table), each row with the
+    chosen ``alternative``, continuity ``correction`` and p ``method`` (the columns alternative, correction
+    and method label them), so that the table varies only what it says it varies."""
+    frames = [realness_wilcoxon(answers, a, b, question=question, unit=u, zero_method=z, alternative=alternative,
+                                correction=correction, method=method)
               for u in ("participant", "item", "response") for z in ("pratt", "wilcox", "zsplit")]
     return pd.concat(frames, ignore_index=True)

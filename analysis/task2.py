@@ -85,8 +85,13 @@ def dominance_per_participant(resp: pd.DataFrame, *, subset: str = "mismatched",
     s = resp[resp["mismatched"]] if subset == "mismatched" else resp
     key = "primary_match" if counting == "primary" else "either_match"
     g = s.groupby("participant")
-    out = pd.DataFrame({"n": g.size(), "visual": g[f"{key}_visual"].mean(), "audio": g[f"{key}_audio"].mean()})
-    out["diff"] = out["visual"] - out["audio"]
+    n = g.size()
+    k_visual = g[f"{key}_visual"].sum().astype(np.int64)
+    k_audio = g[f"{key}_audio"].sum().astype(np.int64)
+    out = pd.DataFrame({"n": n, "visual": k_visual / n, "audio": k_audio / n})
+    # (k_v - k_a) / n: exact integers and one correctly rounded division, so equal fractions are equal floats
+    # (visual - audio as floats would split ties in the signed-rank test by rounding noise).
+    out["diff"] = (k_visual - k_audio) / n
     return out.reset_index()
 
 

@@ -187,15 +187,19 @@ def serve_command(app_factory, host: str, port: int, debug: bool) -> None:
 @click.argument("study")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
               help="A new (or empty) folder; an export never overwrites.")
+@click.option("--format", "export_format", type=click.Choice(["emostudy", "psych-ds"]), default="emostudy",
+              show_default=True, help="emostudy: the files `emostudy analyze` reads; psych-ds: a Psych-DS dataset "
+                                      "(dataset_description.json, data/, documentation/, analysis/analysis.R).")
 @_db_options
-def export_command(app_factory, study: str, out_dir: Path) -> None:
-    """Export STUDY (its name or id): answers.csv, participants.csv, plan.json, manifest.json, codebook.md."""
+def export_command(app_factory, study: str, out_dir: Path, export_format: str) -> None:
+    """Export STUDY (its name or id): answers.csv, participants.csv, plan.json, manifest.json, codebook.md
+    (or, with --format psych-ds, the same data as a Psych-DS dataset with an R script)."""
     from study_server.export import export_study
     from study_server.extensions import db
 
     app = app_factory()
     _require_migrated(app.config["DATABASE_URL"])
     with app.app_context():
-        result = export_study(db.session, study, out_dir)
+        result = export_study(db.session, study, out_dir, format=export_format)
     db.dispose(app)
     click.echo(f"{result.folder}: {result.n_answer_rows} answer rows, {result.n_participant_rows} participants")

@@ -305,8 +305,15 @@ def _screen_rows(session: Session, study: Study) -> list[list[str]]:
              _iso(t.created_at)] for t, aid, pseudonym in rows]
 
 
-def export_study(session: Session, study: str | int, out_dir: str | os.PathLike) -> ExportResult:
+EXPORT_FORMATS = ("emostudy", "psych-ds")
+
+
+def export_study(session: Session, study: str | int, out_dir: str | os.PathLike, *,
+                 format: str = "emostudy") -> ExportResult:
     """Write the export of ``study`` (its name or id) into ``out_dir`` (missing or empty; never overwritten).
+
+    ``format``: ``emostudy`` (the files of the module docstring) or ``psych-ds`` (the same data as a
+    Psych-DS dataset with an R script, :mod:`study_server.psychds`).
 
     Pseudonyms were computed with the server secret when each participant arrived
     (``platforms.pseudonym``) and are read from the database.
@@ -322,6 +329,8 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} exists and is not an empty folder; exports never overwrite: "
                           "choose a new folder")
+    if format not in EXPORT_FORMATS:
+        raise ExportError(f"export format {format!r}: use one of {', '.join(EXPORT_FORMATS)}")
     plan = json.loads(found.plan_json)
     answer_rows, participant_rows = _rows(session, found, plan)
     files = {
@@ -333,19 +342,68 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike)
     }
     if _screen_kind(plan):
         files["screen_trials.csv"] = _csv_bytes(SCREEN_COLUMNS, _screen_rows(session, found))
+    if format == "psych-ds":
+        files = psychds_files(found, plan, files, len(answer_rows), len(participant_rows))
     # Write next to the target, then move into place: a crash leaves no half-written export.
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for name, data in files.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_bytes(data)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(staging, out)
     except BaseException:
-        for leftover in staging.glob("*"):
-            leftover.unlink()
+        # Only our own staging folder: files first, then its (now empty) sub-folders, deepest first.
+        for leftover in sorted(staging.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            leftover.unlink() if leftover.is_file() else leftover.rmdir()
         if staging.exists():
             staging.rmdir()
         raise
     return ExportResult(out, len(answer_rows), len(participant_rows))
+
+
+def psychds_files(study: Study, plan: dict[str, Any], files: dict[str, bytes], n_answer_rows: int,
+                  n_participant_rows: int) -> dict[str, bytes]:
+    """The plain export's ``files`` rearranged as a Psych-DS dataset (:mod:`study_server.psychds`): the two
+    CSVs under data/ with keyword-value names, dataset_description.json, documentation/, analysis/analysis.R.
+    Checked against the specification's rules before anything is written."""
+    from study_server import psychds
+
+    answers_file, participants_file = psychds.data_file_names(study.name, study.task, study.id)
+    codebooks = {answers_file: ANSWER_CODEBOOK, participants_file: PARTICIPANT_CODEBOOK}
+    screen_file = participants_file.replace("description-participants", "description-headphonescreen")
+    if "screen_trials.csv" in files:  # the headphone screen's trials (study_server.listening)
+        codebooks[screen_file] = SCREEN_CODEBOOK
+    description = psychds.dataset_description(
+        study=study.name, task=study.task, n_answer_rows=n_answer_rows, n_participant_rows=n_participant_rows,
+        codebooks=codebooks,
+        questions=plan.get("questions", []), plan_sha256=plan.get("spec_sha256"),
+        exported_at=_iso(dt.datetime.now(dt.timezone.utc)))
+    out = {
+        "dataset_description.json": (json.dumps(description, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+        f"data/{answers_file}": files["answers.csv"],
+        f"data/{participants_file}": files["participants.csv"],
+        "documentation/codebook.md": files["codebook.md"],
+        "documentation/plan.json": files["plan.json"],
+        "documentation/manifest.json": files["manifest.json"],
+        "analysis/analysis.R": psychds.r_script(answers_file=answers_file, participants_file=participants_file,
+                                                task=study.task, chance=_chance(plan)).encode("utf-8"),
+        "README.md": psychds.readme(study.name, study.task, answers_file, participants_file).encode("utf-8"),
+    }
+    if "screen_trials.csv" in files:
+        out[f"data/{screen_file}"] = files["screen_trials.csv"]
+    problems = psychds.psychds_problems(out)
+    if problems:  # a bug of ours, not of the data: say what broke
+        raise ExportError(f"the Psych-DS dataset of study {study.name!r} breaks the specification: "
+                          + "; ".join(problems))
+    return out
+
+
+def _chance(plan: dict[str, Any], question: str = "emotion") -> float:
+    """Accuracy under guessing: 1 / number of options of the emotion question (1/6 without one), as
+    `emostudy analyze` uses by default."""
+    q = next((q for q in plan.get("questions", []) if q.get("id") == question), None)
+    n = len(q.get("options", [])) if q else 0
+    return 1 / n if n else 1 / 6

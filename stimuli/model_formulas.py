@@ -1,0 +1,40 @@
+"""The regression models of the analysis, written once: ``analysis.models`` fits them from these
+definitions (response, fixed terms, random-intercept grouping columns) and ``emostudy export --format
+psych-ds`` writes the same formulas into the export's ``analysis/analysis.R`` (lme4 / ordinal), so the two
+can never drift apart. Column names are those of the export's answers file (docs/contracts.md, section 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelFormula:
+    """``response ~ fixed + (1 | random[0]) + ...`` in the syntax shared by lme4, ordinal and our report.
+
+    response: a column the analysis derives (``correct``) or reads (``score``); fixed: columns entered as
+    treatment-coded factors (reference level chosen by the analysis); random: grouping columns, each with a
+    random intercept (crossed, not nested).
+    """
+
+    name: str
+    response: str
+    fixed: tuple[str, ...]
+    random: tuple[str, ...] = ()
+
+    @property
+    def formula(self) -> str:
+        """The formula text, e.g. ``correct ~ source + (1 | participant) + (1 | stimulus_id)``."""
+        terms = list(self.fixed) + [f"(1 | {g})" for g in self.random]
+        return f"{self.response} ~ {' + '.join(terms) if terms else '1'}"
+
+
+CORRECTNESS_MIXED_LOGIT = ModelFormula("correctness_mixed_logit", "correct", ("source",),
+                                       ("participant", "stimulus_id"))
+"""Mixed-effects logistic regression of correctness (answer == shown emotion) on source (binomial, logit)."""
+
+REALNESS_ORDINAL = ModelFormula("realness_ordinal", "score", ("source",))
+"""Proportional-odds (cumulative logit) model of the realness score on source."""
+
+MODELS = (CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL)

@@ -1,0 +1,294 @@
+"""The export as a Psych-DS dataset (``emostudy export STUDY --out DIR --format psych-ds``)::
+
+    DIR/dataset_description.json                       schema.org Dataset (JSON-LD), variableMeasured = every column
+    DIR/data/study-<S>_task-<T>_data.csv               the answers (the columns of answers.csv)
+    DIR/data/study-<S>_task-<T>_description-participants_data.csv   the participants (participants.csv)
+    DIR/documentation/codebook.md, plan.json, manifest.json
+    DIR/analysis/analysis.R                            refits the paper's tests and the models in R
+    DIR/README.md
+
+<S> and <T> are the study name and task with every character outside [a-zA-Z0-9] removed (Psych-DS
+values are alphanumeric). The CSV bytes are those of the plain export. Missing values are empty cells and
+the answer ``none`` is a value (said in the description and the codebook).
+
+:func:`psychds_problems` checks a folder against the rules of the Psych-DS specification that a dataset
+must meet (required files, the required keys of dataset_description.json, the file-name pattern of data
+files, the CSV header rules, and that every column is in variableMeasured); the export runs it on what it
+is about to write.
+
+References
+----------
+Psych-DS specification, https://psych-ds.github.io/ (dataset_description.json: "@context", "@type"
+"Dataset", "name", "description", "variableMeasured"; data files: keyword-value names ending in
+``_data.csv`` under data/).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+from stimuli.model_formulas import CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL
+
+SCHEMA_ORG_CONTEXTS = ("https://schema.org", "https://schema.org/", "http://schema.org", "http://schema.org/")
+REQUIRED_KEYS = ("@context", "@type", "name", "description", "variableMeasured")
+OFFICIAL_KEYWORDS = ("study", "site", "subject", "session", "task", "condition", "trial", "stimulus", "description")
+DATAFILE_PATTERN = re.compile(r"([a-z]+-[a-zA-Z0-9]+)(_[a-z]+-[a-zA-Z0-9]+)*_data\.csv")
+
+
+def keyword_value(text: str) -> str:
+    """``text`` as a Psych-DS keyword value: only [a-zA-Z0-9] kept (``paper-task1`` -> ``papertask1``)."""
+    return re.sub(r"[^a-zA-Z0-9]", "", str(text))
+
+
+def data_file_names(study: str, task: str, study_id: int) -> tuple[str, str]:
+    """(answers, participants) file names under data/."""
+    s = keyword_value(study) or f"id{study_id}"
+    t = keyword_value(task) or "unknown"
+    return f"study-{s}_task-{t}_data.csv", f"study-{s}_task-{t}_description-participants_data.csv"
+
+
+def dataset_description(*, study: str, task: str, n_answer_rows: int, n_participant_rows: int,
+                        codebooks: Mapping[str, Mapping[str, str]], questions: list[dict[str, Any]],
+                        plan_sha256: str | None, exported_at: str) -> dict[str, Any]:
+    """The schema.org JSON-LD Dataset: every column of every data file as a PropertyValue (name,
+    description from the codebook; for the answer column, the questions and their options)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for file_label, book in codebooks.items():
+        for column, text in book.items():
+            if column in seen:
+                seen[column]["description"] += f" [{file_label}] {text}" if text not in seen[column]["description"] else ""
+                continue
+            seen[column] = {"@type": "PropertyValue", "name": column, "description": text}
+    if "answer" in seen and questions:
+        seen["answer"]["description"] += " Questions: " + "; ".join(
+            f"{q['id']} ({q['type']}): " + ", ".join(str(o["value"]) for o in q.get("options", []))
+            for q in questions) + "."
+    if "score" in seen:
+        seen["score"]["unitText"] = "points of the question's scale"
+    return {
+        "@context": "https://schema.org/",
+        "@type": "Dataset",
+        "name": f"{study}: {task} answers",
+        "description": (f"Answers of the perceptual study {study!r} ({task}) collected with emostudy: one row per "
+                        f"answer to a question ({n_answer_rows} rows) and one row per participant assignment "
+                        f"({n_participant_rows} rows). Participants are pseudonymous. Empty cells are missing "
+                        "values; the answer 'none' is a value. See documentation/codebook.md; analysis/analysis.R "
+                        "refits the tests and the models in R."),
+        "schemaVersion": "Psych-DS 1.0.0",
+        "keywords": ["emotion perception", "talking faces", "perceptual study", task],
+        "dateCreated": exported_at,
+        "variableMeasured": list(seen.values()),
+        **({"identifier": f"sha256:{plan_sha256}"} if plan_sha256 else {}),
+    }
+
+
+def psychds_problems(folder: str | Path | Mapping[str, bytes]) -> list[str]:
+    """Every rule of the Psych-DS specification that ``folder`` (a path, or {relative path: bytes}) breaks;
+    empty when it is a valid dataset. Checked: dataset_description.json at the top, valid JSON with the
+    required keys (@context schema.org, @type Dataset, name and description non-empty text,
+    variableMeasured a non-empty list of names or PropertyValue objects with a name); at least one data
+    file under data/ named by the pattern ``([a-z]+-[a-zA-Z0-9]+)(_[a-z]+-[a-zA-Z0-9]+)*_data.csv``; in
+    each, a header without empty or repeated names, rows as long as the header, and every column listed in
+    variableMeasured. Keywords outside the official list are reported too (the specification warns).
+    """
+    files = _read_tree(folder)
+    problems: list[str] = []
+    raw = files.get("dataset_description.json")
+    names: set[str] = set()
+    if raw is None:
+        problems.append("dataset_description.json is missing from the top of the dataset")
+    else:
+        try:
+            desc = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            desc = None
+            problems.append(f"dataset_description.json is not valid UTF-8 JSON: {exc}")
+        if desc is not None and not isinstance(desc, dict):
+            problems.append("dataset_description.json must hold a JSON object")
+        elif desc is not None:
+            for key in REQUIRED_KEYS:
+                if key not in desc:
+                    problems.append(f"dataset_description.json: required key {key!r} is missing")
+            if "@context" in desc and desc["@context"] not in SCHEMA_ORG_CONTEXTS:
+                problems.append(f"dataset_description.json: @context {desc['@context']!r} must be schema.org")
+            if "@type" in desc and desc["@type"] != "Dataset":
+                problems.append(f"dataset_description.json: @type {desc['@type']!r} must be 'Dataset'")
+            for key in ("name", "description"):
+                if key in desc and (not isinstance(desc[key], str) or not desc[key].strip()):
+                    problems.append(f"dataset_description.json: {key} must be non-empty text")
+            vm = desc.get("variableMeasured")
+            if "variableMeasured" in desc and (not isinstance(vm, list) or not vm):
+                problems.append("dataset_description.json: variableMeasured must be a non-empty list")
+            for k, v in enumerate(vm if isinstance(vm, list) else []):
+                if isinstance(v, str) and v:
+                    names.add(v)
+                elif isinstance(v, dict) and v.get("@type") == "PropertyValue" and isinstance(v.get("name"), str):
+                    names.add(v["name"])
+                else:
+                    problems.append(f"dataset_description.json: variableMeasured[{k}] must be a column name or a "
+                                    "PropertyValue object with a name")
+    data_files = sorted(p for p in files if p.startswith("data/") and p.endswith(".csv"))
+    good = [p for p in data_files if DATAFILE_PATTERN.fullmatch(p.rsplit("/", 1)[-1])]
+    for p in sorted(set(data_files) - set(good)):
+        problems.append(f"{p}: a data file name must be keyword-value pairs ending in _data.csv "
+                        "(e.g. study-x_task-y_data.csv)")
+    if not good:
+        problems.append("data/ holds no valid data file (keyword-value name ending in _data.csv)")
+    for p in good:
+        stem = p.rsplit("/", 1)[-1][: -len("_data.csv")]
+        for pair in stem.split("_"):
+            if pair.split("-", 1)[0] not in OFFICIAL_KEYWORDS:
+                problems.append(f"{p}: keyword {pair.split('-', 1)[0]!r} is not an official Psych-DS keyword")
+        problems += _csv_problems(p, files[p], names)
+    return problems
+
+
+def _csv_problems(path: str, data: bytes, names: set[str]) -> list[str]:
+    try:
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return [f"{path}: not a UTF-8 CSV file ({exc})"]
+    if not rows or not rows[0]:
+        return [f"{path}: the header row is missing"]
+    header = rows[0]
+    out = []
+    if any(not h.strip() for h in header):
+        out.append(f"{path}: the header has an empty column name")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        out.append(f"{path}: repeated column names {repeated}")
+    for i, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            out.append(f"{path}, line {i}: {len(r)} cells for {len(header)} columns")
+            break
+    missing = [h for h in header if h not in names]
+    if missing:
+        out.append(f"{path}: columns {missing} are not in variableMeasured of dataset_description.json")
+    return out
+
+
+def _read_tree(folder: str | Path | Mapping[str, bytes]) -> dict[str, bytes]:
+    if isinstance(folder, Mapping):
+        return dict(folder)
+    root = Path(folder)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def r_script(*, answers_file: str, participants_file: str, task: str, chance: float = 1 / 6) -> str:
+    """``analysis/analysis.R``: loads the answers and refits, in R, the paper's tests and our models.
+    ``chance``: accuracy under guessing for the binomial tests (1 / options of the emotion question).
+
+    The model formulas are those of :mod:`stimuli.model_formulas` (the ones ``emostudy analyze`` fits).
+    Exclusions follow the server's verdicts (``emostudy analyze --verdicts server``): valid surveys,
+    consistency repeats dropped. The signed-rank test uses the participant means; base R's wilcox.test
+    drops zero differences (zero_method "wilcox"); with the coin package the Pratt version (our default)
+    is computed too.
+    """
+    logit = CORRECTNESS_MIXED_LOGIT.formula
+    ordinal = REALNESS_ORDINAL.formula
+    ordinal_mixed = f"{ordinal} + " + " + ".join(f"(1 | {g})" for g in CORRECTNESS_MIXED_LOGIT.random)
+    return f"""# analysis.R - written by `emostudy export --format psych-ds` (task {task}).
+# Refits in R the paper's tests and the models of `emostudy analyze`, from the files of this dataset.
+# Run from anywhere:  Rscript analysis/analysis.R
+# Needs R >= 4.1 and the packages lme4 and ordinal: install.packages(c("lme4", "ordinal"))
+# Optional: coin (Wilcoxon signed-rank test with Pratt's zero handling, the default of emostudy analyze).
+#
+# Exclusions: the server's verdict (`emostudy analyze --verdicts server`): answers of valid surveys,
+# consistency repeats dropped. emostudy analyze recomputes the verdicts by default; they agree unless the
+# report's cleaning table says otherwise.
+
+script_dir <- local({{
+  a <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
+  if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else getwd()
+}})
+# The dataset's top folder: the script's parent (Rscript analysis/analysis.R), else the working directory.
+root <- if (file.exists(file.path(script_dir, "..", "dataset_description.json"))) {{
+  normalizePath(file.path(script_dir, ".."))
+}} else getwd()
+read_data <- function(name) {{
+  # Empty cells are missing values; "none" and every other text is a value.
+  read.csv(file.path(root, "data", name), colClasses = "character", na.strings = "", check.names = FALSE)
+}}
+answers <- read_data("{answers_file}")
+participants <- read_data("{participants_file}")
+used <- subset(answers, verdict == "valid" & is_repeat == "0")
+cat(sprintf("%d answers of %d valid surveys\\n", nrow(used), length(unique(used$assignment))))
+with_reference <- function(d) {{
+  ref <- if ("GT" %in% d$source) "GT" else sort(unique(d$source))[1]
+  d$source <- relevel(factor(d$source), ref = ref)
+  d
+}}
+
+# ---- Task 1: emotion accuracy against chance (exact binomial test per source, Holm over the sources)
+em <- subset(used, question == "emotion")
+if (nrow(em) > 0) {{
+  em$correct <- as.integer(ifelse(is.na(em$visual_emotion), FALSE, em$answer == em$visual_emotion))
+  p <- c()
+  for (s in sort(unique(em$source))) {{
+    k <- sum(em$correct[em$source == s]); n <- sum(em$source == s)
+    p[s] <- binom.test(k, n, p = {chance!r}, alternative = "greater")$p.value
+    cat(sprintf("accuracy %s: %d / %d = %.4f, binomial p = %.4g\\n", s, k, n, k / n, p[s]))
+  }}
+  print(p.adjust(p, method = "holm"))
+  k <- sum(em$correct); n <- nrow(em)
+  cat(sprintf("accuracy ALL: %d / %d, binomial p = %.4g\\n", k, n,
+              binom.test(k, n, p = {chance!r}, alternative = "greater")$p.value))
+  # Mixed-effects logistic regression (emostudy: variational Bayes; here: Laplace maximum likelihood).
+  em$participant <- factor(em$participant); em$stimulus_id <- factor(em$stimulus_id)
+  em <- with_reference(em)
+  fit_logit <- lme4::glmer({logit}, data = em, family = binomial)
+  print(summary(fit_logit))
+}}
+
+# ---- Task 1: realness, OURS vs BL (or the first two non-GT sources), participant means
+re <- subset(used, question == "realness")
+if (nrow(re) > 0) {{
+  re$score <- as.numeric(re$score)
+  srcs <- unique(re$source)
+  # emostudy's rule: OURS vs BL when both are present, else the first two non-GT sources in the order BL, OURS,
+  # then alphabetical, else the first two sources.
+  non_gt <- c(intersect(c("BL", "OURS"), srcs), sort(setdiff(srcs, c("GT", "BL", "OURS"))))
+  pair <- if (all(c("OURS", "BL") %in% srcs)) c("OURS", "BL") else
+    if (length(non_gt) >= 2) head(non_gt, 2) else head(c(intersect("GT", srcs), non_gt), 2)
+  if (length(unique(pair)) == 2 && all(pair %in% srcs)) {{
+    m <- tapply(re$score, list(re$participant, re$source), mean)[, pair, drop = FALSE]
+    m <- m[complete.cases(m), , drop = FALSE]
+    print(wilcox.test(m[, 1], m[, 2], paired = TRUE, exact = FALSE, correct = FALSE))
+    if (requireNamespace("coin", quietly = TRUE)) {{
+      print(coin::wilcoxsign_test(m[, 1] ~ m[, 2], zero.method = "Pratt", distribution = "asymptotic"))
+    }}
+  }}
+  # Proportional-odds model of the realness score (the same formula as emostudy analyze), and with crossed
+  # random intercepts (ordinal::clmm) as the mixed version that statsmodels cannot fit.
+  re$score <- factor(re$score, ordered = TRUE)
+  re$participant <- factor(re$participant); re$stimulus_id <- factor(re$stimulus_id)
+  re <- with_reference(re)
+  fit_ordinal <- ordinal::clm({ordinal}, data = re, link = "logit")
+  print(summary(fit_ordinal))
+  fit_ordinal_mixed <- ordinal::clmm({ordinal_mixed}, data = re, link = "logit")
+  print(summary(fit_ordinal_mixed))
+}}
+
+# ---- Task 2: primary label vs visual / audio emotion on mismatched videos, per participant
+pr <- subset(used, question == "primary")
+if (nrow(pr) > 0) {{
+  mm <- subset(pr, visual_emotion != audio_emotion)
+  v <- tapply(mm$answer == mm$visual_emotion, mm$participant, mean)
+  a <- tapply(mm$answer == mm$audio_emotion, mm$participant, mean)
+  print(wilcox.test(v, a, paired = TRUE, exact = FALSE, correct = FALSE))
+}}
+"""
+
+
+def readme(study: str, task: str, answers_file: str, participants_file: str) -> str:
+    return (f"# {study} ({task})\n\nA Psych-DS dataset written by `emostudy export --format psych-ds`.\n\n"
+            f"- `data/{answers_file}`: one row per answer to a question\n"
+            f"- `data/{participants_file}`: one row per participant assignment\n"
+            "- `dataset_description.json`: schema.org metadata, every column described (variableMeasured)\n"
+            "- `documentation/codebook.md`, `documentation/plan.json`, `documentation/manifest.json`\n"
+            "- `analysis/analysis.R`: the paper's tests and the models, refitted in R (lme4, ordinal)\n")
