@@ -156,3 +156,50 @@ def save_figure(fig: Figure, folder: str | Path, name: str) -> dict[str, Path]:
         fig.savefig(p, format=ext, dpi=150, metadata=meta)
         out[ext] = p
     return out
+
+
+def flow_diagram(flow: dict, *, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """CONSORT-style participant flow from :func:`analysis.flow.participant_flow`: the main column
+    arrived -> started -> completed -> valid -> analysed, and to the right of each step the surveys that
+    left there (did not start / did not complete, split into returned, expired and incomplete; rejected as
+    inconsistent). Every number is a count of surveys (assignments) except the analysed box, which also
+    gives participants and answers."""
+    from matplotlib.patches import FancyArrowPatch
+
+    ax = _new_ax(ax, (7.2, 6.4))
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.axis("off")
+    box = dict(boxstyle="round,pad=0.5", facecolor="#eef3fa", edgecolor="#4c72b0", linewidth=1.2)
+    side = dict(boxstyle="round,pad=0.5", facecolor="#fbf1ea", edgecolor="#dd8452", linewidth=1.0)
+    x_main, x_side = 25, 73
+    ys = [92, 71, 50, 29, 8]
+
+    def left_text(n_left: dict) -> str:
+        parts = [f"returned {n_left['returned']}", f"expired {n_left['expired']}",
+                 f"incomplete {n_left['incomplete']}"]
+        return "\n".join(parts)
+
+    main = [f"Arrived (surveys allocated)\nn = {flow['arrived']}",
+            f"Started the trials\nn = {flow['started']}",
+            f"Completed every trial\nn = {flow['completed']}",
+            f"Valid (consistent)\nn = {flow['valid']}",
+            f"Analysed\n{flow['analysed_surveys']} surveys, {flow['analysed_participants']} participants\n"
+            f"{flow['analysed_answers']} answers"]
+    exits = [f"Did not start: {flow['not_started']['total']}\n" + left_text(flow["not_started"]),
+             f"Did not complete: {flow['not_completed']['total']}\n" + left_text(flow["not_completed"]),
+             f"Rejected (inconsistent): {flow['rejected']}"
+             + (f"\nother verdict: {flow['other']}" if flow.get("other") else "")]
+    for y, text in zip(ys, main):
+        ax.text(x_main, y, text, ha="center", va="center", fontsize=9, bbox=box)
+    for y0, y1 in zip(ys[:-1], ys[1:]):
+        ax.add_patch(FancyArrowPatch((x_main, y0 - 6.5), (x_main, y1 + 6.5), arrowstyle="-|>", mutation_scale=12,
+                                     color="#333333", linewidth=1))
+    for k, text in enumerate(exits):
+        y_mid = (ys[k] + ys[k + 1]) / 2
+        ax.text(x_side, y_mid, text, ha="center", va="center", fontsize=8.5, bbox=side)
+        ax.add_patch(FancyArrowPatch((x_main, y_mid), (x_side - 17, y_mid), arrowstyle="-|>", mutation_scale=10,
+                                     color="#777777", linewidth=1))
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

@@ -21,8 +21,9 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pandas as pd
 
-from analysis import agreement, figures, task1, task2
+from analysis import agreement, figures, paper, report_text, task1, task2
 from analysis.cleaning import Cleaned, clean
+from analysis.flow import participant_flow
 from analysis.errors import AnalysisError, AnalysisOptionError
 from analysis.io import Export, load_export
 from stimuli.emotions import EMOTIONS
@@ -116,6 +117,71 @@ def _fmt_p(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _rank_biserial_ci(d: np.ndarray, *, zero_method: str, n_boot: int, ci: float, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap CI of the matched-pairs rank-biserial correlation, resampling the pairing units
+    (the test's own function on every resample, same zero handling)."""
+    from analysis.stats import wilcoxon_signed_rank
+
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    vals = [wilcoxon_signed_rank(d[i], zero_method=zero_method)["rank_biserial"] for i in idx]
+    lo, hi = np.nanpercentile(vals, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2])
+    return float(lo), float(hi)
+
+
+def stats_pairs(answers: pd.DataFrame, a: str, b: str, unit: str) -> np.ndarray:
+    """The paired realness differences a - b of the Wilcoxon test (same pairing unit)."""
+    from analysis.stats import paired_differences
+
+    return paired_differences(answers, dv="score", within="source", a=a, b=b, unit=unit)["diff"].to_numpy()
+
+
+def _fraction_cis(resp: pd.DataFrame, frac: pd.DataFrame, opt: AnalysisOptions) -> pd.DataFrame:
+    """Bootstrap CIs (participants resampled) of the Task 2 match fractions: the columns ci_low, ci_high."""
+    from analysis.stats import ratio_bootstrap_ci
+
+    r = resp.copy()
+    lows, highs = [], []
+    for k, row in enumerate(frac.itertuples(index=False)):
+        s = r[r["mismatched"]] if row.subset == "mismatched" else r
+        col = task2.MODALITIES[row.modality]
+        if row.counting == "primary":
+            num, den = s[f"primary_match_{row.modality}"].astype(float), pd.Series(1.0, index=s.index)
+        elif row.counting == "primary_or_secondary":
+            num, den = s[f"either_match_{row.modality}"].astype(float), pd.Series(1.0, index=s.index)
+        else:
+            num = s[f"primary_match_{row.modality}"].astype(float) + (s["two_labels"] & (s["secondary"] == s[col]))
+            den = 1.0 + s["two_labels"].astype(float)
+        g = pd.DataFrame({"p": s["participant"], "num": num.astype(float), "den": den}).groupby("p")
+        lo, hi = ratio_bootstrap_ci(g["num"].sum().to_numpy(), g["den"].sum().to_numpy(), n_boot=opt.n_boot,
+                                    ci=opt.ci, random_state=opt.seed + 300 + k)
+        lows.append(lo)
+        highs.append(hi)
+    return frac.assign(ci_low=lows, ci_high=highs)
+
+
+def _aspect_rates(ans: pd.DataFrame, question: str, sources: list[str], opt: AnalysisOptions) -> pd.DataFrame:
+    """Aspect votes without 'none' per source, per response, with a participant bootstrap CI of the rate."""
+    from analysis.stats import ratio_bootstrap_ci
+
+    a = ans[ans["question"] == question]
+    votes = a["answer"].map(lambda v: sum(1 for x in str(v).split(";") if x and x != "none"))
+    rows = []
+    for k, src in enumerate(sources):
+        sel = a["source"] == src
+        if not sel.any():
+            continue
+        g = pd.DataFrame({"p": a.loc[sel, "participant"], "v": votes[sel], "n": 1.0}).groupby("p")
+        lo, hi = ratio_bootstrap_ci(g["v"].sum().to_numpy(), g["n"].sum().to_numpy(), n_boot=opt.n_boot, ci=opt.ci,
+                                    random_state=opt.seed + 500 + k)
+        n = int(sel.sum())
+        rows.append({"source": src, "votes": int(votes[sel].sum()), "n_responses": n,
+                     "rate": float(votes[sel].sum() / n), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=["source", "votes", "n_responses", "rate", "ci_low", "ci_high"])
+
+
 def compute(export: Export, options: AnalysisOptions | None = None,
             step: Callable[[str], None] | None = None) -> Analysis:
     """Run every analysis the answers allow. ``step(name)`` is called before each stage (progress)."""
@@ -148,6 +214,9 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     out.tables["cleaning_surveys"] = cleaned.surveys
     out.tables["cleaning_counts"] = pd.DataFrame(sorted(cleaned.counts.items()), columns=["count", "value"])
     out.tables["consistency_pairs"] = cleaned.pairs
+    flow = participant_flow(export, cleaned)
+    res["flow"] = flow
+    out.figures["participant_flow"] = figures.flow_diagram(flow).figure
     c = cleaned.counts
     max_bad = export.plan["consistency"]["max_inconsistent"]
     rules = "; ".join(f"{r['question']}: {r['kind']} (tolerance {r.get('tolerance', 0)})"
@@ -245,6 +314,10 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                                         correction=opt.correction, method=opt.wilcoxon_method)
             sens = task1.realness_wilcoxon_sensitivity(ans, a, b, question=opt.realness_question,
                                                        alternative=opt.alternative)
+            d = stats_pairs(ans[ans["question"] == opt.realness_question], a, b, opt.pairing_unit)
+            lo, hi = _rank_biserial_ci(d, zero_method=opt.zero_method, n_boot=opt.n_boot, ci=opt.ci,
+                                       seed=opt.seed + 600)
+            w = w.assign(rank_biserial_ci_low=lo, rank_biserial_ci_high=hi)
             t1.update({"wilcoxon": {**_records(w)[0], "comparison_reason": why},
                        "wilcoxon_sensitivity": _records(sens)})
             out.tables.update({"task1_wilcoxon": w, "task1_wilcoxon_sensitivity": sens})
@@ -287,6 +360,9 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         res.setdefault("task1", {}).update({"aspects": _records(asp),
                                             "aspect_totals_excluding_none": {k: int(v) for k, v in totals.items()}})
         out.tables["task1_aspects"] = asp
+        rates = _aspect_rates(ans, opt.aspects_question, task1.source_order(asp["source"]), opt)
+        res["task1"]["aspect_rates"] = _records(rates)
+        out.tables["task1_aspect_rates"] = rates
         out.figures["task1_aspects"] = figures.aspect_bars(asp).figure
         out.methods.append("Improvement aspects: each multi-choice answer is split at ';' and every chosen option "
                            "counted once per answer ('none' is an option); totals exclude 'none'.")
@@ -303,6 +379,16 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                          for cnt in ("primary", "primary_or_secondary")], ignore_index=True)
         from analysis.stats import holm
         dom["p_holm"] = holm(dom["p"].to_numpy())
+        rb = [_rank_biserial_ci(task2.dominance_per_participant(resp, counting=cnt)["diff"].to_numpy(),
+                                zero_method=opt.zero_method, n_boot=opt.n_boot, ci=opt.ci, seed=opt.seed + 700 + k)
+              for k, cnt in enumerate(dom["counting"])]
+        dom["rank_biserial_ci_low"] = [lo for lo, _ in rb]
+        dom["rank_biserial_ci_high"] = [hi for _, hi in rb]
+        frac = _fraction_cis(resp, frac, opt)
+        g2 = resp.groupby("participant")["two_labels"]
+        from analysis.stats import ratio_bootstrap_ci
+        two_ci = ratio_bootstrap_ci(g2.sum().to_numpy(), g2.size().to_numpy(), n_boot=opt.n_boot, ci=opt.ci,
+                                    random_state=opt.seed + 400)
         per = task2.dominance_per_participant(resp)
         resp_long = resp.rename(columns={"primary": "answer"})
         hu_rows = []
@@ -316,7 +402,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                           for m, col in task2.MODALITIES.items()], ignore_index=True)
         res["task2"] = {"label_counts": task2.label_counts(resp), "match_fractions": _records(frac),
                         "confusion": _records(cm2), "dominance": _records(dom), "hu": _records(hu2_t),
-                        "agreement": _records(agr2)}
+                        "agreement": _records(agr2), "two_labels_ci": _jsonable(list(two_ci))}
         out.tables.update({"task2_confusion": cm2, "task2_match_fractions": frac, "task2_dominance": dom,
                            "task2_dominance_per_participant": per, "task2_hu": hu2_t, "task2_agreement": agr2})
         fig = figures.Figure(figsize=(4.6, 8.6), dpi=100)
@@ -342,6 +428,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                             f"{opt.aspects_question}, {opt.primary_question}) has valid answers; check the answers' question "
                             "ids (--question ROLE ID) and the cleaning counts")
     res["methods"] = out.methods
+    res["sentences"] = report_text.sentences(res)
+    res["paper_comparison"] = paper.comparison(res, export.plan)
     return out
 
 
