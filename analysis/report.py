@@ -111,12 +111,6 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _fmt_p(p: float | None) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def _rank_biserial_ci(d: np.ndarray, *, zero_method: str, n_boot: int, ci: float, seed: int) -> tuple[float, float]:
     """Percentile bootstrap CI of the matched-pairs rank-biserial correlation, resampling the pairing units
     (the test's own function on every resample, same zero handling)."""
@@ -216,7 +210,9 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     out.tables["consistency_pairs"] = cleaned.pairs
     flow = participant_flow(export, cleaned)
     res["flow"] = flow
-    out.figures["participant_flow"] = figures.flow_diagram(flow).figure
+    task_name = {"emotion-realness": "Task 1", "av-mismatch": "Task 2"}.get(export.task, export.task or "study")
+    out.figures["participant_flow"] = figures.flow_diagram(
+        flow, title=f"Participant flow, {task_name}: {res['input']['study'] or 'study'}").figure
     c = cleaned.counts
     max_bad = export.plan["consistency"]["max_inconsistent"]
     rules = "; ".join(f"{r['question']}: {r['kind']} (tolerance {r.get('tolerance', 0)})"
@@ -443,103 +439,98 @@ def _png_base64(fig: Any, png: Path | None = None) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{{ title }}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; height: auto; } .methods p { line-height: 1.45; } code { background: #f5f5f5; }
-</style></head>
-<body>
-<h1>{{ title }}</h1>
-<p>Study <code>{{ study }}</code>, task <code>{{ task }}</code>. Every number is also in <code>results.json</code>;
-tables are in <code>tables/</code>, figures (PNG, PDF) in <code>figures/</code>.</p>
-{% for w in warnings %}<p><strong>Note:</strong> {{ w }}</p>{% endfor %}
-<h2>Methods</h2>
-<div class="methods">{% for p in methods %}<p>{{ p }}</p>{% endfor %}</div>
-<h2>Exclusions</h2>
-{{ counts_table }}
-{% for section in sections %}
-<h2>{{ section.title }}</h2>
-{% if section.text %}<p>{{ section.text }}</p>{% endif %}
-{% for fig in section.figures %}<figure>
-<img alt="{{ fig.alt }}" width="{{ fig.width }}" src="data:image/png;base64,{{ fig.data }}">
-<figcaption>{{ fig.alt }}</figcaption></figure>{% endfor %}
-{% for t in section.tables %}<h3>{{ t.title }}</h3>{{ t.html }}{% endfor %}
-{% endfor %}
-</body></html>
-"""
-
-
 def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, escape=True)
+    return df.to_html(index=False, na_rep="", border=0, escape=True)
+
+
+def _figure_entry(analysis: Analysis, name: str, alt: str, figure_dir: Path | None) -> dict[str, Any]:
+    data = _png_base64(analysis.figures[name], figure_dir / f"{name}.png" if figure_dir else None)
+    # PNGs are 150 dpi: show them at 100 CSS px per inch (the IHDR width is bytes 16-20).
+    width = int.from_bytes(base64.b64decode(data[:32])[16:20], "big") * 2 // 3
+    return {"alt": alt, "data": data, "width": width}
+
+
+def _flow_text(flow: dict[str, Any]) -> str:
+    left = lambda d: f"{d['returned']} returned, {d['expired']} expired, {d['incomplete']} incomplete"
+    text = (f"Of {flow['arrived']} surveys (assignments) allocated, {flow['started']} were started and "
+            f"{flow['completed']} completed; {flow['not_started']['total']} were never started ({left(flow['not_started'])}) "
+            f"and {flow['not_completed']['total']} were left before the end ({left(flow['not_completed'])}). "
+            f"Of the completed surveys {flow['valid']} were valid and {flow['rejected']} rejected as inconsistent "
+            f"(verdicts: {flow['verdict_source']}). Analysed: {flow['analysed_surveys']} surveys of "
+            f"{flow['analysed_participants']} participants, {flow['analysed_answers']} answers.")
+    if not flow["status_known"]:
+        text += (" The export has no participant status (participants.csv without a status column), so returned and "
+                 "expired surveys are counted as incomplete.")
+    return text
 
 
 def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
-    """The self-contained report (figures embedded as base64 PNG, no scripts, no external resources).
-    ``figure_dir``: where :func:`write_outputs` saved the PNGs (reused instead of drawing again)."""
+    """The self-contained report (figures embedded as base64 PNG, CSS and the copy-button script inline, no
+    external resources). ``figure_dir``: where :func:`write_outputs` saved the PNGs (reused instead of
+    drawing again)."""
     import jinja2
+
+    from analysis.report_template import CSS, SCRIPT, TEMPLATE
 
     res = analysis.results
     T = analysis.tables
+    ci = float(res["options"]["ci"])
     sections = []
 
-    def sec(title: str, figs: list[tuple[str, str]], tables: list[tuple[str, str]], text: str = "") -> None:
-        shown = []
-        for name, alt in figs:
-            if name in analysis.figures:
-                data = _png_base64(analysis.figures[name], figure_dir / f"{name}.png" if figure_dir else None)
-                # PNGs are 150 dpi: show them at 100 CSS px per inch (the IHDR width is bytes 16-20).
-                width = int.from_bytes(base64.b64decode(data[:32])[16:20], "big") * 2 // 3
-                shown.append({"alt": alt, "data": data, "width": width})
-        sections.append({"title": title, "text": text, "figures": shown,
-                         "tables": [{"title": tt, "html": _table_html(T[name])} for name, tt in tables if name in T]})
+    def sec(sid: str, title: str, figs: list[tuple[str, str]], tables: list[tuple[str, str]], text: str = "") -> None:
+        shown = [_figure_entry(analysis, name, alt, figure_dir) for name, alt in figs if name in analysis.figures]
+        tabs = []
+        for name, tt in tables:
+            if name in T:
+                readable = report_text.readable_table(name, T[name], ci=ci)
+                tabs.append({"title": tt, "name": name, "html": _markup(_table_html(readable)),
+                             "more": name in report_text.SHOWN_COLUMNS})
+        sections.append({"id": sid, "title": title, "text": text, "figures": shown, "tables": tabs})
 
     t1 = res.get("task1", {})
     if "accuracy" in t1:
-        acc_txt = "; ".join(f"{r['source']} {100 * r['accuracy']:.1f}% (CI {100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}%, "
-                            f"binomial p {_fmt_p(r['binom_p'])})" for r in t1["accuracy"] if r["accuracy"] is not None)
-        sec("Task 1: emotion classification",
+        sec("task1-emotion", "Task 1: emotion classification",
             [("task1_confusion", "Confusion matrices per source (row %)"), ("task1_accuracy", "Accuracy per source")],
             [("task1_accuracy", "Accuracy per source"), ("task1_hu", "Unbiased hit rate Hu per emotion"),
-             ("task1_agreement", "Agreement"), ("task1_mixed_logit", "Mixed-effects logistic regression (fixed effects)")],
-            text=f"Accuracy: {acc_txt}.")
+             ("task1_agreement", "Agreement"), ("task1_mixed_logit", "Mixed-effects logistic regression (fixed effects)")])
     if "realness" in t1:
         w = t1["wilcoxon"]
-        text = ("No comparison: a single source." if w is None else
-                f"{w['comparison_reason']}. {w['a']} - {w['b']} ({w['unit']} pairing, {w['zero_method']}): "
-                f"n = {w['n']}, zeros = {w['n_zeros']}, R+ = {w['r_plus']:g}, R- = {w['r_minus']:g}, "
-                f"z = {w['z']:.3f}, p = {_fmt_p(w['p'])} ({w['alternative']}), r = {w['effect_r'] or 0:.3f}.")
-        sec("Task 1: realness",
+        sec("task1-realness", "Task 1: realness",
             [("task1_realness", "Realness ratings per source")],
             [("task1_realness", "Realness per source"), ("task1_realness_distribution", "Distribution"),
              ("task1_wilcoxon", "Wilcoxon signed-rank test"), ("task1_wilcoxon_sensitivity", "Sensitivity of the test"),
              ("task1_ordinal_realness", "Ordinal (cumulative logit) model")],
-            text=text)
+            text="No comparison: a single source." if w is None else f"{w['comparison_reason']}.")
     if "aspects" in t1:
-        sec("Task 1: aspects to improve", [("task1_aspects", "Aspects to improve per source")],
-            [("task1_aspects", "Aspect counts")])
+        sec("task1-aspects", "Task 1: aspects to improve", [("task1_aspects", "Aspects to improve per source")],
+            [("task1_aspects", "Aspect counts"), ("task1_aspect_rates", "Aspect votes per response (without 'none')")])
     if "task2" in res:
         lc = res["task2"]["label_counts"]
-        sec("Task 2: mismatched audio and visual emotions",
+        sec("task2", "Task 2: mismatched audio and visual emotions",
             [("task2_confusion", "Primary label vs visual (top) and audio (bottom) emotion"),
              ("task2_match", "Match fractions")],
-            [("task2_match_fractions", "Match fractions"), ("task2_dominance", "Visual vs audio dominance (per participant)"),
+            [("task2_match_fractions", "Labels matching the visual / audio emotion"),
+             ("task2_dominance", "Visual vs audio dominance (per participant)"),
              ("task2_hu", "Unbiased hit rate Hu"), ("task2_agreement", "Agreement")],
             text=(f"{lc['n_two_labels']} of {lc['n_responses']} responses have two distinct labels; "
                   f"{lc['n_secondary_equal_primary']} repeat the primary as secondary; {lc['n_mismatched']} responses "
                   f"are to mismatched videos."))
-    counts = pd.DataFrame(sorted(res["cleaning"].items()), columns=["count", "value"])
+    paper_cmp = res.get("paper_comparison")
+    paper_ctx = None
+    if paper_cmp:
+        rows = pd.DataFrame(paper_cmp["rows"], columns=["measure", "paper", "ours", "ours_ci", "note"])
+        rows.columns = [report_text.column_label(c, ci) for c in rows.columns]
+        paper_ctx = {"notes": paper_cmp["notes"], "html": _markup(_table_html(rows))}
+    flow = res["flow"]
+    flow_fig = (_figure_entry(analysis, "participant_flow", "Participant flow: surveys from arrival to the analysed "
+                              "sample (CONSORT-style)", figure_dir) if "participant_flow" in analysis.figures else None)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_TEMPLATE).render(
+    return env.from_string(TEMPLATE).render(
         title=f"emostudy report: {res['input']['study'] or 'study'}", study=res["input"]["study"],
         task=res["input"]["task"], warnings=res["input"]["warnings"], methods=analysis.methods,
-        counts_table=_markup(_table_html(counts)),
-        sections=[{**s, "tables": [{"title": t["title"], "html": _markup(t["html"])} for t in s["tables"]]}
-                  for s in sections])
+        sentences=res["sentences"], flow_figure=flow_fig, flow_text=_flow_text(flow), paper=paper_ctx,
+        counts_table=_markup(_table_html(report_text.exclusions_table(res["cleaning"]))),
+        sections=sections, css=_markup(CSS), script=_markup(SCRIPT))
 
 
 def _markup(html: str) -> Any:
