@@ -439,10 +439,6 @@ def _png_base64(fig: Any, png: Path | None = None) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, na_rep="", border=0, escape=True)
-
-
 def _figure_entry(analysis: Analysis, name: str, alt: str, figure_dir: Path | None) -> dict[str, Any]:
     data = _png_base64(analysis.figures[name], figure_dir / f"{name}.png" if figure_dir else None)
     # PNGs are 150 dpi: show them at 100 CSS px per inch (the IHDR width is bytes 16-20).
@@ -483,7 +479,7 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
         for name, tt in tables:
             if name in T:
                 readable = report_text.readable_table(name, T[name], ci=ci)
-                tabs.append({"title": tt, "name": name, "html": _markup(_table_html(readable)),
+                tabs.append({"title": tt, "name": name, "html": _markup(report_text.table_html(readable)),
                              "more": name in report_text.SHOWN_COLUMNS})
         sections.append({"id": sid, "title": title, "text": text, "figures": shown, "tables": tabs})
 
@@ -520,7 +516,7 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
     if paper_cmp:
         rows = pd.DataFrame(paper_cmp["rows"], columns=["measure", "paper", "ours", "ours_ci", "note"])
         rows.columns = [report_text.column_label(c, ci) for c in rows.columns]
-        paper_ctx = {"notes": paper_cmp["notes"], "html": _markup(_table_html(rows))}
+        paper_ctx = {"notes": paper_cmp["notes"], "html": _markup(report_text.table_html(rows, []))}
     flow = res["flow"]
     flow_fig = (_figure_entry(analysis, "participant_flow", "Participant flow: surveys from arrival to the analysed "
                               "sample (CONSORT-style)", figure_dir) if "participant_flow" in analysis.figures else None)
@@ -529,7 +525,7 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
         title=f"emostudy report: {res['input']['study'] or 'study'}", study=res["input"]["study"],
         task=res["input"]["task"], warnings=res["input"]["warnings"], methods=analysis.methods,
         sentences=res["sentences"], flow_figure=flow_fig, flow_text=_flow_text(flow), paper=paper_ctx,
-        counts_table=_markup(_table_html(report_text.exclusions_table(res["cleaning"]))),
+        counts_table=_markup(report_text.table_html(report_text.exclusions_table(res["cleaning"]), ["n", "%"])),
         sections=sections, css=_markup(CSS), script=_markup(SCRIPT))
 
 

@@ -14,11 +14,14 @@ h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; 
 h3 { font-size: 1em; margin: 1.2em 0 .3em; }
 code { background: #f5f5f5; padding: 0 .2em; }
 nav.toc ol { columns: 2 16em; padding-left: 1.2em; }
-.table-box { max-width: 100%; overflow-x: auto; margin: .4em 0 1.2em; border: 1px solid #e3e3e3; }
+.table-box { width: fit-content; max-width: 100%; overflow-x: auto; margin: .4em 0 1.2em; }
 table { border-collapse: collapse; font-size: .85em; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; vertical-align: top; }
-th { background: #f2f4f7; font-weight: 600; overflow-wrap: normal; }
-td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; overflow-wrap: normal; }
+td { white-space: nowrap; }
+.table-box.wrap td { white-space: normal; min-width: 4.5em; }
+.table-box.wrap td:first-child { min-width: 12em; }
+th { background: #f2f4f7; font-weight: 600; min-width: 3em; }
+th.num, td.num { text-align: right; }
 tbody tr:nth-child(even) { background: #fafafa; }
 figure { margin: 1em 0; max-width: 100%; }
 figure img { max-width: 100%; height: auto; display: block; }
@@ -106,11 +109,11 @@ tables are in <code>tables/</code> (all columns), figures (PNG, PDF) in <code>fi
 <figcaption>{{ flow_figure.alt }}</figcaption></figure>{% endif %}
 <p>{{ flow_text }}</p>
 <h3>Exclusions</h3>
-<div class="table-box" role="region" aria-label="Exclusions" tabindex="0">{{ counts_table }}</div>
+<div class="table-box wrap" role="region" aria-label="Exclusions" tabindex="0">{{ counts_table }}</div>
 {% if paper %}
 <h2 id="compared-with-the-paper">Compared with the paper</h2>
 {% for n in paper.notes %}<p>{{ n }}</p>{% endfor %}
-<div class="table-box" role="region" aria-label="Compared with the paper" tabindex="0">{{ paper.html }}</div>
+<div class="table-box wrap" role="region" aria-label="Compared with the paper" tabindex="0">{{ paper.html }}</div>
 {% endif %}
 {% for section in sections %}
 <h2 id="{{ section.id }}">{{ section.title }}</h2>

@@ -61,12 +61,13 @@ COLUMN_LABELS: dict[str, str] = {
     "median": "Median", "score": "Score", "value": "Option value", "label": "Option", "count": "Count",
     "percent": "% of answers", "aspect": "Aspect", "n_responses": "Responses", "a": "A", "b": "B",
     "dv": "Measure", "unit": "Pairing unit", "n_unpaired": "Unpaired (left out)", "n": "n",
-    "n_zeros": "Zero differences", "n_used": "Non-zero differences", "r_plus": "R+", "r_minus": "R-",
+    "n_zeros": "Zero differences", "n_used": "Non-zero differences", "votes": "Votes",
+    "rate": "Votes per response", "r_plus": "R+", "r_minus": "R-",
     "mean_h0": "E(R+) under H0", "var_h0": "Var(R+) under H0", "effect_r": "r = z / sqrt(n)",
-    "rank_biserial": "Rank-biserial r", "median_diff": "Median difference", "zero_method": "Zero differences",
+    "rank_biserial": "Rank-biserial r", "median_diff": "Median difference", "zero_method": "Zero handling",
     "alternative": "Alternative", "correction": "Continuity correction", "method": "p from",
     "mean_a": "Mean A", "mean_b": "Mean B", "subset": "Videos", "counting": "Labels counted",
-    "modality": "Matching the", "n_match": "Matching", "fraction": "Matching", "mean_visual": "Mean visual match",
+    "modality": "Matching the", "n_match": "Matching", "fraction": "% matching", "mean_visual": "Mean visual match",
     "mean_audio": "Mean audio match", "reference": "Reference emotion", "truth": "Shown emotion",
     "answer": "Answer", "row_total": "Row total", "row_percent": "Row %", "col_total": "Column total",
     "measure": "Measure", "paper": "Paper", "ours": "This study", "ours_ci": "This study's CI", "note": "Note",
@@ -75,6 +76,11 @@ COLUMN_LABELS: dict[str, str] = {
 VALUE_LABELS: dict[str, str] = {
     "primary_or_secondary": "primary or secondary", "all_labels": "all labels", "all": "all videos",
     "mismatched": "mismatched videos", "two-sided": "two-sided", "approx": "normal approx.", "exact": "exact",
+}
+# Labels that depend on the table.
+TABLE_COLUMN_LABELS: dict[str, dict[str, str]] = {
+    "task1_aspects": {"percent": "% of responses"},
+    "task2_match_fractions": {"n": "Responses (labels for all labels)"},
 }
 # Columns holding a fraction shown as a percentage, per table.
 PERCENT_COLUMNS: dict[str, set[str]] = {
@@ -130,7 +136,7 @@ def fmt_num(v: Any, sig: int = 3) -> str:
         return ""
     if isinstance(v, (bool,)):
         return "yes" if v else "no"
-    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) >= 100):
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
         return f"{int(v)}"
     x = float(v)
     if x == 0:
@@ -170,6 +176,7 @@ def readable_table(name: str, df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataF
     if shown:
         d = d[[c for c in shown if c in d.columns]]
     out = pd.DataFrame(index=d.index)
+    numeric = []
     for col in d.columns:
         s = d[col]
         if col in P_COLUMNS:
@@ -186,8 +193,28 @@ def readable_table(name: str, df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataF
             cells = s.map(fmt_num)
         else:
             cells = s.map(lambda v: "" if _missing(v) else VALUE_LABELS.get(str(v), str(v)))
-        out[column_label(col, ci)] = cells.to_numpy()
-    return out.reset_index(drop=True)
+        label = TABLE_COLUMN_LABELS.get(name, {}).get(col) or column_label(col, ci)
+        if label in out.columns:
+            raise AssertionError(f"two columns of {name} have the label {label!r}")
+        out[label] = cells.to_numpy()
+        if col in ("ci", "rank_biserial_ci") or pd.api.types.is_numeric_dtype(s):
+            numeric.append(label)
+    out = out.reset_index(drop=True)
+    out.attrs["numeric"] = numeric
+    return out
+
+
+def table_html(df: pd.DataFrame, numeric: list[str] | None = None) -> str:
+    """A plain HTML table: text columns left-aligned, number columns (``numeric``, default
+    ``df.attrs["numeric"]``) right-aligned with the class ``num``; every cell escaped."""
+    from markupsafe import escape
+
+    numeric = set(df.attrs.get("numeric", []) if numeric is None else numeric)
+    cls = [' class="num"' if c in numeric else "" for c in df.columns]
+    head = "".join(f"<th scope=\"col\"{k}>{escape(c)}</th>" for c, k in zip(df.columns, cls))
+    body = "".join("<tr>" + "".join(f"<td{k}>{escape(v)}</td>" for v, k in zip(row, cls)) + "</tr>\n"
+                   for row in df.astype(str).itertuples(index=False))
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>"
 
 
 def column_label(col: str, ci: float = 0.95) -> str:
