@@ -9,8 +9,8 @@ Every survey (assignment) of the export falls in exactly one final outcome:
   (anything else: abandoned, still allocated or started when the study was exported, or no status);
 - ``other``: a complete survey whose verdict is neither (e.g. a server verdict ``pending``).
 
-The steps: *arrived* = every survey; *started* = a ``started_at`` time, a status past ``allocated``, or at
-least one answer; *completed* = valid + rejected + other; *analysed* = the valid surveys, with the
+The steps: *arrived* = every survey; *started* = a ``started_at`` time, a status that implies it (started, completed,
+submitted, approved, rejected), or at least one answer; *completed* = valid + rejected + other; *analysed* = the valid surveys, with the
 participants and answers that enter the statistics.
 """
 
@@ -23,7 +23,8 @@ import pandas as pd
 from analysis.cleaning import Cleaned
 from analysis.io import Export
 
-NOT_STARTED_STATUSES = {"allocated", ""}
+# Statuses that imply the trials were started (returned / expired / abandoned do not: check started_at).
+STARTED_STATUSES = {"started", "completed", "submitted", "approved", "rejected"}
 LEFT = ("returned", "expired", "incomplete")
 
 
@@ -46,7 +47,7 @@ def participant_flow(export: Export, cleaned: Cleaned) -> dict[str, Any]:
             status = p["status"].astype(str).reindex(verdict.index).fillna("")
         if "started_at" in p.columns:
             started_at = p["started_at"].astype(str).reindex(verdict.index).fillna("")
-    started = (started_at != "") | ~status.isin(NOT_STARTED_STATUSES) | (answered.reindex(verdict.index) > 0)
+    started = (started_at != "") | status.isin(STARTED_STATUSES) | (answered.reindex(verdict.index) > 0)
     complete = verdict.isin(["valid", "rejected"]) | (
         surveys.set_index("assignment")["complete"].astype(bool) & ~verdict.isin(["incomplete"]))
     out: dict[str, Any] = {

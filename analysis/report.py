@@ -596,3 +596,63 @@ def analyze(export_dir: str | Path, out_dir: str | Path, options: AnalysisOption
         write_outputs(analysis, out_dir, overwrite=overwrite)
         bar.update(task, description="done")
     return analysis
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--no-pdf-header-footer")
+
+
+def find_chromium() -> str | None:
+    """The Chromium that prints the PDF: $EMOSTUDY_CHROMIUM, else the first of CHROMIUM_NAMES on PATH, else
+    /usr/bin/chromium (Debian's, the one the browser tests use); None when there is none."""
+    import os
+    import shutil
+
+    env = os.environ.get("EMOSTUDY_CHROMIUM")
+    if env:
+        return env if Path(env).is_file() else None
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+
+
+def chromium_or_error() -> str:
+    """:func:`find_chromium` or an :class:`AnalysisError` that says how to get one (or print by hand)."""
+    import os
+
+    found = find_chromium()
+    if found is None:
+        where = (f"EMOSTUDY_CHROMIUM={os.environ['EMOSTUDY_CHROMIUM']} is not a file" if os.environ.get("EMOSTUDY_CHROMIUM")
+                 else f"none of {', '.join(CHROMIUM_NAMES)} is on PATH and /usr/bin/chromium does not exist")
+        raise AnalysisError(f"--pdf prints the report with Chromium, but {where}. Install it (Debian/Ubuntu: "
+                            f"apt-get install chromium) or set EMOSTUDY_CHROMIUM to its path; or leave out --pdf, "
+                            f"open report.html in a browser and print it to PDF (the print stylesheet gives the "
+                            f"same pages).")
+    return found
+
+
+def print_pdf(html: str | Path, pdf: str | Path, *, chromium: str | None = None, timeout: float = 300) -> Path:
+    """Print ``html`` to ``pdf`` with headless Chromium (A4, the report's print stylesheet, no header or
+    footer). Chromium runs with a throwaway profile; its output is shown when it fails."""
+    import subprocess
+    import tempfile
+
+    exe = chromium or chromium_or_error()
+    html, pdf = Path(html).resolve(), Path(pdf).resolve()
+    with tempfile.TemporaryDirectory(prefix="emostudy-pdf-") as profile:
+        tmp = pdf.with_name(f".{pdf.name}.part")
+        argv = [exe, *CHROMIUM_ARGS, f"--user-data-dir={profile}", f"--print-to-pdf={tmp}", html.as_uri()]
+        try:
+            subprocess.run(argv, check=True, capture_output=True, text=True, timeout=timeout)
+        except subprocess.CalledProcessError as exc:
+            raise AnalysisError(f"Chromium ({exe}) could not print {html} (exit code {exc.returncode}): "
+                                f"{(exc.stderr or exc.stdout or '').strip()[-2000:]}") from None
+        except subprocess.TimeoutExpired:
+            raise AnalysisError(f"Chromium ({exe}) did not print {html} within {timeout:g} s") from None
+        if not tmp.is_file() or tmp.read_bytes()[:4] != b"%PDF":
+            raise AnalysisError(f"Chromium ({exe}) wrote no PDF for {html}; print report.html from a browser instead")
+        tmp.replace(pdf)
+    return pdf
