@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Mapping
 
-from analysis.report_text import ci_label, fmt_ci, fmt_num, fmt_pct, p_clause
+from analysis.report_text import ci_label, fmt_bounded, fmt_ci, fmt_num, fmt_pct, p_clause
 
 PAPER_SOURCES = ("GT", "BL", "OURS")
 # Paper, section IV-D (Task 1: Table/Figs. 5-7; Task 2: Fig. 8 and its text).
@@ -99,7 +99,7 @@ def comparison(results: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str,
         if w and dict(pairs).get("OURS") == w["a"] and dict(pairs).get("BL") == w["b"]:
             rows.append({"measure": f"Wilcoxon realness {w['a']} vs {w['b']}", "paper": "p = .048 (OURS > BL)",
                          "ours": f"{p_clause(w['p'])} ({w['alternative']}), z = {w['z']:.2f}",
-                         "ours_ci": (fmt_ci(w.get("rank_biserial_ci_low"), w.get("rank_biserial_ci_high"))
+                         "ours_ci": (fmt_ci(w.get("rank_biserial_ci_low"), w.get("rank_biserial_ci_high"), fmt_bounded)
                                      + " (rank-biserial r)") if w.get("rank_biserial_ci_low") is not None else "n/a",
                          "note": f"median difference {fmt_num(w.get('median_diff'))}; n = {w['n']} {w['unit']}s"})
         for p, o in pairs:

@@ -138,7 +138,7 @@ def fmt_num(v: Any, sig: int = 3) -> str:
         return "yes" if v else "no"
     if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
         return f"{int(v)}"
-    x = float(v)
+    x = float(f"{float(v):.{sig}g}")  # rounded first, so 0.09999999 counts as 0.1
     if x == 0:
         return "0"
     decimals = max(0, sig - 1 - int(math.floor(math.log10(abs(x)))))
@@ -353,7 +353,9 @@ def agreement_sentence(rows: list[Mapping[str, Any]], key: str, what: str) -> st
 
 
 def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
-    """One APA-style sentence per test (and per descriptive result a reader cites), in report order.
+    """One APA-style sentence per test (and per descriptive result a reader cites): the paper's headline
+    results first (accuracy, realness and its Wilcoxon test; Task 2 matches and dominance), then Hu,
+    agreement and the models.
     Each: {"id", "topic", "text"}."""
     ci = float(results.get("options", {}).get("ci", 0.95))
     out: list[dict[str, str]] = []
@@ -365,6 +367,10 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
     for r in t1.get("accuracy", []):
         if r.get("accuracy") is not None:
             add(f"accuracy-{r['source']}", f"Task 1 accuracy, {r['source']}", accuracy_sentence(r, ci))
+    if t1.get("realness"):
+        add("realness-means", "Task 1 realness", realness_sentence(t1["realness"], ci))
+    if t1.get("wilcoxon"):
+        add("realness-wilcoxon", "Task 1 realness test", wilcoxon_sentence(t1["wilcoxon"], ci))
     groups: dict[str, list] = {}
     for r in t1.get("hu", []):
         groups.setdefault(r["source"], []).append(r)
@@ -379,10 +385,6 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
                 add(f"logit-{term['term']}", "Task 1 mixed logit",
                     model_sentence(term, ml, what="Mixed-effects logistic regression of a correct answer",
                                    p_key="p_approx"))
-    if t1.get("realness"):
-        add("realness-means", "Task 1 realness", realness_sentence(t1["realness"], ci))
-    if t1.get("wilcoxon"):
-        add("realness-wilcoxon", "Task 1 realness test", wilcoxon_sentence(t1["wilcoxon"], ci))
     om = t1.get("ordinal_realness")
     if om and om.get("fitted", True) and om.get("coefficients"):
         for term in om["coefficients"]:
