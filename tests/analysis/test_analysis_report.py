@@ -473,3 +473,18 @@ def test_report_never_scrolls_sideways(task1_report, task2_report, chromium_path
                 page.close()
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("zero_method", ["pratt", "wilcox", "zsplit"])
+def test_vectorised_rank_biserial_equals_the_tests_own(zero_method):
+    # independent route: the Wilcoxon function of analysis.stats, one resample at a time
+    import numpy as np
+
+    from analysis.report import rank_biserial_rows
+    from analysis.stats import wilcoxon_signed_rank
+
+    rng = np.random.default_rng(3)
+    d = rng.integers(-3, 4, size=(200, 15)) / 2.0  # many ties and zeros
+    d[0] = 0.0  # all zero: r = 0 by definition
+    want = [wilcoxon_signed_rank(row, zero_method=zero_method)["rank_biserial"] for row in d]
+    assert rank_biserial_rows(d, zero_method) == pytest.approx(want, abs=1e-12)
