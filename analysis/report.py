@@ -497,7 +497,8 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
             if name in T:
                 readable = report_text.readable_table(name, T[name], ci=ci)
                 tabs.append({"title": tt, "name": name, "html": _markup(report_text.table_html(readable)),
-                             "more": name in report_text.SHOWN_COLUMNS})
+                             "more": bool(set(T[name].columns) - set(report_text.SHOWN_COLUMNS.get(name, T[name].columns))
+                                          - {"ci_low", "ci_high", "rank_biserial_ci_low", "rank_biserial_ci_high"})})
         sections.append({"id": sid, "title": title, "text": text, "figures": shown, "tables": tabs})
 
     t1 = res.get("task1", {})

@@ -80,7 +80,7 @@ VALUE_LABELS: dict[str, str] = {
 # Labels that depend on the table.
 TABLE_COLUMN_LABELS: dict[str, dict[str, str]] = {
     "task1_aspects": {"percent": "% of responses"},
-    "task2_match_fractions": {"n": "Responses (labels for all labels)"},
+    "task2_match_fractions": {"n": "n (responses; labels for all labels)"},
 }
 # Columns holding a fraction shown as a percentage, per table.
 PERCENT_COLUMNS: dict[str, set[str]] = {
@@ -100,6 +100,8 @@ SHOWN_COLUMNS: dict[str, list[str]] = {
                         "p_holm", "effect_r", "rank_biserial", "rank_biserial_ci"],
     "task1_realness_distribution": ["source", "label", "score", "count", "percent"],
     "task1_aspects": ["source", "label", "count", "n_responses", "percent"],
+    "task2_agreement": ["reference", "n_answers", "cohen_kappa", "fleiss_kappa_mean", "n_batches_fleiss",
+                        "krippendorff_alpha", "n_units_alpha"],
 }
 
 

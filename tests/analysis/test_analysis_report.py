@@ -488,3 +488,19 @@ def test_vectorised_rank_biserial_equals_the_tests_own(zero_method):
     d[0] = 0.0  # all zero: r = 0 by definition
     want = [wilcoxon_signed_rank(row, zero_method=zero_method)["rank_biserial"] for row in d]
     assert rank_biserial_rows(d, zero_method) == pytest.approx(want, abs=1e-12)
+
+
+def test_flow_diagram_shows_every_count():
+    from analysis.figures import flow_diagram
+
+    flow = {"arrived": 80, "started": 75, "completed": 66, "valid": 60, "rejected": 5, "other": 1,
+            "not_started": {"total": 5, "returned": 2, "expired": 3, "incomplete": 0},
+            "not_completed": {"total": 9, "returned": 3, "expired": 1, "incomplete": 5},
+            "analysed_surveys": 60, "analysed_participants": 58, "analysed_answers": 1044}
+    ax = flow_diagram(flow, title="Task 1")
+    text = "\n".join(t.get_text() for t in ax.texts)
+    for needle in ("n = 80", "n = 75", "n = 66", "n = 60", "Did not start: 5", "returned 2, expired 3",
+                   "Did not complete: 9", "returned 3, expired 1", "incomplete 5", "Rejected (inconsistent): 5",
+                   "other verdict: 1", "60 surveys", "58 participants, 1044 answers"):
+        assert needle in text, needle
+    assert len(ax.patches) == 5 + 3 + 4 + 3  # boxes, side boxes, main arrows, side arrows
