@@ -41,14 +41,16 @@ QUESTION_ROLES = ("emotion", "realness", "aspects", "primary", "secondary")
               help="Question id playing a role when the plan's ids differ from the defaults; ROLE is one of "
                    f"{', '.join(QUESTION_ROLES)} (e.g. --question realness real). Repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing report in --out.")
+@click.option("--pdf", "pdf", is_flag=True,
+              help="Also print report.pdf with Chromium (headless; EMOSTUDY_CHROMIUM or chromium on PATH).")
 def analyze_command(export_dir: Path, out_dir: Path, seed: int, n_boot: int, ci: float, compare, pairing_unit: str,
                     zero_method: str, alternative: str, wilcoxon_method: str, continuity: bool, chance: float | None,
                     verdict_source: str, mixed_models: bool, questions: tuple[tuple[str, str], ...],
-                    overwrite: bool) -> None:
+                    overwrite: bool, pdf: bool = False) -> None:
     """Write the analysis report of EXPORT_DIR (an `emostudy export` folder) into --out."""
     from rich.console import Console
 
-    from analysis.report import AnalysisOptions, analyze
+    from analysis.report import AnalysisOptions, analyze, chromium_or_error, print_pdf
 
     ids = {}
     for role, qid in questions:
@@ -63,12 +65,15 @@ def analyze_command(export_dir: Path, out_dir: Path, seed: int, n_boot: int, ci:
                               mixed_models=mixed_models, **ids)
     console = Console(stderr=True)
     try:
+        chromium = chromium_or_error() if pdf else None  # before minutes of analysis, not after
         result = analyze(export_dir, out_dir, options, overwrite=overwrite, console=console, progress=True)
+        if pdf:
+            print_pdf(out_dir / "report.html", out_dir / "report.pdf", chromium=chromium)
     except AnalysisError as exc:
         raise click.ClickException(str(exc)) from None
     c = result.results["cleaning"]
     click.echo(f"{c['n_answers_used']} answers of {c['n_surveys_valid']} valid surveys analysed; "
-               f"report: {out_dir / 'report.html'}")
+               f"report: {out_dir / 'report.html'}" + (f", {out_dir / 'report.pdf'}" if pdf else ""))
 
 
 @click.group("power")

@@ -156,3 +156,53 @@ def save_figure(fig: Figure, folder: str | Path, name: str) -> dict[str, Path]:
         fig.savefig(p, format=ext, dpi=150, metadata=meta)
         out[ext] = p
     return out
+
+
+def flow_diagram(flow: dict, *, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """CONSORT-style participant flow from :func:`analysis.flow.participant_flow`: the main column
+    arrived -> started -> completed -> valid -> analysed, and to the right of each step the surveys that
+    left there (did not start / did not complete, split into returned, expired and incomplete; rejected as
+    inconsistent). Every number is a count of surveys (assignments) except the analysed box, which also
+    gives participants and answers."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    ax = _new_ax(ax, (7.6, 6.6))
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.axis("off")
+    x_main, w_main, h_main = 24, 40, 12
+    x_side, w_side = 76, 40
+    ys = [92, 71, 50, 29, 8]
+
+    def box(x: float, y: float, w: float, h: float, text: str, face: str, edge: str, size: float) -> None:
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0,rounding_size=1.5",
+                                    facecolor=face, edgecolor=edge, linewidth=1.2))
+        ax.text(x, y, text, ha="center", va="center", fontsize=size, linespacing=1.35)
+
+    def left(d: dict) -> str:
+        return f"returned {d['returned']}, expired {d['expired']}\nincomplete {d['incomplete']}"
+
+    main = [f"Arrived (surveys allocated)\nn = {flow['arrived']}",
+            f"Started the trials\nn = {flow['started']}",
+            f"Completed every trial\nn = {flow['completed']}",
+            f"Valid (consistent repeats)\nn = {flow['valid']}",
+            f"Analysed: {flow['analysed_surveys']} surveys\n{flow['analysed_participants']} participants, "
+            f"{flow['analysed_answers']} answers"]
+    exits = [f"Did not start: {flow['not_started']['total']}\n" + left(flow["not_started"]),
+             f"Did not complete: {flow['not_completed']['total']}\n" + left(flow["not_completed"]),
+             f"Rejected (inconsistent): {flow['rejected']}"
+             + (f"\nother verdict: {flow['other']}" if flow.get("other") else "")]
+    for k, (y, text) in enumerate(zip(ys, main)):
+        box(x_main, y, w_main, h_main, text, "#dfe8f5" if k == len(main) - 1 else "#eef3fa", "#4c72b0", 10)
+    for y0, y1 in zip(ys[:-1], ys[1:]):
+        ax.add_patch(FancyArrowPatch((x_main, y0 - h_main / 2), (x_main, y1 + h_main / 2), arrowstyle="-|>",
+                                     mutation_scale=14, color="#333333", linewidth=1.2, shrinkA=0, shrinkB=0))
+    for k, text in enumerate(exits):
+        y_mid = (ys[k] + ys[k + 1]) / 2
+        h = 12 if "\n" in text else 7
+        box(x_side, y_mid, w_side, h, text, "#fbf1ea", "#dd8452", 9)
+        ax.add_patch(FancyArrowPatch((x_main, y_mid), (x_side - w_side / 2, y_mid), arrowstyle="-|>",
+                                     mutation_scale=12, color="#777777", linewidth=1.1, shrinkA=0, shrinkB=0))
+    if title:
+        ax.set_title(title, fontsize=11)
+    return ax

@@ -21,8 +21,9 @@ from typing import Any, Callable, Literal
 import numpy as np
 import pandas as pd
 
-from analysis import agreement, figures, task1, task2
+from analysis import agreement, figures, paper, report_text, task1, task2
 from analysis.cleaning import Cleaned, clean
+from analysis.flow import participant_flow
 from analysis.errors import AnalysisError, AnalysisOptionError
 from analysis.io import Export, load_export
 from stimuli.emotions import EMOTIONS
@@ -110,10 +111,86 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _fmt_p(p: float | None) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+def rank_biserial_rows(d: np.ndarray, zero_method: str) -> np.ndarray:
+    """The matched-pairs rank-biserial r of :func:`analysis.stats.wilcoxon_signed_rank` for every row of
+    ``d`` (shape (B, n)) at once. Zeros have the smallest |d|, so ranking with them and subtracting their
+    count gives the ranks without them (wilcox); zsplit adds half the zero ranks to both sides."""
+    from scipy.stats import rankdata
+
+    d = np.atleast_2d(np.asarray(d, dtype=float))
+    ranks = rankdata(np.abs(d), axis=1)  # average ranks, zeros included
+    pos, neg, zero = d > 0, d < 0, d == 0
+    if zero_method == "wilcox":
+        ranks = ranks - zero.sum(axis=1, keepdims=True)
+    r_plus = (ranks * pos).sum(axis=1)
+    r_minus = (ranks * neg).sum(axis=1)
+    total = r_plus + r_minus
+    if zero_method == "zsplit":
+        total = total + (ranks * zero).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (r_plus - r_minus) / np.where(total > 0, total, 1), 0.0)
+
+
+def _rank_biserial_ci(d: np.ndarray, *, zero_method: str, n_boot: int, ci: float, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap CI of the matched-pairs rank-biserial correlation, resampling the pairing units
+    (same zero handling as the test)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+    lo, hi = np.nanpercentile(rank_biserial_rows(d[idx], zero_method), [100 * (1 - ci) / 2, 100 * (1 + ci) / 2])
+    return float(lo), float(hi)
+
+
+def stats_pairs(answers: pd.DataFrame, a: str, b: str, unit: str) -> np.ndarray:
+    """The paired realness differences a - b of the Wilcoxon test (same pairing unit)."""
+    from analysis.stats import paired_differences
+
+    return paired_differences(answers, dv="score", within="source", a=a, b=b, unit=unit)["diff"].to_numpy()
+
+
+def _fraction_cis(resp: pd.DataFrame, frac: pd.DataFrame, opt: AnalysisOptions) -> pd.DataFrame:
+    """Bootstrap CIs (participants resampled) of the Task 2 match fractions: the columns ci_low, ci_high."""
+    from analysis.stats import ratio_bootstrap_ci
+
+    r = resp.copy()
+    lows, highs = [], []
+    for k, row in enumerate(frac.itertuples(index=False)):
+        s = r[r["mismatched"]] if row.subset == "mismatched" else r
+        col = task2.MODALITIES[row.modality]
+        if row.counting == "primary":
+            num, den = s[f"primary_match_{row.modality}"].astype(float), pd.Series(1.0, index=s.index)
+        elif row.counting == "primary_or_secondary":
+            num, den = s[f"either_match_{row.modality}"].astype(float), pd.Series(1.0, index=s.index)
+        else:
+            num = s[f"primary_match_{row.modality}"].astype(float) + (s["two_labels"] & (s["secondary"] == s[col]))
+            den = 1.0 + s["two_labels"].astype(float)
+        g = pd.DataFrame({"p": s["participant"], "num": num.astype(float), "den": den}).groupby("p")
+        lo, hi = ratio_bootstrap_ci(g["num"].sum().to_numpy(), g["den"].sum().to_numpy(), n_boot=opt.n_boot,
+                                    ci=opt.ci, random_state=opt.seed + 300 + k)
+        lows.append(lo)
+        highs.append(hi)
+    return frac.assign(ci_low=lows, ci_high=highs)
+
+
+def _aspect_rates(ans: pd.DataFrame, question: str, sources: list[str], opt: AnalysisOptions) -> pd.DataFrame:
+    """Aspect votes without 'none' per source, per response, with a participant bootstrap CI of the rate."""
+    from analysis.stats import ratio_bootstrap_ci
+
+    a = ans[ans["question"] == question]
+    votes = a["answer"].map(lambda v: sum(1 for x in str(v).split(";") if x and x != "none"))
+    rows = []
+    for k, src in enumerate(sources):
+        sel = a["source"] == src
+        if not sel.any():
+            continue
+        g = pd.DataFrame({"p": a.loc[sel, "participant"], "v": votes[sel], "n": 1.0}).groupby("p")
+        lo, hi = ratio_bootstrap_ci(g["v"].sum().to_numpy(), g["n"].sum().to_numpy(), n_boot=opt.n_boot, ci=opt.ci,
+                                    random_state=opt.seed + 500 + k)
+        n = int(sel.sum())
+        rows.append({"source": src, "votes": int(votes[sel].sum()), "n_responses": n,
+                     "rate": float(votes[sel].sum() / n), "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=["source", "votes", "n_responses", "rate", "ci_low", "ci_high"])
 
 
 def compute(export: Export, options: AnalysisOptions | None = None,
@@ -148,6 +225,11 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     out.tables["cleaning_surveys"] = cleaned.surveys
     out.tables["cleaning_counts"] = pd.DataFrame(sorted(cleaned.counts.items()), columns=["count", "value"])
     out.tables["consistency_pairs"] = cleaned.pairs
+    flow = participant_flow(export, cleaned)
+    res["flow"] = flow
+    task_name = {"emotion-realness": "Task 1", "av-mismatch": "Task 2"}.get(export.task, export.task or "study")
+    out.figures["participant_flow"] = figures.flow_diagram(
+        flow, title=f"Participant flow, {task_name}: {res['input']['study'] or 'study'}").figure
     c = cleaned.counts
     max_bad = export.plan["consistency"]["max_inconsistent"]
     rules = "; ".join(f"{r['question']}: {r['kind']} (tolerance {r.get('tolerance', 0)})"
@@ -260,6 +342,10 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             sens = task1.realness_wilcoxon_sensitivity(ans, a, b, question=opt.realness_question,
                                                        alternative=opt.alternative, correction=opt.correction,
                                                        method=opt.wilcoxon_method)
+            d = stats_pairs(ans[ans["question"] == opt.realness_question], a, b, opt.pairing_unit)
+            lo, hi = _rank_biserial_ci(d, zero_method=opt.zero_method, n_boot=opt.n_boot, ci=opt.ci,
+                                       seed=opt.seed + 600)
+            w = w.assign(rank_biserial_ci_low=lo, rank_biserial_ci_high=hi)
             t1.update({"wilcoxon": {**_records(w)[0], "comparison_reason": why},
                        "wilcoxon_sensitivity": _records(sens)})
             out.tables.update({"task1_wilcoxon": w, "task1_wilcoxon_sensitivity": sens})
@@ -302,6 +388,9 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         res.setdefault("task1", {}).update({"aspects": _records(asp),
                                             "aspect_totals_excluding_none": {k: int(v) for k, v in totals.items()}})
         out.tables["task1_aspects"] = asp
+        rates = _aspect_rates(ans, opt.aspects_question, task1.source_order(asp["source"]), opt)
+        res["task1"]["aspect_rates"] = _records(rates)
+        out.tables["task1_aspect_rates"] = rates
         out.figures["task1_aspects"] = figures.aspect_bars(asp).figure
         out.methods.append("Improvement aspects: each multi-choice answer is split at ';' and every chosen option "
                            "counted once per answer ('none' is an option); totals exclude 'none'.")
@@ -318,6 +407,16 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                          for cnt in ("primary", "primary_or_secondary")], ignore_index=True)
         from analysis.stats import holm
         dom["p_holm"] = holm(dom["p"].to_numpy())
+        rb = [_rank_biserial_ci(task2.dominance_per_participant(resp, counting=cnt)["diff"].to_numpy(),
+                                zero_method=opt.zero_method, n_boot=opt.n_boot, ci=opt.ci, seed=opt.seed + 700 + k)
+              for k, cnt in enumerate(dom["counting"])]
+        dom["rank_biserial_ci_low"] = [lo for lo, _ in rb]
+        dom["rank_biserial_ci_high"] = [hi for _, hi in rb]
+        frac = _fraction_cis(resp, frac, opt)
+        g2 = resp.groupby("participant")["two_labels"]
+        from analysis.stats import ratio_bootstrap_ci
+        two_ci = ratio_bootstrap_ci(g2.sum().to_numpy(), g2.size().to_numpy(), n_boot=opt.n_boot, ci=opt.ci,
+                                    random_state=opt.seed + 400)
         per = task2.dominance_per_participant(resp)
         resp_long = resp.rename(columns={"primary": "answer"})
         hu_rows = []
@@ -334,7 +433,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                           for m, col in task2.MODALITIES.items()], ignore_index=True)
         res["task2"] = {"label_counts": task2.label_counts(resp), "match_fractions": _records(frac),
                         "confusion": _records(cm2), "dominance": _records(dom), "hu": _records(hu2_t),
-                        "agreement": _records(agr2), "hu_pooled": _records(hu2_pool)}
+                        "agreement": _records(agr2), "hu_pooled": _records(hu2_pool),
+                        "two_labels_ci": _jsonable(list(two_ci))}
         out.tables.update({"task2_confusion": cm2, "task2_match_fractions": frac, "task2_dominance": dom,
                            "task2_dominance_per_participant": per, "task2_hu": hu2_t, "task2_agreement": agr2,
                            "task2_hu_pooled": hu2_pool})
@@ -361,6 +461,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                             f"{opt.aspects_question}, {opt.primary_question}) has valid answers; check the answers' question "
                             "ids (--question ROLE ID) and the cleaning counts")
     res["methods"] = out.methods
+    res["sentences"] = report_text.sentences(res)
+    res["paper_comparison"] = paper.comparison(res, export.plan)
     return out
 
 
@@ -374,106 +476,98 @@ def _png_base64(fig: Any, png: Path | None = None) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>{{ title }}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; height: auto; } .methods p { line-height: 1.45; } code { background: #f5f5f5; }
-</style></head>
-<body>
-<h1>{{ title }}</h1>
-<p>Study <code>{{ study }}</code>, task <code>{{ task }}</code>. Every number is also in <code>results.json</code>;
-tables are in <code>tables/</code>, figures (PNG, PDF) in <code>figures/</code>.</p>
-{% for w in warnings %}<p><strong>Note:</strong> {{ w }}</p>{% endfor %}
-<h2>Methods</h2>
-<div class="methods">{% for p in methods %}<p>{{ p }}</p>{% endfor %}</div>
-<h2>Exclusions</h2>
-{{ counts_table }}
-{% for section in sections %}
-<h2>{{ section.title }}</h2>
-{% if section.text %}<p>{{ section.text }}</p>{% endif %}
-{% for fig in section.figures %}<figure>
-<img alt="{{ fig.alt }}" width="{{ fig.width }}" src="data:image/png;base64,{{ fig.data }}">
-<figcaption>{{ fig.alt }}</figcaption></figure>{% endfor %}
-{% for t in section.tables %}<h3>{{ t.title }}</h3>{{ t.html }}{% endfor %}
-{% endfor %}
-</body></html>
-"""
+def _figure_entry(analysis: Analysis, name: str, alt: str, figure_dir: Path | None) -> dict[str, Any]:
+    data = _png_base64(analysis.figures[name], figure_dir / f"{name}.png" if figure_dir else None)
+    # PNGs are 150 dpi: show them at 100 CSS px per inch (the IHDR width is bytes 16-20).
+    width = int.from_bytes(base64.b64decode(data[:32])[16:20], "big") * 2 // 3
+    return {"alt": alt, "data": data, "width": width}
 
 
-def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, escape=True)
+def _flow_text(flow: dict[str, Any]) -> str:
+    left = lambda d: f"{d['returned']} returned, {d['expired']} expired, {d['incomplete']} incomplete"
+    text = (f"Of {flow['arrived']} surveys (assignments) allocated, {flow['started']} were started and "
+            f"{flow['completed']} completed; {flow['not_started']['total']} were never started ({left(flow['not_started'])}) "
+            f"and {flow['not_completed']['total']} were left before the end ({left(flow['not_completed'])}). "
+            f"Of the completed surveys {flow['valid']} were valid and {flow['rejected']} rejected as inconsistent "
+            f"(verdicts: {flow['verdict_source']}). Analysed: {flow['analysed_surveys']} surveys of "
+            f"{flow['analysed_participants']} participants, {flow['analysed_answers']} answers.")
+    if not flow["status_known"]:
+        text += (" The export has no participant status (participants.csv without a status column), so returned and "
+                 "expired surveys are counted as incomplete.")
+    return text
 
 
 def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
-    """The self-contained report (figures embedded as base64 PNG, no scripts, no external resources).
-    ``figure_dir``: where :func:`write_outputs` saved the PNGs (reused instead of drawing again)."""
+    """The self-contained report (figures embedded as base64 PNG, CSS and the copy-button script inline, no
+    external resources). ``figure_dir``: where :func:`write_outputs` saved the PNGs (reused instead of
+    drawing again)."""
     import jinja2
+
+    from analysis.report_template import CSS, SCRIPT, TEMPLATE
 
     res = analysis.results
     T = analysis.tables
+    ci = float(res["options"]["ci"])
     sections = []
 
-    def sec(title: str, figs: list[tuple[str, str]], tables: list[tuple[str, str]], text: str = "") -> None:
-        shown = []
-        for name, alt in figs:
-            if name in analysis.figures:
-                data = _png_base64(analysis.figures[name], figure_dir / f"{name}.png" if figure_dir else None)
-                # PNGs are 150 dpi: show them at 100 CSS px per inch (the IHDR width is bytes 16-20).
-                width = int.from_bytes(base64.b64decode(data[:32])[16:20], "big") * 2 // 3
-                shown.append({"alt": alt, "data": data, "width": width})
-        sections.append({"title": title, "text": text, "figures": shown,
-                         "tables": [{"title": tt, "html": _table_html(T[name])} for name, tt in tables if name in T]})
+    def sec(sid: str, title: str, figs: list[tuple[str, str]], tables: list[tuple[str, str]], text: str = "") -> None:
+        shown = [_figure_entry(analysis, name, alt, figure_dir) for name, alt in figs if name in analysis.figures]
+        tabs = []
+        for name, tt in tables:
+            if name in T:
+                readable = report_text.readable_table(name, T[name], ci=ci)
+                tabs.append({"title": tt, "name": name, "html": _markup(report_text.table_html(readable)),
+                             "more": bool(set(T[name].columns) - set(report_text.SHOWN_COLUMNS.get(name, T[name].columns))
+                                          - {"ci_low", "ci_high", "rank_biserial_ci_low", "rank_biserial_ci_high"})})
+        sections.append({"id": sid, "title": title, "text": text, "figures": shown, "tables": tabs})
 
     t1 = res.get("task1", {})
     if "accuracy" in t1:
-        acc_txt = "; ".join(f"{r['source']} {100 * r['accuracy']:.1f}% (CI {100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}%, "
-                            f"binomial p {_fmt_p(r['binom_p'])})" for r in t1["accuracy"] if r["accuracy"] is not None)
-        sec("Task 1: emotion classification",
+        sec("task1-emotion", "Task 1: emotion classification",
             [("task1_confusion", "Confusion matrices per source (row %)"), ("task1_accuracy", "Accuracy per source")],
             [("task1_accuracy", "Accuracy per source"), ("task1_hu", "Unbiased hit rate Hu per emotion"),
              ("task1_agreement", "Agreement"), ("task1_accuracy_all", "Accuracy, all sources pooled"),
              ("task1_hu_pooled", "Hu and chance pc from the pooled confusion table (per source and ALL)"),
-             ("task1_agreement_all", "Agreement, all sources pooled"), ("task1_mixed_logit", "Mixed-effects logistic regression (fixed effects)")],
-            text=f"Accuracy: {acc_txt}.")
+             ("task1_agreement_all", "Agreement, all sources pooled"), ("task1_mixed_logit", "Mixed-effects logistic regression (fixed effects)")])
     if "realness" in t1:
         w = t1["wilcoxon"]
-        text = ("No comparison: a single source." if w is None else
-                f"{w['comparison_reason']}. {w['a']} - {w['b']} ({w['unit']} pairing, {w['zero_method']}): "
-                f"n = {w['n']}, zeros = {w['n_zeros']}, R+ = {w['r_plus']:g}, R- = {w['r_minus']:g}, "
-                f"z = {w['z']:.3f}, p = {_fmt_p(w['p'])} ({w['alternative']}), r = {w['effect_r'] or 0:.3f}.")
-        sec("Task 1: realness",
+        sec("task1-realness", "Task 1: realness",
             [("task1_realness", "Realness ratings per source")],
             [("task1_realness", "Realness per source"), ("task1_realness_distribution", "Distribution"),
              ("task1_wilcoxon", "Wilcoxon signed-rank test"), ("task1_wilcoxon_sensitivity", "Sensitivity of the test"),
              ("task1_ordinal_realness", "Ordinal (cumulative logit) model")],
-            text=text)
+            text="No comparison: a single source." if w is None else f"{w['comparison_reason']}.")
     if "aspects" in t1:
-        sec("Task 1: aspects to improve", [("task1_aspects", "Aspects to improve per source")],
-            [("task1_aspects", "Aspect counts")])
+        sec("task1-aspects", "Task 1: aspects to improve", [("task1_aspects", "Aspects to improve per source")],
+            [("task1_aspects", "Aspect counts"), ("task1_aspect_rates", "Aspect votes per response (without 'none')")])
     if "task2" in res:
         lc = res["task2"]["label_counts"]
-        sec("Task 2: mismatched audio and visual emotions",
+        sec("task2", "Task 2: mismatched audio and visual emotions",
             [("task2_confusion", "Primary label vs visual (top) and audio (bottom) emotion"),
              ("task2_match", "Match fractions")],
-            [("task2_match_fractions", "Match fractions"), ("task2_dominance", "Visual vs audio dominance (per participant)"),
+            [("task2_match_fractions", "Labels matching the visual / audio emotion"),
+             ("task2_dominance", "Visual vs audio dominance (per participant)"),
              ("task2_hu", "Unbiased hit rate Hu"),
              ("task2_hu_pooled", "Hu and chance pc from the pooled confusion table"), ("task2_agreement", "Agreement")],
             text=(f"{lc['n_two_labels']} of {lc['n_responses']} responses have two distinct labels; "
                   f"{lc['n_secondary_equal_primary']} repeat the primary as secondary; {lc['n_mismatched']} responses "
                   f"are to mismatched videos."))
-    counts = pd.DataFrame(sorted(res["cleaning"].items()), columns=["count", "value"])
+    paper_cmp = res.get("paper_comparison")
+    paper_ctx = None
+    if paper_cmp:
+        rows = pd.DataFrame(paper_cmp["rows"], columns=["measure", "paper", "ours", "ours_ci", "note"])
+        rows.columns = [report_text.column_label(c, ci) for c in rows.columns]
+        paper_ctx = {"notes": paper_cmp["notes"], "html": _markup(report_text.table_html(rows, []))}
+    flow = res["flow"]
+    flow_fig = (_figure_entry(analysis, "participant_flow", "Participant flow: surveys from arrival to the analysed "
+                              "sample (CONSORT-style)", figure_dir) if "participant_flow" in analysis.figures else None)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_TEMPLATE).render(
+    return env.from_string(TEMPLATE).render(
         title=f"emostudy report: {res['input']['study'] or 'study'}", study=res["input"]["study"],
         task=res["input"]["task"], warnings=res["input"]["warnings"], methods=analysis.methods,
-        counts_table=_markup(_table_html(counts)),
-        sections=[{**s, "tables": [{"title": t["title"], "html": _markup(t["html"])} for t in s["tables"]]}
-                  for s in sections])
+        sentences=res["sentences"], flow_figure=flow_fig, flow_text=_flow_text(flow), paper=paper_ctx,
+        counts_table=_markup(report_text.table_html(report_text.exclusions_table(res["cleaning"]), ["n", "%"])),
+        sections=sections, css=_markup(CSS), script=_markup(SCRIPT))
 
 
 def _markup(html: str) -> Any:
@@ -543,3 +637,63 @@ def analyze(export_dir: str | Path, out_dir: str | Path, options: AnalysisOption
         write_outputs(analysis, out_dir, overwrite=overwrite)
         bar.update(task, description="done")
     return analysis
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--no-pdf-header-footer")
+
+
+def find_chromium() -> str | None:
+    """The Chromium that prints the PDF: $EMOSTUDY_CHROMIUM, else the first of CHROMIUM_NAMES on PATH, else
+    /usr/bin/chromium (Debian's, the one the browser tests use); None when there is none."""
+    import os
+    import shutil
+
+    env = os.environ.get("EMOSTUDY_CHROMIUM")
+    if env:
+        return env if Path(env).is_file() else None
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+
+
+def chromium_or_error() -> str:
+    """:func:`find_chromium` or an :class:`AnalysisError` that says how to get one (or print by hand)."""
+    import os
+
+    found = find_chromium()
+    if found is None:
+        where = (f"EMOSTUDY_CHROMIUM={os.environ['EMOSTUDY_CHROMIUM']} is not a file" if os.environ.get("EMOSTUDY_CHROMIUM")
+                 else f"none of {', '.join(CHROMIUM_NAMES)} is on PATH and /usr/bin/chromium does not exist")
+        raise AnalysisError(f"--pdf prints the report with Chromium, but {where}. Install it (Debian/Ubuntu: "
+                            f"apt-get install chromium) or set EMOSTUDY_CHROMIUM to its path; or leave out --pdf, "
+                            f"open report.html in a browser and print it to PDF (the print stylesheet gives the "
+                            f"same pages).")
+    return found
+
+
+def print_pdf(html: str | Path, pdf: str | Path, *, chromium: str | None = None, timeout: float = 300) -> Path:
+    """Print ``html`` to ``pdf`` with headless Chromium (A4, the report's print stylesheet, no header or
+    footer). Chromium runs with a throwaway profile; its output is shown when it fails."""
+    import subprocess
+    import tempfile
+
+    exe = chromium or chromium_or_error()
+    html, pdf = Path(html).resolve(), Path(pdf).resolve()
+    with tempfile.TemporaryDirectory(prefix="emostudy-pdf-") as profile:
+        tmp = pdf.with_name(f".{pdf.name}.part")
+        argv = [exe, *CHROMIUM_ARGS, f"--user-data-dir={profile}", f"--print-to-pdf={tmp}", html.as_uri()]
+        try:
+            subprocess.run(argv, check=True, capture_output=True, text=True, timeout=timeout)
+        except subprocess.CalledProcessError as exc:
+            raise AnalysisError(f"Chromium ({exe}) could not print {html} (exit code {exc.returncode}): "
+                                f"{(exc.stderr or exc.stdout or '').strip()[-2000:]}") from None
+        except subprocess.TimeoutExpired:
+            raise AnalysisError(f"Chromium ({exe}) did not print {html} within {timeout:g} s") from None
+        if not tmp.is_file() or tmp.read_bytes()[:4] != b"%PDF":
+            raise AnalysisError(f"Chromium ({exe}) wrote no PDF for {html}; print report.html from a browser instead")
+        tmp.replace(pdf)
+    return pdf

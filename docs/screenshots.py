@@ -1,8 +1,9 @@
-"""Make the README's screenshots from a real demo: the participant trial page, the admin dashboard and a
-report figure.
+"""Make the README's screenshots from a real demo: the participant trial page, the admin dashboard, the
+top of a report and a report figure.
 
     python docs/screenshots.py                      # builds a small demo in a temporary folder
     python docs/screenshots.py --dir emostudy-demo  # reuses a demo folder (built if it has no report yet)
+    python docs/screenshots.py --dir emostudy-demo --report-only   # only the two report images
 
 What it does, in order:
 
@@ -14,12 +15,14 @@ What it does, in order:
    the familiarisation examples, ``--answered`` trials, then stops mid-trial with the video shown and
    answers selected, and takes the screenshot;
 4. logs in to the admin pages with the password in ``DIR/instance/admin_password`` and takes the dashboard;
-5. copies one report figure (``reports/<task1 report>/figures/<--figure>.png``).
+5. opens the Task 1 report (``reports/<task1 report>/report.html``) and shoots its top (title, contents and
+   the results in words) at ``--width``;
+6. copies one report figure (``reports/<task1 report>/figures/<--figure>.png``).
 
 The screenshot participant is a real arrival: it stays in the demo database as one more active (then
 expired) assignment of the study, next to the simulated ones. Writes ``OUT/participant-trial.png``,
-``OUT/admin-dashboard.png`` and ``OUT/report-figure.png`` (default ``OUT``: ``docs/img``) and prints their
-sizes; PNGs over ``--max-kb`` are re-encoded with a reduced palette.
+``OUT/admin-dashboard.png``, ``OUT/report.png`` and ``OUT/report-figure.png`` (default ``OUT``: ``docs/img``)
+and prints their sizes (``--report-only``: the last two, no server); PNGs over ``--max-kb`` are re-encoded with a reduced palette.
 """
 
 from __future__ import annotations
@@ -163,6 +166,22 @@ def pick_figure(root: Path, name: str) -> Path:
                           f"{', '.join(sorted({f.stem for f in figures})) or 'none'} (choose one with --figure)")
 
 
+def pick_report(root: Path) -> Path:
+    """The newest Task 1 report of the demo (else the newest report)."""
+    reports = sorted(root.glob("reports/*/report.html"))
+    task1 = [r for r in reports if r.parent.name.startswith("task1")]
+    if not reports:
+        raise ScreenshotError(f"no report under {root}/reports/; build the demo with --simulate first")
+    return (task1 or reports)[-1]
+
+
+def shoot_report(page, report: Path, out: Path, height: int = 1250) -> None:
+    """The top of the report: title, contents and the first sentences of the results in words."""
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": height})
+    page.goto(report.resolve().as_uri())
+    page.screenshot(path=str(out), full_page=False)
+
+
 def shrink_png(path: Path, max_kb: int) -> None:
     """Re-encode ``path`` with an adaptive 256-colour palette when it is larger than ``max_kb``."""
     if path.stat().st_size <= max_kb * 1024:
@@ -174,23 +193,28 @@ def shrink_png(path: Path, max_kb: int) -> None:
     small.save(path, optimize=True)
 
 
-def run(root: Path, out: Path, *, study: str, answered: int, figure: str, max_kb: int, width: int) -> list[Path]:
+def run(root: Path, out: Path, *, study: str, answered: int, figure: str, max_kb: int, width: int,
+        report_only: bool = False) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).is_file():
         raise ScreenshotError(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "participant-trial.png", out / "admin-dashboard.png", out / "report-figure.png"]
-    with demo_server(root) as (base, password, secret), sync_playwright() as pw:
+    shots = [out / "participant-trial.png", out / "admin-dashboard.png"]
+    written = ([] if report_only else shots) + [out / "report.png", out / "report-figure.png"]
+    with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": 800})
-            shoot_participant(page, base, study, secret, answered, written[0])
-            admin = browser.new_page(viewport={"width": width, "height": 360})
-            shoot_admin(admin, base, password, written[1])
+            if not report_only:
+                with demo_server(root) as (base, password, secret):
+                    page = browser.new_page(viewport={"width": width, "height": 800})
+                    shoot_participant(page, base, study, secret, answered, shots[0])
+                    admin = browser.new_page(viewport={"width": width, "height": 360})
+                    shoot_admin(admin, base, password, shots[1])
+            shoot_report(browser.new_page(viewport={"width": width, "height": 800}), pick_report(root), written[-2])
         finally:
             browser.close()
-    shutil.copyfile(pick_figure(root, figure), written[2])
+    shutil.copyfile(pick_figure(root, figure), written[-1])
     for path in written:
         shrink_png(path, max_kb)
     return written
@@ -209,13 +233,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="Stem of the report figure to copy (reports/*/figures/STEM.png).")
     parser.add_argument("--width", type=int, default=1100, help="Browser window width (px).")
     parser.add_argument("--max-kb", type=int, default=300, help="Re-encode PNGs larger than this.")
+    parser.add_argument("--report-only", action="store_true",
+                        help="Only the report images (report.png, report-figure.png); no server, no participant.")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="emostudy-shots-") as tmp:
         root = args.dir if args.dir is not None else Path(tmp) / "demo"
         try:
             ensure_demo(root, args.simulate)
             written = run(root, args.out, study=args.study, answered=args.answered, figure=args.figure,
-                          max_kb=args.max_kb, width=args.width)
+                          max_kb=args.max_kb, width=args.width, report_only=args.report_only)
         except (ScreenshotError, subprocess.CalledProcessError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
