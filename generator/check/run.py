@@ -91,9 +91,9 @@ def _photo_index(faces: Iterable[str | os.PathLike]) -> dict[str, Path]:
     index: dict[str, Path] = {}
     for f in faces:
         p = Path(f)
-        files = sorted(q for q in p.rglob("*") if q.suffix.lower() in PHOTO_SUFFIXES) if p.is_dir() else [p]
+        files = sorted(p.rglob("*")) if p.is_dir() else [p]
         for q in files:
-            if q.is_file():
+            if q.is_file() and q.suffix.lower() in PHOTO_SUFFIXES:  # a face video's clips use their first frame
                 index.setdefault(sha256_file(q), q)
     return index
 
