@@ -1,7 +1,8 @@
 """`emostudy demo`: the whole product on this machine, on the embedded default (SQLite, local files).
 
     inputs (shipped photos + espeak-ng speech) -> two stimulus sets (training-free renderer, or the neural
-    generator with --checkpoint) -> two study plans (the paper's Task 1 and Task 2 on these sets) -> SQLite
+    generator with --checkpoint) -> a machine check of each set (emostudy check: SET/qc/qc.html, linked from
+    the reports page) -> two study plans (the paper's Task 1 and Task 2 on these sets) -> SQLite
     database -> a local server (links printed) | --simulate N: simulated participants over HTTP, export,
     analysis reports
 

@@ -9,6 +9,7 @@ documented in docs/running-a-study.md) and the per-frame curves for its contact 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,11 +108,20 @@ class ClipChecker:
         from generator.errors import InputError
         from generator.mediaio import read_video
 
+        cpu = {}  # CPU seconds of each stage in this process (bench/bench_check.py reports them per frame)
+        tick = [time.process_time()]
+
+        def lap(stage: str) -> None:
+            now = time.process_time()
+            cpu[stage] = cpu.get(stage, 0.0) + now - tick[0]
+            tick[0] = now
+
         frames, fps = read_video(job.media)  # InputError names the file when it cannot be decoded
         try:
             audio, rate = read_audio(job.media)
         except InputError:
             audio, rate = None, None  # a silent clip: no lip sync
+        lap("decode")
         T = len(frames)
         lms = np.full((T, 68, 2), np.nan)
         boxes: list[tuple[int, int, int, int] | None] = [None] * T
@@ -128,6 +138,7 @@ class ClipChecker:
             ok_plausible += M.plausible(lm, box, prev)
             prev = lm
         found_idx = [t for t in range(T) if boxes[t] is not None]
+        lap("faces_landmarks")
         rec: dict[str, Any] = {"n_frames": T, "fps": fps, "face_fraction": len(found_idx) / T,
                                "landmark_plausible_fraction": ok_plausible / T}
 
@@ -148,6 +159,7 @@ class ClipChecker:
             dists = [float(np.linalg.norm(self._descriptor(frames[t], lms[t]) - ref_desc)) for t in ts]
             ident.update(distance_mean=float(np.mean(dists)), distance_max=float(np.max(dists)), frames=ts)
         rec["identity_check"] = ident
+        lap("identity")
 
         # Expression measures relative to rest: per clip, the mean over the frames with a face.
         expr = M.expression_measures(lms, rest_lm) if rest_lm is not None else {}
@@ -161,6 +173,7 @@ class ClipChecker:
         ls["expected"] = bool(job.lipsync_expected and audio is not None)
         ls["mouth_motion"] = _finite(np.nanstd(mouth)) if found_idx else None
         rec["lipsync"] = ls
+        lap("expression_lipsync")
 
         # The emotion rater on every frame with a face.
         if found_idx:
@@ -175,6 +188,8 @@ class ClipChecker:
         else:
             rec["rater"] = {"probs": None, "top": None, "intended": EMOTION_TO_FER.get(job.intended or ""),
                             "intended_prob": None}
+        lap("rater")
+        rec["cpu_s"] = {k: round(v, 4) for k, v in cpu.items()}
         curves = {"mouth": mouth, "envelope": env, "frames": frames, "fps": np.float64(fps)}
         return rec, curves
 

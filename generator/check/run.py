@@ -149,8 +149,10 @@ def _measure(job: ClipJob) -> tuple[str, dict[str, Any] | None, str | None, floa
         return job.stimulus_id, None, f"{job.media}: media file not found", time.perf_counter() - t0
     try:
         rec, curves = _CHECKER.check(job)
+        c0 = time.process_time()
         contact_sheet(job.sheet, curves["frames"], curves["mouth"], curves["envelope"], float(curves["fps"]),
                       n=_CHECKER.settings.sheet_frames, title=job.title, lag=rec["lipsync"]["lag_frames"])
+        rec["cpu_s"]["contact_sheet"] = round(time.process_time() - c0, 4)
     except (GeneratorError, OSError, ValueError) as exc:
         msg = str(exc)
         if str(job.media) not in msg:
