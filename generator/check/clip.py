@@ -223,7 +223,7 @@ def contact_sheet(path: Path, frames: np.ndarray, mouth: np.ndarray, envelope: n
     ax.set_xlim(0, max(time[-1], 1e-3))
     ax.tick_params(labelsize=7)
     ax.set_xlabel("s" + (f"   (best lag {lag:+d} frames)" if lag is not None else ""), fontsize=7)
-    ax.legend(fontsize=6, loc="upper right", frameon=False)
+    ax.legend(fontsize=6, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False, borderaxespad=0.1)
     fig.suptitle(title, fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
