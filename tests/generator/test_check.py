@@ -171,3 +171,12 @@ def test_check_set_reports_a_corrupt_clip_resumes_and_records_in_the_manifest(tm
                      settings=MeasureSettings(identity_frames=1), thresholds=Thresholds(max_sync_lag=12, min_rater_prob=0.0))
     assert rep2.reused == 2 and rep2.measured == 1
     assert not {r["stimulus_id"]: r for r in rep2.records}["c-delayed"]["flagged"]
+
+
+def test_check_command_names_a_missing_manifest(tmp_path):
+    from click.testing import CliRunner
+
+    from emostudy.cli import main
+
+    r = CliRunner().invoke(main, ["check", str(tmp_path)])
+    assert r.exit_code != 0 and "no manifest here" in r.output and str(tmp_path) in r.output
