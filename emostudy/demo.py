@@ -1,7 +1,8 @@
 """`emostudy demo`: the whole product on this machine, on the embedded default (SQLite, local files).
 
     inputs (shipped photos + espeak-ng speech) -> two stimulus sets (training-free renderer, or the neural
-    generator with --checkpoint) -> two study plans (the paper's Task 1 and Task 2 on these sets) -> SQLite
+    generator with --checkpoint) -> a machine check of each set (emostudy check: SET/qc/qc.html, linked from
+    the reports page) -> two study plans (the paper's Task 1 and Task 2 on these sets) -> SQLite
     database -> a local server (links printed) | --simulate N: simulated participants over HTTP, export,
     analysis reports
 
@@ -118,6 +119,13 @@ def build(paths: DemoPaths, *, checkpoint: Path | None, seed: int, echo: Callabl
                                         "--source", main_source, "--repeats", "2", "--name", "demo-task2",
                                         "--out", str(paths.sets / "task2")])
     for task in TASKS:
+        # The machine check between generate and plan (issue 17): SET/qc/qc.html, linked from the reports page.
+        # Keyed on the clips themselves (the check writes its results into the manifest).
+        rows = json.loads((paths.sets / task / "manifest.json").read_text(encoding="utf-8"))["stimuli"]
+        clips = sorted((r["stimulus_id"], r["sha256"]) for r in rows)
+        pipe.step(f"check-{task}", _digest(clips), [*emo, "check", str(paths.sets / task), "--faces", str(paths.faces),
+                                                    "--jobs", "0"])
+    for task in TASKS:
         spec = paths.specs / f"demo-{task}.toml"
         text = _spec_text(task, "OURS" if checkpoint else ("FULL" if task == "task1" else "WARP"))
         if not spec.is_file() or spec.read_text(encoding="utf-8") != text:
@@ -228,6 +236,8 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
         reports.append(report / "report.html")
     index = paths.reports / "index.html"
     links = "".join(f'<li><a href="{p.parent.name}/report.html">{p.parent.name}</a></li>' for p in reports)
+    links += "".join(f'<li><a href="../sets/{task}/qc/qc.html">stimulus check (machine QC) of the {task} set</a></li>'
+                     for task in TASKS if (paths.sets / task / "qc" / "qc.html").is_file())
     atomic_write_bytes(index, (f"<!doctype html><meta charset='utf-8'><title>emostudy demo reports</title>"
                                f"<h1>emostudy demo reports</h1><ul>{links}</ul>").encode())
     return reports

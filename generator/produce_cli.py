@@ -56,11 +56,16 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--name", default=None, help="Name of the set (default: the folder's name).")
 @click.option("--dry-run", is_flag=True, help="List the jobs (and which are already done) and stop.")
 @click.option("--out", type=click.Path(), default=None, help="Output folder of the set.")
+@click.option("--check", "run_check", is_flag=True,
+              help="Then check the set by machine (`emostudy check SET --faces ...`; report in SET/qc).")
 @click.pass_context
 def generate_command(ctx: click.Context, **kw: Any) -> None:
     """Produce a whole stimulus set from faces and speech (resumable; see --dry-run)."""
     if ctx.invoked_subcommand is not None:
         return
+    run_check = kw.pop("run_check")
+    if run_check and kw["shard"]:
+        raise click.UsageError("--check checks a whole set: run `emostudy check SET` after `generate merge`")
     from generator import produce as P
 
     if not kw["design"]:
@@ -114,6 +119,21 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
     if summary.failed:
         click.echo(f"{summary.failed} of {summary.total} items failed", err=True)
         ctx.exit(1)
+    if run_check:
+        import os
+
+        from rich.console import Console
+
+        from generator.check.cli import print_summary
+        from generator.check.run import check_set
+
+        console = Console(highlight=False, soft_wrap=True)
+        try:
+            report = check_set(kw["out"], jobs=kw["workers"] or os.cpu_count() or 1,
+                               faces=kw["faces"], console=console)
+        except (GeneratorError, StimuliError) as exc:
+            raise _fail(exc) from None
+        print_summary(console, report)
 
 
 @generate_command.command(name="merge")

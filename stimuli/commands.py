@@ -93,7 +93,9 @@ def import_crema_command(folder: Path, out: Path, source: str, size_variant: str
 @click.option("--seed", required=True, type=click.IntRange(min=0), help="Seed of every random choice.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="plan.json to write.")
 @click.option("--force", is_flag=True, help="Replace an existing, different plan file.")
-def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path, force: bool) -> None:
+@click.option("--exclude-flagged", is_flag=True,
+              help="Leave out the clips that `emostudy check` flagged (the plan's notes say how many and why).")
+def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path, force: bool, exclude_flagged: bool) -> None:
     """Compile a study spec + stimulus set + seed into a study plan (JSON). Same inputs, same bytes."""
     from stimuli.manifest import load_manifest
     from stimuli.plan import compile_plan, plan_to_bytes, write_plan
@@ -103,7 +105,7 @@ def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path, force: boo
     try:
         spec = load_spec(spec_name)
         manifest = load_manifest(set_dir, check_media=True)
-        plan = compile_plan(spec, manifest, seed)
+        plan = compile_plan(spec, manifest, seed, exclude_flagged=exclude_flagged)
         data = plan_to_bytes(plan)
         if out.exists() and out.read_bytes() != data and not force:
             raise click.ClickException(f"{out} exists and holds a different plan; pass --force to replace it "

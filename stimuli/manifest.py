@@ -4,13 +4,18 @@ A stimulus set is a folder holding ``manifest.json`` and the media files it name
 folder). The file is JSON so that provenance parameters keep their types::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "name": "demo-task2",
       "description": "...",
       "stimuli": [ {row}, ... ]
     }
 
-Row fields (``Stimulus``): see the dataclass below. Every error names the manifest file, the row (its
+Row fields (``Stimulus``): see the dataclass below.
+
+Schema versions: 2 adds the optional row field ``check`` (the results of ``emostudy check``: at least
+``flagged`` and ``reasons``). A manifest is written with the lowest version that holds its content (1
+while no row has check results), so that the bytes, and therefore the sha256 that plans record, of a
+set made before version 2 do not change; both versions load. Every error names the manifest file, the row (its
 1-based number and its stimulus_id) and the field, and says how to fix it.
 """
 
@@ -31,7 +36,8 @@ from typing import Any, Iterable
 from stimuli.emotions import EMOTIONS, parse_emotion
 from stimuli.errors import ManifestError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -76,9 +82,18 @@ class Stimulus:
     visual_blend: dict[str, float] | None = None
     provenance: Provenance = field(default_factory=lambda: Provenance(backend="unknown"))
     extra: dict[str, Any] = field(default_factory=dict)
+    # Results of `emostudy check` (schema version 2): {"flagged": bool, "reasons": [str, ...], measures...}
+    check: dict[str, Any] | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.check and self.check.get("flagged"))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["check"] is None:
+            del d["check"]  # an unchecked row reads as in schema version 1
+        return d
 
 
 _REQUIRED = ("stimulus_id", "media", "sha256", "duration_s", "fps", "width", "height",
@@ -119,7 +134,7 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": SCHEMA_VERSION if any(s.check is not None for s in self.stimuli) else 1,
             "name": self.name,
             "description": self.description,
             "stimuli": [s.to_dict() for s in self.stimuli],
@@ -236,6 +251,14 @@ def stimulus_from_dict(data: dict[str, Any], *, where: str = "manifest", row: in
     extra = data.get("extra") or {}
     if not isinstance(extra, dict):
         raise fail("extra", "must be an object")
+    check = data.get("check")
+    if check is not None:
+        if not isinstance(check, dict) or not isinstance(check.get("flagged"), bool):
+            raise fail("check", "must be an object with a boolean 'flagged' (written by `emostudy check`); "
+                                "re-run the check or remove the field")
+        reasons = check.get("reasons", [])
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            raise fail("check", f"'reasons' {reasons!r} must be a list of strings")
     return Stimulus(
         stimulus_id=sid,
         media=Path(media).as_posix(),
@@ -256,6 +279,7 @@ def stimulus_from_dict(data: dict[str, Any], *, where: str = "manifest", row: in
         visual_blend=blend,
         provenance=Provenance(backend=prov["backend"], checkpoint_sha256=ck, seed=seed, parameters=dict(params)),
         extra=dict(extra),
+        check=dict(check) if check is not None else None,
     )
 
 
@@ -303,8 +327,11 @@ def load_manifest(path: str | os.PathLike, *, check_media: bool = True) -> Manif
     if not isinstance(data, dict) or "stimuli" not in data:
         raise ManifestError(f"{p}: expected an object with a 'stimuli' list")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ManifestError(f"{p}: field 'schema_version' is {version!r}; this emostudy reads version {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        raise ManifestError(f"{p}: field 'schema_version' is {version!r}; this emostudy reads versions "
+                            f"{', '.join(map(str, READABLE_VERSIONS))}")
+    if version == 1 and any(isinstance(r, dict) and "check" in r for r in data["stimuli"]):
+        raise ManifestError(f"{p}: rows have a 'check' field, which needs 'schema_version' 2")
     if not isinstance(data["stimuli"], list):
         raise ManifestError(f"{p}: field 'stimuli' must be a list of rows")
     return build_manifest(p.parent, data["stimuli"], name=str(data.get("name", "")),

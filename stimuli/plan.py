@@ -25,11 +25,17 @@ from stimuli.spec import AUDIO_CHECK_KINDS, BONUS_RULES, BONUS_TRUTHS, QUESTION_
 PLAN_SCHEMA_VERSION = 1
 
 
-def compile_plan(spec: Spec, manifest: Manifest, seed: int) -> dict[str, Any]:
-    """Build the plan (a JSON-ready dict). Raises ``DesignError`` when the set cannot fill the design."""
+def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: bool = False) -> dict[str, Any]:
+    """Build the plan (a JSON-ready dict). Raises ``DesignError`` when the set cannot fill the design.
+
+    ``exclude_flagged`` leaves out the clips that `emostudy check` flagged; the plan's notes say how many
+    and why."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise DesignError(f"seed {seed!r} must be a non-negative integer")
-    result = build_design(spec.design, manifest.stimuli, seed, spec.examples)
+    stimuli, excluded_notes = manifest.stimuli, []
+    if exclude_flagged:
+        stimuli, excluded_notes = _without_flagged(manifest)
+    result = build_design(spec.design, stimuli, seed, spec.examples)
     design = {"kind": spec.study.task, **_plain(dataclasses.asdict(spec.design)),
               "examples": _plain(dataclasses.asdict(spec.examples))}
     bonus = spec.payment.bonus
@@ -71,12 +77,29 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int) -> dict[str, Any]:
                        for i in b.items]}
             for b in result.batches
         ],
-        "notes": list(result.notes),
+        "notes": [*excluded_notes, *result.notes],
         "seed": seed,
         "spec_sha256": spec.sha256,
         "manifest_sha256": manifest.sha256(),
         "set_name": manifest.name,
     }
+
+
+def _without_flagged(manifest: Manifest) -> tuple[tuple[Any, ...], list[str]]:
+    """The stimuli that `emostudy check` did not flag, and a note on the others (count per reason)."""
+    if not any(s.check is not None for s in manifest.stimuli):
+        raise DesignError(f"--exclude-flagged: no clip of {manifest.root} has check results; run "
+                          f"`emostudy check {manifest.root}` first")
+    unchecked = [s.stimulus_id for s in manifest.stimuli if s.check is None]
+    if unchecked:
+        raise DesignError(f"--exclude-flagged: {len(unchecked)} clip(s) of {manifest.root} were not checked "
+                          f"(e.g. {unchecked[0]}); run `emostudy check {manifest.root}` again")
+    flagged = [s for s in manifest.stimuli if s.flagged]
+    reasons = Counter(r.split(":")[0] for s in flagged for r in (s.check or {}).get("reasons", []) or ["flagged"])
+    why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    note = (f"exclude-flagged: {len(flagged)} of {len(manifest.stimuli)} clips left out as flagged by "
+            f"emostudy check" + (f" (reasons: {why})" if flagged else ""))
+    return tuple(s for s in manifest.stimuli if not s.flagged), [note]
 
 
 def _num(x: float | int | None) -> float | int | None:

@@ -35,6 +35,16 @@ def _report(root: Path, task: str) -> Path:
     return folder
 
 
+def test_demo_checks_its_sets_and_links_the_qc_reports(demo):
+    root, out = demo
+    for task in ("task1", "task2"):
+        qc = json.loads((root / "sets" / task / "qc" / "qc.json").read_text())
+        rows = json.loads((root / "sets" / task / "manifest.json").read_text())["stimuli"]
+        assert len(qc["records"]) == len(rows) and all("check" in r for r in rows)
+        assert all(r["rater"]["top"] for r in qc["records"])
+        assert f'href="../sets/{task}/qc/qc.html"' in (root / "reports" / "index.html").read_text()
+
+
 def test_demo_builds_simulates_and_reports_both_tasks(demo):
     root, out = demo
     m1 = json.loads((root / "sets" / "task1" / "manifest.json").read_text())["stimuli"]

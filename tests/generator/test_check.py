@@ -1,0 +1,182 @@
+"""`emostudy check`: the measures on warp renders of the shipped faces, and a whole (tiny) set.
+
+Clips are 2 s, 128x128, rendered once per module (tests/generator/check_helpers.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dlib")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from check_helpers import FPS, syllables, render_mp4  # noqa: E402
+from generator.check.clip import ClipChecker, ClipJob, MeasureSettings  # noqa: E402
+
+SECONDS = 2.0
+EMOS = ("neutral", "happiness", "sadness", "anger", "fear", "disgust")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from generator.demo_assets import make_face_pool
+
+    paths = make_face_pool(tmp_path_factory.mktemp("faces"))
+    return {p.stem: p for p in paths}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, photos):
+    from generator.faces import load_image
+
+    d = tmp_path_factory.mktemp("clips")
+    audio = syllables(SECONDS)
+    hopper, astronaut = load_image(photos["grace_hopper"]), load_image(photos["astronaut"])
+    out = {emo: render_mp4(d / f"hopper-{emo}.mp4", hopper, audio, emo) for emo in EMOS}
+    out["astronaut"] = render_mp4(d / "astronaut.mp4", astronaut, audio, "neutral")
+    out["delayed"] = render_mp4(d / "hopper-delayed.mp4", hopper, audio, "neutral", audio_delay_frames=10)
+    return out
+
+
+@pytest.fixture(scope="module")
+def checker():
+    import torch
+
+    torch.set_num_threads(1)
+    return ClipChecker(MeasureSettings(identity_frames=2))
+
+
+def job(path: Path, photo: Path | None, emotion: str = "neutral") -> ClipJob:
+    return ClipJob(stimulus_id=path.stem, media=path, sha256="", reference="photo" if photo else "first_frame",
+                   reference_image=photo, lipsync_expected=True, intended=emotion, sheet=path.with_suffix(".png"))
+
+
+@pytest.fixture(scope="module")
+def measured(clips, photos, checker):
+    return {k: checker.check(job(p, photos["astronaut" if k == "astronaut" else "grace_hopper"],
+                                 k if k in EMOS else "neutral"))[0] for k, p in clips.items()}
+
+
+def test_faces_found_and_landmarks_plausible(measured):
+    for name, rec in measured.items():
+        assert rec["n_frames"] == SECONDS * FPS
+        assert rec["face_fraction"] == 1.0, name
+        assert rec["landmark_plausible_fraction"] >= 0.95, name
+
+
+def test_identity_same_person_below_and_other_photo_above_threshold(clips, photos, checker, measured):
+    # dlib's same-person threshold is 0.6: the clip against its own source photo ...
+    assert measured["astronaut"]["identity_check"]["distance_max"] < 0.6
+    assert measured["neutral"]["identity_check"]["distance_max"] < 0.6
+    # ... and against the other shipped photo.
+    other = checker.check(job(clips["astronaut"], photos["grace_hopper"]))[0]
+    assert other["identity_check"]["distance_mean"] > 0.6
+    assert other["identity_check"]["reference"] == "photo"
+
+
+def test_lip_sync_finds_a_10_frame_audio_delay(measured):
+    synced, delayed = measured["neutral"]["lipsync"], measured["delayed"]["lipsync"]
+    assert abs(synced["lag_frames"]) <= 1 and synced["corr"] > 0.5
+    assert delayed["lag_frames"] == 10 and delayed["corr"] > 0.5  # audio later than the mouth: positive lag
+    assert delayed["corr_at_zero"] < delayed["corr"] - 0.2
+
+
+def test_expression_measures_move_the_expected_way(measured):
+    # Each emotion against the neutral render of the same face, speech and seed (eye distances), following
+    # the FACS prototypes the warp renderer uses (generator/warp/expression.py).
+    d = {e: {k: measured[e]["expression"][k] - measured["neutral"]["expression"][k]
+             for k in measured[e]["expression"]} for e in EMOS if e != "neutral"}
+    assert all(abs(v) < 0.06 for v in measured["neutral"]["expression"].values())  # at rest, give or take life
+    assert d["happiness"]["lip_corner_height"] > 0.03 and d["happiness"]["mouth_width"] > 0.1  # AU12 smile
+    assert d["sadness"]["lip_corner_height"] < -0.03  # AU15 lip-corner depressor
+    assert d["sadness"]["brow_distance"] < -0.03  # AU4 draws the brows together
+    assert d["anger"]["brow_raise"] < -0.05 and d["anger"]["brow_distance"] < -0.05  # AU4 brow lowerer
+    assert d["fear"]["mouth_width"] > 0.05  # AU20 lip stretcher
+    assert d["fear"]["brow_raise"] > d["anger"]["brow_raise"] + 0.05  # AU1 + 2 raise what AU4 lowers
+    assert d["disgust"]["brow_raise"] < -0.03  # AU9 pulls the inner brows down
+
+
+def test_rater_reports_a_distribution(measured):
+    for rec in measured.values():
+        probs = rec["rater"]["probs"]
+        assert abs(sum(probs.values()) - 1) < 1e-4 and rec["rater"]["top"] == max(probs, key=probs.get)
+    assert measured["happiness"]["rater"]["top"] == "happy"  # the warp smile is clear enough for FER-2013
+
+
+# ------------------------------------------------------------------ a whole set
+
+def _row(root: Path, sid: str, src: Path, emotion: str, face_sha: str | None) -> dict:
+    from stimuli.manifest import sha256_file
+    from stimuli.media import probe
+
+    dst = root / "media" / f"{sid}.mp4"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    info = probe(dst)
+    return {"stimulus_id": sid, "media": f"media/{sid}.mp4", "sha256": sha256_file(dst),
+            "duration_s": info.duration_s, "fps": info.fps, "width": info.width, "height": info.height,
+            "audio_rate": info.audio_rate, "source": "WARP", "visual_emotion": emotion, "audio_emotion": "neutral",
+            "identity": "grace_hopper", "sentence": "SYN",
+            "provenance": {"backend": "warp", "parameters": {"face_sha256": face_sha,
+                                                             "renderer": {"components": ["expression", "mouth"]}}}}
+
+
+def test_check_set_reports_a_corrupt_clip_resumes_and_records_in_the_manifest(tmp_path, clips, photos):
+    from rich.console import Console
+
+    from generator.check.run import Thresholds, check_set
+    from stimuli.manifest import build_manifest, load_manifest, save_manifest, sha256_file
+
+    root = tmp_path / "set"
+    face_sha = sha256_file(photos["grace_hopper"])
+    rows = [_row(root, "c-happy", clips["happiness"], "happiness", face_sha),
+            _row(root, "c-delayed", clips["delayed"], "neutral", face_sha),
+            _row(root, "c-broken", clips["neutral"], "neutral", face_sha)]
+    broken = root / "media" / "c-broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)  # a truncated, garbled file
+    rows[2]["sha256"] = sha256_file(broken)
+    save_manifest(build_manifest(root, rows, name="tiny"))
+
+    console = Console(record=True, width=200)
+    rep = check_set(root, jobs=1, faces=[photos["grace_hopper"].parent], console=console,
+                    settings=MeasureSettings(identity_frames=1), thresholds=Thresholds(min_rater_prob=0.0))
+    text = console.export_text()
+    assert "c-broken.mp4" in text and "error" in text  # named, and the run went on
+    assert len(rep.errors) == 1 and rep.measured == 3
+    by = {r["stimulus_id"]: r for r in rep.records}
+    assert by["c-broken"]["reasons"][0].startswith("unreadable:") and "c-broken.mp4" in by["c-broken"]["reasons"][0]
+    assert not by["c-happy"]["flagged"], by["c-happy"]["reasons"]
+    assert by["c-happy"]["identity_check"]["reference"] == "photo"
+    assert by["c-delayed"]["flagged"] and by["c-delayed"]["reasons"] == ["lip sync: audio late by 10 frames (> 3)"]
+    qc = json.loads((root / "qc" / "qc.json").read_text())
+    assert {m["file"] for m in qc["models"]} >= {"emotion_model.hdf5", "dlib_face_recognition_resnet_model_v1.dat"}
+    assert all(len(m["sha256"]) == 64 for m in qc["models"]) and qc["thresholds"]["max_sync_lag"] == 3
+    assert (root / "qc" / "sheets" / "c-happy.png").stat().st_size > 5000
+    html = (root / "qc" / "qc.html").read_text()
+    assert "c-delayed" in html and "audio late by 10 frames" in html and "confusion" in html
+
+    m = load_manifest(root, check_media=True)
+    assert [s.flagged for s in m] == [False, True, True]
+    assert m["c-delayed"].check["lipsync_lag_frames"] == 10
+    assert json.loads((root / "manifest.json").read_text())["schema_version"] == 2
+
+    # Resume: nothing changed -> nothing measured (the broken clip is tried again); new thresholds re-flag.
+    rep2 = check_set(root, jobs=1, faces=[photos["grace_hopper"].parent], console=Console(file=None, quiet=True),
+                     settings=MeasureSettings(identity_frames=1), thresholds=Thresholds(max_sync_lag=12, min_rater_prob=0.0))
+    assert rep2.reused == 2 and rep2.measured == 1
+    assert not {r["stimulus_id"]: r for r in rep2.records}["c-delayed"]["flagged"]
+
+
+def test_check_command_names_a_missing_manifest(tmp_path):
+    from click.testing import CliRunner
+
+    from emostudy.cli import main
+
+    r = CliRunner().invoke(main, ["check", str(tmp_path)])
+    assert r.exit_code != 0 and "no manifest here" in r.output and str(tmp_path) in r.output
