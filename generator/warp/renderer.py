@@ -5,9 +5,10 @@ the output size, then for each 25 fps frame move the landmarks (expression with 
 speech-driven mouth, blinks), warp the aligned photo piecewise-affinely to them, apply the head
 motion, and paint the inner mouth where the lips have parted.
 
-``policy`` is the face policy of :func:`generator.faces.detect_landmarks` for photos with several
-faces: ``"largest"`` (default, as the neural backend and data preparation) or ``"single"`` (refuse,
-naming the count).
+Every photo goes through the face gate (:func:`generator.faces.find_face`): ``policy`` says what
+to do with several faces (``"single"``, the default: refuse; ``"largest"``: use the largest), and
+``force=True`` renders a photo the gate refused, recording the overridden problems in the render's
+parameters (``face_gate``), which the manifest keeps.
 
 ``components`` chooses what moves, so a study can make honest control conditions from one code path:
 ``("expression", "mouth", "life")`` (everything, the default), ``("mouth", "life")`` (lips only: no
@@ -25,7 +26,7 @@ import numpy as np
 from generator.align import align_image, align_transform, transform_points
 from generator.audio import MODEL_RATE, n_frames
 from generator.errors import InputError
-from generator.faces import POLICIES, as_rgb, detect_landmarks
+from generator.faces import FACE_POLICIES, as_rgb, find_face
 from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
 from generator.warp.cavity import inner_gap, lip_colour, paint_mouth, photo_teeth
 from generator.warp.expression import expression_displacement, eye_distance, onset_ramp
@@ -36,9 +37,9 @@ from generator.warp.mouth import MouthTrack, mouth_displacement, speech_features
 COMPONENTS = ("expression", "mouth", "life")
 VERSION = 1  # bump when the same inputs would render different frames
 _CACHE_SIZE = 16
-# Landmarks per (photo hash, face policy), shared by all renderers of the process: a stimulus set
+# Gated faces per (photo hash, face policy, force, size), shared by all renderers of the process: a stimulus set
 # renders the same few faces many times. Aligned faces and meshes are cached per renderer.
-_LANDMARKS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_FACES: OrderedDict[tuple[str, str, bool, int], object] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class PreparedFace:
     unit: float             # eye distance, pixels
     teeth_rgb: np.ndarray | None  # the photo's own teeth colour, when its mouth shows them
     teeth_h: float
+    gate: dict              # what the face gate found and what ``force`` overrode (provenance)
 
 
 @dataclass(frozen=True)
@@ -83,16 +85,17 @@ class WarpRenderer:
     checkpoint_sha256: str | None = None
 
     def __init__(self, components: tuple[str, ...] | list[str] = COMPONENTS, *, onset_s: float = 0.4,
-                 expression_gain: float = 1.0, policy: str = "largest"):
+                 expression_gain: float = 1.0, policy: str = "single", force: bool = False):
         unknown = [c for c in components if c not in COMPONENTS]
         if unknown:
             raise InputError(f"unknown warp components {unknown}: use any of {', '.join(COMPONENTS)}")
         self.components = tuple(c for c in COMPONENTS if c in components)
         self.onset_s = float(onset_s)
         self.expression_gain = float(expression_gain)
-        if policy not in POLICIES:
-            raise InputError(f"unknown face policy {policy!r}: use one of {', '.join(POLICIES)}")
+        if policy not in FACE_POLICIES:
+            raise InputError(f"unknown face policy {policy!r}: use one of {', '.join(FACE_POLICIES)}")
         self.policy = policy
+        self.force = bool(force)
         self._prepared: OrderedDict[tuple[str, int], PreparedFace] = OrderedDict()
 
     # -- faces --------------------------------------------------------------------------------------
@@ -104,10 +107,12 @@ class WarpRenderer:
         if (key, size) in self._prepared:
             self._prepared.move_to_end((key, size))
             return self._prepared[(key, size)]
-        if (key, self.policy) not in _LANDMARKS:
-            _LANDMARKS[(key, self.policy)] = detect_landmarks(img, policy=self.policy, where=where)
-            _trim(_LANDMARKS)
-        lm = _LANDMARKS[(key, self.policy)]
+        face_key = (key, self.policy, self.force, size)
+        if face_key not in _FACES:
+            _FACES[face_key] = find_face(img, policy=self.policy, force=self.force, size=size, where=where)
+            _trim(_FACES)
+        checked = _FACES[face_key]
+        lm = checked.landmarks
         M = align_transform(lm, (size, size))
         aligned = align_image(img, M, (size, size))
         aligned_lm = transform_points(lm.astype(np.float64), M)
@@ -116,7 +121,7 @@ class WarpRenderer:
         teeth_rgb, teeth_h = photo_teeth(aligned, mesh.landmarks, unit)
         prepared = PreparedFace(image=aligned, landmarks=mesh.landmarks, mesh=mesh,
                                 lip_rgb=lip_colour(aligned, mesh.landmarks), base_gap=inner_gap(mesh.landmarks),
-                                unit=unit, teeth_rgb=teeth_rgb, teeth_h=teeth_h)
+                                unit=unit, teeth_rgb=teeth_rgb, teeth_h=teeth_h, gate=checked.provenance())
         self._prepared[(key, size)] = prepared
         _trim(self._prepared)
         return prepared
@@ -188,6 +193,7 @@ class WarpRenderer:
             "onset_s": self.onset_s,
             "expression_gain": self.expression_gain,
             "face_policy": self.policy,
+            "face_gate": dict(prepared.gate),
         }
         return RenderResult(frames=frames, audio=x.copy(), audio_rate=MODEL_RATE, fps=FPS, parameters=params)
 
