@@ -313,7 +313,7 @@ def _rescue(img: np.ndarray) -> list[tuple[Box, np.ndarray]]:
 
 def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = False, size: int = 128,
               where: str = "image") -> CheckedFace:
-    """The one face a render uses, through the face gate (docs: "The face gate" in README).
+    """The one face a render uses, through the face gate (docs/running-a-study.md, "The face gate").
 
     Refuses (:class:`FaceRejected`, naming ``where``, every problem and its fix) a face that is too small
     for a ``size`` px render, rotated by more than :data:`MAX_ROLL_DEG`, cut off by the border, whose
