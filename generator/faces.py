@@ -162,11 +162,11 @@ def detect_landmarks(image_rgb: np.ndarray, *, policy: str = "largest", where: s
 # The face gate: refuse photos that cannot make a credible render (used by every backend).
 # --------------------------------------------------------------------------------------------------
 
-# A 128x128 render puts the eye centres ~40 px apart (our template; ~33 px on the authors' crop). A photo
-# whose eyes are closer than 28 px would be magnified by more than ~1.2-1.4x: its texture blurs and the
-# landmark noise (about 1 px) grows to ~4 % of the face. The limit scales with the output size (56 px
-# for 256x256).
-MIN_EYE_DISTANCE_128 = 28.0
+# A 128x128 render puts the eye centres ~40 px apart (our template; ~33 px on the authors' crop). Below
+# 28 px between the eye centres a face is magnified by more than ~1.4x even at 128 px, and the landmark
+# noise (about 1 px) grows to ~4 % of the eye distance. One fixed limit for every output size: a 256 px
+# render of a face near it is an upscaled, soft image (use larger photos for 256).
+MIN_EYE_DISTANCE_PX = 28.0
 # dlib's HOG detector and 68-point predictor were trained on upright faces (about +-30 degrees of roll);
 # beyond 25 degrees the landmarks degrade and the aligned crop rotates the background with them.
 MAX_ROLL_DEG = 25.0
@@ -241,8 +241,8 @@ def shape_residual(lm68: np.ndarray) -> float:
     return float(np.sqrt(((fitted - t) ** 2).sum(1).mean()) / eye_distance_px(tpl))
 
 
-def face_problems(lm68: np.ndarray, image_shape: tuple[int, ...], size: int = 128) -> list[tuple[str, str]]:
-    """Problems of one face's landmarks in an image of ``image_shape`` for a ``size`` px render:
+def face_problems(lm68: np.ndarray, image_shape: tuple[int, ...]) -> list[tuple[str, str]]:
+    """Problems of one face's landmarks in an image of ``image_shape``:
     [(code, message)] (empty when the face is usable). Codes: small, rotated, cut_off, not_a_face."""
     lm = np.asarray(lm68, dtype=np.float64)
     h, w = image_shape[:2]
@@ -258,10 +258,9 @@ def face_problems(lm68: np.ndarray, image_shape: tuple[int, ...], size: int = 12
         out.append(("rotated", f"the face is {turn} (more than {MAX_ROLL_DEG:g} degrees from upright); rotate "
                                "the photo so the face is upright"))
     ed = eye_distance_px(lm)
-    need = MIN_EYE_DISTANCE_128 * size / 128.0
-    if ed < need:
-        out.append(("small", f"the face is too small: its eyes are {ed:.0f} px apart, a {size}x{size} render needs "
-                             f"at least {need:.0f} px; give a larger or closer photo of the face"))
+    if ed < MIN_EYE_DISTANCE_PX:
+        out.append(("small", f"the face is too small: its eyes are {ed:.0f} px apart, at least "
+                             f"{MIN_EYE_DISTANCE_PX:.0f} px are needed; give a larger or closer photo of the face"))
     outside = (lm[:, 0] < 0) | (lm[:, 1] < 0) | (lm[:, 0] > w - 1) | (lm[:, 1] > h - 1)
     if outside.any():
         parts = sorted({_part(i) for i in np.flatnonzero(outside)})
@@ -311,12 +310,12 @@ def _rescue(img: np.ndarray) -> list[tuple[Box, np.ndarray]]:
     return []
 
 
-def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = False, size: int = 128,
+def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = False,
               where: str = "image") -> CheckedFace:
     """The one face a render uses, through the face gate (docs/running-a-study.md, "The face gate").
 
-    Refuses (:class:`FaceRejected`, naming ``where``, every problem and its fix) a face that is too small
-    for a ``size`` px render, rotated by more than :data:`MAX_ROLL_DEG`, cut off by the border, whose
+    Refuses (:class:`FaceRejected`, naming ``where``, every problem and its fix) a face whose eyes are
+    less than :data:`MIN_EYE_DISTANCE_PX` apart, rotated by more than :data:`MAX_ROLL_DEG`, cut off by the border, whose
     landmarks do not form a face, and -- with ``policy="single"`` (the default) -- a photo with several
     usable faces. ``policy="largest"`` uses the largest usable face. ``force=True`` renders anyway and
     records the overridden problems (:meth:`CheckedFace.provenance`); a photo with no face at all
@@ -330,9 +329,9 @@ def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = Fa
         faces = _rescue(img)
     if not faces:
         raise FaceRejected(f"{where}: no face found; give a frontal, upright photo where the whole face is "
-                           f"visible and its eyes are at least {MIN_EYE_DISTANCE_128 * size / 128:.0f} px apart",
+                           f"visible and its eyes are at least {MIN_EYE_DISTANCE_PX:.0f} px apart",
                            [("no_face", "no face found")])
-    checked = [(box, lm, face_problems(lm, img.shape, size)) for box, lm in faces]
+    checked = [(box, lm, face_problems(lm, img.shape)) for box, lm in faces]
     usable = [c for c in checked if not any(code in ("not_a_face", "small") for code, _ in c[2])]
     pool = usable or checked
     box, lm, problems = max(pool, key=lambda c: (c[0][2] - c[0][0]) * (c[0][3] - c[0][1]))

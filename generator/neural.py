@@ -236,7 +236,7 @@ class NeuralRenderer:
 
         rgb = as_rgb(face, where=where)
         s = self.model.cfg.image_size
-        checked = find_face(rgb, policy=self.policy, force=self.force, size=s, where=where)
+        checked = find_face(rgb, policy=self.policy, force=self.force, where=where)
         if self.template == "authors":
             aligned, _, _ = align_authors(rgb, checked.landmarks, size=(s, s))
         else:

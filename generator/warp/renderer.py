@@ -37,9 +37,9 @@ from generator.warp.mouth import MouthTrack, mouth_displacement, speech_features
 COMPONENTS = ("expression", "mouth", "life")
 VERSION = 1  # bump when the same inputs would render different frames
 _CACHE_SIZE = 16
-# Gated faces per (photo hash, face policy, force, size), shared by all renderers of the process: a stimulus set
+# Gated faces per (photo hash, face policy, force), shared by all renderers of the process: a stimulus set
 # renders the same few faces many times. Aligned faces and meshes are cached per renderer.
-_FACES: OrderedDict[tuple[str, str, bool, int], object] = OrderedDict()
+_FACES: OrderedDict[tuple[str, str, bool], object] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,9 @@ class WarpRenderer:
         if (key, size) in self._prepared:
             self._prepared.move_to_end((key, size))
             return self._prepared[(key, size)]
-        face_key = (key, self.policy, self.force, size)
+        face_key = (key, self.policy, self.force)
         if face_key not in _FACES:
-            _FACES[face_key] = find_face(img, policy=self.policy, force=self.force, size=size, where=where)
+            _FACES[face_key] = find_face(img, policy=self.policy, force=self.force, where=where)
             _trim(_FACES)
         checked = _FACES[face_key]
         lm = checked.landmarks

@@ -16,7 +16,7 @@ from PIL import Image  # noqa: E402
 from generator.align import shipped_faces  # noqa: E402
 from generator.audio import write_wav  # noqa: E402
 from generator.errors import InputError, NoFaceError  # noqa: E402
-from generator.faces import (MAX_ROLL_DEG, MIN_EYE_DISTANCE_128, FaceRejected, detect_faces,  # noqa: E402
+from generator.faces import (MAX_ROLL_DEG, MIN_EYE_DISTANCE_PX, FaceRejected, detect_faces,  # noqa: E402
                              eye_distance_px, face_problems, find_face, roll_degrees)
 
 
@@ -52,12 +52,11 @@ def test_a_small_face_is_refused_with_the_limit_and_the_fix(photos):
     with pytest.raises(FaceRejected, match=r"tiny\.jpg: the face is too small: its eyes are 2\d px apart") as exc:
         find_face(canvas, where="tiny.jpg")
     assert _codes(exc) == ["small"] and "larger or closer photo" in str(exc.value) and "--force" in str(exc.value)
-    # The limit scales with the output: the face that fails for 128 px is measured against 28 px, for 256 against 56.
     lm = find_face(canvas, force=True).landmarks
-    assert eye_distance_px(lm) < MIN_EYE_DISTANCE_128
+    assert eye_distance_px(lm) < MIN_EYE_DISTANCE_PX
     big = cv2.resize(photos["hopper"], (205, 240), interpolation=cv2.INTER_AREA)  # eyes ~36 px apart
-    assert find_face(big, size=128).overridden == ()
-    assert [c for c, _ in face_problems(find_face(big).landmarks, big.shape, size=256)] == ["small"]
+    assert find_face(big).overridden == ()
+    assert face_problems(find_face(big).landmarks, big.shape) == []
 
 
 def test_a_face_too_small_to_detect_is_refused_as_no_face(photos):
