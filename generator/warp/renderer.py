@@ -28,14 +28,14 @@ from generator.audio import MODEL_RATE, n_frames
 from generator.errors import InputError
 from generator.faces import FACE_POLICIES, as_rgb, find_face
 from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
-from generator.warp.cavity import inner_gap, lip_colour, paint_mouth, photo_teeth
+from generator.warp.cavity import MouthStyle, inner_gap, mouth_style, paint_mouth, photo_teeth
 from generator.warp.expression import expression_displacement, eye_distance, onset_ramp
 from generator.warp.life import blink_displacement, head_matrix, life_track
 from generator.warp.mesh import FaceMesh
 from generator.warp.mouth import MouthTrack, mouth_displacement, speech_features
 
 COMPONENTS = ("expression", "mouth", "life")
-VERSION = 1  # bump when the same inputs would render different frames
+VERSION = 2  # bump when the same inputs would render different frames
 _CACHE_SIZE = 16
 # Gated faces per (photo hash, face policy, force), shared by all renderers of the process: a stimulus set
 # renders the same few faces many times. Aligned faces and meshes are cached per renderer.
@@ -49,7 +49,7 @@ class PreparedFace:
     image: np.ndarray       # (S, S, 3) uint8 RGB, the aligned photo
     landmarks: np.ndarray   # (68, 2) float64, in the aligned frame
     mesh: FaceMesh
-    lip_rgb: np.ndarray
+    style: MouthStyle       # the person's mouth colours and the photo's blur (generator.warp.cavity)
     base_gap: float
     unit: float             # eye distance, pixels
     teeth_rgb: np.ndarray | None  # the photo's own teeth colour, when its mouth shows them
@@ -120,7 +120,7 @@ class WarpRenderer:
         unit = eye_distance(mesh.landmarks)
         teeth_rgb, teeth_h = photo_teeth(aligned, mesh.landmarks, unit)
         prepared = PreparedFace(image=aligned, landmarks=mesh.landmarks, mesh=mesh,
-                                lip_rgb=lip_colour(aligned, mesh.landmarks), base_gap=inner_gap(mesh.landmarks),
+                                style=mouth_style(aligned, mesh.landmarks, unit), base_gap=inner_gap(mesh.landmarks),
                                 unit=unit, teeth_rgb=teeth_rgb, teeth_h=teeth_h, gate=checked.provenance())
         self._prepared[(key, size)] = prepared
         _trim(self._prepared)
@@ -180,8 +180,9 @@ class WarpRenderer:
             head = None if np.allclose(anim.head[t], identity) else anim.head[t]
             frames[t] = prepared.mesh.warp(prepared.image, anim.displacement[t], head)
             if "mouth" in self.components or "expression" in self.components:
-                paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap, prepared.lip_rgb, prepared.unit,
-                            prepared.teeth_rgb, prepared.teeth_h)
+                scale = float(np.sqrt(abs(np.linalg.det(anim.head[t][:, :2]))))
+                paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap * scale, prepared.style,
+                            prepared.unit * scale, float(anim.mouth.spreading[t]), float(anim.mouth.rounding[t]))
         params = {
             "backend": self.name,
             "version": VERSION,
