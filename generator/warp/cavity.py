@@ -6,8 +6,9 @@ the photo, we paint the opening (:func:`paint_mouth`) from a :class:`MouthStyle`
 photo (:func:`mouth_style`):
 
 - **colours of the person**: the lips (the ring between the outer and inner lip contours), the skin
-  (two cheek patches) and the whites of the eyes (the bright part of each eye); the teeth take the
-  colour of the eye whites, held within 1.05-1.35x the skin's luminance, so they follow the photo's
+  (two cheek patches) and the whites of the eyes (the bright part of each eye, when it is whiter than
+  the skin); the teeth are a less saturated version of the skin tone (0.45 of its chroma), mixed with the
+  eye whites when measured, held within 1.05-1.35x the skin's luminance, so they follow the photo's
   exposure and white balance instead of a fixed white; the photo's own teeth when its mouth shows them;
 - **a shaded cavity**: the lip colour in deep shade (x0.34 red, x0.19 green, x0.18 blue), then never more
   green than red nor more blue than green (no purple or grey-blue cast); darker away from the lips (ambient
@@ -201,7 +202,7 @@ class MouthStyle:
 
 
 def _no_cast(rgb: np.ndarray) -> np.ndarray:
-    """Keep a dark mouth colour red-brown: green and blue never above red, blue never above green."""
+    """Keep a mouth colour warm or neutral: green and blue never above red, blue never above green."""
     r, g, b = (float(v) for v in rgb)
     g = min(g, r)
     b = min(b, g)
@@ -218,13 +219,17 @@ def _style(lips: np.ndarray, skin: np.ndarray, sclera: np.ndarray | None, own: n
     if own is not None:
         teeth = np.asarray(own, dtype=np.float64)
     else:
-        base = sclera if sclera is not None else skin_l + 0.25 * (skin - skin_l)  # a desaturated skin
-        base = np.asarray(base, dtype=np.float64)
-        base_l = max(float(base @ LUMA), 1.0)
+        # In the photo's light and white balance teeth look like a less saturated version of the skin
+        # tone (and like the eye whites, when those are measured).
+        chroma = 0.45 * (skin - skin_l)
+        base_l = skin_l
+        if sclera is not None:
+            sc = np.asarray(sclera, dtype=np.float64)
+            base_l = float(sc @ LUMA)
+            chroma = 0.5 * chroma + 0.5 * (sc - base_l)
         # Teeth sit in the mouth's shade: a little brighter than the skin, never far brighter.
         target = float(np.clip(base_l, 1.05 * skin_l, 1.35 * skin_l))
-        chroma = base - base_l
-        teeth = np.clip(target + 0.6 * chroma, 0.0, 245.0)
+        teeth = _no_cast(np.clip(target + chroma, 0.0, 245.0))  # warm or neutral, never blue, green or purple
     return MouthStyle(lips=lips, cavity=cavity, tongue=tongue, teeth=np.asarray(teeth, dtype=np.float64),
                       own_teeth=own is not None, blur=float(blur), teeth_h=float(teeth_h))
 
@@ -301,11 +306,12 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
     show_up = np.clip(0.02 * unit * (1.0 + 2.5 * spreading - 0.8 * rounding) + 0.25 * gap, 0.0, crown)
     show_up = max(show_up, min(style.teeth_h, 0.6 * gap))  # a photo showing its teeth keeps showing them
     up_edge = y_up + show_up * (0.35 + 0.65 * arch)
-    upper_t = np.clip((up_edge - ys) / 0.7, 0.0, 1.0) * (ys >= y_up - 2)
+    corner_fade = np.clip(1.6 * (1.0 - across), 0.0, 1.0)  # the arch turns into the corners' shade
+    upper_t = np.clip((up_edge - ys) / 0.7, 0.0, 1.0) * (ys >= y_up - 2) * corner_fade
     # Lower: only as the jaw opens and the lower lip is drawn down or spread.
     show_lo = np.clip(0.3 * (gap - 0.15 * unit) * (1.0 + spreading), 0.0, 0.10 * unit)
     lo_edge = y_lo - show_lo * arch
-    lower_t = np.clip((ys - lo_edge) / 0.7, 0.0, 1.0) * (ys <= y_lo + 2) * (show_lo > 0.3)
+    lower_t = np.clip((ys - lo_edge) / 0.7, 0.0, 1.0) * (ys <= y_lo + 2) * (show_lo > 0.3) * corner_fade
     # Faint gaps between the incisors, ~0.12 eye distances apart, fading towards the corners.
     tooth_w = 0.12 * unit
     k = (xs - cx) / tooth_w
