@@ -75,7 +75,8 @@ def stages(size: int, seconds: float) -> dict[str, float]:
     frames = [prepared.mesh.warp(prepared.image, anim.displacement[t], anim.head[t]) for t in range(len(x) // 320)]
     t2 = time.process_time()
     for t, f in enumerate(frames):
-        paint_mouth(f, anim.landmarks[t], prepared.base_gap, prepared.lip_rgb, prepared.unit)
+        paint_mouth(f, anim.landmarks[t], prepared.base_gap, prepared.style, prepared.unit,
+                    float(anim.mouth.spreading[t]), float(anim.mouth.rounding[t]))
     t3 = time.process_time()
     n = len(frames)
     return {"animate": (t1 - t0) / n, "warp": (t2 - t1) / n, "mouth": (t3 - t2) / n}

@@ -23,6 +23,16 @@ made by :func:`build_template` from the two face photos that ship inside install
    are 0.625 H above the chin (point 8), centred horizontally, with the chin at y = 0.87 H; in a
    128x128 frame: brows at y ~ 31, chin at y ~ 111, jaw ~ 0.66 W wide, forehead and some hair in
    the frame, like the paper's Fig. 2 crops.
+Two templates
+-------------
+``template="ours"`` (above) frames the face for the warp renderer and for the data our own training
+prepares. ``template="authors"`` is the crop the released weights were trained on: the three template
+points of the reference implementation (NOTES.md, "Data preparation as coded") at
+:data:`AUTHORS_POINTS_128`. Its face is ~7 % smaller and 6-11 px higher than ours (eye line near row 41,
+mouth near row 80, chin near row 106). :func:`align_authors` reproduces the reference's recipe: the
+similarity is estimated *from the template points to the photo's points* (a least-squares fit in that
+direction, not the inverse of the other direction's fit), used as the inverse map of a bilinear warp
+with a black border, and the float result in [0, 1] times 255 is truncated to uint8.
 """
 
 from __future__ import annotations
@@ -39,6 +49,11 @@ TEMPLATE_PATH = Path(__file__).with_name("assets") / "template_68.npy"
 LEFT_EYE = (39, 40)   # image-left eye (the subject's right), reference code's choice
 RIGHT_EYE = (42, 47)
 NOSE = (30, 31, 32, 33, 34, 35)
+
+# The reference implementation's template points in a 128x128 crop, (x, y) pixels (NOTES.md): the mean of
+# landmarks (39, 40), the mean of (42, 47), the mean of 30..35.
+AUTHORS_POINTS_128 = np.array([[51.20, 41.10], [76.61, 40.90], [63.91, 64.27]])
+TEMPLATES = ("authors", "ours")
 
 # Left/right correspondence of the 68 iBUG points (index -> index of its mirror image).
 MIRROR = np.array(
@@ -137,9 +152,58 @@ def template(size: tuple[int, int] = SIZE_OURS) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def align_transform(lm68: np.ndarray, size: tuple[int, int] = SIZE_OURS) -> np.ndarray:
-    """2x3 matrix taking image pixels onto the template of ``size`` (3-point similarity)."""
-    return similarity_transform(alignment_points(lm68), alignment_points(template(size)))
+def template_points(name: str = "ours", size: tuple[int, int] = SIZE_OURS) -> np.ndarray:
+    """(3, 2) float64: the three alignment points of template ``name`` ("ours" or "authors") in pixels
+    of a ``(width, height)`` frame (scaled by height / 128, centred horizontally, as :func:`template`)."""
+    w, h = _check_size(size)
+    if name == "ours":
+        return alignment_points(template((w, h)))
+    if name == "authors":
+        s = h / 128.0
+        pts = AUTHORS_POINTS_128.copy()
+        pts[:, 0] = (pts[:, 0] - 64.0) * s + w / 2.0
+        pts[:, 1] = pts[:, 1] * s
+        return pts
+    raise ValueError(f"unknown template {name!r}: use one of {', '.join(TEMPLATES)}")
+
+
+def align_transform(lm68: np.ndarray, size: tuple[int, int] = SIZE_OURS, *, template_name: str = "ours") -> np.ndarray:
+    """2x3 matrix taking image pixels onto the template of ``size`` (3-point similarity).
+
+    For ``"authors"`` the fit runs from the template to the photo and is inverted, as the reference does."""
+    if template_name == "authors":
+        return invert_transform(similarity_transform(template_points("authors", size), alignment_points(lm68)))
+    return similarity_transform(alignment_points(lm68), template_points(template_name, size))
+
+
+def align_authors(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] = SIZE_OURS, *,
+                  antialias: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The crop the released weights expect (module docstring): returns (aligned uint8, landmarks, M).
+
+    ``antialias=False`` is the reference's recipe exactly (``skimage.transform.warp``, order 1, black
+    border, x255 and truncation). ``antialias=True`` (default) first blurs the photo with a Gaussian of
+    sigma (1/scale - 1)/2 when it is reduced by more than 2x, as ``skimage.transform.rescale`` does:
+    the reference's training videos (480x360 CREMA-D) were reduced by ~2x, a 12-megapixel photo by 10x
+    or more, and bilinear sampling alone would then alias (docs/training.md lists this difference).
+    """
+    from skimage.transform import AffineTransform, warp
+
+    w, h = _check_size(size)
+    img = np.asarray(image)
+    inv = similarity_transform(template_points("authors", (w, h)), alignment_points(landmarks))  # crop -> photo
+    M = invert_transform(inv)
+    src = img.astype(np.float64) / 255.0 if img.dtype == np.uint8 else img.astype(np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+    if antialias and scale < 0.5:
+        from scipy.ndimage import gaussian_filter
+
+        sigma = (1.0 / scale - 1.0) / 2.0
+        src = gaussian_filter(src, sigma=(sigma, sigma) + (0,) * (src.ndim - 2), mode="nearest")
+    tform = AffineTransform(matrix=np.vstack([inv, [0.0, 0.0, 1.0]]))
+    out = warp(src, tform, output_shape=(h, w) + src.shape[2:], order=1, mode="constant", cval=0.0,
+               preserve_range=True)
+    aligned = (np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)  # truncation, as the reference
+    return aligned, transform_points(np.asarray(landmarks, dtype=np.float32), M), M
 
 
 def align_image(img: np.ndarray, M: np.ndarray, size: tuple[int, int] = SIZE_OURS, *,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -155,3 +156,192 @@ def detect_landmarks(image_rgb: np.ndarray, *, policy: str = "largest", where: s
         # Largest box; ties go to the earlier (higher-scoring) face because max() keeps the first.
         faces = [max(faces, key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]))]
     return faces[0][1]
+
+
+# --------------------------------------------------------------------------------------------------
+# The face gate: refuse photos that cannot make a credible render (used by every backend).
+# --------------------------------------------------------------------------------------------------
+
+# A 128x128 render puts the eye centres ~40 px apart (our template; ~33 px on the authors' crop). Below
+# 28 px between the eye centres a face is magnified by more than ~1.4x even at 128 px, and the landmark
+# noise (about 1 px) grows to ~4 % of the eye distance. One fixed limit for every output size: a 256 px
+# render of a face near it is an upscaled, soft image (use larger photos for 256).
+MIN_EYE_DISTANCE_PX = 28.0
+# dlib's HOG detector and 68-point predictor were trained on upright faces (about +-30 degrees of roll);
+# beyond 25 degrees the landmarks degrade and the aligned crop rotates the background with them.
+MAX_ROLL_DEG = 25.0
+# Shape check: after a least-squares similarity of the rigid points (brows, nose, eyes: 17-47) onto
+# our template, their RMS distance, in eye distances. Real faces of the shipped photos, upright,
+# rotated, shrunk or with expressions: 0.02-0.06; the false detections on the astronaut's suit
+# patch: 0.12-0.13.
+MAX_SHAPE_RESIDUAL = 0.09
+RIGID = np.arange(17, 48)
+FACE_POLICIES = ("single", "largest")
+PROBLEMS = ("no_face", "small", "rotated", "cut_off", "not_a_face", "several_faces")
+
+
+class FaceRejected(NoFaceError):
+    """The face gate refused a photo; ``problems`` lists (code, message) pairs (codes in PROBLEMS)."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]]):
+        super().__init__(message)
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class CheckedFace:
+    """The face a renderer uses, after the gate: landmarks (68, 2) float32 in the photo's pixels."""
+
+    landmarks: np.ndarray
+    box: Box
+    faces_found: int
+    policy: str
+    overridden: tuple[str, ...] = ()  # problem codes that ``force`` let through
+
+    def provenance(self) -> dict:
+        """What a render records of the gate (goes into the manifest's provenance)."""
+        return {"policy": self.policy, "faces_found": int(self.faces_found), "forced": bool(self.overridden),
+                "overridden": list(self.overridden),
+                "eye_distance_px": round(float(eye_distance_px(self.landmarks)), 2)}
+
+
+def eye_distance_px(lm68: np.ndarray) -> float:
+    """Distance between the eye centres (means of points 36-41 and 42-47), pixels."""
+    lm = np.asarray(lm68, dtype=np.float64)
+    return float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
+
+
+def roll_degrees(lm68: np.ndarray) -> float:
+    """In-plane rotation of the face in degrees, in (-180, 180]: 0 upright, 180 upside down.
+
+    Measured from the eye line and checked against the eyes-to-mouth direction, so an upside-down face
+    (whose eye line is also horizontal) reads 180."""
+    lm = np.asarray(lm68, dtype=np.float64)
+    left, right = lm[36:42].mean(0), lm[42:48].mean(0)
+    eyes = right - left
+    down = lm[48:68].mean(0) - 0.5 * (left + right)  # eyes -> mouth
+    # The face's "down" is the eye line turned by +90 degrees (image y points down); average both cues.
+    a_eyes = np.arctan2(eyes[1], eyes[0])
+    a_down = np.arctan2(down[1], down[0]) - np.pi / 2
+    z = np.exp(1j * a_eyes) * np.linalg.norm(eyes) + np.exp(1j * a_down) * np.linalg.norm(down)
+    return float(np.degrees(np.angle(z)))
+
+
+def shape_residual(lm68: np.ndarray) -> float:
+    """RMS distance of the rigid points (17-47) from our template after a similarity fit, in eye distances."""
+    from generator.align import similarity_transform, template, transform_points
+
+    lm = np.asarray(lm68, dtype=np.float64)[RIGID]
+    tpl = template().astype(np.float64)
+    t = tpl[RIGID]
+    try:
+        fitted = transform_points(lm, similarity_transform(lm, t))
+    except ValueError:
+        return float("inf")
+    return float(np.sqrt(((fitted - t) ** 2).sum(1).mean()) / eye_distance_px(tpl))
+
+
+def face_problems(lm68: np.ndarray, image_shape: tuple[int, ...]) -> list[tuple[str, str]]:
+    """Problems of one face's landmarks in an image of ``image_shape``:
+    [(code, message)] (empty when the face is usable). Codes: small, rotated, cut_off, not_a_face."""
+    lm = np.asarray(lm68, dtype=np.float64)
+    h, w = image_shape[:2]
+    out: list[tuple[str, str]] = []
+    residual = shape_residual(lm)
+    if not residual <= MAX_SHAPE_RESIDUAL:
+        out.append(("not_a_face", f"the 68 landmarks do not form a face (shape residual {residual:.2f} eye distances, "
+                                  f"limit {MAX_SHAPE_RESIDUAL}); the detection is probably a false one: give a "
+                                  "frontal photo of one face"))
+    roll = roll_degrees(lm)
+    if abs(roll) > MAX_ROLL_DEG:
+        turn = "upside down" if abs(roll) > 135 else f"rotated by {roll:+.0f} degrees"
+        out.append(("rotated", f"the face is {turn} (more than {MAX_ROLL_DEG:g} degrees from upright); rotate "
+                               "the photo so the face is upright"))
+    ed = eye_distance_px(lm)
+    if ed < MIN_EYE_DISTANCE_PX:
+        out.append(("small", f"the face is too small: its eyes are {ed:.0f} px apart, at least "
+                             f"{MIN_EYE_DISTANCE_PX:.0f} px are needed; give a larger or closer photo of the face"))
+    outside = (lm[:, 0] < 0) | (lm[:, 1] < 0) | (lm[:, 0] > w - 1) | (lm[:, 1] > h - 1)
+    if outside.any():
+        parts = sorted({_part(i) for i in np.flatnonzero(outside)})
+        out.append(("cut_off", f"the face is cut off by the image border ({', '.join(parts)} outside the "
+                               f"{w}x{h} photo); give a photo that shows the whole face with some margin"))
+    return out
+
+
+def _part(i: int) -> str:
+    for name, lo, hi in (("jaw", 0, 17), ("brows", 17, 27), ("nose", 27, 36), ("eyes", 36, 48), ("mouth", 48, 68)):
+        if lo <= i < hi:
+            return name
+    return "landmarks"
+
+
+def _rescue(img: np.ndarray) -> list[tuple[Box, np.ndarray]]:
+    """When no face is found: look again in the photo turned by 90/180/270 degrees and in the photo with
+    a replicated border (a face cut off by the border is often found then). Landmarks come back in the
+    photo's own pixels, so the gate names the real problem (rotated, cut off) instead of "no face"."""
+    import cv2
+
+    h, w = img.shape[:2]
+    for k in (1, 2, 3):  # np.rot90 turns counter-clockwise
+        found = detect_faces(np.ascontiguousarray(np.rot90(img, k)))
+        if found:
+            back = []
+            for box, lm in found:
+                x, y = lm[:, 0].astype(np.float64), lm[:, 1].astype(np.float64)
+                # The rotated image has shape (w, h) for odd k; map (x, y) back to the original.
+                if k == 1:
+                    pts = np.stack([w - 1 - y, x], 1)
+                elif k == 2:
+                    pts = np.stack([w - 1 - x, h - 1 - y], 1)
+                else:
+                    pts = np.stack([y, h - 1 - x], 1)
+                lo, hi = pts.min(0), pts.max(0)
+                back.append(((int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])), pts.astype(np.float32)))
+            return back
+    # Replicating all four borders at once smears stripes that hide the face from the detector; one
+    # axis at a time finds the faces cut off at the top/bottom (the common case) or at a side.
+    pad = max(h, w) // 4
+    for ty, tx in ((pad, 0), (0, pad)):
+        found = detect_faces(cv2.copyMakeBorder(img, ty, ty, tx, tx, cv2.BORDER_REPLICATE))
+        if found:
+            shift = np.array([tx, ty], dtype=np.float32)
+            return [((b[0] - tx, b[1] - ty, b[2] - tx, b[3] - ty), lm - shift) for b, lm in found]
+    return []
+
+
+def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = False,
+              where: str = "image") -> CheckedFace:
+    """The one face a render uses, through the face gate (docs/running-a-study.md, "The face gate").
+
+    Refuses (:class:`FaceRejected`, naming ``where``, every problem and its fix) a face whose eyes are
+    less than :data:`MIN_EYE_DISTANCE_PX` apart, rotated by more than :data:`MAX_ROLL_DEG`, cut off by the border, whose
+    landmarks do not form a face, and -- with ``policy="single"`` (the default) -- a photo with several
+    usable faces. ``policy="largest"`` uses the largest usable face. ``force=True`` renders anyway and
+    records the overridden problems (:meth:`CheckedFace.provenance`); a photo with no face at all
+    cannot be forced.
+    """
+    if policy not in FACE_POLICIES:
+        raise InputError(f"unknown face policy {policy!r}: use one of {', '.join(FACE_POLICIES)}")
+    img = as_rgb(image_rgb, where=where)
+    faces = detect_faces(img, where=where)
+    if not faces:
+        faces = _rescue(img)
+    if not faces:
+        raise FaceRejected(f"{where}: no face found; give a frontal, upright photo where the whole face is "
+                           f"visible and its eyes are at least {MIN_EYE_DISTANCE_PX:.0f} px apart",
+                           [("no_face", "no face found")])
+    checked = [(box, lm, face_problems(lm, img.shape)) for box, lm in faces]
+    usable = [c for c in checked if not any(code in ("not_a_face", "small") for code, _ in c[2])]
+    pool = usable or checked
+    box, lm, problems = max(pool, key=lambda c: (c[0][2] - c[0][0]) * (c[0][3] - c[0][1]))
+    problems = list(problems)
+    if len(usable) > 1 and policy == "single":
+        problems.append(("several_faces", f"{len(usable)} faces found where one is needed; crop the photo to one "
+                                          "face, or use the largest one (--face-policy largest)"))
+    if problems and not force:
+        detail = "; ".join(msg for _, msg in problems)
+        raise FaceRejected(f"{where}: {detail}. To render it anyway, pass --force (recorded in the manifest)",
+                           problems)
+    return CheckedFace(landmarks=lm, box=box, faces_found=len(usable), policy=policy,
+                       overridden=tuple(code for code, _ in problems))

@@ -19,8 +19,18 @@ and a one-hot blend is exactly the one-hot video; it is NOT guaranteed that obse
 70/30 blend as "70 % happy", that the morph is perceptually linear, or that intensities below 1
 look like a weaker expression (the network never saw them). Validate continua with a pilot study.
 
-``NeuralRenderer`` (interface of ``generator.renderers``): any photo -> dlib landmarks -> 3-point
-alignment to the 128x128 template -> generate -> RGB frames, with provenance parameters.
+``NeuralRenderer`` (interface of ``generator.renderers``): any photo -> the face gate
+(``generator.faces.find_face``: refuses tiny, rotated, cut-off, non-face and several faces unless told)
+-> 3-point alignment -> generate -> RGB frames, with provenance parameters.
+
+Which crop: the authors' ``generator.pt`` (a bare state dict) was trained on the reference's crop, so it
+is aligned with the reference's template and recipe (``generator.align.align_authors``); our own
+checkpoints were trained on data that ``generator.prepare`` aligned with our template, so they use
+ours. ``template="authors"`` / ``"ours"`` overrides either choice explicitly.
+
+Provenance: NOTES.md gives no sha256 of the released ``generator.pt``, so no file can be recognised as
+the authors' release; a bare state dict is recorded as "a state dict in the authors' layout" with its
+sha256 (``weights``), and ``authors_release`` stays false unless :data:`RELEASED_SHA256` is filled in.
 """
 
 from __future__ import annotations
@@ -43,6 +53,10 @@ DEFAULT_FRAME_BUDGET = 64  # frames (over the whole batch) decoded at once: boun
 # On a GPU, fewer and larger launches pay: 512 frames in flight doubled batch-8 inference on an H200
 # (7,147 -> 14,474 frames/s) for 1.7 GB of activations (docs/benchmarks.md, "Generator on a GPU").
 CUDA_FRAME_BUDGET = 512
+# sha256 of the authors' released generator.pt. Unknown here: NOTES.md and the state-dict listing give its
+# keys and shapes but no checksum, and the file cannot be downloaded on this machine.
+RELEASED_SHA256: str | None = None
+AUTHORS_LAYOUT = "a state dict in the authors' layout"
 
 
 def default_frame_budget(device: str) -> int:
@@ -176,7 +190,11 @@ class NeuralRenderer:
     name = "neural"
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "cpu", *, threads: int | None = None,
-                 dtype: str = "float32", frame_budget: int | None = None):
+                 dtype: str = "float32", frame_budget: int | None = None, template: str | None = None,
+                 policy: str = "single", force: bool = False):
+        from generator.align import TEMPLATES
+        from generator.faces import FACE_POLICIES
+
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device {device!r}: CUDA is not available here; use device='cpu'")
         if dtype not in ("float32", "bfloat16"):
@@ -189,16 +207,42 @@ class NeuralRenderer:
         self.device = device
         self.dtype = torch.float32 if dtype == "float32" else torch.bfloat16
         self.frame_budget = frame_budget if frame_budget is not None else default_frame_budget(device)
+        if template is not None and template not in TEMPLATES:
+            raise InputError(f"unknown alignment template {template!r}: use one of {', '.join(TEMPLATES)}")
+        self.template = template or ("authors" if self.info.get("bare") else "ours")
+        if policy not in FACE_POLICIES:
+            raise InputError(f"unknown face policy {policy!r}: use one of {', '.join(FACE_POLICIES)}")
+        self.policy = policy
+        self.force = bool(force)
+        self.last_gate: dict | None = None
 
-    def align(self, face: np.ndarray) -> np.ndarray:
-        """Any RGB photo -> the aligned (S, S, 3) uint8 RGB face the network expects."""
-        from generator.align import align_face
-        from generator.faces import as_rgb, detect_landmarks
+    def weights_description(self) -> dict[str, Any]:
+        """What the checkpoint is, as provenance says it (module docstring)."""
+        if self.info.get("bare"):
+            release = RELEASED_SHA256 is not None and self.checkpoint_sha256 == RELEASED_SHA256
+            return {"weights": "the authors' released generator.pt" if release else AUTHORS_LAYOUT,
+                    "authors_release": release}
+        return {"weights": "an emostudy checkpoint", "authors_release": False}
 
-        rgb = as_rgb(face)
-        s = self.model.cfg.image_size
-        aligned, _, _ = align_face(rgb, detect_landmarks(rgb, where="face image"), size=(s, s))
+    def align(self, face: np.ndarray, *, where: str = "face image") -> np.ndarray:
+        """Any RGB photo -> the aligned (S, S, 3) uint8 RGB face the network expects (through the gate;
+        what the gate found is kept in ``last_gate``)."""
+        aligned, _ = self._align(face, where)
         return aligned
+
+    def _align(self, face: np.ndarray, where: str) -> tuple[np.ndarray, dict]:
+        from generator.align import align_authors, align_face
+        from generator.faces import as_rgb, find_face
+
+        rgb = as_rgb(face, where=where)
+        s = self.model.cfg.image_size
+        checked = find_face(rgb, policy=self.policy, force=self.force, where=where)
+        if self.template == "authors":
+            aligned, _, _ = align_authors(rgb, checked.landmarks, size=(s, s))
+        else:
+            aligned, _, _ = align_face(rgb, checked.landmarks, size=(s, s))
+        self.last_gate = checked.provenance()
+        return aligned, self.last_gate
 
     def render(self, face: np.ndarray, speech: np.ndarray, emotion: Any, seed: int, *, intensity: float = 1.0,
                size: int = 128):
@@ -216,11 +260,12 @@ class NeuralRenderer:
             raise InputError(f"size must be an even number of pixels >= 16, got {size}")
         speeches = [np.asarray(it["speech"], dtype=np.float32) for it in items]
         vecs = [emotion_vector(it["emotion"], it.get("intensity", 1.0)) for it in items]
-        aligned = [self.align(it["face"]) for it in items]
+        prepared = [self._align(it["face"], "face image") for it in items]
+        aligned = [a for a, _ in prepared]
         seeds = [int(it["seed"]) for it in items]
         clips = generate(self.model, aligned, speeches, vecs, seeds, frame_budget=self.frame_budget, dtype=self.dtype)
         results = []
-        for it, frames, x, vec, seed in zip(items, clips, speeches, vecs, seeds):
+        for it, frames, x, vec, seed, (_, gate) in zip(items, clips, speeches, vecs, seeds, prepared):
             if frames.shape[1] != size:
                 import cv2
 
@@ -230,7 +275,8 @@ class NeuralRenderer:
                       "emotion_vector": [round(float(v), 6) for v in vec],
                       "intensity": float(it.get("intensity", 1.0)), "size": int(size),
                       "model_size": int(self.model.cfg.image_size), "dtype": str(self.dtype)[6:],
-                      "code_version": self.info.get("code_version"), "authors_weights": self.info.get("bare", False)}
+                      "code_version": self.info.get("code_version"), **self.weights_description(),
+                      "template": self.template, "face_policy": self.policy, "face_gate": dict(gate)}
             results.append(RenderResult(frames=frames, audio=x.copy(), audio_rate=MODEL_RATE, fps=FPS,
                                         parameters=params))
         return results

@@ -263,7 +263,7 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
                 result = renderer.render(face, speech, job.emotion_spec(), item.seed, intensity=job.intensity,
                                          size=spec.size)
             except NoFaceError as exc:
-                raise NoFaceError(f"{job.face}: {exc}") from None
+                raise NoFaceError(f"{job.face}: {str(exc).removeprefix('face image: ')}") from None
             frames = np.asarray(result.frames)
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
                 raise GeneratorError(f"renderer {spec.backend} returned frames {frames.shape} {frames.dtype}; "

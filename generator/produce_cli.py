@@ -39,6 +39,12 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--device", default=None, help="Device of the neural backend (cpu, cuda, cuda:1).")
 @click.option("--components", default=None,
               help="warp only: comma list of expression,mouth,life ('mouth,life' = lips only; 'none' = still face).")
+@click.option("--face-policy", type=click.Choice(["single", "largest"]), default=None,
+              help="Photos with several faces: refuse them (single, the default) or use the largest face.")
+@click.option("--force", is_flag=True,
+              help="Render photos the face gate refused (too small, rotated, cut off, ...); recorded in the manifest.")
+@click.option("--template", type=click.Choice(["authors", "ours"]), default=None,
+              help="neural only: the alignment crop (default: authors for the authors' state dict, ours for ours).")
 @click.option("--repeats", default=1, show_default=True, type=int, help="Repetitions of the design.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Run seed (per-item seeds derive from it).")
 @click.option("--emotions", default=",".join(("anger", "disgust", "fear", "happiness", "neutral", "sadness")),
@@ -90,6 +96,14 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
         options["checkpoint"] = kw["checkpoint"]
     if kw["device"]:
         options["device"] = kw["device"]
+    if kw["face_policy"]:
+        options["policy"] = kw["face_policy"]
+    if kw["force"]:
+        options["force"] = True
+    if kw["template"]:
+        if kw["backend"] != "neural":
+            raise click.ClickException("--template chooses the neural backend's crop; --backend warp uses its own")
+        options["template"] = kw["template"]
     if kw["components"] is not None:
         text = kw["components"].strip().lower()
         options["components"] = () if text in ("", "none") else tuple(c.strip() for c in text.split(",") if c.strip())

@@ -3,6 +3,11 @@
     emostudy render --backend warp --face photo.jpg --speech speech.wav --emotion sadness --seed 3 --out clip.mp4
     emostudy render --backend warp ... --emotion happiness=0.7,neutral=0.3 --intensity 0.8 --size 256
     emostudy render --backend neural --checkpoint generator.pt ...
+    emostudy render ... --face-policy largest   # a photo with several faces: use the largest
+    emostudy render ... --force                 # render a photo the face gate refused (recorded)
+
+Every backend runs the face gate (``generator.faces.find_face``) first: too small, rotated, cut off,
+not a face, or several faces (unless ``--face-policy largest``) refuse with the file and the fix.
 
 Thin over :func:`render_file`. The mp4 is H.264 + AAC (browser-playable), written to a temporary file
 beside ``--out`` and renamed into place; an existing ``--out`` is kept unless ``--overwrite``.
@@ -48,7 +53,8 @@ def parse_components(text: str | None) -> tuple[str, ...] | None:
 def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathLike, emotion: str, seed: int,
                 out: str | os.PathLike, intensity: float = 1.0, size: int = 128, checkpoint: str | None = None,
                 device: str | None = None, components: tuple[str, ...] | None = None,
-                face_policy: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+                face_policy: str | None = None, overwrite: bool = False, force: bool = False,
+                template: str | None = None) -> dict[str, Any]:
     """Render one clip to ``out`` (mp4); returns a summary (frames, duration, parameters)."""
     from generator.audio import MODEL_RATE, load_speech
     from generator.mediaio import write_mp4
@@ -69,22 +75,28 @@ def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathL
         options["checkpoint"] = checkpoint
         if device:
             options["device"] = device
+        if template:
+            options["template"] = template
     elif backend == "warp":
         if checkpoint:
             raise InputError("--backend warp is training-free and takes no --checkpoint")
         if components is not None:
             options["components"] = components
-        if face_policy is not None:
-            options["policy"] = face_policy
-    if backend != "warp" and (components is not None or face_policy is not None):
-        raise InputError("--components and --face-policy apply to --backend warp only")
+        if template:
+            raise InputError("--template chooses the neural backend's crop; --backend warp uses its own")
+    if backend != "warp" and components is not None:
+        raise InputError("--components applies to --backend warp only")
+    if face_policy is not None:
+        options["policy"] = face_policy
+    if force:
+        options["force"] = True
     image = load_face_file(face)
     x = load_speech(speech, MODEL_RATE)
     renderer = get_renderer(backend, **options)
     try:
         result = renderer.render(image, x, emotion, seed, intensity=intensity, size=size)
     except NoFaceError as exc:
-        raise NoFaceError(f"{face}: {exc}") from None
+        raise NoFaceError(f"{face}: {str(exc).removeprefix('face image: ')}") from None
     fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{out_path.stem}-", dir=out_path.parent)
     # mkstemp makes 0600 files; give the clip the mode a plain open() would (a server user must read it).
     mask = os.umask(0o022)
@@ -118,20 +130,24 @@ def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathL
 @click.option("--size", default=128, show_default=True, type=int, help="Frame size: 128 or 256.")
 @click.option("--components", default=None,
               help="warp only: comma list of expression,mouth,life ('mouth,life' = lips only; 'none' = still face).")
-@click.option("--face-policy", type=click.Choice(["largest", "single"]), default=None,
-              help="warp only: with several faces in the photo, use the largest (default) or refuse (single).")
+@click.option("--face-policy", type=click.Choice(["single", "largest"]), default=None,
+              help="With several faces in the photo: refuse (single, the default) or use the largest.")
+@click.option("--force", is_flag=True,
+              help="Render a photo the face gate refused (too small, rotated, cut off, ...); recorded in the output.")
+@click.option("--template", type=click.Choice(["authors", "ours"]), default=None,
+              help="neural only: the alignment crop (default: authors for the authors' state dict, ours for ours).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .mp4 file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def render_command(backend: str, checkpoint: str | None, device: str | None, face: str, speech: str, emotion: str,
                    intensity: float, seed: int, size: int, components: str | None, face_policy: str | None,
-                   out: str, overwrite: bool, as_json: bool) -> None:
+                   out: str, overwrite: bool, force: bool, template: str | None, as_json: bool) -> None:
     """Render one talking-face clip (25 fps mp4 with the speech)."""
     try:
         summary = render_file(backend=backend, face=face, speech=speech, emotion=emotion, seed=seed, out=out,
                               intensity=intensity, size=size, checkpoint=checkpoint, device=device,
                               components=parse_components(components), face_policy=face_policy,
-                              overwrite=overwrite)
+                              overwrite=overwrite, force=force, template=template)
     except GeneratorError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

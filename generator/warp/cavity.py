@@ -1,15 +1,38 @@
-"""The inner mouth: a dark cavity and a hint of teeth painted where the lips have parted.
+"""The inner mouth, built from the person's own colours, painted where the lips have parted.
 
 Warping alone would fill a newly opened mouth with stretched lip skin. Wherever the inner lips
 (points 60-67, drawn as a smooth Catmull-Rom curve through them) are open by more than they are in
-the photo, we paint the opening: a dark red-brown cavity (the photo's lip colour, darkened; darker
-towards the bottom, where tongue and throat are in shadow), a soft-edged upper-teeth band hanging
-from the upper lip and a fainter lower one, both fading towards the corners. Opacity ramps in with the
-extra opening (see :func:`paint_mouth`), drawing is anti-aliased at 1/4 px and limited to the
-mouth's bounding box.
+the photo, we paint the opening (:func:`paint_mouth`) from a :class:`MouthStyle` measured once per
+photo (:func:`mouth_style`):
+
+- **colours of the person**: the lips (the ring between the outer and inner lip contours), the skin
+  (two cheek patches) and the whites of the eyes (the bright part of each eye, when it is whiter than
+  the skin); the teeth are a less saturated version of the skin tone (0.45 of its chroma), mixed with the
+  eye whites when measured, held within 1.05-1.35x the skin's luminance, so they follow the photo's
+  exposure and white balance instead of a fixed white; the photo's own teeth when its mouth shows them;
+- **a shaded cavity**: the lip colour in deep shade (x0.34 red, x0.19 green, x0.18 blue), then never more
+  green than red nor more blue than green (no purple or grey-blue cast); darker away from the lips (ambient
+  occlusion: a blurred copy of the opening darkens its middle) and towards the bottom;
+- **teeth that follow the jaw and the lips**: upper teeth hang from the upper lip by the part of the
+  incisors the lip does not cover (~0.02 eye distances at rest, more when the lips spread, less when
+  they round) plus a quarter of the opening, at most a crown height (~0.17 eye distances: central
+  incisors ~10.5 mm against an interpupillary distance of ~63 mm); lower teeth appear only as the jaw
+  opens and the lower lip is pulled down or spread; both follow the dental arch (less visible towards
+  the corners, which are in shade), with faint gaps between the incisors (~0.12 eye distances wide);
+- **a tongue hint** at wide openings: a low, rounded shape rising from the lower lip, a lighter and
+  pinker variant of the cavity colour;
+- **soft edges matched to the frame**: the photo's blur is estimated once (:func:`edge_blur`, the
+  re-blur gradient ratio of Zhuo & Sim 2011, "Defocus map estimation from a single image", Pattern
+  Recognition 44(9)) and every painted edge is blurred by it, so a soft photo does not get a sharp
+  painted mouth.
+
+Opacity ramps in with the extra opening, drawing is anti-aliased at 1/4 px and limited to the mouth's
+bounding box.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,8 +40,6 @@ INNER = list(range(60, 68))
 UPPER_INNER_LINE = [60, 61, 62, 63, 64]
 LOWER_INNER_LINE = [64, 65, 66, 67, 60]
 _SHIFT = 2  # cv2 fixed-point bits: 1/4 px vertices
-TEETH_RGB = np.array([232.0, 226.0, 212.0])
-CAVITY_GAIN = np.array([0.42, 0.22, 0.22])  # lip colour -> mouth interior (darker, redder)
 
 
 def inner_gap(lm68: np.ndarray) -> float:
@@ -92,13 +113,144 @@ def photo_teeth(image: np.ndarray, lm68: np.ndarray, unit: float) -> tuple[np.nd
     return bright.mean(0), 0.5 * gap
 
 
-def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, lip_rgb: np.ndarray,
-                unit: float, teeth_rgb: np.ndarray | None = None, teeth_h: float = 0.0) -> np.ndarray:
-    """Paint the cavity and teeth into ``frame`` (in place; returned) for output landmarks ``lm68``.
+def skin_colour(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
+    """Median RGB of two cheek patches (between the lower eyelid, the nose wing and the jaw)."""
+    import cv2
 
-    ``base_gap`` is the photo's own inner-lip gap; ``unit`` the eye distance in pixels;
-    ``teeth_rgb`` / ``teeth_h``: the photo's own teeth (:func:`photo_teeth`), so that a mouth opened
-    beyond the photo's shows teeth of the same colour and size as the photo."""
+    lm = np.asarray(lm68, dtype=np.float64)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for poly in ([41, 40, 31, 48, 3, 2, 1], [46, 47, 35, 54, 13, 14, 15]):
+        p = lm[poly]
+        c = p.mean(0)
+        cv2.fillPoly(mask, [np.round(c + 0.6 * (p - c)).astype(np.int32)], 1)  # the patch's inner 60 %
+    px = image[mask.astype(bool)].reshape(-1, 3)
+    if len(px) < 4:
+        return np.array([190.0, 150.0, 130.0])
+    return np.median(px, axis=0).astype(np.float64)
+
+
+def sclera_colour(image: np.ndarray, lm68: np.ndarray, skin: np.ndarray | None = None) -> np.ndarray | None:
+    """RGB of the whites of the eyes (the brightest third of the pixels inside both eye contours), or None
+    when the eyes are too small, or what was found is no whiter than the skin (narrowed eyes, glasses)."""
+    import cv2
+
+    lm = np.asarray(lm68, dtype=np.float64)
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for eye in (lm[36:42], lm[42:48]):
+        cv2.fillPoly(mask, [np.round(eye).astype(np.int32)], 1)
+    px = image[mask.astype(bool)].reshape(-1, 3).astype(np.float64)
+    if len(px) < 6:
+        return None
+    luma = px @ LUMA
+    white = px[luma >= np.percentile(luma, 67)].mean(0)
+    if skin is not None:
+        sat = lambda c: float(np.ptp(c) / max(c.max(), 1.0))  # noqa: E731 (HSV saturation)
+        if sat(white) > 0.8 * sat(np.asarray(skin, dtype=np.float64)) or white @ LUMA < 0.8 * (skin @ LUMA):
+            return None
+    return white
+
+
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def edge_blur(image: np.ndarray, lm68: np.ndarray) -> float:
+    """Blur (Gaussian sigma, px) of the photo's edges around the lower face, by the re-blur ratio:
+    an edge blurred by s has gradient ratio R = sqrt(s^2 + s0^2) / s against a copy re-blurred by s0,
+    so s = s0 / sqrt(R^2 - 1) (Zhuo & Sim 2011). Median over the strongest 5 % of edges, in [0.35, 2.5]."""
+    import cv2
+
+    lm = np.asarray(lm68, dtype=np.float64)
+    # The lower face, from the nose bridge to the jaw line: lips, nostrils and jaw give strong edges.
+    x0, y1 = np.floor(lm[1:16, 0].min()).astype(int), int(np.ceil(lm[1:16, 1].max()))
+    x1, y0 = np.ceil(lm[1:16, 0].max()).astype(int), int(np.floor(lm[27:36, 1].min()))
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return 0.5
+    g = image[y0:y1, x0:x1].astype(np.float32) @ LUMA.astype(np.float32)
+    s0 = 1.0
+
+    def grad(a: np.ndarray) -> np.ndarray:
+        return np.hypot(cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(a, cv2.CV_32F, 0, 1, ksize=3))
+
+    g1, g2 = grad(g), grad(cv2.GaussianBlur(g, (0, 0), s0))
+    strong = g1 >= max(np.percentile(g1, 95), 1e-3)
+    ratio = np.median(g1[strong] / np.maximum(g2[strong], 1e-3))
+    if not ratio > 1.0 + 1e-3:
+        return 2.5
+    return float(np.clip(s0 / np.sqrt(ratio ** 2 - 1.0), 0.35, 2.5))
+
+
+@dataclass(frozen=True)
+class MouthStyle:
+    """The colours and softness of one photo's painted mouth (module docstring); RGB float in [0, 255]."""
+
+    lips: np.ndarray
+    cavity: np.ndarray
+    tongue: np.ndarray
+    teeth: np.ndarray
+    own_teeth: bool   # the teeth colour was measured on the photo's own teeth
+    blur: float       # Gaussian sigma of painted edges, px
+    teeth_h: float = 0.0  # visible upper-teeth height in the photo (px), when it shows its teeth
+
+    @classmethod
+    def from_lips(cls, lip_rgb: np.ndarray, blur: float = 0.5) -> "MouthStyle":
+        """A style from the lip colour alone (no photo at hand): skin and teeth guessed from the lips."""
+        lips = np.asarray(lip_rgb, dtype=np.float64)
+        skin = lips * np.array([1.1, 1.35, 1.35])
+        return _style(lips, np.clip(skin, 0, 255), None, None, blur)
+
+
+def _no_cast(rgb: np.ndarray) -> np.ndarray:
+    """Keep a mouth colour warm or neutral: green and blue never above red, blue never above green."""
+    r, g, b = (float(v) for v in rgb)
+    g = min(g, r)
+    b = min(b, g)
+    return np.array([r, g, b])
+
+
+def _style(lips: np.ndarray, skin: np.ndarray, sclera: np.ndarray | None, own: np.ndarray | None,
+           blur: float, teeth_h: float = 0.0) -> MouthStyle:
+    # Cavity: the lips' colour in deep shade (red kept, green and blue darkened more: light inside the mouth
+    # is reflected by red tissue), then no cast; the tongue a lighter variant of it.
+    cavity = _no_cast(lips * np.array([0.34, 0.19, 0.18]))
+    tongue = _no_cast(lips * np.array([0.62, 0.40, 0.38]))
+    skin_l = max(float(skin @ LUMA), 1.0)
+    if own is not None:
+        teeth = np.asarray(own, dtype=np.float64)
+    else:
+        # In the photo's light and white balance teeth look like a less saturated version of the skin
+        # tone (and like the eye whites, when those are measured).
+        chroma = 0.45 * (skin - skin_l)
+        base_l = skin_l
+        if sclera is not None:
+            sc = np.asarray(sclera, dtype=np.float64)
+            base_l = float(sc @ LUMA)
+            chroma = 0.5 * chroma + 0.5 * (sc - base_l)
+        # Teeth sit in the mouth's shade: a little brighter than the skin, never far brighter.
+        target = float(np.clip(base_l, 1.05 * skin_l, 1.35 * skin_l))
+        teeth = _no_cast(np.clip(target + chroma, 0.0, 245.0))  # warm or neutral, never blue, green or purple
+    return MouthStyle(lips=lips, cavity=cavity, tongue=tongue, teeth=np.asarray(teeth, dtype=np.float64),
+                      own_teeth=own is not None, blur=float(blur), teeth_h=float(teeth_h))
+
+
+def mouth_style(image: np.ndarray, lm68: np.ndarray, unit: float) -> MouthStyle:
+    """Measure one aligned photo's mouth style (module docstring)."""
+    lips = lip_colour(image, lm68)
+    own, own_h = photo_teeth(image, lm68, unit)
+    skin = skin_colour(image, lm68)
+    return _style(lips, skin, sclera_colour(image, lm68, skin), own, edge_blur(image, lm68), own_h)
+
+
+def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: MouthStyle | np.ndarray,
+                unit: float, spreading: float = 0.0, rounding: float = 0.0) -> np.ndarray:
+    """Paint the mouth interior into ``frame`` (in place; returned) for output landmarks ``lm68``.
+
+    ``base_gap`` is the photo's own inner-lip gap; ``style`` its :class:`MouthStyle` (or a lip colour,
+    for :meth:`MouthStyle.from_lips`); ``unit`` the eye distance in pixels; ``spreading`` and
+    ``rounding`` in [0, 1] the lip shape of this frame (``generator.warp.mouth``)."""
+    if not isinstance(style, MouthStyle):
+        style = MouthStyle.from_lips(style)
     lm = np.asarray(lm68, dtype=np.float64)
     gap = inner_gap(lm)
     # Paint when the lips have parted beyond the photo's own opening: by > 0.4 px (fully from 2.4 px),
@@ -109,51 +261,73 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, lip_rgb: n
     alpha = min(extra, stretch)
     if alpha <= 0.0:
         return frame
+    import cv2
+
     h, w = frame.shape[:2]
     pts = lm[INNER]
-    x0, y0 = np.floor(pts.min(0)).astype(int) - 2
-    x1, y1 = np.ceil(pts.max(0)).astype(int) + 3
+    pad = int(np.ceil(3 * style.blur)) + 2
+    x0, y0 = np.floor(pts.min(0)).astype(int) - pad
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + pad + 1
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 <= x0 or y1 <= y0:
         return frame
     off = np.array([x0, y0], dtype=np.float64)
     roi_shape = (y1 - y0, x1 - x0)
-    cavity = _poly_mask(roi_shape, smooth_contour(pts) - off)
-    if not cavity.any():
+    opening = _poly_mask(roi_shape, smooth_contour(pts) - off)
+    if not opening.any():
         return frame
-    import cv2
-
-    # Upper teeth: a band hanging from the upper inner lip, soft-edged; a fainter lower band.
-    own_teeth = teeth_rgb is not None
-    teeth_h = max(min(0.065 * unit, 0.35 * gap), min(teeth_h, 0.6 * gap))
-    soft = max(0.3, 0.3 * teeth_h)
-    upper = smooth_contour(lm[UPPER_INNER_LINE], closed=False) - off
-    upper_teeth = _poly_mask(roi_shape, np.vstack([upper - [0.0, 2.0], upper[::-1] + [0.0, teeth_h]]))
-    upper_teeth = cv2.GaussianBlur(upper_teeth, (0, 0), soft) * cavity
-    lower = smooth_contour(lm[LOWER_INNER_LINE], closed=False) - off
-    lower_teeth = _poly_mask(roi_shape, np.vstack([lower + [0.0, 2.0], lower[::-1] - [0.0, 0.4 * teeth_h]]))
-    lower_teeth = cv2.GaussianBlur(lower_teeth, (0, 0), soft) * cavity * (0.6 if own_teeth else 0.3)
-    # Teeth show in the middle of the mouth and recede into shadow towards the corners.
-    xs = np.arange(roi_shape[1], dtype=np.float32)[None, :] + x0
-    cx, half = 0.5 * (lm[60, 0] + lm[64, 0]), max(0.5 * abs(lm[64, 0] - lm[60, 0]), 1.0)
-    fade = np.clip(1.4 * (1.0 - np.abs(xs - cx) / half), 0.0, 1.0)
-    upper_teeth *= fade
-    lower_teeth *= fade
-
     ys = np.arange(roi_shape[0], dtype=np.float32)[:, None] + y0
-    top, bottom = float(lm[[61, 62, 63], 1].mean()), float(lm[[65, 66, 67], 1].mean())
-    depth = np.clip((ys - top) / max(bottom - top, 1.0), 0.0, 1.0)  # 0 at the upper lip, 1 at the lower
-    dark = (np.asarray(lip_rgb, dtype=np.float32) * CAVITY_GAIN)[None, None, :] * (1.0 - 0.5 * depth[..., None])
-    colour = np.broadcast_to(dark, roi_shape + (3,)).copy()
-    # Teeth sit in the mouth's shade: dimmer than white, tinted by the lips.
-    if own_teeth:
-        teeth = np.asarray(teeth_rgb, dtype=np.float32)
-    else:
-        teeth = (0.85 * TEETH_RGB + 0.1 * np.asarray(lip_rgb)).astype(np.float32)
-    shade = 0.8 + 0.2 * (1.0 - depth[..., None])
-    colour = colour * (1 - upper_teeth[..., None]) + teeth * shade * upper_teeth[..., None]
-    colour = colour * (1 - lower_teeth[..., None]) + teeth * 0.8 * lower_teeth[..., None]
-    a = (cavity * alpha)[..., None]
+    xs = np.arange(roi_shape[1], dtype=np.float32)[None, :] + x0
+    upper = smooth_contour(lm[UPPER_INNER_LINE], closed=False)
+    lower = smooth_contour(lm[LOWER_INNER_LINE], closed=False)[::-1]  # left to right, as upper
+    y_up = np.interp(xs[0], upper[:, 0], upper[:, 1]).astype(np.float32)[None, :]
+    y_lo = np.interp(xs[0], lower[:, 0], lower[:, 1]).astype(np.float32)[None, :]
+    cx, half = 0.5 * (lm[60, 0] + lm[64, 0]), max(0.5 * abs(lm[64, 0] - lm[60, 0]), 1.0)
+    across = np.clip(np.abs(xs - cx) / half, 0.0, 1.0)  # 0 in the middle, 1 at the corners
+    arch = np.sqrt(np.clip(1.0 - across ** 2, 0.0, 1.0))  # the dental arch turns away from view
+
+    # Cavity: ambient occlusion (darker away from the lips) and darker towards the bottom.
+    occl = cv2.GaussianBlur(opening, (0, 0), max(0.8, 0.3 * gap))
+    depth = np.clip((ys - y_up) / np.maximum(y_lo - y_up, 1.0), 0.0, 1.0)
+    colour = style.cavity[None, None, :] * (1.25 - 0.6 * occl[..., None]) * (1.0 - 0.35 * depth[..., None])
+
+    # Tongue at wide openings: a low dome rising from the lower lip over the middle 60 % of the mouth.
+    wide = float(np.clip((gap / unit - 0.12) / 0.08, 0.0, 1.0))
+    if wide > 0:
+        t_h = (0.25 + 0.1 * wide) * gap
+        dome = y_lo - t_h * np.sqrt(np.clip(1.0 - (across / 0.6) ** 2, 0.0, 1.0))
+        tongue = np.clip((ys - dome) / max(style.blur * 2, 0.8), 0.0, 1.0) * (across < 0.6)
+        shade = 0.75 + 0.25 * np.clip((ys - dome) / np.maximum(t_h, 1.0), 0.0, 1.0)
+        a_t = (wide * tongue)[..., None]
+        colour = colour * (1 - a_t) + style.tongue[None, None, :] * shade[..., None] * a_t
+
+    # Teeth. Upper: the uncovered crown below the upper lip, growing with the opening and spread lips.
+    crown = 0.17 * unit
+    show_up = np.clip(0.02 * unit * (1.0 + 2.5 * spreading - 0.8 * rounding) + 0.25 * gap, 0.0, crown)
+    show_up = max(show_up, min(style.teeth_h, 0.6 * gap))  # a photo showing its teeth keeps showing them
+    up_edge = y_up + show_up * (0.35 + 0.65 * arch)
+    corner_fade = np.clip(1.6 * (1.0 - across), 0.0, 1.0)  # the arch turns into the corners' shade
+    upper_t = np.clip((up_edge - ys) / 0.7, 0.0, 1.0) * (ys >= y_up - 2) * corner_fade
+    # Lower: only as the jaw opens and the lower lip is drawn down or spread.
+    show_lo = np.clip(0.3 * (gap - 0.15 * unit) * (1.0 + spreading), 0.0, 0.10 * unit)
+    lo_edge = y_lo - show_lo * arch
+    lower_t = np.clip((ys - lo_edge) / 0.7, 0.0, 1.0) * (ys <= y_lo + 2) * (show_lo > 0.3) * corner_fade
+    # Faint gaps between the incisors, ~0.12 eye distances apart, fading towards the corners.
+    tooth_w = 0.12 * unit
+    k = (xs - cx) / tooth_w
+    gaps = np.exp(-0.5 * ((k - np.round(k)) * tooth_w / 0.45) ** 2) * (1.0 - across)
+    light = (0.95 - 0.45 * across ** 1.5) * (1.0 - 0.18 * gaps)  # shade towards the corners
+    edge_dark = 1.0 - 0.15 * np.clip(1.0 - (up_edge - ys) / 1.5, 0.0, 1.0)  # translucent incisal edge
+    teeth_up = style.teeth[None, None, :] * (light * edge_dark)[..., None]
+    teeth_lo = style.teeth[None, None, :] * (0.8 * light)[..., None]
+    colour = colour * (1 - upper_t[..., None]) + teeth_up * upper_t[..., None]
+    colour = colour * (1 - lower_t[..., None]) + teeth_lo * lower_t[..., None]
+
+    # Soft edges, matched to the frame's blur: blur the painted colour inside the opening and its mask.
+    if style.blur > 0.45:
+        colour = cv2.GaussianBlur(colour.astype(np.float32), (0, 0), style.blur)
+    mask = cv2.GaussianBlur(opening, (0, 0), max(0.35, style.blur))
+    a = (mask * alpha)[..., None]
     roi = frame[y0:y1, x0:x1].astype(np.float32)
     frame[y0:y1, x0:x1] = np.clip(roi * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
     return frame

@@ -21,7 +21,7 @@ analysis", Scholarpedia 3(5):4237):
 - happiness 6 + 12
 - sadness 1 + 4 + 15 (+ 17)
 - anger 4 + 5 + 7 + 23 (+ 24)
-- fear 1 + 2 + 4 + 5 + 7 + 20 + 26
+- fear 1 + 2 + 4 + 5 + 7 + 20 + 25/26 (lips parted)
 - disgust 9 + 10 (+ 15 + 16)
 - neutral: no AU.
 
@@ -48,19 +48,25 @@ ACTION_UNITS: dict[int, dict[int, tuple[float, float]]] = {
         37: (0.0, 0.02), 38: (0.0, 0.02)},
     # AU5 upper lid raiser (levator palpebrae superioris): the upper lid goes up, the eye widens.
     5: {37: (0.0, -0.05), 38: (0.0, -0.05)},
-    # AU6 cheek raiser (orbicularis oculi, pars orbitalis): cheeks up, the lower lid pushed up.
-    6: {40: (0.0, -0.035), 41: (0.0, -0.035), 36: (0.0, -0.01),
-        1: (0.0, -0.03), 2: (0.0, -0.03), 3: (0.0, -0.02)},
-    # AU7 lid tightener (orbicularis oculi, pars palpebralis): lower lid up and straightened.
-    7: {40: (0.0, -0.04), 41: (0.0, -0.04), 37: (0.0, 0.015), 38: (0.0, 0.015)},
+    # AU6 cheek raiser (orbicularis oculi, pars orbitalis): the cheeks lift, bagging the skin under the
+    # eye and pushing the lower lid up (the eye narrows from below: the "crinkle"); crow's feet pull the
+    # outer corner up a little and the outer brow down a little.
+    6: {40: (0.0, -0.06), 41: (0.0, -0.065), 36: (-0.005, -0.02), 39: (0.0, -0.01),
+        1: (0.0, -0.045), 2: (-0.005, -0.05), 3: (-0.005, -0.04), 4: (0.0, -0.02),
+        31: (0.0, -0.01), 17: (0.0, 0.02), 18: (0.0, 0.01)},
+    # AU7 lid tightener (orbicularis oculi, pars palpebralis): lower lid up and straightened, the upper
+    # lid down a little: the eye narrows, the lids look tense.
+    7: {40: (0.0, -0.06), 41: (0.0, -0.06), 37: (0.0, 0.02), 38: (0.0, 0.02), 36: (0.005, -0.01),
+        39: (-0.005, -0.01)},
     # AU9 nose wrinkler (levator labii superioris alaeque nasi): nose wings and upper lip up,
     # inner brows pulled down.
     9: {31: (0.01, -0.06), 32: (0.0, -0.05), 33: (0.0, -0.04), 30: (0.0, -0.015), 29: (0.0, -0.01),
         21: (0.01, 0.05), 20: (0.0, 0.03), 40: (0.0, -0.02), 41: (0.0, -0.02),
         49: (0.0, -0.03), 50: (0.0, -0.04), 51: (0.0, -0.04), 61: (0.0, -0.03), 62: (0.0, -0.03)},
-    # AU10 upper lip raiser (levator labii superioris): the centre of the upper lip goes up.
-    10: {50: (0.0, -0.08), 51: (0.0, -0.07), 49: (0.0, -0.06), 48: (0.0, -0.02),
-         61: (0.0, -0.07), 62: (0.0, -0.06), 60: (0.0, -0.02), 31: (0.0, -0.02), 32: (0.0, -0.015)},
+    # AU10 upper lip raiser (levator labii superioris): the centre of the upper lip goes up (squared
+    # off), the nasolabial furrow deepens and the nose wings rise a little.
+    10: {50: (0.0, -0.10), 51: (0.0, -0.09), 49: (0.0, -0.08), 48: (0.0, -0.025),
+         61: (0.0, -0.09), 62: (0.0, -0.08), 60: (0.0, -0.025), 31: (0.0, -0.025), 32: (0.0, -0.02)},
     # AU12 lip corner puller (zygomaticus major): corners pulled up and out along the cheekbone.
     12: {48: (-0.12, -0.10), 60: (-0.10, -0.085), 49: (-0.05, -0.05), 59: (-0.06, -0.06),
          61: (-0.03, -0.03), 67: (-0.04, -0.04), 50: (-0.015, -0.02), 58: (-0.02, -0.02),
@@ -74,16 +80,20 @@ ACTION_UNITS: dict[int, dict[int, tuple[float, float]]] = {
     17: {57: (0.0, -0.04), 58: (0.0, -0.035), 66: (0.0, -0.03), 67: (0.0, -0.02),
          8: (0.0, -0.03), 7: (0.0, -0.02), 6: (0.0, -0.01)},
     # AU20 lip stretcher (risorius): corners pulled straight out, the mouth elongated.
-    20: {48: (-0.11, 0.015), 60: (-0.09, 0.01), 49: (-0.05, 0.0), 59: (-0.05, 0.01),
+    20: {48: (-0.13, 0.02), 60: (-0.11, 0.015), 49: (-0.05, 0.0), 59: (-0.05, 0.01),
          61: (-0.03, 0.0), 67: (-0.03, 0.0), 50: (-0.015, 0.0), 58: (-0.015, 0.0)},
     # AU23 lip tightener (orbicularis oris): lips narrowed and thinned.
-    23: {48: (0.04, 0.0), 60: (0.035, 0.0), 49: (0.02, 0.01), 50: (0.01, 0.015), 51: (0.0, 0.015),
+    23: {48: (0.05, 0.0), 60: (0.045, 0.0), 49: (0.02, 0.01), 50: (0.01, 0.015), 51: (0.0, 0.015),
          59: (0.02, -0.01), 58: (0.01, -0.015), 57: (0.0, -0.015),
          61: (0.0, 0.01), 62: (0.0, 0.01), 67: (0.0, -0.01), 66: (0.0, -0.01)},
-    # AU24 lip pressor (orbicularis oris): lips pressed together.
-    24: {49: (0.0, 0.02), 50: (0.0, 0.02), 51: (0.0, 0.02), 57: (0.0, -0.02), 58: (0.0, -0.02),
-         59: (0.0, -0.02), 61: (0.0, 0.005), 62: (0.0, 0.005), 66: (0.0, -0.005), 67: (0.0, -0.005),
+    # AU24 lip pressor (orbicularis oris): lips pressed together, the red of the lips thinned from
+    # both sides, the skin above and below bulging.
+    24: {49: (0.0, 0.03), 50: (0.0, 0.035), 51: (0.0, 0.035), 57: (0.0, -0.035), 58: (0.0, -0.035),
+         59: (0.0, -0.03), 61: (0.0, 0.005), 62: (0.0, 0.005), 66: (0.0, -0.005), 67: (0.0, -0.005),
          48: (0.01, 0.0)},
+    # AU25 lips part (depressor labii / relaxed mentalis): the lips separate a little, jaw closed.
+    25: {66: (0.0, 0.035), 67: (0.0, 0.03), 65: (0.0, 0.03), 57: (0.0, 0.02), 58: (0.0, 0.02), 59: (0.0, 0.015),
+         62: (0.0, -0.01), 61: (0.0, -0.008), 63: (0.0, -0.008)},
     # AU26 jaw drop (masseter relaxed): lower lip and chin down, lips parted.
     26: {66: (0.0, 0.06), 67: (0.0, 0.05), 57: (0.0, 0.06), 58: (0.0, 0.055), 59: (0.0, 0.04),
          60: (0.0, 0.02), 8: (0.0, 0.05), 7: (0.0, 0.045), 6: (0.0, 0.03), 5: (0.0, 0.015)},
@@ -91,9 +101,9 @@ ACTION_UNITS: dict[int, dict[int, tuple[float, float]]] = {
 
 # EMFACS prototypes (module docstring); the weights in brackets there are the weaker ones here.
 EMOTION_AUS: dict[str, dict[int, float]] = {
-    "anger": {4: 1.0, 5: 0.6, 7: 1.0, 23: 1.0, 24: 0.5},
+    "anger": {4: 1.0, 5: 0.6, 7: 1.0, 23: 1.0, 24: 1.0},
     "disgust": {9: 1.0, 10: 1.0, 15: 0.4, 16: 0.3},
-    "fear": {1: 1.0, 2: 1.0, 4: 0.5, 5: 1.0, 7: 0.3, 20: 1.0, 26: 0.6},
+    "fear": {1: 1.0, 2: 1.0, 4: 0.5, 5: 1.0, 7: 0.3, 20: 1.0, 25: 1.0, 26: 0.6},
     "happiness": {6: 1.0, 12: 1.0},
     "neutral": {},
     "sadness": {1: 1.0, 4: 0.6, 15: 1.0, 17: 0.5},

@@ -5,9 +5,10 @@ the output size, then for each 25 fps frame move the landmarks (expression with 
 speech-driven mouth, blinks), warp the aligned photo piecewise-affinely to them, apply the head
 motion, and paint the inner mouth where the lips have parted.
 
-``policy`` is the face policy of :func:`generator.faces.detect_landmarks` for photos with several
-faces: ``"largest"`` (default, as the neural backend and data preparation) or ``"single"`` (refuse,
-naming the count).
+Every photo goes through the face gate (:func:`generator.faces.find_face`): ``policy`` says what
+to do with several faces (``"single"``, the default: refuse; ``"largest"``: use the largest), and
+``force=True`` renders a photo the gate refused, recording the overridden problems in the render's
+parameters (``face_gate``), which the manifest keeps.
 
 ``components`` chooses what moves, so a study can make honest control conditions from one code path:
 ``("expression", "mouth", "life")`` (everything, the default), ``("mouth", "life")`` (lips only: no
@@ -25,20 +26,20 @@ import numpy as np
 from generator.align import align_image, align_transform, transform_points
 from generator.audio import MODEL_RATE, n_frames
 from generator.errors import InputError
-from generator.faces import POLICIES, as_rgb, detect_landmarks
+from generator.faces import FACE_POLICIES, as_rgb, find_face
 from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
-from generator.warp.cavity import inner_gap, lip_colour, paint_mouth, photo_teeth
+from generator.warp.cavity import MouthStyle, inner_gap, mouth_style, paint_mouth, photo_teeth
 from generator.warp.expression import expression_displacement, eye_distance, onset_ramp
 from generator.warp.life import blink_displacement, head_matrix, life_track
 from generator.warp.mesh import FaceMesh
 from generator.warp.mouth import MouthTrack, mouth_displacement, speech_features
 
 COMPONENTS = ("expression", "mouth", "life")
-VERSION = 1  # bump when the same inputs would render different frames
+VERSION = 2  # bump when the same inputs would render different frames
 _CACHE_SIZE = 16
-# Landmarks per (photo hash, face policy), shared by all renderers of the process: a stimulus set
+# Gated faces per (photo hash, face policy, force), shared by all renderers of the process: a stimulus set
 # renders the same few faces many times. Aligned faces and meshes are cached per renderer.
-_LANDMARKS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_FACES: OrderedDict[tuple[str, str, bool], object] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,12 @@ class PreparedFace:
     image: np.ndarray       # (S, S, 3) uint8 RGB, the aligned photo
     landmarks: np.ndarray   # (68, 2) float64, in the aligned frame
     mesh: FaceMesh
-    lip_rgb: np.ndarray
+    style: MouthStyle       # the person's mouth colours and the photo's blur (generator.warp.cavity)
     base_gap: float
     unit: float             # eye distance, pixels
     teeth_rgb: np.ndarray | None  # the photo's own teeth colour, when its mouth shows them
     teeth_h: float
+    gate: dict              # what the face gate found and what ``force`` overrode (provenance)
 
 
 @dataclass(frozen=True)
@@ -83,16 +85,17 @@ class WarpRenderer:
     checkpoint_sha256: str | None = None
 
     def __init__(self, components: tuple[str, ...] | list[str] = COMPONENTS, *, onset_s: float = 0.4,
-                 expression_gain: float = 1.0, policy: str = "largest"):
+                 expression_gain: float = 1.0, policy: str = "single", force: bool = False):
         unknown = [c for c in components if c not in COMPONENTS]
         if unknown:
             raise InputError(f"unknown warp components {unknown}: use any of {', '.join(COMPONENTS)}")
         self.components = tuple(c for c in COMPONENTS if c in components)
         self.onset_s = float(onset_s)
         self.expression_gain = float(expression_gain)
-        if policy not in POLICIES:
-            raise InputError(f"unknown face policy {policy!r}: use one of {', '.join(POLICIES)}")
+        if policy not in FACE_POLICIES:
+            raise InputError(f"unknown face policy {policy!r}: use one of {', '.join(FACE_POLICIES)}")
         self.policy = policy
+        self.force = bool(force)
         self._prepared: OrderedDict[tuple[str, int], PreparedFace] = OrderedDict()
 
     # -- faces --------------------------------------------------------------------------------------
@@ -104,10 +107,12 @@ class WarpRenderer:
         if (key, size) in self._prepared:
             self._prepared.move_to_end((key, size))
             return self._prepared[(key, size)]
-        if (key, self.policy) not in _LANDMARKS:
-            _LANDMARKS[(key, self.policy)] = detect_landmarks(img, policy=self.policy, where=where)
-            _trim(_LANDMARKS)
-        lm = _LANDMARKS[(key, self.policy)]
+        face_key = (key, self.policy, self.force)
+        if face_key not in _FACES:
+            _FACES[face_key] = find_face(img, policy=self.policy, force=self.force, where=where)
+            _trim(_FACES)
+        checked = _FACES[face_key]
+        lm = checked.landmarks
         M = align_transform(lm, (size, size))
         aligned = align_image(img, M, (size, size))
         aligned_lm = transform_points(lm.astype(np.float64), M)
@@ -115,8 +120,8 @@ class WarpRenderer:
         unit = eye_distance(mesh.landmarks)
         teeth_rgb, teeth_h = photo_teeth(aligned, mesh.landmarks, unit)
         prepared = PreparedFace(image=aligned, landmarks=mesh.landmarks, mesh=mesh,
-                                lip_rgb=lip_colour(aligned, mesh.landmarks), base_gap=inner_gap(mesh.landmarks),
-                                unit=unit, teeth_rgb=teeth_rgb, teeth_h=teeth_h)
+                                style=mouth_style(aligned, mesh.landmarks, unit), base_gap=inner_gap(mesh.landmarks),
+                                unit=unit, teeth_rgb=teeth_rgb, teeth_h=teeth_h, gate=checked.provenance())
         self._prepared[(key, size)] = prepared
         _trim(self._prepared)
         return prepared
@@ -175,8 +180,9 @@ class WarpRenderer:
             head = None if np.allclose(anim.head[t], identity) else anim.head[t]
             frames[t] = prepared.mesh.warp(prepared.image, anim.displacement[t], head)
             if "mouth" in self.components or "expression" in self.components:
-                paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap, prepared.lip_rgb, prepared.unit,
-                            prepared.teeth_rgb, prepared.teeth_h)
+                scale = float(np.sqrt(abs(np.linalg.det(anim.head[t][:, :2]))))
+                paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap * scale, prepared.style,
+                            prepared.unit * scale, float(anim.mouth.spreading[t]), float(anim.mouth.rounding[t]))
         params = {
             "backend": self.name,
             "version": VERSION,
@@ -188,6 +194,7 @@ class WarpRenderer:
             "onset_s": self.onset_s,
             "expression_gain": self.expression_gain,
             "face_policy": self.policy,
+            "face_gate": dict(prepared.gate),
         }
         return RenderResult(frames=frames, audio=x.copy(), audio_rate=MODEL_RATE, fps=FPS, parameters=params)
 

@@ -332,8 +332,9 @@ def test_bad_inputs_fail_their_item_only(tmp_path, pools):
     assert "missing.png: face file not found" in reasons[f"missing.png|{good.name}"]
     assert "garbage.wav" in reasons["alice.png|garbage.wav"] and "cannot be decoded" in reasons["alice.png|garbage.wav"]
     assert "NoFaceError" in reasons[f"blank.png|{good.name}"] and "no face" in reasons[f"blank.png|{good.name}"]
-    # Acceptance finding: the reason said "face image: no face found" without naming the photo.
-    assert "blank.png: face image: no face found" in reasons[f"blank.png|{good.name}"]
+    # Acceptance finding: the reason said "face image: no face found" without naming the photo (now: the
+    # file name replaces the generic "face image" of the renderer).
+    assert "blank.png: no face found" in reasons[f"blank.png|{good.name}"]  # the file, then the reason
     assert len(load_manifest(out)) == 2
     assert "3 failed" in summary.line()
 

@@ -94,7 +94,7 @@ def test_recordings_with_ground_truth_variants(tmp_path):
 
     rec = tmp_path / "rec"
     rec.mkdir()
-    img = np.asarray(Image.fromarray(shipped_faces()[0][1]).resize((256, 256)))
+    img = np.asarray(Image.fromarray(shipped_faces()[0][1]).resize((384, 384)))  # eyes 33 px apart (the gate needs 28)
     frames = np.stack([np.roll(img, i // 3, axis=1) for i in range(15)])  # slight head motion
     t = np.arange(int(0.6 * 16000)) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 150 * t) * (np.sin(2 * np.pi * 4 * t) > 0)).astype(np.float32)

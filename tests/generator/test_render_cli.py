@@ -130,8 +130,15 @@ def test_several_faces_policy(files):
     assert res.exit_code == 1 and "2 faces found" in res.output and "largest" in res.output
     # Acceptance finding: the fix named the library's policy='largest', not the command's option.
     assert "--face-policy largest" in res.output and "policy='largest'" not in res.output
-    res = run(*args, "--out", str(files / "two.mp4"))  # default: the largest face
+    # The default is the face gate's "single": refuse, naming the file and both fixes, write nothing.
+    res = run(*args, "--out", str(files / "two.mp4"))
+    assert res.exit_code == 1 and str(files / "two.png") in res.output and "2 faces found" in res.output
+    assert "--face-policy largest" in res.output and "--force" in res.output and "face image:" not in res.output
+    assert not (files / "two.mp4").exists()
+    res = run(*args, "--face-policy", "largest", "--out", str(files / "two.mp4"), "--json")
     assert res.exit_code == 0, res.output
+    gate = json.loads(res.output)["parameters"]["face_gate"]
+    assert gate["policy"] == "largest" and gate["faces_found"] == 2 and gate["forced"] is False
 
 
 def test_backend_options_are_checked(files):

@@ -169,8 +169,8 @@ def test_faces_are_detected_once_per_photo(hopper, monkeypatch):
     import generator.warp.renderer as mod
 
     calls = []
-    real = mod.detect_landmarks
-    monkeypatch.setattr(mod, "detect_landmarks", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = mod.find_face  # the face gate: detection and checks
+    monkeypatch.setattr(mod, "find_face", lambda *a, **k: calls.append(1) or real(*a, **k))
     photo = hopper.copy()
     photo[0, 0] ^= 1  # a photo this process has not seen yet
     for renderer in (WarpRenderer(), WarpRenderer()):
