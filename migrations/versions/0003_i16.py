@@ -2,7 +2,7 @@
 kept for re-posts, closed state), and the bonus ledger's platform id and call time.
 
 Revision ID: 0003_i16
-Revises: 0002_recruitment
+Revises: 0003_i15req
 Create Date: 2026-12-05
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision = '0003_i16'
-down_revision = '0002_recruitment'
+down_revision = '0003_i15req'
 branch_labels = None
 depends_on = None
 

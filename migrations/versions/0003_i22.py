@@ -1,7 +1,7 @@
 """Listening checks: volume calibration and headphone-screen trials.
 
 Revision ID: 0003_i22
-Revises: 0002_recruitment
+Revises: 0003_i16
 Create Date: 2026-12-05
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = '0003_i22'
-down_revision = '0002_recruitment'
+down_revision = '0003_i16'
 branch_labels = None
 depends_on = None
 
