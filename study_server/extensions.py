@@ -111,8 +111,21 @@ class Database:
 
 def _close_session(_exc: BaseException | None) -> None:
     session = g.pop("_emostudy_session", None)
-    if session is not None:
-        session.close()
+    if session is None:
+        return
+    try:
+        session.close()  # rolls back what is left open: a round trip, which fails if the database just went away
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is a database fault (study_server.faults)
+        from study_server.faults import classify
+
+        kind = classify(exc)
+        if kind is None:
+            raise
+        # The reply is made (or is a 503) and nothing was left to commit; SQLAlchemy has dropped the broken
+        # connection. Counted in the incident's log line, never a traceback after a finished request.
+        incidents = current_app.extensions.get("emostudy_db_incidents")
+        if incidents is not None:
+            incidents.failed(exc, kind)
 
 
 db = Database()

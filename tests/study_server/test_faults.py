@@ -10,6 +10,7 @@ import logging
 import socket
 
 import psycopg
+import pytest
 from sqlalchemy import exc as sa_exc
 
 from study_server import assignment as assign
@@ -134,3 +135,28 @@ def test_incidents_log_once_and_count():
     t[0] = 211.0  # a minute with no fault (its end went unseen): a new incident, a new line
     inc.failed(psycopg.OperationalError("connection refused"), UNAVAILABLE)
     assert len(records) == 4 and inc.incidents == 3
+
+
+@pytest.mark.postgres
+def test_database_lost_after_the_reply_is_made_is_not_an_error(pg_app, media_set, tmp_path):
+    """The database goes away between the view's return and the request's teardown (whose rollback then
+    fails): the client still gets the reply that was made, and the loss is counted, not raised."""
+    from sqlalchemy import text
+
+    from study_server.extensions import db
+    from studykit import TASK1, import_study, make_plan
+
+    name = import_study(pg_app, make_plan(media_set, TASK1, name="lost", out=tmp_path / "lost.json"), media_set)
+    with pg_app.app_context():
+        killer = db.engine
+
+    @pg_app.after_request
+    def _kill_backend(response):
+        pid = db.session.connection().connection.driver_connection.info.backend_pid
+        with killer.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        return response
+
+    r = pg_app.test_client().get(f"/api/v1/studies/{name}")  # a read: its transaction is still open
+    assert r.status_code == 200 and r.get_json()["name"] == name
+    assert pg_app.extensions["emostudy_db_incidents"].incidents == 1
