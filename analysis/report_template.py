@@ -47,8 +47,11 @@ button.copy:focus-visible { outline: 2px solid #dd8452; }
   h2, h3 { break-after: avoid; page-break-after: avoid; }
   figure, .sentence, tr { break-inside: avoid; page-break-inside: avoid; }
   figure img { max-height: 24cm; width: auto; }
-  .table-box { overflow: visible; border: 0; }
+  .table-box { overflow: visible; border: 0; width: auto; }
   table { font-size: 8pt; }
+  th, td { padding: 1px 3px; }
+  th { min-width: 0; overflow-wrap: anywhere; }
+  td { white-space: normal; }  /* a page cannot scroll: wide tables wrap their cells instead */
   a { color: inherit; text-decoration: none; }
 }
 @page { size: A4; margin: 15mm; }

@@ -470,6 +470,9 @@ def test_report_never_scrolls_sideways(task1_report, task2_report, chromium_path
                 assert page.eval_on_selector_all("figure", "fs => fs.map(f => getComputedStyle(f).breakInside)") \
                     == ["avoid"] * page.locator("figure").count()
                 assert page.evaluate("getComputedStyle(document.querySelector('button.copy')).display") == "none"
+                # and nothing is cut off at the right edge of an A4 page (210 mm - 2 x 15 mm = 680 CSS px)
+                page.set_viewport_size({"width": 680, "height": 900})
+                assert page.evaluate("document.documentElement.scrollWidth") <= 680
                 page.close()
         finally:
             browser.close()
