@@ -101,7 +101,7 @@ tables are in <code>tables/</code> (all columns), figures (PNG, PDF) in <code>fi
 <p>One sentence per test, generated from the numbers below (APA style; significance at .05). The
 <em>Copy</em> button copies the sentence as plain text.</p>
 <ul class="sentences">{% for s in sentences %}
-<li class="sentence"><p id="s-{{ loop.index }}"><span class="topic">{{ s.topic }}</span>{{ s.text }}</p>
+<li class="sentence"><p><span class="topic">{{ s.topic }}</span><span id="s-{{ loop.index }}">{{ s.text }}</span></p>
 <button type="button" class="copy" data-target="s-{{ loop.index }}" aria-label="Copy: {{ s.topic }}">Copy</button></li>
 {% endfor %}</ul>
 <h2 id="methods">Methods</h2>

@@ -449,9 +449,11 @@ def test_report_never_scrolls_sideways(task1_report, task2_report, chromium_path
         browser = pw.chromium.launch(executable_path=chromium_path, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
+            context = browser.new_context(viewport={"width": width, "height": 900})
+            context.grant_permissions(["clipboard-read", "clipboard-write"])
             for report in (task1_report, task2_report):
                 errors: list[str] = []
-                page = browser.new_page(viewport={"width": width, "height": 900})
+                page = context.new_page()
                 page.on("pageerror", lambda e: errors.append(str(e)))
                 page.goto((report / "report.html").as_uri())
                 scroll = page.evaluate("document.documentElement.scrollWidth")
@@ -461,9 +463,12 @@ def test_report_never_scrolls_sideways(task1_report, task2_report, chromium_path
                 assert boxes and all(client <= width for client, _ in boxes)
                 if width == 390:
                     assert any(sw > cw for cw, sw in boxes)
-                button = page.locator("button.copy").first
+                # the copy button puts exactly the sentence (not its topic line) on the clipboard
+                sentences = json.loads((report / "results.json").read_text())["sentences"]
+                button = page.locator("button.copy").nth(len(sentences) - 1)
                 button.click()
-                page.wait_for_function("b => b.textContent !== 'Copy'", arg=button.element_handle(), timeout=3000)
+                page.wait_for_function("b => b.textContent === 'Copied'", arg=button.element_handle(), timeout=3000)
+                assert page.evaluate("navigator.clipboard.readText()") == sentences[-1]["text"]
                 assert errors == []
                 # print media: figures and sentences are never split across pages, the buttons are not printed
                 page.emulate_media(media="print")
