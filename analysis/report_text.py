@@ -264,7 +264,19 @@ def _effect(w: Mapping[str, Any], ci: float) -> str:
     return s
 
 
-def wilcoxon_sentence(w: Mapping[str, Any], ci: float) -> str:
+def scale_text(distribution: list[Mapping[str, Any]]) -> str:
+    """'1 = Definitely unreal, 5 = Definitely real' from the realness distribution (the plan's scores)."""
+    scored = sorted({(float(r["score"]), str(r["label"])) for r in distribution if not _missing(r.get("score"))})
+    if not scored:
+        return "scored as in the plan"
+    (lo, lo_label), (hi, hi_label) = scored[0], scored[-1]
+    return f"{fmt_num(lo)} = {lo_label}, {fmt_num(hi)} = {hi_label}"
+
+
+PAIRING_TEXT = {"participant": "participant means", "item": "content-item means", "response": "paired responses"}
+
+
+def wilcoxon_sentence(w: Mapping[str, Any], ci: float, scale: str = "") -> str:
     a, b = w["a"], w["b"]
     sig = not _missing(w.get("p")) and float(w["p"]) < ALPHA
     higher = (w.get("median_diff") or 0) > 0 or ((w.get("median_diff") or 0) == 0 and (w.get("z") or 0) > 0)
@@ -274,8 +286,9 @@ def wilcoxon_sentence(w: Mapping[str, Any], ci: float) -> str:
         verdict = f"realness ratings of {a} and {b} videos did not differ significantly"
     zero = {"pratt": "Pratt", "wilcox": "zeros dropped", "zsplit": "zero ranks split"}.get(str(w.get("zero_method")),
                                                                                         str(w.get("zero_method")))
-    return (f"A Wilcoxon signed-rank test ({w['unit']} means, {zero}, {_alt_text(w)}) showed that {verdict} "
-            f"(M = {fmt_num(w.get('mean_a'))} vs {fmt_num(w.get('mean_b'))} on the 1-5 scale, "
+    pairing = PAIRING_TEXT.get(str(w.get("unit")), str(w.get("unit")))
+    return (f"A Wilcoxon signed-rank test ({pairing}, {zero}, {_alt_text(w)}) showed that {verdict} "
+            f"(M = {fmt_num(w.get('mean_a'))} vs {fmt_num(w.get('mean_b'))}{f' ({scale})' if scale else ''}, "
             f"median difference = {fmt_num(w.get('median_diff'))}), z = {w['z']:.2f}, {p_clause(w['p'])}, "
             f"{_effect(w, ci)}, {_n_unit(w)}.")
 
@@ -305,10 +318,10 @@ def accuracy_sentence(r: Mapping[str, Any], ci: float) -> str:
             f"{r['n_participants']} participants.")
 
 
-def realness_sentence(rows: list[Mapping[str, Any]], ci: float) -> str:
+def realness_sentence(rows: list[Mapping[str, Any]], ci: float, scale: str = "") -> str:
     parts = [f"{r['source']} M = {fmt_num(r['mean'])} (SD = {fmt_num(r['sd'])}, {ci_label(ci)} "
              f"{fmt_ci(r['ci_low'], r['ci_high'])}, n = {r['n_answers']} answers)" for r in rows]
-    return "Mean realness ratings (1 = definitely unreal, 5 = definitely real) were " + "; ".join(parts) + "."
+    return f"Mean realness ratings{f' ({scale})' if scale else ''} were " + "; ".join(parts) + "."
 
 
 def hu_sentence(group: str, rows: list[Mapping[str, Any]], what: str) -> str:
@@ -369,10 +382,11 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
     for r in t1.get("accuracy", []):
         if r.get("accuracy") is not None:
             add(f"accuracy-{r['source']}", f"Task 1 accuracy, {r['source']}", accuracy_sentence(r, ci))
+    scale = scale_text(t1.get("realness_distribution", []))
     if t1.get("realness"):
-        add("realness-means", "Task 1 realness", realness_sentence(t1["realness"], ci))
+        add("realness-means", "Task 1 realness", realness_sentence(t1["realness"], ci, scale))
     if t1.get("wilcoxon"):
-        add("realness-wilcoxon", "Task 1 realness test", wilcoxon_sentence(t1["wilcoxon"], ci))
+        add("realness-wilcoxon", "Task 1 realness test", wilcoxon_sentence(t1["wilcoxon"], ci, scale))
     groups: dict[str, list] = {}
     for r in t1.get("hu", []):
         groups.setdefault(r["source"], []).append(r)
