@@ -264,12 +264,15 @@ def _effect(w: Mapping[str, Any], ci: float) -> str:
     return s
 
 
-def scale_text(distribution: list[Mapping[str, Any]]) -> str:
-    """'1 = Definitely unreal, 5 = Definitely real' from the realness distribution (the plan's scores)."""
+def scale_text(distribution: list[Mapping[str, Any]], *, labels: bool = True) -> str:
+    """From the realness distribution (the plan's scores): '1 = Definitely unreal, 5 = Definitely real', or
+    with ``labels=False`` 'on the 1-5 scale'; '' when there are no scores."""
     scored = sorted({(float(r["score"]), str(r["label"])) for r in distribution if not _missing(r.get("score"))})
     if not scored:
-        return "scored as in the plan"
+        return ""
     (lo, lo_label), (hi, hi_label) = scored[0], scored[-1]
+    if not labels:
+        return f"on the {fmt_num(lo)}-{fmt_num(hi)} scale"
     return f"{fmt_num(lo)} = {lo_label}, {fmt_num(hi)} = {hi_label}"
 
 
@@ -288,7 +291,7 @@ def wilcoxon_sentence(w: Mapping[str, Any], ci: float, scale: str = "") -> str:
                                                                                         str(w.get("zero_method")))
     pairing = PAIRING_TEXT.get(str(w.get("unit")), str(w.get("unit")))
     return (f"A Wilcoxon signed-rank test ({pairing}, {zero}, {_alt_text(w)}) showed that {verdict} "
-            f"(M = {fmt_num(w.get('mean_a'))} vs {fmt_num(w.get('mean_b'))}{f' ({scale})' if scale else ''}, "
+            f"(M = {fmt_num(w.get('mean_a'))} vs {fmt_num(w.get('mean_b'))}{f' {scale}' if scale else ''}, "
             f"median difference = {fmt_num(w.get('median_diff'))}), z = {w['z']:.2f}, {p_clause(w['p'])}, "
             f"{_effect(w, ci)}, {_n_unit(w)}.")
 
@@ -382,11 +385,12 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
     for r in t1.get("accuracy", []):
         if r.get("accuracy") is not None:
             add(f"accuracy-{r['source']}", f"Task 1 accuracy, {r['source']}", accuracy_sentence(r, ci))
-    scale = scale_text(t1.get("realness_distribution", []))
+    dist = t1.get("realness_distribution", [])
     if t1.get("realness"):
-        add("realness-means", "Task 1 realness", realness_sentence(t1["realness"], ci, scale))
+        add("realness-means", "Task 1 realness", realness_sentence(t1["realness"], ci, scale_text(dist)))
     if t1.get("wilcoxon"):
-        add("realness-wilcoxon", "Task 1 realness test", wilcoxon_sentence(t1["wilcoxon"], ci, scale))
+        add("realness-wilcoxon", "Task 1 realness test",
+            wilcoxon_sentence(t1["wilcoxon"], ci, scale_text(dist, labels=False)))
     groups: dict[str, list] = {}
     for r in t1.get("hu", []):
         groups.setdefault(r["source"], []).append(r)

@@ -283,6 +283,8 @@ def test_every_test_has_a_sentence_built_from_its_numbers(task1_report, task2_re
     lo, hi = w["rank_biserial_ci_low"], w["rank_biserial_ci_high"]
     assert lo <= w["rank_biserial"] <= hi and f"95% CI [{fmt_bounded(lo)}, {fmt_bounded(hi)}]" in text
     assert f"{w['a']}" in text and f"{w['b']}" in text and "Wilcoxon signed-rank" in text
+    scores = sorted({r["score"] for r in res1["task1"]["realness_distribution"]})
+    assert f"on the {scores[0]:g}-{scores[-1]:g} scale" in text  # the plan's scores, not a fixed 1-5
     for r in res1["task1"]["accuracy"]:
         s = by_id[f"accuracy-{r['source']}"]
         assert f"{100 * r['accuracy']:.1f}%" in s and f"n = {r['n_answers']} answers" in s
