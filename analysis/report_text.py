@@ -344,23 +344,27 @@ def model_sentence(term: Mapping[str, Any], ml: Mapping[str, Any], *, what: str,
             f"95% interval {ci}, z = {term['z']:.2f}, {p_clause(term.get(p_key))}, n = {ml.get('n_answers')} answers.")
 
 
-def match_sentence(fracs: list[Mapping[str, Any]], counts: Mapping[str, Any], ci: float) -> str:
-    f = {(r["subset"], r["counting"], r["modality"]): r for r in fracs}
+def match_sentence(fracs: list[Mapping[str, Any]], counting: str, ci: float,
+                   counts: Mapping[str, Any] | None = None) -> str:
+    """How often the primary (or either) label matched the visual vs the audio emotion, all videos and
+    mismatched ones, each with its bootstrap CI; with ``counts`` also how many responses had two labels."""
+    f = {(r["subset"], r["modality"]): r for r in fracs if r["counting"] == counting}
 
-    def one(subset: str, counting: str) -> str:
-        v, a = f.get((subset, counting, "visual")), f.get((subset, counting, "audio"))
-        if not v or not a:
-            return ""
-        cis = lambda r: (f" {fmt_ci(r.get('ci_low'), r.get('ci_high'), fmt_pct)}"
-                         if not _missing(r.get("ci_low")) else "")
-        return (f"{fmt_pct(v['fraction'])}{cis(v)} matched the visual and {fmt_pct(a['fraction'])}{cis(a)} the audio "
-                f"emotion (n = {v['n']} responses)")
+    def pct(r: Mapping[str, Any]) -> str:
+        ci_text = "" if _missing(r.get("ci_low")) else " " + fmt_ci(r["ci_low"], r["ci_high"], fmt_pct)
+        return fmt_pct(r["fraction"]) + ci_text
 
-    what = {"primary": "primary labels", "primary_or_secondary": "primary or secondary labels"}
-    parts = [f"of {what[c]} for {'all' if s == 'all' else 'mismatched'} videos, {one(s, c)}"
-             for c in ("primary", "primary_or_secondary") for s in ("all", "mismatched") if one(s, c)]
-    return (f"Of the responses ({ci_label(ci)}s from a bootstrap over participants): " + "; ".join(parts)
-            + f". {counts['n_two_labels']} of {counts['n_responses']} responses gave two distinct labels.")
+    what = "Primary labels" if counting == "primary" else "Primary or secondary labels (either one)"
+    parts = []
+    for subset, of in (("all", "all {n} responses"), ("mismatched", "the {n} responses to mismatched videos")):
+        v, a = f.get((subset, "visual")), f.get((subset, "audio"))
+        if v and a:
+            parts.append(f"the visual emotion in {pct(v)} and the audio emotion in {pct(a)} of "
+                         + of.format(n=v["n"]))
+    text = f"{what} matched " + "; and ".join(parts) + f" ({ci_label(ci)}s: bootstrap over participants)."
+    if counts:
+        text += f" {counts['n_two_labels']} of {counts['n_responses']} responses gave two distinct labels."
+    return text
 
 
 def agreement_sentence(rows: list[Mapping[str, Any]], key: str, what: str) -> str:
@@ -412,7 +416,9 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
                 model_sentence(term, om, what="Cumulative-logit model of realness", p_key="p"))
     t2 = results.get("task2")
     if t2:
-        add("match-fractions", "Task 2 labels matching", match_sentence(t2["match_fractions"], t2["label_counts"], ci))
+        add("match-primary", "Task 2 primary labels", match_sentence(t2["match_fractions"], "primary", ci))
+        add("match-either", "Task 2 primary or secondary labels",
+            match_sentence(t2["match_fractions"], "primary_or_secondary", ci, t2["label_counts"]))
         for d in t2.get("dominance", []):
             add(f"dominance-{d['counting']}", "Task 2 visual vs audio dominance", dominance_sentence(d, ci))
         groups = {}
