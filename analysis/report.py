@@ -26,6 +26,7 @@ from analysis.cleaning import Cleaned, clean
 from analysis.flow import participant_flow
 from analysis.errors import AnalysisError, AnalysisOptionError
 from analysis.io import Export, load_export
+from analysis.stats import paired_differences, ratio_bootstrap_ci
 from stimuli.emotions import EMOTIONS
 
 RESULTS_SCHEMA_VERSION = 1
@@ -142,17 +143,13 @@ def _rank_biserial_ci(d: np.ndarray, *, zero_method: str, n_boot: int, ci: float
     return float(lo), float(hi)
 
 
-def stats_pairs(answers: pd.DataFrame, a: str, b: str, unit: str) -> np.ndarray:
+def _realness_pairs(answers: pd.DataFrame, a: str, b: str, unit: str) -> np.ndarray:
     """The paired realness differences a - b of the Wilcoxon test (same pairing unit)."""
-    from analysis.stats import paired_differences
-
     return paired_differences(answers, dv="score", within="source", a=a, b=b, unit=unit)["diff"].to_numpy()
 
 
 def _fraction_cis(resp: pd.DataFrame, frac: pd.DataFrame, opt: AnalysisOptions) -> pd.DataFrame:
     """Bootstrap CIs (participants resampled) of the Task 2 match fractions: the columns ci_low, ci_high."""
-    from analysis.stats import ratio_bootstrap_ci
-
     r = resp.copy()
     lows, highs = [], []
     for k, row in enumerate(frac.itertuples(index=False)):
@@ -175,8 +172,6 @@ def _fraction_cis(resp: pd.DataFrame, frac: pd.DataFrame, opt: AnalysisOptions) 
 
 def _aspect_rates(ans: pd.DataFrame, question: str, sources: list[str], opt: AnalysisOptions) -> pd.DataFrame:
     """Aspect votes without 'none' per source, per response, with a participant bootstrap CI of the rate."""
-    from analysis.stats import ratio_bootstrap_ci
-
     a = ans[ans["question"] == question]
     votes = a["answer"].map(lambda v: sum(1 for x in str(v).split(";") if x and x != "none"))
     rows = []
@@ -342,7 +337,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             sens = task1.realness_wilcoxon_sensitivity(ans, a, b, question=opt.realness_question,
                                                        alternative=opt.alternative, correction=opt.correction,
                                                        method=opt.wilcoxon_method)
-            d = stats_pairs(ans[ans["question"] == opt.realness_question], a, b, opt.pairing_unit)
+            d = _realness_pairs(ans[ans["question"] == opt.realness_question], a, b, opt.pairing_unit)
             lo, hi = _rank_biserial_ci(d, zero_method=opt.zero_method, n_boot=opt.n_boot, ci=opt.ci,
                                        seed=opt.seed + 600)
             w = w.assign(rank_biserial_ci_low=lo, rank_biserial_ci_high=hi)
@@ -365,7 +360,9 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             f"Task 1 realness. Options scored as in the plan ({scored}); mean per source over all "
             f"answers with a {boot}. "
             + (f"Comparison: {why}. {wil}, pairing {unit_text}; difference = {a} - {b}. The sensitivity table "
-               f"repeats the test for every pairing unit and zero method. " if a else f"{why.capitalize()}. ")
+               f"repeats the test for every pairing unit and zero method. The rank-biserial correlation has a "
+               f"percentile bootstrap {pct_ci} CI resampling the pairing units ({opt.n_boot} resamples, default_rng "
+               f"seed {opt.seed + 600}). " if a else f"{why.capitalize()}. ")
             + "The distribution figure shows the percentage of each option per source.")
         if opt.mixed_models:
             step("task 1: ordinal model")
@@ -393,7 +390,9 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         out.tables["task1_aspect_rates"] = rates
         out.figures["task1_aspects"] = figures.aspect_bars(asp).figure
         out.methods.append("Improvement aspects: each multi-choice answer is split at ';' and every chosen option "
-                           "counted once per answer ('none' is an option); totals exclude 'none'.")
+                           "counted once per answer ('none' is an option); totals exclude 'none'. Votes per response "
+                           f"(without 'none') per source have a percentile bootstrap {pct_ci} CI resampling participants "
+                           f"({opt.n_boot} resamples, default_rng seeds {opt.seed + 500}+).")
 
     # ---------------------------------------------------------------- Task 2
     if opt.primary_question in questions_present:
@@ -414,7 +413,6 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         dom["rank_biserial_ci_high"] = [hi for _, hi in rb]
         frac = _fraction_cis(resp, frac, opt)
         g2 = resp.groupby("participant")["two_labels"]
-        from analysis.stats import ratio_bootstrap_ci
         two_ci = ratio_bootstrap_ci(g2.sum().to_numpy(), g2.size().to_numpy(), n_boot=opt.n_boot, ci=opt.ci,
                                     random_state=opt.seed + 400)
         per = task2.dominance_per_participant(resp)
@@ -455,7 +453,10 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             "the matching labels by all labels given. Visual vs audio dominance: per participant, the fraction of "
             f"mismatched videos matching the visual minus the fraction matching the audio emotion; {wil}; "
             "Holm-adjusted over the two countings (primary; primary or secondary). Hu and agreement are computed "
-            "with the visual and with the audio emotion as the truth.")
+            "with the visual and with the audio emotion as the truth. Each match fraction and the share of responses "
+            f"with two labels has a percentile bootstrap {pct_ci} CI resampling participants ({opt.n_boot} resamples, "
+            f"default_rng seeds {opt.seed + 300}+ and {opt.seed + 400}), the rank-biserial r of each dominance test one "
+            f"resampling participants (seeds {opt.seed + 700}+).")
     if "task1" not in res and "task2" not in res:
         raise AnalysisError(f"no question of the analysis ({opt.emotion_question}, {opt.realness_question}, "
                             f"{opt.aspects_question}, {opt.primary_question}) has valid answers; check the answers' question "

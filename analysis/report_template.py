@@ -47,8 +47,11 @@ button.copy:focus-visible { outline: 2px solid #dd8452; }
   h2, h3 { break-after: avoid; page-break-after: avoid; }
   figure, .sentence, tr { break-inside: avoid; page-break-inside: avoid; }
   figure img { max-height: 24cm; width: auto; }
-  .table-box { overflow: visible; border: 0; }
+  .table-box { overflow: visible; border: 0; width: auto; }
   table { font-size: 8pt; }
+  th, td { padding: 1px 3px; }
+  th { min-width: 0; overflow-wrap: anywhere; }
+  td { white-space: normal; }  /* a page cannot scroll: wide tables wrap their cells instead */
   a { color: inherit; text-decoration: none; }
 }
 @page { size: A4; margin: 15mm; }
@@ -98,7 +101,7 @@ tables are in <code>tables/</code> (all columns), figures (PNG, PDF) in <code>fi
 <p>One sentence per test, generated from the numbers below (APA style; significance at .05). The
 <em>Copy</em> button copies the sentence as plain text.</p>
 <ul class="sentences">{% for s in sentences %}
-<li class="sentence"><p id="s-{{ loop.index }}"><span class="topic">{{ s.topic }}</span>{{ s.text }}</p>
+<li class="sentence"><p><span class="topic">{{ s.topic }}</span><span id="s-{{ loop.index }}">{{ s.text }}</span></p>
 <button type="button" class="copy" data-target="s-{{ loop.index }}" aria-label="Copy: {{ s.topic }}">Copy</button></li>
 {% endfor %}</ul>
 <h2 id="methods">Methods</h2>

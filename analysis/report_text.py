@@ -264,7 +264,22 @@ def _effect(w: Mapping[str, Any], ci: float) -> str:
     return s
 
 
-def wilcoxon_sentence(w: Mapping[str, Any], ci: float) -> str:
+def scale_text(distribution: list[Mapping[str, Any]], *, labels: bool = True) -> str:
+    """From the realness distribution (the plan's scores): '1 = Definitely unreal, 5 = Definitely real', or
+    with ``labels=False`` 'on the 1-5 scale'; '' when there are no scores."""
+    scored = sorted({(float(r["score"]), str(r["label"])) for r in distribution if not _missing(r.get("score"))})
+    if not scored:
+        return ""
+    (lo, lo_label), (hi, hi_label) = scored[0], scored[-1]
+    if not labels:
+        return f"on the {fmt_num(lo)}-{fmt_num(hi)} scale"
+    return f"{fmt_num(lo)} = {lo_label}, {fmt_num(hi)} = {hi_label}"
+
+
+PAIRING_TEXT = {"participant": "participant means", "item": "content-item means", "response": "paired responses"}
+
+
+def wilcoxon_sentence(w: Mapping[str, Any], ci: float, scale: str = "") -> str:
     a, b = w["a"], w["b"]
     sig = not _missing(w.get("p")) and float(w["p"]) < ALPHA
     higher = (w.get("median_diff") or 0) > 0 or ((w.get("median_diff") or 0) == 0 and (w.get("z") or 0) > 0)
@@ -274,8 +289,9 @@ def wilcoxon_sentence(w: Mapping[str, Any], ci: float) -> str:
         verdict = f"realness ratings of {a} and {b} videos did not differ significantly"
     zero = {"pratt": "Pratt", "wilcox": "zeros dropped", "zsplit": "zero ranks split"}.get(str(w.get("zero_method")),
                                                                                         str(w.get("zero_method")))
-    return (f"A Wilcoxon signed-rank test ({w['unit']} means, {zero}, {_alt_text(w)}) showed that {verdict} "
-            f"(M = {fmt_num(w.get('mean_a'))} vs {fmt_num(w.get('mean_b'))} on the 1-5 scale, "
+    pairing = PAIRING_TEXT.get(str(w.get("unit")), str(w.get("unit")))
+    return (f"A Wilcoxon signed-rank test ({pairing}, {zero}, {_alt_text(w)}) showed that {verdict} "
+            f"(M = {fmt_num(w.get('mean_a'))} vs {fmt_num(w.get('mean_b'))}{f' {scale}' if scale else ''}, "
             f"median difference = {fmt_num(w.get('median_diff'))}), z = {w['z']:.2f}, {p_clause(w['p'])}, "
             f"{_effect(w, ci)}, {_n_unit(w)}.")
 
@@ -305,10 +321,10 @@ def accuracy_sentence(r: Mapping[str, Any], ci: float) -> str:
             f"{r['n_participants']} participants.")
 
 
-def realness_sentence(rows: list[Mapping[str, Any]], ci: float) -> str:
+def realness_sentence(rows: list[Mapping[str, Any]], ci: float, scale: str = "") -> str:
     parts = [f"{r['source']} M = {fmt_num(r['mean'])} (SD = {fmt_num(r['sd'])}, {ci_label(ci)} "
              f"{fmt_ci(r['ci_low'], r['ci_high'])}, n = {r['n_answers']} answers)" for r in rows]
-    return "Mean realness ratings (1 = definitely unreal, 5 = definitely real) were " + "; ".join(parts) + "."
+    return f"Mean realness ratings{f' ({scale})' if scale else ''} were " + "; ".join(parts) + "."
 
 
 def hu_sentence(group: str, rows: list[Mapping[str, Any]], what: str) -> str:
@@ -328,23 +344,27 @@ def model_sentence(term: Mapping[str, Any], ml: Mapping[str, Any], *, what: str,
             f"95% interval {ci}, z = {term['z']:.2f}, {p_clause(term.get(p_key))}, n = {ml.get('n_answers')} answers.")
 
 
-def match_sentence(fracs: list[Mapping[str, Any]], counts: Mapping[str, Any], ci: float) -> str:
-    f = {(r["subset"], r["counting"], r["modality"]): r for r in fracs}
+def match_sentence(fracs: list[Mapping[str, Any]], counting: str, ci: float,
+                   counts: Mapping[str, Any] | None = None) -> str:
+    """How often the primary (or either) label matched the visual vs the audio emotion, all videos and
+    mismatched ones, each with its bootstrap CI; with ``counts`` also how many responses had two labels."""
+    f = {(r["subset"], r["modality"]): r for r in fracs if r["counting"] == counting}
 
-    def one(subset: str, counting: str) -> str:
-        v, a = f.get((subset, counting, "visual")), f.get((subset, counting, "audio"))
-        if not v or not a:
-            return ""
-        cis = lambda r: (f" {fmt_ci(r.get('ci_low'), r.get('ci_high'), fmt_pct)}"
-                         if not _missing(r.get("ci_low")) else "")
-        return (f"{fmt_pct(v['fraction'])}{cis(v)} matched the visual and {fmt_pct(a['fraction'])}{cis(a)} the audio "
-                f"emotion (n = {v['n']} responses)")
+    def pct(r: Mapping[str, Any]) -> str:
+        ci_text = "" if _missing(r.get("ci_low")) else " " + fmt_ci(r["ci_low"], r["ci_high"], fmt_pct)
+        return fmt_pct(r["fraction"]) + ci_text
 
-    what = {"primary": "primary labels", "primary_or_secondary": "primary or secondary labels"}
-    parts = [f"of {what[c]} for {'all' if s == 'all' else 'mismatched'} videos, {one(s, c)}"
-             for c in ("primary", "primary_or_secondary") for s in ("all", "mismatched") if one(s, c)]
-    return (f"Of the responses ({ci_label(ci)}s from a bootstrap over participants): " + "; ".join(parts)
-            + f". {counts['n_two_labels']} of {counts['n_responses']} responses gave two distinct labels.")
+    what = "Primary labels" if counting == "primary" else "Primary or secondary labels (either one)"
+    parts = []
+    for subset, of in (("all", "all {n} responses"), ("mismatched", "the {n} responses to mismatched videos")):
+        v, a = f.get((subset, "visual")), f.get((subset, "audio"))
+        if v and a:
+            parts.append(f"the visual emotion in {pct(v)} and the audio emotion in {pct(a)} of "
+                         + of.format(n=v["n"]))
+    text = f"{what} matched " + "; and ".join(parts) + f" ({ci_label(ci)}s: bootstrap over participants)."
+    if counts:
+        text += f" {counts['n_two_labels']} of {counts['n_responses']} responses gave two distinct labels."
+    return text
 
 
 def agreement_sentence(rows: list[Mapping[str, Any]], key: str, what: str) -> str:
@@ -369,10 +389,12 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
     for r in t1.get("accuracy", []):
         if r.get("accuracy") is not None:
             add(f"accuracy-{r['source']}", f"Task 1 accuracy, {r['source']}", accuracy_sentence(r, ci))
+    dist = t1.get("realness_distribution", [])
     if t1.get("realness"):
-        add("realness-means", "Task 1 realness", realness_sentence(t1["realness"], ci))
+        add("realness-means", "Task 1 realness", realness_sentence(t1["realness"], ci, scale_text(dist)))
     if t1.get("wilcoxon"):
-        add("realness-wilcoxon", "Task 1 realness test", wilcoxon_sentence(t1["wilcoxon"], ci))
+        add("realness-wilcoxon", "Task 1 realness test",
+            wilcoxon_sentence(t1["wilcoxon"], ci, scale_text(dist, labels=False)))
     groups: dict[str, list] = {}
     for r in t1.get("hu", []):
         groups.setdefault(r["source"], []).append(r)
@@ -394,7 +416,9 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
                 model_sentence(term, om, what="Cumulative-logit model of realness", p_key="p"))
     t2 = results.get("task2")
     if t2:
-        add("match-fractions", "Task 2 labels matching", match_sentence(t2["match_fractions"], t2["label_counts"], ci))
+        add("match-primary", "Task 2 primary labels", match_sentence(t2["match_fractions"], "primary", ci))
+        add("match-either", "Task 2 primary or secondary labels",
+            match_sentence(t2["match_fractions"], "primary_or_secondary", ci, t2["label_counts"]))
         for d in t2.get("dominance", []):
             add(f"dominance-{d['counting']}", "Task 2 visual vs audio dominance", dominance_sentence(d, ci))
         groups = {}

@@ -283,6 +283,8 @@ def test_every_test_has_a_sentence_built_from_its_numbers(task1_report, task2_re
     lo, hi = w["rank_biserial_ci_low"], w["rank_biserial_ci_high"]
     assert lo <= w["rank_biserial"] <= hi and f"95% CI [{fmt_bounded(lo)}, {fmt_bounded(hi)}]" in text
     assert f"{w['a']}" in text and f"{w['b']}" in text and "Wilcoxon signed-rank" in text
+    scores = sorted({r["score"] for r in res1["task1"]["realness_distribution"]})
+    assert f"on the {scores[0]:g}-{scores[-1]:g} scale" in text  # the plan's scores, not a fixed 1-5
     for r in res1["task1"]["accuracy"]:
         s = by_id[f"accuracy-{r['source']}"]
         assert f"{100 * r['accuracy']:.1f}%" in s and f"n = {r['n_answers']} answers" in s
@@ -449,9 +451,11 @@ def test_report_never_scrolls_sideways(task1_report, task2_report, chromium_path
         browser = pw.chromium.launch(executable_path=chromium_path, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
+            context = browser.new_context(viewport={"width": width, "height": 900})
+            context.grant_permissions(["clipboard-read", "clipboard-write"])
             for report in (task1_report, task2_report):
                 errors: list[str] = []
-                page = browser.new_page(viewport={"width": width, "height": 900})
+                page = context.new_page()
                 page.on("pageerror", lambda e: errors.append(str(e)))
                 page.goto((report / "report.html").as_uri())
                 scroll = page.evaluate("document.documentElement.scrollWidth")
@@ -461,15 +465,21 @@ def test_report_never_scrolls_sideways(task1_report, task2_report, chromium_path
                 assert boxes and all(client <= width for client, _ in boxes)
                 if width == 390:
                     assert any(sw > cw for cw, sw in boxes)
-                button = page.locator("button.copy").first
+                # the copy button puts exactly the sentence (not its topic line) on the clipboard
+                sentences = json.loads((report / "results.json").read_text())["sentences"]
+                button = page.locator("button.copy").nth(len(sentences) - 1)
                 button.click()
-                page.wait_for_function("b => b.textContent !== 'Copy'", arg=button.element_handle(), timeout=3000)
+                page.wait_for_function("b => b.textContent === 'Copied'", arg=button.element_handle(), timeout=3000)
+                assert page.evaluate("navigator.clipboard.readText()") == sentences[-1]["text"]
                 assert errors == []
                 # print media: figures and sentences are never split across pages, the buttons are not printed
                 page.emulate_media(media="print")
                 assert page.eval_on_selector_all("figure", "fs => fs.map(f => getComputedStyle(f).breakInside)") \
                     == ["avoid"] * page.locator("figure").count()
                 assert page.evaluate("getComputedStyle(document.querySelector('button.copy')).display") == "none"
+                # and nothing is cut off at the right edge of an A4 page (210 mm - 2 x 15 mm = 680 CSS px)
+                page.set_viewport_size({"width": 680, "height": 900})
+                assert page.evaluate("document.documentElement.scrollWidth") <= 680
                 page.close()
         finally:
             browser.close()
