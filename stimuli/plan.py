@@ -42,6 +42,8 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int) -> dict[str, Any]:
             "description": spec.study.description,
             "instructions": spec.study.instructions,
             "exclude_studies": list(spec.study.exclude_studies),
+            # [recruitment] only when the spec has one, so plans of other specs keep their bytes.
+            **({"recruitment": spec.recruitment.as_plan()} if spec.recruitment != type(spec.recruitment)() else {}),
         },
         "design": design,
         "questions": [

@@ -15,6 +15,8 @@ Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (t
     [payment]  reward_usd, [payment.bonus] rule ("per_correct" | "none"), question, truth, amount_usd,
                max_usd, count_repeats
     [audio_check] enabled
+    [recruitment] (optional) estimated_minutes, requires_audio, screeners = [{filter_id, selected_values
+                  | selected_range}]  # what recruiting platforms are told (Prolific filters, minimum pay)
 """
 
 from __future__ import annotations
@@ -109,6 +111,20 @@ class StudyInfo:
 
 
 @dataclass(frozen=True)
+class Recruitment:
+    """``[recruitment]``: estimated minutes (Prolific's minimum-pay check and listing), whether participants
+    need audio (also implied by ``[audio_check] enabled``), Prolific screener filters (passed as written)."""
+
+    estimated_minutes: int | None = None
+    requires_audio: bool = False
+    screeners: tuple[dict[str, Any], ...] = ()
+
+    def as_plan(self) -> dict[str, Any]:
+        return {"estimated_minutes": self.estimated_minutes, "requires_audio": self.requires_audio,
+                "screeners": [dict(s) for s in self.screeners]}
+
+
+@dataclass(frozen=True)
 class Spec:
     study: StudyInfo
     design: EmotionRealnessDesign | AvMismatchDesign
@@ -120,6 +136,7 @@ class Spec:
     audio_check: bool
     source: str  # the file it came from (or "<string>")
     sha256: str  # of the TOML bytes
+    recruitment: Recruitment = Recruitment()
 
     def question(self, qid: str) -> Question:
         for q in self.questions:
@@ -288,6 +305,21 @@ def _read_consistency(root: _Table, questions: tuple[Question, ...]) -> Consiste
     return Consistency(max_inconsistent=max_inc, rules=tuple(rules))
 
 
+def _read_recruitment(root: _Table) -> Recruitment:
+    t = root.table("recruitment")
+    minutes = t.int("estimated_minutes", None, minimum=1) if "estimated_minutes" in t.data else None
+    audio = t.get("requires_audio", bool, False)
+    screeners = t.get("screeners", list, [])
+    for i, sc in enumerate(screeners):
+        if not isinstance(sc, dict) or not isinstance(sc.get("filter_id"), str) or not sc["filter_id"].strip():
+            raise t.error(f"screeners[{i}]", f"{sc!r} must be a table with a filter_id (a Prolific filter, see "
+                                             "GET /api/v1/filters/) and selected_values or selected_range")
+        if not ({"selected_values", "selected_range"} & set(sc)):
+            raise t.error(f"screeners[{i}]", f"filter {sc['filter_id']!r} needs selected_values or selected_range")
+    t.done()
+    return Recruitment(estimated_minutes=minutes, requires_audio=audio, screeners=tuple(screeners))
+
+
 def _read_payment(root: _Table, questions: tuple[Question, ...]) -> Payment:
     t = root.table("payment")
     reward = t.number("reward_usd", 1.0)
@@ -398,10 +430,11 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
     ac = root.table("audio_check")
     audio_check = ac.get("enabled", bool, False)
     ac.done()
+    recruitment = _read_recruitment(root)
     root.done()
     return Spec(study=study, design=design, examples=examples, questions=questions, consistency=consistency,
                 quota_per_batch=quota, payment=payment, audio_check=audio_check, source=where,
-                sha256=hashlib.sha256(raw).hexdigest())
+                sha256=hashlib.sha256(raw).hexdigest(), recruitment=recruitment)
 
 
 def builtin_specs() -> list[str]:

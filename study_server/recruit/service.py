@@ -69,6 +69,9 @@ def post_settings(study: Study, base_url: str, **overrides: Any) -> PostSettings
     url = base_url.rstrip("/") + f"/s/{study.name}"
     values: dict[str, Any] = {"title": info.get("title") or study.title, "study_url": url, "reward_usd": reward,
                               "description": (info.get("description") or study.title)[:2000]}
+    minutes = (info.get("recruitment") or {}).get("estimated_minutes")  # the spec's estimate, unless --minutes
+    if minutes:
+        values["estimated_minutes"] = int(minutes)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PostSettings(**values)
 
@@ -261,9 +264,10 @@ def prolific_filters(session: Session, study: Study) -> tuple[list[dict[str, Any
     filters: list[dict[str, Any]] = []
     if blocked:
         filters.append({"filter_id": "previous_studies", "selected_values": sorted(set(blocked))})
-    for sc in info.get("screeners") or []:
+    rec = info.get("recruitment") or {}  # the spec's [recruitment] table
+    for sc in list(rec.get("screeners") or []) + list(info.get("screeners") or []):
         filters.append(dict(sc))
-    audio = bool((plan.get("audio_check") or {}).get("enabled")) or bool(info.get("requires_audio"))
+    audio = bool((plan.get("audio_check") or {}).get("enabled")) or bool(rec.get("requires_audio"))
     return filters, (["AUDIO"] if audio else [])
 
 

@@ -230,7 +230,9 @@ def test_previous_studies_blocklist_and_screeners(app, study, fake, media_set, t
     _posted(study)
     path = make_plan(media_set, TASK1, name="prolific-t2", exclude_studies=[study.name], out=tmp_path / "p2.json")
     plan = json.loads(path.read_text())
-    plan["study"]["screeners"] = [{"filter_id": "fluent-languages", "selected_values": ["19"]}]
+    plan["study"]["recruitment"] = {"screeners": [{"filter_id": "fluent-languages", "selected_values": ["19"]}],
+                                    "requires_audio": True, "estimated_minutes": 15}
+    plan["audio_check"]["enabled"] = False
     plan["payment"]["reward_usd"] = 2.0
     path.write_text(json.dumps(plan))
     second = service.find_study(db.session, import_study(app, path, media_set))
@@ -239,6 +241,36 @@ def test_previous_studies_blocklist_and_screeners(app, study, fake, media_set, t
     (_, _, body), = fake.calls("POST", "/api/v1/studies/")
     assert body["filters"] == [{"filter_id": "previous_studies", "selected_values": ["STUDY1"]},
                                {"filter_id": "fluent-languages", "selected_values": ["19"]}]
+    assert body["peripheral_requirements"] == ["AUDIO"]  # [recruitment] requires_audio (no audio check here)
+    assert body["estimated_completion_time"] == 15 == service.post_settings(second, BASE).estimated_minutes
+
+
+def test_spec_recruitment_table_reaches_the_plan_and_bad_screeners_are_named():
+    from stimuli.spec import SpecError, parse_spec, resolve_spec
+
+    _, raw = resolve_spec("paper-task2")
+    extra = ('\n[recruitment]\nestimated_minutes = 9\nrequires_audio = true\n'
+             'screeners = [{filter_id = "fluent-languages", selected_values = ["19"]}]\n')
+    spec = parse_spec(raw.decode() + extra)
+    assert spec.recruitment.estimated_minutes == 9 and spec.recruitment.requires_audio
+    assert spec.recruitment.as_plan()["screeners"] == [{"filter_id": "fluent-languages", "selected_values": ["19"]}]
+    assert parse_spec(raw).recruitment.estimated_minutes is None  # optional
+    # compile_plan carries the table into plan["study"]["recruitment"], and post_settings reads its minutes.
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stimuli"))
+    from stimuli_factories import task2_rows
+
+    from stimuli.manifest import build_manifest
+    from stimuli.plan import compile_plan, validate_plan
+
+    manifest = build_manifest("/nonexistent/t2", task2_rows(), name="t2")
+    plan = validate_plan(compile_plan(spec, manifest, seed=1))
+    assert plan["study"]["recruitment"]["estimated_minutes"] == 9
+    assert "recruitment" not in compile_plan(parse_spec(raw), manifest, seed=1)["study"]  # old plans keep their bytes
+    with pytest.raises(SpecError, match=r"recruitment.screeners\[0\]'.*selected_values or selected_range"):
+        parse_spec(raw.decode() + '\n[recruitment]\nscreeners = [{filter_id = "age"}]\n')
 
 
 def test_sync_approves_rejects_with_category_asks_partial_to_return_and_adds_places(app, study, fake):
