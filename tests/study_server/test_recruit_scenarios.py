@@ -266,3 +266,32 @@ def test_cli_mark_sent_and_review_listing(app, study):
     bad = CliRunner().invoke(recruit_group, ["bonus", "--study", name, "--platform", "mturk", "--db", url,
                                              "--mark-failed", "999"])
     assert bad.exit_code != 0 and "no bonus ledger row 999" in bad.output
+
+
+def test_tokens_are_unique_per_study_and_fit_for_long_names(app, media_set, tmp_path):
+    """The old token was the study name cut to 64 characters: names sharing 42+ characters collided."""
+    stem = "a-very-long-study-name-for-the-emotion-video-experiment-of-2026-"
+    names = [import_study(app, _plan(media_set, tmp_path, stem + s), media_set) for s in ("pilot", "main")]
+    with app.app_context():
+        studies = [service.find_study(db.session, n) for n in names]
+        keys = {service.campaign_key(s, "mturk", True) for s in studies}
+        keys |= {service.campaign_key(s, "mturk", False) for s in studies}
+        assert len(keys) == 4 and all(len(f"{k}-99999") <= 64 for k in keys)
+        fake = FakeMTurk()
+        for s in studies:
+            _open(fake, s, places=10)
+        tokens = [p.details["token"] for p in db.session.scalars(select(RecruitPost))]
+        assert len(tokens) == 4 == len(set(tokens)) == len(set(fake.tokens))
+
+
+def test_lost_approval_retried_by_botocore_is_recognised_as_done(app, study, monkeypatch):
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", lambda s: None)
+    fake = FakeMTurk()
+    (hit,) = _open(fake, study)
+    web = app.test_client()
+    aid, _ = _work(web, fake, study, hit, "W1")
+    fake.submit(aid)
+    fake.fail("ApproveAssignment", "lost")  # approved; the retry is refused ("status of: Submitted")
+    r = service.sync(db.session, study, _rec(fake, max_attempts=3), settings=service.post_settings(study, BASE))
+    assert r.approved == [aid] and fake.status_of(aid) == "Approved" and "GetAssignment" in fake.ops()
+    assert db.session.scalar(select(Assignment.status)) == "approved"
