@@ -169,10 +169,19 @@ class ProlificRecruiter:
             self.publish()
         return [self.study_id]
 
+    def _all(self, path: str | None) -> list[dict[str, Any]]:
+        """Every result of a paged list (following ``_links.next``)."""
+        out: list[dict[str, Any]] = []
+        while path:
+            page = self._req("GET", path)
+            out.extend(page.get("results", []))
+            nxt = (page.get("_links", {}).get("next") or {}).get("href")
+            path = nxt[len(self.base_url):] if nxt and nxt.startswith(self.base_url) else None
+        return out
+
     def find_studies(self, annotation: str) -> list[dict[str, Any]]:
         """Our studies on Prolific, found by the annotation in their internal name (``GET /studies/``)."""
-        page = self._req("GET", "/studies/")
-        return [s for s in page.get("results", []) if f"[{annotation}]" in str(s.get("internal_name") or "")]
+        return [s for s in self._all("/studies/") if f"[{annotation}]" in str(s.get("internal_name") or "")]
 
     def publish(self) -> None:
         """Draft -> active: Prolific starts showing the study to participants."""
@@ -193,16 +202,9 @@ class ProlificRecruiter:
 
     def submissions(self) -> list[Submission]:
         """Every submission of the study, whatever its status (all pages)."""
-        out: list[Submission] = []
-        path: str | None = f"/studies/{self._study()}/submissions/"
-        while path:
-            page = self._req("GET", path)
-            for s in page.get("results", []):
-                out.append(Submission(platform="prolific", external_id=s["id"], worker_id=s["participant_id"],
-                                      status=s.get("status", ""), post_id=self._study(), raw=s))
-            nxt = (page.get("_links", {}).get("next") or {}).get("href")
-            path = nxt[len(self.base_url):] if nxt and nxt.startswith(self.base_url) else None
-        return out
+        return [Submission(platform="prolific", external_id=s["id"], worker_id=s["participant_id"],
+                           status=s.get("status", ""), post_id=self._study(), raw=s)
+                for s in self._all(f"/studies/{self._study()}/submissions/")]
 
     def review(self) -> list[Submission]:
         return [s for s in self.submissions() if s.status == "AWAITING REVIEW"]
