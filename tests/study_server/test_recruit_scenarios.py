@@ -9,13 +9,13 @@ import json
 import botocore.endpoint
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from mturkfake import FakeMTurk
 from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
 from study_server.extensions import db
-from study_server.models import Assignment, AuditLog, Participant
+from study_server.models import Assignment, AuditLog
 from study_server.recruit import LedgerError, PayRefused, PlatformError, mturk, service
 from study_server.recruit.models import BONUS_SENT, BonusPayment, PlatformAssignmentId, RecruitPost
 
