@@ -50,8 +50,8 @@ def _recruiter(session: Any, study: Any, platform: str, *, live: bool, yes: bool
 
     if platform == "lab":
         return LabRecruiter(session, study)
-    known = service.posts(session, study, platform, open_only=False)
-    campaign = service.get_campaign(session, study, platform)
+    known = service.posts(session, study, platform, open_only=False, sandbox=not live)
+    campaign = service.get_campaign(session, study, platform, sandbox=not live)
     if platform == "mturk":
         confirmed = yes
         if live and not yes and not dry_run:
@@ -163,7 +163,7 @@ def sync_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, 
     def go():
         with _context(study_ref, platform, db_url, live=live, yes=yes, dry_run=dry_run,
                       prolific_url=prolific_url, usd_rate=usd_rate) as (session, study, rec):
-            stored = service.stored_settings(session, study, platform)
+            stored = service.stored_settings(session, study, platform, sandbox=not live)
             settings = stored if stored is not None else (service.post_settings(study, base_url) if base_url else None)
             r = service.sync(session, study, rec, settings=settings, policy=policy, sandbox=not live, dry_run=dry_run)
             for call in r.planned_calls:

@@ -90,21 +90,28 @@ def campaign_key(study: Study, platform: str, sandbox: bool) -> str:
     return f"es{digest[:24]}"
 
 
-def get_campaign(session: Session, study: Study, platform: str) -> Campaign | None:
-    return session.scalar(select(Campaign).where(Campaign.study_id == study.id, Campaign.platform == platform))
+def norm_sandbox(platform: str, sandbox: bool | None) -> bool | None:
+    """Only MTurk has a sandbox: Prolific and lab campaigns are always 'live'."""
+    return sandbox if platform == "mturk" or sandbox is None else False
+
+
+def get_campaign(session: Session, study: Study, platform: str, sandbox: bool | None = None) -> Campaign | None:
+    """The study's campaign on ``platform`` (MTurk: the sandbox one or the live one; None: the latest)."""
+    q = select(Campaign).where(Campaign.study_id == study.id, Campaign.platform == platform)
+    sandbox = norm_sandbox(platform, sandbox)
+    if sandbox is not None:
+        q = q.where(Campaign.sandbox == sandbox)
+    return session.scalar(q.order_by(Campaign.id.desc()).limit(1))
 
 
 def ensure_campaign(session: Session, study: Study, platform: str, sandbox: bool) -> Campaign:
-    c = get_campaign(session, study, platform)
+    sandbox = bool(norm_sandbox(platform, sandbox))
+    c = get_campaign(session, study, platform, sandbox)
     if c is None:
         c = Campaign(study_id=study.id, platform=platform, sandbox=sandbox, status=CAMPAIGN_OPEN,
                      key=campaign_key(study, platform, sandbox), settings={})
         session.add(c)
         session.commit()
-    elif c.sandbox != sandbox:
-        where = "the sandbox" if c.sandbox else "live MTurk"
-        raise RecruitError(f"study {study.name!r} is recruiting on {where} on {platform}; "
-                           f"{'add --live' if not c.sandbox else 'drop --live'} to act on that campaign")
     return c
 
 
@@ -112,8 +119,13 @@ def _set(c: Campaign, **values: Any) -> None:
     c.settings = {**(c.settings or {}), **values}  # a new dict: the JSON column notices the change
 
 
-def posts(session: Session, study: Study, platform: str, *, open_only: bool = True) -> list[RecruitPost]:
+def posts(session: Session, study: Study, platform: str, *, open_only: bool = True,
+          sandbox: bool | None = None) -> list[RecruitPost]:
+    """The study's posts on ``platform`` (``sandbox``: MTurk's sandbox or live ones only)."""
     q = select(RecruitPost).where(RecruitPost.study_id == study.id, RecruitPost.platform == platform)
+    sandbox = norm_sandbox(platform, sandbox)
+    if sandbox is not None:
+        q = q.where(RecruitPost.sandbox == sandbox)
     if open_only:
         q = q.where(RecruitPost.status == "open")
     return list(session.scalars(q.order_by(RecruitPost.id)))
@@ -136,7 +148,8 @@ def record_post(session: Session, study: Study, c: Campaign, external_id: str, p
 
 
 def _next_seq(session: Session, study: Study, c: Campaign) -> int:
-    seqs = [int((p.details or {}).get("seq") or 0) for p in posts(session, study, c.platform, open_only=False)]
+    seqs = [int((p.details or {}).get("seq") or 0)
+            for p in posts(session, study, c.platform, open_only=False, sandbox=c.sandbox)]
     return max(seqs, default=0) + 1
 
 
@@ -163,9 +176,9 @@ def reconcile_posts(session: Session, study: Study, recruiter: Any, c: Campaign)
     return found
 
 
-def _load_posts(session: Session, study: Study, recruiter: Any) -> None:
+def _load_posts(session: Session, study: Study, recruiter: Any, sandbox: bool | None) -> None:
     """Point the recruiter at the study's posts (all of them: closed posts can still hold submitted work)."""
-    known = posts(session, study, recruiter.platform, open_only=False)
+    known = posts(session, study, recruiter.platform, open_only=False, sandbox=sandbox)
     if recruiter.platform == "mturk":
         recruiter.hit_ids = [p.external_id for p in known]
     elif recruiter.platform == "prolific" and known:
@@ -196,7 +209,7 @@ def _post(session: Session, study: Study, recruiter: Any, c: Campaign, settings:
             record_post(session, study, c, pid, places, seq=_next_seq(session, study, c))
         return ids
     if recruiter.platform == "prolific":
-        if posts(session, study, "prolific", open_only=False):
+        if posts(session, study, "prolific", open_only=False, sandbox=c.sandbox):
             audit(session, actor, "recruit.extend.prolific", study.name, {"places": places})
             return recruiter.extend(settings, places)  # more places on the one study: no new object
         audit(session, actor, "recruit.create_study.prolific", study.name, {"places": places, "annotation": c.key})
@@ -278,10 +291,11 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
     MTurk: exclusion qualifications first (excluded families and this study's own, which its HITs require
     as DoesNotExist); the qualification requirements are stored with the campaign and reused by every
     re-post. Prolific: blocklist, screeners and audio from the plan; minimum pay checked."""
+    sandbox = bool(norm_sandbox(recruiter.platform, sandbox))
     c = ensure_campaign(session, study, recruiter.platform, sandbox)
     found = reconcile_posts(session, study, recruiter, c) if recruiter.platform in ("mturk", "prolific") else []
     open_target = (c.settings or {}).get("open_target")
-    posted = sum(p.places for p in posts(session, study, recruiter.platform))
+    posted = sum(p.places for p in posts(session, study, recruiter.platform, sandbox=sandbox))
     if open_target is not None and recruiter.platform != "lab":
         if posted >= open_target and c.status == CAMPAIGN_OPEN and found:
             return found  # the interrupted open had posted everything; its posts are recorded now
@@ -329,9 +343,9 @@ def _settings_dict(s: PostSettings) -> dict[str, Any]:
                                        "estimated_minutes", "frame_height")}
 
 
-def stored_settings(session: Session, study: Study, platform: str) -> PostSettings | None:
+def stored_settings(session: Session, study: Study, platform: str, sandbox: bool | None = None) -> PostSettings | None:
     """The settings the campaign was opened with (re-posts use them, not defaults)."""
-    c = get_campaign(session, study, platform)
+    c = get_campaign(session, study, platform, sandbox)
     values = ((c.settings or {}).get("settings") if c else None) or None
     return PostSettings(**values) if values else None
 
@@ -453,10 +467,11 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
     from study_server.assignment import expire_stale
 
     report = SyncReport()
-    c = get_campaign(session, study, recruiter.platform)
+    sandbox = bool(norm_sandbox(recruiter.platform, sandbox))
+    c = get_campaign(session, study, recruiter.platform, sandbox)
     if c is not None and recruiter.platform in ("mturk", "prolific") and not dry_run:
         report.recorded = reconcile_posts(session, study, recruiter, c)
-    _load_posts(session, study, recruiter)
+    _load_posts(session, study, recruiter, sandbox)
     if recruiter.platform == "mturk":
         family = family or ((c.settings or {}).get("family") if c else None) or _posted_family(session, study) or study.name
         report.granted = _grant_exclusions(session, study, recruiter, family, sandbox, dry_run, report, actor)
@@ -471,13 +486,13 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
         session.commit()
     report.needed = places_needed(session, study)
     report.closed = c is not None and c.status == CAMPAIGN_CLOSED
-    open_posts_ = posts(session, study, recruiter.platform)
+    open_posts_ = posts(session, study, recruiter.platform, sandbox=sandbox)
     if recruiter.platform == "mturk":
         recruiter.hit_ids = [p.external_id for p in open_posts_]
     statuses = recruiter.status() if recruiter.platform != "lab" and open_posts_ else []
     report.open_places = sum(int(s.get("available") or 0) for s in statuses)
     shortfall = refill_count(report.needed, report.open_places)
-    settings = settings or stored_settings(session, study, recruiter.platform)
+    settings = settings or stored_settings(session, study, recruiter.platform, sandbox)
     if report.closed or c is None:
         return report  # closed (or never opened here): review and pay, never post
     if shortfall > 0 and settings is not None and recruiter.platform != "lab":
@@ -485,7 +500,7 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
             report.planned_calls.append(f"post {shortfall} more places on {recruiter.platform}")
         else:
             _restore_qualifications(recruiter, c)
-            _set(c, open_target=sum(p.places for p in posts(session, study, recruiter.platform)) + shortfall)
+            _set(c, open_target=sum(p.places for p in open_posts_) + shortfall)
             session.commit()
             audit(session, actor, f"recruit.extend.{recruiter.platform}", study.name, {"places": shortfall})
             report.posted = _post(session, study, recruiter, c, settings, shortfall, actor)
@@ -887,10 +902,11 @@ def ledger(session: Session, study: Study) -> list[BonusPayment]:
 def close(session: Session, study: Study, recruiter: Any, *, actor: str = "cli", dry_run: bool = False,
           sandbox: bool | None = None) -> list[str]:
     """Stop recruiting: expire the posts and mark the campaign closed, so ``sync`` never posts again."""
-    open_ = posts(session, study, recruiter.platform)
+    sandbox = norm_sandbox(recruiter.platform, sandbox)
+    open_ = posts(session, study, recruiter.platform, sandbox=sandbox)
     if dry_run:
         return [f"close {recruiter.platform}:{p.external_id}" for p in open_]
-    c = get_campaign(session, study, recruiter.platform)
+    c = get_campaign(session, study, recruiter.platform, sandbox)
     if c is None:
         c = ensure_campaign(session, study, recruiter.platform, bool(open_[0].sandbox) if open_ else
                             (True if sandbox is None else sandbox))
@@ -940,6 +956,7 @@ def recruitment_summary(session: Session, study: Study) -> dict[str, Any]:
     queue = [{"id": r.id, "platform": r.platform, "external_id": r.external_id, "worker_id": r.worker_id,
               "reason": r.reason, "evidence": r.evidence, "created_at": r.created_at.isoformat() if r.created_at else None}
              for r in review_queue(session, study)]
-    campaigns = {c.platform: c.status for c in session.scalars(select(Campaign).where(Campaign.study_id == study.id))}
+    campaigns = {c.platform + (" (sandbox)" if c.platform == "mturk" and c.sandbox else ""): c.status
+                 for c in session.scalars(select(Campaign).where(Campaign.study_id == study.id))}
     return {"posts": rows, "places_needed": places_needed(session, study), "bonus_ledger": ledger_,
             "review_queue": queue, "campaigns": campaigns}

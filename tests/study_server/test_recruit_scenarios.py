@@ -4,6 +4,7 @@ qualifications, throttling, the account balance, and the explicit notify/block/m
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import botocore.endpoint
@@ -153,7 +154,7 @@ def test_close_then_sync_reviews_but_never_posts(app, study):
     r = _sync(fake, study)
     assert r.closed and r.approved == [aid] and r.posted == [] and r.needed == 3
     assert list(fake.hits) == [hit] and not fake.ops("CreateHITWithHITType")[1:]
-    assert service.recruitment_summary(db.session, study)["campaigns"] == {"mturk": "closed"}
+    assert service.recruitment_summary(db.session, study)["campaigns"] == {"mturk (sandbox)": "closed"}
 
 
 def test_repost_keeps_the_original_qualifications(app, study):
@@ -295,3 +296,19 @@ def test_lost_approval_retried_by_botocore_is_recognised_as_done(app, study, mon
     r = service.sync(db.session, study, _rec(fake, max_attempts=3), settings=service.post_settings(study, BASE))
     assert r.approved == [aid] and fake.status_of(aid) == "Approved" and "GetAssignment" in fake.ops()
     assert db.session.scalar(select(Assignment.status)) == "approved"
+
+
+def test_sandbox_pilot_then_live_are_separate_campaigns(app, study):
+    sandbox, live = FakeMTurk(), FakeMTurk()
+    live._ids = itertools.count(500)  # real sandbox and live ids never coincide
+    (pilot,) = service.open_posts(db.session, study, _rec(sandbox), service.post_settings(study, BASE), places=2)
+    service.close(db.session, study, _rec(sandbox), sandbox=True)
+    (real,) = service.open_posts(db.session, study, _rec(live), service.post_settings(study, BASE), places=3,
+                                 sandbox=False)
+    r = service.sync(db.session, study, _rec(live), settings=service.post_settings(study, BASE), sandbox=False)
+    assert not r.closed and r.open_places == 3 and len(r.posted) == 1 and "GetHIT" in live.ops()  # 4 - 3 = 1
+    assert all(p.get("HITId") in (None, real) for _, p in live.calls)  # never asks live MTurk for a sandbox HIT
+    assert service.recruitment_summary(db.session, study)["campaigns"] == {"mturk (sandbox)": "closed",
+                                                                           "mturk": "open"}
+    assert {p.external_id: p.sandbox for p in db.session.scalars(select(RecruitPost))} == {
+        pilot: True, real: False, r.posted[0]: False}
