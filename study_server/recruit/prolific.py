@@ -7,7 +7,7 @@ bonuses (``POST /submissions/bonus-payments/`` sets a bulk bonus up, ``POST /bul
 pays it), one submission (``GET /submissions/{id}/``: its status and ``bonus_payments``, the amounts
 already paid on it in minor units), a return request (``POST /submissions/{id}/request-return/`` with
 ``request_return_reasons``), the account (``GET /users/me/``: ``currency_code``). The pay call is not
-idempotent, so ``service.pay_bonuses`` guards it with our ledger and reads the submission's bonus records
+idempotent, so ``ledger.pay_bonuses`` guards it with our ledger and reads the submission's bonus records
 before any retry.
 
 Amounts: ``reward`` and bonuses are in the study currency (the workspace's: GBP or USD), ``reward`` in its

@@ -19,7 +19,7 @@ from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
 from study_server.extensions import db
 from study_server.models import Assignment, Participant
-from study_server.recruit import RecruitError, mturk, service
+from study_server.recruit import RecruitError, ledger, mturk, service
 from study_server.recruit.models import BONUS_SENT, BonusPayment, RecruitPost, ReviewItem
 
 BASE = "https://study.example.org"
@@ -57,7 +57,7 @@ def do_sync(fake, study):
 
 
 def do_bonus(fake, study):
-    return service.pay_bonuses(db.session, study, _rec(fake))
+    return ledger.pay_bonuses(db.session, study, _rec(fake))
 
 
 def do_review(fake, study):
@@ -131,10 +131,10 @@ def _outcome(fake, study, ids):
     db_status = dict(db.session.execute(select(Participant.worker_id, Assignment.status)
                                         .join(Assignment, Assignment.participant_id == Participant.id)).all())
     bonuses = {worker_of[b["AssignmentId"]]: fake.bonuses_on(b["AssignmentId"]) for b in fake.bonuses}
-    ledger = {(r.worker_id, r.status) for r in db.session.scalars(select(BonusPayment))}
+    rows = {(r.worker_id, r.status) for r in db.session.scalars(select(BonusPayment))}
     queue = {(r.worker_id, r.reason, r.status) for r in db.session.scalars(select(ReviewItem))}
     return {"places": sorted(h["MaxAssignments"] for h in fake.hits.values()), "platform": platform,
-            "db": db_status, "bonus_counts": {w: len(b) for w, b in bonuses.items()}, "ledger": ledger,
+            "db": db_status, "bonus_counts": {w: len(b) for w, b in bonuses.items()}, "ledger": rows,
             "queue": queue}
 
 

@@ -16,7 +16,7 @@ from study_server.models import Assignment, AuditLog
 import requests
 
 from study_server.recruit import LedgerError, OutcomeUnknown, PayRefused, RecruitError
-from study_server.recruit import lab, service
+from study_server.recruit import lab, ledger, service
 from study_server.recruit.models import BONUS_SENT, BONUS_UNKNOWN, BonusPayment, RecruitPost
 from study_server.recruit.prolific import ProlificRecruiter, to_minor
 
@@ -330,17 +330,17 @@ def _approved(app, study):
 def test_bonus_paid_once_when_the_pay_reply_is_lost_or_502(app, study, fake, fault):
     a, sub = _approved(app, study)
     fake.submissions = [sub]
-    (pb,) = service.plan_bonuses(db.session, study)
+    (pb,) = ledger.plan_bonuses(db.session, study)
     fake.pay_fault = fault
     with pytest.raises(LedgerError, match="--mark-sent ID"):
-        service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+        ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     row = db.session.scalar(select(BonusPayment))
     assert row.status == BONUS_UNKNOWN and row.external_id == "S1", (row.status, row.response, fake.requests)
-    r = service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))  # reads S1's bonus records
+    r = ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))  # reads S1's bonus records
     assert r.reconciled_paid == [row.id] and r.paid == []
     db.session.refresh(row)
     assert row.status == BONUS_SENT and fake.pay_calls == 1
-    service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+    ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     assert fake.pay_calls == 1 and sub["bonus_payments"] == [pb.amount_cents]
     setup = [b for m, p, b in fake.calls("POST", "/api/v1/submissions/bonus-payments/")]
     assert setup[0]["csv_bonuses"] == f"P1,{pb.amount_cents / 100:.2f}\n"
@@ -351,13 +351,13 @@ def test_unsettled_bonus_waits_for_a_person_then_is_paid_once(app, study, fake):
     fake.submissions = [sub]
     fake.pay_fault = "lost-before"  # the connection dropped before Prolific paid
     with pytest.raises(LedgerError):
-        service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+        ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     with pytest.raises(LedgerError, match="check them on prolific"):  # the records show nothing: not resent
-        service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+        ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     assert fake.pay_calls == 0
     row = db.session.scalar(select(BonusPayment))
-    service.mark_bonus(db.session, study, row.id, "failed", note="not in Prolific's payments page")
-    r = service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+    ledger.mark_bonus(db.session, study, row.id, "failed", note="not in Prolific's payments page")
+    r = ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     assert r.paid == [row.id] and fake.pay_calls == 1
     marks = db.session.scalar(select(AuditLog).where(AuditLog.action == "recruit.bonus.mark_failed"))
     assert marks.details["ledger_id"] == row.id and marks.details["note"] == "not in Prolific's payments page"
@@ -433,7 +433,7 @@ def test_prolific_fault_then_rerun(app, study, fake, phase, method, suffix, when
         return service.sync(db.session, study, rec, settings=settings)
 
     def bonus(rec):
-        return service.pay_bonuses(db.session, study, rec)
+        return ledger.pay_bonuses(db.session, study, rec)
 
     if phase == "bonus":
         sync(_recruiter(fake, study, "STUDY1"))
@@ -453,7 +453,7 @@ def test_prolific_fault_then_rerun(app, study, fake, phase, method, suffix, when
         run(_recruiter(fake, study, "STUDY1"))
     except LedgerError:  # Prolific's records cannot settle it: a person checks the payments page and marks it
         row = db.session.scalar(select(BonusPayment))
-        service.mark_bonus(db.session, study, row.id, "sent" if fake.pay_calls else "failed", note="checked")
+        ledger.mark_bonus(db.session, study, row.id, "sent" if fake.pay_calls else "failed", note="checked")
     run(_recruiter(fake, study, "STUDY1"))
     status = {s["id"]: s["status"] for s in fake.submissions}
     assert status["S1"] == "APPROVED" and status["S2"] == "REJECTED"

@@ -17,7 +17,7 @@ from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
 from study_server.extensions import db
 from study_server.models import Assignment, AuditLog
-from study_server.recruit import LedgerError, PayRefused, PlatformError, mturk, service
+from study_server.recruit import LedgerError, PayRefused, PlatformError, RecruitError, ledger, mturk, service
 from study_server.recruit.models import BONUS_SENT, BonusPayment, PlatformAssignmentId, RecruitPost
 
 BASE = "https://study.example.org"
@@ -76,7 +76,7 @@ def test_worker_who_returns_a_second_hit_is_approved_and_paid_on_the_real_submis
     r = _sync(fake, study)
     assert r.approved == [first] and r.rejected == [] and r.queued == []
     assert fake.status_of(first) == "Approved"
-    paid = service.pay_bonuses(db.session, study, _rec(fake))
+    paid = ledger.pay_bonuses(db.session, study, _rec(fake))
     assert len(paid.paid) == 1 and len(fake.bonuses_on(first)) == 1 and fake.bonuses == fake.bonuses_on(first)
 
 
@@ -105,8 +105,8 @@ def test_mixed_platform_study_pays_each_platform_only_its_own(app, study):
     complete_session(web, arrive(web, study.name, PROLIFIC_PID="P1", STUDY_ID="S", SESSION_ID="S1"))
     db.session.execute(Assignment.__table__.update().values(status="approved"))
     db.session.commit()
-    assert {b.platform for b in service.plan_bonuses(db.session, study)} == {"mturk", "prolific"}
-    r = service.pay_bonuses(db.session, study, _rec(fake))
+    assert {b.platform for b in ledger.plan_bonuses(db.session, study)} == {"mturk", "prolific"}
+    r = ledger.pay_bonuses(db.session, study, _rec(fake))
     assert len(r.paid) == 1 and [b["WorkerId"] for b in fake.bonuses] == ["W1"]
     assert set(db.session.scalars(select(BonusPayment.platform))) == {"mturk"}  # Prolific's is left to Prolific
 
@@ -197,7 +197,7 @@ def test_lost_replies_retried_by_botocore_meet_the_idempotency_token(app, study,
     fake.submit(aid)
     _sync(fake, study)
     fake.fail("SendBonus", "lost")
-    r = service.pay_bonuses(db.session, study, _rec(fake, max_attempts=3))
+    r = ledger.pay_bonuses(db.session, study, _rec(fake, max_attempts=3))
     assert len(r.paid) == 1 and len(fake.bonuses) == 1 and fake.ops("SendBonus") == ["SendBonus"] * 2
     assert db.session.scalar(select(BonusPayment.status)) == BONUS_SENT
 
@@ -215,7 +215,7 @@ def test_balance_is_checked_before_posting_and_paying(app, study):
     _sync(fake, study)
     fake.balance = 0.01
     with pytest.raises(PayRefused, match="cannot cover 1 bonuses"):
-        service.pay_bonuses(db.session, study, _rec(fake))
+        ledger.pay_bonuses(db.session, study, _rec(fake))
     assert fake.bonuses == [] and not fake.ops("SendBonus")
 
 
@@ -225,7 +225,7 @@ def test_notify_and_block_only_by_explicit_command_and_audited(app, study):
     assert not fake.ops("NotifyWorkers") and not fake.ops("CreateWorkerBlock")
     service.notify(db.session, study, _rec(fake), ["W1", "W2"], "Your bonus", "We paid your bonus. Thank you!")
     assert fake.notified[0]["WorkerIds"] == ["W1", "W2"]
-    with pytest.raises(service.RecruitError, match="--reason"):
+    with pytest.raises(RecruitError, match="--reason"):
         service.block(db.session, study, _rec(fake), "W9", " ")
     service.block(db.session, study, _rec(fake), "W9", "Submitted the same survey 14 times")
     assert fake.blocks == {"W9": "Submitted the same survey 14 times"}
@@ -247,7 +247,7 @@ def test_cli_mark_sent_and_review_listing(app, study):
     fake.fail("SendBonus", "lost")
     with pytest.raises(LedgerError):  # MTurk paid; the reply was lost; ListBonusPayments fails too
         fake.fail("ListBonusPayments", "throttle", times=99)
-        service.pay_bonuses(db.session, study, _rec(fake, max_attempts=1))
+        ledger.pay_bonuses(db.session, study, _rec(fake, max_attempts=1))
     row = db.session.scalar(select(BonusPayment))
     assert row.status == "unknown"
     db.session.commit()
