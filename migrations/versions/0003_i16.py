@@ -72,6 +72,8 @@ def upgrade() -> None:
     with op.batch_alter_table('bonus_payments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('external_id', sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column('committed_at', sa.DateTime(timezone=True), nullable=True))
+    # Only MTurk has a sandbox; Prolific and lab posts were recorded with sandbox = not --live.
+    op.execute(sa.text("UPDATE recruit_posts SET sandbox = :no WHERE platform <> 'mturk'").bindparams(no=False))
 
 
 def downgrade() -> None:

@@ -466,6 +466,9 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
     c = get_campaign(session, study, recruiter.platform, sandbox)
     if c is not None and recruiter.platform in ("mturk", "prolific") and not dry_run:
         report.recorded = reconcile_posts(session, study, recruiter, c)
+    elif c is None and not dry_run and recruiter.platform != "lab" and posts(session, study, recruiter.platform,
+                                                                              sandbox=sandbox):
+        c = _adopt(session, study, recruiter.platform, sandbox)
     _load_posts(session, study, recruiter, sandbox)
     if recruiter.platform == "mturk":
         family = family or ((c.settings or {}).get("family") if c else None) or _posted_family(session, study) or study.name
@@ -500,6 +503,17 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
             audit(session, actor, f"recruit.extend.{recruiter.platform}", study.name, {"places": shortfall})
             report.posted = _post(session, study, recruiter, c, settings, shortfall, actor)
     return report
+
+
+def _adopt(session: Session, study: Study, platform: str, sandbox: bool) -> Campaign:
+    """A study posted before campaigns existed: its campaign keeps the last post's HIT type (so its
+    qualifications) and exclusion family."""
+    known = posts(session, study, platform, open_only=False, sandbox=sandbox)
+    c = ensure_campaign(session, study, platform, sandbox)
+    _set(c, hit_type_id=known[-1].type_id, family=(known[-1].details or {}).get("family"),
+         open_target=sum(p.places for p in known if p.status == "open"))
+    session.commit()
+    return c
 
 
 def _restore_qualifications(recruiter: Any, c: Campaign) -> None:

@@ -312,3 +312,19 @@ def test_sandbox_pilot_then_live_are_separate_campaigns(app, study):
                                                                            "mturk": "open"}
     assert {p.external_id: p.sandbox for p in db.session.scalars(select(RecruitPost))} == {
         pilot: True, real: False, r.posted[0]: False}
+
+
+def test_study_posted_before_campaigns_is_adopted_with_its_hit_type(app, study):
+    """A HIT recorded by the earlier code (no campaign): sync adopts it and refills with its HIT type."""
+    fake = FakeMTurk()
+    rec = _rec(fake)
+    rec.qualifications = mturk.Qualifications(countries=("GB",))
+    type_id = rec.ensure_hit_type(service.post_settings(study, BASE))
+    (hit,) = [h["HITId"] for h in [rec.create_hit(service.post_settings(study, BASE), 1, "old-style-token")]]
+    db.session.add(RecruitPost(study_id=study.id, platform="mturk", sandbox=True, external_id=hit, type_id=type_id,
+                               places=1, details={"family": study.name}))
+    db.session.commit()
+    r = _sync(fake, study)
+    (new,) = r.posted
+    assert fake.hits[new]["HITTypeId"] == type_id and r.needed == 4 and r.open_places == 1
+    assert service.get_campaign(db.session, study, "mturk", True).settings["hit_type_id"] == type_id
