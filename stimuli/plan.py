@@ -48,6 +48,8 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
             "description": spec.study.description,
             "instructions": spec.study.instructions,
             "exclude_studies": list(spec.study.exclude_studies),
+            # [recruitment] only when the spec has one, so plans of other specs keep their bytes.
+            **({"recruitment": spec.recruitment.as_plan()} if spec.recruitment != type(spec.recruitment)() else {}),
         },
         "design": design,
         "questions": [

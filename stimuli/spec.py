@@ -16,6 +16,8 @@ Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (t
                max_usd, count_repeats
     [audio_check] enabled, kind ("words" | "huggins" | "antiphase" | "huggins+words"), trials, pass_at,
                attempts   # listening checks before the trials (docs/running-a-study.md)
+    [recruitment] (optional) estimated_minutes, requires_audio, screeners = [{filter_id, selected_values
+                  | selected_range}]  # what recruiting platforms are told (Prolific filters, minimum pay)
 """
 
 from __future__ import annotations
@@ -132,6 +134,20 @@ class AudioCheck:
 
 
 @dataclass(frozen=True)
+class Recruitment:
+    """``[recruitment]``: estimated minutes (Prolific's minimum-pay check and listing), whether participants
+    need audio (also implied by ``[audio_check] enabled``), Prolific screener filters (passed as written)."""
+
+    estimated_minutes: int | None = None
+    requires_audio: bool = False
+    screeners: tuple[dict[str, Any], ...] = ()
+
+    def as_plan(self) -> dict[str, Any]:
+        return {"estimated_minutes": self.estimated_minutes, "requires_audio": self.requires_audio,
+                "screeners": [dict(s) for s in self.screeners]}
+
+
+@dataclass(frozen=True)
 class Spec:
     study: StudyInfo
     design: EmotionRealnessDesign | AvMismatchDesign
@@ -144,6 +160,7 @@ class Spec:
     source: str  # the file it came from (or "<string>")
     sha256: str  # of the TOML bytes
     listening: AudioCheck = AudioCheck()  # the [audio_check] table in full (``audio_check`` = its ``enabled``)
+    recruitment: Recruitment = Recruitment()
 
     def question(self, qid: str) -> Question:
         for q in self.questions:
@@ -312,6 +329,21 @@ def _read_consistency(root: _Table, questions: tuple[Question, ...]) -> Consiste
     return Consistency(max_inconsistent=max_inc, rules=tuple(rules))
 
 
+def _read_recruitment(root: _Table) -> Recruitment:
+    t = root.table("recruitment")
+    minutes = t.int("estimated_minutes", None, minimum=1) if "estimated_minutes" in t.data else None
+    audio = t.get("requires_audio", bool, False)
+    screeners = t.get("screeners", list, [])
+    for i, sc in enumerate(screeners):
+        if not isinstance(sc, dict) or not isinstance(sc.get("filter_id"), str) or not sc["filter_id"].strip():
+            raise t.error(f"screeners[{i}]", f"{sc!r} must be a table with a filter_id (a Prolific filter, see "
+                                             "GET /api/v1/filters/) and selected_values or selected_range")
+        if not ({"selected_values", "selected_range"} & set(sc)):
+            raise t.error(f"screeners[{i}]", f"filter {sc['filter_id']!r} needs selected_values or selected_range")
+    t.done()
+    return Recruitment(estimated_minutes=minutes, requires_audio=audio, screeners=tuple(screeners))
+
+
 def _read_payment(root: _Table, questions: tuple[Question, ...]) -> Payment:
     t = root.table("payment")
     reward = t.number("reward_usd", 1.0)
@@ -423,10 +455,11 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
     listening = _read_audio_check(ac)
     audio_check = listening.enabled
     ac.done()
+    recruitment = _read_recruitment(root)
     root.done()
     return Spec(study=study, design=design, examples=examples, questions=questions, consistency=consistency,
                 quota_per_batch=quota, payment=payment, audio_check=audio_check, source=where,
-                sha256=hashlib.sha256(raw).hexdigest(), listening=listening)
+                sha256=hashlib.sha256(raw).hexdigest(), listening=listening, recruitment=recruitment)
 
 
 def _read_audio_check(ac: "_Table") -> AudioCheck:

@@ -67,11 +67,13 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['study_id'], ['studies.id'], name=op.f('fk_recruit_campaigns_study_id_studies'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_recruit_campaigns')),
     sa.UniqueConstraint('key', name=op.f('uq_recruit_campaigns_key')),
-    sa.UniqueConstraint('study_id', 'platform', name=op.f('uq_recruit_campaigns_study_id_platform'))
+    sa.UniqueConstraint('study_id', 'platform', 'sandbox', name=op.f('uq_recruit_campaigns_study_id_platform_sandbox'))
     )
     with op.batch_alter_table('bonus_payments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('external_id', sa.String(length=255), nullable=True))
         batch_op.add_column(sa.Column('committed_at', sa.DateTime(timezone=True), nullable=True))
+    # Only MTurk has a sandbox; Prolific and lab posts were recorded with sandbox = not --live.
+    op.execute(sa.text("UPDATE recruit_posts SET sandbox = :no WHERE platform <> 'mturk'").bindparams(no=False))
 
 
 def downgrade() -> None:

@@ -53,10 +53,15 @@ class Recruiter(Protocol):
 
     def approve(self, sub: Submission, feedback: str | None = None) -> None: ...
 
-    def reject(self, sub: Submission, feedback: str) -> None: ...
+    def reject(self, sub: Submission, feedback: str, category: str | None = None) -> None:
+        """``category``: our reason key, mapped to the platform's rejection categories where it has them."""
 
     def bonus(self, worker_id: str, external_id: str, amount_usd: float, reason: str, token: str) -> dict[str, Any]:
         ...
+
+    def bonuses_paid(self, external_id: str) -> list[dict[str, Any]]:
+        """What the platform's own records say was paid on this piece of work (``amount_cents`` each);
+        read before any payment whose outcome is unknown is retried. MTurk and Prolific only."""
 
     def exclude(self, worker_ids: list[str]) -> None:
         """Keep these workers out of later studies of the same family."""

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import click
 
 from study_server.recruit import RecruitError
-from study_server.recruit import service
+from study_server.recruit import ledger, service
 
 PLATFORMS = ("mturk", "prolific", "lab")
 
@@ -50,8 +50,8 @@ def _recruiter(session: Any, study: Any, platform: str, *, live: bool, yes: bool
 
     if platform == "lab":
         return LabRecruiter(session, study)
-    known = service.posts(session, study, platform, open_only=False)
-    campaign = service.get_campaign(session, study, platform)
+    known = service.posts(session, study, platform, open_only=False, sandbox=not live)
+    campaign = service.get_campaign(session, study, platform, sandbox=not live)
     if platform == "mturk":
         confirmed = yes
         if live and not yes and not dry_run:
@@ -163,7 +163,7 @@ def sync_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, 
     def go():
         with _context(study_ref, platform, db_url, live=live, yes=yes, dry_run=dry_run,
                       prolific_url=prolific_url, usd_rate=usd_rate) as (session, study, rec):
-            stored = service.stored_settings(session, study, platform)
+            stored = service.stored_settings(session, study, platform, sandbox=not live)
             settings = stored if stored is not None else (service.post_settings(study, base_url) if base_url else None)
             r = service.sync(session, study, rec, settings=settings, policy=policy, sandbox=not live, dry_run=dry_run)
             for call in r.planned_calls:
@@ -234,14 +234,14 @@ def bonus_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url,
             if mark_sent is not None or mark_failed is not None:
                 if mark_sent is not None and mark_failed is not None:
                     raise click.UsageError("give --mark-sent or --mark-failed, not both")
-                row = service.mark_bonus(session, study, mark_sent if mark_sent is not None else mark_failed,
+                row = ledger.mark_bonus(session, study, mark_sent if mark_sent is not None else mark_failed,
                                          "sent" if mark_sent is not None else "failed", note=note)
                 click.echo(f"ledger row {row.id} ({row.worker_id}, ${row.amount_cents / 100:.2f}): {row.status}")
                 return
-            for row in service.ledger(session, study):
+            for row in ledger.ledger(session, study):
                 if row.status != "sent" and row.platform == platform:
                     click.echo(f"  ledger #{row.id}  {row.worker_id}  ${row.amount_cents / 100:.2f}  {row.status}")
-            planned = [b for b in service.plan_bonuses(session, study) if b.platform == platform]
+            planned = [b for b in ledger.plan_bonuses(session, study) if b.platform == platform]
             total = sum(b.amount_cents for b in planned) / 100
             for b in planned:
                 click.echo(f"  {b.worker_id}  {b.n_correct}/{b.n_answers} correct  ${b.amount_cents / 100:.2f}")
@@ -249,7 +249,7 @@ def bonus_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url,
             rec = _recruiter(session, study, platform, live=live, yes=yes, dry_run=dry_run, prolific_url=prolific_url,
                              usd_rate=usd_rate)
             confirm = None if yes else (lambda todo: click.confirm(f"pay {len(todo)} bonuses now?", default=False))
-            r = service.pay_bonuses(session, study, rec, dry_run=dry_run, confirm=confirm)
+            r = ledger.pay_bonuses(session, study, rec, dry_run=dry_run, confirm=confirm)
             for call in r.planned_calls:
                 click.echo(f"[dry-run] {call}")
             click.echo(f"paid {len(r.paid)}, already paid before {r.skipped_already_paid}, found paid on "

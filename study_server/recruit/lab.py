@@ -76,7 +76,7 @@ class LabRecruiter:
     def approve(self, sub: Submission, feedback: str | None = None) -> None:
         return None
 
-    def reject(self, sub: Submission, feedback: str) -> None:
+    def reject(self, sub: Submission, feedback: str, category: str | None = None) -> None:
         return None
 
     def bonus(self, worker_id: str, external_id: str, amount_usd: float, reason: str, token: str) -> dict[str, Any]:

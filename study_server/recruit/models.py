@@ -115,7 +115,8 @@ class ReviewItem(Base):
 
 
 class Campaign(Base):
-    """A study's recruitment on one platform: the settings every (re-)post uses, and whether it is closed."""
+    """A study's recruitment on one platform (MTurk: sandbox and live apart): the settings every (re-)post
+    uses, and whether it is closed."""
 
     __tablename__ = "recruit_campaigns"
 
@@ -129,7 +130,7 @@ class Campaign(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[dt.datetime | None]
 
-    __table_args__ = (UniqueConstraint("study_id", "platform"),)
+    __table_args__ = (UniqueConstraint("study_id", "platform", "sandbox"),)
 
 
 class LabToken(Base):

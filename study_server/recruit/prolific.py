@@ -7,7 +7,7 @@ bonuses (``POST /submissions/bonus-payments/`` sets a bulk bonus up, ``POST /bul
 pays it), one submission (``GET /submissions/{id}/``: its status and ``bonus_payments``, the amounts
 already paid on it in minor units), a return request (``POST /submissions/{id}/request-return/`` with
 ``request_return_reasons``), the account (``GET /users/me/``: ``currency_code``). The pay call is not
-idempotent, so ``service.pay_bonuses`` guards it with our ledger and reads the submission's bonus records
+idempotent, so ``ledger.pay_bonuses`` guards it with our ledger and reads the submission's bonus records
 before any retry.
 
 Amounts: ``reward`` and bonuses are in the study currency (the workspace's: GBP or USD), ``reward`` in its
@@ -169,10 +169,19 @@ class ProlificRecruiter:
             self.publish()
         return [self.study_id]
 
+    def _all(self, path: str | None) -> list[dict[str, Any]]:
+        """Every result of a paged list (following ``_links.next``)."""
+        out: list[dict[str, Any]] = []
+        while path:
+            page = self._req("GET", path)
+            out.extend(page.get("results", []))
+            nxt = (page.get("_links", {}).get("next") or {}).get("href")
+            path = nxt[len(self.base_url):] if nxt and nxt.startswith(self.base_url) else None
+        return out
+
     def find_studies(self, annotation: str) -> list[dict[str, Any]]:
         """Our studies on Prolific, found by the annotation in their internal name (``GET /studies/``)."""
-        page = self._req("GET", "/studies/")
-        return [s for s in page.get("results", []) if f"[{annotation}]" in str(s.get("internal_name") or "")]
+        return [s for s in self._all("/studies/") if f"[{annotation}]" in str(s.get("internal_name") or "")]
 
     def publish(self) -> None:
         """Draft -> active: Prolific starts showing the study to participants."""
@@ -193,16 +202,9 @@ class ProlificRecruiter:
 
     def submissions(self) -> list[Submission]:
         """Every submission of the study, whatever its status (all pages)."""
-        out: list[Submission] = []
-        path: str | None = f"/studies/{self._study()}/submissions/"
-        while path:
-            page = self._req("GET", path)
-            for s in page.get("results", []):
-                out.append(Submission(platform="prolific", external_id=s["id"], worker_id=s["participant_id"],
-                                      status=s.get("status", ""), post_id=self._study(), raw=s))
-            nxt = (page.get("_links", {}).get("next") or {}).get("href")
-            path = nxt[len(self.base_url):] if nxt and nxt.startswith(self.base_url) else None
-        return out
+        return [Submission(platform="prolific", external_id=s["id"], worker_id=s["participant_id"],
+                           status=s.get("status", ""), post_id=self._study(), raw=s)
+                for s in self._all(f"/studies/{self._study()}/submissions/")]
 
     def review(self) -> list[Submission]:
         return [s for s in self.submissions() if s.status == "AWAITING REVIEW"]

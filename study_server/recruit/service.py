@@ -6,9 +6,7 @@ platform already decided, grants the exclusion qualification to workers who took
 submissions, rejects inconsistent ones (or approves them without a bonus, by policy), puts unknown,
 duplicate and partial submissions in the review queue (Prolific: asks those who could not finish to
 return), expires idle assignments and, unless the campaign is closed, posts more places until every
-batch can reach its quota. ``plan_bonuses`` computes bonuses from the answers; ``pay_bonuses`` pays them
-through the ledger, at most once: a payment whose outcome is not known is checked against the platform's
-own records before anything is sent again.
+batch can reach its quota. Bonuses are computed and paid by ``ledger.py``.
 
 Money and standing, always in this order: audit record (committed) -> platform call -> database row
 (committed). A crash between the call and the row is repaired by reading the platform on the next run.
@@ -19,21 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study_server.models import (ACTIVE, APPROVED, COMPLETED, EXPIRED, FINISHED, REJECTED, RETURNED, SUBMITTED,
-                                 VALID, Answer, Assignment, AuditLog, Batch, Item, Participant, Study, StudyStimulus,
-                                 utcnow)
-from study_server.recruit import LedgerError, OutcomeUnknown, PayRefused, PlatformError, RecruitError
+from study_server.models import (ACTIVE, APPROVED, EXPIRED, FINISHED, REJECTED, RETURNED, VALID, Answer, Assignment,
+                                 AuditLog, Batch, Participant, Study, utcnow)
+from study_server.recruit import OutcomeUnknown, PayRefused, RecruitError
 from study_server.recruit.base import PostSettings, Submission
 from study_server.recruit.ids import assignment_for_external_id, ids_of, remember
-from study_server.recruit.models import (BONUS_COMMITTED, BONUS_FAILED, BONUS_PLANNED, BONUS_SENT, BONUS_UNKNOWN,
-                                         CAMPAIGN_CLOSED, CAMPAIGN_OPEN, REVIEW_APPROVED, REVIEW_DISMISSED,
-                                         REVIEW_OPEN, REVIEW_REJECTED, REVIEW_RETURN, BonusPayment, Campaign,
+from study_server.recruit.models import (CAMPAIGN_CLOSED, CAMPAIGN_OPEN, REVIEW_APPROVED, REVIEW_DISMISSED, REVIEW_OPEN,
+                                         REVIEW_REJECTED, REVIEW_RETURN, BonusPayment, Campaign,
                                          ExclusionQualification, QualificationGrant, RecruitPost, ReviewItem)
 
 REJECT_POLICY, APPROVE_POLICY = "reject", "approve-without-bonus"
@@ -69,6 +64,9 @@ def post_settings(study: Study, base_url: str, **overrides: Any) -> PostSettings
     url = base_url.rstrip("/") + f"/s/{study.name}"
     values: dict[str, Any] = {"title": info.get("title") or study.title, "study_url": url, "reward_usd": reward,
                               "description": (info.get("description") or study.title)[:2000]}
+    minutes = (info.get("recruitment") or {}).get("estimated_minutes")  # the spec's estimate, unless --minutes
+    if minutes:
+        values["estimated_minutes"] = int(minutes)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PostSettings(**values)
 
@@ -87,21 +85,28 @@ def campaign_key(study: Study, platform: str, sandbox: bool) -> str:
     return f"es{digest[:24]}"
 
 
-def get_campaign(session: Session, study: Study, platform: str) -> Campaign | None:
-    return session.scalar(select(Campaign).where(Campaign.study_id == study.id, Campaign.platform == platform))
+def norm_sandbox(platform: str, sandbox: bool | None) -> bool | None:
+    """Only MTurk has a sandbox: Prolific and lab campaigns are always 'live'."""
+    return sandbox if platform == "mturk" or sandbox is None else False
+
+
+def get_campaign(session: Session, study: Study, platform: str, sandbox: bool | None = None) -> Campaign | None:
+    """The study's campaign on ``platform`` (MTurk: the sandbox one or the live one; None: the latest)."""
+    q = select(Campaign).where(Campaign.study_id == study.id, Campaign.platform == platform)
+    sandbox = norm_sandbox(platform, sandbox)
+    if sandbox is not None:
+        q = q.where(Campaign.sandbox == sandbox)
+    return session.scalar(q.order_by(Campaign.id.desc()).limit(1))
 
 
 def ensure_campaign(session: Session, study: Study, platform: str, sandbox: bool) -> Campaign:
-    c = get_campaign(session, study, platform)
+    sandbox = bool(norm_sandbox(platform, sandbox))
+    c = get_campaign(session, study, platform, sandbox)
     if c is None:
         c = Campaign(study_id=study.id, platform=platform, sandbox=sandbox, status=CAMPAIGN_OPEN,
                      key=campaign_key(study, platform, sandbox), settings={})
         session.add(c)
         session.commit()
-    elif c.sandbox != sandbox:
-        where = "the sandbox" if c.sandbox else "live MTurk"
-        raise RecruitError(f"study {study.name!r} is recruiting on {where} on {platform}; "
-                           f"{'add --live' if not c.sandbox else 'drop --live'} to act on that campaign")
     return c
 
 
@@ -109,8 +114,13 @@ def _set(c: Campaign, **values: Any) -> None:
     c.settings = {**(c.settings or {}), **values}  # a new dict: the JSON column notices the change
 
 
-def posts(session: Session, study: Study, platform: str, *, open_only: bool = True) -> list[RecruitPost]:
+def posts(session: Session, study: Study, platform: str, *, open_only: bool = True,
+          sandbox: bool | None = None) -> list[RecruitPost]:
+    """The study's posts on ``platform`` (``sandbox``: MTurk's sandbox or live ones only)."""
     q = select(RecruitPost).where(RecruitPost.study_id == study.id, RecruitPost.platform == platform)
+    sandbox = norm_sandbox(platform, sandbox)
+    if sandbox is not None:
+        q = q.where(RecruitPost.sandbox == sandbox)
     if open_only:
         q = q.where(RecruitPost.status == "open")
     return list(session.scalars(q.order_by(RecruitPost.id)))
@@ -133,7 +143,8 @@ def record_post(session: Session, study: Study, c: Campaign, external_id: str, p
 
 
 def _next_seq(session: Session, study: Study, c: Campaign) -> int:
-    seqs = [int((p.details or {}).get("seq") or 0) for p in posts(session, study, c.platform, open_only=False)]
+    seqs = [int((p.details or {}).get("seq") or 0)
+            for p in posts(session, study, c.platform, open_only=False, sandbox=c.sandbox)]
     return max(seqs, default=0) + 1
 
 
@@ -160,9 +171,9 @@ def reconcile_posts(session: Session, study: Study, recruiter: Any, c: Campaign)
     return found
 
 
-def _load_posts(session: Session, study: Study, recruiter: Any) -> None:
+def _load_posts(session: Session, study: Study, recruiter: Any, sandbox: bool | None) -> None:
     """Point the recruiter at the study's posts (all of them: closed posts can still hold submitted work)."""
-    known = posts(session, study, recruiter.platform, open_only=False)
+    known = posts(session, study, recruiter.platform, open_only=False, sandbox=sandbox)
     if recruiter.platform == "mturk":
         recruiter.hit_ids = [p.external_id for p in known]
     elif recruiter.platform == "prolific" and known:
@@ -193,7 +204,7 @@ def _post(session: Session, study: Study, recruiter: Any, c: Campaign, settings:
             record_post(session, study, c, pid, places, seq=_next_seq(session, study, c))
         return ids
     if recruiter.platform == "prolific":
-        if posts(session, study, "prolific", open_only=False):
+        if posts(session, study, "prolific", open_only=False, sandbox=c.sandbox):
             audit(session, actor, "recruit.extend.prolific", study.name, {"places": places})
             return recruiter.extend(settings, places)  # more places on the one study: no new object
         audit(session, actor, "recruit.create_study.prolific", study.name, {"places": places, "annotation": c.key})
@@ -261,9 +272,10 @@ def prolific_filters(session: Session, study: Study) -> tuple[list[dict[str, Any
     filters: list[dict[str, Any]] = []
     if blocked:
         filters.append({"filter_id": "previous_studies", "selected_values": sorted(set(blocked))})
-    for sc in info.get("screeners") or []:
+    rec = info.get("recruitment") or {}  # the spec's [recruitment] table
+    for sc in list(rec.get("screeners") or []) + list(info.get("screeners") or []):
         filters.append(dict(sc))
-    audio = bool((plan.get("audio_check") or {}).get("enabled")) or bool(info.get("requires_audio"))
+    audio = bool((plan.get("audio_check") or {}).get("enabled")) or bool(rec.get("requires_audio"))
     return filters, (["AUDIO"] if audio else [])
 
 
@@ -274,10 +286,11 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
     MTurk: exclusion qualifications first (excluded families and this study's own, which its HITs require
     as DoesNotExist); the qualification requirements are stored with the campaign and reused by every
     re-post. Prolific: blocklist, screeners and audio from the plan; minimum pay checked."""
+    sandbox = bool(norm_sandbox(recruiter.platform, sandbox))
     c = ensure_campaign(session, study, recruiter.platform, sandbox)
     found = reconcile_posts(session, study, recruiter, c) if recruiter.platform in ("mturk", "prolific") else []
     open_target = (c.settings or {}).get("open_target")
-    posted = sum(p.places for p in posts(session, study, recruiter.platform))
+    posted = sum(p.places for p in posts(session, study, recruiter.platform, sandbox=sandbox))
     if open_target is not None and recruiter.platform != "lab":
         if posted >= open_target and c.status == CAMPAIGN_OPEN and found:
             return found  # the interrupted open had posted everything; its posts are recorded now
@@ -325,9 +338,9 @@ def _settings_dict(s: PostSettings) -> dict[str, Any]:
                                        "estimated_minutes", "frame_height")}
 
 
-def stored_settings(session: Session, study: Study, platform: str) -> PostSettings | None:
+def stored_settings(session: Session, study: Study, platform: str, sandbox: bool | None = None) -> PostSettings | None:
     """The settings the campaign was opened with (re-posts use them, not defaults)."""
-    c = get_campaign(session, study, platform)
+    c = get_campaign(session, study, platform, sandbox)
     values = ((c.settings or {}).get("settings") if c else None) or None
     return PostSettings(**values) if values else None
 
@@ -449,10 +462,14 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
     from study_server.assignment import expire_stale
 
     report = SyncReport()
-    c = get_campaign(session, study, recruiter.platform)
+    sandbox = bool(norm_sandbox(recruiter.platform, sandbox))
+    c = get_campaign(session, study, recruiter.platform, sandbox)
     if c is not None and recruiter.platform in ("mturk", "prolific") and not dry_run:
         report.recorded = reconcile_posts(session, study, recruiter, c)
-    _load_posts(session, study, recruiter)
+    elif c is None and not dry_run and recruiter.platform != "lab" and posts(session, study, recruiter.platform,
+                                                                              sandbox=sandbox):
+        c = _adopt(session, study, recruiter.platform, sandbox)
+    _load_posts(session, study, recruiter, sandbox)
     if recruiter.platform == "mturk":
         family = family or ((c.settings or {}).get("family") if c else None) or _posted_family(session, study) or study.name
         report.granted = _grant_exclusions(session, study, recruiter, family, sandbox, dry_run, report, actor)
@@ -467,13 +484,13 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
         session.commit()
     report.needed = places_needed(session, study)
     report.closed = c is not None and c.status == CAMPAIGN_CLOSED
-    open_posts_ = posts(session, study, recruiter.platform)
+    open_posts_ = posts(session, study, recruiter.platform, sandbox=sandbox)
     if recruiter.platform == "mturk":
         recruiter.hit_ids = [p.external_id for p in open_posts_]
     statuses = recruiter.status() if recruiter.platform != "lab" and open_posts_ else []
     report.open_places = sum(int(s.get("available") or 0) for s in statuses)
     shortfall = refill_count(report.needed, report.open_places)
-    settings = settings or stored_settings(session, study, recruiter.platform)
+    settings = settings or stored_settings(session, study, recruiter.platform, sandbox)
     if report.closed or c is None:
         return report  # closed (or never opened here): review and pay, never post
     if shortfall > 0 and settings is not None and recruiter.platform != "lab":
@@ -481,11 +498,22 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
             report.planned_calls.append(f"post {shortfall} more places on {recruiter.platform}")
         else:
             _restore_qualifications(recruiter, c)
-            _set(c, open_target=sum(p.places for p in posts(session, study, recruiter.platform)) + shortfall)
+            _set(c, open_target=sum(p.places for p in open_posts_) + shortfall)
             session.commit()
             audit(session, actor, f"recruit.extend.{recruiter.platform}", study.name, {"places": shortfall})
             report.posted = _post(session, study, recruiter, c, settings, shortfall, actor)
     return report
+
+
+def _adopt(session: Session, study: Study, platform: str, sandbox: bool) -> Campaign:
+    """A study posted before campaigns existed: its campaign keeps the last post's HIT type (so its
+    qualifications) and exclusion family."""
+    known = posts(session, study, platform, open_only=False, sandbox=sandbox)
+    c = ensure_campaign(session, study, platform, sandbox)
+    _set(c, hit_type_id=known[-1].type_id, family=(known[-1].details or {}).get("family"),
+         open_target=sum(p.places for p in known if p.status == "open"))
+    session.commit()
+    return c
 
 
 def _restore_qualifications(recruiter: Any, c: Campaign) -> None:
@@ -641,252 +669,14 @@ def resolve_review(session: Session, study: Study, recruiter: Any, item_id: int,
     return item
 
 
-# -- bonuses ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PlannedBonus:
-    assignment_id: int
-    platform: str
-    worker_id: str
-    external_id: str
-    n_correct: int
-    n_answers: int
-    amount_cents: int
-    reason: str
-
-
-def _correct(value: Any, labels: dict[str, Any], truth: str) -> bool:
-    """Does an answer match the truth of the bonus rule (stimuli.spec.BONUS_TRUTHS)?"""
-    if value is None:
-        return False
-    if truth == "target":
-        return value == (labels.get("visual_emotion") or labels.get("audio_emotion"))
-    if truth == "either":
-        return value in {labels.get("visual_emotion"), labels.get("audio_emotion")} - {None}
-    return value == labels.get(truth)
-
-
-def bonus_rule_name(plan: dict[str, Any]) -> str:
-    b = (plan.get("payment") or {}).get("bonus") or {}
-    return f"{b.get('rule', 'none')}:{b.get('question', '')}:{b.get('truth', '')}:{b.get('amount_usd', 0)}"
-
-
-def plan_bonuses(session: Session, study: Study) -> list[PlannedBonus]:
-    """Bonuses of approved (valid) assignments by the plan's rule, computed from the stored answers."""
-    plan = plan_of(study)
-    rule = (plan.get("payment") or {}).get("bonus") or {}
-    if rule.get("rule", "none") == "none":
-        return []
-    if rule.get("rule") != "per_correct":
-        raise RecruitError(f"study {study.name!r}: unknown bonus rule {rule.get('rule')!r} (known: per_correct, none)")
-    qid, truth = rule["question"], rule.get("truth", "visual_emotion")
-    per = Decimal(str(rule.get("amount_usd", 0)))
-    cap = rule.get("max_usd")
-    count_repeats = bool(rule.get("count_repeats", True))
-    out: list[PlannedBonus] = []
-    rows = session.execute(
-        select(Assignment, Participant).join(Participant, Assignment.participant_id == Participant.id)
-        .where(Assignment.study_id == study.id, Assignment.status.in_((APPROVED, COMPLETED, SUBMITTED)))
-        .order_by(Assignment.id)).all()
-    for a, p in rows:
-        if a.verdict is None or a.verdict.verdict != VALID:
-            continue
-        answers = session.execute(
-            select(Answer.values, Item.repeat_of, StudyStimulus.labels)
-            .join(Item, Answer.item_id == Item.id).join(StudyStimulus, Item.stimulus_pk == StudyStimulus.id)
-            .where(Answer.assignment_id == a.id)).all()
-        n_correct = n = 0
-        for values, repeat_of, labels in answers:
-            if repeat_of is not None and not count_repeats:
-                continue
-            n += 1
-            if _correct(values.get(qid), labels, truth):
-                n_correct += 1
-        amount = per * n_correct
-        if cap is not None:
-            amount = min(amount, Decimal(str(cap)))
-        cents = int((amount * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
-        if cents <= 0:
-            continue
-        ext = paid_external_id(session, a, p.platform)
-        out.append(PlannedBonus(a.id, p.platform, p.worker_id, ext, n_correct, n, cents,
-                                f"Bonus: {n_correct} of {n} emotions identified correctly. Thank you!"))
-    return out
-
-
-def ledger_token(study: Study, assignment_id: int, rule: str) -> str:
-    """Deterministic idempotency token of one (assignment, rule): the same on every re-run."""
-    return hashlib.sha256(f"emostudy-bonus|{study.name}|{study.plan_sha256}|{assignment_id}|{rule}".encode()).hexdigest()
-
-
-def paid_external_id(session: Session, a: Assignment, platform: str) -> str:
-    """The platform id a bonus is paid on: the one that was approved (a worker may have used several),
-    else the latest."""
-    if platform in ("mturk", "prolific"):
-        ids = ids_of(session, a, platform)
-        approved = [k for k, v in ids.items() if v in APPROVED_WORDS]
-        if approved:
-            return approved[0]
-    return a.external_assignment_id or a.prolific_session_id or a.token
-
-
-@dataclass
-class BonusReport:
-    paid: list[int] = field(default_factory=list)  # BonusPayment ids
-    skipped_already_paid: int = 0
-    reconciled_paid: list[int] = field(default_factory=list)  # found paid in the platform's records
-    failed: list[str] = field(default_factory=list)
-    unknown: list[int] = field(default_factory=list)
-    planned_calls: list[str] = field(default_factory=list)
-
-
-def _reconcile_bonus(session: Session, study: Study, recruiter: Any, row: BonusPayment, actor: str) -> str:
-    """Ask the platform what it paid on the row's work; returns the row's new status."""
-    try:
-        paid = recruiter.bonuses_paid(row.external_id)
-    except PlatformError as exc:
-        row.response = {**(row.response or {}), "check_error": str(exc)}
-        session.commit()
-        return BONUS_UNKNOWN
-    match = [p for p in paid if p.get("amount_cents") == row.amount_cents
-             and (p.get("reason") is None or p.get("reason") == row.reason[:1024])]
-    unreadable = [p for p in paid if p.get("amount_cents") is None]
-    if match:
-        row.status, row.sent_at = BONUS_SENT, row.sent_at or utcnow()
-        row.response = {**(row.response or {}), "reconciled": match[0]}
-        audit(session, actor, "recruit.bonus.reconciled", f"{row.platform}:{row.worker_id}",
-              {"ledger_id": row.id, "found_paid": True})
-        return BONUS_SENT
-    if unreadable or (row.status != BONUS_FAILED and recruiter.platform == "prolific"):
-        # Prolific pays bulk bonuses asynchronously and its pay call is not idempotent: a payment whose reply
-        # was lost and that its records do not show yet is left for a person (--mark-sent / --mark-failed).
-        row.status = BONUS_UNKNOWN
-        session.commit()
-        return BONUS_UNKNOWN
-    audit(session, actor, "recruit.bonus.reconciled", f"{row.platform}:{row.worker_id}",
-          {"ledger_id": row.id, "found_paid": False, "was": row.status})
-    row.status = BONUS_PLANNED
-    session.commit()
-    return BONUS_PLANNED
-
-
-def pay_bonuses(session: Session, study: Study, recruiter: Any, *, dry_run: bool = False, actor: str = "cli",
-                confirm: Callable[[list[PlannedBonus]], bool] | None = None) -> BonusReport:
-    """Record this platform's planned bonuses in the ledger and pay those not yet paid, at most once.
-
-    A row whose last call did not clearly succeed (committed: a crash during the call; unknown: the reply
-    was lost; failed: refused) is first checked against the platform's own records (MTurk
-    ListBonusPayments of the assignment, Prolific's bonus records of the submission): found -> sent; not
-    found -> paid now (MTurk, with the same UniqueRequestToken) or, on Prolific where the pay call is not
-    idempotent and bonuses are paid asynchronously, left unknown for a person (``--mark-sent/--mark-failed``).
-    """
-    plan = plan_of(study)
-    rule = bonus_rule_name(plan)
-    report = BonusReport()
-    planned = [pb for pb in plan_bonuses(session, study) if pb.platform == recruiter.platform]
-    existing = {b.assignment_id: b for b in session.scalars(
-        select(BonusPayment).join(Assignment).where(Assignment.study_id == study.id, BonusPayment.rule == rule,
-                                                    BonusPayment.platform == recruiter.platform))}
-    todo = [pb for pb in planned if pb.assignment_id not in existing or existing[pb.assignment_id].status != BONUS_SENT]
-    report.skipped_already_paid = sum(1 for b in existing.values() if b.status == BONUS_SENT)
-    if dry_run:
-        report.planned_calls = [f"bonus ${pb.amount_cents / 100:.2f} to {pb.platform}:{pb.worker_id} "
-                                f"({pb.external_id})" for pb in todo]
-        return report
-    if pb_lab := [pb for pb in todo if pb.platform == "lab"]:
-        todo = [pb for pb in todo if pb.platform != "lab"]  # lab links pay no money here
-        for pb in pb_lab:
-            _ledger_row(session, study, pb, rule, existing)
-    if confirm is not None and todo and not confirm(todo):
-        return report
-    rows = [(pb, _ledger_row(session, study, pb, rule, existing)) for pb in todo]
-    for pb, row in rows:
-        if row.status in (BONUS_COMMITTED, BONUS_UNKNOWN, BONUS_FAILED):
-            status = _reconcile_bonus(session, study, recruiter, row, actor)
-            if status == BONUS_SENT:
-                report.reconciled_paid.append(row.id)
-            elif status == BONUS_UNKNOWN:
-                report.unknown.append(row.id)
-    to_pay = [(pb, row) for pb, row in rows if row.status == BONUS_PLANNED]
-    if to_pay:
-        check_balance(recruiter, sum(row.amount_cents for _, row in to_pay) / 100, f"{len(to_pay)} bonuses")
-    for pb, row in to_pay:
-        audit(session, actor, "recruit.bonus", f"{pb.platform}:{pb.worker_id}",
-              {"amount_cents": row.amount_cents, "token": row.token, "assignment": row.external_id,
-               "ledger_id": row.id})
-        row.status, row.committed_at = BONUS_COMMITTED, utcnow()
-        session.commit()
-        try:
-            resp = recruiter.bonus(pb.worker_id, row.external_id, row.amount_cents / 100, row.reason, row.token)
-        except OutcomeUnknown as exc:
-            row.status, row.response = BONUS_UNKNOWN, {"error": str(exc)}
-            session.commit()
-            report.unknown.append(row.id)
-            continue
-        except PlatformError as exc:
-            row.status, row.response = BONUS_FAILED, {"error": str(exc)}
-            session.commit()
-            report.failed.append(str(exc))
-            continue
-        row.status, row.sent_at, row.response = BONUS_SENT, utcnow(), resp or {}
-        session.commit()
-        report.paid.append(row.id)
-    if report.unknown:
-        raise LedgerError(f"{len(report.unknown)} bonus payment(s) have an unknown outcome that {recruiter.platform}'s "
-                          f"records do not settle (ledger ids {sorted(set(report.unknown))}); check them on "
-                          f"{recruiter.platform} and mark each with `emostudy recruit bonus --mark-sent ID` or "
-                          "`--mark-failed ID` (then run bonus again)")
-    return report
-
-
-def _ledger_row(session: Session, study: Study, pb: PlannedBonus, rule: str,
-                existing: dict[int, BonusPayment]) -> BonusPayment:
-    row = existing.get(pb.assignment_id)
-    if row is None:
-        row = BonusPayment(assignment_id=pb.assignment_id, rule=rule, platform=pb.platform, worker_id=pb.worker_id,
-                           amount_cents=pb.amount_cents, token=ledger_token(study, pb.assignment_id, rule),
-                           status=BONUS_PLANNED, reason=pb.reason, response={}, external_id=pb.external_id)
-        session.add(row)
-        session.commit()
-        existing[pb.assignment_id] = row
-    elif row.external_id is None:
-        row.external_id = pb.external_id
-        session.commit()
-    return row
-
-
-def mark_bonus(session: Session, study: Study, ledger_id: int, outcome: str, *, note: str = "",
-               actor: str = "cli") -> BonusPayment:
-    """A person's decision on a payment after checking the platform: ``sent`` or ``failed``. Audited."""
-    row = session.get(BonusPayment, ledger_id)
-    if row is None or session.get(Assignment, row.assignment_id).study_id != study.id:
-        raise RecruitError(f"no bonus ledger row {ledger_id} in study {study.name!r}; "
-                           "`emostudy recruit bonus --dry-run` lists the ledger")
-    if outcome not in (BONUS_SENT, BONUS_FAILED):
-        raise RecruitError(f"a payment is marked sent or failed, not {outcome!r}")
-    if row.status == BONUS_SENT and outcome == BONUS_FAILED:
-        raise RecruitError(f"ledger row {ledger_id} is recorded as sent; it cannot be marked failed")
-    audit(session, actor, f"recruit.bonus.mark_{outcome}", f"{row.platform}:{row.worker_id}",
-          {"ledger_id": row.id, "was": row.status, "amount_cents": row.amount_cents, "note": note})
-    row.status = outcome
-    if outcome == BONUS_SENT:
-        row.sent_at = row.sent_at or utcnow()
-    row.response = {**(row.response or {}), "marked_by": actor, "note": note}
-    session.commit()
-    return row
-
-
-def ledger(session: Session, study: Study) -> list[BonusPayment]:
-    return list(session.scalars(select(BonusPayment).join(Assignment).where(Assignment.study_id == study.id)
-                                .order_by(BonusPayment.id)))
-
-
 def close(session: Session, study: Study, recruiter: Any, *, actor: str = "cli", dry_run: bool = False,
           sandbox: bool | None = None) -> list[str]:
     """Stop recruiting: expire the posts and mark the campaign closed, so ``sync`` never posts again."""
-    open_ = posts(session, study, recruiter.platform)
+    sandbox = norm_sandbox(recruiter.platform, sandbox)
+    open_ = posts(session, study, recruiter.platform, sandbox=sandbox)
     if dry_run:
         return [f"close {recruiter.platform}:{p.external_id}" for p in open_]
-    c = get_campaign(session, study, recruiter.platform)
+    c = get_campaign(session, study, recruiter.platform, sandbox)
     if c is None:
         c = ensure_campaign(session, study, recruiter.platform, bool(open_[0].sandbox) if open_ else
                             (True if sandbox is None else sandbox))
@@ -929,13 +719,14 @@ def recruitment_summary(session: Session, study: Study) -> dict[str, Any]:
             for p in posts(session, study, "mturk", open_only=False) + posts(session, study, "prolific", open_only=False)
             + posts(session, study, "lab", open_only=False)]
     ledger_: dict[str, dict[str, Any]] = {}
-    for b in ledger(session, study):
+    for b in session.scalars(select(BonusPayment).join(Assignment).where(Assignment.study_id == study.id)):
         entry = ledger_.setdefault(b.status, {"n": 0, "usd": 0.0})
         entry["n"] += 1
         entry["usd"] = round(entry["usd"] + b.amount_cents / 100, 2)
     queue = [{"id": r.id, "platform": r.platform, "external_id": r.external_id, "worker_id": r.worker_id,
               "reason": r.reason, "evidence": r.evidence, "created_at": r.created_at.isoformat() if r.created_at else None}
              for r in review_queue(session, study)]
-    campaigns = {c.platform: c.status for c in session.scalars(select(Campaign).where(Campaign.study_id == study.id))}
+    campaigns = {c.platform + (" (sandbox)" if c.platform == "mturk" and c.sandbox else ""): c.status
+                 for c in session.scalars(select(Campaign).where(Campaign.study_id == study.id))}
     return {"posts": rows, "places_needed": places_needed(session, study), "bonus_ledger": ledger_,
             "review_queue": queue, "campaigns": campaigns}

@@ -16,7 +16,7 @@ from studykit import TASK1, arrive, complete_session, import_study, make_plan
 from study_server.extensions import db
 from study_server.models import Assignment, AuditLog, Participant
 from study_server.recruit import LiveModeRefused, PlatformError
-from study_server.recruit import mturk, service
+from study_server.recruit import ledger, mturk, service
 from study_server.recruit.models import BONUS_COMMITTED, BONUS_SENT, BonusPayment, Campaign, RecruitPost
 
 SANDBOX = "https://workersandbox.mturk.com"
@@ -244,7 +244,7 @@ def test_policy_approve_without_bonus(app, study):
         r = service.sync(db.session, study, rec, policy=service.APPROVE_POLICY)
         stub.assert_no_pending_responses()
     assert r.approved_without_bonus == ["ASG2"]
-    assert service.plan_bonuses(db.session, study) == []  # its verdict is still 'rejected': no bonus
+    assert ledger.plan_bonuses(db.session, study) == []  # its verdict is still 'rejected': no bonus
 
 
 def _approved_worker(app, study, n=1):
@@ -272,9 +272,9 @@ def test_bonus_is_computed_from_answers_and_never_paid_twice(app, study):
     a = _approved_worker(app, study)
     cents, correct = _expected_bonus_cents(app, study, a)
     assert correct > 0  # variant 0 answers 'anger'; the tiny set shows anger on some items
-    planned = service.plan_bonuses(db.session, study)
+    planned = ledger.plan_bonuses(db.session, study)
     assert [(p.worker_id, p.amount_cents, p.n_correct) for p in planned] == [("W1", cents, correct)]
-    token = service.ledger_token(study, a.id, service.bonus_rule_name(service.plan_of(study)))
+    token = ledger.ledger_token(study, a.id, ledger.bonus_rule_name(service.plan_of(study)))
     expected = {"WorkerId": "W1", "BonusAmount": f"{cents / 100:.2f}", "AssignmentId": "ASG1", "Reason": ANY,
                 "UniqueRequestToken": token}
 
@@ -291,7 +291,7 @@ def test_bonus_is_computed_from_answers_and_never_paid_twice(app, study):
             raise Crash("the process died during the call")
         rec.bonus = crashing
         with pytest.raises(Crash):
-            service.pay_bonuses(db.session, study, rec)
+            ledger.pay_bonuses(db.session, study, rec)
     row = db.session.scalar(select(BonusPayment))
     assert row.status == BONUS_COMMITTED and row.token == token and row.external_id == "ASG1"
 
@@ -302,7 +302,7 @@ def test_bonus_is_computed_from_answers_and_never_paid_twice(app, study):
         stub.add_response("list_bonus_payments", {"BonusPayments": []}, {"AssignmentId": "ASG1", "MaxResults": 100})
         stub.add_response("get_account_balance", {"AvailableBalance": "100.00"}, {})
         stub.add_response("send_bonus", {}, expected)
-        r = service.pay_bonuses(db.session, study, rec)
+        r = ledger.pay_bonuses(db.session, study, rec)
         stub.assert_no_pending_responses()
     assert len(r.paid) == 1
     db.session.refresh(row)
@@ -311,7 +311,7 @@ def test_bonus_is_computed_from_answers_and_never_paid_twice(app, study):
     # Run 3 sends nothing (the Stubber has no response queued: any call would fail the test).
     client = _client()
     with Stubber(client) as stub:
-        r = service.pay_bonuses(db.session, study, mturk.MTurkRecruiter(client))
+        r = ledger.pay_bonuses(db.session, study, mturk.MTurkRecruiter(client))
         stub.assert_no_pending_responses()
     assert r.paid == [] and r.skipped_already_paid == 1
     assert db.session.scalar(select(func.count()).select_from(BonusPayment)) == 1

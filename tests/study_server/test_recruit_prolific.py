@@ -16,7 +16,7 @@ from study_server.models import Assignment, AuditLog
 import requests
 
 from study_server.recruit import LedgerError, OutcomeUnknown, PayRefused, RecruitError
-from study_server.recruit import lab, service
+from study_server.recruit import lab, ledger, service
 from study_server.recruit.models import BONUS_SENT, BONUS_UNKNOWN, BonusPayment, RecruitPost
 from study_server.recruit.prolific import ProlificRecruiter, to_minor
 
@@ -230,7 +230,9 @@ def test_previous_studies_blocklist_and_screeners(app, study, fake, media_set, t
     _posted(study)
     path = make_plan(media_set, TASK1, name="prolific-t2", exclude_studies=[study.name], out=tmp_path / "p2.json")
     plan = json.loads(path.read_text())
-    plan["study"]["screeners"] = [{"filter_id": "fluent-languages", "selected_values": ["19"]}]
+    plan["study"]["recruitment"] = {"screeners": [{"filter_id": "fluent-languages", "selected_values": ["19"]}],
+                                    "requires_audio": True, "estimated_minutes": 15}
+    plan["audio_check"]["enabled"] = False
     plan["payment"]["reward_usd"] = 2.0
     path.write_text(json.dumps(plan))
     second = service.find_study(db.session, import_study(app, path, media_set))
@@ -239,6 +241,36 @@ def test_previous_studies_blocklist_and_screeners(app, study, fake, media_set, t
     (_, _, body), = fake.calls("POST", "/api/v1/studies/")
     assert body["filters"] == [{"filter_id": "previous_studies", "selected_values": ["STUDY1"]},
                                {"filter_id": "fluent-languages", "selected_values": ["19"]}]
+    assert body["peripheral_requirements"] == ["AUDIO"]  # [recruitment] requires_audio (no audio check here)
+    assert body["estimated_completion_time"] == 15 == service.post_settings(second, BASE).estimated_minutes
+
+
+def test_spec_recruitment_table_reaches_the_plan_and_bad_screeners_are_named():
+    from stimuli.spec import SpecError, parse_spec, resolve_spec
+
+    _, raw = resolve_spec("paper-task2")
+    extra = ('\n[recruitment]\nestimated_minutes = 9\nrequires_audio = true\n'
+             'screeners = [{filter_id = "fluent-languages", selected_values = ["19"]}]\n')
+    spec = parse_spec(raw.decode() + extra)
+    assert spec.recruitment.estimated_minutes == 9 and spec.recruitment.requires_audio
+    assert spec.recruitment.as_plan()["screeners"] == [{"filter_id": "fluent-languages", "selected_values": ["19"]}]
+    assert parse_spec(raw).recruitment.estimated_minutes is None  # optional
+    # compile_plan carries the table into plan["study"]["recruitment"], and post_settings reads its minutes.
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stimuli"))
+    from stimuli_factories import task2_rows
+
+    from stimuli.manifest import build_manifest
+    from stimuli.plan import compile_plan, validate_plan
+
+    manifest = build_manifest("/nonexistent/t2", task2_rows(), name="t2")
+    plan = validate_plan(compile_plan(spec, manifest, seed=1))
+    assert plan["study"]["recruitment"]["estimated_minutes"] == 9
+    assert "recruitment" not in compile_plan(parse_spec(raw), manifest, seed=1)["study"]  # old plans keep their bytes
+    with pytest.raises(SpecError, match=r"recruitment.screeners\[0\]'.*selected_values or selected_range"):
+        parse_spec(raw.decode() + '\n[recruitment]\nscreeners = [{filter_id = "age"}]\n')
 
 
 def test_sync_approves_rejects_with_category_asks_partial_to_return_and_adds_places(app, study, fake):
@@ -298,17 +330,17 @@ def _approved(app, study):
 def test_bonus_paid_once_when_the_pay_reply_is_lost_or_502(app, study, fake, fault):
     a, sub = _approved(app, study)
     fake.submissions = [sub]
-    (pb,) = service.plan_bonuses(db.session, study)
+    (pb,) = ledger.plan_bonuses(db.session, study)
     fake.pay_fault = fault
     with pytest.raises(LedgerError, match="--mark-sent ID"):
-        service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+        ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     row = db.session.scalar(select(BonusPayment))
     assert row.status == BONUS_UNKNOWN and row.external_id == "S1", (row.status, row.response, fake.requests)
-    r = service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))  # reads S1's bonus records
+    r = ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))  # reads S1's bonus records
     assert r.reconciled_paid == [row.id] and r.paid == []
     db.session.refresh(row)
     assert row.status == BONUS_SENT and fake.pay_calls == 1
-    service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+    ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     assert fake.pay_calls == 1 and sub["bonus_payments"] == [pb.amount_cents]
     setup = [b for m, p, b in fake.calls("POST", "/api/v1/submissions/bonus-payments/")]
     assert setup[0]["csv_bonuses"] == f"P1,{pb.amount_cents / 100:.2f}\n"
@@ -319,13 +351,13 @@ def test_unsettled_bonus_waits_for_a_person_then_is_paid_once(app, study, fake):
     fake.submissions = [sub]
     fake.pay_fault = "lost-before"  # the connection dropped before Prolific paid
     with pytest.raises(LedgerError):
-        service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+        ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     with pytest.raises(LedgerError, match="check them on prolific"):  # the records show nothing: not resent
-        service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+        ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     assert fake.pay_calls == 0
     row = db.session.scalar(select(BonusPayment))
-    service.mark_bonus(db.session, study, row.id, "failed", note="not in Prolific's payments page")
-    r = service.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
+    ledger.mark_bonus(db.session, study, row.id, "failed", note="not in Prolific's payments page")
+    r = ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     assert r.paid == [row.id] and fake.pay_calls == 1
     marks = db.session.scalar(select(AuditLog).where(AuditLog.action == "recruit.bonus.mark_failed"))
     assert marks.details["ledger_id"] == row.id and marks.details["note"] == "not in Prolific's payments page"
@@ -401,7 +433,7 @@ def test_prolific_fault_then_rerun(app, study, fake, phase, method, suffix, when
         return service.sync(db.session, study, rec, settings=settings)
 
     def bonus(rec):
-        return service.pay_bonuses(db.session, study, rec)
+        return ledger.pay_bonuses(db.session, study, rec)
 
     if phase == "bonus":
         sync(_recruiter(fake, study, "STUDY1"))
@@ -421,7 +453,7 @@ def test_prolific_fault_then_rerun(app, study, fake, phase, method, suffix, when
         run(_recruiter(fake, study, "STUDY1"))
     except LedgerError:  # Prolific's records cannot settle it: a person checks the payments page and marks it
         row = db.session.scalar(select(BonusPayment))
-        service.mark_bonus(db.session, study, row.id, "sent" if fake.pay_calls else "failed", note="checked")
+        ledger.mark_bonus(db.session, study, row.id, "sent" if fake.pay_calls else "failed", note="checked")
     run(_recruiter(fake, study, "STUDY1"))
     status = {s["id"]: s["status"] for s in fake.submissions}
     assert status["S1"] == "APPROVED" and status["S2"] == "REJECTED"

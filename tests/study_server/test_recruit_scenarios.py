@@ -4,19 +4,20 @@ qualifications, throttling, the account balance, and the explicit notify/block/m
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import botocore.endpoint
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from mturkfake import FakeMTurk
 from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
 from study_server.extensions import db
-from study_server.models import Assignment, AuditLog, Participant
-from study_server.recruit import LedgerError, PayRefused, PlatformError, mturk, service
+from study_server.models import Assignment, AuditLog
+from study_server.recruit import LedgerError, PayRefused, PlatformError, RecruitError, ledger, mturk, service
 from study_server.recruit.models import BONUS_SENT, BonusPayment, PlatformAssignmentId, RecruitPost
 
 BASE = "https://study.example.org"
@@ -75,7 +76,7 @@ def test_worker_who_returns_a_second_hit_is_approved_and_paid_on_the_real_submis
     r = _sync(fake, study)
     assert r.approved == [first] and r.rejected == [] and r.queued == []
     assert fake.status_of(first) == "Approved"
-    paid = service.pay_bonuses(db.session, study, _rec(fake))
+    paid = ledger.pay_bonuses(db.session, study, _rec(fake))
     assert len(paid.paid) == 1 and len(fake.bonuses_on(first)) == 1 and fake.bonuses == fake.bonuses_on(first)
 
 
@@ -104,8 +105,8 @@ def test_mixed_platform_study_pays_each_platform_only_its_own(app, study):
     complete_session(web, arrive(web, study.name, PROLIFIC_PID="P1", STUDY_ID="S", SESSION_ID="S1"))
     db.session.execute(Assignment.__table__.update().values(status="approved"))
     db.session.commit()
-    assert {b.platform for b in service.plan_bonuses(db.session, study)} == {"mturk", "prolific"}
-    r = service.pay_bonuses(db.session, study, _rec(fake))
+    assert {b.platform for b in ledger.plan_bonuses(db.session, study)} == {"mturk", "prolific"}
+    r = ledger.pay_bonuses(db.session, study, _rec(fake))
     assert len(r.paid) == 1 and [b["WorkerId"] for b in fake.bonuses] == ["W1"]
     assert set(db.session.scalars(select(BonusPayment.platform))) == {"mturk"}  # Prolific's is left to Prolific
 
@@ -153,7 +154,7 @@ def test_close_then_sync_reviews_but_never_posts(app, study):
     r = _sync(fake, study)
     assert r.closed and r.approved == [aid] and r.posted == [] and r.needed == 3
     assert list(fake.hits) == [hit] and not fake.ops("CreateHITWithHITType")[1:]
-    assert service.recruitment_summary(db.session, study)["campaigns"] == {"mturk": "closed"}
+    assert service.recruitment_summary(db.session, study)["campaigns"] == {"mturk (sandbox)": "closed"}
 
 
 def test_repost_keeps_the_original_qualifications(app, study):
@@ -196,7 +197,7 @@ def test_lost_replies_retried_by_botocore_meet_the_idempotency_token(app, study,
     fake.submit(aid)
     _sync(fake, study)
     fake.fail("SendBonus", "lost")
-    r = service.pay_bonuses(db.session, study, _rec(fake, max_attempts=3))
+    r = ledger.pay_bonuses(db.session, study, _rec(fake, max_attempts=3))
     assert len(r.paid) == 1 and len(fake.bonuses) == 1 and fake.ops("SendBonus") == ["SendBonus"] * 2
     assert db.session.scalar(select(BonusPayment.status)) == BONUS_SENT
 
@@ -214,7 +215,7 @@ def test_balance_is_checked_before_posting_and_paying(app, study):
     _sync(fake, study)
     fake.balance = 0.01
     with pytest.raises(PayRefused, match="cannot cover 1 bonuses"):
-        service.pay_bonuses(db.session, study, _rec(fake))
+        ledger.pay_bonuses(db.session, study, _rec(fake))
     assert fake.bonuses == [] and not fake.ops("SendBonus")
 
 
@@ -224,7 +225,7 @@ def test_notify_and_block_only_by_explicit_command_and_audited(app, study):
     assert not fake.ops("NotifyWorkers") and not fake.ops("CreateWorkerBlock")
     service.notify(db.session, study, _rec(fake), ["W1", "W2"], "Your bonus", "We paid your bonus. Thank you!")
     assert fake.notified[0]["WorkerIds"] == ["W1", "W2"]
-    with pytest.raises(service.RecruitError, match="--reason"):
+    with pytest.raises(RecruitError, match="--reason"):
         service.block(db.session, study, _rec(fake), "W9", " ")
     service.block(db.session, study, _rec(fake), "W9", "Submitted the same survey 14 times")
     assert fake.blocks == {"W9": "Submitted the same survey 14 times"}
@@ -246,7 +247,7 @@ def test_cli_mark_sent_and_review_listing(app, study):
     fake.fail("SendBonus", "lost")
     with pytest.raises(LedgerError):  # MTurk paid; the reply was lost; ListBonusPayments fails too
         fake.fail("ListBonusPayments", "throttle", times=99)
-        service.pay_bonuses(db.session, study, _rec(fake, max_attempts=1))
+        ledger.pay_bonuses(db.session, study, _rec(fake, max_attempts=1))
     row = db.session.scalar(select(BonusPayment))
     assert row.status == "unknown"
     db.session.commit()
@@ -266,3 +267,64 @@ def test_cli_mark_sent_and_review_listing(app, study):
     bad = CliRunner().invoke(recruit_group, ["bonus", "--study", name, "--platform", "mturk", "--db", url,
                                              "--mark-failed", "999"])
     assert bad.exit_code != 0 and "no bonus ledger row 999" in bad.output
+
+
+def test_tokens_are_unique_per_study_and_fit_for_long_names(app, media_set, tmp_path):
+    """The old token was the study name cut to 64 characters: names sharing 42+ characters collided."""
+    stem = "a-very-long-study-name-for-the-emotion-video-experiment-of-2026-"
+    names = [import_study(app, _plan(media_set, tmp_path, stem + s), media_set) for s in ("pilot", "main")]
+    with app.app_context():
+        studies = [service.find_study(db.session, n) for n in names]
+        keys = {service.campaign_key(s, "mturk", True) for s in studies}
+        keys |= {service.campaign_key(s, "mturk", False) for s in studies}
+        assert len(keys) == 4 and all(len(f"{k}-99999") <= 64 for k in keys)
+        fake = FakeMTurk()
+        for s in studies:
+            _open(fake, s, places=10)
+        tokens = [p.details["token"] for p in db.session.scalars(select(RecruitPost))]
+        assert len(tokens) == 4 == len(set(tokens)) == len(set(fake.tokens))
+
+
+def test_lost_approval_retried_by_botocore_is_recognised_as_done(app, study, monkeypatch):
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", lambda s: None)
+    fake = FakeMTurk()
+    (hit,) = _open(fake, study)
+    web = app.test_client()
+    aid, _ = _work(web, fake, study, hit, "W1")
+    fake.submit(aid)
+    fake.fail("ApproveAssignment", "lost")  # approved; the retry is refused ("status of: Submitted")
+    r = service.sync(db.session, study, _rec(fake, max_attempts=3), settings=service.post_settings(study, BASE))
+    assert r.approved == [aid] and fake.status_of(aid) == "Approved" and "GetAssignment" in fake.ops()
+    assert db.session.scalar(select(Assignment.status)) == "approved"
+
+
+def test_sandbox_pilot_then_live_are_separate_campaigns(app, study):
+    sandbox, live = FakeMTurk(), FakeMTurk()
+    live._ids = itertools.count(500)  # real sandbox and live ids never coincide
+    (pilot,) = service.open_posts(db.session, study, _rec(sandbox), service.post_settings(study, BASE), places=2)
+    service.close(db.session, study, _rec(sandbox), sandbox=True)
+    (real,) = service.open_posts(db.session, study, _rec(live), service.post_settings(study, BASE), places=3,
+                                 sandbox=False)
+    r = service.sync(db.session, study, _rec(live), settings=service.post_settings(study, BASE), sandbox=False)
+    assert not r.closed and r.open_places == 3 and len(r.posted) == 1 and "GetHIT" in live.ops()  # 4 - 3 = 1
+    assert all(p.get("HITId") in (None, real) for _, p in live.calls)  # never asks live MTurk for a sandbox HIT
+    assert service.recruitment_summary(db.session, study)["campaigns"] == {"mturk (sandbox)": "closed",
+                                                                           "mturk": "open"}
+    assert {p.external_id: p.sandbox for p in db.session.scalars(select(RecruitPost))} == {
+        pilot: True, real: False, r.posted[0]: False}
+
+
+def test_study_posted_before_campaigns_is_adopted_with_its_hit_type(app, study):
+    """A HIT recorded by the earlier code (no campaign): sync adopts it and refills with its HIT type."""
+    fake = FakeMTurk()
+    rec = _rec(fake)
+    rec.qualifications = mturk.Qualifications(countries=("GB",))
+    type_id = rec.ensure_hit_type(service.post_settings(study, BASE))
+    (hit,) = [h["HITId"] for h in [rec.create_hit(service.post_settings(study, BASE), 1, "old-style-token")]]
+    db.session.add(RecruitPost(study_id=study.id, platform="mturk", sandbox=True, external_id=hit, type_id=type_id,
+                               places=1, details={"family": study.name}))
+    db.session.commit()
+    r = _sync(fake, study)
+    (new,) = r.posted
+    assert fake.hits[new]["HITTypeId"] == type_id and r.needed == 4 and r.open_places == 1
+    assert service.get_campaign(db.session, study, "mturk", True).settings["hit_type_id"] == type_id
