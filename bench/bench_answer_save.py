@@ -8,8 +8,10 @@ for the run (and dropped after it). Only the answer POSTs are timed: server CPU 
 inside the WSGI app, wall is the time of the call (so it includes the database round trips). Variants
 alternate round by round so that a shared machine's load falls on all of them alike:
 
-- ``before``: ``study_server`` as of ``--before`` (exported with ``git archive`` into a temporary folder);
-- ``after, fetched``: this tree; the page fetched each trial's clip (from this process) before answering,
+- ``before, fetched`` / ``before, unfetched``: ``study_server`` as of ``--before`` (exported with ``git
+  archive`` into a temporary folder), with and without a request for each trial's clip before its answer
+  (the same request sequences as the variants below, so that both pay the same cache effects);
+- ``fetched``: this tree; the page fetched each trial's clip (from this process) before answering,
   the ordinary case: the process's own record clears the answer, no extra query;
 - ``after, other worker``: fetched, but this process forgets it (as when another gunicorn worker served the
   clip): one extra indexed read of ``media_fetches`` on the same connection;
@@ -36,7 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))  # after PYTHONPATH: a child may run other code (--before)
 
 DEFAULT_PG = "postgresql+psycopg://emostudy:emostudy@127.0.0.1:5432/emostudy_test"
-MODES = ("before", "fetched", "other-worker", "unfetched")
+MODES = ("before-fetched", "before-unfetched", "fetched", "other-worker", "unfetched")
+FETCHING = ("before-fetched", "fetched", "other-worker")
 
 
 def child(url: str, secret: str, sessions: int, mode: str) -> dict:
@@ -72,7 +75,7 @@ def child(url: str, secret: str, sessions: int, mode: str) -> dict:
         state = client.post(f"/api/v1/a/{token}/start").get_json()
         values = {q["id"]: q["options"][0]["value"] for q in state["questions"]}
         for item in state["items"]:
-            if mode in ("fetched", "other-worker"):
+            if mode in FETCHING:
                 client.get(item["media_url"]).close()
                 if forget:
                     forget()
@@ -128,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         plan, set_dir = make_study_files(tmp_path)
         import_study(database.url, plan, set_dir, secret)
         before_code = export_code(args.before, tmp_path) if args.before else None
-        modes = [m for m in MODES if m != "before" or before_code]
+        modes = [m for m in MODES if not m.startswith("before") or before_code]
         print(json.dumps({"config": {"before": args.before, "rounds": args.rounds, "sessions": args.sessions,
                                      **machine(), "load_average": os.getloadavg()}}), flush=True)
         results: dict[str, list[dict]] = {m: [] for m in modes}
         for _ in range(args.rounds):
             for mode in modes:
-                code = before_code if mode == "before" else REPO
+                code = before_code if mode.startswith("before") else REPO
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(REPO)])}
                 out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--sessions", str(args.sessions),
                                       "--child", database.url, secret, mode],
@@ -144,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(line), flush=True)
         summary = {m: {k: statistics.median(r[k] for r in rows) for k in ("server_cpu_ms", "wall_p50_ms")}
                    for m, rows in results.items()}
-        if before_code:
-            base = summary["before"]
+        if before_code:  # each variant against the "before" with the same request sequence
             for m in modes:
+                base = summary["before-fetched" if m in FETCHING else "before-unfetched"]
                 summary[m]["cpu_ratio_to_before"] = round(summary[m]["server_cpu_ms"] / base["server_cpu_ms"], 3)
                 summary[m]["wall_ratio_to_before"] = round(summary[m]["wall_p50_ms"] / base["wall_p50_ms"], 3)
         print(json.dumps({"summary": summary, "load_average_after": os.getloadavg()}), flush=True)

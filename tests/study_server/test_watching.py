@@ -183,6 +183,11 @@ def test_flagged_answers_are_stored_counted_and_exported(app, client, long_set, 
     assert (by_pos.loc[[str(p) for p in range(2, 9)], "watch_flag"] == "").all()
     participants = pd.read_csv(tmp_path / "out" / "participants.csv", keep_default_na=False, dtype=str)
     assert participants.loc[0, "n_watch_flags"] == "2" and participants.loc[0, "n_inconsistent"] == "2"
+    # The analysis recomputes the same verdict and count from the export (flags included).
+    from analysis.cleaning import clean
+    from analysis.io import load_export
+    counts = clean(load_export(tmp_path / "out")).counts
+    assert counts["n_verdict_disagreements"] == 0 and counts["n_inconsistency_count_disagreements"] == 0
 
 
 def test_bytes_served_add_up_over_range_requests(app, client, long_set, tmp_path):
