@@ -51,19 +51,25 @@ def child(url: str, secret: str, sessions: int, mode: str) -> dict:
     inner = app.wsgi_app
     cpu: list[float] = []
     wall: list[float] = []
+    media_cpu: list[float] = []
 
     def timed(environ, start_response):
-        if not environ["PATH_INFO"].endswith("/answers"):
-            return inner(environ, start_response)
         t0, w0 = time.thread_time(), time.perf_counter()
         body = b"".join(inner(environ, start_response))
-        cpu.append(time.thread_time() - t0)
-        wall.append(time.perf_counter() - w0)
+        if environ["PATH_INFO"].endswith("/answers"):
+            cpu.append(time.thread_time() - t0)
+            wall.append(time.perf_counter() - w0)
+        elif environ["PATH_INFO"].startswith("/m/"):
+            media_cpu.append(time.thread_time() - t0)
         return [body]
 
     app.wsgi_app = timed  # type: ignore[method-assign]
     client = app.test_client()
     forget = None
+    if os.environ.get("BENCH_NO_GC"):  # diagnosis: no garbage collection in the timed requests
+        import gc
+
+        gc.disable()
     if mode == "other-worker":
         from study_server.watching import local_fetches
 
@@ -89,6 +95,7 @@ def child(url: str, secret: str, sessions: int, mode: str) -> dict:
         session(f"w-{mode}-{run}-{i}")
     cpu.clear()
     wall.clear()
+    media_cpu.clear()
     for i in range(sessions):
         session(f"m-{mode}-{run}-{i}")
     from study_server.extensions import db
@@ -96,7 +103,8 @@ def child(url: str, secret: str, sessions: int, mode: str) -> dict:
     db.dispose(app)
     return {"mode": mode, "saves": len(cpu), "server_cpu_ms": round(1000 * statistics.mean(cpu), 3),
             "wall_p50_ms": round(1000 * statistics.median(wall), 3),
-            "wall_mean_ms": round(1000 * statistics.mean(wall), 3)}
+            "wall_mean_ms": round(1000 * statistics.mean(wall), 3),
+            "media_cpu_ms": round(1000 * statistics.mean(media_cpu), 3) if media_cpu else None}
 
 
 def export_code(rev: str, into: Path) -> Path:
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", help="git revision to compare with (default: only this tree)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sessions", type=int, default=30, help="measured sessions (18 saves each) per variant")
+    parser.add_argument("--modes", default=",".join(MODES), help="variants to run (default: all: %(default)s)")
     parser.add_argument("--child", nargs=3, metavar=("URL", "SECRET", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -131,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         plan, set_dir = make_study_files(tmp_path)
         import_study(database.url, plan, set_dir, secret)
         before_code = export_code(args.before, tmp_path) if args.before else None
-        modes = [m for m in MODES if not m.startswith("before") or before_code]
+        modes = [m for m in args.modes.split(",") if not m.startswith("before") or before_code]
+        unknown = set(modes) - set(MODES)
+        if unknown:
+            parser.error(f"--modes: unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(MODES)}")
         print(json.dumps({"config": {"before": args.before, "rounds": args.rounds, "sessions": args.sessions,
                                      **machine(), "load_average": os.getloadavg()}}), flush=True)
         results: dict[str, list[dict]] = {m: [] for m in modes}
@@ -149,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                    for m, rows in results.items()}
         if before_code:  # each variant against the "before" with the same request sequence
             for m in modes:
-                base = summary["before-fetched" if m in FETCHING else "before-unfetched"]
+                base = summary.get("before-fetched" if m in FETCHING else "before-unfetched")
+                if base is None:
+                    continue
                 summary[m]["cpu_ratio_to_before"] = round(summary[m]["server_cpu_ms"] / base["server_cpu_ms"], 3)
                 summary[m]["wall_ratio_to_before"] = round(summary[m]["wall_p50_ms"] / base["wall_p50_ms"], 3)
         print(json.dumps({"summary": summary, "load_average_after": os.getloadavg()}), flush=True)
