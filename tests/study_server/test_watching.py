@@ -244,3 +244,18 @@ def test_fast_path_and_flask_route_decide_alike(pg_url, long_set, tmp_path, monk
     assert results[True][:2] == results[False][:2] == (EXPECTED, 2)
     assert results[True][2] == 0  # every save took the fast path
     assert results[False][2] == 9
+
+
+# ------------------------------------------------------------------------------------- the spec option
+
+def test_the_spec_decides_whether_flags_count():
+    from stimuli.errors import SpecError
+    from stimuli.spec import parse_spec, resolve_spec
+
+    where, raw = resolve_spec("paper-task1")
+    text = raw.decode()
+    assert parse_spec(text, where=where).consistency.watch_flags == "inconsistent"  # the default
+    ignored = text.replace("[consistency]\n", '[consistency]\nwatch_flags = "ignore"\n', 1)
+    assert parse_spec(ignored, where=where).consistency.watch_flags == "ignore"
+    with pytest.raises(SpecError, match=r"consistency\.watch_flags.*'sometimes'"):
+        parse_spec(text.replace("[consistency]\n", '[consistency]\nwatch_flags = "sometimes"\n', 1), where=where)
