@@ -124,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", help="git revision to compare with (default: only this tree)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sessions", type=int, default=30, help="measured sessions (18 saves each) per variant")
+    parser.add_argument("--quick", action="store_true", help="one round of 5 sessions (a smoke run)")
     parser.add_argument("--modes", default=",".join(MODES), help="variants to run (default: all: %(default)s)")
     parser.add_argument("--child", nargs=3, metavar=("URL", "SECRET", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.sessions = 1, 5
     if args.child:
         url, secret, mode = args.child
         print(json.dumps(child(url, secret, args.sessions, mode)), flush=True)
