@@ -12,7 +12,7 @@ from werkzeug.security import generate_password_hash
 
 from study_server.extensions import db
 from study_server.models import AdminSession, Answer, MediaFailure, Verdict
-from studykit import TASK1, arrive, import_study, make_plan, valid_values, watch
+from studykit import arrive, valid_values, watch
 
 PASSWORD = "correct horse battery"
 
