@@ -39,23 +39,34 @@ def test_a_clip_that_fails_to_load_can_be_retried_then_skipped(app, live_server,
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    aborted = {"t1": 0, "t2": 0}
+    aborted = {"t1": 0, "t2": 0, "x0": 0}
 
     def fail(route):
         slot = route.request.url.split("/")[-2]
-        if slot == "t1" or (slot == "t2" and aborted["t2"] == 0):  # t1 never loads; t2 fails once
+        # the first example and t1 never load; t2 fails once
+        if slot in ("x0", "t1") or (slot == "t2" and aborted["t2"] == 0):
             aborted[slot] += 1
             route.abort("connectionfailed")
         else:
             route.continue_()
-    page.route(re.compile(r"/m/[^/]+/t[12]/"), fail)
+    page.route(re.compile(r"/m/[^/]+/(t[12]|x0)/"), fail)
 
     page.goto(f"{live_server}/s/{name}?lab=media-fail-1")
     token = page.url.rsplit("/", 1)[1]
     page.click("#consent-yes")
     page.click("#instructions-next")
     state = page.evaluate("(api) => fetch(api).then(r => r.json())", f"/api/v1/a/{token}")
-    for _ in state["examples"]:
+    assert state["examples"]
+    # The first example never loads: a message and a retry; Next opens after the third failure.
+    page.wait_for_selector("#example-media-error:not([hidden])", timeout=15000)
+    assert page.is_disabled("#example-next")
+    for _ in range(2):
+        page.click("#example-retry")
+        page.wait_for_selector("#example-media-error:not([hidden])", timeout=15000)
+    page.wait_for_function("() => !document.getElementById('example-next').disabled", timeout=15000)
+    assert "Next to go on" in page.text_content("#example-media-error-text")
+    page.click("#example-next")
+    for _ in state["examples"][1:]:
         page.wait_for_selector("#step-examples:not([hidden])")
         page.click("#example-play")
         page.wait_for_function("() => !document.getElementById('example-next').disabled", timeout=15000)
@@ -91,7 +102,7 @@ def test_a_clip_that_fails_to_load_can_be_retried_then_skipped(app, live_server,
                                f"'Video {n} of 6'", timeout=15000)
         _answer_trial(page, state["questions"])
     page.wait_for_url(re.compile(r"/a/[^/]+/done$"), timeout=30000)
-    assert aborted["t1"] >= 3 and aborted["t2"] == 1
+    assert aborted["t1"] >= 3 and aborted["t2"] == 1 and aborted["x0"] >= 3
     assert errors == []
 
     with app.app_context():
