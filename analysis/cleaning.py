@@ -12,9 +12,13 @@ Steps (each counted in :attr:`Cleaned.counts`):
    question with a rule, the answer to the repeat is compared with the answer to its original
    (``equal``: values differ; ``max_abs_diff``: scores differ by more than the tolerance;
    ``max_set_diff``: the symmetric difference of the selected option sets is larger than the
-   tolerance). A pair with a missing side counts as inconsistent. A complete survey is *rejected*
-   when more than ``max_inconsistent`` pairs are inconsistent, otherwise *valid*; an incomplete survey is
-   *incomplete*. The recomputed verdicts are compared with the server's stored ones.
+   tolerance). A pair with a missing side counts as inconsistent. Each answer the server flagged
+   (``watch_flag``: its clip never requested, or answered sooner than it lasts) counts as one more
+   inconsistent answer unless the plan's ``consistency.watch_flags`` is ``"ignore"``. Items recorded as
+   "media failed" (participants.csv ``media_failed_positions``) are not expected, and their pairs are not
+   compared. A complete survey is *rejected* when more than ``max_inconsistent`` answers are inconsistent,
+   otherwise *valid*; an incomplete survey is *incomplete*. The recomputed verdicts are compared with the
+   server's stored ones.
 4. Surveys that are not valid (by the recomputed verdict unless ``verdict_source="server"``) are excluded;
    answers to repeat items are excluded from the statistics (they served the consistency check);
    missing answers are dropped.
@@ -170,6 +174,23 @@ def consistency_pairs(answers: pd.DataFrame, plan: Mapping[str, Any]) -> pd.Data
     return pairs
 
 
+def media_failed(participants: pd.DataFrame | None) -> dict[Any, set[int]]:
+    """assignment -> positions recorded as "media failed" (participants.csv ``media_failed_positions``)."""
+    if participants is None or "media_failed_positions" not in participants:
+        return {}
+    return {a: {int(p) for p in str(text).split(";")}
+            for a, text in zip(participants["assignment"], participants["media_failed_positions"]) if str(text)}
+
+
+def without_media_failed(pairs: pd.DataFrame, failed: Mapping[Any, set[int]]) -> pd.DataFrame:
+    """The repeat pairs neither of whose items is recorded as "media failed"."""
+    if not failed or pairs.empty:
+        return pairs
+    gone = [a in failed and (p in failed[a] or r in failed[a])
+            for a, p, r in zip(pairs["assignment"], pairs["position"], pairs["repeat_of"])]
+    return pairs[~np.asarray(gone, dtype=bool)].reset_index(drop=True)
+
+
 def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants: pd.DataFrame | None = None,
                     pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Recompute every survey's verdict (see the module docstring) and put the server's beside it."""
@@ -179,7 +200,7 @@ def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants
         raise _row_error(answers, unknown, "batch_id", "is not a batch of plan.json")
     required = [q["id"] for q in plan["questions"] if q.get("required", True)]
     if pairs is None:
-        pairs = consistency_pairs(answers, plan)
+        pairs = without_media_failed(consistency_pairs(answers, plan), media_failed(participants))
     g = answers.assign(_answered=(answers["answer"] != "").astype(int)).groupby("assignment", sort=True)
     surveys = g.agg(participant=("participant", "first"), batch_id=("batch_id", "first"),
                     n_answered=("_answered", "sum"))
@@ -196,7 +217,9 @@ def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants
                                 "batch_id": extra["batch_id"].to_numpy(),
                                 "n_answered": 0}, index=pd.Index(extra["assignment"].to_numpy(), name="assignment"))
             surveys = pd.concat([surveys, add]).sort_index()
-    surveys["n_expected"] = surveys["batch_id"].map(lambda b: len(batch_items[b]) * len(required))
+    failed = media_failed(participants)
+    surveys["n_expected"] = [(len(batch_items[b]) - len(failed.get(a, ()))) * len(required)
+                             for a, b in zip(surveys.index, surveys["batch_id"])]
     req = answers[answers["question"].isin(required) & (answers["answer"] != "")]
     n_req = req.groupby("assignment").size().reindex(surveys.index, fill_value=0)
     surveys["complete"] = n_req.to_numpy() >= surveys["n_expected"].to_numpy()
@@ -204,6 +227,10 @@ def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants
     pg = pairs.groupby("assignment")["inconsistent"]
     surveys["n_repeat_answers"] = pg.size().reindex(surveys.index, fill_value=0).astype(int)
     surveys["n_inconsistent"] = pg.sum().reindex(surveys.index, fill_value=0).astype(int)
+    if (plan["consistency"].get("watch_flags") or "inconsistent") != "ignore" and "watch_flag" in answers:
+        flagged = answers[answers["watch_flag"].fillna("") != ""].drop_duplicates(["assignment", "position"])
+        surveys["n_inconsistent"] += flagged.groupby("assignment").size().reindex(surveys.index,
+                                                                                  fill_value=0).astype(int)
     max_bad = int(plan["consistency"]["max_inconsistent"])
     surveys["verdict"] = np.where(~surveys["complete"], "incomplete",
                                   np.where(surveys["n_inconsistent"] > max_bad, "rejected", "valid"))
@@ -246,7 +273,7 @@ def clean(export: Export | None = None, *, answers: pd.DataFrame | None = None,
     if verdict_source not in ("recomputed", "server"):
         raise AnalysisOptionError(f"verdict_source {verdict_source!r}: use 'recomputed' or 'server'")
     checked = check_answer_values(answers, plan)
-    pairs = consistency_pairs(checked, plan)
+    pairs = without_media_failed(consistency_pairs(checked, plan), media_failed(participants))
     surveys = survey_verdicts(checked, plan, participants, pairs)
     col = "verdict" if verdict_source == "recomputed" else "server_verdict"
     valid_assign = set(surveys.loc[surveys[col] == "valid", "assignment"])

@@ -29,7 +29,7 @@ ANSWER_COLUMNS: tuple[str, ...] = (
     "answer_id", "study", "task", "batch_id", "participant", "assignment", "position", "is_repeat",
     "repeat_of", "stimulus_id", "source", "visual_emotion", "audio_emotion", "identity", "sentence",
     "intensity", "size_variant", "question", "answer", "score", "rt_ms", "played_fraction",
-    "answered_at", "verdict",
+    "answered_at", "verdict", "watch_flag", "media_requested_at", "media_bytes_served",
 )
 # Columns without which no analysis can run; the others are filled with "" when absent (answers
 # collected elsewhere need not have rt_ms, answered_at...).
@@ -40,10 +40,12 @@ REQUIRED_ANSWER_COLUMNS: tuple[str, ...] = (
 PARTICIPANT_COLUMNS: tuple[str, ...] = (
     "participant", "assignment", "batch_id", "platform", "status", "allocated_at", "started_at",
     "completed_at", "verdict", "n_inconsistent", "n_repeat_answers", "audio_check_passed", "n_answers",
+    "n_watch_flags", "n_media_failed", "media_failed_positions",
     "screen_kind", "screen_calibrated", "screen_passed", "screen_n_correct", "screen_attempts",
 )
 REQUIRED_PARTICIPANT_COLUMNS: tuple[str, ...] = ("participant", "assignment", "batch_id", "verdict")
 VERDICTS: tuple[str, ...] = ("valid", "rejected", "incomplete")
+WATCH_FLAGS: tuple[str, ...] = ("never_fetched", "too_fast")
 TASKS: tuple[str, ...] = ("emotion-realness", "av-mismatch")
 
 
@@ -174,6 +176,8 @@ def validate_answers(df: pd.DataFrame, file: Path = Path("answers.csv")) -> pd.D
                       fix="use the canonical emotion names (stimuli.emotions.EMOTIONS)")
     _check_choice(df, file, "verdict", VERDICTS, allow_empty=True, fix="the server writes valid/rejected/incomplete")
     _check_choice(df, file, "task", TASKS, allow_empty=True, fix="the plan's study.task")
+    _check_choice(df, file, "watch_flag", WATCH_FLAGS, allow_empty=True,
+                  fix="the server writes never_fetched or too_fast (empty: clear)")
     return df.reset_index(drop=True)
 
 
@@ -191,8 +195,12 @@ def validate_participants(df: pd.DataFrame, file: Path = Path("participants.csv"
         raise _fail(file, i, "assignment", f"{df['assignment'].iloc[i]!r} appears twice; one row per assignment")
     _check_choice(df, file, "verdict", VERDICTS + ("pending",), allow_empty=True,
                   fix="the server writes valid/rejected/incomplete")
-    for c in ("n_inconsistent", "n_repeat_answers", "n_answers"):
+    for c in ("n_inconsistent", "n_repeat_answers", "n_answers", "n_watch_flags", "n_media_failed"):
         df[c] = _numeric(df, file, c, integer=True, allow_empty=True, lo=0)
+    bad = ~df["media_failed_positions"].astype(str).str.fullmatch(r"(\d+(;\d+)*)?")
+    if bad.any():
+        raise _fail(file, int(np.flatnonzero(bad.to_numpy())[0]), "media_failed_positions",
+                    "must be item positions joined with ';' (e.g. 3;7), or empty")
     return df.reset_index(drop=True)
 
 

@@ -62,6 +62,7 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
             "max_inconsistent": spec.consistency.max_inconsistent,
             "rules": [{"question": r.question, "kind": r.kind, "tolerance": _num(r.tolerance)}
                       for r in spec.consistency.rules],
+            "watch_flags": spec.consistency.watch_flags,
         },
         "quota_per_batch": spec.quota_per_batch,
         "payment": {
@@ -194,6 +195,8 @@ def validate_plan(plan: Any, where: str = "plan", manifest: Manifest | None = No
         if _need(r, "kind", str, where, p) not in RULE_KINDS:
             raise PlanError(f"{where}: key '{p}kind' is {r['kind']!r}; known: {', '.join(RULE_KINDS)}")
         _need(r, "tolerance", (int, float), where, p)
+    if cons.get("watch_flags", "inconsistent") not in ("inconsistent", "ignore"):  # absent in older plans
+        raise PlanError(f"{where}: key 'consistency.watch_flags' is {cons['watch_flags']!r}; known: inconsistent, ignore")
     pay = plan["payment"]
     _need(pay, "reward_usd", (int, float), where, "payment.")
     bonus = _need(pay, "bonus", dict, where, "payment.")

@@ -11,7 +11,8 @@ Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (t
     [examples] per_emotion, sources, size_variants
     [[questions]] id, type ("single" | "multi" | "scale"), prompt, required,
                   options = [{value, label, score, exclusive}, ...] or "emotions" or "emotions+none"
-    [consistency] max_inconsistent, rules = [{question, kind ("equal" | "max_abs_diff" | "max_set_diff"), tolerance}]
+    [consistency] max_inconsistent, rules = [{question, kind ("equal" | "max_abs_diff" | "max_set_diff"), tolerance}],
+                  watch_flags ("inconsistent" | "ignore")
     [payment]  reward_usd, [payment.bonus] rule ("per_correct" | "none"), question, truth, amount_usd,
                max_usd, count_repeats
     [audio_check] enabled, kind ("words" | "huggins" | "antiphase" | "huggins+words"), trials, pass_at,
@@ -79,10 +80,16 @@ class ConsistencyRule:
     tolerance: float = 0
 
 
+WATCH_FLAG_RULES = ("inconsistent", "ignore")
+
+
 @dataclass(frozen=True)
 class Consistency:
     max_inconsistent: int
     rules: tuple[ConsistencyRule, ...]
+    # The server's evidence of watching flags an answer given without (or too soon after) fetching its
+    # video: "inconsistent" counts each flagged answer as an inconsistent one, "ignore" only records it.
+    watch_flags: str = "inconsistent"
 
 
 @dataclass(frozen=True)
@@ -325,8 +332,11 @@ def _read_consistency(root: _Table, questions: tuple[Question, ...]) -> Consiste
         if any(x.question == qid for x in rules):
             raise r.error("question", f"{qid!r} already has a rule")
         rules.append(ConsistencyRule(question=qid, kind=kind, tolerance=tol))
+    watch_flags = t.text("watch_flags", "inconsistent")
+    if watch_flags not in WATCH_FLAG_RULES:
+        raise t.error("watch_flags", f"{watch_flags!r} is not one of {', '.join(WATCH_FLAG_RULES)}")
     t.done()
-    return Consistency(max_inconsistent=max_inc, rules=tuple(rules))
+    return Consistency(max_inconsistent=max_inc, rules=tuple(rules), watch_flags=watch_flags)
 
 
 def _read_recruitment(root: _Table) -> Recruitment:

@@ -78,7 +78,7 @@ def tolerance_s(config: Any) -> float:
 class LocalFetches:
     """The first requests this process served: token -> position -> Evidence (bounded; cleared when full)."""
 
-    MAX_TOKENS = 50_000
+    MAX_TOKENS = 10_000  # ~20 MB at most (18 trials each); a miss costs one indexed read
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -12,7 +12,7 @@ from werkzeug.security import generate_password_hash
 
 from study_server.extensions import db
 from study_server.models import AdminSession, Answer, MediaFailure, Verdict
-from studykit import TASK1, arrive, import_study, make_plan, valid_values, watch
+from studykit import arrive, valid_values, watch
 
 PASSWORD = "correct horse battery"
 
@@ -198,6 +198,10 @@ def test_media_failed_is_recorded_instead_of_an_answer(app, client, started, tmp
     assert participants.loc[0, "n_media_failed"] == "1" and participants.loc[0, "media_failed_positions"] == "1"
     answers = pd.read_csv(tmp_path / "out" / "answers.csv", keep_default_na=False, dtype=str)
     assert "1" not in set(answers["position"])
+    from analysis.cleaning import clean
+    from analysis.io import load_export
+    cleaned = clean(load_export(tmp_path / "out"))
+    assert cleaned.counts["n_verdict_disagreements"] == 0 and cleaned.counts["n_surveys_valid"] == 1
 
 
 def test_media_failed_needs_a_started_assignment(app, client, task1_study):

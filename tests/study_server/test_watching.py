@@ -183,6 +183,11 @@ def test_flagged_answers_are_stored_counted_and_exported(app, client, long_set, 
     assert (by_pos.loc[[str(p) for p in range(2, 9)], "watch_flag"] == "").all()
     participants = pd.read_csv(tmp_path / "out" / "participants.csv", keep_default_na=False, dtype=str)
     assert participants.loc[0, "n_watch_flags"] == "2" and participants.loc[0, "n_inconsistent"] == "2"
+    # The analysis recomputes the same verdict and count from the export (flags included).
+    from analysis.cleaning import clean
+    from analysis.io import load_export
+    counts = clean(load_export(tmp_path / "out")).counts
+    assert counts["n_verdict_disagreements"] == 0 and counts["n_inconsistency_count_disagreements"] == 0
 
 
 def test_bytes_served_add_up_over_range_requests(app, client, long_set, tmp_path):
@@ -239,3 +244,18 @@ def test_fast_path_and_flask_route_decide_alike(pg_url, long_set, tmp_path, monk
     assert results[True][:2] == results[False][:2] == (EXPECTED, 2)
     assert results[True][2] == 0  # every save took the fast path
     assert results[False][2] == 9
+
+
+# ------------------------------------------------------------------------------------- the spec option
+
+def test_the_spec_decides_whether_flags_count():
+    from stimuli.errors import SpecError
+    from stimuli.spec import parse_spec, resolve_spec
+
+    where, raw = resolve_spec("paper-task1")
+    text = raw.decode()
+    assert parse_spec(text, where=where).consistency.watch_flags == "inconsistent"  # the default
+    ignored = text.replace("[consistency]\n", '[consistency]\nwatch_flags = "ignore"\n', 1)
+    assert parse_spec(ignored, where=where).consistency.watch_flags == "ignore"
+    with pytest.raises(SpecError, match=r"consistency\.watch_flags.*'sometimes'"):
+        parse_spec(text.replace("[consistency]\n", '[consistency]\nwatch_flags = "sometimes"\n', 1), where=where)

@@ -423,6 +423,8 @@
   function showExample() {
     var ex = state.examples[exampleIndex];
     var video = $("example-video");
+    exampleFailures = 0;
+    $("example-media-error").hidden = true;
     video.src = ex.media_url;
     $("example-label").textContent = "Example " + (exampleIndex + 1) + ": " + ex.label;
     $("example-progress").textContent = "Example " + (exampleIndex + 1) + " of " + state.examples.length;
@@ -439,6 +441,27 @@
   $("example-video").addEventListener("ended", function () {
     $("example-next").disabled = false;
     $("example-next").focus();
+  });
+
+  // An example that will not load: a message and a retry; after three failures the participant may go on
+  // (examples are not answered, so nothing is recorded).
+  var exampleFailures = 0;
+  $("example-video").addEventListener("error", function () {
+    if (!$("example-video").getAttribute("src")) return;
+    exampleFailures += 1;
+    var canSkip = exampleFailures >= 3;
+    $("example-media-error-text").textContent = canSkip
+      ? "This example could not be loaded (" + exampleFailures + " tries). You can try again, or press Next to go on."
+      : "This example could not be loaded. Please check your internet connection and press Try again.";
+    if (canSkip) $("example-next").disabled = false;
+    $("example-media-error").hidden = false;
+  });
+
+  $("example-retry").addEventListener("click", function () {
+    var video = $("example-video");
+    $("example-media-error").hidden = true;
+    video.src = state.examples[exampleIndex].media_url;
+    video.load();
   });
 
   $("example-next").addEventListener("click", function () {

@@ -1,0 +1,177 @@
+"""CPU and wall time of one answer save on PostgreSQL, in-process (the WSGI fast path), before and after a change.
+
+    .venv/bin/python bench/bench_answer_save.py --before 3fc80a4 --rounds 3 --sessions 30
+
+Each variant runs in its own child process, one request at a time, through Flask's test client on the
+benchmark's study (bench/server_load.py's set and plan, 18 items per session) in a PostgreSQL database made
+for the run (and dropped after it). Only the answer POSTs are timed: server CPU is the thread's CPU time
+inside the WSGI app, wall is the time of the call (so it includes the database round trips). Variants
+alternate round by round so that a shared machine's load falls on all of them alike:
+
+- ``before, fetched`` / ``before, unfetched``: ``study_server`` as of ``--before`` (exported with ``git
+  archive`` into a temporary folder), with and without a request for each trial's clip before its answer
+  (the same request sequences as the variants below, so that both pay the same cache effects);
+- ``fetched``: this tree; the page fetched each trial's clip (from this process) before answering,
+  the ordinary case: the process's own record clears the answer, no extra query;
+- ``after, other worker``: fetched, but this process forgets it (as when another gunicorn worker served the
+  clip): one extra indexed read of ``media_fetches`` on the same connection;
+- ``after, never fetched``: no clip requested: the answer is flagged ``never_fetched`` (the same extra read).
+
+Prints one JSON line per measurement and a summary with the ratios to ``before`` (median over rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO))  # after PYTHONPATH: a child may run other code (--before)
+
+DEFAULT_PG = "postgresql+psycopg://emostudy:emostudy@127.0.0.1:5432/emostudy_test"
+MODES = ("before-fetched", "before-unfetched", "fetched", "other-worker", "unfetched")
+FETCHING = ("before-fetched", "fetched", "other-worker")
+
+
+def child(url: str, secret: str, sessions: int, mode: str) -> dict:
+    from study_server.app import create_app
+
+    os.environ.update({"EMOSTUDY_ENV": "production", "EMOSTUDY_SECRET_KEY": secret, "EMOSTUDY_DATABASE_URL": url,
+                       "EMOSTUDY_RATE_LIMIT_PER_IP": "100000000/60", "EMOSTUDY_RATE_LIMIT_PER_ASSIGNMENT": "10000/60"})
+    app = create_app()
+    inner = app.wsgi_app
+    cpu: list[float] = []
+    wall: list[float] = []
+    media_cpu: list[float] = []
+
+    def timed(environ, start_response):
+        t0, w0 = time.thread_time(), time.perf_counter()
+        body = b"".join(inner(environ, start_response))
+        if environ["PATH_INFO"].endswith("/answers"):
+            cpu.append(time.thread_time() - t0)
+            wall.append(time.perf_counter() - w0)
+        elif environ["PATH_INFO"].startswith("/m/"):
+            media_cpu.append(time.thread_time() - t0)
+        return [body]
+
+    app.wsgi_app = timed  # type: ignore[method-assign]
+    client = app.test_client()
+    forget = None
+    if os.environ.get("BENCH_NO_GC"):  # diagnosis: no garbage collection in the timed requests
+        import gc
+
+        gc.disable()
+    if mode == "other-worker":
+        from study_server.watching import local_fetches
+
+        forget = local_fetches(app).clear
+    run = uuid.uuid4().hex[:6]
+
+    def session(name: str) -> None:
+        token = client.post("/api/v1/studies/bench/arrive", json={"query": {"lab": name}}).get_json()["token"]
+        state = client.post(f"/api/v1/a/{token}/start").get_json()
+        values = {q["id"]: q["options"][0]["value"] for q in state["questions"]}
+        for item in state["items"]:
+            if mode in FETCHING:
+                client.get(item["media_url"]).close()
+                if forget:
+                    forget()
+            r = client.post(f"/api/v1/a/{token}/answers", json={
+                "answer_id": f"{name}-{item['position']:02d}", "position": item["position"], "values": values,
+                "rt_ms": 800, "played_fraction": 1.0})
+            if r.status_code != 200:
+                raise SystemExit(f"save failed: {r.status_code} {r.get_data(as_text=True)[:300]}")
+
+    for i in range(3):  # warm-up: connections, compiled statements, caches
+        session(f"w-{mode}-{run}-{i}")
+    cpu.clear()
+    wall.clear()
+    media_cpu.clear()
+    for i in range(sessions):
+        session(f"m-{mode}-{run}-{i}")
+    from study_server.extensions import db
+
+    db.dispose(app)
+    return {"mode": mode, "saves": len(cpu), "server_cpu_ms": round(1000 * statistics.mean(cpu), 3),
+            "wall_p50_ms": round(1000 * statistics.median(wall), 3),
+            "wall_mean_ms": round(1000 * statistics.mean(wall), 3),
+            "media_cpu_ms": round(1000 * statistics.mean(media_cpu), 3) if media_cpu else None}
+
+
+def export_code(rev: str, into: Path) -> Path:
+    """``study_server`` as of ``rev`` in ``into`` (git archive; nothing in the working tree changes)."""
+    archive = into / "before.tar"
+    with archive.open("wb") as out:
+        subprocess.run(["git", "-C", str(REPO), "archive", rev, "study_server"], stdout=out, check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "code", filter="data")
+    return into / "code"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pg-url", default=os.environ.get("EMOSTUDY_TEST_POSTGRES_URL", DEFAULT_PG),
+                        help="a PostgreSQL database URL; the benchmark makes its own database beside it")
+    parser.add_argument("--before", help="git revision to compare with (default: only this tree)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sessions", type=int, default=30, help="measured sessions (18 saves each) per variant")
+    parser.add_argument("--quick", action="store_true", help="one round of 5 sessions (a smoke run)")
+    parser.add_argument("--modes", default=",".join(MODES), help="variants to run (default: all: %(default)s)")
+    parser.add_argument("--child", nargs=3, metavar=("URL", "SECRET", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.sessions = 1, 5
+    if args.child:
+        url, secret, mode = args.child
+        print(json.dumps(child(url, secret, args.sessions, mode)), flush=True)
+        return 0
+
+    from bench.server_load import BenchDatabase, import_study, machine, make_study_files
+
+    secret = "bench-" + uuid.uuid4().hex
+    with tempfile.TemporaryDirectory(prefix="emostudy-bench-save-") as tmp, BenchDatabase(args.pg_url) as database:
+        tmp_path = Path(tmp)
+        plan, set_dir = make_study_files(tmp_path)
+        import_study(database.url, plan, set_dir, secret)
+        before_code = export_code(args.before, tmp_path) if args.before else None
+        modes = [m for m in args.modes.split(",") if not m.startswith("before") or before_code]
+        unknown = set(modes) - set(MODES)
+        if unknown:
+            parser.error(f"--modes: unknown variant(s) {', '.join(sorted(unknown))}; known: {', '.join(MODES)}")
+        print(json.dumps({"config": {"before": args.before, "rounds": args.rounds, "sessions": args.sessions,
+                                     **machine(), "load_average": os.getloadavg()}}), flush=True)
+        results: dict[str, list[dict]] = {m: [] for m in modes}
+        for _ in range(args.rounds):
+            for mode in modes:
+                code = before_code if mode.startswith("before") else REPO
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(REPO)])}
+                out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--sessions", str(args.sessions),
+                                      "--child", database.url, secret, mode],
+                                     env=env, check=True, capture_output=True, text=True, cwd=str(code))
+                line = json.loads(out.stdout.strip().splitlines()[-1])
+                results[mode].append(line)
+                print(json.dumps(line), flush=True)
+        summary = {m: {k: statistics.median(r[k] for r in rows) for k in ("server_cpu_ms", "wall_p50_ms")}
+                   for m, rows in results.items()}
+        if before_code:  # each variant against the "before" with the same request sequence
+            for m in modes:
+                base = summary.get("before-fetched" if m in FETCHING else "before-unfetched")
+                if base is None:
+                    continue
+                summary[m]["cpu_ratio_to_before"] = round(summary[m]["server_cpu_ms"] / base["server_cpu_ms"], 3)
+                summary[m]["wall_ratio_to_before"] = round(summary[m]["wall_p50_ms"] / base["wall_p50_ms"], 3)
+        print(json.dumps({"summary": summary, "load_average_after": os.getloadavg()}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
