@@ -33,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from study_server import assignment as assign
+from study_server.bodies import request_json
 from study_server.context import Ctx, load
 from study_server.errors import ApiError, Conflict, NotFound
 from study_server.extensions import db
@@ -151,9 +152,7 @@ def _timeout() -> float:
 
 
 def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None and not request.data:
-        return {}
+    body = request_json(empty={})  # size and depth limits, JSON 4xx (study_server.bodies)
     if not isinstance(body, dict):
         raise ApiError("bad_request", "the request body must be a JSON object", status=400)
     return body
@@ -188,6 +187,8 @@ def _row_for_update(ctx: Ctx) -> ListeningCheck:
 
 @bp.post("/api/v1/a/<token>/listening/calibrated")
 def calibrated(token: str):
+    if _body():
+        raise ApiError("bad_request", "send an empty JSON object {}: this step has no fields", status=400)
     ctx, _spec = _screen_ctx(token)
     assign.ensure_active(db.session, ctx.assignment, timeout_s=_timeout())
     row = _row_for_update(ctx)

@@ -125,7 +125,8 @@ def _fuzz(app, media_set, tmp_path):
         PASSWORD, method="pbkdf2:sha256:1000"))
     rng = random.Random(SEED)
     study = import_study(app, make_plan(media_set, TASK2, name="fuzz", out=tmp_path / "fuzz.json",
-                                        audio_check=True), media_set)
+                                        audio_check={"enabled": True, "kind": "huggins+words", "trials": 6,
+                                                     "pass_at": 5, "attempts": 1}), media_set)
     participant = app.test_client()
     token = arrive(participant, study, lab="fuzz-1")
     state = participant.post(f"/api/v1/a/{token}/start").get_json()
@@ -151,9 +152,12 @@ def _fuzz(app, media_set, tmp_path):
     before = _snapshot(app)
 
     media = state["items"][0]["media_url"].split("/")  # ['', 'm', token, slot, sig]
-    api_token_routes = ["", "/start", "/ping", "/return", "/audio-check", "/answers", "/media-failed", "/complete"]
+    api_token_routes = ["", "/start", "/ping", "/return", "/audio-check", "/answers", "/media-failed", "/complete",
+                        "/listening/calibrated", "/listening/answer"]
     body_routes = [f"/api/v1/a/{token}/answers", f"/api/v1/a/{token}/audio-check",
-                   f"/api/v1/a/{token}/media-failed", f"/api/v1/studies/{study}/arrive"]
+                   f"/api/v1/a/{token}/media-failed", f"/api/v1/studies/{study}/arrive",
+                   f"/api/v1/a/{token}/listening/calibrated", f"/api/v1/a/{token}/listening/answer"]
+    sound = state["listening"]["calibration_url"].split("/")  # ['', 'l', token, 'c0', sig]
 
     def path_cases():
         bad_token = rng.choice(_bad_ids(rng, token))
@@ -177,6 +181,12 @@ def _fuzz(app, media_set, tmp_path):
             (rng.choice(["PUT", "DELETE"]), f"/api/v1/studies/{study}/arrive", None),
             ("GET", f"/api/v1/{rng.choice(['nope', 'a', 'studies', 'a/' + token + '/nope'])}", None),
             (rng.choice(["GET", "POST"]), "/api/v1/health?x=%00", {"data": b"[" * 99, "content_type": "application/json"}),
+            ("GET", f"/l/{bad_token}/c0/{sound[4]}", None),
+            ("GET", f"/l/{token}/{rng.choice(['h9-0', 'h0-99', 'c1', 'h0-0%0A', 'x0', 'h-1-0'])}/{sound[4]}", None),
+            ("GET", f"/l/{token}/c0/{rng.choice(['AAAA', sound[4] + 'x', sound[4][:-1]])}", None),
+            ("POST", f"/admin/holds/{bad_int}/release", "admin-csrf"),
+            ("GET", "/admin/holds?x=%00", "admin"),
+            ("GET", "/admin/api/holds", "anonymous"),
             ("GET", f"/admin/studies/{bad_int}", "admin"),
             ("GET", f"/admin/assignments/{bad_int}", "admin"),
             ("GET", f"/admin/api/studies/{bad_int}", "admin"),
@@ -210,6 +220,13 @@ def _fuzz(app, media_set, tmp_path):
                 kwargs = {"json": rng.choice(_bad_answers(rng, state))}
             elif path.endswith("/media-failed"):
                 kwargs = {"json": rng.choice(_bad_media_failures(state))}
+            elif path.endswith("/listening/answer"):  # one field wrong (the screen is not calibrated either)
+                kwargs = {"json": rng.choice([{"trial": -1, "answer": 1}, {"trial": 0, "answer": 0},
+                                              {"trial": "0", "answer": 1}, {"trial": 0, "answer": 4},
+                                              {"trial": 99, "answer": 2}, {"trial": 0}, {"answer": 1},
+                                              {"trial": 0.5, "answer": 1}, {"trial": True, "answer": 2}])}
+            elif path.endswith("/listening/calibrated"):  # this step takes no fields
+                kwargs = {"json": rng.choice([{"x": 1}, {"calibrated": True}, {"": None}])}
             elif path.endswith("/audio-check"):
                 kwargs = {"json": rng.choice([{"answer": None}, {"answer": 5}, {"answer": "w" * 101}, {}, {"x": 1}])}
             else:
