@@ -111,6 +111,7 @@ def write_report(path: Path, qc: dict[str, Any]) -> Path:
                f"identity {fmt(ident['distance_max'])} ({ident['reference'].replace('_', ' ')}), lip sync r "
                f"{fmt(ls['corr'])} at lag {fmt(ls['lag_frames'], '{:+d}')}"
                f"{'' if ls['expected'] else ' (not expected)'}, rater {_e(rt['top'])}"
+               f"{'' if rt.get('expected', True) else ' (no expression rendered)'}"
                + (f" <span class=flag>&mdash; {'; '.join(_e(x) for x in r['reasons'])}</span>" if r["flagged"] else ""))
         sheets.append(f"<figure id='{_e(r['stimulus_id'])}'><img src='{_e(r['sheet'])}' loading=lazy "
                       f"alt='contact sheet of {_e(r['stimulus_id'])}'><figcaption>{cap}</figcaption></figure>")
