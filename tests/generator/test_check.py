@@ -180,3 +180,22 @@ def test_check_command_names_a_missing_manifest(tmp_path):
 
     r = CliRunner().invoke(main, ["check", str(tmp_path)])
     assert r.exit_code != 0 and "no manifest here" in r.output and str(tmp_path) in r.output
+
+
+def test_what_each_clip_is_expected_to_show():
+    from generator.check.run import expression_expected, lipsync_expected
+    from stimuli.manifest import stimulus_from_dict
+
+    def stim(components, audio_rate=44100, backend="warp", visual="anger"):
+        params = {} if components is None else {"renderer": {"components": components}}
+        return stimulus_from_dict({
+            "stimulus_id": "x", "media": "media/x.mp4", "sha256": "0" * 64, "duration_s": 1.0, "fps": 25.0,
+            "width": 128, "height": 128, "audio_rate": audio_rate, "source": "S", "visual_emotion": visual,
+            "audio_emotion": "anger", "identity": "i", "sentence": "s",
+            "provenance": {"backend": backend, "parameters": params}})
+
+    full, lips, still = stim(["expression", "mouth", "life"]), stim(["mouth", "life"]), stim([])
+    recording, silent = stim(None, backend="recording"), stim(["expression", "mouth"], audio_rate=None)
+    assert [lipsync_expected(s) for s in (full, lips, still, recording, silent)] == [True, True, False, True, False]
+    assert [expression_expected(s) for s in (full, lips, still, recording)] == [True, False, False, True]
+    assert not expression_expected(stim(["expression"], visual=None))
