@@ -33,7 +33,7 @@ class MeasureSettings:
     sheet_frames: int = 8  # frames on the contact sheet
 
     def key(self) -> str:
-        return f"id{self.identity_frames}-lag{self.max_lag}-sheet{self.sheet_frames}-v1"
+        return f"id{self.identity_frames}-lag{self.max_lag}-sheet{self.sheet_frames}-v2"
 
 
 @dataclass

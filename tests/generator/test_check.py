@@ -199,3 +199,18 @@ def test_what_each_clip_is_expected_to_show():
     assert [lipsync_expected(s) for s in (full, lips, still, recording, silent)] == [True, True, False, True, False]
     assert [expression_expected(s) for s in (full, lips, still, recording)] == [True, False, False, True]
     assert not expression_expected(stim(["expression"], visual=None))
+
+
+def test_lip_sync_sign_and_short_overlap():
+    from generator.check.measures import lip_sync
+
+    rng = np.random.default_rng(0)
+    e = np.convolve(np.abs(rng.normal(size=80)), np.ones(3) / 3, "same")
+    assert lip_sync(e[:-6], e[6:])["lag_frames"] == -6  # the envelope runs ahead: audio early
+    assert lip_sync(e[6:], e[:-6])["lag_frames"] == 6
+    # A chance match between the last 8 frames of the mouth and the first 8 of the audio does not beat a
+    # real, weaker, match at lag 0 on a short clip.
+    mouth = e[:26].copy()
+    env = 0.6 * mouth + 0.4 * e[40:66]
+    env[:8] = mouth[-8:]
+    assert lip_sync(mouth, env, max_lag=18)["lag_frames"] == 0
