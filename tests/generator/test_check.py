@@ -214,3 +214,24 @@ def test_lip_sync_sign_and_short_overlap():
     env = 0.6 * mouth + 0.4 * e[40:66]
     env[:8] = mouth[-8:]
     assert lip_sync(mouth, env, max_lag=18)["lag_frames"] == 0
+
+
+def test_generate_with_check_checks_the_new_set(tmp_path, photos):
+    from click.testing import CliRunner
+
+    from emostudy.cli import main
+    from generator.audio import write_wav
+    from check_helpers import RATE
+
+    write_wav(tmp_path / "speech.wav", syllables(1.2, seed=3), RATE)
+    (tmp_path / "jobs.csv").write_text(f"face,speech,visual_emotion,audio_emotion\n{photos['grace_hopper']},"
+                                       f"speech.wav,happiness,neutral\n")
+    out = tmp_path / "set"
+    r = CliRunner().invoke(main, ["generate", "--design", "jobs", "--jobs", str(tmp_path / "jobs.csv"),
+                                  "--faces", str(photos["grace_hopper"]), "--workers", "1", "--out", str(out),
+                                  "--check"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "1 clips checked (1 measured, 0 reused" in r.output
+    qc = json.loads((out / "qc" / "qc.json").read_text())
+    assert qc["records"][0]["identity_check"]["reference"] == "photo"  # found by the manifest's face sha256
+    assert "check" in json.loads((out / "manifest.json").read_text())["stimuli"][0]
