@@ -290,6 +290,8 @@ def demo_command(root: Path, fresh: bool, checkpoint: Path | None, n_sim: int, n
     click.echo("1/3 building stimuli, plans and the database")
     build(paths, checkpoint=checkpoint, seed=seed, echo=click.echo)
     click.echo(f"    built in {time.perf_counter() - t0:.0f} s")
+    for task in TASKS:
+        click.echo(f"    stimulus check ({task}): {paths.sets / task / 'qc' / 'qc.html'}")
     password = _admin_password(paths.instance)
     app = make_app(paths, password)
     if n_sim:

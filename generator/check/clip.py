@@ -33,7 +33,7 @@ class MeasureSettings:
     sheet_frames: int = 8  # frames on the contact sheet
 
     def key(self) -> str:
-        return f"id{self.identity_frames}-lag{self.max_lag}-sheet{self.sheet_frames}-v1"
+        return f"id{self.identity_frames}-lag{self.max_lag}-sheet{self.sheet_frames}-v2"
 
 
 @dataclass
@@ -47,6 +47,7 @@ class ClipJob:
     intended: str | None  # visual emotion
     sheet: Path  # contact-sheet PNG to write
     title: str = ""
+    expression_expected: bool = True  # rendered with the expression (not LIPS/STILL): the rater may flag it
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -190,6 +191,7 @@ class ClipChecker:
                             "intended_prob": None}
         lap("rater")
         rec["cpu_s"] = {k: round(v, 4) for k, v in cpu.items()}
+        rec["rater"]["expected"] = bool(job.expression_expected and job.intended is not None)
         curves = {"mouth": mouth, "envelope": env, "frames": frames, "fps": np.float64(fps)}
         return rec, curves
 

@@ -32,6 +32,7 @@ API::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -73,7 +74,11 @@ def _build_modules():
         ph = max((math.ceil(h / s) - 1) * s + k - h, 0)
         pw = max((math.ceil(w / s) - 1) * s + k - w, 0)
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=float("-inf"))
-        return F.max_pool2d(x, k, s)
+        # Separable max (along rows, then columns) over strided slices: the same numbers as
+        # F.max_pool2d(x, k, s), ~3.5x faster on the CPU for these small maps (bench/bench_check.py).
+        oh, ow = (x.shape[-2] - k) // s + 1, (x.shape[-1] - k) // s + 1
+        x = functools.reduce(torch.maximum, [x[..., :, i:i + s * (ow - 1) + 1:s] for i in range(k)])
+        return functools.reduce(torch.maximum, [x[..., i:i + s * (oh - 1) + 1:s, :] for i in range(k)])
 
     class SepConv(nn.Module):
         """Keras SeparableConv2D (depth multiplier 1, no bias): depthwise 3x3 then pointwise 1x1."""
@@ -233,7 +238,8 @@ class EmotionRater:
         self.path = Path(weights) if weights is not None else fer_model_path()
         self.net = _build_modules()(MiniXceptionConfig())
         self.net.load_state_dict(load_state_dict(self.path))
-        self.net.eval().to(device)
+        # channels_last: ~1.6x faster on the CPU for this network (bench/bench_check.py), same numbers to 1e-5.
+        self.net.eval().to(device=device, memory_format=torch.channels_last)
         self.device = device
         self._torch = torch
 
@@ -243,7 +249,8 @@ class EmotionRater:
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
-                out.append(self.net(torch.from_numpy(x[i:i + batch_size]).to(self.device)).cpu().numpy())
+                xb = torch.from_numpy(x[i:i + batch_size]).to(self.device).contiguous(memory_format=torch.channels_last)
+                out.append(self.net(xb).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(FER_CLASSES)), np.float32)
 
 

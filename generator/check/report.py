@@ -47,6 +47,25 @@ def expression_table(records: list[dict[str, Any]]) -> dict[tuple[str, str], dic
     return {key: {k: float(np.mean(v)) for k, v in d.items()} for key, d in acc.items()}
 
 
+def intended_probability(records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """(source, visual emotion) -> the rater's mean probability of that emotion over the clips: finer than
+    the top class (an expression can raise its class's probability without winning)."""
+    acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in records:
+        if not r.get("error") and r["rater"].get("intended_prob") is not None:
+            acc[(r["source"], r["visual_emotion"])].append(r["rater"]["intended_prob"])
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def _intended_html(table) -> str:
+    sources = sorted({s for s, _ in table})
+    rows = "".join(f"<tr><th class=l>{emo}</th>" + "".join(
+        f"<td>{table[(s, emo)]:.3f}</td>" if (s, emo) in table else "<td>-</td>" for s in sources) + "</tr>"
+        for emo in EMOTIONS if any((s, emo) in table for s in sources))
+    return (f"<table><tr><th class=l>visual emotion</th>{''.join(f'<th>{_e(s)}</th>' for s in sources)}</tr>{rows}"
+            "</table>" if rows else "")
+
+
 def _e(x: Any) -> str:
     return html.escape(str(x))
 
@@ -111,6 +130,7 @@ def write_report(path: Path, qc: dict[str, Any]) -> Path:
                f"identity {fmt(ident['distance_max'])} ({ident['reference'].replace('_', ' ')}), lip sync r "
                f"{fmt(ls['corr'])} at lag {fmt(ls['lag_frames'], '{:+d}')}"
                f"{'' if ls['expected'] else ' (not expected)'}, rater {_e(rt['top'])}"
+               f"{'' if rt.get('expected', True) else ' (no expression rendered)'}"
                + (f" <span class=flag>&mdash; {'; '.join(_e(x) for x in r['reasons'])}</span>" if r["flagged"] else ""))
         sheets.append(f"<figure id='{_e(r['stimulus_id'])}'><img src='{_e(r['sheet'])}' loading=lazy "
                       f"alt='contact sheet of {_e(r['stimulus_id'])}'><figcaption>{cap}</figcaption></figure>")
@@ -126,6 +146,8 @@ def write_report(path: Path, qc: dict[str, Any]) -> Path:
 <p>Rows: the intended visual emotion; columns: the FER-2013 network's top class (mean over the clip's frames).
 The rater is a 64x64 still-image classifier trained on FER-2013: a disagreement is a reason to look, not a verdict.</p>
 {_confusion_html(confusion(recs))}
+<p>The rater's mean probability of the intended emotion (per source; columns compare conditions):</p>
+{_intended_html(intended_probability(recs))}
 <h2>Expression measures per emotion</h2>
 <p>Mean change from the face at rest, in eye distances (positive: brows raised, brows apart, lip corners
 up, mouth wider, eyes wider open).</p>

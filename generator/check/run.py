@@ -65,7 +65,8 @@ def flag_reasons(rec: dict[str, Any], th: Thresholds) -> list[str]:
             out.append(f"lip sync: audio {'late' if ls['lag_frames'] > 0 else 'early'} by "
                        f"{abs(ls['lag_frames'])} frames (> {th.max_sync_lag})")
     r = rec["rater"]
-    if r["intended_prob"] is not None and r["top"] != r["intended"] and r["intended_prob"] < th.min_rater_prob:
+    if (r.get("expected", True) and r["intended_prob"] is not None and r["top"] != r["intended"]
+            and r["intended_prob"] < th.min_rater_prob):
         out.append(f"rater: sees {r['top']}, {r['intended']} at p = {r['intended_prob']:.2f} "
                    f"(< {th.min_rater_prob})")
     return out
@@ -98,12 +99,21 @@ def _photo_index(faces: Iterable[str | os.PathLike]) -> dict[str, Path]:
     return index
 
 
+def _components(stimulus) -> list[str] | None:
+    """The warp renderer's components of a generated clip; None for recordings and other backends."""
+    return (stimulus.provenance.parameters.get("renderer") or {}).get("components")
+
+
 def lipsync_expected(stimulus) -> bool:
     """Speech should move the lips, unless the clip is silent or was rendered without the mouth (STILL)."""
-    if stimulus.audio_rate is None:
-        return False
-    comps = (stimulus.provenance.parameters.get("renderer") or {}).get("components")
-    return comps is None or "mouth" in comps
+    comps = _components(stimulus)
+    return stimulus.audio_rate is not None and (comps is None or "mouth" in comps)
+
+
+def expression_expected(stimulus) -> bool:
+    """The intended emotion should show, unless the clip was rendered without the expression (LIPS, STILL)."""
+    comps = _components(stimulus)
+    return stimulus.visual_emotion is not None and (comps is None or "expression" in comps)
 
 
 def make_jobs(manifest, out: Path, photos: dict[str, Path]) -> list[ClipJob]:
@@ -119,6 +129,7 @@ def make_jobs(manifest, out: Path, photos: dict[str, Path]) -> list[ClipJob]:
             stimulus_id=s.stimulus_id, media=media, sha256=digest,
             reference="photo" if generated and photo else "first_frame", reference_image=photo,
             lipsync_expected=lipsync_expected(s), intended=s.visual_emotion,
+            expression_expected=expression_expected(s),
             sheet=out / SHEETS / f"{s.stimulus_id}.png",
             title=f"{s.stimulus_id}  {s.source}  {s.identity}  visual {s.visual_emotion}  audio {s.audio_emotion}",
             extra={"manifest_sha256": s.sha256}))
@@ -207,6 +218,7 @@ def check_set(set_dir: str | os.PathLike, out: str | os.PathLike | None = None, 
         prev = old.get(j.stimulus_id)
         if (prev and not prev.get("error") and prev.get("sha256") == j.sha256 and prev.get("settings") == settings.key()
                 and prev.get("reference") == j.reference and j.sheet.is_file()):
+            prev["rater"]["expected"] = j.expression_expected  # a label, not a measure
             records[j.stimulus_id] = prev
         else:
             todo.append(j)

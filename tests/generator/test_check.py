@@ -180,3 +180,58 @@ def test_check_command_names_a_missing_manifest(tmp_path):
 
     r = CliRunner().invoke(main, ["check", str(tmp_path)])
     assert r.exit_code != 0 and "no manifest here" in r.output and str(tmp_path) in r.output
+
+
+def test_what_each_clip_is_expected_to_show():
+    from generator.check.run import expression_expected, lipsync_expected
+    from stimuli.manifest import stimulus_from_dict
+
+    def stim(components, audio_rate=44100, backend="warp", visual="anger"):
+        params = {} if components is None else {"renderer": {"components": components}}
+        return stimulus_from_dict({
+            "stimulus_id": "x", "media": "media/x.mp4", "sha256": "0" * 64, "duration_s": 1.0, "fps": 25.0,
+            "width": 128, "height": 128, "audio_rate": audio_rate, "source": "S", "visual_emotion": visual,
+            "audio_emotion": "anger", "identity": "i", "sentence": "s",
+            "provenance": {"backend": backend, "parameters": params}})
+
+    full, lips, still = stim(["expression", "mouth", "life"]), stim(["mouth", "life"]), stim([])
+    recording, silent = stim(None, backend="recording"), stim(["expression", "mouth"], audio_rate=None)
+    assert [lipsync_expected(s) for s in (full, lips, still, recording, silent)] == [True, True, False, True, False]
+    assert [expression_expected(s) for s in (full, lips, still, recording)] == [True, False, False, True]
+    assert not expression_expected(stim(["expression"], visual=None))
+
+
+def test_lip_sync_sign_and_short_overlap():
+    from generator.check.measures import lip_sync
+
+    rng = np.random.default_rng(0)
+    e = np.convolve(np.abs(rng.normal(size=80)), np.ones(3) / 3, "same")
+    assert lip_sync(e[:-6], e[6:])["lag_frames"] == -6  # the envelope runs ahead: audio early
+    assert lip_sync(e[6:], e[:-6])["lag_frames"] == 6
+    # A chance match between the last 8 frames of the mouth and the first 8 of the audio does not beat a
+    # real, weaker, match at lag 0 on a short clip.
+    mouth = e[:26].copy()
+    env = 0.6 * mouth + 0.4 * e[40:66]
+    env[:8] = mouth[-8:]
+    assert lip_sync(mouth, env, max_lag=18)["lag_frames"] == 0
+
+
+def test_generate_with_check_checks_the_new_set(tmp_path, photos):
+    from click.testing import CliRunner
+
+    from emostudy.cli import main
+    from generator.audio import write_wav
+    from check_helpers import RATE
+
+    write_wav(tmp_path / "speech.wav", syllables(1.2, seed=3), RATE)
+    (tmp_path / "jobs.csv").write_text(f"face,speech,visual_emotion,audio_emotion\n{photos['grace_hopper']},"
+                                       f"speech.wav,happiness,neutral\n")
+    out = tmp_path / "set"
+    r = CliRunner().invoke(main, ["generate", "--design", "jobs", "--jobs", str(tmp_path / "jobs.csv"),
+                                  "--faces", str(photos["grace_hopper"]), "--workers", "1", "--out", str(out),
+                                  "--check"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "1 clips checked (1 measured, 0 reused" in r.output
+    qc = json.loads((out / "qc" / "qc.json").read_text())
+    assert qc["records"][0]["identity_check"]["reference"] == "photo"  # found by the manifest's face sha256
+    assert "check" in json.loads((out / "manifest.json").read_text())["stimuli"][0]
