@@ -24,6 +24,7 @@ from study_server.recruit import LedgerError, PlatformError, RecruitError
 from study_server.recruit.base import PostSettings, Submission
 from study_server.recruit.models import (BONUS_COMMITTED, BONUS_FAILED, BONUS_PLANNED, BONUS_SENT, BonusPayment,
                                          ExclusionQualification, QualificationGrant, RecruitPost)
+from study_server.studies import participant_text
 
 REJECT_POLICY, APPROVE_POLICY = "reject", "approve-without-bonus"
 FEEDBACK_INCOMPLETE = ("Thank you for your time. We could not accept this assignment because the survey was not "
@@ -50,13 +51,14 @@ def plan_of(study: Study) -> dict[str, Any]:
 
 
 def post_settings(study: Study, base_url: str, **overrides: Any) -> PostSettings:
-    """Title, description and reward from the plan; the participant URL from ``base_url``."""
+    """Title, description and reward from the plan (the participant's title and intro, never the
+    researcher's description); the participant URL from ``base_url``."""
     plan = plan_of(study)
-    info = plan.get("study", {})
+    text = participant_text(plan)
     reward = float((plan.get("payment") or {}).get("reward_usd", 0) or 0)
     url = base_url.rstrip("/") + f"/s/{study.name}"
-    values: dict[str, Any] = {"title": info.get("title") or study.title, "study_url": url, "reward_usd": reward,
-                              "description": (info.get("description") or study.title)[:2000]}
+    values: dict[str, Any] = {"title": text["title"], "study_url": url, "reward_usd": reward,
+                              "description": (text["intro"] or text["title"])[:2000]}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PostSettings(**values)
 
