@@ -280,3 +280,23 @@ def test_files_that_cannot_be_padded_are_refused_at_import(tmp_path):
                            + struct.pack(">I4s", 8, b"moov") + struct.pack(">I4s", 0, b"mdat") + b"\x00" * 20)
     with pytest.raises(StudyImportError, match="runs to the end of the file.*re-mux"):
         media_container(open_ended)
+
+
+def test_a_replaced_study_gets_fresh_copies_and_leaves_none_behind(app, media_set, tmp_path, study_importer,
+                                                                   plan_factory):
+    from sqlalchemy import func, select
+
+    from study_server.extensions import db
+    from study_server.models import Item, MediaCopy
+
+    plan = plan_factory(media_set, out=tmp_path / "p.json", name="replaced")
+    name = study_importer(app, plan, media_set)
+    before = {c.sha256 for c in _copies(app, name)}
+    study_importer(app, plan, media_set, replace=True)
+    after = _copies(app, name)
+    n_examples = len(json.loads(plan.read_text())["examples"])
+    with app.app_context():
+        n_items = db.session.scalar(select(func.count()).select_from(Item))
+        assert db.session.scalar(select(func.count()).select_from(MediaCopy)) == n_items + n_examples
+    assert len(after) == n_items + n_examples
+    assert not before & {c.sha256 for c in after}  # new padding: new bytes
