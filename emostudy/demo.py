@@ -1,8 +1,9 @@
 """`emostudy demo`: the whole product on this machine, on the embedded default (SQLite, local files).
 
     inputs (shipped photos + espeak-ng speech) -> two stimulus sets (training-free renderer, or the neural
-    generator with --checkpoint) -> a machine check of each set (emostudy check: SET/qc/qc.html, linked from
-    the reports page) -> two study plans (the paper's Task 1 and Task 2 on these sets) -> SQLite
+    generator with --checkpoint; plus clips of a sentence of their own for the familiarisation
+    examples) -> a machine check of each set (emostudy check: SET/qc/qc.html, linked from the reports
+    page) -> two study plans (the paper's Task 1 and Task 2 on these sets) -> SQLite
     database -> a local server (links printed) | --simulate N: simulated participants over HTTP, export,
     analysis reports
 
@@ -34,6 +35,11 @@ from stimuli.manifest import atomic_write_bytes
 
 SPECS_DIR = Path(importlib.util.find_spec("stimuli").origin).parent / "specs"  # the ready-made specs
 DEMO_SENTENCES = "IEO,TIE,DFA"
+# Spoken only in the clips made for the familiarisation examples (2 per emotion: 2 faces x 1 sentence), which
+# carry a source label of their own (EXAMPLE-FULL, EXAMPLE-WARP): no labelled example is a trial's clip (the
+# plan refuses that), as in the paper, whose examples were recordings no trial showed.
+EXAMPLE_SENTENCES = "ITH"
+EXAMPLE_PREFIX = "EXAMPLE-"
 TASKS = ("task1", "task2")
 
 
@@ -44,6 +50,7 @@ class DemoPaths:
         self.root = root
         self.faces = root / "inputs" / "faces"
         self.speech = root / "inputs" / "speech"
+        self.example_speech = root / "inputs" / "speech-examples"
         self.sets = root / "sets"
         self.plans = root / "plans"
         self.specs = root / "specs"
@@ -89,9 +96,10 @@ def _spec_text(task: str, backend_source: str) -> str:
     text = (SPECS_DIR / f"demo-{task}.toml").read_text(encoding="utf-8")
     if task == "task2" and backend_source != "WARP":
         text = text.replace('sources = ["WARP"]', f'sources = ["{backend_source}"]')
-    if task == "task1" and backend_source != "WARP":
+        text = text.replace('sources = ["EXAMPLE-WARP"]', f'sources = ["{EXAMPLE_PREFIX}{backend_source}"]')
+    if task == "task1" and backend_source != "FULL":
         text = text.replace('sources = ["FULL", "LIPS", "STILL"]', f'sources = ["{backend_source}", "LIPS", "STILL"]')
-        text = text.replace('sources = ["FULL"]', f'sources = ["{backend_source}"]')
+        text = text.replace('sources = ["EXAMPLE-FULL"]', f'sources = ["{EXAMPLE_PREFIX}{backend_source}"]')
     # The simulated participants fetch each video but answer at machine speed: the server flags their
     # answers "too_fast" (see the admin pages); the demo's studies record those flags without counting them.
     return text.replace("[consistency]\n", '[consistency]\nwatch_flags = "ignore"\n', 1)
@@ -108,18 +116,29 @@ def build(paths: DemoPaths, *, checkpoint: Path | None, seed: int, echo: Callabl
     main_source = "OURS" if checkpoint else "WARP"
     pipe.step("inputs", DEMO_SENTENCES, [sys.executable, "-m", "generator.demo_inputs", "--faces", str(paths.faces),
                                          "--speech", str(paths.speech), "--sentences", DEMO_SENTENCES])
+    pipe.step("inputs-examples", EXAMPLE_SENTENCES, [sys.executable, "-m", "generator.demo_inputs", "--faces",
+                                                     str(paths.faces), "--speech", str(paths.example_speech),
+                                                     "--sentences", EXAMPLE_SENTENCES])
     common = ["--faces", str(paths.faces), "--speech", str(paths.speech), "--seed", str(seed)]
+    for_examples = ["--faces", str(paths.faces), "--speech", str(paths.example_speech), "--seed", str(seed)]
     task1 = paths.sets / "task1"
-    full = [*neural, "--source", "OURS"] if checkpoint else ["--backend", "warp", "--components",
-                                                             "expression,mouth,life", "--source", "FULL"]
-    for label, extra in ((main_source if checkpoint else "FULL", full),
+    full_render = neural if checkpoint else ["--backend", "warp", "--components", "expression,mouth,life"]
+    full_source = "OURS" if checkpoint else "FULL"
+    full = [*full_render, "--source", full_source]
+    for label, extra in ((full_source, full),
                          ("LIPS", ["--backend", "warp", "--components", "mouth,life", "--source", "LIPS"]),
                          ("STILL", ["--backend", "warp", "--components", "none", "--source", "STILL"])):
         pipe.step(f"set-task1-{label}", [seed, ck], [*emo, "generate", "--design", "matched", *common, *extra,
                                                      "--name", "demo-task1", "--out", str(task1)])
+    pipe.step("set-task1-examples", [seed, ck], [*emo, "generate", "--design", "matched", *for_examples,
+                                                 *full_render, "--source", EXAMPLE_PREFIX + full_source,
+                                                 "--name", "demo-task1", "--out", str(task1)])
     pipe.step("set-task2", [seed, ck], [*emo, "generate", "--design", "mismatched", *common, *neural,
                                         "--source", main_source, "--repeats", "2", "--name", "demo-task2",
                                         "--out", str(paths.sets / "task2")])
+    pipe.step("set-task2-examples", [seed, ck], [*emo, "generate", "--design", "matched", *for_examples, *neural,
+                                                 "--source", EXAMPLE_PREFIX + main_source, "--name", "demo-task2",
+                                                 "--out", str(paths.sets / "task2")])
     for task in TASKS:
         # The machine check between generate and plan (issue 17): SET/qc/qc.html, linked from the reports page.
         # Keyed on the clips themselves (the check writes its results into the manifest).
@@ -218,9 +237,9 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
             study = f"demo-{task}"
             with Progress() as progress:
                 bar = progress.add_task(f"simulated participants ({study})", total=n)
-                questions = json.loads((paths.plans / f"{task}.json").read_text())["questions"]
+                plan = json.loads((paths.plans / f"{task}.json").read_text())
                 rep = simulate(base, study, n, manifest_rows=rows, secret_key=secret, model=ResponseModel(),
-                               plan_questions=questions,
+                               task=plan["study"]["task"], plan_questions=plan["questions"],
                                seed=seed * 1000 + runs_before, on_done=lambda: progress.advance(bar))
             echo(f"  {study}: {rep.completed} of {rep.participants} simulated participants completed "
                  f"({rep.careless} careless), {rep.answers_acknowledged} answers acknowledged"

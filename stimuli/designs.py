@@ -14,13 +14,20 @@ Two designs reproduce the paper (section IV-D), plus familiarisation examples:
     ``repeats_per_batch`` (default 2) repeats -> 14 items.
 Familiarisation examples
     n per emotion (default 2) in alphabetical order of emotion, optionally one set per size variant,
-    from stimuli that are not batch items when there are enough (the plan's notes say what was done).
+    from stimuli that are not batch items. A labelled example that is the same clip as a trial (the same
+    stimulus, the same media file by sha256, or the same recording in another size) would show that
+    trial's answer, so the design is refused unless ``allow_example_reuse`` is set (the notes say so).
 
 The emotion of a stimulus for balancing is its visual emotion, or its audio emotion when the visual one
 is null (a baseline that takes no emotion condition). A repeat shows the same stimulus again, at least
 ``min_repeat_gap`` positions after its original (2: never next to it). Everything is a pure function of
 (stimuli, design, seed): randomness comes from ``stimuli.rng.StableRng``. A design that cannot be met
 raises ``DesignError`` listing everything that is missing, before anything is written.
+
+Order (``order``): ``per-batch`` (the paper) shows a batch's items to all its participants in the plan's
+order; ``per-participant`` lets the server draw each participant's own order at start
+(``participant_order``: the same shuffle with the same repeat gap, seeded by the plan's seed and the
+participant), so the plan itself stays deterministic.
 """
 
 from __future__ import annotations
@@ -35,7 +42,13 @@ from stimuli.manifest import Stimulus
 from stimuli.rng import StableRng
 
 DESIGN_KINDS = ("emotion-realness", "av-mismatch")
+ORDERS = ("per-batch", "per-participant")
 _MAX_ORDER_TRIES = 20_000
+# per-participant order: the share of shuffles that keep every repeat min_repeat_gap after its original
+# must be at least this (estimated on _ORDER_PROBES shuffles at compile time), so that the server's
+# rejection sampler (_MAX_ORDER_TRIES tries) cannot fail for a participant: 0.95 ** 20000 < 1e-400.
+_MIN_ORDER_ACCEPTANCE = 0.05
+_ORDER_PROBES = 400
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class EmotionRealnessDesign:
     repeats_per_source: int = 1
     min_repeat_gap: int = 2
     mix_size_variants: bool = True
+    order: str = "per-batch"
 
     kind = "emotion-realness"
 
@@ -62,6 +76,7 @@ class AvMismatchDesign:
     min_repeat_gap: int = 2
     sources: tuple[str, ...] = ()
     balanced: bool = True
+    order: str = "per-batch"
 
     kind = "av-mismatch"
 
@@ -69,11 +84,13 @@ class AvMismatchDesign:
 @dataclass(frozen=True)
 class ExamplesDesign:
     """Familiarisation examples: congruent stimuli (visual = audio emotion, or silent) of ``sources``.
-    ``size_variants`` empty: any size, one set; else one alphabetical set per listed variant."""
+    ``size_variants`` empty: any size, one set; else one alphabetical set per listed variant.
+    ``allow_example_reuse``: let an example be the same clip as a trial (its answer is then shown)."""
 
     per_emotion: int = 2
     sources: tuple[str, ...] = ("GT",)
     size_variants: tuple[str, ...] = ()
+    allow_example_reuse: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,16 +174,7 @@ def order_with_repeats(originals: Sequence[str], repeated: Sequence[str], min_ga
     rep = set(repeated)
     for _ in range(_MAX_ORDER_TRIES):
         rng.shuffle(tokens)
-        first: dict[str, int] = {}
-        ok = True
-        for pos, sid in enumerate(tokens):
-            if sid in first:
-                if pos - first[sid] < min_gap:
-                    ok = False
-                    break
-            elif sid in rep:
-                first[sid] = pos
-        if ok:
+        if _gaps_ok(tokens, rep, min_gap):
             break
     else:
         raise DesignError(
@@ -178,6 +186,48 @@ def order_with_repeats(originals: Sequence[str], repeated: Sequence[str], min_ga
         items.append(BatchItem(position=pos, stimulus_id=sid, repeat_of=seen.get(sid)))
         seen.setdefault(sid, pos)
     return tuple(items)
+
+
+def _gaps_ok(tokens: Sequence[str], repeated: set[str], min_gap: int) -> bool:
+    first: dict[str, int] = {}
+    for pos, sid in enumerate(tokens):
+        if sid in first:
+            if pos - first[sid] < min_gap:
+                return False
+        elif sid in repeated:
+            first[sid] = pos
+    return True
+
+
+def participant_order(items: Sequence[tuple[int, int | None]], min_gap: int, seed: int,
+                      participant: str) -> tuple[int, ...]:
+    """The plan positions of a batch in the order one participant sees them (``order = "per-participant"``).
+
+    ``items``: the batch's (position, repeat_of). The order is ``order_with_repeats`` (uniform over the
+    orders that keep every repeat at least ``min_gap`` after its original) drawn from the stream
+    (plan ``seed``, ``participant``): the same participant always gets the same order. Returns, for each
+    shown position 0..n-1, the plan position of the item shown there.
+    """
+    originals = [str(pos) for pos, rep in items if rep is None]
+    repeated = [str(rep) for _, rep in items if rep is not None]
+    repeat_item = {rep: pos for pos, rep in items if rep is not None}
+    shown = order_with_repeats(originals, repeated, min_gap, StableRng(seed, "participant-order").child(participant))
+    return tuple(int(i.stimulus_id) if i.repeat_of is None else repeat_item[int(i.stimulus_id)] for i in shown)
+
+
+def check_participant_order(batches: Sequence[Batch], min_gap: int, seed: int) -> None:
+    """Refuse a per-participant order that the server's sampler could fail to draw (see _MIN_ORDER_ACCEPTANCE)."""
+    for b in batches:
+        tokens = [i.stimulus_id for i in b.items]
+        rep = {i.stimulus_id for i in b.repeats}
+        rng = StableRng(seed, f"order-check/{b.batch_id}")
+        ok = sum(_gaps_ok(rng.shuffled(tokens), rep, min_gap) for _ in range(_ORDER_PROBES))
+        if ok < _MIN_ORDER_ACCEPTANCE * _ORDER_PROBES:
+            raise DesignError(
+                f"order = \"per-participant\": in batch {b.batch_id} only {ok} of {_ORDER_PROBES} shuffles keep every "
+                f"repeat {min_gap} or more positions after its original (at least "
+                f"{_MIN_ORDER_ACCEPTANCE:.0%} are needed to draw an order per participant); lower min_repeat_gap, "
+                "repeat fewer items, or use order = \"per-batch\"")
 
 
 # ------------------------------------------------------------------------------------------ Task 1
@@ -374,9 +424,11 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
     if d.per_emotion == 0:
         return (), ["examples: none (per_emotion = 0)"]
     used_ids = set(used)
-    # A stimulus counts as used when it, or the same clip in another size, is a batch item.
+    # A stimulus counts as used when it, the same media file or the same clip in another size is a batch item.
     used_clips = {clip_key(s) for s in stimuli if s.stimulus_id in used_ids}
-    used = {s.stimulus_id for s in stimuli if s.stimulus_id in used_ids or clip_key(s) in used_clips}
+    used_media = {s.sha256 for s in stimuli if s.stimulus_id in used_ids}
+    used = {s.stimulus_id for s in stimuli
+            if s.stimulus_id in used_ids or clip_key(s) in used_clips or s.sha256 in used_media}
     rng = StableRng(seed, "examples")
     variants: list[str | None] = list(d.size_variants) or [None]
     pool = [s for s in stimuli if s.source in d.sources and _is_congruent(s) and stimulus_emotion(s) is not None]
@@ -401,9 +453,12 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
             def key(s: Stimulus) -> tuple[str, str, str]:
                 return (s.identity, s.sentence, s.intensity or "")
             common = set.intersection(*({key(s) for s in cands[v]} for v in variants))
-            if len(common) >= d.per_emotion:
-                def fresh(k: tuple[str, str, str]) -> bool:
-                    return all(s.stimulus_id not in used for v in variants for s in cands[v] if key(s) == k)
+
+            def fresh(k: tuple[str, str, str]) -> bool:
+                return all(s.stimulus_id not in used for v in variants for s in cands[v] if key(s) == k)
+            # Without allow_example_reuse, the same clip in every size only from clips no trial shows.
+            enough = sum(map(fresh, common)) if not d.allow_example_reuse else len(common)
+            if enough >= d.per_emotion:
                 ordered = sorted(common)
                 keys = [k for k in ordered if fresh(k)]
                 keys = erng.sample(keys, min(d.per_emotion, len(keys)))
@@ -427,12 +482,19 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
             if k:
                 n_reused += k
                 size = f" ({v})" if v else ""
-                notes.append(f"examples: {k} of {d.per_emotion} {emo}{size} examples are also batch items "
-                             "or the same clip in another size (not enough unused stimuli)")
+                notes.append(f"examples: {k} of {d.per_emotion} {emo}{size} examples are also batch items, "
+                             "their media or the same clip in another size (not enough unused stimuli)")
     if missing:
         raise DesignError(f"the set cannot provide {d.per_emotion} familiarisation examples per emotion from "
                           f"sources {', '.join(d.sources)} (congruent visual and audio emotion): "
                           + "; ".join(missing))
+    if n_reused and not d.allow_example_reuse:
+        raise DesignError(
+            f"{n_reused} familiarisation example(s) would be the same clip as a trial (the same stimulus, the "
+            "same media file or the same recording in another size), and a labelled example shows that trial's "
+            "answer: " + "; ".join(n.removeprefix("examples: ") for n in notes)
+            + f". Add unused congruent clips of sources {', '.join(d.sources)} to the set, draw the examples "
+            "from another source ([examples] sources), or set [examples] allow_example_reuse = true")
     examples = tuple(Example(stimulus_id=s.stimulus_id, emotion=emo, size_variant=v)
                      for v in variants for emo in sorted(EMOTIONS) for s in picked[(emo, v)])
     sizes = ""
@@ -456,6 +518,12 @@ def build_design(design: EmotionRealnessDesign | AvMismatchDesign, stimuli: Sequ
         batches, notes = build_av_mismatch(stimuli, design, seed)
     else:
         raise DesignError(f"unknown design {design!r}; known: {', '.join(DESIGN_KINDS)}")
+    if design.order not in ORDERS:
+        raise DesignError(f"design 'order' is {design.order!r}; use one of {', '.join(ORDERS)}")
+    if design.order == "per-participant":
+        check_participant_order(batches, design.min_repeat_gap, seed)
+        notes = [*notes, f"order: per participant (drawn by the server from seed {seed} and the participant; "
+                         f"repeats {design.min_repeat_gap} or more positions after their originals)"]
     ex: tuple[Example, ...] = ()
     if examples is not None:
         used = {i.stimulus_id for b in batches for i in b.items}

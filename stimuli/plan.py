@@ -4,6 +4,12 @@ Same inputs, same bytes: the randomness is ``stimuli.rng.StableRng``, the JSON i
 and fixed separators, and nothing in it depends on the time, the machine or the paths. The server imports
 a plan; the analysis reads it. ``load_plan`` validates a plan file and, given the manifest, checks that the
 plan was made from it.
+
+Participant-visible text (``participant_texts``: the participant title, intro and instructions, the study
+name in the link, every question id, prompt, option value and label) is linted when a plan is compiled
+(and again when the server imports it): a source label of the set or a word that names the design
+(``DESIGN_WORDS``: repeats, consistency, conditions, mismatched or paired emotions...) is refused with
+the field and the word (``participant_text_problems``).
 """
 
 from __future__ import annotations
@@ -11,14 +17,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stimuli.designs import DESIGN_KINDS, build_design, stimulus_emotion
+from stimuli.designs import DESIGN_KINDS, ORDERS, build_design, stimulus_emotion
 from stimuli.emotions import EMOTIONS
-from stimuli.errors import DesignError, PlanError
+from stimuli.errors import DesignError, PlanError, SpecError
 from stimuli.manifest import Manifest, atomic_write_bytes
 from stimuli.spec import AUDIO_CHECK_KINDS, BONUS_RULES, BONUS_TRUTHS, QUESTION_TYPES, RULE_KINDS, Spec
 
@@ -39,17 +46,22 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
     design = {"kind": spec.study.task, **_plain(dataclasses.asdict(spec.design)),
               "examples": _plain(dataclasses.asdict(spec.examples))}
     bonus = spec.payment.bonus
-    return {
+    plan = {
         "schema_version": PLAN_SCHEMA_VERSION,
         "study": {
             "name": spec.study.name,
             "title": spec.study.title,
             "task": spec.study.task,
             "description": spec.study.description,
-            "instructions": spec.study.instructions,
             "exclude_studies": list(spec.study.exclude_studies),
             # [recruitment] only when the spec has one, so plans of other specs keep their bytes.
             **({"recruitment": spec.recruitment.as_plan()} if spec.recruitment != type(spec.recruitment)() else {}),
+        },
+        "participant": {
+            "title": spec.participant.title,
+            "intro": spec.participant.intro,
+            "instructions": spec.participant.instructions,
+            "allow_words": list(spec.participant.allow_words),
         },
         "design": design,
         "questions": [
@@ -86,6 +98,10 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
         "manifest_sha256": manifest.sha256(),
         "set_name": manifest.name,
     }
+    problems = participant_text_problems(plan, manifest)
+    if problems:
+        raise SpecError(f"{spec.source}: " + "; ".join(problems))
+    return plan
 
 
 def _without_flagged(manifest: Manifest) -> tuple[tuple[Any, ...], list[str]]:
@@ -128,11 +144,82 @@ def write_plan(plan: dict[str, Any], path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+# ------------------------------------------------------------------------------------------- lint
+
+# Words that tell a participant about the design, matched as whole words, any case, with these endings.
+# Why each is here: what a participant who read it would learn.
+DESIGN_WORDS: dict[str, str] = {
+    r"repeat(?:s|ed|ing)?|repetitions?|twice|again": "that some videos are shown twice (the consistency check)",
+    r"consisten(?:t|cy)|inconsisten(?:t|cy)|attention check|catch trials?": "the consistency check",
+    r"conditions?|conditioned|manipulat(?:ed|ion|ions)": "that the videos differ by condition",
+    r"sources?|baselines?|ground[ -]truth|proposed": "that the videos come from different sources or methods",
+    r"batch(?:es)?": "how the study is split",
+    r"(?:mis)?match(?:es|ed|ing)?|(?:in)?congruen(?:t|ce|cy)|pair(?:s|ed|ing)?": "how face and voice emotions are paired",
+    r"(?:different|same|two|both) emotions?": "how face and voice emotions are paired",
+    r"(?:visual|facial|audio|vocal|voice|speech) emotions?": "that face and voice emotions are set separately",
+}
+
+
+def participant_texts(plan: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every (field, text) of a plan that a participant's browser receives, the labels of the trials aside.
+
+    The study name travels in the participant's link (``/s/<name>``). Plans compiled before the
+    ``participant`` table existed show ``study.title`` and ``study.instructions``.
+    """
+    texts = [("study.name", plan["study"]["name"])]
+    part = plan.get("participant")
+    if part is None:
+        texts += [("study.title", plan["study"]["title"]),
+                  ("study.instructions", plan["study"].get("instructions", ""))]
+    else:
+        texts += [(f"participant.{k}", part[k]) for k in ("title", "intro", "instructions")]
+    for i, q in enumerate(plan["questions"]):
+        texts += [(f"questions[{i}].id", q["id"]), (f"questions[{i}].prompt", q["prompt"])]
+        for j, o in enumerate(q["options"]):
+            texts += [(f"questions[{i}].options[{j}].value", o["value"]),
+                      (f"questions[{i}].options[{j}].label", o["label"])]
+    return texts
+
+
+def _word_pattern(alternatives: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+_DESIGN_PATTERNS = [(_word_pattern(p), why) for p, why in DESIGN_WORDS.items()]
+
+
+def participant_text_problems(plan: dict[str, Any], manifest: Manifest | None = None) -> list[str]:
+    """The participant-visible texts of ``plan`` that name a source of the set or the design, one message each
+    ("key 'participant.instructions': the word 'repeated' ..."). Source labels: the set's (``manifest``), the
+    design's and the examples'. ``participant.allow_words`` are let through."""
+    design = plan.get("design", {})
+    sources = set(design.get("sources") or ()) | set((design.get("examples") or {}).get("sources") or ())
+    if manifest is not None:
+        sources |= {s.source for s in manifest.stimuli}
+    patterns = list(_DESIGN_PATTERNS)
+    if sources:
+        patterns.append((_word_pattern("|".join(sorted(map(re.escape, sources), key=len, reverse=True))),
+                         "the source of a video (a label of the set)"))
+    allowed = {w.lower() for w in (plan.get("participant") or {}).get("allow_words", ())}
+    problems = []
+    for field, text in participant_texts(plan):
+        for pattern, why in patterns:
+            hit = next((m for m in pattern.finditer(text) if m.group(0).lower() not in allowed), None)
+            if hit is not None:
+                around = text[max(0, hit.start() - 30):hit.end() + 30].replace("\n", " ")
+                problems.append(f"key '{field}': the word {hit.group(0)!r} (\"...{around}...\") tells participants "
+                                f"{why}; rephrase it, or list it in [participant] allow_words if it is harmless here")
+                break
+    return problems
+
+
 # ------------------------------------------------------------------------------------------ loading
 
 _TOP = {"schema_version": int, "study": dict, "design": dict, "questions": list, "consistency": dict,
         "quota_per_batch": int, "payment": dict, "audio_check": dict, "examples": list, "batches": list,
         "notes": list, "seed": int, "spec_sha256": str, "manifest_sha256": str, "set_name": str}
+# Added after the first plans were written: optional, so that those plans still load.
+_OPTIONAL = {"participant": dict}
 
 
 def _need(obj: Any, key: str, kind: type | tuple[type, ...], where: str, path: str) -> Any:
@@ -151,18 +238,36 @@ def validate_plan(plan: Any, where: str = "plan", manifest: Manifest | None = No
         raise PlanError(f"{where}: a plan is a JSON object")
     for key, kind in _TOP.items():
         _need(plan, key, kind, where, "")
-    unknown = sorted(set(plan) - set(_TOP))
+    for key, kind in _OPTIONAL.items():
+        if key in plan:
+            _need(plan, key, kind, where, "")
+    unknown = sorted(set(plan) - set(_TOP) - set(_OPTIONAL))
     if unknown:
         raise PlanError(f"{where}: key '{unknown[0]}' is not part of plan schema {PLAN_SCHEMA_VERSION}")
     if plan["schema_version"] != PLAN_SCHEMA_VERSION:
         raise PlanError(f"{where}: key 'schema_version' is {plan['schema_version']}; this emostudy reads "
                         f"version {PLAN_SCHEMA_VERSION}: compile the plan again with `emostudy plan`")
     study = plan["study"]
-    for k in ("name", "title", "task", "description", "instructions"):
+    for k in ("name", "title", "task", "description"):
         _need(study, k, str, where, "study.")
     _need(study, "exclude_studies", list, where, "study.")
     if study["task"] not in DESIGN_KINDS:
         raise PlanError(f"{where}: key 'study.task' is {study['task']!r}; known: {', '.join(DESIGN_KINDS)}")
+    if "participant" in plan:
+        for k in ("title", "intro", "instructions"):
+            _need(plan["participant"], k, str, where, "participant.")
+        words = _need(plan["participant"], "allow_words", list, where, "participant.")
+        if not all(isinstance(w, str) for w in words):
+            raise PlanError(f"{where}: key 'participant.allow_words' must be a list of strings")
+    else:
+        _need(study, "instructions", str, where, "study.")  # a plan from before the participant table
+    order = plan["design"].get("order", "per-batch")
+    if order not in ORDERS:
+        raise PlanError(f"{where}: key 'design.order' is {order!r}; known: {', '.join(ORDERS)}")
+    if order == "per-participant":
+        gap = _need(plan["design"], "min_repeat_gap", int, where, "design.")
+        if gap < 1:
+            raise PlanError(f"{where}: key 'design.min_repeat_gap' must be >= 1")
     # Questions.
     qids: dict[str, dict[str, Any]] = {}
     for i, q in enumerate(plan["questions"]):
@@ -321,7 +426,8 @@ def summarize_plan(plan: dict[str, Any], manifest: Manifest) -> PlanSummary:
 
 
 __all__ = ["PLAN_SCHEMA_VERSION", "compile_plan", "plan_to_bytes", "write_plan", "validate_plan", "load_plan",
-           "summarize_plan", "PlanSummary", "BatchSummary"]
+           "summarize_plan", "PlanSummary", "BatchSummary", "participant_texts", "participant_text_problems",
+           "DESIGN_WORDS"]
 
 
 def _audio_check(spec: Spec) -> dict[str, Any]:

@@ -5,10 +5,11 @@ Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (t
 
     schema_version = 1
     quota_per_batch = 10                 # valid participants per batch
-    [study]    name, title, task ("emotion-realness" | "av-mismatch"), description, instructions,
+    [study]    name, title, task ("emotion-realness" | "av-mismatch"), description,
                exclude_studies = [names]  # who took one of these studies may not take this one
-    [design]   the numbers of the task's design (see stimuli.designs)
-    [examples] per_emotion, sources, size_variants
+    [participant] title, intro, instructions, allow_words = [words]
+    [design]   the numbers of the task's design (see stimuli.designs), order ("per-batch" | "per-participant")
+    [examples] per_emotion, sources, size_variants, allow_example_reuse
     [[questions]] id, type ("single" | "multi" | "scale"), prompt, required,
                   options = [{value, label, score, exclusive}, ...] or "emotions" or "emotions+none"
     [consistency] max_inconsistent, rules = [{question, kind ("equal" | "max_abs_diff" | "max_set_diff"), tolerance}],
@@ -19,6 +20,12 @@ Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (t
                attempts   # listening checks before the trials (docs/running-a-study.md)
     [recruitment] (optional) estimated_minutes, requires_audio, screeners = [{filter_id, selected_values
                   | selected_range}]  # what recruiting platforms are told (Prolific filters, minimum pay)
+
+Researcher and participant: ``[study]`` is the researcher's (``title`` names the study on the admin
+pages, ``description`` is a note that is never sent to a participant); everything a participant may
+read is in ``[participant]`` (``title`` on the ad, consent page and recruiting post, default the study's
+title; ``intro`` on the ad, consent page and as the post's description; ``instructions`` before the
+videos) and in the questions. The plan compiler lints all of it (``stimuli.plan.participant_text_problems``).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stimuli.designs import AvMismatchDesign, DESIGN_KINDS, EmotionRealnessDesign, ExamplesDesign
+from stimuli.designs import ORDERS, AvMismatchDesign, DESIGN_KINDS, EmotionRealnessDesign, ExamplesDesign
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import SpecError
 
@@ -110,11 +117,12 @@ class Payment:
 
 @dataclass(frozen=True)
 class StudyInfo:
+    """The researcher's: ``title`` on the admin pages, ``description`` a note never sent to participants."""
+
     name: str
     title: str
     task: str
     description: str = ""
-    instructions: str = ""
     exclude_studies: tuple[str, ...] = ()
 
 
@@ -155,8 +163,20 @@ class Recruitment:
 
 
 @dataclass(frozen=True)
+class ParticipantText:
+    """What a participant reads besides the questions (``[participant]``); linted by the plan compiler.
+    ``allow_words``: words the lint lets through here (a harmless "still" in "sit still")."""
+
+    title: str
+    intro: str = ""
+    instructions: str = ""
+    allow_words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Spec:
     study: StudyInfo
+    participant: ParticipantText
     design: EmotionRealnessDesign | AvMismatchDesign
     examples: ExamplesDesign
     questions: tuple[Question, ...]
@@ -396,6 +416,7 @@ def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchD
             repeats_per_source=t.int("repeats_per_source", dflt.repeats_per_source, 0),
             min_repeat_gap=t.int("min_repeat_gap", dflt.min_repeat_gap, 1),
             mix_size_variants=t.get("mix_size_variants", bool, dflt.mix_size_variants),
+            order=_order(t, dflt.order),
         )
         if not design.sources:
             raise t.error("sources", "must name at least one source (e.g. [\"GT\", \"BL\", \"OURS\"])")
@@ -413,9 +434,19 @@ def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchD
             min_repeat_gap=t.int("min_repeat_gap", dflt2.min_repeat_gap, 1),
             sources=t.strings("sources", list(dflt2.sources)),
             balanced=t.get("balanced", bool, dflt2.balanced),
+            order=_order(t, dflt2.order),
         )
     t.done()
     return design
+
+
+def _order(t: _Table, default: str) -> str:
+    order = t.text("order", default)
+    if order not in ORDERS:
+        raise t.error("order", f"{order!r} is not one of {', '.join(ORDERS)} (per-batch: every participant of a "
+                               "batch sees its items in the plan's order, as in the paper; per-participant: each "
+                               "participant gets an own order, drawn by the server from the plan's seed)")
+    return order
 
 
 def _read_examples(root: _Table) -> ExamplesDesign:
@@ -423,7 +454,8 @@ def _read_examples(root: _Table) -> ExamplesDesign:
     d = ExamplesDesign()
     ex = ExamplesDesign(per_emotion=t.int("per_emotion", d.per_emotion, 0),
                         sources=t.strings("sources", list(d.sources)),
-                        size_variants=t.strings("size_variants", list(d.size_variants)))
+                        size_variants=t.strings("size_variants", list(d.size_variants)),
+                        allow_example_reuse=t.get("allow_example_reuse", bool, d.allow_example_reuse))
     if ex.per_emotion and not ex.sources:
         raise t.error("sources", "must name at least one source to draw examples from (or set per_emotion = 0)")
     t.done()
@@ -450,11 +482,18 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
     task = st.text("task")
     if task not in DESIGN_KINDS:
         raise st.error("task", f"{task!r} is not a known design; use one of {', '.join(DESIGN_KINDS)}")
+    if "instructions" in st.data:
+        raise st.error("instructions", "participant-facing text lives in the [participant] table now: move it to "
+                                       "[participant] instructions ([study] is the researcher's)")
     study = StudyInfo(name=name, title=st.text("title", name), task=task,
                       description=st.text("description", "", nonempty=False),
-                      instructions=st.text("instructions", "", nonempty=False),
                       exclude_studies=st.strings("exclude_studies", []))
     st.done()
+    pt = root.table("participant")
+    participant = ParticipantText(title=pt.text("title", study.title), intro=pt.text("intro", "", nonempty=False),
+                                  instructions=pt.text("instructions", "", nonempty=False),
+                                  allow_words=pt.strings("allow_words", []))
+    pt.done()
     design = _read_design(root, task)
     examples = _read_examples(root)
     questions = _read_questions(root)
@@ -467,9 +506,9 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
     ac.done()
     recruitment = _read_recruitment(root)
     root.done()
-    return Spec(study=study, design=design, examples=examples, questions=questions, consistency=consistency,
-                quota_per_batch=quota, payment=payment, audio_check=audio_check, source=where,
-                sha256=hashlib.sha256(raw).hexdigest(), listening=listening, recruitment=recruitment)
+    return Spec(study=study, participant=participant, design=design, examples=examples, questions=questions,
+                consistency=consistency, quota_per_batch=quota, payment=payment, audio_check=audio_check,
+                source=where, sha256=hashlib.sha256(raw).hexdigest(), listening=listening, recruitment=recruitment)
 
 
 def _read_audio_check(ac: "_Table") -> AudioCheck:

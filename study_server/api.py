@@ -25,6 +25,7 @@ from study_server.media import media_url
 from study_server.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
 from study_server.platforms import completion_action, parse_arrival
 from study_server.watching import local_fetches, stored_reader, tolerance_s
+from study_server.studies import plan_view
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -52,7 +53,8 @@ def health():
 @bp.get("/studies/<study>")
 def study_info(study: str):
     s = assign.get_study(db.session, study)
-    return {"name": s.name, "title": s.title, "task": s.task, "open": s.status == STUDY_OPEN}
+    text = plan_view(s).participant  # the participant's title; the task's name would tell the design
+    return {"name": s.name, "title": text["title"], "open": s.status == STUDY_OPEN}
 
 
 @bp.post("/studies/<study>/arrive")
@@ -105,7 +107,7 @@ def state_of(ctx: Ctx, answered: list[int] | None = None, failed: list[int] | No
     return {
         "token": a.token,
         "status": a.status,
-        "study": {k: plan.study.get(k, "") for k in ("title", "task", "description", "instructions")},
+        "study": plan.participant,  # title, intro, instructions: never the researcher's description
         "questions": [{"id": q["id"], "type": q["type"], "prompt": q["prompt"], "required": q.get("required", True),
                        "options": [{"value": o["value"], "label": o["label"], "exclusive": bool(o.get("exclusive"))}
                                    for o in q["options"]]} for q in plan.questions],

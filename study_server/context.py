@@ -2,10 +2,16 @@
 
 Plans and batches never change after import, so their parsed forms are cached per app (keyed by the
 plan's sha256 as well as the row id, so a replaced study is never served from a stale entry).
+
+Positions are the participant's: with the plan's ``order = "per-participant"`` the batch a context holds
+is the participant's own order of the items (``shown_batch``: ``position`` = where the participant sees
+the item, ``repeat_of`` in the same numbering); with ``per-batch`` it is the plan's. Every request of a
+token gets the same order (a pure function of the plan's seed and the token).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import threading
@@ -17,8 +23,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from study_server.errors import NotFound
-from study_server.models import Assignment, Item, Participant, Study, StudyStimulus
-from study_server.studies import PlanView, parse_plan
+from study_server.media import Copy
+from study_server.models import Assignment, Item, MediaCopy, Participant, Study, StudyStimulus
+from study_server.studies import PlanView, parse_plan, shown_order
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")  # fullmatch: "$" would let a trailing newline in
 _A = Assignment.__table__.c
@@ -35,10 +42,11 @@ _BY_TOKEN = (select(Assignment, Study.name, Study.plan_sha256, Study.set_root, P
 @dataclass(frozen=True)
 class ItemInfo:
     item_id: int
-    position: int
-    repeat_of: int | None
+    position: int  # where the participant sees it (the plan's position unless the order is per participant)
+    repeat_of: int | None  # the position of the original, in the same numbering
     media: str  # relative to the set root
     sha256: str
+    copy: Copy | None = None  # what is served (None: a study imported before copies existed)
     duration_s: float | None = None  # the clip's length (manifest), for study_server.watching
 
 
@@ -60,7 +68,7 @@ class Ctx:
     set_root: str
     plan: PlanView
     batch: BatchInfo
-    examples: tuple[tuple[str, str], ...]  # (media, sha256) of the plan's examples
+    examples: tuple[tuple[str, str, Copy | None], ...]  # (media, sha256, copy) of the plan's examples
     platform: str = ""  # the participant's platform (mturk, prolific, lab, link), read with the assignment
 
 
@@ -68,11 +76,12 @@ class _Cache:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.batches: dict[tuple[int, str], BatchInfo] = {}
-        self.examples: dict[tuple[int, str], tuple[tuple[str, str], ...]] = {}
+        self.examples: dict[tuple[int, str], tuple[tuple[str, str, Copy | None], ...]] = {}
         self.plans: dict[tuple[int, str], PlanView] = {}
         # token -> (assignment id, study id, batch id, plan sha256): fixed for an assignment's lifetime.
         self.targets: dict[str, tuple[int, int, int, str]] = {}
         self.seen: dict[str, dt.datetime | None] = {}  # token -> latest last_seen_at known to this process
+        self.shown: dict[str, BatchInfo] = {}  # token -> the participant's order (per-participant plans)
 
 
     def remember(self, token: str, target: tuple[int, int, int, str], last_seen: dt.datetime | None) -> None:
@@ -82,6 +91,7 @@ class _Cache:
         if token not in self.targets and len(self.targets) >= _MAX_TARGETS:
             self.targets.clear()
             self.seen.clear()
+            self.shown.clear()
         self.targets[token] = target
         known = self.seen.get(token)
         if known is None or (last_seen is not None and last_seen > known):
@@ -98,10 +108,31 @@ class _Cache:
         batch = self.batches.get((batch_id, plan_sha))
         if plan is None or batch is None:
             return None
-        return aid, plan, batch, self.seen.get(token), lambda when: self.seen.__setitem__(token, when)
+        return (aid, plan, shown_batch(self, plan, batch, token), self.seen.get(token),
+                lambda when: self.seen.__setitem__(token, when))
 
 
 _MAX_TARGETS = 100_000  # ~15 MB at most; cleared when full (a miss costs one query)
+
+
+def shown_batch(cache: _Cache, plan: PlanView, batch: BatchInfo, token: str) -> BatchInfo:
+    """``batch`` in the order the participant with ``token`` sees it (the batch itself unless the plan's
+    order is per participant; cached per token)."""
+    if not plan.per_participant_order:
+        return batch
+    shown = cache.shown.get(token)
+    if shown is None:
+        order = shown_order(plan.plan, [(i.position, i.repeat_of) for i in batch.items], token)
+        at = {plan_pos: n for n, plan_pos in enumerate(order)}
+        shown = BatchInfo(tuple(
+            dataclasses.replace(batch.by_position[p], position=n,
+                                repeat_of=None if batch.by_position[p].repeat_of is None
+                                else at[batch.by_position[p].repeat_of])
+            for n, p in enumerate(order)))
+        if len(cache.shown) >= _MAX_TARGETS:
+            cache.shown.clear()
+        cache.shown[token] = shown
+    return shown
 
 
 def cache_of(app) -> _Cache:  # noqa: ANN001 - a Flask app
@@ -136,12 +167,13 @@ def load(session: Session, token: str) -> Ctx:
     assignment, name, plan_sha, set_root, platform = row
     plan, batch, examples = study_parts(session, assignment.study_id, assignment.batch_id, plan_sha)
     return Ctx(assignment=assignment, study_id=assignment.study_id, study_name=name, plan_sha256=plan_sha,
-               set_root=set_root, plan=plan, batch=batch, examples=examples, platform=platform)
+               set_root=set_root, plan=plan, batch=shown_batch(_cache(), plan, batch, token), examples=examples,
+               platform=platform)
 
 
 def study_parts(session: Session, study_id: int, batch_id: int,
-                plan_sha: str) -> tuple[PlanView, BatchInfo, tuple[tuple[str, str], ...]]:
-    """The parsed plan, the batch's items and the examples' media (cached per app)."""
+                plan_sha: str) -> tuple[PlanView, BatchInfo, tuple[tuple[str, str, Copy | None], ...]]:
+    """The parsed plan, the batch's items in the plan's order and the examples' media (cached per app)."""
     cache = _cache()
     key = (study_id, plan_sha)
     plan = cache.plans.get(key)
@@ -152,23 +184,36 @@ def study_parts(session: Session, study_id: int, batch_id: int,
     if batch is None:
         rows = session.execute(
             select(Item.id, Item.position, Item.repeat_of, StudyStimulus.media, StudyStimulus.sha256,
-                   StudyStimulus.labels)
+                   StudyStimulus.labels, *_COPY)
             .join(StudyStimulus, StudyStimulus.id == Item.stimulus_pk)
+            .outerjoin(MediaCopy, MediaCopy.item_id == Item.id)
             .where(Item.batch_id == batch_id).order_by(Item.position)).all()
-        batch = BatchInfo(tuple(ItemInfo(*r[:5], duration_s=_duration(r[5])) for r in rows))
+        batch = BatchInfo(tuple(ItemInfo(item_id, pos, rep, media, sha, _copy(*c), duration_s=_duration(labels))
+                                for item_id, pos, rep, media, sha, labels, *c in rows))
         cache.batches[(batch_id, plan_sha)] = batch
     examples = cache.examples.get(key)
     if examples is None:
         stim = {sid: (media, sha) for sid, media, sha in session.execute(
             select(StudyStimulus.stimulus_id, StudyStimulus.media, StudyStimulus.sha256)
             .where(StudyStimulus.study_id == study_id)).all()}
-        examples = cache.examples[key] = tuple(stim[e["stimulus_id"]] for e in plan.plan["examples"])
+        copies = {n: _copy(*c) for n, *c in session.execute(
+            select(MediaCopy.example_index, *_COPY)
+            .where(MediaCopy.study_id == study_id, MediaCopy.example_index.is_not(None))).all()}
+        examples = cache.examples[key] = tuple((*stim[e["stimulus_id"]], copies.get(n))
+                                               for n, e in enumerate(plan.plan["examples"]))
     return plan, batch, examples
 
 
 def _duration(labels: Any) -> float | None:
     value = labels.get("duration_s") if isinstance(labels, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+
+
+_COPY = (MediaCopy.container, MediaCopy.size, MediaCopy.sha256, MediaCopy.pad_key)
+
+
+def _copy(container: str | None, size: int | None, sha256: str | None, pad_key: str | None) -> Copy | None:
+    return None if container is None else Copy(container, size, sha256, pad_key)
 
 
 @dataclass(frozen=True)
@@ -192,7 +237,7 @@ def load_light(session: Session, token: str) -> LightCtx:
     if last_seen is not None and last_seen.tzinfo is None:
         last_seen = last_seen.replace(tzinfo=dt.timezone.utc)
     plan, batch, _ = study_parts(session, study_id, batch_id, plan_sha)
-    return LightCtx(aid, status, last_seen, audio_ok, plan, batch)
+    return LightCtx(aid, status, last_seen, audio_ok, plan, shown_batch(_cache(), plan, batch, token))
 
 
 @dataclass(frozen=True)
@@ -228,4 +273,4 @@ def answer_target(session: Session, token: str) -> AnswerTarget:
         cache.remember(token, target, row.last_seen_at)
     aid, study_id, batch_id, plan_sha = target
     plan, batch, _ = study_parts(session, study_id, batch_id, plan_sha)
-    return AnswerTarget(token, aid, plan, batch, cache.seen.get(token), cache)
+    return AnswerTarget(token, aid, plan, shown_batch(cache, plan, batch, token), cache.seen.get(token), cache)

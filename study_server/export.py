@@ -34,14 +34,15 @@ from sqlalchemy.orm import Session
 
 from study_server.errors import StudyServerError
 from study_server.models import (Answer, Assignment, Batch, Item, ListeningCheck, MediaFailure, MediaFetch,
-                                 Participant, ScreenTrial, Study,
-                                 StudyStimulus, Verdict)
+                                 Participant, ScreenTrial, Study, StudyStimulus, Verdict)
+from study_server.studies import shown_order
 
 LABEL_COLUMNS = ("stimulus_id", "source", "visual_emotion", "audio_emotion", "identity", "sentence", "intensity",
                  "size_variant")
-ANSWER_COLUMNS = ("answer_id", "study", "task", "batch_id", "participant", "assignment", "position", "is_repeat",
-                  "repeat_of", *LABEL_COLUMNS, "question", "answer", "score", "rt_ms", "played_fraction",
-                  "answered_at", "verdict", "watch_flag", "media_requested_at", "media_bytes_served")
+ANSWER_COLUMNS = ("answer_id", "study", "task", "batch_id", "participant", "assignment", "position",
+                  "shown_position", "is_repeat", "repeat_of", *LABEL_COLUMNS, "question", "answer", "score", "rt_ms",
+                  "played_fraction", "answered_at", "verdict", "watch_flag", "media_requested_at",
+                  "media_bytes_served")
 PARTICIPANT_COLUMNS = ("participant", "assignment", "batch_id", "platform", "status", "allocated_at", "started_at",
                        "completed_at", "verdict", "n_inconsistent", "n_repeat_answers", "audio_check_passed",
                        "n_answers", "n_watch_flags", "n_media_failed", "media_failed_positions",
@@ -56,7 +57,9 @@ ANSWER_CODEBOOK = {
     "batch_id": "the batch the participant was assigned, e.g. b01",
     "participant": "pseudonym: HMAC-SHA256 (server secret) of platform:worker id, first 16 hex digits",
     "assignment": "opaque assignment id (unique per participant and study)",
-    "position": "0-based position of the item in the batch",
+    "position": "0-based position of the item in the batch (the plan's)",
+    "shown_position": "0-based position at which this participant saw the item: the plan's position, or the "
+                      "participant's own order when the plan's design.order is per-participant",
     "is_repeat": "1 if this item is a consistency repeat of an earlier item, else 0",
     "repeat_of": "position of the original for a repeat, else empty",
     "stimulus_id": "the stimulus (manifest row) shown",
@@ -246,15 +249,25 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
         select(ListeningCheck).join(Assignment, Assignment.id == ListeningCheck.assignment_id)
         .where(Assignment.study_id == study.id))}
     screen_kind = _screen_kind(plan)
+
+    batch_items: dict[int, list[tuple[int, int | None]]] = {}
+    for batch_id, position, repeat_of in session.execute(
+            select(Item.batch_id, Item.position, Item.repeat_of).join(Batch, Batch.id == Item.batch_id)
+            .where(Batch.study_id == study.id).order_by(Item.position)):
+        batch_items.setdefault(batch_id, []).append((position, repeat_of))
+
     answer_rows: list[list[str]] = []
     participant_rows: list[list[str]] = []
     for assignment, batch_key, platform, pseudonym, verdict in assignments:
         verdict_text = verdict.verdict if verdict is not None else INCOMPLETE
         assignment_ref = str(assignment.id)
         given = answers_by_assignment.get(assignment.id, [])
+        order = shown_order(plan, batch_items[assignment.batch_id], assignment.token)
+        shown = {p: n for n, p in enumerate(order)} if order is not None else None
         for answer, item, stimulus in given:
             labels = stimulus.labels
-            fetch = fetches.get((assignment.id, item.position))
+            # media_fetches are kept by the position the participant saw (their order's)
+            fetch = fetches.get((assignment.id, item.position if shown is None else shown[item.position]))
             where = f"study {study.name!r}, assignment {assignment.id}, position {item.position}"
             for q in questions:
                 if q["id"] not in answer.values:
@@ -262,7 +275,8 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
                 text, score = format_answer(q, answer.values[q["id"]], where=where)
                 answer_rows.append([
                     answer.answer_id, study.name, study.task, batch_key, pseudonym, assignment_ref,
-                    str(item.position), "0" if item.repeat_of is None else "1", _number(item.repeat_of),
+                    str(item.position), str(item.position if shown is None else shown[item.position]),
+                    "0" if item.repeat_of is None else "1", _number(item.repeat_of),
                     stimulus.stimulus_id, *(_label(labels.get(c)) for c in LABEL_COLUMNS[1:]),
                     q["id"], text, score, _number(answer.rt_ms), _number(answer.played_fraction),
                     _iso(answer.created_at), verdict_text, answer.watch_flag or "",

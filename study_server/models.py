@@ -2,6 +2,7 @@
 
     Study ─┬─ Batch ─── Item ──> StudyStimulus
            ├─ StudyStimulus (a row of the set's manifest, labels kept for export)
+           ├─ MediaCopy (what is served for an item or an example: the file + padding, made at import)
            └─ Assignment ──> Participant (platform + raw worker id; pseudonym for export)
                  ├─ Answer (append-only: one row per answered item)
                  ├─ ListeningCheck, ScreenTrial (volume calibration, headphone screen)
@@ -144,6 +145,29 @@ class Item(Base):
 
     batch: Mapped[Batch] = relationship(back_populates="items")
     stimulus: Mapped[StudyStimulus] = relationship()
+
+
+class MediaCopy(Base):
+    """The bytes served for one item of a batch or one familiarisation example (``study_server.media``).
+
+    The stimulus' file followed by a padding box (``container``: an mp4 ``free`` box or a WebM ``Void``
+    element) of pseudo-random bytes drawn from ``pad_key``, so that every copy of a study has the same
+    ``size`` and no two copies (a repeat and its original among them) have the same bytes. ``sha256`` is of
+    the served bytes (the S3 key). Made by ``emostudy study import``; never changed.
+    """
+
+    __tablename__ = "media_copies"
+    __table_args__ = (UniqueConstraint("study_id", "example_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), unique=True)
+    example_index: Mapped[int | None] = mapped_column(Integer)  # position in the plan's examples
+    stimulus_pk: Mapped[int] = mapped_column(ForeignKey("stimuli.id", ondelete="CASCADE"), index=True)
+    container: Mapped[str] = mapped_column(String(8))  # isobmff | ebml
+    size: Mapped[int] = mapped_column(Integer)  # bytes served: the same for every copy of the study
+    sha256: Mapped[str] = mapped_column(String(64))  # of the served bytes
+    pad_key: Mapped[str] = mapped_column(String(32))  # hex; seeds the padding bytes
 
 
 class Participant(Base):

@@ -2,8 +2,9 @@
 
 A simulated participant arrives on a lab link, consents, passes the audio check, watches (downloads) each
 video and answers by a response model. It recognises which stimulus it was shown the way a person does:
-by the media it received (the sha256 of the bytes, looked up in the set's manifest), never from the page,
-which carries no labels. The audio-check word is computed from the server secret, which the simulation
+by the video it received - the served copy without its padding box (``study_server.media.strip_padding``),
+whose sha256 is looked up in the set's manifest - never from the page or the headers, which carry no
+labels. The audio-check word is computed from the server secret, which the simulation
 knows because it runs beside the server it tests (``study_server.audio_check.expected_word``).
 
 Response model (``ResponseModel``): in Task 2 the primary label is the visual emotion with probability
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from stimuli.emotions import EMOTIONS
+from study_server.media import strip_padding
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,10 @@ def _pass_screen(http: "_Http", token: str, listening: dict[str, Any], secret_ke
 
 
 def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, dict[str, Any]], secret_key: str,
-                    model: ResponseModel, seed: int, plan_questions: list[dict[str, Any]] | None = None
+                    model: ResponseModel, seed: int, task: str, plan_questions: list[dict[str, Any]] | None = None
                     ) -> tuple[int, bool, bool]:
-    """One whole session. Returns (answers acknowledged, completed, careless)."""
+    """One whole session of ``task`` (the plan's study.task; the page does not name it). Returns (answers
+    acknowledged, completed, careless)."""
     from study_server.audio_check import expected_word
 
     rng = random.Random(f"{seed}:{study}:{index}")
@@ -186,14 +189,13 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
     if plan_questions:  # the plan knows the realness scores, which the page does not send
         by_id = {q["id"]: q for q in plan_questions}
         questions = [by_id.get(q["id"], q) for q in questions]
-    task = state["study"]["task"]
     seen: dict[str, dict[str, Any]] = {}
     acked = 0
     for item in state["items"]:
         if item["position"] in state.get("answered", []):
             continue
         media = http.call("GET", item["media_url"], raw=True)
-        sha = hashlib.sha256(media).hexdigest()
+        sha = hashlib.sha256(strip_padding(media)).hexdigest()  # the video inside, as a person sees it
         labels = by_sha.get(sha, {})
         if careless:
             values = _careless(questions, rng)
@@ -217,10 +219,11 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
 
 
 def simulate(base_url: str, study: str, n: int, *, manifest_rows: list[dict[str, Any]], secret_key: str,
-             plan_questions: list[dict[str, Any]] | None = None,
+             task: str, plan_questions: list[dict[str, Any]] | None = None,
              model: ResponseModel = ResponseModel(), seed: int = 0, workers: int = 4,
              on_done: Callable[[], None] | None = None) -> SimulationReport:
-    """Send ``n`` simulated participants through ``study`` on the server at ``base_url``.
+    """Send ``n`` simulated participants through ``study`` (of ``task``: emotion-realness or av-mismatch) on
+    the server at ``base_url``.
 
     ``plan_questions`` (the plan's ``questions``) give the realness scores of the options; without them a
     scale answer falls back to the first option."""
@@ -231,7 +234,7 @@ def simulate(base_url: str, study: str, n: int, *, manifest_rows: list[dict[str,
     def one(i: int) -> tuple[int, bool, bool] | str:
         try:
             return run_participant(http, study, i, by_sha=by_sha, secret_key=secret_key, model=model, seed=seed,
-                                   plan_questions=plan_questions)
+                                   task=task, plan_questions=plan_questions)
         except RuntimeError as exc:
             return str(exc)
         finally:

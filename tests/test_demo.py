@@ -49,11 +49,20 @@ def test_demo_builds_simulates_and_reports_both_tasks(demo):
     root, out = demo
     m1 = json.loads((root / "sets" / "task1" / "manifest.json").read_text())["stimuli"]
     m2 = json.loads((root / "sets" / "task2" / "manifest.json").read_text())["stimuli"]
-    assert {s["source"] for s in m1} == {"FULL", "LIPS", "STILL"}
+    # The trials' three sources, and clips made only for the labelled examples (a sentence no trial speaks).
+    assert {s["source"] for s in m1} == {"FULL", "LIPS", "STILL", "EXAMPLE-FULL"}
     pairs = {}
     for s in m2:
-        pairs[(s["visual_emotion"], s["audio_emotion"])] = pairs.get((s["visual_emotion"], s["audio_emotion"]), 0) + 1
+        if s["source"] == "WARP":
+            pairs[(s["visual_emotion"], s["audio_emotion"])] = pairs.get((s["visual_emotion"], s["audio_emotion"]), 0) + 1
     assert len(pairs) == 36 and set(pairs.values()) == {2}
+    examples = [s for s in m2 if s["source"] == "EXAMPLE-WARP"]
+    assert len(examples) == 12 and all(s["visual_emotion"] == s["audio_emotion"] for s in examples)
+    for task in ("task1", "task2"):  # and no labelled example is a trial's clip
+        plan = json.loads((root / "plans" / f"{task}.json").read_text())
+        trials = {i["stimulus_id"] for b in plan["batches"] for i in b["items"]}
+        assert trials.isdisjoint(e["stimulus_id"] for e in plan["examples"])
+        assert plan["design"]["examples"]["allow_example_reuse"] is False
 
     r1 = json.loads((_report(root, "task1") / "results.json").read_text())
     r2 = json.loads((_report(root, "task2") / "results.json").read_text())

@@ -42,9 +42,9 @@ def arrive(study: str):
     arrival = parse_arrival(request.args, mturk_submit_hosts=tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
     if arrival.preview:
         s = assign.get_study(db.session, study)
-        plan_study = plan_view(s).study
+        text = plan_view(s).participant
         db.session.rollback()
-        return render_template("participant/ad.html", title=s.title, description=plan_study.get("description", ""),
+        return render_template("participant/ad.html", title=text["title"], intro=text["intro"],
                                open=s.status == "open")
     allocation = assign.allocate(db.session, study, arrival, secret_key=current_app.config["SECRET_KEY"],
                                  timeout_s=float(current_app.config["ASSIGNMENT_TIMEOUT_S"]),
@@ -59,11 +59,11 @@ def study_page(token: str):
         return redirect(url_for("participant.done_page", token=token), code=302)
     plan = ctx.plan.plan
     task = plan["study"]["task"]
-    instructions = plan["study"].get("instructions") or _TASK_SENTENCE.get(task, "")
+    text = ctx.plan.participant  # never the researcher's description
+    instructions = text["instructions"] or _TASK_SENTENCE.get(task, "")
     payment = plan.get("payment", {})
     return render_template(
-        "participant/study.html", token=token, title=plan["study"]["title"],
-        description=plan["study"].get("description", ""), instructions=instructions,
+        "participant/study.html", token=token, title=text["title"], intro=text["intro"], instructions=instructions,
         task_sentence=_TASK_SENTENCE.get(task, ""), n_items=len(ctx.batch.items),
         reward=payment.get("reward_usd"), bonus=(payment.get("bonus") or {}).get("rule", "none") != "none",
         audio_check=ctx.plan.audio_check_enabled, n_examples=len(plan["examples"]),
@@ -86,7 +86,7 @@ def media(token: str, slot: str, sig: str):
     check_signature(secret, token, slot, sig)
     ctx = load(db.session, token)
     db.session.rollback()  # read-only: release the connection (and SQLite's lock) before streaming
-    trial = {i.position: (i.media, i.sha256) for i in ctx.batch.items}
+    trial = {i.position: (i.media, i.sha256, i.copy) for i in ctx.batch.items}
     media_file = resolve_slot(slot, token=token, secret_key=secret, set_root=ctx.set_root, trial_media=trial,
                               example_media=list(ctx.examples),
                               n_audio_attempts=int(current_app.config["AUDIO_CHECK_ATTEMPTS"]))

@@ -30,6 +30,7 @@ from study_server.recruit.ids import assignment_for_external_id, ids_of, remembe
 from study_server.recruit.models import (CAMPAIGN_CLOSED, CAMPAIGN_OPEN, REVIEW_APPROVED, REVIEW_DISMISSED, REVIEW_OPEN,
                                          REVIEW_REJECTED, REVIEW_RETURN, BonusPayment, Campaign,
                                          ExclusionQualification, QualificationGrant, RecruitPost, ReviewItem)
+from study_server.studies import participant_text
 
 REJECT_POLICY, APPROVE_POLICY = "reject", "approve-without-bonus"
 FEEDBACK_INCOMPLETE = ("Thank you for your time. We could not accept this assignment because the survey was not "
@@ -57,14 +58,15 @@ def plan_of(study: Study) -> dict[str, Any]:
 
 
 def post_settings(study: Study, base_url: str, **overrides: Any) -> PostSettings:
-    """Title, description and reward from the plan; the participant URL from ``base_url``."""
+    """Title, description and reward from the plan (the participant's title and intro, never the
+    researcher's description); the participant URL from ``base_url``."""
     plan = plan_of(study)
-    info = plan.get("study", {})
+    text = participant_text(plan)
     reward = float((plan.get("payment") or {}).get("reward_usd", 0) or 0)
     url = base_url.rstrip("/") + f"/s/{study.name}"
-    values: dict[str, Any] = {"title": info.get("title") or study.title, "study_url": url, "reward_usd": reward,
-                              "description": (info.get("description") or study.title)[:2000]}
-    minutes = (info.get("recruitment") or {}).get("estimated_minutes")  # the spec's estimate, unless --minutes
+    values: dict[str, Any] = {"title": text["title"], "study_url": url, "reward_usd": reward,
+                              "description": (text["intro"] or text["title"])[:2000]}
+    minutes = (plan.get("study", {}).get("recruitment") or {}).get("estimated_minutes")  # the spec's, unless --minutes
     if minutes:
         values["estimated_minutes"] = int(minutes)
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -214,17 +214,26 @@ def test_task2_source_filter():
 
 # ---------------------------------------------------------------------------------------- examples
 
-def test_examples_reuse_batch_items_only_when_needed_and_say_so():
+def test_examples_reuse_batch_items_only_when_allowed_and_say_so():
     stim = T2
     gt = [s for s in stim if s.source == "GT"]
     used = {s.stimulus_id for s in gt if s.visual_emotion == "fear"}  # all 3 fear GT clips are "used"
-    ex, notes = choose_examples(stim, ExamplesDesign(per_emotion=2), used, seed=0)
+    allow = ExamplesDesign(per_emotion=2, allow_example_reuse=True)
+    ex, notes = choose_examples(stim, allow, used, seed=0)
     assert len(ex) == 12
     assert sum(1 for e in ex if e.stimulus_id in used) == 2
     assert any("2 of 2 fear examples are also batch items" in n for n in notes)
     partially = set(list(used)[:2])
-    ex2, _ = choose_examples(stim, ExamplesDesign(per_emotion=2), partially, seed=0)
+    ex2, _ = choose_examples(stim, allow, partially, seed=0)
     assert sum(1 for e in ex2 if e.stimulus_id in partially) == 1
+    # Without allow_example_reuse a labelled example never shows a trial's clip: refused, naming the fix.
+    for u in (used, partially):
+        with pytest.raises(DesignError, match=r"same clip as a trial.*fear.*allow_example_reuse = true"):
+            choose_examples(stim, ExamplesDesign(per_emotion=2), u, seed=0)
+    # One unused fear clip left and one needed: no reuse, no refusal.
+    one_left = set(list(used)[:1])
+    ex3, _ = choose_examples(stim, ExamplesDesign(per_emotion=1), used - one_left, seed=0)
+    assert not {e.stimulus_id for e in ex3} & (used - one_left)
 
 
 def test_examples_fall_back_to_different_clips_per_size():

@@ -39,7 +39,7 @@ def test_paper_task1_is_the_paper():
     b = s.payment.bonus
     assert (b.rule, b.question, b.truth) == ("per_correct", "emotion", "target") and b.amount_usd > 0
     assert s.payment.reward_usd > 0
-    assert "recordings of real people" in s.study.instructions and "artificial intelligence" in s.study.instructions
+    assert "recordings of real people" in s.participant.instructions and "artificial intelligence" in s.participant.instructions
 
 
 def test_paper_task2_is_the_paper():
@@ -58,7 +58,7 @@ def test_paper_task2_is_the_paper():
     assert [(r.question, r.kind) for r in s.consistency.rules] == [("primary", "equal"), ("secondary", "equal")]
     assert s.quota_per_batch == 10
     assert s.study.exclude_studies == ("paper-task1",)
-    assert "AI" in s.study.instructions
+    assert "AI" in s.participant.instructions
 
 
 MINIMAL = """

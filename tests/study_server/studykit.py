@@ -153,8 +153,10 @@ def make_plan(set_dir: Path, task: str = TASK1, *, name: str | None = None, n_ba
     plan = {
         "schema_version": 1,
         "study": {"name": name, "title": f"Tiny {task} study", "task": task,
-                  "description": "A test study.", "instructions": instructions,
+                  "description": "A test study (a note for the researcher: never shown).",
                   "exclude_studies": list(exclude_studies)},
+        "participant": {"title": "Tiny study", "intro": "Short videos and a few questions.",
+                        "instructions": instructions, "allow_words": []},
         "design": {"kind": task},
         "questions": _questions(task),
         "consistency": {"max_inconsistent": max_inc, "rules": rules},
