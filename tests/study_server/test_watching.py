@@ -100,7 +100,7 @@ def _plan_and_batch(duration=10.0):
 
     plan = parse_plan("x", json.dumps({"questions": [{"id": "q", "type": "single", "prompt": "?",
                                                        "options": [{"value": "a", "label": "A"}]}]}))
-    return plan, BatchInfo((ItemInfo(7, 0, None, "m.mp4", "s" * 64, duration),))
+    return plan, BatchInfo((ItemInfo(7, 0, None, "m.mp4", "s" * 64, duration_s=duration),))
 
 
 def _decide(local=None, stored=None, duration=10.0, position=0):
