@@ -173,36 +173,6 @@ def expression_displacement(emotion_vec: np.ndarray, lm68: np.ndarray) -> np.nda
     return np.tensordot(vec, EMOTION_FIELDS, axes=1) * eye_distance(lm68)
 
 
-# The lip-corner elevation of a relaxed mouth, eye distances (corners above the line half-way between the
-# lips' centres): Grace Hopper's photo 0.07; the astronaut's broad smile 0.17.
-RELAXED_CORNERS = 0.07
-
-
-def corner_elevation(lm68: np.ndarray) -> float:
-    """How far the lip corners sit above the mouth's centre line, in eye distances (a smile raises them)."""
-    lm = np.asarray(lm68, dtype=np.float64)
-    centre = 0.5 * (lm[[62, 66], 1].mean() + lm[[51, 57], 1].mean())
-    return float((centre - 0.5 * (lm[48, 1] + lm[54, 1])) / eye_distance(lm))
-
-
-def unsmile_displacement(emotion_vec: np.ndarray, lm68: np.ndarray) -> np.ndarray:
-    """(68, 2) pixels: undo the photo's own smile (AU12, run backwards) for the non-happy part of the
-    emotion vector, so a smiling portrait can show anger, sadness or a neutral face.
-
-    The photo's corner elevation beyond :data:`RELAXED_CORNERS` is removed by a negative AU12 of the
-    matching strength (at most one full prototype AU12), weighted by the share of the vector that is not
-    happiness. Zero for a relaxed photo."""
-    vec = np.asarray(emotion_vec, dtype=np.float64)
-    excess = corner_elevation(lm68) - RELAXED_CORNERS
-    if excess <= 0:
-        return np.zeros((68, 2))
-    au12 = PROTOTYPE_GAIN * AU_TABLES[12]
-    per_unit = float(-au12[48, 1])  # corner lift of one prototype AU12, eye distances
-    k = min(excess / per_unit, 1.0)
-    weight = float(vec.sum() - vec[EMOTIONS.index("happiness")])
-    return -k * weight * au12 * eye_distance(lm68)
-
-
 def onset_ramp(n_frames: int, fps: int = 25, onset_s: float = 0.4) -> np.ndarray:
     """(T,) expression strength: a smoothstep from 0 at frame 0 to 1 at ``onset_s`` seconds."""
     t = np.arange(n_frames) / float(fps)

@@ -29,7 +29,7 @@ from generator.errors import InputError
 from generator.faces import FACE_POLICIES, as_rgb, find_face
 from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
 from generator.warp.cavity import MouthStyle, inner_gap, mouth_style, paint_mouth, photo_teeth
-from generator.warp.expression import expression_displacement, eye_distance, onset_ramp, unsmile_displacement
+from generator.warp.expression import expression_displacement, eye_distance, onset_ramp
 from generator.warp.life import blink_displacement, head_matrix, life_track
 from generator.warp.mesh import FaceMesh
 from generator.warp.mouth import MouthTrack, mouth_displacement, speech_features
@@ -144,8 +144,7 @@ class WarpRenderer:
         ramp = np.zeros(n)
         if "expression" in self.components:
             ramp = onset_ramp(n, FPS, self.onset_s)
-            target = expression_displacement(vec, base) + unsmile_displacement(vec, base)
-            disp += ramp[:, None, None] * (self.expression_gain * target)[None]
+            disp += ramp[:, None, None] * (self.expression_gain * expression_displacement(vec, base))[None]
         if "mouth" in self.components:
             disp += mouth_displacement(mouth, base)
         else:
