@@ -286,10 +286,11 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
     across = np.clip(np.abs(xs - cx) / half, 0.0, 1.0)  # 0 in the middle, 1 at the corners
     arch = np.sqrt(np.clip(1.0 - across ** 2, 0.0, 1.0))  # the dental arch turns away from view
 
+    cav, tng, tth = (np.asarray(c, dtype=np.float32) for c in (style.cavity, style.tongue, style.teeth))
     # Cavity: ambient occlusion (darker away from the lips) and darker towards the bottom.
     occl = cv2.GaussianBlur(opening, (0, 0), max(0.8, 0.3 * gap))
     depth = np.clip((ys - y_up) / np.maximum(y_lo - y_up, 1.0), 0.0, 1.0)
-    colour = style.cavity[None, None, :] * (1.25 - 0.6 * occl[..., None]) * (1.0 - 0.35 * depth[..., None])
+    colour = cav[None, None, :] * (1.25 - 0.6 * occl[..., None]) * (1.0 - 0.35 * depth[..., None])
 
     # Tongue at wide openings: a low dome rising from the lower lip over the middle 60 % of the mouth.
     wide = float(np.clip((gap / unit - 0.12) / 0.08, 0.0, 1.0))
@@ -299,7 +300,7 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
         tongue = np.clip((ys - dome) / max(style.blur * 2, 0.8), 0.0, 1.0) * (across < 0.6)
         shade = 0.75 + 0.25 * np.clip((ys - dome) / np.maximum(t_h, 1.0), 0.0, 1.0)
         a_t = (wide * tongue)[..., None]
-        colour = colour * (1 - a_t) + style.tongue[None, None, :] * shade[..., None] * a_t
+        colour = colour * (1 - a_t) + tng[None, None, :] * shade[..., None] * a_t
 
     # Teeth. Upper: the uncovered crown below the upper lip, growing with the opening and spread lips.
     crown = 0.17 * unit
@@ -318,8 +319,8 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
     gaps = np.exp(-0.5 * ((k - np.round(k)) * tooth_w / 0.45) ** 2) * (1.0 - across)
     light = (0.95 - 0.45 * across ** 1.5) * (1.0 - 0.18 * gaps)  # shade towards the corners
     edge_dark = 1.0 - 0.15 * np.clip(1.0 - (up_edge - ys) / 1.5, 0.0, 1.0)  # translucent incisal edge
-    teeth_up = style.teeth[None, None, :] * (light * edge_dark)[..., None]
-    teeth_lo = style.teeth[None, None, :] * (0.8 * light)[..., None]
+    teeth_up = tth[None, None, :] * (light * edge_dark)[..., None]
+    teeth_lo = tth[None, None, :] * (0.8 * light)[..., None]
     colour = colour * (1 - upper_t[..., None]) + teeth_up * upper_t[..., None]
     colour = colour * (1 - lower_t[..., None]) + teeth_lo * lower_t[..., None]
 

@@ -10,8 +10,8 @@ The appearance changes of each AU follow the FACS manual: Ekman, P., Friesen, W.
 (2002), *Facial Action Coding System: The Manual* (and the 1978 original by Ekman & Friesen). The
 magnitudes are ours: the tables hold a moderate action of each AU, and the prototypes are scaled by
 :data:`PROTOTYPE_GAIN` (1.3), chosen by eye on the two shipped faces at 128x128 so that every
-full-intensity expression is legible while staying within what posed expressions show (a smile
-moves the lip corners by ~15 % of the eye distance up and outwards).
+full-intensity expression is legible while staying inside the documented ranges of :data:`RANGES`
+(a smile moves the lip corners by ~20 % of the eye distance up and outwards).
 
 The emotion prototypes combine AUs as the EMFACS prototypes list them (Friesen & Ekman, 1983,
 *EMFACS-7: Emotional Facial Action Coding System*; the prototype table is reprinted in Ekman,
@@ -136,6 +136,19 @@ AU_TABLES: dict[int, np.ndarray] = {au: _au_table(au) for au in ACTION_UNITS}
 
 
 PROTOTYPE_GAIN = 1.3
+
+# Documented ranges: the largest displacement (eye distances, at intensity 1, after PROTOTYPE_GAIN) that
+# any prototype may give a landmark of each region. In millimetres at a typical interpupillary distance
+# of ~63 mm (Dodgson 2004, "Variation and extrema of human interpupillary distance", Proc. SPIE 5291):
+# brows 0.25 (~16 mm), lids 0.12 (~8 mm: at most the palpebral opening), nose 0.15 (~9 mm), lips and
+# lip corners 0.30 (~19 mm), jaw contour 0.12 (~8 mm: the cheek lift of AU6, the jaw of AU26). The FACS
+# manual (Ekman, Friesen & Hager 2002) scores intensity A-E by appearance, not in millimetres; these caps
+# are ours, set at about the largest posed displacement that still looks anatomically possible on the
+# shipped faces, and a test keeps every prototype inside them (the rater is never chased beyond them).
+RANGES: dict[str, tuple[range, float]] = {
+    "jaw": (range(0, 17), 0.12), "brows": (range(17, 27), 0.25), "nose": (range(27, 36), 0.15),
+    "lids": (range(36, 48), 0.12), "lips": (range(48, 68), 0.30),
+}
 
 
 def emotion_field(name: str) -> np.ndarray:

@@ -106,9 +106,9 @@ class FaceMesh:
         sx, sy, _ = self._source_xy(landmark_disp, head)
         return np.stack([sx, sy], axis=-1)
 
-    def _source_xy(self, landmark_disp: np.ndarray, head: np.ndarray | None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Backward map (sx, sy) and the per-pixel detail gain (None where nothing is magnified)."""
+    def _source_xy(self, landmark_disp: np.ndarray, head: np.ndarray | None) -> tuple:
+        """Backward map (sx, sy) and the detail gain: (per-pixel gain in a box, (y0, y1, x0, x1)), or None
+        where nothing is magnified."""
         import cv2
 
         w, h = self.size
@@ -137,9 +137,18 @@ class FaceMesh:
         stretch = np.sqrt(area / np.maximum(self._src_area * head_scale, 1e-6))
         gain = np.clip(stretch - 1.0, 0.0, MAX_DETAIL_STRETCH) * DETAIL_GAIN
         gain[~ok | ~self._detail_tris] = 0.0
-        if gain.max() < 0.03:
+        hot = gain >= 0.03
+        if not hot.any():
             return sx, sy, None
-        return sx, sy, np.append(gain, 0.0).astype(np.float32)[labels]
+        # Only the box of the stretched triangles (no full-frame pass): (gain table, box).
+        lo = np.floor(dst[hot].reshape(-1, 2).min(0)).astype(int) - 3
+        hi = np.ceil(dst[hot].reshape(-1, 2).max(0)).astype(int) + 4
+        x0, y0 = max(lo[0], 0), max(lo[1], 0)
+        x1, y1 = min(hi[0], w), min(hi[1], h)
+        if x1 <= x0 or y1 <= y0:
+            return sx, sy, None
+        table = np.append(gain, 0.0).astype(np.float32)
+        return sx, sy, (table[labels[y0:y1, x0:x1]], (y0, y1, x0, x1))
 
     def warp(self, image: np.ndarray, landmark_disp: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
         """The base ``image`` warped so that its landmarks move by ``landmark_disp`` (then ``head``)."""
@@ -151,15 +160,10 @@ class FaceMesh:
         out = cv2.remap(image, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if gain is None:
             return out
-        # Restore the detail that magnification flattened, only in the box of the stretched pixels.
-        ys, xs = np.nonzero(gain > 0.03)
-        if len(ys) == 0:  # only slivers were stretched
-            return out
-        y0, y1 = max(ys.min() - 3, 0), min(ys.max() + 4, out.shape[0])
-        x0, x1 = max(xs.min() - 3, 0), min(xs.max() + 4, out.shape[1])
+        # Restore the detail that magnification flattened, only in the box of the stretched triangles.
+        g, (y0, y1, x0, x1) = gain
         roi = out[y0:y1, x0:x1].astype(np.float32)
         detail = np.clip(roi - cv2.GaussianBlur(roi, (0, 0), DETAIL_SIGMA), -MAX_DETAIL, MAX_DETAIL)
-        g = gain[y0:y1, x0:x1]
         g = g[..., None] if roi.ndim == 3 else g
         boosted = roi + g * detail
         if out.dtype == np.uint8:

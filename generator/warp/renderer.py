@@ -68,6 +68,7 @@ class Animation:
     blink: np.ndarray
     expression: np.ndarray
     displacement: np.ndarray  # (T, 68, 2) local (pre-head-motion) landmark displacement, base pixels
+    blink_displacement: np.ndarray | None = None  # (T, 68, 2) the part of ``displacement`` due to blinks
 
 
 def image_key(image: np.ndarray) -> str:
@@ -153,16 +154,20 @@ class WarpRenderer:
         if "life" in self.components:
             life = life_track(n, seed, s, mouth.opening, FPS)
             blink = life.blink
+            lids = np.zeros((n, 68, 2))
             for t in np.flatnonzero(blink):
-                disp[t] += blink_displacement(base + disp[t], float(blink[t]))
+                lids[t] = blink_displacement(base + disp[t], float(blink[t]))
+            disp += lids
             centre = base[30]
             heads = np.stack([head_matrix(p, centre) for p in life.head]) if n else np.zeros((0, 2, 3))
         else:
             blink = np.zeros(n)
+            lids = np.zeros((n, 68, 2))
             heads = np.repeat(np.array([[[1.0, 0, 0], [0, 1.0, 0]]]), n, axis=0)
         moved = base[None] + disp
         out = np.einsum("tij,tkj->tki", heads[:, :, :2], moved) + heads[:, None, :, 2]
-        return Animation(landmarks=out, head=heads, mouth=mouth, blink=blink, expression=ramp, displacement=disp)
+        return Animation(landmarks=out, head=heads, mouth=mouth, blink=blink, expression=ramp, displacement=disp,
+                         blink_displacement=lids)
 
     # -- rendering ----------------------------------------------------------------------------------
     def render(self, face: np.ndarray, speech: np.ndarray, emotion: EmotionSpec, seed: int, *,
@@ -179,6 +184,8 @@ class WarpRenderer:
         for t in range(n):
             head = None if np.allclose(anim.head[t], identity) else anim.head[t]
             frames[t] = prepared.mesh.warp(prepared.image, anim.displacement[t], head)
+            if anim.blink[t] > 0 and anim.blink_displacement is not None:
+                _occlude_eyes(frames[t], prepared, anim, t, head)
             if "mouth" in self.components or "expression" in self.components:
                 scale = float(np.sqrt(abs(np.linalg.det(anim.head[t][:, :2]))))
                 paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap * scale, prepared.style,
@@ -197,6 +204,24 @@ class WarpRenderer:
             "face_gate": dict(prepared.gate),
         }
         return RenderResult(frames=frames, audio=x.copy(), audio_rate=MODEL_RATE, fps=FPS, parameters=params)
+
+
+def _occlude_eyes(frame: np.ndarray, prepared: PreparedFace, anim: Animation, t: int, head: np.ndarray | None
+                  ) -> None:
+    """A closing lid covers the eye, it does not squash it: inside the still-open part of each eye (the
+    blinked lid contours) show the eye warped *without* the blink, so iris and eye white keep their
+    shape and the lid slides over them (in place)."""
+    import cv2
+
+    open_eye = prepared.mesh.warp(prepared.image, anim.displacement[t] - anim.blink_displacement[t], head)
+    h, w = frame.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    for eye in (anim.landmarks[t][36:42], anim.landmarks[t][42:48]):
+        cv2.fillPoly(mask, [np.round(eye * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)
+    if not mask.any():
+        return
+    a = (mask.astype(np.float32) / 255.0)[..., None]
+    frame[:] = np.clip(frame * (1 - a) + open_eye * a + 0.5, 0, 255).astype(np.uint8)
 
 
 def _trim(cache: OrderedDict) -> None:

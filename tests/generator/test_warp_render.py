@@ -204,3 +204,28 @@ def test_short_and_silent_speech_arrays_render(renderer, hopper):
     assert len(short.frames) == 3
     silent = renderer.animate(hopper, np.zeros(8000, np.float32), "neutral", 0)
     assert len(silent.landmarks) == 25 and not silent.mouth.opening.any()
+
+
+def test_a_closing_lid_covers_the_eye_instead_of_squashing_it(hopper):
+    """Half-closed lids: inside the still-open part of each eye the frame shows the eye as it is without
+    the blink (iris and eye white keep their shape, the lid slides over them); a plain warp of the
+    blinked landmarks would squash the eye into the narrower opening (before issue 18)."""
+    cv2 = pytest.importorskip("cv2")
+    r = WarpRenderer(components=("life",))
+    x = np.zeros(8000 * 4, np.float32)
+    anim = r.animate(hopper, x, "neutral", 3)
+    frames = r.render(hopper, x, "neutral", 3).frames
+    prepared = r.prepare(hopper, 128)
+    half = [t for t in np.flatnonzero((anim.blink > 0.5) & (anim.blink < 0.7))]
+    assert half, "the seed gives a half-closed frame"
+    for t in half:
+        mask = np.zeros((128, 128), np.uint8)
+        for eye in (anim.landmarks[t][36:42], anim.landmarks[t][42:48]):
+            cv2.fillPoly(mask, [np.round(eye).astype(np.int32)], 1)
+        inside = cv2.erode(mask, np.ones((2, 2), np.uint8)).astype(bool)
+        assert inside.sum() > 10
+        open_eye = prepared.mesh.warp(prepared.image, anim.displacement[t] - anim.blink_displacement[t], anim.head[t])
+        squashed = prepared.mesh.warp(prepared.image, anim.displacement[t], anim.head[t])
+        diff = np.abs(frames[t].astype(float) - open_eye)[inside].mean()
+        assert diff < 2.0, diff
+        assert np.abs(squashed.astype(float) - open_eye)[inside].mean() > 3 * max(diff, 1.0)
