@@ -40,9 +40,12 @@ COUNT_LABELS: dict[str, str] = {
     "n_answers_used": "Answers analysed",
     "n_repeat_pairs": "Repeated answers compared with their original",
     "n_repeat_pairs_inconsistent": "Repeated answers judged inconsistent",
+    "n_participants_screen_failed": "Participants who failed the headphone screen (left before any trial)",
+    "n_participants_audio_check_failed": "Participants who failed the sound (word) check (left before any trial)",
 }
 # Order of the exclusions table (a reader goes from the export to the analysed answers).
-COUNT_ORDER = ("n_surveys_total", "n_participants_total", "n_surveys_recomputed_valid", "n_surveys_recomputed_rejected",
+COUNT_ORDER = ("n_surveys_total", "n_participants_total", "n_participants_screen_failed",
+               "n_participants_audio_check_failed", "n_surveys_recomputed_valid", "n_surveys_recomputed_rejected",
                "n_surveys_recomputed_incomplete", "n_verdict_disagreements", "n_inconsistency_count_disagreements",
                "n_surveys_valid", "n_surveys_rejected", "n_surveys_incomplete", "n_surveys_other",
                "n_participants_valid", "n_repeat_pairs", "n_repeat_pairs_inconsistent", "n_answers_total",

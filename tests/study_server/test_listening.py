@@ -290,4 +290,24 @@ def test_export_holds_every_screen_trial(client, app, screen_study, tmp_path):
     assert "## screen_trials.csv" in (tmp_path / "out" / "codebook.md").read_text()
 
     from analysis.cleaning import listening_counts
-    assert listening_counts(parts) == {"n_participants_screen_failed": 1, "n_participants_audio_check_failed": 0}
+    from analysis.report_text import exclusions_table
+    counts = listening_counts(parts)
+    assert counts == {"n_participants_screen_failed": 1, "n_participants_audio_check_failed": 0}
+    table = exclusions_table({"n_participants_total": 2, **counts})  # the report's exclusions, in words
+    row = table[table["Count"].str.contains("headphone screen")]
+    assert row[["n", "%"]].values.tolist() == [["1", "50.0%"]]
+
+
+def test_a_failed_screen_is_never_rejected_on_the_platforms(client, app, screen_study):
+    """Who fails the screen did no trial: recruitment sync queues the submission for a person (MTurk) or asks
+    for a return (Prolific: `_decide_one` turns a partial into a return request), never a rejection."""
+    from study_server.recruit.service import PARTIAL, decide
+
+    study = screen_study(HUGGINS)
+    token = arrive(client, study, PROLIFIC_PID="pp-screen", STUDY_ID="s1", SESSION_ID="sess-1")
+    client.post(f"/api/v1/a/{token}/start")
+    assert pass_screen(client, token, wrong=6)["status"] == "abandoned"
+    with app.app_context():
+        a = db.session.scalar(select(Assignment).where(Assignment.token == token))
+        for policy in ("reject", "approve-without-bonus"):
+            assert decide(a, policy) == ("queue", PARTIAL)
