@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import pytest
 
-from studykit import TASK1, TASK2, build_media_set, import_study, make_plan
+from studykit import CHROMIUM_ARGS, TASK1, TASK2, build_media_set, import_study, make_plan, serve_in_thread
 
 @pytest.fixture(scope="session")
 def media_set(tmp_path_factory) -> Path:
@@ -147,3 +147,21 @@ def pg_app(pg_url, tmp_path):
                       "SECRET_KEY": "test-secret", "DATABASE_POOL_SIZE": 10, "DATABASE_MAX_OVERFLOW": 10})
     yield app
     db.dispose(app)
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served over HTTP on a free local port (browser tests); yields the base URL."""
+    with serve_in_thread(app) as base:
+        yield base
+
+
+@pytest.fixture
+def browser(chromium_path):
+    """Debian's Chromium, headless, driven by Playwright (skipped without it locally; an error in CI)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -5,7 +5,9 @@ See conftest.py's docstring for what each one does.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
@@ -262,3 +264,24 @@ def pass_screen(client, token: str, *, wrong: int = 0) -> dict:
         assert r.status_code == 200, r.get_json()
         reply = r.get_json()
     return reply
+
+
+# ------------------------------------------------------------------------------------ browser tests
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
+
+
+@contextlib.contextmanager
+def serve_in_thread(app):
+    """A real HTTP server for ``app`` on a free local port, in a thread; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

@@ -33,7 +33,6 @@ import hashlib
 import math
 import random
 import re
-import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -41,10 +40,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from studykit import serve_in_thread
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
 ALPHA = 0.001
 SOURCES = ("FULL", "LIPS", "STILL")
 
@@ -261,24 +260,10 @@ def any_app(request):
 
 @pytest.fixture
 def served(any_app):
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, any_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield any_app, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    with serve_in_thread(any_app) as base:
+        yield any_app, base
 
 
-@pytest.fixture
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _take_session(browser, base: str, study: str, secret: str) -> tuple[str, list[dict]]:

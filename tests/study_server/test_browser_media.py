@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from studykit import TASK2, import_study, make_plan
-from test_browser import _choice, app_config, browser, h264_set, live_server  # noqa: F401  (fixtures)
+from test_browser import _choice, app_config, h264_set  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from studykit import TASK1, import_study, make_plan
-from test_browser import _do_trial, _state, _wait_saved, app_config, browser, h264_set, live_server  # noqa: F401
+from test_browser import _do_trial, _state, _wait_saved, app_config, h264_set  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

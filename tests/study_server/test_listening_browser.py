@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 from sqlalchemy import select
@@ -13,32 +12,12 @@ from studykit import TASK2, import_study, make_plan
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
 # Two trials keep the test short (each sound is 4 s); the UI and the server are those of six.
 SCREEN = {"enabled": True, "kind": "huggins+words", "trials": 2, "pass_at": 2, "attempts": 1}
 
 
-@pytest.fixture
-def live_server(app):
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
 
 
-@pytest.fixture
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
