@@ -248,6 +248,9 @@ def paired_differences(data: pd.DataFrame, *, dv: str, within: str, a: str, b: s
     return out.reset_index(drop=True)
 
 
+SCORE_DENOMINATOR = 10 ** 9  # scores are rationals with denominators up to this (see _exact_mean_difference)
+
+
 def _exact_mean_difference(sub: pd.DataFrame, dv: str, keys: list[str], within: str, a: str, b: str,
                            sums: pd.DataFrame, counts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """mean_a, mean_b and mean_a - mean_b per unit, each the correctly rounded float of the exact rational
@@ -255,7 +258,10 @@ def _exact_mean_difference(sub: pd.DataFrame, dv: str, keys: list[str], within: 
 
     Integer scores (the usual case): the difference is (S_a n_b - S_b n_a) / (n_a n_b) with exact integer
     numerator and denominator and one IEEE division (correctly rounded). Other values: the same in
-    :class:`fractions.Fraction` arithmetic of the given floats.
+    :class:`fractions.Fraction` arithmetic, each score read as the nearest fraction with a denominator of at
+    most ``SCORE_DENOMINATOR`` (1.7 is 17/10, 0.1 x 3 is 3/10), so that scores written as decimals or scaled
+    by a constant keep the ties their exact values have (``Fraction(1.7)`` itself is the binary float's value,
+    and 1.7 + 1.7 + 4.7 would then differ from 3 x 2.7 by float noise).
     """
     na = counts[a].to_numpy(dtype=np.int64)
     nb = counts[b].to_numpy(dtype=np.int64)
@@ -268,7 +274,7 @@ def _exact_mean_difference(sub: pd.DataFrame, dv: str, keys: list[str], within: 
         dens = [int(x) * int(y) for x, y in zip(na, nb)]
         diff = np.array([n / d for n, d in zip(nums, dens)], dtype=float)  # int / int: correctly rounded
         return sa / na, sb / nb, diff
-    frac_sums = (sub.dropna(subset=[dv]).assign(_f=lambda f: [Fraction(x) for x in f[dv]])
+    frac_sums = (sub.dropna(subset=[dv]).assign(_f=lambda f: [Fraction(x).limit_denominator(SCORE_DENOMINATOR) for x in f[dv]])
                  .groupby(keys + [within])["_f"].agg(lambda x: sum(x, Fraction(0))).unstack(within))
     frac_sums = frac_sums.reindex(index=sums.index, columns=[a, b])
     ma = [Fraction(s) / int(n) for s, n in zip(frac_sums[a], na)]

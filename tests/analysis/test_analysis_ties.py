@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
@@ -88,6 +88,10 @@ participant_scores = st.lists(
        shift=st.sampled_from([0.0, -3.0, 0.7]), seed=st.integers(0, 10_000),
        alternative=st.sampled_from(["two-sided", "greater", "less"]),
        zero_method=st.sampled_from(["pratt", "wilcox", "zsplit"]))
+# Found in CI: decimal scores (shift 0.7) whose exact mean differences are all zero; read as the binary
+# floats' values, 1.7 + 1.7 + 4.7 differed from 3 x 2.7 and one zero became a tiny difference.
+@example(scores=[([1], [1]), ([1], [1]), ([2], [1, 1, 4])], scale=1.0, shift=0.7, seed=0,
+         alternative="two-sided", zero_method="pratt")
 def test_permuting_and_rescaling_gives_identical_statistics(scores, scale, shift, seed, alternative, zero_method):
     """Shuffled rows and rescaled scores make equal mean differences arise in different float orders; the
     ranks (hence R+, the tie-corrected variance, z and the exact p) must not change."""
