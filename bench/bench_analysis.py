@@ -119,7 +119,13 @@ def _statsmodels_mixed_logit(answers, *, question="emotion", truth="visual_emoti
         warnings.simplefilter("ignore", RuntimeWarning)
         res = model.fit_vb(rng=np.random.default_rng(random_state), fit_method="L-BFGS-B",
                            minim_opts={"maxiter": 5000})
-    fixed = [{"term": n, "estimate": float(m), "sd": float(s)} for n, m, s in zip(X.columns, res.fe_mean, res.fe_sd)]
+    from scipy import stats as sps
+
+    fixed = []
+    for n, m, s in zip(X.columns, map(float, res.fe_mean), map(float, res.fe_sd)):
+        z = m / s if s > 0 else float("nan")  # the same columns as analysis.models reports (the report reads them)
+        fixed.append({"term": n, "estimate": m, "sd": s, "ci_low": m - 1.96 * s, "ci_high": m + 1.96 * s,
+                      "odds_ratio": float(np.exp(m)), "z": z, "p_approx": float(2 * sps.norm.sf(abs(z)))})
     return {"formula": "", "reference": reference, "method": "statsmodels (before issue 19)", "n_answers": len(d),
             "n_participants": len(p_uni), "n_items": len(i_uni), "seconds": 0.0, "fixed": fixed,
             "random_sd": {n: float(np.exp(res.vcp_mean[k])) for k, n in enumerate(["participant", "item"])},
