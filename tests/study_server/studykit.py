@@ -285,3 +285,19 @@ def serve_in_thread(app):
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+def word_check_and_examples(page, state: dict, secret: str, token: str) -> None:
+    """In a Playwright ``page`` after the instructions: type the audio-check word (when the study has one),
+    then play every familiarisation example to its end and go on."""
+    from study_server.audio_check import expected_word
+
+    if state["audio_check"]["enabled"]:
+        page.wait_for_selector("#step-audio:not([hidden])")
+        page.fill("#audio-answer", expected_word(secret, token, 0))
+        page.click("#audio-submit")
+    for _ in state["examples"]:
+        page.wait_for_selector("#step-examples:not([hidden])")
+        page.click("#example-play")
+        page.wait_for_function("() => !document.getElementById('example-next').disabled", timeout=15000)
+        page.click("#example-next")

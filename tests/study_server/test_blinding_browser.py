@@ -40,7 +40,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from studykit import serve_in_thread
+from studykit import serve_in_thread, word_check_and_examples
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -268,8 +268,6 @@ def served(any_app):
 
 def _take_session(browser, base: str, study: str, secret: str) -> tuple[str, list[dict]]:
     """Consent to completion in Chromium; every response recorded (url, status, headers, body, timing)."""
-    from study_server.audio_check import expected_word
-
     context = browser.new_context()
     page = context.new_page()
     records: list[dict] = []
@@ -294,15 +292,7 @@ def _take_session(browser, base: str, study: str, secret: str) -> tuple[str, lis
     page.click("#consent-yes")
     page.click("#instructions-next")
     state = page.evaluate("(api) => fetch(api).then(r => r.json())", page.eval_on_selector("#app", "el => el.dataset.api"))
-    if state["audio_check"]["enabled"]:
-        page.wait_for_selector("#step-audio:not([hidden])")
-        page.fill("#audio-answer", expected_word(secret, token, 0))
-        page.click("#audio-submit")
-    for _ in state["examples"]:
-        page.wait_for_selector("#step-examples:not([hidden])")
-        page.click("#example-play")
-        page.wait_for_function("() => !document.getElementById('example-next').disabled", timeout=15000)
-        page.click("#example-next")
+    word_check_and_examples(page, state, secret, token)
     for _ in state["items"]:
         page.wait_for_selector("#step-trial:not([hidden])")
         page.click("#trial-play")

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from studykit import TASK1, TASK2, import_study, make_plan
+from studykit import TASK1, TASK2, import_study, make_plan, word_check_and_examples
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -113,23 +113,13 @@ def _wait_saved(page) -> None:
 
 def _run_participant(page, base: str, study: str, *, lab: str, secret: str, reload_after: int,
                      original: dict[int, int]) -> tuple[str, dict]:
-    from study_server.audio_check import expected_word
-
     page.goto(f"{base}/s/{study}?lab={lab}")
     assert re.search(r"/a/[^/]+$", page.url), page.url
     token = page.url.rsplit("/", 1)[1]
     page.click("#consent-yes")
     page.click("#instructions-next")
     state = _state(page)
-    if state["audio_check"]["enabled"]:
-        page.wait_for_selector("#step-audio:not([hidden])")
-        page.fill("#audio-answer", expected_word(secret, token, 0))
-        page.click("#audio-submit")
-    for _ in state["examples"]:
-        page.wait_for_selector("#step-examples:not([hidden])")
-        page.click("#example-play")
-        page.wait_for_function("() => !document.getElementById('example-next').disabled", timeout=15000)
-        page.click("#example-next")
+    word_check_and_examples(page, state, secret, token)
     given: dict[int, dict] = {}
     total = state["total"]
     while len(given) < reload_after:
