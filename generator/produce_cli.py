@@ -45,6 +45,8 @@ def _fail(exc: Exception) -> click.ClickException:
               help="Render photos the face gate refused (too small, rotated, cut off, ...); recorded in the manifest.")
 @click.option("--template", type=click.Choice(["authors", "ours"]), default=None,
               help="neural only: the alignment crop (default: authors for the authors' state dict, ours for ours).")
+@click.option("--rest", type=click.Choice(["neutral", "photo"]), default=None,
+              help="warp only: start from a neutral mouth (close a smiling photo's lips; the default) or the photo as it is.")
 @click.option("--repeats", default=1, show_default=True, type=int, help="Repetitions of the design.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Run seed (per-item seeds derive from it).")
 @click.option("--emotions", default=",".join(("anger", "disgust", "fear", "happiness", "neutral", "sadness")),
@@ -100,6 +102,10 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
         options["policy"] = kw["face_policy"]
     if kw["force"]:
         options["force"] = True
+    if kw["rest"]:
+        if kw["backend"] != "warp":
+            raise click.ClickException("--rest applies to --backend warp only")
+        options["rest"] = kw["rest"]
     if kw["template"]:
         if kw["backend"] != "neural":
             raise click.ClickException("--template chooses the neural backend's crop; --backend warp uses its own")

@@ -54,7 +54,7 @@ def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathL
                 out: str | os.PathLike, intensity: float = 1.0, size: int = 128, checkpoint: str | None = None,
                 device: str | None = None, components: tuple[str, ...] | None = None,
                 face_policy: str | None = None, overwrite: bool = False, force: bool = False,
-                template: str | None = None) -> dict[str, Any]:
+                template: str | None = None, rest: str | None = None) -> dict[str, Any]:
     """Render one clip to ``out`` (mp4); returns a summary (frames, duration, parameters)."""
     from generator.audio import MODEL_RATE, load_speech
     from generator.mediaio import write_mp4
@@ -82,10 +82,14 @@ def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathL
             raise InputError("--backend warp is training-free and takes no --checkpoint")
         if components is not None:
             options["components"] = components
+        if rest is not None:
+            options["rest"] = rest
         if template:
             raise InputError("--template chooses the neural backend's crop; --backend warp uses its own")
     if backend != "warp" and components is not None:
         raise InputError("--components applies to --backend warp only")
+    if backend != "warp" and rest is not None:
+        raise InputError("--rest applies to --backend warp only")
     if face_policy is not None:
         options["policy"] = face_policy
     if force:
@@ -136,18 +140,21 @@ def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathL
               help="Render a photo the face gate refused (too small, rotated, cut off, ...); recorded in the output.")
 @click.option("--template", type=click.Choice(["authors", "ours"]), default=None,
               help="neural only: the alignment crop (default: authors for the authors' state dict, ours for ours).")
+@click.option("--rest", type=click.Choice(["neutral", "photo"]), default=None,
+              help="warp only: start from a neutral mouth (close a smiling photo's lips; the default) or the photo as it is.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .mp4 file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def render_command(backend: str, checkpoint: str | None, device: str | None, face: str, speech: str, emotion: str,
                    intensity: float, seed: int, size: int, components: str | None, face_policy: str | None,
-                   out: str, overwrite: bool, force: bool, template: str | None, as_json: bool) -> None:
+                   out: str, overwrite: bool, force: bool, template: str | None, rest: str | None,
+                   as_json: bool) -> None:
     """Render one talking-face clip (25 fps mp4 with the speech)."""
     try:
         summary = render_file(backend=backend, face=face, speech=speech, emotion=emotion, seed=seed, out=out,
                               intensity=intensity, size=size, checkpoint=checkpoint, device=device,
                               components=parse_components(components), face_policy=face_policy,
-                              overwrite=overwrite, force=force, template=template)
+                              overwrite=overwrite, force=force, template=template, rest=rest)
     except GeneratorError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -104,7 +104,7 @@ EMOTION_AUS: dict[str, dict[int, float]] = {
     "anger": {4: 1.0, 5: 0.6, 7: 1.0, 23: 1.0, 24: 1.0},
     "disgust": {9: 1.0, 10: 1.0, 15: 0.4, 16: 0.3},
     "fear": {1: 1.0, 2: 1.0, 4: 0.5, 5: 1.0, 7: 0.3, 20: 1.0, 25: 1.0, 26: 0.6},
-    "happiness": {6: 1.0, 12: 1.0},
+    "happiness": {6: 1.0, 12: 1.3},
     "neutral": {},
     "sadness": {1: 1.0, 4: 0.6, 15: 1.0, 17: 0.5},
 }
@@ -171,6 +171,71 @@ def expression_displacement(emotion_vec: np.ndarray, lm68: np.ndarray) -> np.nda
     if vec.shape != (len(EMOTIONS),):
         raise ValueError(f"emotion vector must have {len(EMOTIONS)} weights, got shape {vec.shape}")
     return np.tensordot(vec, EMOTION_FIELDS, axes=1) * eye_distance(lm68)
+
+
+# The face at rest (the start of every render). A photo is not always neutral: a posed smile parts the lips,
+# shows the teeth and lifts and widens the mouth corners, and every emotion rendered from it would carry
+# that smile. ``rest_displacement`` measures the photo's mouth against a neutral mouth and moves it there,
+# never past it: lips closed (inner-lip gap REST_GAP: the mesh keeps closed lips that far apart, so each
+# lip has its own triangles), lip corners no higher above the lip midline than REST_CORNER_UP, mouth no
+# wider than REST_MOUTH_WIDTH (eye distances). The limits sit between the shipped neutral face (Grace
+# Hopper: corners 0.02-0.06 above the midline, width 0.84-0.86) and the project's alignment template
+# (generator/assets/template_68.npy, an average face, slightly open-mouthed and smiling: 0.10, 0.93); the
+# smiling astronaut photo has 0.15-0.16 and 1.01. A photo within them is left alone, so a neutral photo
+# renders exactly as before. Closing is shared by the lips as in a jaw-closing movement: the
+# lower lip rises by two thirds of the gap, the upper lip comes down by one third (the reverse of AU25/26).
+REST_CORNER_UP = 0.07
+REST_MOUTH_WIDTH = 0.90
+REST_GAP = 0.035
+REST_MAX = 0.25  # eye distances: no landmark moves further to reach rest (a wide-open mouth is not "a photo")
+
+
+def rest_displacement(lm68: np.ndarray) -> np.ndarray:
+    """(68, 2) pixel displacement taking a photo's mouth to rest (the comment above), zeros for a neutral one."""
+    lm = np.asarray(lm68, dtype=np.float64)
+    unit = eye_distance(lm)
+    disp = np.zeros((68, 2))
+    # 1. Close the lips: the lower lip (outer 55-59, inner 65-67) up, the upper (outer 49-53, inner 61-63) down.
+    gap = float(np.mean(lm[[67, 66, 65], 1] - lm[[61, 62, 63], 1])) - REST_GAP * unit
+    if gap > 0.015 * unit:
+        lower_up, upper_down = 2.0 / 3.0 * gap, 1.0 / 3.0 * gap
+        for idx, w in ((57, 1.0), (56, 0.95), (58, 0.95), (55, 0.8), (59, 0.8), (66, 1.0), (65, 0.95), (67, 0.95)):
+            disp[idx, 1] -= w * lower_up
+        for idx, w in ((51, 1.0), (50, 0.95), (52, 0.95), (49, 0.8), (53, 0.8), (62, 1.0), (61, 0.95), (63, 0.95)):
+            disp[idx, 1] += w * upper_down
+        for idx in (8, 7, 9):  # the chin follows the jaw
+            disp[idx, 1] -= 0.5 * lower_up
+    # 2. Lower the corners to at most REST_CORNER_UP above the lip midline (AU12 reversed: the corners and,
+    #    less, their neighbours).
+    moved = lm + disp
+    midline = 0.5 * (moved[62, 1] + moved[66, 1])
+    for left, right in ((48, 54), (60, 64)):
+        up = midline - 0.5 * (moved[left, 1] + moved[right, 1])
+        excess = up - REST_CORNER_UP * unit
+        if excess > 0:
+            for a, b, w in ((left, right, 1.0),):
+                disp[a, 1] += w * excess
+                disp[b, 1] += w * excess
+            if left == 48:
+                for a, b in ((49, 53), (59, 55)):
+                    disp[a, 1] += 0.45 * excess
+                    disp[b, 1] += 0.45 * excess
+            else:
+                for a, b in ((61, 63), (67, 65)):
+                    disp[a, 1] += 0.4 * excess
+                    disp[b, 1] += 0.4 * excess
+    # 3. Narrow the mouth to at most REST_MOUTH_WIDTH (corners in along the lip line).
+    width = float(np.linalg.norm(lm[54] - lm[48]))
+    excess_w = width - REST_MOUTH_WIDTH * unit
+    if excess_w > 0:
+        half = 0.5 * excess_w
+        for a, b, w in ((48, 54, 1.0), (60, 64, 0.9), (49, 53, 0.45), (59, 55, 0.45), (61, 63, 0.3), (67, 65, 0.3)):
+            disp[a, 0] += w * half
+            disp[b, 0] -= w * half
+    norm = np.linalg.norm(disp, axis=1).max()
+    if norm > REST_MAX * unit:
+        disp *= REST_MAX * unit / norm
+    return disp
 
 
 def onset_ramp(n_frames: int, fps: int = 25, onset_s: float = 0.4) -> np.ndarray:

@@ -1,9 +1,17 @@
 """``WarpRenderer``: the training-free ``warp`` backend of :mod:`generator.renderers`.
 
 One render: detect the face and its landmarks (once per photo), align the photo to the template at
-the output size, then for each 25 fps frame move the landmarks (expression with an onset ramp,
-speech-driven mouth, blinks), warp the aligned photo piecewise-affinely to them, apply the head
-motion, and paint the inner mouth where the lips have parted.
+the output size, then for each 25 fps frame move the landmarks (the face at rest, the expression with an
+onset ramp, the speech-driven mouth, blinks), warp the aligned photo piecewise-affinely to them, apply the
+head motion, and paint the inner mouth where the lips have parted.
+
+The face at rest (``rest="neutral"``, the default): a smiling photo's parted lips are closed, its lip
+corners lowered and its mouth narrowed to neutral limits before anything else moves
+(:func:`generator.warp.expression.rest_displacement`; its open mouth is covered in its own lip colour so
+no line of teeth stays between the closed lips); a photo within the limits is left exactly as it is.
+``rest="photo"`` keeps the photo's own expression. The expression's skin folds (furrows between the brows,
+forehead lines, the nasolabial furrow, crow's feet: :mod:`generator.warp.wrinkles`) are shaded into the
+photo before the warp, deepening with the onset ramp, so they move with the skin.
 
 Every photo goes through the face gate (:func:`generator.faces.find_face`): ``policy`` says what
 to do with several faces (``"single"``, the default: refuse; ``"largest"``: use the largest), and
@@ -29,13 +37,16 @@ from generator.errors import InputError
 from generator.faces import FACE_POLICIES, as_rgb, find_face
 from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
 from generator.warp.cavity import MouthStyle, inner_gap, mouth_style, paint_mouth, photo_teeth
-from generator.warp.expression import expression_displacement, eye_distance, onset_ramp
+from generator.warp.expression import EMOTION_AUS, expression_displacement, eye_distance, onset_ramp, rest_displacement
 from generator.warp.life import blink_displacement, head_matrix, life_track
 from generator.warp.mesh import FaceMesh
 from generator.warp.mouth import MouthTrack, mouth_displacement, speech_features
+from generator.warp.wrinkles import au_weights, wrinkle_map
+from stimuli.emotions import EMOTIONS
 
 COMPONENTS = ("expression", "mouth", "life")
-VERSION = 2  # bump when the same inputs would render different frames
+RESTS = ("neutral", "photo")
+VERSION = 3  # bump when the same inputs would render different frames
 _CACHE_SIZE = 16
 # Gated faces per (photo hash, face policy, force), shared by all renderers of the process: a stimulus set
 # renders the same few faces many times. Aligned faces and meshes are cached per renderer.
@@ -55,6 +66,7 @@ class PreparedFace:
     teeth_rgb: np.ndarray | None  # the photo's own teeth colour, when its mouth shows them
     teeth_h: float
     gate: dict              # what the face gate found and what ``force`` overrode (provenance)
+    rest: np.ndarray        # (68, 2) displacement of the face at rest (zeros: the photo as it is)
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,8 @@ class WarpRenderer:
     checkpoint_sha256: str | None = None
 
     def __init__(self, components: tuple[str, ...] | list[str] = COMPONENTS, *, onset_s: float = 0.4,
-                 expression_gain: float = 1.0, policy: str = "single", force: bool = False):
+                 expression_gain: float = 1.0, policy: str = "single", force: bool = False,
+                 rest: str = "neutral"):
         unknown = [c for c in components if c not in COMPONENTS]
         if unknown:
             raise InputError(f"unknown warp components {unknown}: use any of {', '.join(COMPONENTS)}")
@@ -96,6 +109,9 @@ class WarpRenderer:
         if policy not in FACE_POLICIES:
             raise InputError(f"unknown face policy {policy!r}: use one of {', '.join(FACE_POLICIES)}")
         self.policy = policy
+        if rest not in RESTS:
+            raise InputError(f"unknown rest {rest!r}: use one of {', '.join(RESTS)}")
+        self.rest = rest
         self.force = bool(force)
         self._prepared: OrderedDict[tuple[str, int], PreparedFace] = OrderedDict()
 
@@ -120,9 +136,14 @@ class WarpRenderer:
         mesh = FaceMesh(aligned_lm, (size, size))
         unit = eye_distance(mesh.landmarks)
         teeth_rgb, teeth_h = photo_teeth(aligned, mesh.landmarks, unit)
+        style = mouth_style(aligned, mesh.landmarks, unit)  # the photo's own teeth, before any closing
+        rest = rest_displacement(mesh.landmarks) if self.rest == "neutral" else np.zeros((68, 2))
+        if inner_gap(mesh.landmarks + rest) < inner_gap(mesh.landmarks) - 0.5:
+            aligned = _close_lips(aligned, mesh.landmarks)
         prepared = PreparedFace(image=aligned, landmarks=mesh.landmarks, mesh=mesh,
-                                style=mouth_style(aligned, mesh.landmarks, unit), base_gap=inner_gap(mesh.landmarks),
-                                unit=unit, teeth_rgb=teeth_rgb, teeth_h=teeth_h, gate=checked.provenance())
+                                style=style, base_gap=inner_gap(mesh.landmarks + rest),
+                                unit=unit, teeth_rgb=teeth_rgb, teeth_h=teeth_h, gate=checked.provenance(),
+                                rest=rest)
         self._prepared[(key, size)] = prepared
         _trim(self._prepared)
         return prepared
@@ -141,7 +162,7 @@ class WarpRenderer:
         base = prepared.landmarks
         s = prepared.image.shape[0]
         mouth = speech_features(x, MODEL_RATE, n)
-        disp = np.zeros((n, 68, 2))
+        disp = np.repeat(prepared.rest[None], n, axis=0)  # the face at rest, then what moves
         ramp = np.zeros(n)
         if "expression" in self.components:
             ramp = onset_ramp(n, FPS, self.onset_s)
@@ -170,6 +191,14 @@ class WarpRenderer:
                          blink_displacement=lids)
 
     # -- rendering ----------------------------------------------------------------------------------
+    def _folds(self, prepared: PreparedFace, vec: np.ndarray) -> np.ndarray | None:
+        """The shading of the expression's folds at full strength (None: no expression, or no folds)."""
+        if "expression" not in self.components:
+            return None
+        weights = au_weights(EMOTION_AUS, EMOTIONS, self.expression_gain * np.asarray(vec, dtype=np.float64))
+        s = prepared.image.shape[0]
+        return wrinkle_map((s, s), prepared.landmarks, prepared.unit, weights)
+
     def render(self, face: np.ndarray, speech: np.ndarray, emotion: EmotionSpec, seed: int, *,
                intensity: float = 1.0, size: int = 128) -> RenderResult:
         """Render a clip: (T, size, size, 3) uint8 RGB at 25 fps, T = ceil(len(speech) / 320)."""
@@ -181,9 +210,10 @@ class WarpRenderer:
         s = prepared.image.shape[0]
         frames = np.empty((n, s, s, 3), np.uint8)
         identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+        source = _SkinSource(prepared, self._folds(prepared, vec))
         for t in range(n):
             head = None if np.allclose(anim.head[t], identity) else anim.head[t]
-            frames[t] = prepared.mesh.warp(prepared.image, anim.displacement[t], head)
+            frames[t] = prepared.mesh.warp(source.at(float(anim.expression[t])), anim.displacement[t], head)
             if anim.blink[t] > 0 and anim.blink_displacement is not None:
                 _occlude_eyes(frames[t], prepared, anim, t, head)
             if "mouth" in self.components or "expression" in self.components:
@@ -201,9 +231,55 @@ class WarpRenderer:
             "onset_s": self.onset_s,
             "expression_gain": self.expression_gain,
             "face_policy": self.policy,
+            "rest": self.rest,
+            "rest_shift_px": round(float(np.linalg.norm(prepared.rest, axis=1).max()), 3),
             "face_gate": dict(prepared.gate),
         }
         return RenderResult(frames=frames, audio=x.copy(), audio_rate=MODEL_RATE, fps=FPS, parameters=params)
+
+
+def _close_lips(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
+    """The photo with its open mouth (teeth, tongue) covered in its own lip colour, a little darker, for a
+    face at rest whose lips the rest displacement closes: squeezed shut by the warp, an open mouth would
+    leave a line of teeth between the lips. Speech and expressions paint the interior anew
+    (generator.warp.cavity) wherever the lips part from there."""
+    import cv2
+
+    from generator.warp.cavity import lip_colour, smooth_contour
+
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(smooth_contour(lm68[60:68]) * 4).astype(np.int32)], 255, cv2.LINE_AA, 2)
+    mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+    a = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), 0.8)[..., None]
+    lips = 0.85 * lip_colour(image, lm68).astype(np.float32)
+    return np.clip(image * (1 - a) + lips * a + 0.5, 0, 255).astype(np.uint8)
+
+
+class _SkinSource:
+    """The aligned photo with the expression's folds (generator.warp.wrinkles) at a strength in [0, 1]:
+    the photo itself at 0, the fully shaded photo at 1 (both made once), a blend during the onset."""
+
+    def __init__(self, prepared: PreparedFace, field: np.ndarray | None):
+        self.image = prepared.image
+        self.field = field
+        self.full = None if field is None else _shade(prepared.image, field, 1.0)
+
+    def at(self, strength: float) -> np.ndarray:
+        if self.field is None or strength <= 0.0:
+            return self.image
+        if strength >= 1.0:
+            return self.full
+        return _shade(self.image, self.field, strength)
+
+
+# A fold's shadow on skin is warmer than a grey darkening (the light that reaches it has passed through
+# skin: red is absorbed least): per-channel weights of the darkening, R G B.
+_SHADOW_TINT = np.array([0.8, 1.0, 1.1], np.float32)
+
+
+def _shade(image: np.ndarray, field: np.ndarray, strength: float) -> np.ndarray:
+    gain = 1.0 + strength * (field[..., None] - 1.0) * _SHADOW_TINT
+    return np.clip(image * gain + 0.5, 0, 255).astype(np.uint8)
 
 
 def _occlude_eyes(frame: np.ndarray, prepared: PreparedFace, anim: Animation, t: int, head: np.ndarray | None

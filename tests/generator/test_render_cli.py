@@ -178,3 +178,22 @@ def test_silent_speech_error_offers_no_option_the_cli_lacks(files):
               "--out", str(files / "silent.mp4"))
     assert res.exit_code == 1 and "the recording is silent" in res.output
     assert "allow_silent" not in res.output
+
+
+def test_rest_option_reaches_the_renderer_and_is_warp_only(files):
+    from skimage.data import astronaut
+
+    Image.fromarray(astronaut()).save(files / "smile.png")
+    args = ["--face", str(files / "smile.png"), "--speech", str(files / "speech.wav"), "--emotion", "neutral",
+            "--face-policy", "largest", "--json"]
+    res = run(*args, "--out", str(files / "rest.mp4"))
+    assert res.exit_code == 0, res.output
+    params = json.loads(res.output)["parameters"]
+    assert params["rest"] == "neutral" and params["rest_shift_px"] > 1.0  # the smiling photo was closed
+    res = run(*args, "--rest", "photo", "--out", str(files / "photo.mp4"))
+    assert res.exit_code == 0, res.output
+    params = json.loads(res.output)["parameters"]
+    assert params["rest"] == "photo" and params["rest_shift_px"] == 0.0
+    res = run("--backend", "neural", "--checkpoint", str(files / "face.jpg"), *args[:6], "--rest", "photo",
+              "--out", str(files / "n.mp4"))
+    assert res.exit_code == 1 and "--rest applies to --backend warp only" in res.output
