@@ -63,7 +63,7 @@ def speech_set(sentences: tuple[str, ...], emotions: tuple[str, ...]) -> dict[tu
 _W: dict = {}
 
 
-def _init() -> None:
+def _init(onset_s: float = 0.4) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import cv2
     import torch
@@ -74,7 +74,7 @@ def _init() -> None:
     from generator.warp.renderer import WarpRenderer
 
     _W["checker"] = ClipChecker()
-    _W["renderer"] = WarpRenderer(policy="largest")
+    _W["renderer"] = WarpRenderer(policy="largest", onset_s=onset_s)
     _W["faces"] = face_images()
     _W["refs"] = {}
 
@@ -143,11 +143,11 @@ def measure_clip(job: tuple) -> dict:
     }
 
 
-def _run(jobs: list[tuple], n_jobs: int) -> list[dict]:
+def _run(jobs: list[tuple], n_jobs: int, onset_s: float = 0.4) -> list[dict]:
     if n_jobs <= 1:
-        _init()
+        _init(onset_s)
         return [measure_clip(j) for j in jobs]
-    with ProcessPoolExecutor(n_jobs, initializer=_init) as ex:
+    with ProcessPoolExecutor(n_jobs, initializer=_init, initargs=(onset_s,)) as ex:
         return list(ex.map(measure_clip, jobs, chunksize=3))
 
 
@@ -211,6 +211,7 @@ def main() -> None:
     ap.add_argument("--sentences", nargs="+", default=list(SENTENCES))
     ap.add_argument("--emotions", nargs="+", default=list(EMOTIONS), choices=EMOTIONS)
     ap.add_argument("--id-step", type=int, default=2, help="identity on every N-th frame")
+    ap.add_argument("--onset-s", type=float, default=0.4, help="the renderer's expression onset ramp, s")
     ap.add_argument("--json", help="write the per-clip records here")
     args = ap.parse_args()
 
@@ -221,7 +222,7 @@ def main() -> None:
         for s in args.sentences:
             for emo in args.emotions:
                 jobs.append((face, s, emo, len(jobs), speech[(s, emo)], args.id_step))
-    recs = _run(jobs, args.jobs)
+    recs = _run(jobs, args.jobs, args.onset_s)
     secs = [len(speech[k]) / 8000 for k in speech]
     print(f"{len(recs)} clips ({len(args.faces)} faces x {len(args.sentences)} sentences x {len(args.emotions)} "
           f"emotions; speech {min(secs):.2f}-{max(secs):.2f} s) in {time.perf_counter() - t0:.1f} s, "

@@ -155,25 +155,35 @@ OPEN_TABLE, SPREAD_TABLE, ROUND_TABLE = _table(OPEN), _table(SPREAD), _table(ROU
 # The part of OPEN that the jaw makes (lower lip, chin, jaw line): an expression that already drops the jaw
 # or parts the lips (fear: AU25/26) and speech share it (``mouth_displacement``).
 JAW_POINTS = [i for i, (_, dy) in OPEN.items() if dy > 0 and i not in (48, 54, 60, 64)]
-MIN_SPEECH_SHARE = 0.35  # speech keeps at least this share of its jaw movement, however open the rest is
+HELD_SHARE = 0.5  # speech's jaw movement is reduced by this share of the jaw drop the expression holds
+UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
+LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
 
 
 def mouth_displacement(track: MouthTrack, lm68: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
     """(T, 68, 2) pixel displacements of the mouth controls on a face with landmarks ``lm68``.
 
-    ``held`` (T, 68, 2), optional: the displacement the face already has from its expression. Where it
-    pulls the lower lip down (fear's AU25/26), speech opens the jaw from that parted rest to its own
-    peak instead of adding its full movement on top: the jaw movement of speech is scaled by
-    ``1 - held / OPEN`` at the lower inner lip (point 66; at least ``MIN_SPEECH_SHARE``), so the mouth
-    at a loud vowel is as open as it would be without the expression, and it still opens linearly with
-    the speech opening. A raised upper lip (disgust's AU10) does not share the jaw and adds."""
+    ``held`` (T, 68, 2), optional: the displacement the face already has from its expression; speech and
+    the expression share the lips and the jaw:
+
+    - where the expression holds the jaw down and the lips parted (fear's AU25/26), speech opens the jaw
+      from that parted rest, adding ``1 - HELD_SHARE * held / OPEN`` of its movement (at the lower inner
+      lip, point 66), not all of it: a loud vowel in fear is a little more open than in neutral speech,
+      not a shout, and the mouth still opens linearly with the speech opening;
+    - where the expression presses the lips together (anger's AU23/24), opening the jaw parts them: the
+      pressing part of the lips' vertical displacement fades out as the speech opening goes to 1;
+    - a raised upper lip (disgust's AU10) does not share the jaw and adds."""
     unit = eye_distance(lm68)
     n = len(track.opening)
-    open_t = track.opening[:, None, None] * np.broadcast_to(OPEN_TABLE, (n, 68, 2))
+    o = track.opening[:, None, None]
+    d = o * np.broadcast_to(OPEN_TABLE, (n, 68, 2))
     if held is not None and n:
-        drop = np.clip(np.asarray(held, dtype=np.float64)[:, 66, 1] / unit, 0.0, None)  # eye distances
-        share = np.clip(1.0 - drop / OPEN_TABLE[66, 1], MIN_SPEECH_SHARE, 1.0)
-        open_t = open_t.copy()
-        open_t[:, JAW_POINTS, :] *= share[:, None, None]
-    d = open_t + track.spreading[:, None, None] * SPREAD_TABLE + track.rounding[:, None, None] * ROUND_TABLE
+        h = np.asarray(held, dtype=np.float64) / unit  # eye distances
+        drop = np.clip(h[:, 66, 1], 0.0, None)
+        share = np.clip(1.0 - HELD_SHARE * drop / OPEN_TABLE[66, 1], 0.0, 1.0)
+        d = d.copy()
+        d[:, JAW_POINTS, :] *= share[:, None, None]
+        d[:, UPPER_LIP, 1] -= o[:, :, 0] * np.clip(h[:, UPPER_LIP, 1], 0.0, None)  # upper lip pressed down
+        d[:, LOWER_LIP, 1] -= o[:, :, 0] * np.clip(h[:, LOWER_LIP, 1], None, 0.0)  # lower lip pushed up
+    d = d + track.spreading[:, None, None] * SPREAD_TABLE + track.rounding[:, None, None] * ROUND_TABLE
     return d * unit
