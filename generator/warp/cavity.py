@@ -181,6 +181,94 @@ def edge_blur(image: np.ndarray, lm68: np.ndarray) -> float:
     return float(np.clip(s0 / np.sqrt(ratio ** 2 - 1.0), 0.35, 2.5))
 
 
+# Points that move with the skull, not with the jaw or the lips (nose bridge, eye corners): the upper teeth
+# are fixed to the skull, so the photo's own upper teeth follow these and nothing else.
+SKULL = [27, 28, 29, 36, 39, 42, 45]
+
+
+@dataclass(frozen=True)
+class TeethTexture:
+    """The photo's own upper teeth, cut out once so that they can be shown fixed to the skull as the jaw
+    opens (:func:`teeth_texture`)."""
+
+    rgb: np.ndarray      # (h, w, 3) float32: the photo around the mouth, teeth extended upwards
+    alpha: np.ndarray    # (h, w) float32: 1 on the upper teeth (and their extension under the upper lip)
+    origin: np.ndarray   # (2,) top-left of the patch in the aligned photo, pixels
+    anchors: np.ndarray  # (len(SKULL), 2): the photo's landmarks at ``SKULL``
+
+
+def teeth_texture(image: np.ndarray, lm68: np.ndarray, unit: float, teeth_rgb: np.ndarray | None
+                  ) -> TeethTexture | None:
+    """The photo's upper teeth as a texture, when its mouth shows them (``teeth_rgb`` from
+    :func:`photo_teeth`), else None.
+
+    In each column between the mouth corners, the upper teeth are the run of teeth-coloured pixels from the
+    upper inner lip downwards: less saturated than the midpoint of the lips' and the teeth's (R - B) /
+    luminance, and not darker than 0.8 x the lips (lips and skin can be as bright as teeth, but are
+    redder); what lies below
+    the run (the lower lip, a dark gap, lower teeth) belongs to the jaw and is left to the warp and the
+    painted interior. The teeth are extended upwards by 0.15 eye distances (their top row repeated), so
+    that a raised upper lip (AU10, the jaw opening) uncovers teeth rather than a hole."""
+    if teeth_rgb is None:
+        return None
+    lm = np.asarray(lm68, dtype=np.float64)
+    h, w = image.shape[:2]
+    ext = 0.15 * unit
+    pad = 2
+    x0 = max(int(np.floor(lm[60, 0])) - pad, 0)
+    x1 = min(int(np.ceil(lm[64, 0])) + pad + 1, w)
+    y0 = max(int(np.floor(lm[[60, 61, 62, 63, 64], 1].min() - ext)) - pad, 0)
+    y1 = min(int(np.ceil(lm[[64, 65, 66, 67, 60], 1].max())) + pad + 1, h)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    patch = image[y0:y1, x0:x1].astype(np.float32)
+    luma = patch @ LUMA.astype(np.float32)
+    xs = np.arange(x0, x1, dtype=np.float64)
+    upper = smooth_contour(lm[UPPER_INNER_LINE], closed=False)
+    lower = smooth_contour(lm[LOWER_INNER_LINE], closed=False)[::-1]
+    y_up = np.interp(xs, upper[:, 0], upper[:, 1]) - y0
+    y_lo = np.interp(xs, lower[:, 0], lower[:, 1]) - y0
+    lips, own = lip_colour(image, lm), np.asarray(teeth_rgb, dtype=np.float64)
+    tint = lambda c: (c[..., 0] - c[..., 2]) / np.maximum(c @ LUMA, 1.0)  # noqa: E731
+    cut = 0.5 * (float(tint(lips)) + float(tint(own)))
+    white = (tint(patch) <= cut) & (luma >= 0.8 * float(lips @ LUMA))
+    inside = (xs > lm[60, 0]) & (xs < lm[64, 0])
+    top = np.zeros(len(xs), np.int64)
+    bottom = np.zeros(len(xs))  # the lower edge of the teeth, patch rows (float: soft edge)
+    for j in np.flatnonzero(inside):
+        r0 = int(np.ceil(y_up[j] - 0.5))
+        r1 = min(int(np.floor(y_lo[j] + 0.5)), len(luma) - 1)
+        r = r0
+        while r <= min(r0 + 1, r1) and not white[r, j]:  # the lip's edge, blended into the first rows
+            r += 1
+        first = r
+        while r <= r1 and white[r, j]:
+            r += 1
+        if r > first:
+            top[j], bottom[j] = first, r
+    if not (bottom > 0).any():
+        return None
+    from scipy.ndimage import median_filter
+
+    # Columns between teeth columns that found none (the darker gaps between incisors) are teeth too.
+    found = np.flatnonzero(bottom > 0)
+    span = np.arange(found[0], found[-1] + 1)
+    top[span] = np.round(np.interp(span, found, top[found])).astype(np.int64)
+    bottom[span] = np.interp(span, found, bottom[found])
+    run = median_filter(bottom - top, size=5, mode="nearest") * (bottom > 0)
+    ys = np.arange(len(luma), dtype=np.float64)[:, None]
+    edge = top[None, :] + run[None, :]
+    alpha = np.clip(edge - ys, 0.0, 1.0) * (ys >= y_up[None, :] - ext) * (run[None, :] > 0)
+    import cv2
+
+    alpha = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), 0.6)  # no cut-out edge at the ends and tips
+    rgb = patch.copy()
+    for j in np.flatnonzero(run > 0):  # the teeth's top row, repeated up to the extension
+        rgb[:top[j], j] = patch[top[j], j]
+    return TeethTexture(rgb=rgb, alpha=alpha.astype(np.float32), origin=np.array([x0, y0], dtype=np.float64),
+                        anchors=lm[SKULL].copy())
+
+
 @dataclass(frozen=True)
 class MouthStyle:
     """The colours and softness of one photo's painted mouth (module docstring); RGB float in [0, 255]."""
@@ -192,6 +280,8 @@ class MouthStyle:
     own_teeth: bool   # the teeth colour was measured on the photo's own teeth
     blur: float       # Gaussian sigma of painted edges, px
     teeth_h: float = 0.0  # visible upper-teeth height in the photo (px), when it shows its teeth
+    texture: TeethTexture | None = None  # the photo's own upper teeth, when it shows them
+    rest: np.ndarray | None = None  # (68, 2) the photo's landmarks: where the skull holds the upper teeth
 
     @classmethod
     def from_lips(cls, lip_rgb: np.ndarray, blur: float = 0.5) -> "MouthStyle":
@@ -236,10 +326,14 @@ def _style(lips: np.ndarray, skin: np.ndarray, sclera: np.ndarray | None, own: n
 
 def mouth_style(image: np.ndarray, lm68: np.ndarray, unit: float) -> MouthStyle:
     """Measure one aligned photo's mouth style (module docstring)."""
+    from dataclasses import replace
+
     lips = lip_colour(image, lm68)
     own, own_h = photo_teeth(image, lm68, unit)
     skin = skin_colour(image, lm68)
-    return _style(lips, skin, sclera_colour(image, lm68, skin), own, edge_blur(image, lm68), own_h)
+    style = _style(lips, skin, sclera_colour(image, lm68, skin), own, edge_blur(image, lm68), own_h)
+    return replace(style, texture=teeth_texture(image, lm68, unit, own),
+                   rest=np.asarray(lm68, dtype=np.float64).copy())
 
 
 def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: MouthStyle | np.ndarray,
@@ -258,7 +352,9 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
     # and mouth interior, warped, in small openings.
     extra = float(np.clip((gap - base_gap - 0.4) / 2.0, 0.0, 1.0))
     stretch = float(np.clip((gap / max(base_gap, 0.5) - 1.3) / 0.7, 0.0, 1.0))
-    alpha = min(extra, stretch)
+    # With the photo's own teeth cut out (style.texture) the painted mouth shows them unstretched from the
+    # first pixel of extra opening; without, small openings keep the warped photo.
+    alpha = extra if style.texture is not None else min(extra, stretch)
     if alpha <= 0.0:
         return frame
     import cv2
@@ -302,11 +398,25 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
         a_t = (wide * tongue)[..., None]
         colour = colour * (1 - a_t) + tng[None, None, :] * shade[..., None] * a_t
 
-    # Teeth. Upper: the uncovered crown below the upper lip, growing with the opening and spread lips.
+    # Teeth. Upper: the uncovered crown below the upper lip.
     crown = 0.17 * unit
-    show_up = np.clip(0.02 * unit * (1.0 + 2.5 * spreading - 0.8 * rounding) + 0.25 * gap, 0.0, crown)
-    show_up = max(show_up, min(style.teeth_h, 0.6 * gap))  # a photo showing its teeth keeps showing them
-    up_edge = y_up + show_up * (0.35 + 0.65 * arch)
+    gum = None
+    if style.rest is not None:
+        # Fixed to the skull: the incisal edge stays where it is at rest (the photo's upper inner lip, moved
+        # like the skull, plus the part of the incisors a relaxed lip leaves uncovered, more with spread
+        # lips); a rising upper lip (the jaw opening, AU10) uncovers more of the crown, then the gum.
+        from generator.align import similarity_transform
+
+        A = similarity_transform(style.rest[SKULL], lm[SKULL])
+        rest_up = smooth_contour(style.rest[UPPER_INNER_LINE] @ A[:, :2].T + A[:, 2], closed=False)
+        y_rest = np.interp(xs[0], rest_up[:, 0], rest_up[:, 1]).astype(np.float32)[None, :]
+        show_rest = 0.035 * unit * max(1.0 + 2.0 * spreading - 0.8 * rounding, 0.2)
+        up_edge = np.maximum(y_rest + show_rest * (0.35 + 0.65 * arch), y_up)
+        gum = np.clip((up_edge - crown - ys) / 0.7, 0.0, 1.0)
+    else:  # no photo: hang the teeth from the upper lip, growing with the opening
+        show_up = np.clip(0.02 * unit * (1.0 + 2.5 * spreading - 0.8 * rounding) + 0.25 * gap, 0.0, crown)
+        show_up = max(show_up, min(style.teeth_h, 0.6 * gap))  # a photo showing its teeth keeps showing them
+        up_edge = y_up + show_up * (0.35 + 0.65 * arch)
     corner_fade = np.clip(1.6 * (1.0 - across), 0.0, 1.0)  # the arch turns into the corners' shade
     upper_t = np.clip((up_edge - ys) / 0.7, 0.0, 1.0) * (ys >= y_up - 2) * corner_fade
     # Lower: only as the jaw opens and the lower lip is drawn down or spread.
@@ -321,14 +431,38 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
     edge_dark = 1.0 - 0.15 * np.clip(1.0 - (up_edge - ys) / 1.5, 0.0, 1.0)  # translucent incisal edge
     teeth_up = tth[None, None, :] * (light * edge_dark)[..., None]
     teeth_lo = tth[None, None, :] * (0.8 * light)[..., None]
-    colour = colour * (1 - upper_t[..., None]) + teeth_up * upper_t[..., None]
+    if style.texture is None:
+        colour = colour * (1 - upper_t[..., None]) + teeth_up * upper_t[..., None]
+        if gum is not None and gum.any():  # above the crown: the gum, the lips' colour in some shade
+            g = (gum * upper_t)[..., None]
+            colour = colour * (1 - g) + (0.8 * np.asarray(style.lips, dtype=np.float32))[None, None, :] * g
     colour = colour * (1 - lower_t[..., None]) + teeth_lo * lower_t[..., None]
 
     # Soft edges, matched to the frame's blur: blur the painted colour inside the opening and its mask.
     if style.blur > 0.45:
         colour = cv2.GaussianBlur(colour.astype(np.float32), (0, 0), style.blur)
+    if style.texture is not None:  # the photo's own upper teeth, where the skull has taken them
+        colour = _own_teeth(colour, style.texture, lm, off)
     mask = cv2.GaussianBlur(opening, (0, 0), max(0.35, style.blur))
     a = (mask * alpha)[..., None]
     roi = frame[y0:y1, x0:x1].astype(np.float32)
     frame[y0:y1, x0:x1] = np.clip(roi * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
     return frame
+
+
+def _own_teeth(colour: np.ndarray, tex: TeethTexture, lm: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """``colour`` (the painted ROI at ``off``) with the photo's upper teeth laid over it, moved like the
+    skull (a similarity fitted on ``SKULL``: head motion, not jaw or lips)."""
+    import cv2
+
+    from generator.align import similarity_transform
+
+    A = similarity_transform(tex.anchors, lm[SKULL])
+    m = np.empty((2, 3))
+    m[:, :2] = A[:, :2]
+    m[:, 2] = A[:, :2] @ tex.origin + A[:, 2] - off
+    size = (colour.shape[1], colour.shape[0])
+    rgb = cv2.warpAffine(tex.rgb, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    a = cv2.warpAffine(tex.alpha, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a = a[..., None]
+    return colour * (1 - a) + rgb * a

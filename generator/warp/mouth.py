@@ -3,11 +3,15 @@
 Features, on an 80 ms Hann window centred on each frame (frame t covers samples [320 t, 320 (t+1))
 at 8 kHz, NOTES.md):
 
-- **opening** in [0, 1] from the energy envelope: RMS level in dB, mapped linearly from a floor
-  25 dB below the loud end (the 90th percentile of the level over speech frames; never below
-  -55 dBFS) to that loud end. Vowels open the mouth, weaker consonants half-way, stop closures,
-  /m/, /b/, /p/ and pauses (digital silence included) leave it closed. 25 dB keeps continuous speech
-  from holding the mouth open: a vowel-consonant alternation spans 10-30 dB.
+- **opening** in [0, 1] from the amplitude envelope: the RMS amplitude relative to the loud end (the
+  90th percentile of the level over speech frames), raised to the power 0.7 (compressive, like
+  loudness: a sound 10 dB down opens the mouth 45 %, 20 dB down 20 %), and mapped to 0 at a floor
+  25 dB below the loud end (never below -55 dBFS). Vowels open the mouth, weaker consonants part of
+  the way, stop closures, /m/, /b/, /p/ and pauses (digital silence included) leave it closed. The
+  mouth's aperture follows the amplitude envelope of speech (Chandrasekaran et al. 2009, "The natural
+  statistics of audiovisual speech", PLoS Comput Biol 5(7)); a map linear in dB (the earlier one)
+  held the mouth two-thirds open through consonants 10 dB down, so the mouth was wide open most of
+  the time and its opening followed the envelope less closely.
 - **spreading / rounding** in [0, 1] from the spectrum: the balance of energy between 1.0-3.5 kHz and
   0.15-1.0 kHz. Front vowels (/i/, /e/) put energy high (a high second formant) and are made with
   spread lips; back rounded vowels (/u/, /o/) put it low (a low F2) and round the lips. The balance is
@@ -32,6 +36,7 @@ WINDOW = 640  # samples, 80 ms at 8 kHz
 FLOOR_DB = -55.0  # dBFS: below this the mouth is always closed
 SPEECH_RANGE_DB = 40.0  # frames within 40 dB of the loud end count as speech (for the statistics)
 OPEN_RANGE_DB = 25.0  # the opening goes from 0 to 1 over the top 25 dB of the speech frames
+OPEN_EXPONENT = 0.7  # opening ~ (amplitude / loud end) ** 0.7 (module docstring)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,9 @@ def speech_features(speech: np.ndarray, rate: int = MODEL_RATE, n: int | None = 
     active = level > max(FLOOR_DB, loud - SPEECH_RANGE_DB)  # frames with speech in them
     top = float(np.percentile(level[active], 90)) if active.any() else FLOOR_DB
     floor = max(FLOOR_DB, top - OPEN_RANGE_DB)
-    raw_open = np.clip((level - floor) / max(top - floor, 1.0), 0.0, 1.0)
+    amp = 10.0 ** (OPEN_EXPONENT * (np.minimum(level, top) - top) / 20.0)
+    amp_floor = 10.0 ** (OPEN_EXPONENT * (floor - top) / 20.0) if top > floor else 1.0
+    raw_open = np.clip((amp - amp_floor) / max(1.0 - amp_floor, 1e-6), 0.0, 1.0) * (level > floor)
 
     spec = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     freqs = np.fft.rfftfreq(frames.shape[1], 1.0 / rate)
@@ -145,9 +152,38 @@ def _table(entries: dict[int, tuple[float, float]]) -> np.ndarray:
 OPEN_TABLE, SPREAD_TABLE, ROUND_TABLE = _table(OPEN), _table(SPREAD), _table(ROUND)
 
 
-def mouth_displacement(track: MouthTrack, lm68: np.ndarray) -> np.ndarray:
-    """(T, 68, 2) pixel displacements of the mouth controls on a face with landmarks ``lm68``."""
+# The part of OPEN that the jaw makes (lower lip, chin, jaw line): an expression that already drops the jaw
+# or parts the lips (fear: AU25/26) and speech share it (``mouth_displacement``).
+JAW_POINTS = [i for i, (_, dy) in OPEN.items() if dy > 0 and i not in (48, 54, 60, 64)]
+HELD_SHARE = 0.5  # speech's jaw movement is reduced by this share of the jaw drop the expression holds
+UPPER_LIP = [49, 50, 51, 52, 53, 61, 62, 63]
+LOWER_LIP = [55, 56, 57, 58, 59, 65, 66, 67]
+
+
+def mouth_displacement(track: MouthTrack, lm68: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
+    """(T, 68, 2) pixel displacements of the mouth controls on a face with landmarks ``lm68``.
+
+    ``held`` (T, 68, 2), optional: the displacement the face already has from its expression; speech and
+    the expression share the lips and the jaw:
+
+    - where the expression holds the jaw down and the lips parted (fear's AU25/26), speech opens the jaw
+      from that parted rest, adding ``1 - HELD_SHARE * held / OPEN`` of its movement (at the lower inner
+      lip, point 66), not all of it: a loud vowel in fear is a little more open than in neutral speech,
+      not a shout, and the mouth still opens linearly with the speech opening;
+    - where the expression presses the lips together (anger's AU23/24), opening the jaw parts them: the
+      pressing part of the lips' vertical displacement fades out as the speech opening goes to 1;
+    - a raised upper lip (disgust's AU10) does not share the jaw and adds."""
     unit = eye_distance(lm68)
-    d = (track.opening[:, None, None] * OPEN_TABLE + track.spreading[:, None, None] * SPREAD_TABLE
-         + track.rounding[:, None, None] * ROUND_TABLE)
+    n = len(track.opening)
+    o = track.opening[:, None, None]
+    d = o * np.broadcast_to(OPEN_TABLE, (n, 68, 2))
+    if held is not None and n:
+        h = np.asarray(held, dtype=np.float64) / unit  # eye distances
+        drop = np.clip(h[:, 66, 1], 0.0, None)
+        share = np.clip(1.0 - HELD_SHARE * drop / OPEN_TABLE[66, 1], 0.0, 1.0)
+        d = d.copy()
+        d[:, JAW_POINTS, :] *= share[:, None, None]
+        d[:, UPPER_LIP, 1] -= o[:, :, 0] * np.clip(h[:, UPPER_LIP, 1], 0.0, None)  # upper lip pressed down
+        d[:, LOWER_LIP, 1] -= o[:, :, 0] * np.clip(h[:, LOWER_LIP, 1], None, 0.0)  # lower lip pushed up
+    d = d + track.spreading[:, None, None] * SPREAD_TABLE + track.rounding[:, None, None] * ROUND_TABLE
     return d * unit

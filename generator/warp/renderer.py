@@ -168,7 +168,7 @@ class WarpRenderer:
             ramp = onset_ramp(n, FPS, self.onset_s)
             disp += ramp[:, None, None] * (self.expression_gain * expression_displacement(vec, base))[None]
         if "mouth" in self.components:
-            disp += mouth_displacement(mouth, base)
+            disp += mouth_displacement(mouth, base, held=disp)
         else:
             zero = np.zeros(n)
             mouth = MouthTrack(zero, zero, zero, mouth.level_db)

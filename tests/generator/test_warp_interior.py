@@ -182,3 +182,57 @@ def test_the_painted_interior_keeps_the_identity(faces, monkeypatch):
         d_bare = np.mean([np.linalg.norm(desc(bare[i]) - ref) for i in idx])
         assert d_painted - d_bare <= 0.06, (name, d_painted, d_bare)
         assert d_painted < 0.5, (name, d_painted)  # the issue's identity bound
+
+
+def _open_photo(prepared, opening: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    from generator.warp.mouth import MouthTrack, mouth_displacement
+
+    z = np.zeros(1)
+    d = mouth_displacement(MouthTrack(np.array([opening]), z, z, z), prepared.landmarks)[0]
+    frame = prepared.mesh.warp(prepared.image, d, None)
+    lm = prepared.landmarks + d
+    paint_mouth(frame, lm, prepared.base_gap, prepared.style, prepared.unit)
+    return frame, lm
+
+
+def _column_luma(frame: np.ndarray, lm: np.ndarray) -> tuple[np.ndarray, int]:
+    """Luminance down the mouth's middle column, from the upper to the lower inner lip; and the upper lip's row."""
+    x = int(round(lm[62, 0]))
+    y0, y1 = int(np.ceil(lm[62, 1])), int(np.floor(lm[66, 1]))
+    return frame[y0:y1 + 1, x].astype(np.float64) @ [0.299, 0.587, 0.114], y0
+
+
+def test_the_photos_own_teeth_stay_with_the_skull_as_the_jaw_opens(faces):
+    # The astronaut smiles with her upper teeth showing: opening the jaw must show those teeth, unstretched,
+    # under the upper lip, and a dark gap below them (it used to paint a dark void over her smile).
+    r = WarpRenderer()
+    a, h = r.prepare(faces["astronaut"], 128), r.prepare(faces["hopper"], 128)
+    assert a.style.texture is not None and h.style.texture is None
+    photo_col, _ = _column_luma(a.image, a.landmarks)
+    teeth_rows = int((photo_col > 200).sum())
+    frame, lm = _open_photo(a)
+    col, _ = _column_luma(frame, lm)
+    bright = col > 200
+    assert bright[:3].any(), col  # teeth right under the upper lip
+    assert abs(int(bright.sum()) - teeth_rows) <= 2, (bright.sum(), teeth_rows)  # as tall as in the photo
+    assert col[-4:-1].min() < 0.5 * col[bright].mean()  # a dark gap above the lower lip
+    # No colour cast on the teeth: neutral to warm like the photo's.
+    x = int(round(lm[62, 0]))
+    px = frame[int(np.ceil(lm[62, 1])):int(np.ceil(lm[62, 1])) + 3, x].astype(float)
+    assert (px[:, 0] >= px[:, 1] - 2).all() and (px[:, 1] >= px[:, 2] - 2).all()
+
+
+def test_upper_teeth_show_more_as_the_upper_lip_rises(faces):
+    # Teeth are fixed to the skull: a rising upper lip (the jaw opening, AU10) uncovers more of them, never fewer.
+    p = WarpRenderer().prepare(faces["hopper"], 128)
+    base = p.landmarks
+    shown = []
+    for raise_px in (0.0, 1.5, 3.0, 4.5, 6.0):
+        lm = base.copy()
+        lm[[65, 66, 67, 56, 57, 58], 1] += 9.0  # the jaw open
+        lm[[61, 62, 63, 50, 51, 52], 1] -= raise_px
+        frame = paint_mouth(np.full((128, 128, 3), 120, np.uint8), lm, p.base_gap, p.style, p.unit)
+        col, _ = _column_luma(frame, lm)
+        shown.append(int((col > 0.8 * (p.style.teeth @ [0.299, 0.587, 0.114])).sum()))
+    assert all(b >= a for a, b in zip(shown, shown[1:])), shown
+    assert shown[-1] >= shown[0] + 3, shown

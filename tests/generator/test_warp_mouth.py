@@ -140,3 +140,31 @@ def test_photo_teeth_are_found_only_in_an_open_smile():
     closed = r.prepare(faces["matplotlib:grace_hopper.jpg"], 128)
     assert smile.teeth_rgb is not None and smile.teeth_rgb.mean() > 180 and smile.teeth_h > 1.5
     assert closed.teeth_rgb is None and closed.teeth_h == 0.0
+
+
+def test_speech_and_expression_share_the_jaw():
+    from generator.align import template
+    from generator.warp.expression import eye_distance
+    from generator.warp.mouth import MouthTrack, mouth_displacement
+
+    lm = template((128, 128)).astype(np.float64)
+    unit = eye_distance(lm)
+    one, z = np.ones(1), np.zeros(1)
+    track = MouthTrack(one, z, z, z)
+    free = mouth_displacement(track, lm)[0]
+    gap = lambda d: float(np.mean((lm + d)[[67, 66, 65], 1] - (lm + d)[[61, 62, 63], 1]))  # noqa: E731
+    # Fear holds the lower lip down (AU25/26): a loud vowel opens a little more than without it, not by the sum.
+    held = np.zeros((1, 68, 2))
+    held[0, [65, 66, 67], 1] = 0.09 * unit
+    both = held[0] + mouth_displacement(track, lm, held=held)[0]
+    assert gap(free) < gap(both) < gap(free) + 0.09 * unit - 1.0
+    # and the speech still moves it: closed vs open differ by more than half the free movement
+    assert gap(both) - gap(held[0]) > 0.5 * (gap(free) - gap(np.zeros((68, 2))))
+    # Anger presses the lips (AU23/24): opening the jaw parts them as it would without the press.
+    press = np.zeros((1, 68, 2))
+    press[0, [61, 62, 63], 1] = 0.02 * unit
+    press[0, [65, 66, 67], 1] = -0.02 * unit
+    pressed = press[0] + mouth_displacement(track, lm, held=press)[0]
+    assert abs(gap(pressed) - gap(free)) < 0.05
+    half = press[0] + mouth_displacement(MouthTrack(0.5 * one, z, z, z), lm, held=press)[0]
+    assert gap(press[0]) < gap(half) < gap(pressed)
