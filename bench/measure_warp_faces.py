@@ -121,7 +121,7 @@ def measure_clip(job: tuple) -> dict:
     ref = _reference(face)
     id_t = [t for t in found_idx if t % id_step == 0]
     dist = np.array([float(np.linalg.norm(ck._descriptor(frames[t], lms[t]) - ref)) for t in id_t])
-    probs = ck.rater.predict(np.stack([face_crop(frames[t], boxes[t]) for t in found_idx])).mean(0)
+    probs = ck.rate(np.stack([face_crop(frames[t], boxes[t]) for t in found_idx])).mean(0)
     g = gap[id_t]
     lo, hi = np.percentile(g, [100 / 3, 200 / 3]) if len(g) else (0, 0)
     open_d = dist[g >= hi] if len(g) else dist

@@ -94,15 +94,14 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     var_s = (s0 ** 2).sum() / len(src)
     if var_s < 1e-12:
         raise ValueError("the source points coincide; no transform can be estimated")
-    cov = d0.T @ s0 / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    scale = (sig * d).sum() / var_s
+    # In the plane a scaled rotation is multiplication by one complex number z = a + ib; the least-squares z
+    # is sum(conj(s0) d0) / sum|s0|^2, the same optimum as Umeyama's SVD (no reflection) in closed form (the
+    # warp's mouth fits one per frame).
+    n2 = var_s * len(src)
+    a = float((s0[:, 0] * d0[:, 0] + s0[:, 1] * d0[:, 1]).sum()) / n2
+    b = float((s0[:, 0] * d0[:, 1] - s0[:, 1] * d0[:, 0]).sum()) / n2
     m = np.empty((2, 3))
-    m[:, :2] = scale * rot
+    m[0, 0], m[0, 1], m[1, 0], m[1, 1] = a, -b, b, a
     m[:, 2] = mu_d - m[:, :2] @ mu_s
     return m
 

@@ -32,6 +32,7 @@ bounding box.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,19 +69,26 @@ def smooth_contour(pts: np.ndarray, samples: int = 6, closed: bool = True) -> np
     the 8 inner-lip landmarks a polygon)."""
     p = np.asarray(pts, dtype=np.float64)
     if closed:
-        ext = np.vstack([p[-1:], p, p[:2]])
+        ext = np.concatenate([p[-1:], p, p[:2]])
         n_seg = len(p)
     else:
-        ext = np.vstack([2 * p[0] - p[1], p, 2 * p[-1] - p[-2]])
+        ext = np.concatenate([2 * p[0:1] - p[1:2], p, 2 * p[-1:] - p[-2:-1]])
         n_seg = len(p) - 1
+    # All segments at once: (n_seg, 4, 2) control windows through the (samples, 4) basis (called a few
+    # times per rendered frame, so no Python loop over the segments).
+    windows = np.arange(n_seg)[:, None] + np.arange(4)[None, :]
+    out = np.einsum("sk,nkd->nsd", _catmull_rom_basis(samples), ext[windows]).reshape(-1, 2)
+    if not closed:
+        out = np.concatenate([out, p[-1:]])
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _catmull_rom_basis(samples: int) -> np.ndarray:
+    """(samples, 4) uniform Catmull-Rom basis (tension 0.5) at u = 0, 1/samples, ..."""
     u = np.arange(samples) / samples
     u2, u3 = u * u, u * u * u
-    # Uniform Catmull-Rom basis (tension 0.5).
-    basis = 0.5 * np.stack([-u3 + 2 * u2 - u, 3 * u3 - 5 * u2 + 2, -3 * u3 + 4 * u2 + u, u3 - u2], axis=1)
-    out = [basis @ ext[i:i + 4] for i in range(n_seg)]
-    if not closed:
-        out.append(p[-1:])
-    return np.vstack(out)
+    return 0.5 * np.stack([-u3 + 2 * u2 - u, 3 * u3 - 5 * u2 + 2, -3 * u3 + 4 * u2 + u, u3 - u2], axis=1)
 
 
 def _poly_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
@@ -336,6 +344,11 @@ def mouth_style(image: np.ndarray, lm68: np.ndarray, unit: float) -> MouthStyle:
                    rest=np.asarray(lm68, dtype=np.float64).copy())
 
 
+def _clip(x, lo, hi):
+    """np.clip without its wrapper's overhead (paint_mouth clips ~16 small arrays per frame)."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: MouthStyle | np.ndarray,
                 unit: float, spreading: float = 0.0, rounding: float = 0.0) -> np.ndarray:
     """Paint the mouth interior into ``frame`` (in place; returned) for output landmarks ``lm68``.
@@ -350,8 +363,8 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
     # Paint when the lips have parted beyond the photo's own opening: by > 0.4 px (fully from 2.4 px),
     # and by more than 1.3x (fully from 2x), so that a photo with an open mouth keeps its own teeth
     # and mouth interior, warped, in small openings.
-    extra = float(np.clip((gap - base_gap - 0.4) / 2.0, 0.0, 1.0))
-    stretch = float(np.clip((gap / max(base_gap, 0.5) - 1.3) / 0.7, 0.0, 1.0))
+    extra = float(_clip((gap - base_gap - 0.4) / 2.0, 0.0, 1.0))
+    stretch = float(_clip((gap / max(base_gap, 0.5) - 1.3) / 0.7, 0.0, 1.0))
     # With the photo's own teeth cut out (style.texture) the painted mouth shows them unstretched from the
     # first pixel of extra opening; without, small openings keep the warped photo.
     alpha = extra if style.texture is not None else min(extra, stretch)
@@ -379,22 +392,22 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
     y_up = np.interp(xs[0], upper[:, 0], upper[:, 1]).astype(np.float32)[None, :]
     y_lo = np.interp(xs[0], lower[:, 0], lower[:, 1]).astype(np.float32)[None, :]
     cx, half = 0.5 * (lm[60, 0] + lm[64, 0]), max(0.5 * abs(lm[64, 0] - lm[60, 0]), 1.0)
-    across = np.clip(np.abs(xs - cx) / half, 0.0, 1.0)  # 0 in the middle, 1 at the corners
-    arch = np.sqrt(np.clip(1.0 - across ** 2, 0.0, 1.0))  # the dental arch turns away from view
+    across = _clip(np.abs(xs - cx) / half, 0.0, 1.0)  # 0 in the middle, 1 at the corners
+    arch = np.sqrt(_clip(1.0 - across ** 2, 0.0, 1.0))  # the dental arch turns away from view
 
     cav, tng, tth = (np.asarray(c, dtype=np.float32) for c in (style.cavity, style.tongue, style.teeth))
     # Cavity: ambient occlusion (darker away from the lips) and darker towards the bottom.
     occl = cv2.GaussianBlur(opening, (0, 0), max(0.8, 0.3 * gap))
-    depth = np.clip((ys - y_up) / np.maximum(y_lo - y_up, 1.0), 0.0, 1.0)
+    depth = _clip((ys - y_up) / np.maximum(y_lo - y_up, 1.0), 0.0, 1.0)
     colour = cav[None, None, :] * (1.25 - 0.6 * occl[..., None]) * (1.0 - 0.35 * depth[..., None])
 
     # Tongue at wide openings: a low dome rising from the lower lip over the middle 60 % of the mouth.
-    wide = float(np.clip((gap / unit - 0.12) / 0.08, 0.0, 1.0))
+    wide = float(_clip((gap / unit - 0.12) / 0.08, 0.0, 1.0))
     if wide > 0:
         t_h = (0.25 + 0.1 * wide) * gap
-        dome = y_lo - t_h * np.sqrt(np.clip(1.0 - (across / 0.6) ** 2, 0.0, 1.0))
-        tongue = np.clip((ys - dome) / max(style.blur * 2, 0.8), 0.0, 1.0) * (across < 0.6)
-        shade = 0.75 + 0.25 * np.clip((ys - dome) / np.maximum(t_h, 1.0), 0.0, 1.0)
+        dome = y_lo - t_h * np.sqrt(_clip(1.0 - (across / 0.6) ** 2, 0.0, 1.0))
+        tongue = _clip((ys - dome) / max(style.blur * 2, 0.8), 0.0, 1.0) * (across < 0.6)
+        shade = 0.75 + 0.25 * _clip((ys - dome) / np.maximum(t_h, 1.0), 0.0, 1.0)
         a_t = (wide * tongue)[..., None]
         colour = colour * (1 - a_t) + tng[None, None, :] * shade[..., None] * a_t
 
@@ -412,23 +425,23 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
         y_rest = np.interp(xs[0], rest_up[:, 0], rest_up[:, 1]).astype(np.float32)[None, :]
         show_rest = 0.035 * unit * max(1.0 + 2.0 * spreading - 0.8 * rounding, 0.2)
         up_edge = np.maximum(y_rest + show_rest * (0.35 + 0.65 * arch), y_up)
-        gum = np.clip((up_edge - crown - ys) / 0.7, 0.0, 1.0)
+        gum = _clip((up_edge - crown - ys) / 0.7, 0.0, 1.0)
     else:  # no photo: hang the teeth from the upper lip, growing with the opening
-        show_up = np.clip(0.02 * unit * (1.0 + 2.5 * spreading - 0.8 * rounding) + 0.25 * gap, 0.0, crown)
+        show_up = _clip(0.02 * unit * (1.0 + 2.5 * spreading - 0.8 * rounding) + 0.25 * gap, 0.0, crown)
         show_up = max(show_up, min(style.teeth_h, 0.6 * gap))  # a photo showing its teeth keeps showing them
         up_edge = y_up + show_up * (0.35 + 0.65 * arch)
-    corner_fade = np.clip(1.6 * (1.0 - across), 0.0, 1.0)  # the arch turns into the corners' shade
-    upper_t = np.clip((up_edge - ys) / 0.7, 0.0, 1.0) * (ys >= y_up - 2) * corner_fade
+    corner_fade = _clip(1.6 * (1.0 - across), 0.0, 1.0)  # the arch turns into the corners' shade
+    upper_t = _clip((up_edge - ys) / 0.7, 0.0, 1.0) * (ys >= y_up - 2) * corner_fade
     # Lower: only as the jaw opens and the lower lip is drawn down or spread.
-    show_lo = np.clip(0.3 * (gap - 0.15 * unit) * (1.0 + spreading), 0.0, 0.10 * unit)
+    show_lo = _clip(0.3 * (gap - 0.15 * unit) * (1.0 + spreading), 0.0, 0.10 * unit)
     lo_edge = y_lo - show_lo * arch
-    lower_t = np.clip((ys - lo_edge) / 0.7, 0.0, 1.0) * (ys <= y_lo + 2) * (show_lo > 0.3) * corner_fade
+    lower_t = _clip((ys - lo_edge) / 0.7, 0.0, 1.0) * (ys <= y_lo + 2) * (show_lo > 0.3) * corner_fade
     # Faint gaps between the incisors, ~0.12 eye distances apart, fading towards the corners.
     tooth_w = 0.12 * unit
     k = (xs - cx) / tooth_w
     gaps = np.exp(-0.5 * ((k - np.round(k)) * tooth_w / 0.45) ** 2) * (1.0 - across)
     light = (0.95 - 0.45 * across ** 1.5) * (1.0 - 0.18 * gaps)  # shade towards the corners
-    edge_dark = 1.0 - 0.15 * np.clip(1.0 - (up_edge - ys) / 1.5, 0.0, 1.0)  # translucent incisal edge
+    edge_dark = 1.0 - 0.15 * _clip(1.0 - (up_edge - ys) / 1.5, 0.0, 1.0)  # translucent incisal edge
     teeth_up = tth[None, None, :] * (light * edge_dark)[..., None]
     teeth_lo = tth[None, None, :] * (0.8 * light)[..., None]
     if style.texture is None:
@@ -446,7 +459,7 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
     mask = cv2.GaussianBlur(opening, (0, 0), max(0.35, style.blur))
     a = (mask * alpha)[..., None]
     roi = frame[y0:y1, x0:x1].astype(np.float32)
-    frame[y0:y1, x0:x1] = np.clip(roi * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
+    frame[y0:y1, x0:x1] = _clip(roi * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
     return frame
 
 

@@ -44,6 +44,18 @@ MAX_DETAIL_STRETCH = 0.6
 MAX_DETAIL = 24.0  # levels: no halo beyond this
 
 
+def _inverse_corners(dst: np.ndarray, det: np.ndarray) -> np.ndarray:
+    """(F, 3, 3) inverses of [[x0 x1 x2], [y0 y1 y2], [1 1 1]] for triangles ``dst`` (F, 3, 2) whose
+    determinants ``det`` (F,) are non-zero."""
+    x0, x1, x2 = dst[:, 0, 0], dst[:, 1, 0], dst[:, 2, 0]
+    y0, y1, y2 = dst[:, 0, 1], dst[:, 1, 1], dst[:, 2, 1]
+    inv = np.empty((len(dst), 3, 3))
+    inv[:, 0, 0], inv[:, 0, 1], inv[:, 0, 2] = y1 - y2, x2 - x1, x1 * y2 - x2 * y1
+    inv[:, 1, 0], inv[:, 1, 1], inv[:, 1, 2] = y2 - y0, x0 - x2, x2 * y0 - x0 * y2
+    inv[:, 2, 0], inv[:, 2, 1], inv[:, 2, 2] = y0 - y1, x1 - x0, x0 * y1 - x1 * y0
+    return inv / det[:, None, None]
+
+
 class FaceMesh:
     """The warp of one base image of ``size = (W, H)`` whose 68 landmarks are ``landmarks``."""
 
@@ -113,13 +125,15 @@ class FaceMesh:
 
         w, h = self.size
         dst = self.output_vertices(landmark_disp, head)[self.triangles]  # (F, 3, 2)
-        # Backward affine per triangle: A @ [x_out, y_out, 1] = [x_base, y_base].
-        dh = np.concatenate([dst, np.ones(dst.shape[:2] + (1,))], axis=2).transpose(0, 2, 1)  # (F, 3, 3)
+        # Backward affine per triangle: A @ [x_out, y_out, 1] = [x_base, y_base], A = base corners @ the inverse
+        # of [[x0 x1 x2], [y0 y1 y2], [1 1 1]] (output corners), written out (adjugate over determinant):
+        # one pass of array arithmetic instead of a batched LAPACK inverse (docs/benchmarks.md, warp).
         e1, e2 = dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]
-        area = 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+        cross = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]  # the determinant: twice the signed area
+        area = 0.5 * np.abs(cross)
         ok = area > 1e-4
         affine = np.zeros((len(dst), 2, 3))
-        affine[ok] = self._src[ok].transpose(0, 2, 1) @ np.linalg.inv(dh[ok])
+        affine[ok] = self._src[ok].transpose(0, 2, 1) @ _inverse_corners(dst[ok], cross[ok])
         labels = np.full((h, w), -1, np.int32)
         corners = np.round(dst * (1 << _SHIFT)).astype(np.int32)
         for i in np.flatnonzero(ok)[np.argsort(area[ok], kind="stable")]:

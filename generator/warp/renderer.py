@@ -168,7 +168,7 @@ class WarpRenderer:
             ramp = onset_ramp(n, FPS, self.onset_s)
             disp += ramp[:, None, None] * (self.expression_gain * expression_displacement(vec, base))[None]
         if "mouth" in self.components:
-            disp += mouth_displacement(mouth, base, held=disp)
+            disp += mouth_displacement(mouth, base, held=disp - prepared.rest[None])  # the expression's part
         else:
             zero = np.zeros(n)
             mouth = MouthTrack(zero, zero, zero, mouth.level_db)
@@ -211,13 +211,15 @@ class WarpRenderer:
         frames = np.empty((n, s, s, 3), np.uint8)
         identity = np.array([[1.0, 0, 0], [0, 1.0, 0]])
         source = _SkinSource(prepared, self._folds(prepared, vec))
+        still = np.isclose(anim.head, identity[None]).all(axis=(1, 2)) if n else np.zeros(0, bool)
+        scales = np.sqrt(np.abs(np.linalg.det(anim.head[:, :, :2]))) if n else np.zeros(0)
         for t in range(n):
-            head = None if np.allclose(anim.head[t], identity) else anim.head[t]
+            head = None if still[t] else anim.head[t]
             frames[t] = prepared.mesh.warp(source.at(float(anim.expression[t])), anim.displacement[t], head)
             if anim.blink[t] > 0 and anim.blink_displacement is not None:
                 _occlude_eyes(frames[t], prepared, anim, t, head)
             if "mouth" in self.components or "expression" in self.components:
-                scale = float(np.sqrt(abs(np.linalg.det(anim.head[t][:, :2]))))
+                scale = float(scales[t])
                 paint_mouth(frames[t], anim.landmarks[t], prepared.base_gap * scale, prepared.style,
                             prepared.unit * scale, float(anim.mouth.spreading[t]), float(anim.mouth.rounding[t]))
         params = {

@@ -235,3 +235,18 @@ def test_generate_with_check_checks_the_new_set(tmp_path, photos):
     qc = json.loads((out / "qc" / "qc.json").read_text())
     assert qc["records"][0]["identity_check"]["reference"] == "photo"  # found by the manifest's face sha256
     assert "check" in json.loads((out / "manifest.json").read_text())["stimuli"][0]
+
+
+def test_the_rater_reads_each_crop_and_its_mirror(checker):
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    both = checker.rate(crops)
+    own = checker.rater.predict(crops)
+    mirrored = checker.rater.predict(np.ascontiguousarray(crops[:, :, ::-1]))
+    np.testing.assert_allclose(both, 0.5 * (own + mirrored), rtol=1e-6)
+    assert not np.allclose(own, mirrored, atol=1e-3)  # random crops are not symmetric: the mirror counts
+    np.testing.assert_allclose(both.sum(1), 1.0, rtol=1e-5)
+    single = ClipChecker.__new__(ClipChecker)
+    single.settings, single.rater = MeasureSettings(rater_mirror=False), checker.rater
+    np.testing.assert_allclose(single.rate(crops), own, rtol=1e-6)
+    assert MeasureSettings().key() != MeasureSettings(rater_mirror=False).key()  # records are re-measured
