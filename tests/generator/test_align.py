@@ -177,3 +177,23 @@ def test_authors_crop_antialiases_only_large_reductions(hopper):
     c, _, _ = align.align_authors(small, lm_small)
     d, _, _ = align.align_authors(small, lm_small, antialias=False)
     assert np.array_equal(c, d)
+
+
+def test_similarity_closed_form_equals_umeyama_svd():
+    # generator.align.similarity_transform solves the 2-D fit in closed form; Umeyama's SVD is the reference.
+    def umeyama(src, dst):
+        mu_s, mu_d = src.mean(0), dst.mean(0)
+        s0, d0 = src - mu_s, dst - mu_d
+        u, sig, vt = np.linalg.svd(d0.T @ s0 / len(src))
+        d = np.array([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+        m = np.empty((2, 3))
+        m[:, :2] = (sig * d).sum() / ((s0 ** 2).sum() / len(src)) * (u @ np.diag(d) @ vt)
+        m[:, 2] = mu_d - m[:, :2] @ mu_s
+        return m
+
+    rng = np.random.default_rng(3)
+    for i in range(300):
+        n = int(rng.integers(2, 70))
+        src = rng.normal(size=(n, 2)) * 30
+        dst = rng.normal(size=(n, 2)) * 30 if i % 3 == 0 else src @ rng.normal(size=(2, 2)).T + rng.normal(size=2)
+        np.testing.assert_allclose(align.similarity_transform(src, dst), umeyama(src, dst), atol=1e-9)

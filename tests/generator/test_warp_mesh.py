@@ -74,3 +74,27 @@ def test_points_land_where_they_were_sent(mesh):
         sampled = np.array([cv2.remap(src[..., c], np.float32([[target[0]]]), np.float32([[target[1]]]),
                                       cv2.INTER_LINEAR)[0, 0] for c in (0, 1)])
         np.testing.assert_allclose(sampled, mesh.landmarks[i], atol=0.35)
+
+
+def test_closed_form_triangle_inverses_and_contours_match_the_reference():
+    from generator.warp.cavity import smooth_contour
+    from generator.warp.mesh import _inverse_corners
+
+    rng = np.random.default_rng(4)
+    dst = rng.uniform(0, 128, (400, 3, 2))
+    e1, e2 = dst[:, 1] - dst[:, 0], dst[:, 2] - dst[:, 0]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    corners = np.concatenate([dst, np.ones((400, 3, 1))], axis=2).transpose(0, 2, 1)
+    np.testing.assert_allclose(_inverse_corners(dst, det), np.linalg.inv(corners), rtol=1e-7, atol=1e-9)
+
+    def catmull_rom(p, samples, closed):  # one segment at a time
+        ext = np.vstack([p[-1:], p, p[:2]]) if closed else np.vstack([2 * p[0] - p[1], p, 2 * p[-1] - p[-2]])
+        u = np.arange(samples) / samples
+        basis = 0.5 * np.stack([-u ** 3 + 2 * u ** 2 - u, 3 * u ** 3 - 5 * u ** 2 + 2,
+                                -3 * u ** 3 + 4 * u ** 2 + u, u ** 3 - u ** 2], axis=1)
+        out = [basis @ ext[i:i + 4] for i in range(len(p) if closed else len(p) - 1)]
+        return np.vstack(out + ([] if closed else [p[-1:]]))
+
+    for n, samples, closed in ((8, 6, True), (5, 6, False), (12, 3, True), (3, 4, False)):
+        p = rng.normal(size=(n, 2)) * 20
+        np.testing.assert_allclose(smooth_contour(p, samples, closed), catmull_rom(p, samples, closed), atol=1e-12)
