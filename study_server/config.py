@@ -79,6 +79,7 @@ class Config:
     # so an answer about a clip another worker served needs no database read: "auto" (/dev/shm, else the
     # instance folder), "instance", "off", or a file path (study_server.watching.table_path).
     FETCH_TABLE = "auto"
+    FETCH_TABLE_SLOTS = 65536  # 64 bytes each: 4 MiB; room for the trials of ~3,000 participants at a time
     # PostgreSQL: ordinary answer saves skip the framework (study_server.fastpath); False: every save
     # goes through the Flask route (same replies, ~2.5x the CPU per save).
     FAST_ANSWERS = True
@@ -121,6 +122,7 @@ class TestingConfig(Config):
     RATE_LIMIT_ENABLED = False
     DATABASE_POOL_SIZE = 5
     FETCH_TABLE = "instance"  # each test's own folder, not /dev/shm
+    FETCH_TABLE_SLOTS = 1024  # 64 KiB per test app, not 4 MiB
 
 
 class ProductionConfig(Config):

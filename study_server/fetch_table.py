@@ -34,8 +34,9 @@ database read, never in a cleared answer that the database would have flagged:
 Layout (little-endian): a 64-byte header - ``b"EMOFETCH"``, format version (u32), slot count (u32), probe
 length (u32), the 16-byte database digest, zeros - then ``slots + PROBE - 1`` slots of 64 bytes (so a probe
 run never wraps): key (16), first request in microseconds since the epoch, UTC (i64), bytes served (i64),
-checksum of the previous 32 bytes (8), zeros (24). 65,536 slots = 4 MiB, allocated when the file is made (a
-sparse file on a full tmpfs would fault with SIGBUS on first write, not with an error).
+checksum of the previous 32 bytes (8), zeros (24). 65,536 slots (``FETCH_TABLE_SLOTS``) = 4 MiB, allocated
+when the file is made (a sparse file on a full tmpfs would fault with SIGBUS on first write, not with an
+error). A server with another slot count does not use the file (its header differs).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ SLOT = 64
 HEADER = 64
 PROBE = 8
 DEFAULT_SLOTS = 1 << 16
+MAX_SLOTS = 1 << 24  # 1 GiB
 _HEAD = struct.Struct("<8sIII16s")
 _BODY = struct.Struct("<qq")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -151,6 +153,8 @@ def open_table(path: str, digest: bytes, *, slots: int = DEFAULT_SLOTS) -> Fetch
     ``path``, so no process ever maps a half-made table; of two processes making it at once, one link wins
     and both map the winner.
     """
+    if not 1 <= slots <= MAX_SLOTS:
+        raise ValueError(f"a table of {slots} slots: use 1 to {MAX_SLOTS}")
     size, header = table_size(slots), _expected_header(digest, slots)
     flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:

@@ -132,19 +132,21 @@ _TABLE_OFF = {"off", "0", "false", "no", "none"}
 def table_path(config: Any, instance_path: str) -> str | None:
     """The file of the host's table for this server (None: ``FETCH_TABLE=off``).
 
-    ``auto`` (the default): ``/dev/shm/emostudy-fetches-<uid>-<database>`` (memory, cleared at boot) where
-    there is a writable ``/dev/shm``, else the instance folder; ``instance``: the instance folder (the tests);
-    anything else: that path. ``<database>`` is a digest of the database URL: two servers of different
+    ``auto`` (the default): ``/dev/shm/emostudy-fetches-<uid>-<database>-v<format>-<slots>`` (memory,
+    cleared at boot) where there is a writable ``/dev/shm``, else the instance folder; ``instance``: the
+    instance folder (the tests); anything else: that path. ``<database>`` is a digest of the database URL: two servers of different
     databases never share a file (a table also carries the digest, and one made for another database is
     not used), while workers and servers of one database on this host do.
     """
-    from study_server.fetch_table import database_digest
+    from study_server.fetch_table import VERSION, database_digest
 
     setting = str(config.get("FETCH_TABLE") or "auto").strip()
     if setting.lower() in _TABLE_OFF:
         return None
     uid = os.geteuid() if hasattr(os, "geteuid") else 0
-    name = f"emostudy-fetches-{uid}-{database_digest(str(config['DATABASE_URL'])).hex()[:16]}"
+    digest = database_digest(str(config["DATABASE_URL"])).hex()[:16]
+    # the format and size in the name too: a server restarted with other settings makes its own file
+    name = f"emostudy-fetches-{uid}-{digest}-v{VERSION}-{int(config.get('FETCH_TABLE_SLOTS') or 65536)}"
     if setting.lower() == "auto":
         shm = "/dev/shm"
         if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
@@ -158,8 +160,9 @@ def table_path(config: Any, instance_path: str) -> str | None:
 class HostFetches:
     """The app's handle on the host's table: opened on first use; unusable -> None, logged once, never retried."""
 
-    def __init__(self, path: str | None, database_url: str) -> None:
+    def __init__(self, path: str | None, database_url: str, slots: int = 65536) -> None:
         self.path = path
+        self.slots = slots
         self._url = database_url
         self._lock = threading.Lock()
         self._table: Any = None
@@ -176,7 +179,7 @@ class HostFetches:
                 try:
                     if self.path is not None:
                         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-                    self._table = open_table(str(self.path), database_digest(self._url))
+                    self._table = open_table(str(self.path), database_digest(self._url), slots=self.slots)
                 except Exception as exc:  # noqa: BLE001 - without the table every save reads the database
                     self._failed = True
                     log.warning("the shared record of media requests (%s) is not used: %s; answer saves read "
@@ -208,7 +211,8 @@ def host_fetches(app: Any) -> HostFetches:
     found = app.extensions.get("emostudy_host_fetches")
     if found is None:
         path = table_path(app.config, app.instance_path)
-        found = app.extensions.setdefault("emostudy_host_fetches", HostFetches(path, app.config["DATABASE_URL"]))
+        found = app.extensions.setdefault("emostudy_host_fetches", HostFetches(
+            path, app.config["DATABASE_URL"], int(app.config.get("FETCH_TABLE_SLOTS") or 65536)))
     return found
 
 

@@ -324,3 +324,18 @@ def test_postgres_clip_served_by_another_worker_needs_no_database_read(pg_url, t
     assert len(reads) == 1 and _flags(off_a, token) == {f"{name}off-0": None}
     for app in (a, b, off_a, off_b):
         db.dispose(app)
+
+
+def test_where_the_table_lives(tmp_path):
+    from study_server.watching import table_path
+
+    config = {"DATABASE_URL": "postgresql+psycopg://u:p@h/study_a", "FETCH_TABLE_SLOTS": 65536}
+    other_db = {**config, "DATABASE_URL": "postgresql+psycopg://u:p@h/study_b"}
+    auto = table_path({**config, "FETCH_TABLE": "auto"}, str(tmp_path))
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        assert auto.startswith("/dev/shm/emostudy-fetches-")
+    assert auto != table_path({**other_db, "FETCH_TABLE": "auto"}, str(tmp_path))  # two studies, two files
+    assert auto != table_path({**config, "FETCH_TABLE_SLOTS": 1024}, str(tmp_path))
+    assert table_path({**config, "FETCH_TABLE": "instance"}, str(tmp_path)).startswith(str(tmp_path) + os.sep)
+    assert table_path({**config, "FETCH_TABLE": "off"}, str(tmp_path)) is None
+    assert table_path({**config, "FETCH_TABLE": str(tmp_path / "x")}, "/elsewhere") == str(tmp_path / "x")
