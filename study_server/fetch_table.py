@@ -20,7 +20,9 @@ database read, never in a cleared answer that the database would have flagged:
 - a slot holds a key - 16 bytes of BLAKE2b over the participant's token and the trial's position, keyed with
   a digest of the database URL - so only evidence recorded for that very assignment (tokens are random and
   unique) and position, on that very database, can ever match; a different assignment, position or study
-  server reads "unknown";
+  server reads "unknown". The token rather than the assignment's id: both save paths and the media route
+  have it before any database access, and unlike an id it is never given again, not even by a database
+  that was dropped and made anew under the same URL;
 - the time kept is the time of a real request for that key, written after the database committed the row
   whose ``first_requested_at`` is that time or earlier; races between processes (no lock is shared across
   processes) can lose a write or keep a later request's time, which can only make an answer look *less*

@@ -134,9 +134,9 @@ def table_path(config: Any, instance_path: str) -> str | None:
 
     ``auto`` (the default): ``/dev/shm/emostudy-fetches-<uid>-<database>-v<format>-<slots>`` (memory,
     cleared at boot) where there is a writable ``/dev/shm``, else the instance folder; ``instance``: the
-    instance folder (the tests); anything else: that path. ``<database>`` is a digest of the database URL: two servers of different
-    databases never share a file (a table also carries the digest, and one made for another database is
-    not used), while workers and servers of one database on this host do.
+    instance folder (the tests); anything else: that path. ``<database>`` is a digest of the database URL:
+    two servers of different databases never share a file (a table also carries the digest, and one made for
+    another database is not used), while workers and servers of one database on this host do.
     """
     from study_server.fetch_table import VERSION, database_digest
 
