@@ -26,7 +26,10 @@ alternate round by round so that a shared machine's load falls on all of them al
   miss in both records). ``bench/server_load.py``'s participants never fetch media, so all its saves are
   this case.
 
-Prints one JSON line per measurement and a summary with the ratios to ``before`` (median over rounds).
+Each "after" variant runs right beside its "before", every other round in reverse order. Prints one JSON
+line per measurement and a summary: medians over the rounds, their ratio to ``before``, and the ratio taken
+round by round (``cpu_ratio_paired``: median and range), which a load that changes during the run disturbs
+less.
 """
 
 from __future__ import annotations
@@ -202,8 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"config": {"before": args.before, "rounds": args.rounds, "sessions": args.sessions,
                                      **machine(), "load_average": os.getloadavg()}}), flush=True)
         results: dict[str, list[dict]] = {m: [] for m in modes}
-        for _ in range(args.rounds):
-            for mode in modes:
+        # Each "after" right beside its "before", and every other round in reverse order (ABBA), so that a
+        # load that rises or falls during the run falls on both sides of each pair alike.
+        order = sorted(modes, key=lambda m: (MODES.index(BASE.get(m, m)), m != BASE.get(m, m), MODES.index(m)))
+        for round_no in range(args.rounds):
+            for mode in (order if round_no % 2 == 0 else order[::-1]):
                 code = before_code if mode.startswith("before") else REPO
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(REPO)]),
                        "EMOSTUDY_FETCH_TABLE": str(tmp_path / "fetches.table")}  # not in /dev/shm: goes with the run
@@ -222,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 summary[m]["cpu_ratio_to_before"] = round(summary[m]["server_cpu_ms"] / base["server_cpu_ms"], 3)
                 summary[m]["wall_ratio_to_before"] = round(summary[m]["wall_p50_ms"] / base["wall_p50_ms"], 3)
+                # the same ratio round by round (each pair ran side by side): its median and range
+                paired = sorted(a["server_cpu_ms"] / b["server_cpu_ms"]
+                                for a, b in zip(results[m], results[BASE.get(m, m)]))
+                summary[m]["cpu_ratio_paired"] = {"median": round(statistics.median(paired), 3),
+                                                  "min": round(paired[0], 3), "max": round(paired[-1], 3)}
         print(json.dumps({"summary": summary, "load_average_after": os.getloadavg()}), flush=True)
     return 0
 
