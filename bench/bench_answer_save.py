@@ -19,9 +19,13 @@ alternate round by round so that a shared machine's load falls on all of them al
   forked), sharing this server's table of media requests (``study_server.fetch_table``, here a file in the
   run's temporary folder): this process's own record is empty and the table clears the answer; with
   gunicorn's ``-w N`` this is the case of about (N-1)/N of the saves;
-- ``other-worker-cold``: the same, with the table off (``EMOSTUDY_FETCH_TABLE=off`` in both processes, as
-  when its file cannot be made): one extra indexed read of ``media_fetches`` on the same connection, the
-  cost every such save paid before the table;
+- ``other-worker-known``: a reference, not a deployment: the same, but this process is also told of each
+  request in its own record (a dictionary hit, the cheapest lookup there is), so that the rest of the
+  difference to ``before-other-worker`` - the other process's media route now writes ``media_fetches``, and
+  its work and the database's run beside this save on a small machine - is seen apart from the lookup;
+- ``other-worker-cold``: the same as ``other-worker``, with the table off (``EMOSTUDY_FETCH_TABLE=off`` in
+  both processes, as when its file cannot be made): one extra indexed read of ``media_fetches`` on the same
+  connection, the cost every such save paid before the table;
 - ``unfetched``: no clip requested: the answer is flagged ``never_fetched`` (the same extra read, after a
   miss in both records). ``bench/server_load.py``'s participants never fetch media, so all its saves are
   this case.
@@ -50,12 +54,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO))  # after PYTHONPATH: a child may run other code (--before)
 
 DEFAULT_PG = "postgresql+psycopg://emostudy:emostudy@127.0.0.1:5432/emostudy_test"
-MODES = ("before-fetched", "before-other-worker", "before-unfetched", "fetched", "other-worker", "other-worker-cold",
-         "unfetched")
-FETCHING = ("before-fetched", "before-other-worker", "fetched", "other-worker", "other-worker-cold")
-ELSEWHERE = ("before-other-worker", "other-worker", "other-worker-cold")  # clips served by a second process
+MODES = ("before-fetched", "before-other-worker", "before-unfetched", "fetched", "other-worker", "other-worker-known",
+         "other-worker-cold", "unfetched")
+FETCHING = ("before-fetched", "before-other-worker", "fetched", "other-worker", "other-worker-known",
+            "other-worker-cold")
+ELSEWHERE = ("before-other-worker", "other-worker", "other-worker-known", "other-worker-cold")  # a second process
 # Each variant's "before": the old code with the same request sequence (same process switches, same caches).
-BASE = {"fetched": "before-fetched", "other-worker": "before-other-worker",
+BASE = {"fetched": "before-fetched", "other-worker": "before-other-worker", "other-worker-known": "before-other-worker",
         "other-worker-cold": "before-other-worker", "unfetched": "before-unfetched"}
 
 
@@ -121,6 +126,11 @@ def child(url: str, secret: str, sessions: int, mode: str) -> dict:
     else:
         def fetch(url: str) -> None:
             client.get(url).close()
+    if mode == "other-worker-known":
+        from study_server.models import utcnow
+        from study_server.watching import local_fetches
+
+        note_own = local_fetches(app).note
     run = uuid.uuid4().hex[:6]
 
     def session(name: str) -> None:
@@ -130,6 +140,8 @@ def child(url: str, secret: str, sessions: int, mode: str) -> dict:
         for item in state["items"]:
             if mode in FETCHING:
                 fetch(item["media_url"])
+                if mode == "other-worker-known":
+                    note_own(token, item["position"], utcnow(), 0)
             r = client.post(f"/api/v1/a/{token}/answers", json={
                 "answer_id": f"{name}-{item['position']:02d}", "position": item["position"], "values": values,
                 "rt_ms": 800, "played_fraction": 1.0})
