@@ -129,7 +129,8 @@ def decide_answer(body: Any, plan: PlanView, batch: BatchInfo, *, now: dt.dateti
     """The one decision on an answer body, for every save path.
 
     Refuses a malformed body (``ApiError``, 4xx); otherwise says which item it answers and its watching flag
-    (``study_server.watching``). ``local`` reads this process's record of media requests, ``stored`` the
+    (``study_server.watching``). ``local`` reads this host's record of media requests
+    (``watching.recorded_reader``: this process's, then the workers' shared table), ``stored`` the
     database's; the database is read only when the local record does not already clear the answer.
     """
     parsed = parse_answer(body, plan.questions)

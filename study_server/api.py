@@ -24,7 +24,7 @@ from study_server.listening import state_for as listening_state, words_allowed
 from study_server.media import media_url
 from study_server.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
 from study_server.platforms import completion_action, parse_arrival
-from study_server.watching import local_fetches, stored_reader, tolerance_s
+from study_server.watching import recorded_reader, stored_reader, tolerance_s
 from study_server.studies import plan_view
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -217,7 +217,7 @@ def audio_check(token: str):
 def answers(token: str):
     body = request_json()
     session = db.session
-    local, tolerance, now = local_fetches(current_app).reader(token), tolerance_s(current_app.config), utcnow()
+    local, tolerance, now = recorded_reader(current_app, token), tolerance_s(current_app.config), utcnow()
     # PostgreSQL: a started assignment's answer needs no transaction around it - one INSERT, guarded by the
     # unique constraints, is atomic on its own. Autocommit saves the BEGIN and COMMIT round trips.
     if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():

@@ -75,6 +75,11 @@ class Config:
     # An answer sooner than (clip duration - this) after its media's first request is flagged too_fast
     # (study_server.watching).
     WATCH_TOLERANCE_S = 0.5
+    # The record of media requests that every worker process of this server shares (study_server.fetch_table),
+    # so an answer about a clip another worker served needs no database read: "auto" (/dev/shm, else the
+    # instance folder), "instance", "off", or a file path (study_server.watching.table_path).
+    FETCH_TABLE = "auto"
+    FETCH_TABLE_SLOTS = 65536  # 64 bytes each: 4 MiB; room for the trials of ~3,000 participants at a time
     # PostgreSQL: ordinary answer saves skip the framework (study_server.fastpath); False: every save
     # goes through the Flask route (same replies, ~2.5x the CPU per save).
     FAST_ANSWERS = True
@@ -116,6 +121,8 @@ class TestingConfig(Config):
     COOKIE_SECURE = False
     RATE_LIMIT_ENABLED = False
     DATABASE_POOL_SIZE = 5
+    FETCH_TABLE = "instance"  # each test's own folder, not /dev/shm
+    FETCH_TABLE_SLOTS = 1024  # 64 KiB per test app, not 4 MiB
 
 
 class ProductionConfig(Config):

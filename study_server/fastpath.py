@@ -13,9 +13,10 @@ reference behaviour (``study_server.api.answers``):
 - the body must be a JSON object within the limits of ``study_server.bodies`` that ``decide_answer`` (the
   decision every save path calls: what is stored, flagged or refused) accepts; any refusal (bad value,
   unknown question, too large or too deep) goes to Flask, which gives the documented 4xx;
-- the answer's watching flag (``study_server.watching``) comes from the same ``decide_answer``: this
-  process's record of media requests first, the ``media_fetches`` row (one read on the same connection)
-  only when that record does not clear the answer;
+- the answer's watching flag (``study_server.watching``) comes from the same ``decide_answer``, with the
+  same reader of this host's record of media requests as the Flask route (``watching.recorded_reader``:
+  this process's, then the table every worker of this server shares, ``study_server.fetch_table``), and the
+  ``media_fetches`` row (one read on the same connection) only when that record does not clear the answer;
 - the INSERT stores the row only while the assignment is started (and past its sound check); when it
   stores nothing - a retry, a second answer to the item, a finished or expired assignment - Flask decides.
 
@@ -37,7 +38,7 @@ from study_server.bodies import decode_json, limits
 from study_server.context import cache_of
 from study_server.errors import ApiError
 from study_server.models import STARTED, utcnow
-from study_server.watching import EVIDENCE_SQL, Evidence, local_fetches, tolerance_s
+from study_server.watching import EVIDENCE_SQL, Evidence, recorded_reader, tolerance_s
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class FastAnswers:
 
         try:
             decision = decide_answer(body, plan, batch, now=now, tolerance_s=tolerance_s(self.app.config),
-                                     local=local_fetches(self.app).reader(token), stored=stored_evidence)
+                                     local=recorded_reader(self.app, token), stored=stored_evidence)
         except ApiError:
             return None
         parsed, item = decision.parsed, decision.item

@@ -16,14 +16,27 @@ A flagged answer is stored and acknowledged like any other (nothing acknowledged
 flag (``answers.watch_flag``), is counted on the admin pages and in the export, and - unless the plan's
 ``consistency.watch_flags`` is ``"ignore"`` - counts as one inconsistent answer in the verdict.
 
-Each process also keeps the fetches it served itself in memory. Its record of a first request can only be
-later than the database's (another worker may have served the clip earlier), so when the local record
-already clears an answer the database is not asked; otherwise it is (one indexed read).
+The answer is judged first against this host's record of requests (``recorded_reader``), and the database
+is read (one indexed read of ``media_fetches``) only when that record does not clear it. The host's record
+is two caches of the database's evidence, asked in this order:
+
+- this process's own (``LocalFetches``, a dictionary): the clips this worker served;
+- the host's (``study_server.fetch_table``, a table in a file every worker process of this server maps,
+  ``FETCH_TABLE``): the clips any worker on this host served. With gunicorn's ``-w N`` a clip is served by
+  another worker than the answer about N-1 times in N; without the table each of those saves read the
+  database.
+
+Either can only know a first request later than the database's (each is written after the database row is
+committed, with that request's time, and can lose entries but never invent one), so an answer they clear
+the database would clear too; when they do not (a miss, a lost entry, a damaged slot, no table), the
+database decides.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -34,6 +47,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from study_server.models import MediaFetch, utcnow
+
+log = logging.getLogger(__name__)
 
 NEVER_FETCHED, TOO_FAST = "never_fetched", "too_fast"
 FLAGS = (NEVER_FETCHED, TOO_FAST)
@@ -109,6 +124,112 @@ def local_fetches(app: Any) -> LocalFetches:
     return found
 
 
+# ------------------------------------------------------------------------------------- the host's record
+
+_TABLE_OFF = {"off", "0", "false", "no", "none"}
+
+
+def table_path(config: Any, instance_path: str) -> str | None:
+    """The file of the host's table for this server (None: ``FETCH_TABLE=off``).
+
+    ``auto`` (the default): ``/dev/shm/emostudy-fetches-<uid>-<database>-v<format>-<slots>`` (memory,
+    cleared at boot) where there is a writable ``/dev/shm``, else the instance folder; ``instance``: the
+    instance folder (the tests); anything else: that path. ``<database>`` is a digest of the database URL:
+    two servers of different databases never share a file (a table also carries the digest, and one made for
+    another database is not used), while workers and servers of one database on this host do.
+    """
+    from study_server.fetch_table import VERSION, database_digest
+
+    setting = str(config.get("FETCH_TABLE") or "auto").strip()
+    if setting.lower() in _TABLE_OFF:
+        return None
+    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    digest = database_digest(str(config["DATABASE_URL"])).hex()[:16]
+    # the format and size in the name too: a server restarted with other settings makes its own file
+    name = f"emostudy-fetches-{uid}-{digest}-v{VERSION}-{int(config.get('FETCH_TABLE_SLOTS') or 65536)}"
+    if setting.lower() == "auto":
+        shm = "/dev/shm"
+        if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+            return os.path.join(shm, name)
+        setting = "instance"
+    if setting.lower() == "instance":
+        return os.path.join(instance_path, name + ".table")
+    return os.path.expanduser(setting)
+
+
+class HostFetches:
+    """The app's handle on the host's table: opened on first use; unusable -> None, logged once, never retried."""
+
+    def __init__(self, path: str | None, database_url: str, slots: int = 65536) -> None:
+        self.path = path
+        self.slots = slots
+        self._url = database_url
+        self._lock = threading.Lock()
+        self._table: Any = None
+        self._failed = path is None
+
+    def table(self) -> Any:
+        table = self._table
+        if table is not None or self._failed:
+            return table
+        from study_server.fetch_table import database_digest, open_table
+
+        with self._lock:
+            if self._table is None and not self._failed:
+                try:
+                    if self.path is not None:
+                        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                    self._table = open_table(str(self.path), database_digest(self._url), slots=self.slots)
+                except Exception as exc:  # noqa: BLE001 - without the table every save reads the database
+                    self._failed = True
+                    log.warning("the shared record of media requests (%s) is not used: %s; answer saves read "
+                                "media_fetches when this worker did not serve the clip", self.path, exc)
+            return self._table
+
+    def read(self, token: str, position: int) -> Evidence | None:
+        table = self.table()
+        if table is None:
+            return None
+        try:
+            found = table.read(token, position)
+        except Exception:  # noqa: BLE001 - unknown: the database decides
+            log.exception("reading the shared record of media requests failed")
+            return None
+        return None if found is None else Evidence(*found)
+
+    def note(self, token: str, position: int, first: dt.datetime, nbytes: int) -> None:
+        table = self.table()
+        if table is None:
+            return
+        try:
+            table.note(token, position, first, nbytes)
+        except Exception:  # noqa: BLE001 - the database row is written; this is only a cache
+            log.exception("writing the shared record of media requests failed")
+
+
+def host_fetches(app: Any) -> HostFetches:
+    found = app.extensions.get("emostudy_host_fetches")
+    if found is None:
+        path = table_path(app.config, app.instance_path)
+        found = app.extensions.setdefault("emostudy_host_fetches", HostFetches(
+            path, app.config["DATABASE_URL"], int(app.config.get("FETCH_TABLE_SLOTS") or 65536)))
+    return found
+
+
+def recorded_reader(app: Any, token: str) -> Callable[[int], Evidence | None]:
+    """This host's record of the participant's trials (``decide_answer``'s ``local``): this process's
+    first, then the host's table. Every save path (the Flask route, the fast path) reads through this."""
+    own = local_fetches(app).reader(token)
+    host = host_fetches(app)
+    if host.table() is None:
+        return own
+
+    def read(position: int) -> Evidence | None:
+        found = own(position)
+        return found if found is not None else host.read(token, position)
+    return read
+
+
 def stored_reader(session: Session, assignment_id: int) -> Callable[[int], Evidence | None]:
     """Evidence from the database (every worker's requests), through the ORM session's connection."""
     def read(position: int) -> Evidence | None:
@@ -138,8 +259,9 @@ def record_fetch(app: Any, session: Session, ctx: Any, *, token: str, slot: str,
     if slot[:1] == "t" and slot[1:].isdigit():
         assignment_id = inspect(ctx.assignment).identity[0]  # no reload of the (expired) row
         position, nbytes, now = int(slot[1:]), served_bytes(response, request.method), utcnow()
-        _upsert(session, assignment_id, position, nbytes, now)
+        _upsert(session, assignment_id, position, nbytes, now)  # committed first: the caches never run ahead
         local_fetches(app).note(token, position, now, nbytes)
+        host_fetches(app).note(token, position, now, nbytes)
     return response
 
 
