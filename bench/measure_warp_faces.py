@@ -63,7 +63,7 @@ def speech_set(sentences: tuple[str, ...], emotions: tuple[str, ...]) -> dict[tu
 _W: dict = {}
 
 
-def _init(onset_s: float = 0.4) -> None:
+def _init(onset_s: float | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import cv2
     import torch
@@ -74,7 +74,7 @@ def _init(onset_s: float = 0.4) -> None:
     from generator.warp.renderer import WarpRenderer
 
     _W["checker"] = ClipChecker()
-    _W["renderer"] = WarpRenderer(policy="largest", onset_s=onset_s)
+    _W["renderer"] = WarpRenderer(policy="largest") if onset_s is None else WarpRenderer(policy="largest", onset_s=onset_s)
     _W["faces"] = face_images()
     _W["refs"] = {}
 
@@ -143,7 +143,7 @@ def measure_clip(job: tuple) -> dict:
     }
 
 
-def _run(jobs: list[tuple], n_jobs: int, onset_s: float = 0.4) -> list[dict]:
+def _run(jobs: list[tuple], n_jobs: int, onset_s: float | None = None) -> list[dict]:
     if n_jobs <= 1:
         _init(onset_s)
         return [measure_clip(j) for j in jobs]
@@ -211,7 +211,7 @@ def main() -> None:
     ap.add_argument("--sentences", nargs="+", default=list(SENTENCES))
     ap.add_argument("--emotions", nargs="+", default=list(EMOTIONS), choices=EMOTIONS)
     ap.add_argument("--id-step", type=int, default=2, help="identity on every N-th frame")
-    ap.add_argument("--onset-s", type=float, default=0.4, help="the renderer's expression onset ramp, s")
+    ap.add_argument("--onset-s", type=float, default=None, help="the renderer's expression onset ramp, s (default: the renderer's)")
     ap.add_argument("--json", help="write the per-clip records here")
     args = ap.parse_args()
 

@@ -99,10 +99,14 @@ ACTION_UNITS: dict[int, dict[int, tuple[float, float]]] = {
          60: (0.0, 0.02), 8: (0.0, 0.05), 7: (0.0, 0.045), 6: (0.0, 0.03), 5: (0.0, 0.015)},
 }
 
-# EMFACS prototypes (module docstring); the weights in brackets there are the weaker ones here.
+# EMFACS prototypes (module docstring); the weights in brackets there are the weaker ones here. Disgust's AU9 and
+# AU10 at 0.8: at 1.0 the raised upper lip and wrinkled nose took the mean identity distance of disgust clips to
+# 0.53 (over the issue's 0.5; 0.48 at 0.8) and its slow lip drift cost lip sync, with no reading gained (the
+# FER-2013 rater gives disgust < 0.02 at any weight). Happiness's AU12 at 1.3: the smile at 1.0 read as
+# "polite" (issue 18), and 1.3 keeps every landmark inside RANGES (the jaw-contour cap binds at ~1.35).
 EMOTION_AUS: dict[str, dict[int, float]] = {
     "anger": {4: 1.0, 5: 0.6, 7: 1.0, 23: 1.0, 24: 1.0},
-    "disgust": {9: 1.0, 10: 1.0, 15: 0.4, 16: 0.3},
+    "disgust": {9: 0.8, 10: 0.8, 15: 0.4, 16: 0.3},
     "fear": {1: 1.0, 2: 1.0, 4: 0.5, 5: 1.0, 7: 0.3, 20: 1.0, 25: 1.0, 26: 0.6},
     "happiness": {6: 1.0, 12: 1.3},
     "neutral": {},

@@ -114,7 +114,7 @@ def test_fear_parts_the_lips_and_disgust_raises_the_upper_lip():
     gap = lambda p: p[66, 1] - p[62, 1]  # noqa: E731
     assert gap(LM + disp("fear")) > gap(LM) + 0.1 * U  # AU25/26: lips parted
     d = disp("disgust") / U
-    assert (d[[50, 51, 52], 1] < -0.15).all() and (d[[31, 35], 1] < -0.08).all()  # AU10 + AU9
+    assert (d[[50, 51, 52], 1] < -0.12).all() and (d[[31, 35], 1] < -0.08).all()  # AU10 + AU9 (at 0.8 each)
 
 
 def test_every_prototype_stays_inside_the_documented_ranges():

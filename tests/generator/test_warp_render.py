@@ -122,7 +122,8 @@ def test_the_face_stays_the_same_person(renderer, faces, size):
         at_rest = _rest_face(prepared)
         other = _rest_face(renderer.prepare(faces[names[1 - i]], size))
         keep = _outside_mouth_and_eyes(prepared.landmarks + prepared.rest, size)
-        quiet = renderer.render(face, speech(0.6, lead_silence=0.3), "happiness", 5, size=size).frames
+        # With an onset ramp, frame 0 of a clip that starts in a pause is the face at rest itself.
+        quiet = WarpRenderer(onset_s=0.4).render(face, speech(0.6, lead_silence=0.3), "happiness", 5, size=size).frames
         assert _psnr(quiet[0], at_rest, keep) >= 40.0
         frames = renderer.render(face, speech(2.0), "happiness", 5, size=size).frames
         assert _psnr(frames[0], at_rest, keep) >= 23.0
@@ -236,3 +237,15 @@ def test_a_closing_lid_covers_the_eye_instead_of_squashing_it(hopper):
         diff = np.abs(frames[t].astype(float) - open_eye)[inside].mean()
         assert diff < 2.0, diff
         assert np.abs(squashed.astype(float) - open_eye)[inside].mean() > 3 * max(diff, 1.0)
+
+
+def test_the_expression_is_on_the_face_from_the_first_frame(renderer, hopper):
+    # Default onset 0 (generator.warp.renderer.ONSET_S): no slow lip drift while the speech runs.
+    x = speech(1.0)
+    happy = renderer.animate(hopper, x, "happiness", 1)
+    neutral = renderer.animate(hopper, x, "neutral", 1)
+    assert (happy.expression == 1.0).all()
+    assert (happy.landmarks[0, [48, 54], 1] < neutral.landmarks[0, [48, 54], 1] - 1.0).all()
+    ramped = WarpRenderer(onset_s=0.4).animate(hopper, x, "happiness", 1)
+    assert ramped.expression[0] == 0.0 and ramped.expression[10] == 1.0
+    assert renderer.render(hopper, x, "happiness", 1).parameters["onset_s"] == 0.0

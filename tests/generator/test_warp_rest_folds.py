@@ -114,7 +114,7 @@ def test_folds_deepen_with_the_expression_and_leave_neutral_alone(faces, monkeyp
     import generator.warp.renderer as mod
 
     hopper = faces["matplotlib:grace_hopper.jpg"]
-    expr = WarpRenderer(components=("expression",), policy="largest")
+    expr = WarpRenderer(components=("expression",), policy="largest", onset_s=0.4)  # a ramp to watch
     base = expr.prepare(hopper)
     x = np.zeros(8000 * 2, np.float32)
     neutral = expr.render(hopper, x, "neutral", 0).frames
