@@ -320,10 +320,7 @@ def _style(lips: np.ndarray, skin: np.ndarray, sclera: np.ndarray | None, own: n
         # In the photo's light and white balance teeth look like a less saturated version of the skin
         # tone (and like the eye whites, when those are measured).
         chroma = 0.45 * (skin - skin_l)
-        # Without the eye whites to go by, teeth in a portrait are about a third brighter than the skin around
-        # the mouth (the astronaut's own teeth: 1.2x her skin's luminance, in shade): at the skin's own
-        # luminance they read as a grey band.
-        base_l = 1.3 * skin_l
+        base_l = skin_l
         if sclera is not None:
             sc = np.asarray(sclera, dtype=np.float64)
             base_l = float(sc @ LUMA)
