@@ -558,10 +558,16 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
     n_workers = workers or default_workers(spec)
     n_workers = max(1, min(n_workers, len(todo) or 1))
 
+    rested: dict[str, float] = {}  # face file -> the largest rest shift (px) of its clips (rest_note)
+
     def record(sid: str, row: dict[str, Any] | None, reason: str | None) -> None:
         if row is not None:
             rec.add(row)
             summary.produced += 1
+            shift = _rest_shift(row)
+            if shift:
+                face = str((row.get("extra") or {}).get("face_file") or "?")
+                rested[face] = max(rested.get(face, 0.0), shift)
         else:
             summary.failed += 1
             summary.failures.append(_failure_record(by_id[sid], str(reason)))
@@ -602,7 +608,27 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
         summary.seconds = time.time() - started
         _finish_run_file(run_file, summary)
     console.print(summary.line() + (f"; reasons in {rec.failures_path}" if summary.failed else ""))
+    if rested:
+        console.print(rest_note(rested))
     return summary
+
+
+def _rest_shift(row: dict[str, Any]) -> float:
+    """The warp renderer's rest shift (px) recorded in a produced row, 0 when none (other backends too)."""
+    params = ((row.get("provenance") or {}).get("parameters") or {}).get("renderer") or {}
+    try:
+        return float(params.get("rest_shift_px") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def rest_note(rested: dict[str, float]) -> str:
+    """What to tell a researcher whose photos were not neutral (face file -> largest rest shift, px)."""
+    names = ", ".join(f"{name} ({shift:.1f} px)" for name, shift in sorted(rested.items()))
+    return (f"note: {len(rested)} photo(s) were not at rest - the mouth was open or smiling and was closed to a "
+            f"neutral mouth before the emotion: {names}. A smile's cheeks and folds stay on the face and carry "
+            "into every emotion; prefer neutral photos, and run `emostudy check` (the rater flags clips that do "
+            "not read as intended). `--rest photo` renders the photo as it is.")
 
 
 def _run_pool(todo: Sequence[PlannedItem], n_workers: int, spec: RendererSpec,

@@ -82,6 +82,10 @@ def test_generate_with_warp_and_a_failing_item(demo_inputs, tmp_path):
         assert s.provenance.parameters["renderer"]["components"] == ["expression", "mouth", "life"]
     reason = json.loads((out / "failures.jsonl").read_text())["reason"]
     assert "SYN01_DFA_NEU_XX.wav" in reason and "cannot be decoded" in reason
+    # The astronaut smiles with her teeth apart: the clips start from her face at rest, and the run says so.
+    said = " ".join(res.output.split())
+    assert "1 photo(s) were not at rest" in said and "astronaut.png (" in said and "--rest photo" in said
+    assert all(s.provenance.parameters["renderer"]["rest_shift_px"] > 1.0 for s in m)
     # a second run: the two are skipped, the bad one fails again, nothing else happens
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 1 and "2 already done" in res.output
@@ -143,3 +147,18 @@ def test_backend_problems_stop_before_anything_is_written(demo_inputs, tmp_path,
                                     str(speech[0]), "--out", str(out), *extra])
     assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
     assert not out.exists()
+
+
+def test_a_neutral_photo_or_rest_photo_gives_no_rest_note(demo_inputs, tmp_path):
+    root, faces, speech = demo_inputs
+    sp = tmp_path / "speech"
+    sp.mkdir()
+    (sp / speech[0].name).write_bytes(speech[0].read_bytes())
+    for face, extra in ((faces[1], []), (faces[0], ["--rest", "photo"])):
+        out = tmp_path / f"set-{face.stem}-{len(extra)}"
+        res = CliRunner().invoke(main, ["generate", "--design", "matched", "--faces", str(face), "--speech", str(sp),
+                                        "--backend", "warp", "--workers", "1", *extra, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "not at rest" not in " ".join(res.output.split())
+        params = next(iter(load_manifest(out))).provenance.parameters["renderer"]
+        assert params["rest_shift_px"] == 0.0 and params["rest"] == ("photo" if extra else "neutral")
