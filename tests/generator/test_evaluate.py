@@ -153,7 +153,12 @@ def test_evaluate_pairs_aligns_and_writes_table(video_sets, tmp_path):
     # aligned: 29.8-31 dB, the spread coming from the H.264 round trip when the whole suite runs)
     assert moved.psnr > 28 and moved.ssim > 0.9 and moved.mouth_lmd < 1.5
     rows = {r["method"]: r for r in res.table}
-    assert rows["OURS"]["n_videos"] == 2 and rows["SHIFTED"]["psnr"] > rows["OURS"]["psnr"]
+    assert rows["OURS"]["n_videos"] == 2 and rows["SHIFTED"]["n_videos"] == 2
+    # The table is the mean of each method's videos (not a comparison of the two: libx264 does not encode the
+    # noisy video to the same bytes on every call, and its PSNR against the clean one spreads over 23-33 dB).
+    for method in ("OURS", "SHIFTED"):
+        mine = [s.psnr for s in res.scores if s.method == method]
+        assert rows[method]["psnr"] == pytest.approx(sum(mine) / len(mine), abs=0.01)
     for f in res.files.values():
         assert f.is_file()
     assert "| OURS |" in res.files["table_md"].read_text()
