@@ -103,7 +103,7 @@ ACTION_UNITS: dict[int, dict[int, tuple[float, float]]] = {
 # AU10 at 0.8: at 1.0 the raised upper lip and wrinkled nose took the mean identity distance of disgust clips to
 # 0.53 (over the issue's 0.5; 0.48 at 0.8) and its slow lip drift cost lip sync, with no reading gained (the
 # FER-2013 rater gives disgust < 0.02 at any weight). Happiness's AU12 at 1.3: the smile at 1.0 read as
-# "polite" (issue 18), and 1.3 keeps every landmark inside RANGES (the jaw-contour cap binds at ~1.35).
+# "polite" (issue 18), and 1.3 keeps every landmark inside RANGES (at 1.4 the jaw-contour cap is exceeded).
 EMOTION_AUS: dict[str, dict[int, float]] = {
     "anger": {4: 1.0, 5: 0.6, 7: 1.0, 23: 1.0, 24: 1.0},
     "disgust": {9: 0.8, 10: 0.8, 15: 0.4, 16: 0.3},
@@ -217,9 +217,8 @@ def rest_displacement(lm68: np.ndarray) -> np.ndarray:
         up = midline - 0.5 * (moved[left, 1] + moved[right, 1])
         excess = up - REST_CORNER_UP * unit
         if excess > 0:
-            for a, b, w in ((left, right, 1.0),):
-                disp[a, 1] += w * excess
-                disp[b, 1] += w * excess
+            disp[left, 1] += excess
+            disp[right, 1] += excess
             if left == 48:
                 for a, b in ((49, 53), (59, 55)):
                     disp[a, 1] += 0.45 * excess

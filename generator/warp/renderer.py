@@ -168,13 +168,14 @@ class WarpRenderer:
         base = prepared.landmarks
         s = prepared.image.shape[0]
         mouth = speech_features(x, MODEL_RATE, n)
-        disp = np.repeat(prepared.rest[None], n, axis=0)  # the face at rest, then what moves
         ramp = np.zeros(n)
+        expression = np.zeros((n, 68, 2))
         if "expression" in self.components:
             ramp = onset_ramp(n, FPS, self.onset_s)
-            disp += ramp[:, None, None] * (self.expression_gain * expression_displacement(vec, base))[None]
+            expression = ramp[:, None, None] * (self.expression_gain * expression_displacement(vec, base))[None]
+        disp = prepared.rest[None] + expression  # the face at rest, then what moves
         if "mouth" in self.components:
-            disp += mouth_displacement(mouth, base, held=disp - prepared.rest[None])  # the expression's part
+            disp += mouth_displacement(mouth, base, held=expression)
         else:
             zero = np.zeros(n)
             mouth = MouthTrack(zero, zero, zero, mouth.level_db)

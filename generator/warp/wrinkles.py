@@ -21,10 +21,9 @@ Hager 2002, *Facial Action Coding System: The Manual*, chapters 2-4), among them
 that catches the light, in the coordinates of the aligned photo: the warp then moves them with the skin
 they belong to. Their positions come from the photo's landmarks (module functions below: each furrow is a
 short polyline between landmark-derived points), their width and softness from the eye distance (a furrow
-is ~0.035 eye distances wide: ~2 mm at an interpupillary distance of ~63 mm). The depth (at most
+is ~0.03 eye distances wide: ~2 mm at an interpupillary distance of ~63 mm). The depth (at most
 :data:`MAX_DARKEN`, a 30 % darkening at the deepest point of a fold at full intensity) is ours, set by eye
-on the shipped faces to the depth of the folds that the photos themselves show (Grace Hopper's forehead
-and nasolabial folds darken the skin by 25-40 %).
+on the shipped faces so that a drawn fold looks no deeper than the folds the photos themselves show.
 
 The result is a multiplicative shading field ``(S, S)`` float32 around 1.0 per emotion vector; the renderer
 multiplies the aligned photo by ``1 + strength * (field - 1)`` per frame (the onset ramp), so the folds
@@ -68,8 +67,7 @@ def _furrows(lm: np.ndarray, unit: float) -> dict[str, list[tuple[np.ndarray, np
     centre = []
     sides = []
     for k in (0.28, 0.48):
-        a = _lerp(brow_l[2], brow_r[2], 0.0) - [0, k * unit]
-        b = _lerp(brow_l[2], brow_r[2], 1.0) - [0, k * unit]
+        a, b = brow_l[2] - [0, k * unit], brow_r[2] - [0, k * unit]
         centre.append((np.stack([a, 0.5 * (a + b) - [0, 0.04 * unit], b]), up))
         sides.append((np.stack([brow_l[0] - [0, (k + 0.05) * unit], brow_l[2] - [0, (k + 0.08) * unit]]), up))
         sides.append((np.stack([brow_r[2] - [0, (k + 0.08) * unit], brow_r[4] - [0, (k + 0.05) * unit]]), up))
