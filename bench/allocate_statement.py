@@ -38,7 +38,7 @@ def fill(url: str, n: int, timeout_s: float, rng: random.Random) -> int:
     """Insert ``n`` assignments (and their participants and verdicts); return the study id."""
     import psycopg
 
-    from study_server.config import normalize_database_url
+    from study_server.core.config import normalize_database_url
 
     now = dt.datetime.now(dt.timezone.utc)
     with psycopg.connect(normalize_database_url(url).replace("postgresql+psycopg://", "postgresql://")) as conn:
@@ -67,8 +67,8 @@ def fill(url: str, n: int, timeout_s: float, rng: random.Random) -> int:
 def measure(url: str, study_id: int, runs: int, timeout_s: float) -> dict:
     import psycopg
 
-    from study_server.assignment import _ALLOCATE_PG, _PLATFORM_FIELDS
-    from study_server.config import normalize_database_url
+    from study_server.study.assignment import _ALLOCATE_PG, _PLATFORM_FIELDS
+    from study_server.core.config import normalize_database_url
 
     assert NEW_COUNT in _ALLOCATE_PG, "the statement changed: update this benchmark"
     variants = {"after (issue #20)": _ALLOCATE_PG, "before": _ALLOCATE_PG.replace(NEW_COUNT, OLD_COUNT)}

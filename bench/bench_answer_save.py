@@ -16,7 +16,7 @@ alternate round by round so that a shared machine's load falls on all of them al
 - ``fetched``: this tree; the page fetched each trial's clip (from this process) before answering, the case
   of one worker: this process's own record clears the answer, no extra query;
 - ``other-worker``: fetched, but from a second app in another process (spawned, as a gunicorn worker is
-  forked), sharing this server's table of media requests (``study_server.fetch_table``, here a file in the
+  forked), sharing this server's table of media requests (``study_server.study.fetch_table``, here a file in the
   run's temporary folder): this process's own record is empty and the table clears the answer; with
   gunicorn's ``-w N`` this is the case of about (N-1)/N of the saves;
 - ``other-worker-known``: a reference, not a deployment: the same, but this process is also told of each
@@ -64,10 +64,23 @@ BASE = {"fetched": "before-fetched", "other-worker": "before-other-worker", "oth
         "other-worker-cold": "before-other-worker", "unfetched": "before-unfetched"}
 
 
+def _server_module(name: str):
+    """``study_server.<room>.<name>`` of this tree, or ``study_server.<name>`` of a --before tree made before
+    the package was split into rooms (issue #26)."""
+    import importlib
+
+    for room in ("store", "study", "core", ""):
+        try:
+            return importlib.import_module(".".join(p for p in ("study_server", room, name) if p))
+        except ModuleNotFoundError:
+            continue
+    raise ModuleNotFoundError(f"study_server has no module {name!r}")
+
+
 def media_worker(conn) -> None:
     """The other worker: an app of its own (same settings, same database, same table) serving media URLs."""
     from study_server.app import create_app
-    from study_server.extensions import db
+    db = _server_module("extensions").db
 
     app = create_app()
     client = app.test_client()
@@ -127,8 +140,8 @@ def child(url: str, secret: str, sessions: int, mode: str) -> dict:
         def fetch(url: str) -> None:
             client.get(url).close()
     if mode == "other-worker-known":
-        from study_server.models import utcnow
-        from study_server.watching import local_fetches
+        utcnow = _server_module("models").utcnow
+        local_fetches = _server_module("watching").local_fetches
 
         note_own = local_fetches(app).note
     run = uuid.uuid4().hex[:6]
@@ -155,16 +168,16 @@ def child(url: str, secret: str, sessions: int, mode: str) -> dict:
     media_cpu.clear()
     for i in range(sessions):
         session(f"m-{mode}-{run}-{i}")
-    from study_server.extensions import db
+    db = _server_module("extensions").db
 
     if mode in ELSEWHERE:
         ours.send(None)
         other.join(30)
     try:
-        from study_server.watching import host_fetches
+        host_fetches = _server_module("watching").host_fetches
 
         table = host_fetches(app).table() is not None
-    except ImportError:  # the code before the table
+    except (ImportError, AttributeError):  # the code before the table
         table = None
     db.dispose(app)
     return {"mode": mode, "fetch_table": table, "saves": len(cpu),

@@ -4,7 +4,7 @@
 
 In one process, on a PostgreSQL database made for the run: the median CPU and wall time of
 ``watching.recorded_reader(app, token)(position)`` when this process's record has the trial (a dictionary
-hit), when only the shared table has it (``study_server.fetch_table``), when neither has it, and of the
+hit), when only the shared table has it (``study_server.study.fetch_table``), when neither has it, and of the
 fast path's ``media_fetches`` read (``watching.EVIDENCE_SQL``) on a pooled connection in autocommit. Each is
 run ``--n`` times in a row, so caches are warm: in a real save the read's cost is higher (see
 bench/bench_answer_save.py's ``other-worker-cold`` variant). Prints one JSON line.
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bench.server_load import BenchDatabase
-    from study_server import db as dbmod
+    from study_server.store import schema as dbmod
     from study_server.app import create_app
-    from study_server.models import utcnow
-    from study_server.watching import EVIDENCE_SQL, host_fetches, local_fetches, recorded_reader
+    from study_server.store.models import utcnow
+    from study_server.study.watching import EVIDENCE_SQL, host_fetches, local_fetches, recorded_reader
 
     with tempfile.TemporaryDirectory(prefix="emostudy-lookup-") as tmp, BenchDatabase(args.pg_url) as database:
         dbmod.upgrade(database.url)

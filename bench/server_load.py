@@ -9,7 +9,7 @@
 What it does, all bounded (it stops by itself, and stops the server it started):
 
 1. creates a PostgreSQL database of its own (``emostudy_bench_<random>``, dropped at the end) next to the
-   one ``--pg-url`` / ``EMOSTUDY_TEST_POSTGRES_URL`` names, migrates it (``study_server.db.upgrade``) and
+   one ``--pg-url`` / ``EMOSTUDY_TEST_POSTGRES_URL`` names, migrates it (``study_server.store.schema.upgrade``) and
    imports a study whose batches have 18 items (15 + 3 consistency repeats, the Task 2 questions,
    audio check off) over a set of tiny real mp4 files;
 2. starts gunicorn (``study_server.app:create_app()``, production config) on 127.0.0.1 as a subprocess;
@@ -129,7 +129,7 @@ class BenchDatabase:
     def __init__(self, base_url: str) -> None:
         from sqlalchemy import create_engine
 
-        from study_server.config import normalize_database_url
+        from study_server.core.config import normalize_database_url
 
         self.admin = create_engine(normalize_database_url(base_url), isolation_level="AUTOCOMMIT")
         self.name = f"emostudy_bench_{uuid.uuid4().hex[:10]}"
@@ -151,9 +151,9 @@ class BenchDatabase:
 
 
 def import_study(url: str, plan: Path, set_dir: Path, secret: str) -> None:
-    from study_server import db
-    from study_server.extensions import make_engine
-    from study_server.studies import import_plan
+    from study_server.store import schema as db
+    from study_server.store.extensions import make_engine
+    from study_server.study.studies import import_plan
     from sqlalchemy.orm import Session
 
     db.upgrade(url)
@@ -167,8 +167,8 @@ def stored_answers(url: str) -> tuple[int, set[str]]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
-    from study_server.extensions import make_engine
-    from study_server.models import Answer
+    from study_server.store.extensions import make_engine
+    from study_server.store.models import Answer
 
     engine = make_engine(url)
     with Session(engine) as session:
@@ -434,7 +434,7 @@ def inprocess_cpu(url: str, secret: str, n_sessions: int) -> dict:
     backends[:] = cpu_snapshot(os.getpid(), database)["postgres"]
     for i in range(n_sessions):
         session(f"ip-{run}-{i}")
-    from study_server.extensions import db
+    from study_server.store.extensions import db
 
     db.dispose(app)
     per_kind = {kind: {"server_ms": round(1000 * sum(v) / len(v), 2),

@@ -112,7 +112,7 @@ def _play_and_answer(page, questions: list[dict], n: int) -> None:
 
 
 def shoot_participant(page, base: str, study: str, secret: str, answered: int, out: Path) -> None:
-    from study_server.audio_check import expected_word
+    from study_server.study.audio_check import expected_word
 
     page.goto(f"{base}/s/{study}")
     if "/a/" not in page.url:

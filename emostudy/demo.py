@@ -218,7 +218,7 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
     from rich.progress import Progress
     from werkzeug.serving import make_server
 
-    from study_server.simulate import ResponseModel, simulate
+    from study_server.participant.simulate import ResponseModel, simulate
 
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_quiet_handler())
     thread = threading.Thread(target=server.serve_forever, daemon=True)

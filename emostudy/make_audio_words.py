@@ -1,4 +1,4 @@
-"""Make the audio-check recordings shipped in ``study_server/participant/audio_check/`` (run once by a
+"""Make the audio-check recordings shipped in ``study_server/study/words/`` (run once by a
 developer; the server never runs it). It lives in the shell because it drives the generator's speech
 synthesis and writes the server's files: the two packages meet only at those files.
 

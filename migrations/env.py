@@ -1,4 +1,4 @@
-"""Alembic environment: runs the migrations on the URL (or connection) that study_server.db passes in.
+"""Alembic environment: runs the migrations on the URL (or connection) that study_server.store.schema passes in.
 
 The models' metadata is the autogenerate target; packages with their own tables add one import line.
 """
@@ -8,12 +8,12 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
-from study_server.db import make_migration_engine
-from study_server.models import Base
-import study_server.recruit.models  # noqa: F401,E402  (recruitment tables)
+from study_server.store.schema import make_migration_engine
+from study_server.store.models import Base
+import study_server.store.recruitment  # noqa: F401,E402  (recruitment tables)
 
 # Modules whose tables belong to the same metadata (one import line each):
-# study_server.recruit.models is added here by the recruitment package.
+# study_server.store.recruitment is added here by the recruitment package.
 
 config = context.config
 target_metadata = Base.metadata

@@ -9,9 +9,18 @@ from typing import Any, Mapping
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from study_server.config import Config, build_config, describe_config, finalize_config
-from study_server.errors import ApiError
-from study_server.extensions import db
+from study_server.admin.pages import bp as admin_bp
+from study_server.core.config import Config, build_config, describe_config, finalize_config
+from study_server.core.errors import ApiError
+from study_server.participant import holds
+from study_server.participant.api import bp as api_bp
+from study_server.participant.fastpath import FastAnswers
+from study_server.participant.listening import bp as listening_bp
+from study_server.participant.pages import bp as participant_bp
+from study_server.participant.pages import render_error_page
+from study_server.store import faults
+from study_server.store.extensions import db
+from study_server.web import security
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +51,7 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
 
     db.init_app(app)
 
-    from study_server import security
-    from study_server.admin import bp as admin_bp
-    from study_server.api import bp as api_bp
-    from study_server.listening import bp as listening_bp
-    from study_server.participant import bp as participant_bp
-
     if app.config.get("FAST_ANSWERS", True):
-        from study_server.fastpath import FastAnswers
-
         app.wsgi_app = FastAnswers(app.wsgi_app, app)  # type: ignore[method-assign]  # inside ProxyFix
     security.init_app(app)
     app.register_blueprint(participant_bp)
@@ -61,8 +62,6 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         if request.blueprint == "participant" and not request.path.startswith("/api/"):
-            from study_server.participant import render_error_page
-
             return render_error_page(exc)
         return jsonify(exc.to_json()), exc.status
 
@@ -73,8 +72,6 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
         return jsonify({"error": {"code": code, "message": exc.description or exc.name}}), exc.code
-
-    from study_server import faults, holds
 
     holds.init_app(app)
     faults.init_app(app)  # last: it wraps every registered view

@@ -99,8 +99,8 @@ def test_demo_builds_simulates_and_reports_both_tasks(demo):
 def test_printed_link_leads_to_a_completed_task2_batch_counted_by_admin(demo, chromium_path):
     from playwright.sync_api import sync_playwright
 
-    from study_server.audio_check import expected_word
-    from study_server.listening import expected_answers
+    from study_server.study.audio_check import expected_word
+    from study_server.participant.listening import expected_answers
 
     root, _ = demo
     secret = (root / "instance" / "secret_key").read_text().strip()

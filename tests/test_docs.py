@@ -272,7 +272,7 @@ def test_run_all_discovers_the_scripts_and_passes_quick_only_where_accepted(tmp_
 # --------------------------------------------------------------------------- deployment settings
 
 def test_deployment_lists_every_setting_of_the_server_config():
-    from study_server.config import Config, config_keys
+    from study_server.core.config import Config, config_keys
 
     text = (REPO / "docs" / "deployment.md").read_text(encoding="utf-8")
     missing = [k for k in config_keys(Config) if f"`EMOSTUDY_{k}`" not in text]

@@ -8,44 +8,16 @@ assignment, never gets a new one).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study_server.models import Study, utcnow
 from study_server.recruit.base import PostSettings, Submission
-from study_server.recruit.models import LabToken
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def make_tokens(session: Session, study: Study, n: int) -> list[str]:
-    tokens = [secrets.token_urlsafe(12) for _ in range(int(n))]
-    session.add_all(LabToken(study_id=study.id, token_sha256=_hash(t)) for t in tokens)
-    session.commit()
-    return tokens
-
-
-def study_uses_tokens(session: Session, study_id: int) -> bool:
-    return session.scalar(select(LabToken.id).where(LabToken.study_id == study_id).limit(1)) is not None
-
-
-def check_token(session: Session, study_id: int, token: str) -> bool:
-    """True when lab links of this study are open (no tokens made) or ``token`` is one of its tokens.
-    Marks the token used (the first time)."""
-    if not study_uses_tokens(session, study_id):
-        return True
-    row = session.scalar(select(LabToken).where(LabToken.study_id == study_id, LabToken.token_sha256 == _hash(token)))
-    if row is None:
-        return False
-    if row.used_at is None:
-        row.used_at = utcnow()
-    return True
+from study_server.store.models import Study
+from study_server.store.recruitment import LabToken
+from study_server.study.lab_tokens import make_tokens
 
 
 class LabRecruiter:

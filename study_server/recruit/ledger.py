@@ -12,13 +12,31 @@ from typing import Any, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study_server.models import (APPROVED, COMPLETED, SUBMITTED, VALID, Answer, Assignment, Item, Participant, Study,
-                                 StudyStimulus, utcnow)
 from study_server.recruit import LedgerError, OutcomeUnknown, PlatformError, RecruitError
-from study_server.recruit.ids import ids_of
-from study_server.recruit.models import (BONUS_COMMITTED, BONUS_FAILED, BONUS_PLANNED, BONUS_SENT, BONUS_UNKNOWN,
-                                         BonusPayment)
 from study_server.recruit.service import APPROVED_WORDS, audit, check_balance, plan_of
+from study_server.store.models import (
+    APPROVED,
+    COMPLETED,
+    SUBMITTED,
+    VALID,
+    Answer,
+    Assignment,
+    Item,
+    Participant,
+    Study,
+    StudyStimulus,
+    utcnow,
+)
+from study_server.store.recruitment import (
+    BONUS_COMMITTED,
+    BONUS_FAILED,
+    BONUS_PLANNED,
+    BONUS_SENT,
+    BONUS_UNKNOWN,
+    BonusPayment,
+)
+from study_server.study.platform_ids import ids_of
+
 
 @dataclass(frozen=True)
 class PlannedBonus:

@@ -83,7 +83,7 @@ def make_client(*, live: bool = False, confirmed: bool = False, session: Any = N
     from the standard AWS sources (environment, ~/.aws, instance role), never from our config."""
     if live and not confirmed:
         raise LiveModeRefused("live MTurk pays real money: pass --live and confirm (type 'live' or --yes)")
-    import boto3
+    import boto3  # optional heavy dependency: boto3 loads only for MTurk/S3 work
 
     maker = session or boto3
     return maker.client("mturk", region_name="us-east-1", endpoint_url=LIVE_ENDPOINT if live else SANDBOX_ENDPOINT,
@@ -93,7 +93,7 @@ def make_client(*, live: bool = False, confirmed: bool = False, session: Any = N
 def retry_config(max_attempts: int = MAX_ATTEMPTS):
     """botocore's standard retry mode: retries throttling and transient errors with jittered exponential
     backoff (throttling: up to 20 s between tries)."""
-    from botocore.config import Config
+    from botocore.config import Config  # optional heavy dependency: with boto3, only for MTurk/S3 work
 
     return Config(retries={"mode": "standard", "total_max_attempts": int(max_attempts)})  # tries, first included
 
@@ -108,7 +108,9 @@ def already_processed(err: dict[str, Any]) -> bool:
 def _call(client: Any, op: str, **params: Any) -> dict[str, Any]:
     """One MTurk call. A refusal raises PlatformError; a lost reply (timeout, dropped connection, 5xx after
     botocore's retries) raises OutcomeUnknown; throttling that outlasts the retries says so plainly."""
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+    # optional heavy dependency: with boto3, only for MTurk/S3 work
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     try:
         return getattr(client, op)(**params)

@@ -18,9 +18,8 @@ minimum pay (``MIN_HOURLY``) is checked from the estimated minutes before a stud
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
-
 import time
+from typing import Any, Callable
 
 from study_server.recruit import OutcomeUnknown, PayRefused, PlatformError
 from study_server.recruit.base import PostSettings, Submission
@@ -77,7 +76,7 @@ class ProlificRecruiter:
                  completion_code: str = "", http: Any = None, timeout_s: float = 30.0,
                  log: Callable[[str, dict[str, Any]], None] | None = None, max_attempts: int = 5,
                  sleep: Callable[[float], None] = time.sleep, usd_rate: float | None = None):
-        import requests
+        import requests  # optional heavy dependency: loaded only when the platform is called
 
         self.http = http or requests.Session()
         self.http.headers.update({"Authorization": f"Token {token}", "Content-Type": "application/json"})
@@ -97,7 +96,7 @@ class ProlificRecruiter:
 
     def _req(self, method: str, path: str, json: Any = None) -> Any:
         """One call. 429 is retried with exponential backoff; a lost reply or a 5xx raises OutcomeUnknown."""
-        import requests
+        import requests  # optional heavy dependency: loaded only when the platform is called
 
         for attempt in range(self.max_attempts):
             try:

@@ -22,15 +22,43 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study_server.models import (ACTIVE, APPROVED, EXPIRED, FINISHED, REJECTED, RETURNED, VALID, Answer, Assignment,
-                                 AuditLog, Batch, Participant, Study, utcnow)
 from study_server.recruit import OutcomeUnknown, PayRefused, RecruitError
 from study_server.recruit.base import PostSettings, Submission
-from study_server.recruit.ids import assignment_for_external_id, ids_of, remember
-from study_server.recruit.models import (CAMPAIGN_CLOSED, CAMPAIGN_OPEN, REVIEW_APPROVED, REVIEW_DISMISSED, REVIEW_OPEN,
-                                         REVIEW_REJECTED, REVIEW_RETURN, BonusPayment, Campaign,
-                                         ExclusionQualification, QualificationGrant, RecruitPost, ReviewItem)
-from study_server.studies import participant_text
+from study_server.recruit.mturk import FEE, hit_sizes
+from study_server.store.models import (
+    ACTIVE,
+    APPROVED,
+    EXPIRED,
+    FINISHED,
+    REJECTED,
+    RETURNED,
+    VALID,
+    Answer,
+    Assignment,
+    AuditLog,
+    Batch,
+    Participant,
+    Study,
+    utcnow,
+)
+from study_server.store.recruitment import (
+    CAMPAIGN_CLOSED,
+    CAMPAIGN_OPEN,
+    REVIEW_APPROVED,
+    REVIEW_DISMISSED,
+    REVIEW_OPEN,
+    REVIEW_REJECTED,
+    REVIEW_RETURN,
+    BonusPayment,
+    Campaign,
+    ExclusionQualification,
+    QualificationGrant,
+    RecruitPost,
+    ReviewItem,
+)
+from study_server.study.assignment import expire_stale, occupancy
+from study_server.study.platform_ids import assignment_for_external_id, ids_of, remember
+from study_server.study.studies import participant_text
 
 REJECT_POLICY, APPROVE_POLICY = "reject", "approve-without-bonus"
 FEEDBACK_INCOMPLETE = ("Thank you for your time. We could not accept this assignment because the survey was not "
@@ -186,7 +214,6 @@ def check_balance(recruiter: Any, cost_usd: float, what: str) -> None:
     """MTurk: refuse before posting or paying when GetAccountBalance cannot cover the cost plus fees."""
     if recruiter.platform != "mturk" or cost_usd <= 0:
         return
-    from study_server.recruit.mturk import FEE
 
     need = round(cost_usd * (1 + FEE), 2)
     have = recruiter.balance()
@@ -213,7 +240,6 @@ def _post(session: Session, study: Study, recruiter: Any, c: Campaign, settings:
         ids = recruiter.open(settings, places, annotation=c.key)
         record_post(session, study, c, ids[0], places, seq=1)
         return ids
-    from study_server.recruit.mturk import hit_sizes
 
     check_balance(recruiter, settings.reward_usd * places, f"{places} places at ${settings.reward_usd:.2f}")
     recruiter.hit_type_id = (c.settings or {}).get("hit_type_id")  # the campaign's, with its requirements
@@ -234,8 +260,6 @@ def _post(session: Session, study: Study, recruiter: Any, c: Campaign, settings:
 
 def places_needed(session: Session, study: Study) -> int:
     """Places still to fill: per batch, quota minus (valid finished + active), never below zero."""
-    from study_server.assignment import occupancy
-
     occ = occupancy(session, study.id)
     quotas = dict(session.execute(select(Batch.id, Batch.quota).where(Batch.study_id == study.id)).all())
     return sum(max(0, quotas[b] - occ.get(b, 0)) for b in quotas)
@@ -461,7 +485,6 @@ def _platform_submissions(recruiter: Any) -> tuple[list[Submission], list[Submis
 def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettings | None = None,
          policy: str = REJECT_POLICY, sandbox: bool = True, dry_run: bool = False, actor: str = "cli",
          timeout_s: float = 1800, family: str | None = None) -> SyncReport:
-    from study_server.assignment import expire_stale
 
     report = SyncReport()
     sandbox = bool(norm_sandbox(recruiter.platform, sandbox))

@@ -17,9 +17,9 @@ def add_assignment(app, study: str, batch_key: str, *, worker: str, platform: st
                    audio_check_passed: bool | None = None, rt_ms: int | None = 800,
                    played_fraction: float | None = 1.0) -> int:
     """Store one assignment of ``worker`` to ``batch_key``; return the assignment's id."""
-    from study_server.extensions import db
-    from study_server.models import Answer, Assignment, Batch, Item, Participant, Study, Verdict, utcnow
-    from study_server.platforms import pseudonym
+    from study_server.store.extensions import db
+    from study_server.store.models import Answer, Assignment, Batch, Item, Participant, Study, Verdict, utcnow
+    from study_server.study.platforms import pseudonym
 
     with app.app_context():
         session = db.session
@@ -52,8 +52,8 @@ def add_assignment(app, study: str, batch_key: str, *, worker: str, platform: st
 def plan_of(app, study: str) -> dict[str, Any]:
     import json
 
-    from study_server.extensions import db
-    from study_server.models import Study
+    from study_server.store.extensions import db
+    from study_server.store.models import Study
 
     with app.app_context():
         return json.loads(db.session.scalar(select(Study.plan_json).where(Study.name == study)))
@@ -72,7 +72,7 @@ class fresh_postgres_database:  # noqa: N801 - used as a context manager
 
         from sqlalchemy import create_engine
 
-        from study_server.config import normalize_database_url
+        from study_server.core.config import normalize_database_url
 
         self.admin = create_engine(normalize_database_url(base_url), isolation_level="AUTOCOMMIT")
         self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"

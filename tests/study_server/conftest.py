@@ -46,7 +46,7 @@ def plan_factory() -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def _migrated_template(tmp_path_factory) -> Path:
-    from study_server import db
+    from study_server.store import schema as db
 
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"
     db.upgrade(f"sqlite:///{path}")
@@ -62,7 +62,7 @@ def app_config() -> dict[str, Any]:
 @pytest.fixture
 def app(tmp_path, _migrated_template, app_config):
     from study_server.app import create_app
-    from study_server.extensions import db
+    from study_server.store.extensions import db
 
     path = tmp_path / "emostudy.sqlite3"
     shutil.copyfile(_migrated_template, path)
@@ -104,8 +104,8 @@ def plan_json(app):
     def _get(name: str) -> dict:
         from sqlalchemy import select
 
-        from study_server.extensions import db
-        from study_server.models import Study
+        from study_server.store.extensions import db
+        from study_server.store.models import Study
 
         with app.app_context():
             return json.loads(db.session.scalar(select(Study.plan_json).where(Study.name == name)))
@@ -120,7 +120,7 @@ def pg_url(postgres_url):
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from study_server.config import normalize_database_url
+    from study_server.core.config import normalize_database_url
 
     base = make_url(normalize_database_url(postgres_url))
     name = f"emostudy_t_{_secrets.token_hex(4)}"
@@ -138,9 +138,9 @@ def pg_url(postgres_url):
 @pytest.fixture
 def pg_app(pg_url, tmp_path):
     """The app on a fresh, migrated PostgreSQL database (skipped without EMOSTUDY_TEST_POSTGRES_URL)."""
-    from study_server import db as dbmod
+    from study_server.store import schema as dbmod
     from study_server.app import create_app
-    from study_server.extensions import db
+    from study_server.store.extensions import db
 
     dbmod.upgrade(pg_url)
     app = create_app({"TESTING": True, "DATABASE_URL": pg_url, "INSTANCE_PATH": str(tmp_path / "instance"),

@@ -182,8 +182,8 @@ def make_plan(set_dir: Path, task: str = TASK1, *, name: str | None = None, n_ba
 
 
 def import_study(app, plan_path: Path, set_dir: Path, **kwargs) -> str:
-    from study_server.extensions import db
-    from study_server.studies import import_plan
+    from study_server.store.extensions import db
+    from study_server.study.studies import import_plan
 
     with app.app_context():
         study = import_plan(db.session, plan_path, set_dir, secret_key=app.config["SECRET_KEY"], **kwargs)
@@ -220,7 +220,7 @@ def watch(client, item: dict) -> None:
 
 def complete_session(client, token: str, variant_for: Callable[[int], int] | None = None) -> dict:
     """Start, pass the audio check if any, answer every item, complete; return the completion JSON."""
-    from study_server.audio_check import expected_word
+    from study_server.study.audio_check import expected_word
 
     state = client.get(f"/api/v1/a/{token}").get_json()
     assert client.post(f"/api/v1/a/{token}/start").status_code == 200
@@ -247,7 +247,7 @@ def complete_session(client, token: str, variant_for: Callable[[int], int] | Non
 def pass_screen(client, token: str, *, wrong: int = 0) -> dict:
     """Calibrate and answer the headphone screen from the server's secret (``wrong`` answers wrong on
     purpose, from the first trial); return the last reply."""
-    from study_server.listening import expected_answers
+    from study_server.participant.listening import expected_answers
 
     secret = client.application.config["SECRET_KEY"]
     r = client.post(f"/api/v1/a/{token}/listening/calibrated", json={})
@@ -290,7 +290,7 @@ def serve_in_thread(app):
 def word_check_and_examples(page, state: dict, secret: str, token: str) -> None:
     """In a Playwright ``page`` after the instructions: type the audio-check word (when the study has one),
     then play every familiarisation example to its end and go on."""
-    from study_server.audio_check import expected_word
+    from study_server.study.audio_check import expected_word
 
     if state["audio_check"]["enabled"]:
         page.wait_for_selector("#step-audio:not([hidden])")

@@ -31,8 +31,8 @@ def _login(client, password=PASSWORD, user="admin"):
 
 
 def _audit(app) -> list[tuple[str, str, str | None]]:
-    from study_server.extensions import db
-    from study_server.models import AuditLog
+    from study_server.store.extensions import db
+    from study_server.store.models import AuditLog
 
     with app.app_context():
         return [(r.actor, r.action, r.target) for r in db.session.scalars(select(AuditLog).order_by(AuditLog.id))]
@@ -49,8 +49,8 @@ def _admin_urls(app, study_id: int, assignment_id: int) -> list[str]:
 
 
 def _study_id(app, name: str) -> int:
-    from study_server.extensions import db
-    from study_server.models import Study
+    from study_server.store.extensions import db
+    from study_server.store.models import Study
 
     with app.app_context():
         return db.session.scalar(select(Study.id).where(Study.name == name))
@@ -227,10 +227,10 @@ def test_export_button_downloads_zip_and_is_audited(app, client, task1_study):
 @pytest.mark.postgres
 def test_counts_and_export_on_postgresql(postgres_url, media_set, tmp_path, app_config):
     from adminkit import fresh_postgres_database
-    from study_server import db as dbmod
+    from study_server.store import schema as dbmod
     from study_server.app import create_app
-    from study_server.export import export_study
-    from study_server.extensions import db
+    from study_server.export.tables import export_study
+    from study_server.store.extensions import db
     from studykit import TASK2, import_study, make_plan
 
     with fresh_postgres_database(postgres_url) as url:

@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from study_server.extensions import db
-from study_server.models import Answer
+from study_server.store.extensions import db
+from study_server.store.models import Answer
 from studykit import arrive, valid_values
 
 
@@ -107,7 +107,7 @@ def test_answers_need_consent_and_audio_check(client, app, task2_study):
 
 
 def test_audio_check_is_server_side_and_limited(client, app, task2_study):
-    from study_server.audio_check import expected_word, words
+    from study_server.study.audio_check import expected_word, words
 
     token = arrive(client, task2_study, lab="p3")
     client.post(f"/api/v1/a/{token}/start")
@@ -310,7 +310,7 @@ def test_answer_paths_on_postgres(pg_app, media_set, tmp_path):
 
     from sqlalchemy import update
 
-    from study_server.models import Assignment
+    from study_server.store.models import Assignment
     from studykit import TASK1, import_study, make_plan
 
     name = import_study(pg_app, make_plan(media_set, TASK1, out=tmp_path / "p.json"), media_set)
@@ -345,8 +345,8 @@ def test_one_statement_save_on_postgres(pg_app, media_set, tmp_path):
 
     from sqlalchemy import update
 
-    from study_server.context import cache_of
-    from study_server.models import Assignment
+    from study_server.study.context import cache_of
+    from study_server.store.models import Assignment
     from studykit import TASK1, import_study, make_plan
 
     name = import_study(pg_app, make_plan(media_set, TASK1, name="onestmt", out=tmp_path / "p.json"), media_set)

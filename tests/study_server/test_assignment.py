@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import func, select, update
 
-from study_server.extensions import db
-from study_server.models import Assignment, Batch, Participant
+from study_server.store.extensions import db
+from study_server.store.models import Assignment, Batch, Participant
 from studykit import TASK1, TASK2, arrive, complete_session, import_study, make_plan
 
 
@@ -262,7 +262,7 @@ def test_same_worker_arriving_concurrently_postgres(pg_app, media_set, tmp_path)
 
 
 def test_lab_tokens_when_the_study_has_them(client, app, task1_study):
-    from study_server.models import Study
+    from study_server.store.models import Study
     from study_server.recruit.lab import make_tokens
 
     with app.app_context():
@@ -275,7 +275,7 @@ def test_lab_tokens_when_the_study_has_them(client, app, task1_study):
 
 
 def test_paused_study_takes_nobody_new_but_lets_people_finish(client, app, task1_study):
-    from study_server.models import Study
+    from study_server.store.models import Study
 
     token = arrive(client, task1_study, lab="early")
     with app.app_context():

@@ -332,9 +332,9 @@ def _features(records: list[dict], slot_kind: str = "t") -> dict[int, dict]:
 
 def _truth(app, token: str) -> tuple[list[dict], dict[int, int]]:
     """Per shown position: the stimulus' manifest labels; and repeat position -> original position."""
-    from study_server.context import load
-    from study_server.extensions import db
-    from study_server.models import StudyStimulus
+    from study_server.study.context import load
+    from study_server.store.extensions import db
+    from study_server.store.models import StudyStimulus
 
     with app.test_request_context():
         ctx = load(db.session, token)
@@ -357,8 +357,8 @@ def legacy_features(set_dir: Path, truth: list[dict]) -> list[dict]:
 
 
 def test_nothing_received_tells_source_emotion_or_repeat(served, browser, tmp_path):
-    from study_server.extensions import db
-    from study_server.studies import import_plan
+    from study_server.store.extensions import db
+    from study_server.study.studies import import_plan
 
     app, base = served
     sets = {"blind-task1": task1_set(tmp_path / "set1"), "blind-task2": task2_set(tmp_path / "set2")}

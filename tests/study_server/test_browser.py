@@ -139,8 +139,8 @@ def _run_participant(page, base: str, study: str, *, lab: str, secret: str, relo
 
 
 def _stored(app, token: str) -> tuple[str, dict[int, dict], list[float]]:
-    from study_server.extensions import db
-    from study_server.models import Answer, Assignment, Item, Verdict
+    from study_server.store.extensions import db
+    from study_server.store.models import Answer, Assignment, Item, Verdict
 
     with app.app_context():
         session = db.session
@@ -167,8 +167,8 @@ def _admin_valid_count(page, base: str, study_id: int, batch: str) -> int:
 @pytest.mark.parametrize("task,reload_after", [(TASK1, 4), (TASK2, 3)])
 def test_participant_completes_a_batch_in_chromium(app, live_server, browser, h264_set, tmp_path, task,
                                                    reload_after):
-    from study_server.extensions import db
-    from study_server.models import Study
+    from study_server.store.extensions import db
+    from study_server.store.models import Study
 
     plan = make_plan(h264_set, task, n_batches=1, quota=2, out=tmp_path / "plan.json")
     name = import_study(app, plan, h264_set)

@@ -30,8 +30,8 @@ def _answer_trial(page, questions):
 
 
 def test_a_clip_that_fails_to_load_can_be_retried_then_skipped(app, live_server, browser, h264_set, tmp_path):
-    from study_server.extensions import db
-    from study_server.models import Answer, Assignment, MediaFailure, Verdict
+    from study_server.store.extensions import db
+    from study_server.store.models import Answer, Assignment, MediaFailure, Verdict
 
     plan = make_plan(h264_set, TASK2, n_batches=1, quota=2, out=tmp_path / "plan.json", audio_check=False)
     name = import_study(app, plan, h264_set)

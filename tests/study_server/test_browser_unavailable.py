@@ -33,8 +33,8 @@ def _fail_first(n: int):
 
 
 def test_page_says_it_will_retry_and_recovers(app, live_server, browser, h264_set, tmp_path):  # noqa: F811
-    from study_server.extensions import db
-    from study_server.models import Answer, Assignment
+    from study_server.store.extensions import db
+    from study_server.store.models import Answer, Assignment
 
     study = import_study(app, make_plan(h264_set, TASK1, name="unavail", n_batches=1, quota=2,
                                         out=tmp_path / "unavail.json"), h264_set)

@@ -37,7 +37,7 @@ def cli(tmp_path, monkeypatch):
 
 
 def test_db_upgrade_current_downgrade(cli):
-    from study_server import db
+    from study_server.store import schema as db
 
     out = cli("db", "current").output
     assert "base (empty)" in out and "behind" in out
@@ -90,7 +90,7 @@ def test_serve_answers_http_and_never_imports_torch(cli, tmp_path):
     probe = (
         "import sys, runpy\n"
         "sys.argv = ['emostudy', 'serve', '--host', '127.0.0.1', '--port', sys.argv[1]]\n"
-        "import study_server.cli, study_server.app\n"
+        "import study_server.commands.server, study_server.app\n"
         "import flask\n"
         "orig = flask.Flask.run\n"
         "def run(self, *a, **k):\n"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from study_server.consistency import evaluate, is_inconsistent
-from study_server.extensions import db
-from study_server.models import Assignment
+from study_server.study.consistency import evaluate, is_inconsistent
+from study_server.store.extensions import db
+from study_server.store.models import Assignment
 from studykit import TASK1, TASK2, arrive, import_study, make_plan, watch
 
 REAL = {"definitely-real": 5, "somewhat-real": 4, "not-sure": 3, "somewhat-unreal": 2, "definitely-unreal": 1}
@@ -95,7 +95,7 @@ def test_verdict_stored_at_completion(client, app, media_set, tmp_path):
 
 
 def test_completion_writes_the_assignment_row_once(client, app, task1_study):
-    """The lock order of study_server/assignment.py: a participant idle past the timeout who completes
+    """The lock order of study_server/study/assignment.py: a participant idle past the timeout who completes
     refreshes and completes their row in ONE UPDATE (a second write of the same row makes PostgreSQL
     re-check its foreign keys, which is what deadlocked with arrivals in issue #20)."""
     import datetime as dt

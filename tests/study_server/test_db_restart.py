@@ -110,7 +110,7 @@ class Participant(threading.Thread):
             return r.get_json()
 
     def run(self) -> None:
-        from study_server.audio_check import expected_word
+        from study_server.study.audio_check import expected_word
 
         try:
             token = self.call("POST", f"/api/v1/studies/{self.study}/arrive",
@@ -134,9 +134,9 @@ class Participant(threading.Thread):
 
 
 def test_immediate_stop_and_restart_under_load(cluster, media_set, tmp_path, caplog):
-    from study_server import db as dbmod
+    from study_server.store import schema as dbmod
     from study_server.app import create_app
-    from study_server.extensions import db
+    from study_server.store.extensions import db
 
     admin = create_engine(cluster.url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -198,7 +198,7 @@ def test_immediate_stop_and_restart_under_load(cluster, media_set, tmp_path, cap
         assert all(stored[a] == 1 for a in acked)
         completed = sum(1 for p in done if p.error is None)
         tracebacks = [r for r in caplog.records if r.exc_info]
-        incident_lines = [r.getMessage() for r in caplog.records if r.name == "study_server.faults"]
+        incident_lines = [r.getMessage() for r in caplog.records if r.name == "study_server.store.faults"]
         assert not tracebacks, [r.getMessage() for r in tracebacks[:3]]
         assert 1 <= len(incident_lines) <= 4, incident_lines
         print(f"\nfault test: {completed} sessions completed, {len(acked)} answers acknowledged, "

@@ -33,8 +33,8 @@ def _contract_columns() -> tuple[list[str], list[str]]:
 
 
 def _export(app, study, out):
-    from study_server.export import export_study
-    from study_server.extensions import db
+    from study_server.export.tables import export_study
+    from study_server.store.extensions import db
 
     with app.app_context():
         return export_study(db.session, study, out)
@@ -45,7 +45,7 @@ def _read(path):
 
 
 def test_columns_exactly_as_documented(app, task1_study, tmp_path):
-    from study_server.export import ANSWER_COLUMNS, PARTICIPANT_COLUMNS
+    from study_server.export.tables import ANSWER_COLUMNS, PARTICIPANT_COLUMNS
 
     documented_answers, documented_participants = _contract_columns()
     assert len(documented_answers) == 28 and len(documented_participants) == 21
@@ -142,7 +142,7 @@ def test_pseudonyms_stable_keyed_and_not_raw(app, task1_study, tmp_path):
 
 
 def test_refuses_non_empty_folder_and_unknown_study(app, task1_study, tmp_path):
-    from study_server.export import ExportError
+    from study_server.export.tables import ExportError
 
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")

@@ -3,7 +3,7 @@
 The required-field check is written out here from the Psych-DS specification (https://psych-ds.github.io/:
 dataset_description.json with "@context" schema.org, "@type" "Dataset", "name", "description",
 "variableMeasured"; data files under data/ named by keyword-value pairs ending in _data.csv, every column
-in variableMeasured), independently of study_server.psychds.psychds_problems, which is tested against
+in variableMeasured), independently of study_server.export.psychds.psychds_problems, which is tested against
 broken datasets below."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ KEYWORD_FILE = re.compile(r"([a-z]+-[a-zA-Z0-9]+)(_[a-z]+-[a-zA-Z0-9]+)*_data\.c
 
 
 def _export(app, study, out, **kw):
-    from study_server.export import export_study
-    from study_server.extensions import db
+    from study_server.export.tables import export_study
+    from study_server.store.extensions import db
 
     with app.app_context():
         return export_study(db.session, study, out, **kw)
@@ -69,7 +69,7 @@ def test_required_fields_and_keyword_files(psychds_export):
     for name in ("codebook.md", "plan.json", "manifest.json"):
         assert (pds / "documentation" / name).read_bytes() == (plain / name).read_bytes()
     # every column of both files is described with the codebook's text
-    from study_server.export import ANSWER_CODEBOOK, PARTICIPANT_CODEBOOK
+    from study_server.export.tables import ANSWER_CODEBOOK, PARTICIPANT_CODEBOOK
 
     assert set(described) == set(ANSWER_CODEBOOK) | set(PARTICIPANT_CODEBOOK)
     assert ANSWER_CODEBOOK["rt_ms"] in described["rt_ms"]["description"]
@@ -124,7 +124,7 @@ def test_r_script_runs(psychds_export):
 
 
 def test_validator_reports_broken_datasets(psychds_export):
-    from study_server.psychds import psychds_problems
+    from study_server.export.psychds import psychds_problems
 
     _, pds = psychds_export
     good = {p.relative_to(pds).as_posix(): p.read_bytes() for p in pds.rglob("*") if p.is_file()}
@@ -148,11 +148,11 @@ def test_validator_reports_broken_datasets(psychds_export):
 
 
 def test_cli_format_option_and_bad_format(app, task1_study, tmp_path):
-    from study_server.errors import StudyServerError
+    from study_server.core.errors import StudyServerError
 
     with pytest.raises(StudyServerError, match="export format 'spss'"):
         _export(app, task1_study, tmp_path / "x", format="spss")
-    from study_server.cli import export_command
+    from study_server.commands.server import export_command
 
     result = CliRunner().invoke(export_command, ["--help"])
     assert result.exit_code == 0 and "psych-ds" in result.output

@@ -1,4 +1,4 @@
-"""The answer fast path (study_server.fastpath): same replies as the Flask route, fewer layers.
+"""The answer fast path (study_server.participant.fastpath): same replies as the Flask route, fewer layers.
 
 Every test runs on PostgreSQL (the fast path's only database); ``FAST_ANSWERS=False`` gives the reference
 behaviour, the Flask route, on the same database.
@@ -12,15 +12,15 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from study_server.extensions import db
-from study_server.models import Answer
+from study_server.store.extensions import db
+from study_server.store.models import Answer
 from studykit import TASK1, arrive, import_study, make_plan, valid_values
 
 pytestmark = pytest.mark.postgres
 
 
 def _make_app(pg_url, tmp_path, **overrides):
-    from study_server import db as dbmod
+    from study_server.store import schema as dbmod
     from study_server.app import create_app
 
     dbmod.upgrade(pg_url)
@@ -58,7 +58,7 @@ def _started(app, media_set, tmp_path, lab="fp1", name="fast"):
 
 
 def _stored(app, token=None) -> list[tuple[str, int | None, dict]]:
-    from study_server.models import Assignment
+    from study_server.store.models import Assignment
 
     with app.app_context():
         q = select(Answer.answer_id, Answer.rt_ms, Answer.values, Answer.played_fraction).order_by(Answer.answer_id)
@@ -167,7 +167,7 @@ def test_unknown_tokens_and_unusual_states_go_to_flask(pg_url, media_set, tmp_pa
     r = client.post(f"/api/v1/a/{other}/answers", json=_body(state, 0, "ns-ans-00"))
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "not_started"
     # A started assignment that this process has never seen (e.g. started by another worker process).
-    from study_server.context import cache_of
+    from study_server.study.context import cache_of
 
     cache_of(app).targets.pop(token)
     assert client.post(f"/api/v1/a/{token}/answers", json=_body(state, 0, "ns-ans-01")).status_code == 200
@@ -179,7 +179,7 @@ def test_unknown_tokens_and_unusual_states_go_to_flask(pg_url, media_set, tmp_pa
 
 def test_a_failing_fast_path_loses_nothing(pg_url, media_set, tmp_path, count_flask_saves, monkeypatch):
     """A database error in the fast path: the Flask route stores the answer (or reports the error)."""
-    from study_server import fastpath
+    from study_server.participant import fastpath
 
     app = _make_app(pg_url, tmp_path)
     flask_calls = count_flask_saves(app)

@@ -1,4 +1,4 @@
-"""Database faults (study_server.faults): 503 + Retry-After, bounded retries, one log line per incident.
+"""Database faults (study_server.store.faults): 503 + Retry-After, bounded retries, one log line per incident.
 
 These tests make the faults in-process (a refused port, errors raised where the database would raise
 them); tests/study_server/test_db_restart.py stops and restarts a real PostgreSQL cluster under load.
@@ -13,8 +13,9 @@ import psycopg
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from study_server import assignment as assign
-from study_server.faults import TRANSIENT, UNAVAILABLE, Incidents, classify
+from study_server.study import assignment as assign
+from study_server.store.faults import Incidents
+from study_server.store.outages import TRANSIENT, UNAVAILABLE, classify
 from studykit import arrive
 
 
@@ -95,7 +96,7 @@ def test_transient_faults_are_retried_then_503(client, app, task1_study, monkeyp
     assert r.get_json()["error"]["code"] == "database_busy" and r.headers["Retry-After"] == "5"
     monkeypatch.setattr(assign, "allocate", real)
     arrive(client, task1_study, lab="w3")  # the next success ends the incident: one line for it
-    lines = [rec.getMessage() for rec in caplog.records if rec.name == "study_server.faults"]
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "study_server.store.faults"]
     assert len(lines) == 2 and "database busy" in lines[0] and "available again" in lines[1], lines
 
 
@@ -143,7 +144,7 @@ def test_database_lost_after_the_reply_is_made_is_not_an_error(pg_app, media_set
     fails): the client still gets the reply that was made, and the loss is counted, not raised."""
     from sqlalchemy import text
 
-    from study_server.extensions import db
+    from study_server.store.extensions import db
     from studykit import TASK1, import_study, make_plan
 
     name = import_study(pg_app, make_plan(media_set, TASK1, name="lost", out=tmp_path / "lost.json"), media_set)

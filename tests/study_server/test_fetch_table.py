@@ -1,5 +1,5 @@
-"""The record of media requests shared by a server's worker processes (study_server.fetch_table) and the
-answer saves that read it instead of the database (study_server.watching.recorded_reader).
+"""The record of media requests shared by a server's worker processes (study_server.study.fetch_table) and the
+answer saves that read it instead of the database (study_server.study.watching.recorded_reader).
 
 The property that matters: the table can only ever spare the database read for an answer the database would
 clear too. Anything unknown to it - another trial, another participant, another database, a damaged slot, an
@@ -16,9 +16,9 @@ import re
 import pytest
 from sqlalchemy import event, select
 
-from study_server.extensions import db
-from study_server.fetch_table import HEADER, PROBE, SLOT, database_digest, open_table, table_size
-from study_server.models import Answer, Assignment
+from study_server.store.extensions import db
+from study_server.study.fetch_table import HEADER, PROBE, SLOT, database_digest, open_table, table_size
+from study_server.store.models import Answer, Assignment
 from studykit import TASK1, arrive, import_study, make_plan, valid_values
 
 T0 = dt.datetime(2026, 12, 5, 9, 30, 15, 123456, tzinfo=dt.timezone.utc)
@@ -230,7 +230,7 @@ def _flags(app, token):
 
 
 def _sqlite_app(tmp_path, **config):
-    from study_server import db as dbmod
+    from study_server.store import schema as dbmod
     from study_server.app import create_app
 
     url = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
@@ -266,7 +266,7 @@ def test_without_the_table_the_database_decides(tmp_path, media_set):
         a = _sqlite_app(where, **config)
         client_a, token, state = _start(a, media_set, where, f"nt{i}")
         if setting == "removed":
-            from study_server.watching import host_fetches
+            from study_server.study.watching import host_fetches
 
             table = host_fetches(a).table()
             assert table is not None
@@ -288,7 +288,7 @@ def test_postgres_clip_served_by_another_worker_needs_no_database_read(pg_url, t
     """PostgreSQL: the fast path (and the Flask route alone) store the answer to a clip another worker
     served unflagged without the media_fetches SELECT; with no request at all, the SELECT runs and the
     answer is flagged never_fetched."""
-    from study_server import db as dbmod
+    from study_server.store import schema as dbmod
     from study_server.app import create_app
 
     dbmod.upgrade(pg_url)
@@ -327,7 +327,7 @@ def test_postgres_clip_served_by_another_worker_needs_no_database_read(pg_url, t
 
 
 def test_where_the_table_lives(tmp_path):
-    from study_server.watching import table_path
+    from study_server.study.watching import table_path
 
     config = {"DATABASE_URL": "postgresql+psycopg://u:p@h/study_a", "FETCH_TABLE_SLOTS": 65536}
     other_db = {**config, "DATABASE_URL": "postgresql+psycopg://u:p@h/study_b"}

@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import func, inspect, select, table
 from werkzeug.security import generate_password_hash
 
-from study_server.extensions import db
-from study_server.models import Assignment, Study
+from study_server.store.extensions import db
+from study_server.store.models import Assignment, Study
 from studykit import TASK2, arrive, import_study, make_plan, valid_values
 
 N_REQUESTS = 5200

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from study_server.extensions import db
-from study_server.models import AdminSession, Answer, MediaFailure, Verdict
+from study_server.store.extensions import db
+from study_server.store.models import AdminSession, Answer, MediaFailure, Verdict
 from studykit import arrive, valid_values, watch
 
 PASSWORD = "correct horse battery"
@@ -185,9 +185,9 @@ def test_media_failed_is_recorded_instead_of_an_answer(app, client, started, tmp
 
     import pandas as pd
 
-    from study_server import admin_stats
-    from study_server.export import export_study
-    from study_server.models import Assignment
+    from study_server.admin import stats as admin_stats
+    from study_server.export.tables import export_study
+    from study_server.store.models import Assignment
     with app.app_context():
         study_id = db.session.scalar(select(Assignment.study_id))
         assert admin_stats.integrity_counts(db.session, study_id)["media_failed"] == 1

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from study_server import assignment as assign_module
-from study_server.extensions import db
-from study_server.models import Assignment
-from study_server.security import RateLimiter
+from study_server.study import assignment as assign_module
+from study_server.store.extensions import db
+from study_server.store.models import Assignment
+from study_server.web.security import RateLimiter
 from studykit import TASK1, arrive, import_study, make_plan
 
 PASSWORD = "correct horse battery staple"
@@ -144,7 +144,7 @@ def test_arrival_rate_limits(client, app, task1_study, clock):
 
 def test_bad_arrival_limit_fails_at_start_up(tmp_path):
     from study_server.app import create_app
-    from study_server.security import SecurityConfigError
+    from study_server.web.security import SecurityConfigError
 
     with pytest.raises(SecurityConfigError, match="ARRIVAL_RATE_PER_IP"):
         create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}",

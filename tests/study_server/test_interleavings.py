@@ -21,9 +21,9 @@ from typing import Callable
 import pytest
 from sqlalchemy import event, select, text, update
 
-from study_server.audio_check import expected_word
-from study_server.extensions import db
-from study_server.models import Assignment, Batch
+from study_server.study.audio_check import expected_word
+from study_server.store.extensions import db
+from study_server.store.models import Assignment, Batch
 from studykit import TASK2, arrive, import_study, make_plan, valid_values
 
 pytestmark = pytest.mark.postgres
@@ -122,7 +122,7 @@ def _check_invariants(app, completed: tuple[str, ...] = ()) -> dict[str, str]:
     with app.app_context():
         rows = db.session.execute(select(Assignment.token, Assignment.status, Assignment.batch_id)).all()
         quotas = dict(db.session.execute(select(Batch.id, Batch.quota)).all())
-        from study_server.assignment import occupancy
+        from study_server.study.assignment import occupancy
 
         study_id = db.session.scalar(select(Assignment.study_id).limit(1))
         counts = occupancy(db.session, study_id)
@@ -169,7 +169,7 @@ def test_refresh_during_an_arrival_keeps_the_quota(pg_app, study, path):
 def test_answer_save_statement_during_an_arrival_keeps_the_quota(pg_app, study):
     """The fast path's (and try_save_pg's) refresh is one autocommit statement: its row lock is held while it
     runs. The same statement inside an explicit transaction holds the lock until we say."""
-    from study_server.fastpath import _TOUCH_SQL
+    from study_server.participant.fastpath import _TOUCH_SQL
 
     name, (p0, p1) = study
     _age(pg_app, p0, TIMEOUT_S + 1)

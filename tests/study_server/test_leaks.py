@@ -58,7 +58,7 @@ def test_participant_receives_no_labels(client, app, media_set, tmp_path, task):
     client.post(f"/api/v1/a/{token}/start")
     state = get(f"/api/v1/a/{token}").get_json()
     if state["audio_check"]["enabled"]:
-        from study_server.audio_check import expected_word
+        from study_server.study.audio_check import expected_word
 
         client.post(f"/api/v1/a/{token}/audio-check", json={"answer": expected_word("test-secret", token, 0)})
     for ex in state["examples"]:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from study_server.extensions import db
-from study_server.listening import expected_answers, listening_spec, trial_design
-from study_server.listening_sounds import (ANTIPHASE_HZ, HUGGINS_CENTRE_HZ, RATE, calibration_noise, screen_trial,
+from study_server.store.extensions import db
+from study_server.participant.listening import expected_answers, listening_spec, trial_design
+from study_server.study.listening_sounds import (ANTIPHASE_HZ, HUGGINS_CENTRE_HZ, RATE, calibration_noise, screen_trial,
                                            wav_bytes)
-from study_server.models import Assignment, ListeningCheck, ScreenTrial
+from study_server.store.models import Assignment, ListeningCheck, ScreenTrial
 from studykit import TASK2, arrive, complete_session, import_study, make_plan, pass_screen, valid_values
 
 ADMIN_PASSWORD = "listening-admin-pw"
@@ -182,7 +182,7 @@ def test_a_second_attempt_when_the_spec_allows_it(client, app, screen_study):
 
 
 def test_huggins_plus_words_needs_the_screen_before_the_word(client, app, screen_study):
-    from study_server.audio_check import expected_word
+    from study_server.study.audio_check import expected_word
 
     study = screen_study({**HUGGINS, "kind": "huggins+words"})
     token = arrive(client, study, lab="hp-words")
@@ -250,8 +250,8 @@ def test_listening_spec_defaults_for_old_plans():
 
 
 def test_admin_counts_the_listening_checks(client, app, screen_study):
-    from study_server import admin_stats
-    from study_server.models import Study
+    from study_server.admin import stats as admin_stats
+    from study_server.store.models import Study
 
     study = screen_study(HUGGINS)
     passed, failed = arrive(client, study, lab="adm-pass"), arrive(client, study, lab="adm-fail")
@@ -273,7 +273,7 @@ def test_admin_counts_the_listening_checks(client, app, screen_study):
 def test_export_holds_every_screen_trial(client, app, screen_study, tmp_path):
     import pandas as pd
 
-    from study_server.export import export_study
+    from study_server.export.tables import export_study
 
     study = screen_study(HUGGINS)
     ok, bad = arrive(client, study, lab="exp-pass"), arrive(client, study, lab="exp-fail")

@@ -46,10 +46,10 @@ def _play_and_wait(page):
 
 
 def test_the_screen_is_passed_with_the_keyboard_then_the_word_check(app, live_server, browser, screen_study):
-    from study_server.audio_check import expected_word
-    from study_server.extensions import db
-    from study_server.listening import expected_answers
-    from study_server.models import Assignment, ListeningCheck
+    from study_server.study.audio_check import expected_word
+    from study_server.store.extensions import db
+    from study_server.participant.listening import expected_answers
+    from study_server.store.models import Assignment, ListeningCheck
 
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     token = _through_calibration(page, live_server, screen_study, "kb-pass")
@@ -75,9 +75,9 @@ def test_the_screen_is_passed_with_the_keyboard_then_the_word_check(app, live_se
 
 def test_the_screen_is_failed_on_a_phone_and_the_participant_is_told_to_return(app, live_server, browser,
                                                                                 screen_study):
-    from study_server.extensions import db
-    from study_server.listening import expected_answers
-    from study_server.models import Assignment
+    from study_server.store.extensions import db
+    from study_server.participant.listening import expected_answers
+    from study_server.store.models import Assignment
 
     page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     token = _through_calibration(page, live_server, screen_study, "phone-fail")

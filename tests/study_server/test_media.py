@@ -25,8 +25,8 @@ def _file_of(app, media_set, token, position):
     """The set's file shown at ``position`` of the assignment's batch (looked up independently of the route)."""
     from sqlalchemy import select
 
-    from study_server.extensions import db
-    from study_server.models import Assignment, Item, StudyStimulus
+    from study_server.store.extensions import db
+    from study_server.store.models import Assignment, Item, StudyStimulus
 
     with app.app_context():
         sid = db.session.scalar(
@@ -41,8 +41,8 @@ def _file_of(app, media_set, token, position):
 def _copies(app, study: str) -> list:
     from sqlalchemy import select
 
-    from study_server.extensions import db
-    from study_server.models import MediaCopy, Study
+    from study_server.store.extensions import db
+    from study_server.store.models import MediaCopy, Study
 
     with app.app_context():
         sid = db.session.scalar(select(Study.id).where(Study.name == study))
@@ -50,7 +50,7 @@ def _copies(app, study: str) -> list:
 
 
 def test_full_and_range_requests_serve_the_padded_copy(client, app, session_state, media_set):
-    from study_server.media import strip_padding
+    from study_server.study.media import strip_padding
 
     token, state = session_state
     url = state["items"][0]["media_url"]
@@ -83,7 +83,7 @@ def test_full_and_range_requests_serve_the_padded_copy(client, app, session_stat
 
 
 def test_every_trial_and_example_is_one_size_and_its_own_bytes(client, app, session_state, task1_study):
-    from study_server.media import strip_padding
+    from study_server.study.media import strip_padding
 
     token, state = session_state
     urls = [it["media_url"] for it in state["items"]] + [ex["media_url"] for ex in state["examples"]]
@@ -111,7 +111,7 @@ def test_forged_or_foreign_links_are_refused(client, session_state, task1_study)
                 f"/m/{tok}/t99/{sig}", f"/m/{tok}/zz/{sig}"):
         r = client.get(bad)
         assert r.status_code == 404, bad
-    from study_server.media import media_url
+    from study_server.study.media import media_url
 
     # A correctly signed slot outside the batch is refused too.
     r = client.get(media_url("test-secret", token, "t99"))
@@ -119,7 +119,7 @@ def test_forged_or_foreign_links_are_refused(client, session_state, task1_study)
 
 
 def test_audio_check_words_are_served_opaquely_and_alike(client, task2_study):
-    from study_server.audio_check import words
+    from study_server.study.audio_check import words
 
     token = arrive(client, task2_study, lab="m3")
     client.post(f"/api/v1/a/{token}/start")
@@ -128,7 +128,7 @@ def test_audio_check_words_are_served_opaquely_and_alike(client, task2_study):
     assert r.status_code == 200 and r.mimetype == "audio/wav" and r.data[:4] == b"RIFF"
     assert "Last-Modified" not in r.headers
     # Every word file has the same size, so Content-Length says nothing about the word.
-    from study_server.audio_check import wav_path
+    from study_server.study.audio_check import wav_path
 
     assert len({wav_path(i).stat().st_size for i in range(len(words()))}) == 1
     assert r.headers["Content-Length"] == str(wav_path(0).stat().st_size)
@@ -173,10 +173,10 @@ def test_upload_study_media_puts_the_copies_under_their_hashes(app, task1_study,
     from botocore.stub import Stubber
     from sqlalchemy import select
 
-    from study_server.audio_check import words
-    from study_server.extensions import db
-    from study_server.media import strip_padding, upload_study_media
-    from study_server.models import Study
+    from study_server.study.audio_check import words
+    from study_server.store.extensions import db
+    from study_server.study.media import strip_padding, upload_study_media
+    from study_server.store.models import Study
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-example")
@@ -214,7 +214,7 @@ def test_upload_study_media_puts_the_copies_under_their_hashes(app, task1_study,
 # ------------------------------------------------------------------------------------------ padding
 
 def test_padded_size_rule():
-    from study_server.media import PAD_MIN, SIZE_STEP, padded_size
+    from study_server.study.media import PAD_MIN, SIZE_STEP, padded_size
 
     assert padded_size([100, 5000]) == 8192
     assert padded_size([4096 - PAD_MIN]) == 4096 and padded_size([4096 - PAD_MIN + 1]) == 8192
@@ -226,7 +226,7 @@ def test_padded_copies_still_decode(tmp_path, container):
     """A player skips the padding: PyAV (FFmpeg) decodes a padded copy to the same frames and samples."""
     import av
 
-    from study_server.media import PaddedFile, copy_bytes_reader, make_copy, media_container, padded_size, strip_padding
+    from study_server.study.media import PaddedFile, copy_bytes_reader, make_copy, media_container, padded_size, strip_padding
 
     path = tmp_path / f"clip.{container}"
     if container == "mp4":
@@ -268,8 +268,8 @@ def test_padded_copies_still_decode(tmp_path, container):
 
 
 def test_files_that_cannot_be_padded_are_refused_at_import(tmp_path):
-    from study_server.errors import StudyImportError
-    from study_server.media import media_container
+    from study_server.core.errors import StudyImportError
+    from study_server.study.media import media_container
 
     avi = tmp_path / "x.avi"
     avi.write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST" + b"\x00" * 64)
@@ -286,8 +286,8 @@ def test_a_replaced_study_gets_fresh_copies_and_leaves_none_behind(app, media_se
                                                                    plan_factory):
     from sqlalchemy import func, select
 
-    from study_server.extensions import db
-    from study_server.models import Item, MediaCopy
+    from study_server.store.extensions import db
+    from study_server.store.models import Item, MediaCopy
 
     plan = plan_factory(media_set, out=tmp_path / "p.json", name="replaced")
     name = study_importer(app, plan, media_set)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect
 
-from study_server import db as dbmod
+from study_server.store import schema as dbmod
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -45,9 +45,9 @@ def _diff(url: str) -> list:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from study_server.models import Base
+    from study_server.store.models import Base
 
-    import study_server.recruit.models  # noqa: F401  (its tables share the metadata, as in migrations/env.py)
+    import study_server.store.recruitment  # noqa: F401  (its tables share the metadata, as in migrations/env.py)
 
     engine = dbmod.make_migration_engine(url)
     try:
@@ -67,7 +67,7 @@ def _revisions() -> list[str]:
 
 
 def test_upgrade_head_models_match_downgrade_base(empty_url):
-    from study_server.models import Base
+    from study_server.store.models import Base
 
     assert dbmod.current(empty_url) == ()
     assert _tables(empty_url) == set()

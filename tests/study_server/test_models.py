@@ -8,9 +8,9 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from study_server.errors import StudyImportError
-from study_server.extensions import db
-from study_server.models import Batch, Item, Study, StudyStimulus
+from study_server.core.errors import StudyImportError
+from study_server.store.extensions import db
+from study_server.store.models import Batch, Item, Study, StudyStimulus
 
 from studykit import TASK1, import_study, make_plan
 
@@ -19,9 +19,9 @@ def test_migration_matches_models(_migrated_template):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    import study_server.recruit.models  # noqa: F401 - its tables are part of the metadata too
-    from study_server import db as dbmod
-    from study_server.models import Base
+    import study_server.store.recruitment  # noqa: F401 - its tables are part of the metadata too
+    from study_server.store import schema as dbmod
+    from study_server.store.models import Base
 
     url = f"sqlite:///{_migrated_template}"
     assert dbmod.current(url) == dbmod.head_revisions()
@@ -77,7 +77,7 @@ def test_import_refuses_plan_of_another_set(app, media_set, tmp_path):
 
 def test_production_needs_secret_key(tmp_path, monkeypatch):
     from study_server.app import create_app
-    from study_server.errors import ConfigError
+    from study_server.core.errors import ConfigError
 
     monkeypatch.delenv("EMOSTUDY_SECRET_KEY", raising=False)
     with pytest.raises(ConfigError, match="EMOSTUDY_SECRET_KEY"):
@@ -85,7 +85,7 @@ def test_production_needs_secret_key(tmp_path, monkeypatch):
 
 
 def test_env_overrides_and_masking(tmp_path, monkeypatch):
-    from study_server.config import build_config, describe_config, finalize_config
+    from study_server.core.config import build_config, describe_config, finalize_config
 
     monkeypatch.setenv("EMOSTUDY_DATABASE_URL", "postgresql://u:hunter2@db.example/emo")
     monkeypatch.setenv("EMOSTUDY_ASSIGNMENT_TIMEOUT_S", "60")
@@ -99,7 +99,7 @@ def test_env_overrides_and_masking(tmp_path, monkeypatch):
 
 
 def test_default_database_is_sqlite_in_instance_folder(tmp_path, monkeypatch):
-    from study_server.config import build_config, finalize_config
+    from study_server.core.config import build_config, finalize_config
 
     monkeypatch.delenv("EMOSTUDY_DATABASE_URL", raising=False)
     values = finalize_config(build_config("development"), tmp_path / "inst")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from study_server.extensions import db
-from study_server.models import Answer, Assignment, Verdict
+from study_server.store.extensions import db
+from study_server.store.models import Answer, Assignment, Verdict
 from studykit import arrive, complete_session
 
 

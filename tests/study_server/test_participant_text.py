@@ -27,8 +27,8 @@ def _plan(media_set, tmp_path, name, edit=None):
 def test_participants_read_the_participant_text_and_never_the_note(app, client, media_set, tmp_path):
     from sqlalchemy import select
 
-    from study_server.extensions import db
-    from study_server.models import Study
+    from study_server.store.extensions import db
+    from study_server.store.models import Study
     from study_server.recruit.service import post_settings
 
     path, plan = _plan(media_set, tmp_path, "texts")
@@ -58,7 +58,7 @@ def test_participants_read_the_participant_text_and_never_the_note(app, client, 
 
 
 def test_import_refuses_participant_text_that_names_the_design(app, media_set, tmp_path):
-    from study_server.errors import StudyImportError
+    from study_server.core.errors import StudyImportError
 
     def edit(plan):
         plan["participant"]["instructions"] += " Two of the videos are repeated."

@@ -9,9 +9,9 @@ from werkzeug.security import generate_password_hash
 
 from studykit import TASK1, import_study, make_plan
 
-from study_server.extensions import db
-from study_server.models import Study
-from study_server.recruit.models import RecruitPost, ReviewItem
+from study_server.store.extensions import db
+from study_server.store.models import Study
+from study_server.store.recruitment import RecruitPost, ReviewItem
 
 PASSWORD = "recruit admin pw"
 

@@ -17,10 +17,10 @@ from sqlalchemy import select
 from mturkfake import Crash, FakeMTurk
 from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
-from study_server.extensions import db
-from study_server.models import Assignment, Participant
+from study_server.store.extensions import db
+from study_server.store.models import Assignment, Participant
 from study_server.recruit import RecruitError, ledger, mturk, service
-from study_server.recruit.models import BONUS_SENT, BonusPayment, RecruitPost, ReviewItem
+from study_server.store.recruitment import BONUS_SENT, BonusPayment, RecruitPost, ReviewItem
 
 BASE = "https://study.example.org"
 SANDBOX = "https://workersandbox.mturk.com"

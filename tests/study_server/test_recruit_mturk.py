@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 
 from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
-from study_server.extensions import db
-from study_server.models import Assignment, AuditLog, Participant
+from study_server.store.extensions import db
+from study_server.store.models import Assignment, AuditLog, Participant
 from study_server.recruit import LiveModeRefused, PlatformError
 from study_server.recruit import ledger, mturk, service
-from study_server.recruit.models import BONUS_COMMITTED, BONUS_SENT, BonusPayment, Campaign, RecruitPost
+from study_server.store.recruitment import BONUS_COMMITTED, BONUS_SENT, BonusPayment, Campaign, RecruitPost
 
 SANDBOX = "https://workersandbox.mturk.com"
 BASE = "https://study.example.org"
@@ -259,7 +259,7 @@ def _approved_worker(app, study, n=1):
 
 def _expected_bonus_cents(app, study, assignment):
     # Independent route: count answers whose emotion equals the stimulus' visual emotion in the manifest.
-    from study_server.models import Answer, Item, StudyStimulus
+    from study_server.store.models import Answer, Item, StudyStimulus
 
     rows = db.session.execute(select(Answer.values, StudyStimulus.labels).join(Item, Answer.item_id == Item.id)
                               .join(StudyStimulus, Item.stimulus_pk == StudyStimulus.id)
@@ -363,7 +363,7 @@ def test_live_mode_is_refused_without_flag_and_confirmation(app, study, monkeypa
         mturk.make_client(live=True, confirmed=False)
     client = mturk.make_client(live=False)
     assert client.meta.endpoint_url == mturk.SANDBOX_ENDPOINT
-    from study_server.recruit.cli import recruit_group
+    from study_server.commands.recruit import recruit_group
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
@@ -426,7 +426,7 @@ def test_completion_page_posts_assignment_to_external_submit(app, study, chromiu
 
 
 def test_cli_open_passes_qualification_options_and_family(app, study, monkeypatch):
-    from study_server.recruit.cli import recruit_group
+    from study_server.commands.recruit import recruit_group
 
     client = _client()
     monkeypatch.setattr(mturk, "make_client", lambda **kw: client)

@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 
 from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
-from study_server.extensions import db
-from study_server.models import Assignment, AuditLog
+from study_server.store.extensions import db
+from study_server.store.models import Assignment, AuditLog
 import requests
 
 from study_server.recruit import LedgerError, OutcomeUnknown, PayRefused, RecruitError
 from study_server.recruit import lab, ledger, service
-from study_server.recruit.models import BONUS_SENT, BONUS_UNKNOWN, BonusPayment, RecruitPost
+from study_server.study import lab_tokens
+from study_server.store.recruitment import BONUS_SENT, BONUS_UNKNOWN, BonusPayment, RecruitPost
 from study_server.recruit.prolific import ProlificRecruiter, to_minor
 
 BASE = "https://study.example.org"
@@ -369,8 +370,8 @@ def test_lab_tokens_are_one_time_links_without_payments(app, study):
     assert len(ids) == 1 and len(rec.links) == 3
     assert all(link.startswith(f"{BASE}/s/{study.name}?lab=") for link in rec.links)
     token = rec.links[0].split("lab=")[1]
-    assert lab.check_token(db.session, study.id, token)
-    assert not lab.check_token(db.session, study.id, "forged-token")
+    assert lab_tokens.check_token(db.session, study.id, token)
+    assert not lab_tokens.check_token(db.session, study.id, "forged-token")
     status = rec.status()[0]
     assert status["places"] == 3 and status["completed"] == 1
     assert db.session.scalar(select(func.count()).select_from(AuditLog).where(

@@ -15,10 +15,10 @@ from sqlalchemy import select
 from mturkfake import FakeMTurk
 from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
-from study_server.extensions import db
-from study_server.models import Assignment, AuditLog
+from study_server.store.extensions import db
+from study_server.store.models import Assignment, AuditLog
 from study_server.recruit import LedgerError, PayRefused, PlatformError, RecruitError, ledger, mturk, service
-from study_server.recruit.models import BONUS_SENT, BonusPayment, PlatformAssignmentId, RecruitPost
+from study_server.store.recruitment import BONUS_SENT, BonusPayment, PlatformAssignmentId, RecruitPost
 
 BASE = "https://study.example.org"
 SANDBOX = "https://workersandbox.mturk.com"
@@ -234,7 +234,7 @@ def test_notify_and_block_only_by_explicit_command_and_audited(app, study):
 
 
 def test_cli_mark_sent_and_review_listing(app, study):
-    from study_server.recruit.cli import recruit_group
+    from study_server.commands.recruit import recruit_group
 
     fake = FakeMTurk()
     (hit,) = _open(fake, study)

@@ -11,7 +11,7 @@ import re
 import pytest
 from flask import Blueprint, Flask, jsonify, render_template_string, session
 
-from study_server import security
+from study_server.web import security
 
 
 def _app(**config) -> Flask:

@@ -39,7 +39,7 @@ def _per_participant_study(app, media_set, tmp_path, name="shuffled") -> tuple[s
 
 def _seen(client, state, media_set) -> list[str]:
     """The stimulus id shown at each of the participant's positions, read from the bytes received."""
-    from study_server.media import strip_padding
+    from study_server.study.media import strip_padding
 
     by_sha = {r["sha256"]: r["stimulus_id"]
               for r in json.loads((media_set / "manifest.json").read_text())["stimuli"]}
@@ -53,10 +53,10 @@ def _variant(stimulus_id: str) -> int:
 
 def test_each_participant_has_an_own_order_and_answers_land_on_the_right_items(any_app, media_set, tmp_path,
                                                                               monkeypatch):
-    from study_server.context import cache_of
-    from study_server.export import export_study
-    from study_server.extensions import db
-    from study_server.models import Answer, Assignment, Item, StudyStimulus, Verdict
+    from study_server.study.context import cache_of
+    from study_server.export.tables import export_study
+    from study_server.store.extensions import db
+    from study_server.store.models import Answer, Assignment, Item, StudyStimulus, Verdict
 
     app = any_app
     flask_saves = []
@@ -117,8 +117,8 @@ def test_each_participant_has_an_own_order_and_answers_land_on_the_right_items(a
 
 
 def test_an_inconsistent_participant_is_judged_in_their_own_order(app, client, media_set, tmp_path):
-    from study_server.extensions import db
-    from study_server.models import Assignment, Verdict
+    from study_server.store.extensions import db
+    from study_server.store.models import Assignment, Verdict
 
     name, _ = _per_participant_study(app, media_set, tmp_path, name="shuffled-inc")
     token = arrive(client, name, lab="inc-1")

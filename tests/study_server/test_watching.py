@@ -1,4 +1,4 @@
-"""Server-side evidence of watching (study_server.watching) and the one answer decision (answers.decide_answer).
+"""Server-side evidence of watching (study_server.study.watching) and the one answer decision (answers.decide_answer).
 
 The tiny test clips last 0.4 s; the set used here says 30 s in its manifest (the import checks sha256, not
 the duration), so "too fast" is an answer less than 29.5 s after the first request of its clip.
@@ -13,8 +13,8 @@ import shutil
 import pytest
 from sqlalchemy import select, update
 
-from study_server.extensions import db
-from study_server.models import Answer, Assignment, MediaFetch, Verdict
+from study_server.store.extensions import db
+from study_server.store.models import Answer, Assignment, MediaFetch, Verdict
 from studykit import TASK1, arrive, import_study, make_plan, valid_values
 
 DURATION_S = 30.0
@@ -51,7 +51,7 @@ def _body(state, position, answer_id):
 def _backdate(app, token, position, seconds):
     """The clip of ``position`` was first requested ``seconds`` ago (on the server's clock), and this
     process forgets that it served it (as if another worker had)."""
-    from study_server.watching import local_fetches
+    from study_server.study.watching import local_fetches
 
     with app.app_context():
         aid = db.session.scalar(select(Assignment.id).where(Assignment.token == token))
@@ -95,8 +95,8 @@ EXPECTED = {"0": "never_fetched", "1": "too_fast", **{str(p): None for p in rang
 # ----------------------------------------------------------------------------------------- the decision
 
 def _plan_and_batch(duration=10.0):
-    from study_server.context import BatchInfo, ItemInfo
-    from study_server.studies import parse_plan
+    from study_server.study.context import BatchInfo, ItemInfo
+    from study_server.study.studies import parse_plan
 
     plan = parse_plan("x", json.dumps({"questions": [{"id": "q", "type": "single", "prompt": "?",
                                                        "options": [{"value": "a", "label": "A"}]}]}))
@@ -104,8 +104,8 @@ def _plan_and_batch(duration=10.0):
 
 
 def _decide(local=None, stored=None, duration=10.0, position=0):
-    from study_server.answers import decide_answer
-    from study_server.watching import Evidence
+    from study_server.study.answers import decide_answer
+    from study_server.study.watching import Evidence
 
     now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     plan, batch = _plan_and_batch(duration)
@@ -139,8 +139,8 @@ def test_decision_flags_and_when_it_reads_the_database():
 
 
 def test_malformed_answers_are_refused_by_the_decision():
-    from study_server.answers import decide_answer
-    from study_server.errors import ApiError
+    from study_server.study.answers import decide_answer
+    from study_server.core.errors import ApiError
 
     plan, batch = _plan_and_batch()
     for answer_id in ("abcdefgh12\n", "a" * 65, "short"):  # "$" would have let the newline in
@@ -165,14 +165,14 @@ def test_flagged_answers_are_stored_counted_and_exported(app, client, long_set, 
         assert fetch.n_requests == 1 and fetch.bytes_served > 1000  # a whole (tiny) mp4
         study_id = db.session.scalar(select(Assignment.study_id))
         assignment_id = db.session.scalar(select(Assignment.id))
-    from study_server import admin_stats
+    from study_server.admin import stats as admin_stats
     with app.app_context():
         counts = admin_stats.integrity_counts(db.session, study_id)
         rows = admin_stats.assignment_rows(db.session, study_id)
     assert counts == {"flagged_answers": 2, "never_fetched": 1, "too_fast": 1, "media_failed": 0}
     assert rows[0]["n_watch_flags"] == 2 and rows[0]["id"] == assignment_id
 
-    from study_server.export import export_study
+    from study_server.export.tables import export_study
     import pandas as pd
     with app.app_context():
         export_study(db.session, "wsq", tmp_path / "out")
@@ -218,7 +218,7 @@ def test_the_plan_may_ignore_flags_in_the_verdict(app, client, long_set, tmp_pat
 @pytest.mark.postgres
 def test_fast_path_and_flask_route_decide_alike(pg_url, long_set, tmp_path, monkeypatch):
     """The same scenario through the WSGI fast path and through the Flask route alone: the same flags."""
-    from study_server import db as dbmod
+    from study_server.store import schema as dbmod
     from study_server.app import create_app
 
     dbmod.upgrade(pg_url)

@@ -1,0 +1,94 @@
+"""Participant pages: ad/preview, the study page (consent, instructions, audio check, examples, trials),
+the completion page and media.
+
+The study page is one HTML shell driven by ``static/study.js`` through the JSON API (docs/server_api.md);
+the token travels in the URL (not a cookie) so that the study works inside third-party iframes. No page,
+script or URL names a trial's emotion, source or condition: trials are positions with opaque media URLs.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+from study_server.core.errors import ApiError
+from study_server.participant.api import completion_for
+from study_server.store.extensions import db
+from study_server.store.models import FINISHED
+from study_server.study import assignment as assign
+from study_server.study.assignment import hold_seconds
+from study_server.study.context import load
+from study_server.study.media import check_signature, resolve_slot, send_media
+from study_server.study.platforms import parse_arrival
+from study_server.study.studies import plan_view
+from study_server.study.watching import record_fetch
+
+bp = Blueprint("participant", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static/participant")
+
+_TASK_SENTENCE = {
+    "emotion-realness": "Some of the videos are recordings of real people; others were rendered by artificial "
+                        "intelligence (AI).",
+    "av-mismatch": "All of the videos were rendered by artificial intelligence (AI).",
+}
+
+
+def render_error_page(exc: ApiError):
+    title = "Thank you for your interest" if exc.code in ("study_full", "study_closed", "excluded") else "Sorry"
+    return render_template("participant/message.html", title=title, message=exc.message), exc.status
+
+
+@bp.get("/s/<study>")
+def arrive(study: str):
+    arrival = parse_arrival(request.args, mturk_submit_hosts=tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+    if arrival.preview:
+        s = assign.get_study(db.session, study)
+        text = plan_view(s).participant
+        db.session.rollback()
+        return render_template("participant/ad.html", title=text["title"], intro=text["intro"],
+                               open=s.status == "open")
+    allocation = assign.allocate(db.session, study, arrival, secret_key=current_app.config["SECRET_KEY"],
+                                 timeout_s=float(current_app.config["ASSIGNMENT_TIMEOUT_S"]),
+                                 user_agent=request.user_agent.string, hold_s=hold_seconds(current_app.config))
+    return redirect(url_for("participant.study_page", token=allocation.assignment.token), code=302)
+
+
+@bp.get("/a/<token>")
+def study_page(token: str):
+    ctx = load(db.session, token)
+    if ctx.assignment.status in FINISHED:
+        return redirect(url_for("participant.done_page", token=token), code=302)
+    plan = ctx.plan.plan
+    task = plan["study"]["task"]
+    text = ctx.plan.participant  # never the researcher's description
+    instructions = text["instructions"] or _TASK_SENTENCE.get(task, "")
+    payment = plan.get("payment", {})
+    return render_template(
+        "participant/study.html", token=token, title=text["title"], intro=text["intro"], instructions=instructions,
+        task_sentence=_TASK_SENTENCE.get(task, ""), n_items=len(ctx.batch.items),
+        reward=payment.get("reward_usd"), bonus=(payment.get("bonus") or {}).get("rule", "none") != "none",
+        audio_check=ctx.plan.audio_check_enabled, n_examples=len(plan["examples"]),
+        headphones=(plan.get("audio_check") or {}).get("kind", "words") != "words",
+        contact=current_app.config.get("CONTACT_EMAIL") or "")
+
+
+@bp.get("/a/<token>/done")
+def done_page(token: str):
+    ctx = load(db.session, token)
+    action = completion_for(ctx)
+    if action is None:
+        return redirect(url_for("participant.study_page", token=token), code=302)
+    return render_template("participant/done.html", title="Thank you", action=action)
+
+
+@bp.get("/m/<token>/<slot>/<sig>")
+def media(token: str, slot: str, sig: str):
+    secret = current_app.config["SECRET_KEY"]
+    check_signature(secret, token, slot, sig)
+    ctx = load(db.session, token)
+    db.session.rollback()  # read-only: release the connection (and SQLite's lock) before streaming
+    trial = {i.position: (i.media, i.sha256, i.copy) for i in ctx.batch.items}
+    media_file = resolve_slot(slot, token=token, secret_key=secret, set_root=ctx.set_root, trial_media=trial,
+                              example_media=list(ctx.examples),
+                              n_audio_attempts=int(current_app.config["AUDIO_CHECK_ATTEMPTS"]))
+    return record_fetch(current_app, db.session, ctx, token=token, slot=slot,  # evidence of watching
+                        response=send_media(current_app, media_file))
