@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from generator.errors import InputError
-from generator.tts import DEMO_VOICE, PROSODY, SYNTHETIC_LABEL, TTS_RATE, describe_presets, synthesize, synthesize_emotion
+from generator.data.tts import DEMO_VOICE, PROSODY, SYNTHETIC_LABEL, TTS_RATE, describe_presets, synthesize, synthesize_emotion
 from stimuli.emotions import EMOTIONS
 
 SENTENCE = "I think I have a doctor's appointment."
