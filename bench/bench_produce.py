@@ -28,8 +28,8 @@ import numpy as np
 
 def make_inputs(root: Path, seconds: float = 3.0) -> tuple[Path, Path]:
     from generator.audio import write_wav
-    from generator.produce.demo_assets import SENTENCES, make_face_pool, speech_name
     from generator.data.tts import synthesize_emotion
+    from generator.produce.demo_assets import SENTENCES, make_face_pool, speech_name
     from stimuli.emotions import EMOTIONS
 
     faces, speech = root / "faces", root / "speech"

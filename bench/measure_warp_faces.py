@@ -49,8 +49,8 @@ def face_images() -> dict[str, np.ndarray]:
 def speech_set(sentences: tuple[str, ...], emotions: tuple[str, ...]) -> dict[tuple[str, str], np.ndarray]:
     """{(sentence code, emotion): (N,) float32 at the model rate}: the demo's TTS voice and presets."""
     from generator.audio import MODEL_RATE, normalise, resample
-    from generator.produce.demo_assets import SENTENCES as TEXT
     from generator.data.tts import synthesize_emotion
+    from generator.produce.demo_assets import SENTENCES as TEXT
 
     out = {}
     for code in sentences:

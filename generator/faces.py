@@ -356,7 +356,8 @@ def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = Fa
 
 def build_template(landmark_sets: list[np.ndarray] | None = None) -> np.ndarray:
     """Build the 128x128 template (``generator.align``'s module docstring) from 68-point landmark sets
-    (default: the shipped faces). Returns (68, 2) float32; the shipped asset is ``np.save(TEMPLATE_PATH, ...)`` of it."""
+    (default: the shipped faces). Returns (68, 2) float32; the shipped asset is
+    ``np.save(generator.align.TEMPLATE_PATH, ...)`` of it."""
     if landmark_sets is None:
         landmark_sets = [detect_landmarks(img, where=name) for name, img in shipped_faces()]
     sets = [np.asarray(s, dtype=np.float64) for s in landmark_sets]

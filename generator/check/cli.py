@@ -73,6 +73,7 @@ def check_command(set_dir: Path, out: Path | None, jobs: int, faces: tuple[Path,
                   no_manifest: bool, **kw) -> None:
     """Measure every clip of the stimulus set SET and flag the doubtful ones (see docs/running-a-study.md)."""
     from rich.console import Console  # optional heavy dependency: imported only when used
+
     from generator.check.run import check_set  # lazy: keeps the command table light
     from generator.errors import GeneratorError  # lazy: keeps the command table light
     from stimuli.errors import StimuliError  # lazy: keeps the command table light

@@ -56,6 +56,7 @@ def evaluate_command(ctx: click.Context, generated: tuple[str, ...], ground_trut
     In a stimulus set with several conditions, --generated OURS=SET keeps the rows whose source is OURS.
     """
     from rich.progress import Progress  # optional heavy dependency: imported only when used
+
     from generator.evaluate.metrics import evaluate  # lazy: keeps the command table light
 
     console = _console(ctx)
@@ -105,8 +106,10 @@ def train_classifier_command(ctx: click.Context, data: Path, out: Path, generate
                              width: int, lr: float, no_augment: bool, seed: int, device: str) -> None:
     """Train the video emotion classifier, then classify the real and generated test sets (Table II, Fig. 4)."""
     from rich.progress import Progress  # optional heavy dependency: imported only when used
-    from generator.evaluate.classifier import (ClassifierConfig, classify, corpus_videos, load_classifier, train_classifier,
-                                      video_files, write_report)  # lazy: keeps the command table light
+
+    # lazy: keeps the command table light
+    from generator.evaluate.classifier import (ClassifierConfig, classify, corpus_videos, load_classifier,
+                                               train_classifier, video_files, write_report)
 
     console = _console(ctx)
     if device == "auto":

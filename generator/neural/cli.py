@@ -55,6 +55,7 @@ def train_command(corpus, synthetic, out, resume, config_name, steps, batch_size
                   until_step):
     """Train the paper's generator (three stages; see generator/neural/train.py)."""
     import torch  # optional heavy dependency: imported only when used
+
     from generator.errors import GeneratorError  # lazy: keeps the command table light
     from generator.neural.model import GeneratorConfig  # lazy: keeps the command table light
     from generator.neural.train import TrainConfig, new_run_dir, train  # lazy: keeps the command table light

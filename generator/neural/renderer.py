@@ -45,9 +45,9 @@ import torch
 
 from generator.align import TEMPLATES, align_authors, align_face
 from generator.audio import MODEL_RATE
+from generator.errors import InputError
 from generator.faces import FACE_POLICIES, as_rgb, find_face
 from generator.neural.checkpoint import file_sha256, load_generator
-from generator.errors import InputError
 from generator.neural.model import Generator
 from generator.renderers import RenderResult, emotion_vector
 

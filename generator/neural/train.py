@@ -42,13 +42,13 @@ import torch
 import torch.nn.functional as F
 
 from generator.data.augment import augment_clip
-from generator.neural.checkpoint import read_checkpoint, save_checkpoint
 from generator.data.corpus import ClipInfo, read_clip, read_index
 from generator.errors import DataError, GeneratorError
+from generator.neural.checkpoint import read_checkpoint, save_checkpoint
 from generator.neural.losses import (PerceptualLoss, aux_emotion_loss, emotion_d_loss, emotion_g_loss, frame_d_loss,
-                              frame_g_loss, gradient_penalty, load_vgg19, mouth_region_mask, mrm_loss)
+                                     frame_g_loss, gradient_penalty, load_vgg19, mouth_region_mask, mrm_loss)
 from generator.neural.model import (EmotionDiscriminator, FrameDiscriminator, Generator, GeneratorConfig,
-                             load_generator_state)
+                                    load_generator_state)
 from stimuli.emotions import EMOTIONS
 
 SPF = 320

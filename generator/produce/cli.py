@@ -141,6 +141,7 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
         ctx.exit(1)
     if run_check:
         from rich.console import Console  # optional heavy dependency: imported only when used
+
         from generator.check.cli import print_summary  # lazy: keeps the command table light
         from generator.check.run import check_set  # lazy: keeps the command table light
 

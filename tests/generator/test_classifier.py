@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.evaluate.classifier import (ClassifierConfig, accuracy, classify, confusion_matrix, corpus_videos,
-                                  load_classifier, macro_f1, row_normalise, train_classifier, video_files,
-                                  write_report)
 from generator.errors import CheckpointError, InputError
+from generator.evaluate.classifier import (ClassifierConfig, accuracy, classify, confusion_matrix, corpus_videos,
+                                           load_classifier, macro_f1, row_normalise, train_classifier, video_files,
+                                           write_report)
 
 TINY = ClassifierConfig(image_size=32, width=8, n_frames=8, batch_size=6, epochs=40, lr=1e-3, augment=False, seed=0)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from generator.evaluate.metrics import (PSNR_CAP_DB, aggregate, mean_ci95, mouth_lmd, nlmd, normalise_landmarks, psnr,
-                                ssim, table_markdown, VideoScore)
+                                        ssim, table_markdown, VideoScore)
 
 
 def test_psnr_hand_computed():

@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from generator.neural.model import (  # noqa: E402
-    FAKE_CLASS, EmotionDiscriminator, FrameDiscriminator, Generator, GeneratorConfig, count_parameters,
-    load_generator_state, strip_module_prefix)
+                                    FAKE_CLASS, EmotionDiscriminator, FrameDiscriminator, Generator, GeneratorConfig, count_parameters,
+                                    load_generator_state, strip_module_prefix)
 
 REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "paper" / "reference_generator_state_dict.json"
 

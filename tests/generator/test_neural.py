@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from generator.neural.checkpoint import load_generator, read_checkpoint, save_checkpoint  # noqa: E402
 from generator.errors import CheckpointError, InputError  # noqa: E402
+from generator.neural.checkpoint import load_generator, read_checkpoint, save_checkpoint  # noqa: E402
 from generator.neural.model import Generator, GeneratorConfig  # noqa: E402
 from generator.neural.renderer import NeuralRenderer, faces_to_tensor, frames_to_uint8_rgb, generate  # noqa: E402
 

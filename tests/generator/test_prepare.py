@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from generator.data.corpus import read_clip, read_index
-from generator.errors import InputError
 from generator.data.prepare import (PrepareOptions, assign_splits, prepare_crema, read_split_file,
-                               select_frames_by_time)
+                                    select_frames_by_time)
+from generator.errors import InputError
 
 GOOD = ["1001_DFA_ANG_XX", "1002_IEO_HAP_HI", "1003_TIE_SAD_LO"]
 CORRUPT = "1004_DFA_NEU_XX"
@@ -91,8 +91,8 @@ def test_prepare_writes_the_expected_files(prepared):
 
 def test_frames_are_aligned_bgr_with_the_first_frame_transform(prepared):
     from generator.align import align_clip, alignment_points, template
-    from generator.faces import detect_landmarks
     from generator.data.prepare import read_video_at_fps
+    from generator.faces import detect_landmarks
 
     root, out, _, _ = prepared
     info = read_index(out)[0]

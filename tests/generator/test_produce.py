@@ -15,7 +15,7 @@ import pytest
 from generator.audio import write_wav
 from generator.errors import NoFaceError
 from generator.produce.batch import (DesignOptions, ProduceError, RendererSpec, blend_vector, done_ids, merge_shards,
-                               parse_shard, plan_items, plan_jobs, produce, read_labels_csv)
+                                     parse_shard, plan_items, plan_jobs, produce, read_labels_csv)
 from stimuli.emotions import EMOTION_CODES, EMOTIONS
 from stimuli.manifest import load_manifest
 

@@ -10,9 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from generator.data.synthetic import make_corpus  # noqa: E402
 from generator.neural.losses import PerceptualWeightsMissing, VGG19Features  # noqa: E402
 from generator.neural.model import GeneratorConfig  # noqa: E402
-from generator.data.synthetic import make_corpus  # noqa: E402
 from generator.neural.train import RunFolderExists, TrainConfig, Trainer, mouth_l1, train  # noqa: E402
 
 # Smaller than GeneratorConfig.tiny(): enough to learn the synthetic mouth in a few hundred CPU steps.
