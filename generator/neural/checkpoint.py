@@ -35,7 +35,7 @@ def code_version() -> str:
         v = version("emostudy")
     except PackageNotFoundError:
         v = "unknown"
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]  # generator/neural/checkpoint.py -> the checkout
     if (repo / ".git").exists():
         try:
             out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], check=True,
