@@ -32,7 +32,7 @@ def build_set(folder: Path, seconds: float, repeats: int) -> Path:
     from check_helpers import RATE, syllables
 
     from generator.audio import write_wav
-    from generator.demo_assets import make_face_pool
+    from generator.produce.demo_assets import make_face_pool
 
     faces, speech, out = folder / "faces", folder / "speech", folder / "set"
     make_face_pool(faces)

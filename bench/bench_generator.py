@@ -6,7 +6,7 @@
 
 Measures, in one process and on the same inputs:
 
-- ``subpixel`` (ours, the default of ``generator.neural.generate``): per-clip work once, skip half of
+- ``subpixel`` (ours, the default of ``generator.neural.renderer.generate``): per-clip work once, skip half of
   every decoder convolution once per clip, upsample+conv as four phase convolutions, channels_last,
   inference_mode, chunked decoding that carries the ConvLSTM state;
 - ``split``: the same without the sub-pixel convolutions;
@@ -94,8 +94,8 @@ def naive_per_frame(model, faces, audio, emotion, seeds):
     """Every frame from scratch: image encoder + concatenations + decoder, ConvLSTM state carried."""
     import torch
 
-    from generator.model import _upsample
-    from generator.neural import clip_noise
+    from generator.neural.model import _upsample
+    from generator.neural.renderer import clip_noise
 
     b = faces.shape[0]
     t = model.n_frames(audio.shape[1])
@@ -124,8 +124,8 @@ def run(args) -> dict:
     import numpy as np
     import torch
 
-    from generator.model import Generator
-    from generator.neural import DEFAULT_FRAME_BUDGET, clip_noise, frames_to_uint8_rgb, generate_batch
+    from generator.neural.model import Generator
+    from generator.neural.renderer import DEFAULT_FRAME_BUDGET, clip_noise, frames_to_uint8_rgb, generate_batch
 
     dev = torch.device(args.device)
     gpu = dev.type == "cuda"
@@ -258,8 +258,8 @@ def _peak_memory(seconds: float, threads: int) -> dict:
     code = (
         "import resource, sys, time, torch; sys.path.insert(0, %r)\n"
         "torch.set_num_threads(%d)\n"
-        "from generator.model import Generator\n"
-        "from generator.neural import generate_batch\n"
+        "from generator.neural.model import Generator\n"
+        "from generator.neural.renderer import generate_batch\n"
         "from bench.bench_generator import _inputs\n"
         "torch.manual_seed(0); m = Generator().eval()\n"
         "f, a, e, s = _inputs(1, %f)\n"
@@ -277,7 +277,7 @@ def _gpu_peak_memory(model, dev, seconds: float) -> dict:
     """Peak GPU memory of rendering ``seconds`` of speech (batch 1, fp32) in this process."""
     import torch
 
-    from generator.neural import generate_batch
+    from generator.neural.renderer import generate_batch
 
     f, a, e, s = _inputs(1, seconds)
     torch.cuda.synchronize(dev)

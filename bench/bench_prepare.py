@@ -83,10 +83,10 @@ def main() -> None:
 
     from rich.console import Console
 
-    from generator.corpus import read_clip, read_index
-    from generator.evaluate import evaluate
+    from generator.data.corpus import read_clip, read_index
+    from generator.data.prepare import prepare_crema
+    from generator.evaluate.metrics import evaluate
     from generator.mediaio import write_mp4
-    from generator.prepare import prepare_crema
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "crema"

@@ -28,8 +28,8 @@ import numpy as np
 
 def make_inputs(root: Path, seconds: float = 3.0) -> tuple[Path, Path]:
     from generator.audio import write_wav
-    from generator.demo_assets import SENTENCES, make_face_pool, speech_name
-    from generator.tts import synthesize_emotion
+    from generator.data.tts import synthesize_emotion
+    from generator.produce.demo_assets import SENTENCES, make_face_pool, speech_name
     from stimuli.emotions import EMOTIONS
 
     faces, speech = root / "faces", root / "speech"
@@ -50,8 +50,8 @@ def make_random_checkpoint(path: str) -> None:
     trained weights, for timing only."""
     import torch
 
-    from generator.checkpoint import save_checkpoint
-    from generator.model import Generator, GeneratorConfig
+    from generator.neural.checkpoint import save_checkpoint
+    from generator.neural.model import Generator, GeneratorConfig
 
     torch.manual_seed(0)
     cfg = GeneratorConfig()
@@ -78,7 +78,7 @@ def main() -> None:
 
     from rich.console import Console
 
-    from generator.produce import DesignOptions, RendererSpec, plan_items, plan_jobs, produce
+    from generator.produce.batch import DesignOptions, RendererSpec, plan_items, plan_jobs, produce
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

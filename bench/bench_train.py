@@ -1,4 +1,4 @@
-"""Training throughput of the paper's generator, per training stage (``generator.train.Trainer``).
+"""Training throughput of the paper's generator, per training stage (``generator.neural.train.Trainer``).
 
     .venv/bin/python bench/bench_train.py --quick                       # a CPU smoke run (tiny model, seconds)
     python3 bench/bench_train.py --device cuda --steps 20 --json t.json  # paper config, bf16 autocast
@@ -14,7 +14,7 @@ synchronised on CUDA. A step is exactly ``Trainer.step()``: the CPU data pipelin
 window, augmentation, collation) runs inside it, as in a real run; ``data_s_per_step`` times that part
 alone afterwards, on the same steps.
 
-Data: a synthetic corpus (``generator.synthetic.make_corpus``) made in a temporary folder and removed
+Data: a synthetic corpus (``generator.data.synthetic.make_corpus``) made in a temporary folder and removed
 afterwards. Perceptual loss: the trainer refuses to run it without a VGG-19 weights file, and nothing
 is downloaded here: unless ``--vgg19`` names real torchvision weights, the script writes VGG-19 weights
 with random values in torchvision's layout to the temporary folder (speed does not depend on the
@@ -76,7 +76,7 @@ def _random_vgg19(path: Path) -> Path:
     """VGG-19 ``features`` weights with random values, in torchvision's layout (what ``load_vgg19`` reads)."""
     import torch
 
-    from generator.losses import VGG19Features
+    from generator.neural.losses import VGG19Features
 
     torch.manual_seed(0)
     torch.save(VGG19Features().state_dict(), path)
@@ -86,8 +86,8 @@ def _random_vgg19(path: Path) -> Path:
 def bench_stage(stage: str, args, corpus: Path, vgg19: str | None, dev) -> dict:
     import torch
 
-    from generator.model import GeneratorConfig, count_parameters
-    from generator.train import TrainConfig, Trainer, step_rng
+    from generator.neural.model import GeneratorConfig, count_parameters
+    from generator.neural.train import TrainConfig, Trainer, step_rng
 
     gpu = dev.type == "cuda"
 
@@ -164,8 +164,8 @@ def bench_stage(stage: str, args, corpus: Path, vgg19: str | None, dev) -> dict:
 def run(args) -> dict:
     import torch
 
-    from generator.synthetic import make_corpus
-    from generator.train import TrainConfig
+    from generator.data.synthetic import make_corpus
+    from generator.neural.train import TrainConfig
 
     dev = torch.device(args.device)
     if dev.type not in ("cpu", "cuda"):
@@ -200,7 +200,7 @@ def run(args) -> dict:
                 vgg_note = ("VGG-19 with RANDOM weights in torchvision's layout (temporary file, nothing "
                             "downloaded): speed does not depend on the weight values")
         res["setup"] = {
-            "corpus": f"synthetic (generator.synthetic.make_corpus): {args.identities} identities x 6 emotions, "
+            "corpus": f"synthetic (generator.data.synthetic.make_corpus): {args.identities} identities x 6 emotions, "
                       f"{sum(i.split == 'train' for i in infos)} train clips of {n_frames} frames",
             "corpus_build_s": round(corpus_s, 2), "perceptual": vgg_note,
             "weights": "generator and discriminators randomly initialised (seed 0); losses are meaningless",
@@ -229,7 +229,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    from generator.train import TrainConfig
+    from generator.neural.train import TrainConfig
 
     d = TrainConfig(corpus="")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

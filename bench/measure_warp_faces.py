@@ -5,7 +5,7 @@ whether open mouths cost identity.
 
 The measurement set: the two faces that ship in installed packages (scikit-image's astronaut, matplotlib's
 Grace Hopper) and their mirror images, three CREMA-D sentences spoken by the project's espeak-ng voice with
-each emotion's prosody preset (``generator.tts``; resampled to the model rate), rendered by
+each emotion's prosody preset (``generator.data.tts``; resampled to the model rate), rendered by
 ``WarpRenderer(policy="largest")`` in all six emotions: 4 x 3 x 6 = 72 clips of ~2 s at 128x128.
 
 Every frame is measured in memory with the models of ``generator.check.clip.ClipChecker`` (what
@@ -49,8 +49,8 @@ def face_images() -> dict[str, np.ndarray]:
 def speech_set(sentences: tuple[str, ...], emotions: tuple[str, ...]) -> dict[tuple[str, str], np.ndarray]:
     """{(sentence code, emotion): (N,) float32 at the model rate}: the demo's TTS voice and presets."""
     from generator.audio import MODEL_RATE, normalise, resample
-    from generator.demo_assets import SENTENCES as TEXT
-    from generator.tts import synthesize_emotion
+    from generator.data.tts import synthesize_emotion
+    from generator.produce.demo_assets import SENTENCES as TEXT
 
     out = {}
     for code in sentences:

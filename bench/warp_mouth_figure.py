@@ -33,8 +33,8 @@ def crops(whole: bool = False) -> np.ndarray:
     """(faces, 1 + emotions, h, w, 3) uint8: the photo's mouth, then each emotion's widest opening."""
     from generator.align import shipped_faces
     from generator.audio import MODEL_RATE, normalise, resample
-    from generator.demo_assets import SENTENCES
-    from generator.tts import synthesize_emotion
+    from generator.data.tts import synthesize_emotion
+    from generator.produce.demo_assets import SENTENCES
     from generator.warp.cavity import inner_gap
     from generator.warp.renderer import WarpRenderer
 

@@ -114,9 +114,9 @@ def build(paths: DemoPaths, *, checkpoint: Path | None, seed: int, echo: Callabl
     neural = ["--backend", "neural", "--checkpoint", str(checkpoint)] if checkpoint else ["--backend", "warp"]
     ck = str(checkpoint) if checkpoint else None
     main_source = "OURS" if checkpoint else "WARP"
-    pipe.step("inputs", DEMO_SENTENCES, [sys.executable, "-m", "generator.demo_inputs", "--faces", str(paths.faces),
+    pipe.step("inputs", DEMO_SENTENCES, [sys.executable, "-m", "generator.produce.demo_inputs", "--faces", str(paths.faces),
                                          "--speech", str(paths.speech), "--sentences", DEMO_SENTENCES])
-    pipe.step("inputs-examples", EXAMPLE_SENTENCES, [sys.executable, "-m", "generator.demo_inputs", "--faces",
+    pipe.step("inputs-examples", EXAMPLE_SENTENCES, [sys.executable, "-m", "generator.produce.demo_inputs", "--faces",
                                                      str(paths.faces), "--speech", str(paths.example_speech),
                                                      "--sentences", EXAMPLE_SENTENCES])
     common = ["--faces", str(paths.faces), "--speech", str(paths.speech), "--seed", str(seed)]

@@ -4,7 +4,7 @@ synthesis and writes the server's files: the two packages meet only at those fil
 
     python -m emostudy.make_audio_words
 
-Each word is spoken offline by espeak-ng (``generator.tts``) and written as 16-bit mono WAV named by its
+Each word is spoken offline by espeak-ng (``generator.data.tts``) and written as 16-bit mono WAV named by its
 index only (``word-3.wav``), next to ``words.json`` (the answers, read by the server, never served).
 
 Every file has the same length, hence the same size (``equal_length``): the longest word plus
@@ -47,7 +47,7 @@ def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
 
 
 def main() -> None:
-    from generator.tts import synthesize
+    from generator.data.tts import synthesize
 
     OUT.mkdir(exist_ok=True)
     spoken = [synthesize(word, voice="en-us", rate=140) for word in WORDS]

@@ -12,7 +12,7 @@ Sizes are ``(width, height)`` in pixels. ``SIZE_OURS = (128, 128)`` is the paper
 16 px less background on each side, and 256x256 is the 128 template doubled.
 
 The template (``generator/assets/template_68.npy``, 68x2 float32, pixels of a 128x128 frame) is ours,
-made by :func:`build_template` from the two face photos that ship inside installed packages
+made by :func:`generator.faces.build_template` from the two face photos that ship inside installed packages
 (scikit-image's ``astronaut`` and matplotlib's ``grace_hopper.jpg``):
 
 1. detect their 68 landmarks; remove position, scale and rotation (least-squares similarity of all
@@ -122,7 +122,7 @@ def invert_transform(M: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _template_128() -> np.ndarray:
     if not TEMPLATE_PATH.is_file():
-        raise FileNotFoundError(f"{TEMPLATE_PATH} is missing; rebuild it with generator.align.build_template()")
+        raise FileNotFoundError(f"{TEMPLATE_PATH} is missing; rebuild it with generator.faces.build_template()")
     t = np.load(TEMPLATE_PATH)
     if t.shape != (68, 2):
         raise ValueError(f"{TEMPLATE_PATH}: expected (68, 2), got {t.shape}")
@@ -185,7 +185,7 @@ def align_authors(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int
     the reference's training videos (480x360 CREMA-D) were reduced by ~2x, a 12-megapixel photo by 10x
     or more, and bilinear sampling alone would then alias (docs/training.md lists this difference).
     """
-    from skimage.transform import AffineTransform, warp
+    from skimage.transform import AffineTransform, warp  # optional heavy dependency: imported only when used
 
     w, h = _check_size(size)
     img = np.asarray(image)
@@ -194,7 +194,7 @@ def align_authors(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int
     src = img.astype(np.float64) / 255.0 if img.dtype == np.uint8 else img.astype(np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
     if antialias and scale < 0.5:
-        from scipy.ndimage import gaussian_filter
+        from scipy.ndimage import gaussian_filter  # optional heavy dependency: imported only when used
 
         sigma = (1.0 / scale - 1.0) / 2.0
         src = gaussian_filter(src, sigma=(sigma, sigma) + (0,) * (src.ndim - 2), mode="nearest")
@@ -212,7 +212,7 @@ def align_image(img: np.ndarray, M: np.ndarray, size: tuple[int, int] = SIZE_OUR
     Large reductions are area-averaged first (bilinear sampling alone would alias). ``border`` is
     ``"replicate"`` (edge pixels continue; no black wedges in renders) or ``"constant"`` (black).
     """
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     w, h = _check_size(size)
     if border not in ("replicate", "constant"):
@@ -258,35 +258,10 @@ def shipped_faces() -> list[tuple[str, np.ndarray]]:
 
 @lru_cache(maxsize=1)
 def _shipped_faces() -> tuple[tuple[str, np.ndarray], ...]:
-    import matplotlib.cbook
-    from PIL import Image
-    from skimage import data
+    import matplotlib.cbook  # optional heavy dependency: imported only when used
+    from PIL import Image  # optional heavy dependency: imported only when used
+    from skimage import data  # optional heavy dependency: imported only when used
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as fh:
         hopper = np.asarray(Image.open(fh).convert("RGB"))
     return (("skimage:astronaut", np.asarray(data.astronaut())), ("matplotlib:grace_hopper.jpg", hopper))
-
-
-def build_template(landmark_sets: list[np.ndarray] | None = None) -> np.ndarray:
-    """Build the 128x128 template (module docstring) from 68-point landmark sets (default: the
-    shipped faces). Returns (68, 2) float32; the shipped asset is ``np.save(TEMPLATE_PATH, ...)`` of it."""
-    if landmark_sets is None:
-        from generator.faces import detect_landmarks
-
-        landmark_sets = [detect_landmarks(img, where=name) for name, img in shipped_faces()]
-    sets = [np.asarray(s, dtype=np.float64) for s in landmark_sets]
-    ref = sets[0]
-    mean = np.mean([transform_points(s, similarity_transform(s, ref)) for s in sets], axis=0)
-    mirrored = mean.copy()
-    mirrored[:, 0] = -mirrored[:, 0]
-    mirrored = mirrored[MIRROR]
-    # Bring the mirror image back onto the mean before averaging (mirroring flips the x position).
-    sym = 0.5 * (mean + transform_points(mirrored, similarity_transform(mirrored, mean)))
-    eyes = alignment_points(sym)[:2]
-    upright = transform_points(sym, similarity_transform(eyes, np.array([[-1.0, 0.0], [1.0, 0.0]])))
-    brow_to_chin = upright[8, 1] - 0.5 * (upright[19, 1] + upright[24, 1])
-    s = _BROW_TO_CHIN * 128 / brow_to_chin
-    placed = upright * s
-    placed[:, 0] += 64.0 - 0.5 * (placed[0, 0] + placed[16, 0])
-    placed[:, 1] += _CHIN_Y * 128 - placed[8, 1]
-    return placed.astype(np.float32)

@@ -6,6 +6,7 @@ The reference convention (NOTES.md): 8 kHz mono, mean removed, peak-normalised (
 from __future__ import annotations
 
 import os
+import wave
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +24,7 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
     Stereo and multi-channel audio is mixed down to mono by averaging the channels.
     """
-    import av
+    import av  # optional heavy dependency: imported only when used
 
     p = Path(path)
     if not p.is_file():
@@ -62,7 +63,7 @@ def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Polyphase resampling (scipy) from ``rate`` to ``target`` Hz."""
     if rate == target:
         return x.astype(np.float32, copy=False)
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # optional heavy dependency: imported only when used
 
     frac = Fraction(target, rate).limit_denominator(1000)
     return resample_poly(x.astype(np.float64), frac.numerator, frac.denominator).astype(np.float32)
@@ -99,8 +100,6 @@ def n_frames(n_samples: int, samples_per_frame: int = SAMPLES_PER_FRAME) -> int:
 
 def write_wav(path: str | os.PathLike, x: np.ndarray, rate: int) -> None:
     """16-bit PCM WAV (stdlib ``wave``)."""
-    import wave
-
     pcm = np.clip(np.asarray(x, dtype=np.float64), -1.0, 1.0)
     pcm = (pcm * 32767.0).round().astype("<i2")
     with wave.open(str(path), "wb") as w:

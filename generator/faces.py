@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.align import (_BROW_TO_CHIN, _CHIN_Y, MIRROR, alignment_points, shipped_faces, similarity_transform,
+                             template, transform_points)
 from generator.errors import InputError, NoFaceError
 
 N_LANDMARKS = 68
@@ -67,7 +69,7 @@ def predictor_path() -> Path:
 @lru_cache(maxsize=1)
 def _models():
     """(detector, predictor), loaded once per process (the predictor file is ~100 MB)."""
-    import dlib
+    import dlib  # optional heavy dependency: imported only when used
 
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
 
@@ -93,7 +95,7 @@ def as_rgb(image: np.ndarray, *, where: str = "image") -> np.ndarray:
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read a photo (any format Pillow reads) as (H, W, 3) uint8 RGB."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError  # optional heavy dependency: imported only when used
 
     p = Path(path)
     if not p.is_file():
@@ -115,14 +117,14 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 def detect_faces(image_rgb: np.ndarray, *, where: str = "image") -> list[tuple[Box, np.ndarray]]:
     """All faces found: a list of (box, landmarks (68, 2) float32), best detector score first."""
-    import dlib
+    import dlib  # optional heavy dependency: imported only when used
 
     detector, predictor = _models()
     img = as_rgb(image_rgb, where=where)
     scale = min(1.0, DETECT_MAX_SIDE / max(img.shape[:2]))
     search = img
     if scale < 1.0:
-        import cv2
+        import cv2  # optional heavy dependency: imported only when used
 
         search = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)),
                             interpolation=cv2.INTER_AREA)
@@ -236,8 +238,6 @@ def roll_degrees(lm68: np.ndarray) -> float:
 
 def shape_residual(lm68: np.ndarray) -> float:
     """RMS distance of the rigid points (17-47) from our template after a similarity fit, in eye distances."""
-    from generator.align import similarity_transform, template, transform_points
-
     lm = np.asarray(lm68, dtype=np.float64)[RIGID]
     tpl = template().astype(np.float64)
     t = tpl[RIGID]
@@ -287,7 +287,7 @@ def _rescue(img: np.ndarray) -> list[tuple[Box, np.ndarray]]:
     """When no face is found: look again in the photo turned by 90/180/270 degrees and in the photo with
     a replicated border (a face cut off by the border is often found then). Landmarks come back in the
     photo's own pixels, so the gate names the real problem (rotated, cut off) instead of "no face"."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     h, w = img.shape[:2]
     for k in (1, 2, 3):  # np.rot90 turns counter-clockwise
@@ -352,3 +352,27 @@ def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = Fa
                            problems)
     return CheckedFace(landmarks=lm, box=box, faces_found=len(usable), policy=policy,
                        overridden=tuple(code for code, _ in problems))
+
+
+def build_template(landmark_sets: list[np.ndarray] | None = None) -> np.ndarray:
+    """Build the 128x128 template (``generator.align``'s module docstring) from 68-point landmark sets
+    (default: the shipped faces). Returns (68, 2) float32; the shipped asset is
+    ``np.save(generator.align.TEMPLATE_PATH, ...)`` of it."""
+    if landmark_sets is None:
+        landmark_sets = [detect_landmarks(img, where=name) for name, img in shipped_faces()]
+    sets = [np.asarray(s, dtype=np.float64) for s in landmark_sets]
+    ref = sets[0]
+    mean = np.mean([transform_points(s, similarity_transform(s, ref)) for s in sets], axis=0)
+    mirrored = mean.copy()
+    mirrored[:, 0] = -mirrored[:, 0]
+    mirrored = mirrored[MIRROR]
+    # Bring the mirror image back onto the mean before averaging (mirroring flips the x position).
+    sym = 0.5 * (mean + transform_points(mirrored, similarity_transform(mirrored, mean)))
+    eyes = alignment_points(sym)[:2]
+    upright = transform_points(sym, similarity_transform(eyes, np.array([[-1.0, 0.0], [1.0, 0.0]])))
+    brow_to_chin = upright[8, 1] - 0.5 * (upright[19, 1] + upright[24, 1])
+    s = _BROW_TO_CHIN * 128 / brow_to_chin
+    placed = upright * s
+    placed[:, 0] += 64.0 - 0.5 * (placed[0, 0] + placed[16, 0])
+    placed[:, 1] += _CHIN_Y * 128 - placed[8, 1]
+    return placed.astype(np.float32)

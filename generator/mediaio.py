@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.audio import resample
 from generator.errors import InputError
 
 BROWSER_AUDIO_RATE = 44100  # every browser plays 44.1 kHz AAC
@@ -23,9 +24,7 @@ def write_mp4(path: str | os.PathLike, frames_rgb: np.ndarray, fps: int = 25, au
 
     H and W must be even (yuv420p); odd sizes are refused with a message rather than silently cropped.
     """
-    import av
-
-    from generator.audio import resample
+    import av  # optional heavy dependency: imported only when used
 
     frames_rgb = np.asarray(frames_rgb)
     if frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3 or frames_rgb.dtype != np.uint8:
@@ -76,7 +75,7 @@ def write_mp4(path: str | os.PathLike, frames_rgb: np.ndarray, fps: int = 25, au
 
 def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> tuple[np.ndarray, float]:
     """Decode a video: returns ((T, H, W, 3) uint8 RGB, fps)."""
-    import av
+    import av  # optional heavy dependency: imported only when used
 
     p = Path(path)
     if not p.is_file():

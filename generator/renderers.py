@@ -3,7 +3,7 @@
 Backends (``get_renderer``):
 
 - ``warp``: :class:`generator.warp.renderer.WarpRenderer`, training-free, landmark-driven (the default).
-- ``neural``: ``generator.neural:NeuralRenderer``, the paper's generator from a checkpoint (imports torch).
+- ``neural``: ``generator.neural.renderer:NeuralRenderer``, the paper's generator from a checkpoint (imports torch).
 
 Inputs: ``face`` is one photo, (H, W, 3) uint8 RGB (grayscale and RGBA are converted); ``speech`` is
 mono float32 at 8 kHz (``generator.audio.MODEL_RATE``), mean-removed and peak-normalised
@@ -137,7 +137,7 @@ def dominant_emotion(vec: np.ndarray) -> str:
 
 BACKENDS: dict[str, str] = {
     "warp": "generator.warp.renderer:WarpRenderer",
-    "neural": "generator.neural:NeuralRenderer",
+    "neural": "generator.neural.renderer:NeuralRenderer",
 }
 
 

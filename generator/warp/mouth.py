@@ -63,7 +63,7 @@ def _frames(speech: np.ndarray, n: int, rate: int) -> np.ndarray:
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0 or len(x) < 2:
         return x.copy()
-    from scipy.ndimage import gaussian_filter1d
+    from scipy.ndimage import gaussian_filter1d  # optional heavy dependency: imported only when used
 
     return gaussian_filter1d(x, sigma, mode="nearest")
 

@@ -36,7 +36,8 @@ from generator.audio import MODEL_RATE, n_frames
 from generator.errors import InputError
 from generator.faces import FACE_POLICIES, as_rgb, find_face
 from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
-from generator.warp.cavity import MouthStyle, inner_gap, mouth_style, paint_mouth, photo_teeth
+from generator.warp.cavity import (MouthStyle, inner_gap, lip_colour, mouth_style, paint_mouth, photo_teeth,
+                                   smooth_contour)
 from generator.warp.expression import EMOTION_AUS, expression_displacement, eye_distance, onset_ramp, rest_displacement
 from generator.warp.life import blink_displacement, head_matrix, life_track
 from generator.warp.mesh import FaceMesh
@@ -252,9 +253,7 @@ def _close_lips(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
     face at rest whose lips the rest displacement closes: squeezed shut by the warp, an open mouth would
     leave a line of teeth between the lips. Speech and expressions paint the interior anew
     (generator.warp.cavity) wherever the lips part from there."""
-    import cv2
-
-    from generator.warp.cavity import lip_colour, smooth_contour
+    import cv2  # optional heavy dependency: imported only when used
 
     mask = np.zeros(image.shape[:2], np.uint8)
     cv2.fillPoly(mask, [np.round(smooth_contour(lm68[60:68]) * 4).astype(np.int32)], 255, cv2.LINE_AA, 2)
@@ -296,7 +295,7 @@ def _occlude_eyes(frame: np.ndarray, prepared: PreparedFace, anim: Animation, t:
     """A closing lid covers the eye, it does not squash it: inside the still-open part of each eye (the
     blinked lid contours) show the eye warped *without* the blink, so iris and eye white keep their
     shape and the lid slides over them (in place)."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     open_eye = prepared.mesh.warp(prepared.image, anim.displacement[t] - anim.blink_displacement[t], head)
     h, w = frame.shape[:2]

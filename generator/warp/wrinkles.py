@@ -135,7 +135,7 @@ def au_weights(emotion_aus: dict[str, dict[int, float]], names: tuple[str, ...],
 def wrinkle_map(shape: tuple[int, int], lm68: np.ndarray, unit: float, weights: dict[int, float]) -> np.ndarray | None:
     """(H, W) float32 multiplicative shading (1 = unchanged) of the AUs in ``weights`` (AU -> weight), or
     None when none of them changes the skin's surface."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     depth_of: dict[str, float] = {}
     for au, w in weights.items():

@@ -33,7 +33,9 @@ def _common(f):
 
 @contextmanager
 def _session(db_url: str | None) -> Iterator[Any]:
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.app import create_app
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store.extensions import db
 
     app = create_app({"DATABASE_URL": db_url} if db_url else None)
@@ -43,7 +45,9 @@ def _session(db_url: str | None) -> Iterator[Any]:
 
 def _recruiter(session: Any, study: Any, platform: str, *, live: bool, yes: bool, dry_run: bool,
                prolific_url: str | None, usd_rate: float | None = None) -> Any:
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.recruit import mturk, prolific
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.recruit.lab import LabRecruiter
 
     if platform == "lab":
@@ -123,6 +127,7 @@ def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, 
             if platform == "prolific":
                 rec.allow_low_pay = allow_low_pay
             if platform == "mturk":
+                # lazy: the command table loads no Flask or SQLAlchemy until the command runs
                 from study_server.recruit.mturk import Qualifications
 
                 rec.qualifications = Qualifications(

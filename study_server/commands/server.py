@@ -36,6 +36,7 @@ def _db_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _make_app(db_url: str | None, instance: Path | None, **extra: Any):
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.app import create_app
 
     overrides: dict[str, Any] = dict(extra)
@@ -47,9 +48,11 @@ def _make_app(db_url: str | None, instance: Path | None, **extra: Any):
 
 
 def _require_migrated(url: str) -> None:
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store import schema as db
 
     if not db.is_up_to_date(url):
+        # lazy: the command table loads no Flask or SQLAlchemy until the command runs
         from study_server.core.config import mask_url
 
         raise click.ClickException(
@@ -69,7 +72,9 @@ def db_group() -> None:
 @_db_options
 def db_upgrade(app_factory, revision: str) -> None:
     """Migrate the database to the newest schema (creates it when empty)."""
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.core.config import mask_url
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store import schema as db
 
     url = app_factory().config["DATABASE_URL"]
@@ -83,7 +88,9 @@ def db_upgrade(app_factory, revision: str) -> None:
 @_db_options
 def db_downgrade(app_factory, revision: str, yes: bool) -> None:
     """Migrate the database down to REVISION (e.g. 0001_initial; 'base' drops every table and all data)."""
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.core.config import mask_url
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store import schema as db
 
     url = app_factory().config["DATABASE_URL"]
@@ -97,7 +104,9 @@ def db_downgrade(app_factory, revision: str, yes: bool) -> None:
 @_db_options
 def db_current(app_factory) -> None:
     """Show the database's revision and whether it is the newest."""
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.core.config import mask_url
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store import schema as db
 
     url = app_factory().config["DATABASE_URL"]
@@ -121,7 +130,9 @@ def study_group() -> None:
 @_db_options
 def study_import(app_factory, plan: Path, set_dir: Path, replace: bool) -> None:
     """Import PLAN (made by `emostudy plan`) and print the new study's id."""
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store.extensions import db
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.study.studies import import_plan
 
     app = app_factory()
@@ -139,7 +150,9 @@ def study_import(app_factory, plan: Path, set_dir: Path, replace: bool) -> None:
 @_db_options
 def study_list(app_factory) -> None:
     """List the imported studies with their valid / quota counts."""
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.admin import stats as admin_stats
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store.extensions import db
 
     app = app_factory()
@@ -174,6 +187,7 @@ def serve_command(app_factory, host: str, port: int, debug: bool) -> None:
     """
     app = app_factory(**({"DEBUG": True} if debug else {}))
     _require_migrated(app.config["DATABASE_URL"])
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.core.config import mask_url
 
     click.echo(f"emostudy study server on http://{host}:{port}/ (database {mask_url(app.config['DATABASE_URL'])}); "
@@ -194,7 +208,9 @@ def serve_command(app_factory, host: str, port: int, debug: bool) -> None:
 def export_command(app_factory, study: str, out_dir: Path, export_format: str) -> None:
     """Export STUDY (its name or id): answers.csv, participants.csv, plan.json, manifest.json, codebook.md
     (or, with --format psych-ds, the same data as a Psych-DS dataset with an R script)."""
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.export.tables import export_study
+    # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store.extensions import db
 
     app = app_factory()

@@ -110,6 +110,7 @@ def _call(client: Any, op: str, **params: Any) -> dict[str, Any]:
     botocore's retries) raises OutcomeUnknown; throttling that outlasts the retries says so plainly."""
     # optional heavy dependency: with boto3, only for MTurk/S3 work
     from botocore.exceptions import ClientError, HTTPClientError
+    # optional heavy dependency: imported only when used
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
     try:

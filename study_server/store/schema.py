@@ -83,7 +83,7 @@ def current(url: str) -> tuple[str, ...]:
 def head_revisions() -> tuple[str, ...]:
     # optional heavy dependency: Alembic loads only for schema commands
     """The newest revision(s) of the migration scripts."""
-    from alembic.script import ScriptDirectory
+    from alembic.script import ScriptDirectory  # optional heavy dependency: imported only when used
 
     return tuple(sorted(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.augment import AugmentConfig, AugmentParams, apply_params, augment_clip, sample_params
+from generator.data.augment import AugmentConfig, AugmentParams, apply_params, augment_clip, sample_params
 
 
 def _clip(n: int = 4) -> np.ndarray:

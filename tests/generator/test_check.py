@@ -25,7 +25,7 @@ EMOS = ("neutral", "happiness", "sadness", "anger", "fear", "disgust")
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    from generator.demo_assets import make_face_pool
+    from generator.produce.demo_assets import make_face_pool
 
     paths = make_face_pool(tmp_path_factory.mktemp("faces"))
     return {p.stem: p for p in paths}

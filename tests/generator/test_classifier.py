@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.classifier import (ClassifierConfig, accuracy, classify, confusion_matrix, corpus_videos,
-                                  load_classifier, macro_f1, row_normalise, train_classifier, video_files,
-                                  write_report)
 from generator.errors import CheckpointError, InputError
+from generator.evaluate.classifier import (ClassifierConfig, accuracy, classify, confusion_matrix, corpus_videos,
+                                           load_classifier, macro_f1, row_normalise, train_classifier, video_files,
+                                           write_report)
 
 TINY = ClassifierConfig(image_size=32, width=8, n_frames=8, batch_size=6, epochs=40, lr=1e-3, augment=False, seed=0)
 
@@ -44,7 +44,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from generator.synthetic import make_corpus
+    from generator.data.synthetic import make_corpus
 
     corpus = tmp_path_factory.mktemp("syn")
     make_corpus(corpus, n_identities=2, clips_per_emotion=3, n_frames=8, seed=0)
@@ -67,7 +67,7 @@ def test_trains_and_classifies_synthetic_test_set_above_chance(trained):
 
 
 def test_generated_videos_from_files_and_report(trained, tmp_path):
-    from generator.corpus import read_clip, read_index
+    from generator.data.corpus import read_clip, read_index
     from generator.mediaio import write_mp4
 
     corpus, out, _ = trained
@@ -109,7 +109,7 @@ def test_train_classifier_cli_with_a_checkpoint(trained, tmp_path):
     from click.testing import CliRunner
     from rich.console import Console
 
-    from generator.data_cli import train_classifier_command
+    from generator.evaluate.cli import train_classifier_command
 
     corpus, out, result = trained
     buf = io.StringIO()
@@ -125,7 +125,7 @@ def test_augmented_training_with_a_val_split_keeps_the_best_epoch(trained, tmp_p
     import dataclasses
     import shutil
 
-    from generator.corpus import read_index, write_index
+    from generator.data.corpus import read_index, write_index
 
     corpus, _, _ = trained
     shutil.copytree(corpus, tmp_path / "c")

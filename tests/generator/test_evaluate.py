@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from generator.evaluate import (PSNR_CAP_DB, aggregate, mean_ci95, mouth_lmd, nlmd, normalise_landmarks, psnr,
-                                ssim, table_markdown, VideoScore)
+from generator.evaluate.metrics import (PSNR_CAP_DB, aggregate, mean_ci95, mouth_lmd, nlmd, normalise_landmarks, psnr,
+                                        ssim, table_markdown, VideoScore)
 
 
 def test_psnr_hand_computed():
@@ -138,7 +138,7 @@ def video_sets(tmp_path_factory):
 
 
 def test_evaluate_pairs_aligns_and_writes_table(video_sets, tmp_path):
-    from generator.evaluate import evaluate
+    from generator.evaluate.metrics import evaluate
 
     gt, ours, shifted = video_sets
     res = evaluate({"OURS": ours, "SHIFTED": shifted}, gt, tmp_path / "eval")
@@ -171,7 +171,7 @@ def test_evaluate_cli_and_unpaired_error(video_sets, tmp_path):
     from click.testing import CliRunner
     from rich.console import Console
 
-    from generator.data_cli import evaluate_command
+    from generator.evaluate.cli import evaluate_command
 
     gt, ours, shifted = video_sets
     buf = io.StringIO()
@@ -190,7 +190,7 @@ def test_evaluate_cli_and_unpaired_error(video_sets, tmp_path):
 def test_evaluate_matches_a_stimulus_set_by_labels_and_source(video_sets, tmp_path):
     import shutil
 
-    from generator.evaluate import evaluate
+    from generator.evaluate.metrics import evaluate
     from stimuli.manifest import build_manifest, save_manifest, sha256_file
 
     gt, ours, shifted = video_sets
@@ -216,7 +216,7 @@ def test_ground_truth_in_two_size_variants_pairs_with_the_evaluated_size(video_s
     # same labels), `evaluate --gt-source GT --match labels` stopped: "two videos share the pairing key".
     import shutil
 
-    from generator.evaluate import evaluate
+    from generator.evaluate.metrics import evaluate
     from stimuli.manifest import build_manifest, save_manifest, sha256_file
 
     gt, ours, _ = video_sets

@@ -170,9 +170,9 @@ def test_force_renders_and_records_the_override_in_the_warp_parameters(photos):
 
 def test_the_neural_backend_uses_the_gate(photos, tmp_path):
     torch = pytest.importorskip("torch")
-    from generator.checkpoint import save_checkpoint
-    from generator.model import Generator, GeneratorConfig
-    from generator.neural import NeuralRenderer
+    from generator.neural.checkpoint import save_checkpoint
+    from generator.neural.model import Generator, GeneratorConfig
+    from generator.neural.renderer import NeuralRenderer
 
     torch.manual_seed(0)
     tiny = Generator(GeneratorConfig.tiny()) if hasattr(GeneratorConfig, "tiny") else None

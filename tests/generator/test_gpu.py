@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from generator.model import Generator, GeneratorConfig  # noqa: E402
-from generator.neural import generate  # noqa: E402
+from generator.neural.model import Generator, GeneratorConfig  # noqa: E402
+from generator.neural.renderer import generate  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -27,8 +27,8 @@ def test_cuda_generation_matches_cpu():
 
 
 def test_cuda_training_step_with_bf16_autocast(tmp_path):
-    from generator.synthetic import make_corpus
-    from generator.train import TrainConfig, Trainer
+    from generator.data.synthetic import make_corpus
+    from generator.neural.train import TrainConfig, Trainer
 
     make_corpus(tmp_path, n_identities=1, clips_per_emotion=2, n_frames=8, seed=0)
     cfg = TrainConfig(corpus=str(tmp_path), model=GeneratorConfig.tiny(), disc_width=8, window=4, batch_size=2,

@@ -1,4 +1,4 @@
-"""generator.losses on hand-made inputs."""
+"""generator.neural.losses on hand-made inputs."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from generator.losses import (  # noqa: E402
-    VGG_LAYERS, PerceptualLoss, PerceptualWeightsMissing, VGG19Features, aux_emotion_loss, emotion_d_loss,
-    emotion_g_loss, frame_d_loss, frame_g_loss, gradient_penalty, load_vgg19, mouth_region_mask, mrm_loss)
+from generator.neural.losses import (  # noqa: E402
+                                     VGG_LAYERS, PerceptualLoss, PerceptualWeightsMissing, VGG19Features, aux_emotion_loss, emotion_d_loss,
+                                     emotion_g_loss, frame_d_loss, frame_g_loss, gradient_penalty, load_vgg19, mouth_region_mask, mrm_loss)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -1,4 +1,4 @@
-"""Shapes, layout and equivalences of generator.model (tiny config on the CPU; the paper config where
+"""Shapes, layout and equivalences of generator.neural.model (tiny config on the CPU; the paper config where
 its size is the point)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from generator.model import (  # noqa: E402
-    FAKE_CLASS, EmotionDiscriminator, FrameDiscriminator, Generator, GeneratorConfig, count_parameters,
-    load_generator_state, strip_module_prefix)
+from generator.neural.model import (  # noqa: E402
+                                    FAKE_CLASS, EmotionDiscriminator, FrameDiscriminator, Generator, GeneratorConfig, count_parameters,
+                                    load_generator_state, strip_module_prefix)
 
 REFERENCE_JSON = Path(__file__).resolve().parents[3] / "shared" / "paper" / "reference_generator_state_dict.json"
 
@@ -164,7 +164,7 @@ def test_chunked_decoding_equals_one_pass(tiny):
 
 
 def test_convlstm_cell_by_hand():
-    from generator.model import ConvLSTM
+    from generator.neural.model import ConvLSTM
 
     torch.manual_seed(0)
     cell = ConvLSTM(2, 3)
@@ -228,7 +228,7 @@ def test_config_round_trip():
 def test_upconv_equals_conv_of_the_upsampled_image(k, mode, c_out):
     import torch.nn.functional as F
 
-    from generator.model import PhaseKernels, upconv
+    from generator.neural.model import PhaseKernels, upconv
 
     g = torch.Generator().manual_seed(k)
     x = torch.randn(2, 3, 8, 6, generator=g)

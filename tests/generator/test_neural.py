@@ -1,4 +1,4 @@
-"""generator.neural: the inference API and the neural renderer (tiny checkpoints on the CPU)."""
+"""generator.neural.renderer: the inference API and the neural renderer (tiny checkpoints on the CPU)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from generator.checkpoint import load_generator, read_checkpoint, save_checkpoint  # noqa: E402
 from generator.errors import CheckpointError, InputError  # noqa: E402
-from generator.model import Generator, GeneratorConfig  # noqa: E402
-from generator.neural import NeuralRenderer, faces_to_tensor, frames_to_uint8_rgb, generate  # noqa: E402
+from generator.neural.checkpoint import load_generator, read_checkpoint, save_checkpoint  # noqa: E402
+from generator.neural.model import Generator, GeneratorConfig  # noqa: E402
+from generator.neural.renderer import NeuralRenderer, faces_to_tensor, frames_to_uint8_rgb, generate  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -174,7 +174,7 @@ def test_render_batch_equals_render_per_item(tiny, tmp_path):
 
 
 def test_frame_budget_per_device():
-    from generator.neural import default_frame_budget
+    from generator.neural.renderer import default_frame_budget
 
     assert default_frame_budget("cpu") == 64
     assert default_frame_budget("cuda") == default_frame_budget("cuda:1") == 512

@@ -9,10 +9,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("dlib")
 
 from generator import align  # noqa: E402
-from generator.checkpoint import save_checkpoint  # noqa: E402
 from generator.faces import find_face  # noqa: E402
-from generator.model import Generator, GeneratorConfig  # noqa: E402
-from generator.neural import AUTHORS_LAYOUT, RELEASED_SHA256, NeuralRenderer  # noqa: E402
+from generator.neural.checkpoint import save_checkpoint  # noqa: E402
+from generator.neural.model import Generator, GeneratorConfig  # noqa: E402
+from generator.neural.renderer import AUTHORS_LAYOUT, RELEASED_SHA256, NeuralRenderer  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.corpus import read_clip, read_index
+from generator.data.corpus import read_clip, read_index
+from generator.data.prepare import (PrepareOptions, assign_splits, prepare_crema, read_split_file,
+                                    select_frames_by_time)
 from generator.errors import InputError
-from generator.prepare import (PrepareOptions, assign_splits, prepare_crema, read_split_file,
-                               select_frames_by_time)
 
 GOOD = ["1001_DFA_ANG_XX", "1002_IEO_HAP_HI", "1003_TIE_SAD_LO"]
 CORRUPT = "1004_DFA_NEU_XX"
@@ -91,8 +91,8 @@ def test_prepare_writes_the_expected_files(prepared):
 
 def test_frames_are_aligned_bgr_with_the_first_frame_transform(prepared):
     from generator.align import align_clip, alignment_points, template
+    from generator.data.prepare import read_video_at_fps
     from generator.faces import detect_landmarks
-    from generator.prepare import read_video_at_fps
 
     root, out, _, _ = prepared
     info = read_index(out)[0]
@@ -207,7 +207,7 @@ def test_prepare_cli(prepared, tmp_path):
     from click.testing import CliRunner
     from rich.console import Console
 
-    from generator.data_cli import prepare_group
+    from generator.data.cli import prepare_group
 
     root, _, _, _ = prepared
     buf = io.StringIO()
@@ -225,7 +225,7 @@ def _crashing_worker(src, out, split, options):
     """Stands in for the real worker in a spawned process: dies hard on one clip."""
     import os
 
-    from generator.corpus import ClipInfo
+    from generator.data.corpus import ClipInfo
 
     if src.clip_id == "1002_IEO_HAP_HI":
         os._exit(3)  # what a segfault in a decoder looks like to the pool
@@ -235,7 +235,7 @@ def _crashing_worker(src, out, split, options):
 def test_a_crashing_worker_fails_only_its_clip(prepared):
     import multiprocessing
 
-    from generator.prepare import _run_pool, discover_crema
+    from generator.data.prepare import _run_pool, discover_crema
 
     root, _, _, _ = prepared
     sources, _ = discover_crema(root)

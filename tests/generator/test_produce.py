@@ -14,8 +14,8 @@ import pytest
 
 from generator.audio import write_wav
 from generator.errors import NoFaceError
-from generator.produce import (DesignOptions, ProduceError, RendererSpec, blend_vector, done_ids, merge_shards,
-                               parse_shard, plan_items, plan_jobs, produce, read_labels_csv)
+from generator.produce.batch import (DesignOptions, ProduceError, RendererSpec, blend_vector, done_ids, merge_shards,
+                                     parse_shard, plan_items, plan_jobs, produce, read_labels_csv)
 from stimuli.emotions import EMOTION_CODES, EMOTIONS
 from stimuli.manifest import load_manifest
 
@@ -393,7 +393,7 @@ def test_merged_shards_keep_the_sets_description(tmp_path, pools):
 
 def test_one_decode_gives_the_same_renderer_input_as_load_speech(pools):
     from generator.audio import load_speech, read_audio
-    from generator.produce import speech_for_renderer
+    from generator.produce.batch import speech_for_renderer
 
     path = pools[1] / "1001_IEO_ANG_XX.wav"
     x, rate = read_audio(path)

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from generator.produce import DesignOptions, RendererSpec, plan_items, plan_jobs, produce
+from generator.produce.batch import DesignOptions, RendererSpec, plan_items, plan_jobs, produce
 from stimuli.manifest import load_manifest
 from test_produce import fake_factory, make_face, make_speech
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from generator.demo_assets import SENTENCES, make_face_pool, make_speech_pool, speech_name
 from emostudy.cli import main
+from generator.produce.demo_assets import SENTENCES, make_face_pool, make_speech_pool, speech_name
 from stimuli.emotions import EMOTIONS
 from stimuli.manifest import load_manifest
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from generator.produce import DesignOptions, RendererSpec, plan_items, plan_jobs, produce
+from generator.produce.batch import DesignOptions, RendererSpec, plan_items, plan_jobs, produce
 from stimuli.emotions import EMOTIONS
 from stimuli.manifest import load_manifest, sha256_file
 from test_produce import fake_factory, make_face, make_speech
@@ -23,7 +23,7 @@ SCRIPT = """
 import sys
 sys.path.insert(0, {here!r})
 from test_produce import slow_factory
-from generator.produce import DesignOptions, RendererSpec, plan_items, plan_jobs, produce
+from generator.produce.batch import DesignOptions, RendererSpec, plan_items, plan_jobs, produce
 jobs = plan_jobs(DesignOptions("factorial", faces=({faces!r},), speech=({speech!r},), emotions={emotions!r}))
 items = plan_items(jobs, RendererSpec("fake"), 4)
 # save_every_s is large: the manifest is never saved before the kill, only the journal survives

@@ -13,11 +13,11 @@ pytest.importorskip("cv2")
 pytest.importorskip("dlib")
 from PIL import Image  # noqa: E402
 
+from emostudy.cli import main  # noqa: E402
 from generator.align import shipped_faces  # noqa: E402
 from generator.audio import write_wav  # noqa: E402
 from generator.mediaio import read_video  # noqa: E402
-from generator.render_cli import parse_components, render_command  # noqa: E402
-from emostudy.cli import main  # noqa: E402
+from generator.produce.render_cli import parse_components, render_command  # noqa: E402
 
 
 def _voice(seconds: float, rate: int) -> np.ndarray:

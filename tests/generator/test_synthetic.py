@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from generator.corpus import read_clip, read_index
-from generator.synthetic import make_clip, make_corpus, make_identity, mouth_centre, mouth_opening
+from generator.data.corpus import read_clip, read_index
+from generator.data.synthetic import make_clip, make_corpus, make_identity, mouth_centre, mouth_opening
 from stimuli.emotions import EMOTIONS
 
 

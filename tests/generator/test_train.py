@@ -1,4 +1,4 @@
-"""generator.train: stages, exact resume, run folders, the perceptual-weights rule, DDP (gloo, 2 ranks),
+"""generator.neural.train: stages, exact resume, run folders, the perceptual-weights rule, DDP (gloo, 2 ranks),
 and a tiny model that learns the synthetic corpus."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from generator.losses import PerceptualWeightsMissing, VGG19Features  # noqa: E402
-from generator.model import GeneratorConfig  # noqa: E402
-from generator.synthetic import make_corpus  # noqa: E402
-from generator.train import RunFolderExists, TrainConfig, Trainer, mouth_l1, train  # noqa: E402
+from generator.data.synthetic import make_corpus  # noqa: E402
+from generator.neural.losses import PerceptualWeightsMissing, VGG19Features  # noqa: E402
+from generator.neural.model import GeneratorConfig  # noqa: E402
+from generator.neural.train import RunFolderExists, TrainConfig, Trainer, mouth_l1, train  # noqa: E402
 
 # Smaller than GeneratorConfig.tiny(): enough to learn the synthetic mouth in a few hundred CPU steps.
 MICRO = GeneratorConfig(image_size=64, speech_channels=(16, 32, 32, 32), speech_dim=32, emotion_dim=16,
@@ -100,7 +100,7 @@ def _ddp_worker(rank: int, world: int, port: int, corpus: str, out: str) -> None
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from generator.train import setup_distributed
+    from generator.neural.train import setup_distributed
 
     d = setup_distributed("cpu")
     torch.manual_seed(rank)  # different initialisations: rank 0's are broadcast
@@ -130,7 +130,7 @@ def test_tiny_model_learns_the_synthetic_mouth(tmp_path):
                       log_every=50, sample_every=10**6, checkpoint_every=10**6)
     torch.manual_seed(0)
     last = train(cfg, tmp_path / "run", progress=False)
-    from generator.checkpoint import load_generator
+    from generator.neural.checkpoint import load_generator
 
     model, _ = load_generator(last)
     scores = mouth_l1(model, root, "test")  # held-out utterances

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from generator.train_cli import train_command  # noqa: E402
+from generator.neural.cli import train_command  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from generator.data.tts import DEMO_VOICE, PROSODY, SYNTHETIC_LABEL, TTS_RATE, describe_presets, synthesize, synthesize_emotion
 from generator.errors import InputError
-from generator.tts import DEMO_VOICE, PROSODY, SYNTHETIC_LABEL, TTS_RATE, describe_presets, synthesize, synthesize_emotion
 from stimuli.emotions import EMOTIONS
 
 SENTENCE = "I think I have a doctor's appointment."

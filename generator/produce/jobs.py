@@ -11,7 +11,7 @@ Designs (``plan_jobs``), each repeated ``repeats`` times:
 - ``jobs``: an explicit CSV, one row per stimulus (columns in ``read_jobs_csv``).
 
 Nothing here opens a media file: a missing or unreadable input fails its item when the run
-(:mod:`generator.produce`) gets to it.
+(:mod:`generator.produce.batch`) gets to it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff
 VIDEO_EXTS = frozenset({".mp4", ".flv", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 AUDIO_EXTS = frozenset({".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".aiff", ".aif", ".wma"})
 DESIGNS = ("matched", "mismatched", "factorial", "continuum", "jobs")
-SYNTHETIC_ACTOR_PREFIX = "SYN"  # CREMA-style names of synthetic speech (generator.demo_assets)
+SYNTHETIC_ACTOR_PREFIX = "SYN"  # CREMA-style names of synthetic speech (generator.produce.demo_assets)
 
 # A CREMA-D style name with any actor id: CREMA-D's own (1001-1091) or a synthetic one (SYN01).
 _CREMA_LIKE = re.compile(r"^([A-Za-z0-9]+)_([A-Za-z]{3})_([A-Za-z]{3})_([A-Za-z]{2})$")

@@ -43,14 +43,22 @@ from __future__ import annotations
 import csv
 import io
 import math
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from generator.errors import DataError, GeneratorError, InputError
+from generator.align import align_clip
+from generator.data.prepare import _init_worker, read_video_at_fps
+from generator.errors import DataError, GeneratorError, InputError, NoFaceError
+from generator.faces import detect_landmarks
+from stimuli.crema import parse_crema_name
+from stimuli.errors import StimuliError
+from stimuli.manifest import atomic_write_bytes, load_manifest
 
 PSNR_CAP_DB = 100.0
 MOUTH = tuple(range(48, 68))
@@ -89,7 +97,7 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
 
 
 def _ssim_map_channel(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
-    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import gaussian_filter  # optional heavy dependency: imported only when used
 
     def blur(z):
         return gaussian_filter(z, sigma=_SSIM_SIGMA, truncate=_SSIM_TRUNCATE, mode="reflect")
@@ -180,7 +188,7 @@ def mean_ci95(values: Iterable[float]) -> tuple[float, float, float, int]:
     m = float(v.mean())
     if n < 2:
         return m, math.nan, math.nan, 1
-    from scipy.stats import t
+    from scipy.stats import t  # optional heavy dependency: imported only when used
 
     half = float(t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n))
     return m, m - half, m + half, n
@@ -233,8 +241,6 @@ def list_videos(source: str | os.PathLike, *, source_label: str | None = None, m
         raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}, got {match!r}")
     p = Path(source)
     if p.is_file() and p.suffix == ".json" or (p.is_dir() and (p / "manifest.json").is_file()):
-        from stimuli.manifest import load_manifest
-
         mpath = p if p.is_file() else p / "manifest.json"
         manifest = load_manifest(mpath, check_media=False)
         rows = list(manifest)
@@ -263,9 +269,6 @@ def list_videos(source: str | os.PathLike, *, source_label: str | None = None, m
 
 
 def _crema_label_key(path: Path) -> str:
-    from stimuli.crema import parse_crema_name
-    from stimuli.errors import StimuliError
-
     try:
         n = parse_crema_name(path.name)
     except StimuliError as exc:
@@ -308,11 +311,6 @@ def pair_videos(generated: list[VideoRef], ground_truth: list[VideoRef], pairs: 
 def load_aligned(path: Path, size: tuple[int, int], *, align: bool = True, fps: float = 25.0,
                  max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a video at ``fps``, align it with its first frame's transform: ((T,H,W,3) RGB, (T,68,2) landmarks)."""
-    from generator.align import align_clip
-    from generator.errors import NoFaceError
-    from generator.faces import detect_landmarks
-    from generator.prepare import read_video_at_fps
-
     frames = read_video_at_fps(path, fps, max_frames=max_frames)
     if align:
         lm0 = detect_landmarks(frames[0], where=f"{path} frame 0")
@@ -388,13 +386,11 @@ def table_markdown(rows: list[dict]) -> str:
                  for m in METRICS]
         body += f"| {r['method']} | " + " | ".join(cells) + f" | {r['n_videos']} |\n"
     notes = ("\nMean over videos [95% t-interval]. Higher PSNR/SSIM and lower NLMD/LMD are better. "
-             f"PSNR per frame capped at {PSNR_CAP_DB:.0f} dB. NLMD and LMD definitions: generator/evaluate.py.\n")
+             f"PSNR per frame capped at {PSNR_CAP_DB:.0f} dB. NLMD and LMD definitions: generator/evaluate/metrics.py.\n")
     return head + body + notes
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    from stimuli.manifest import atomic_write_bytes
-
     buf = io.StringIO()
     if rows:
         w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
@@ -412,11 +408,6 @@ def _score_all(todo, size, align, max_frames, workers, progress) -> list[VideoSc
             if progress is not None:
                 progress(i + 1, len(todo))
         return scores
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from generator.prepare import _init_worker
-
     out: list[VideoScore | None] = [None] * len(todo)
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init_worker) as pool:
@@ -440,8 +431,6 @@ def evaluate(generated: dict[str, str | os.PathLike], ground_truth: str | os.Pat
     those of the ground truth. ``workers`` > 1 scores pairs in that many processes. Writes ``per_video.csv``, ``table1.csv`` and ``table1.md`` into ``out``. A video that cannot be
     read or has no face in its first frame is listed with its error and left out of the aggregate.
     """
-    from stimuli.manifest import atomic_write_bytes
-
     variant = f"{size[0]}x{size[1]}"
     gt_refs = list_videos(ground_truth, source_label=gt_source, match=match, size_variant=variant)
     pairs = read_pairs_csv(pairs_csv) if pairs_csv is not None else None

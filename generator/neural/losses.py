@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generator.errors import CheckpointError
-from generator.model import FAKE_CLASS
+from generator.neural.model import FAKE_CLASS
 
 MOUTH = slice(48, 68)  # the 20 mouth landmarks of the 68-point layout
 VGG_LAYERS = (4, 9, 18, 27, 36)  # the five max-pool outputs of VGG-19 `features`

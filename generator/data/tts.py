@@ -99,7 +99,7 @@ class _Engine:
 
     def __init__(self) -> None:
         try:
-            import espeakng_loader
+            import espeakng_loader  # optional heavy dependency: imported only when used
         except ModuleNotFoundError:
             raise TTSError("speech synthesis needs the 'espeakng-loader' package: "
                            "pip install 'emostudy[generator]'") from None

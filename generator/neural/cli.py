@@ -1,4 +1,4 @@
-"""`emostudy train`: thin click wrapper over ``generator.train.train``.
+"""`emostudy train`: thin click wrapper over ``generator.neural.train.train``.
 
 Examples::
 
@@ -10,6 +10,7 @@ Examples::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -52,12 +53,12 @@ def _steps(value: str) -> tuple[int, int, int]:
 def train_command(corpus, synthetic, out, resume, config_name, steps, batch_size, window, vgg19, beta, disc_width,
                   no_augment, device, amp, compile_, threads, seed, log_every, sample_every, checkpoint_every,
                   until_step):
-    """Train the paper's generator (three stages; see generator/train.py)."""
-    import torch
+    """Train the paper's generator (three stages; see generator/neural/train.py)."""
+    import torch  # optional heavy dependency: imported only when used
 
-    from generator.errors import GeneratorError
-    from generator.model import GeneratorConfig
-    from generator.train import TrainConfig, new_run_dir, train
+    from generator.errors import GeneratorError  # lazy: keeps the command table light
+    from generator.neural.model import GeneratorConfig  # lazy: keeps the command table light
+    from generator.neural.train import TrainConfig, new_run_dir, train  # lazy: keeps the command table light
 
     if threads:
         torch.set_num_threads(threads)
@@ -72,14 +73,12 @@ def train_command(corpus, synthetic, out, resume, config_name, steps, batch_size
             raise click.UsageError("give --out (a new run folder) or --resume RUN")
         run = Path(out)
         if synthetic:
-            import os
-
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise click.UsageError("--synthetic under torchrun would make the corpus once per process: make it "
                                        "first (one process, --until-step 0) and pass --corpus")
             if corpus:
                 raise click.UsageError("give --corpus or --synthetic, not both")
-            from generator.synthetic import make_corpus
+            from generator.data.synthetic import make_corpus  # lazy: keeps the command table light
 
             new_run_dir(run)
             corpus = str(run / "corpus")

@@ -31,8 +31,8 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".flv", ".webm", ".m4v"}
 
 def load_face_file(path: str | os.PathLike) -> np.ndarray:
     """A face photo (any Pillow format) or the first frame of a video, as (H, W, 3) uint8 RGB."""
-    from generator.faces import load_image
-    from generator.mediaio import read_first_frame
+    from generator.faces import load_image  # lazy: keeps the command table light
+    from generator.mediaio import read_first_frame  # lazy: keeps the command table light
 
     p = Path(path)
     if p.suffix.lower() in VIDEO_SUFFIXES:
@@ -56,9 +56,9 @@ def render_file(*, backend: str, face: str | os.PathLike, speech: str | os.PathL
                 face_policy: str | None = None, overwrite: bool = False, force: bool = False,
                 template: str | None = None, rest: str | None = None) -> dict[str, Any]:
     """Render one clip to ``out`` (mp4); returns a summary (frames, duration, parameters)."""
-    from generator.audio import MODEL_RATE, load_speech
-    from generator.mediaio import write_mp4
-    from generator.renderers import emotion_vector, get_renderer
+    from generator.audio import MODEL_RATE, load_speech  # lazy: keeps the command table light
+    from generator.mediaio import write_mp4  # lazy: keeps the command table light
+    from generator.renderers import emotion_vector, get_renderer  # lazy: keeps the command table light
 
     out_path = Path(out)
     if out_path.suffix.lower() != ".mp4":

@@ -1,5 +1,4 @@
-"""`emostudy generate`: a whole stimulus set from faces and speech (thin over generator.produce).
-
+"""`emostudy generate`: a whole stimulus set from faces and speech (thin over generator.produce.batch).
     emostudy generate --design mismatched --faces DIR --speech DIR --backend warp --repeats 2 --seed N --out SET
     emostudy generate --design mismatched --recordings DIR --with-gt --out SET
     emostudy generate --design continuum --from neutral --to happiness --steps 5 --faces F --speech S --out SET
@@ -10,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import click
@@ -25,7 +25,7 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.group(name="generate", invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--design", type=click.Choice(["matched", "mismatched", "factorial", "continuum", "jobs"]),
-              help="Which stimuli to make (see the module docs of generator.produce).")
+              help="Which stimuli to make (see the module docs of generator.produce.batch).")
 @click.option("--faces", multiple=True, type=click.Path(), help="Face photos or videos (first frame): files or folders.")
 @click.option("--speech", multiple=True, type=click.Path(),
               help="Speech files (wav, mp3, flac, m4a, ... or videos): files or folders.")
@@ -74,7 +74,7 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
     run_check = kw.pop("run_check")
     if run_check and kw["shard"]:
         raise click.UsageError("--check checks a whole set: run `emostudy check SET` after `generate merge`")
-    from generator import produce as P
+    from generator.produce import batch as P  # lazy: keeps the command table light
 
     if not kw["design"]:
         raise click.UsageError("give --design (matched, mismatched, factorial, continuum or jobs)")
@@ -85,7 +85,7 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
         if not (kw["from_emotion"] and kw["to_emotion"]):
             raise click.UsageError("a continuum needs both --from and --to")
         continuum = (kw["from_emotion"], kw["to_emotion"])
-    from generator.renderers import BACKENDS
+    from generator.renderers import BACKENDS  # lazy: keeps the command table light
 
     # Checked before anything is planned or written: a bad backend would otherwise leave an empty set behind,
     # and neural without a checkpoint crashed with a TypeError.
@@ -140,12 +140,10 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
         click.echo(f"{summary.failed} of {summary.total} items failed", err=True)
         ctx.exit(1)
     if run_check:
-        import os
+        from rich.console import Console  # optional heavy dependency: imported only when used
 
-        from rich.console import Console
-
-        from generator.check.cli import print_summary
-        from generator.check.run import check_set
+        from generator.check.cli import print_summary  # lazy: keeps the command table light
+        from generator.check.run import check_set  # lazy: keeps the command table light
 
         console = Console(highlight=False, soft_wrap=True)
         try:
@@ -162,7 +160,7 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
 @click.option("--name", default=None, help="Name of the merged set (default: the folder's name).")
 def merge_command(out: str, others: tuple[str, ...], name: str | None) -> None:
     """Join shard manifests in OUT (and shard folders OTHERS, whose media are copied) into OUT/manifest.json."""
-    from generator.produce import merge_shards
+    from generator.produce.batch import merge_shards  # lazy: keeps the command table light
 
     try:
         path = merge_shards(out, others, name=name)

@@ -341,8 +341,6 @@ class Decoder(nn.Module):
                 h = F.leaky_relu(y.unflatten(0, (b, n)) + term.unsqueeze(1), 0.2).flatten(0, 1)
             h = _upsample(h)
         return self.out_new(h).unflatten(0, (b, n)), state
-
-
     def forward_subpixel(self, z: torch.Tensor, terms: list[torch.Tensor], kernels: list["PhaseKernels"],
                          state: tuple[torch.Tensor, torch.Tensor] | None = None,
                          memory_format: torch.memory_format = torch.channels_last

@@ -41,13 +41,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from generator.checkpoint import read_checkpoint, save_checkpoint
-from generator.corpus import ClipInfo, read_clip, read_index
+from generator.data.augment import augment_clip
+from generator.data.corpus import ClipInfo, read_clip, read_index
 from generator.errors import DataError, GeneratorError
-from generator.losses import (PerceptualLoss, aux_emotion_loss, emotion_d_loss, emotion_g_loss, frame_d_loss,
-                              frame_g_loss, gradient_penalty, load_vgg19, mouth_region_mask, mrm_loss)
-from generator.model import (EmotionDiscriminator, FrameDiscriminator, Generator, GeneratorConfig,
-                             load_generator_state)
+from generator.neural.checkpoint import read_checkpoint, save_checkpoint
+from generator.neural.losses import (PerceptualLoss, aux_emotion_loss, emotion_d_loss, emotion_g_loss, frame_d_loss,
+                                     frame_g_loss, gradient_penalty, load_vgg19, mouth_region_mask, mrm_loss)
+from generator.neural.model import (EmotionDiscriminator, FrameDiscriminator, Generator, GeneratorConfig,
+                                    load_generator_state)
 from stimuli.emotions import EMOTIONS
 
 SPF = 320
@@ -121,8 +122,7 @@ class TrainConfig:
 
 
 class ClipStore:
-    """Windows of prepared clips (``generator.corpus`` format) as training tensors.
-
+    """Windows of prepared clips (``generator.data.corpus`` format) as training tensors.
     ``batch(rng, ...)`` is a pure function of the RNG: which clips, which windows, which augmentation.
     The reference image is frame 0 of the clip (NOTES.md), augmented with the same transform as the window.
     """
@@ -150,7 +150,7 @@ class ClipStore:
         c = read_clip(self.root, info)
         video, lm = c.video, c.landmarks.astype(np.float32)
         if video.shape[1] != self.size or video.shape[2] != self.size:
-            import cv2
+            import cv2  # optional heavy dependency: imported only when used
 
             s = self.size / video.shape[2]
             video = np.stack([cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_AREA) for f in video])
@@ -167,8 +167,6 @@ class ClipStore:
         w = self.window
         frames = np.concatenate([video[:1], video[start:start + w]])
         if augment and rng is not None:
-            from generator.augment import augment_clip
-
             frames = augment_clip(frames, rng)[0]
         return {"reference": frames[0], "frames": frames[1:], "landmarks": lm[start:start + w],
                 "audio": audio[start * SPF:(start + w) * SPF],
@@ -224,7 +222,7 @@ def setup_distributed(device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    import torch.distributed as dist
+    import torch.distributed as dist  # optional heavy dependency: imported only when used
 
     owns = False
     if not dist.is_initialized():
@@ -237,7 +235,7 @@ def setup_distributed(device: str) -> Dist:
 def _allreduce_grads(module: torch.nn.Module, d: Dist) -> None:
     if d.world <= 1:
         return
-    import torch.distributed as dist
+    import torch.distributed as dist  # optional heavy dependency: imported only when used
 
     for p in module.parameters():
         if p.grad is not None:
@@ -277,6 +275,7 @@ class Trainer:
             self._broadcast_parameters()
         self.G_run: torch.nn.Module = self.G
         if self.dist.world > 1:
+            # optional heavy dependency: imported only when used
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             self.G_run = DDP(self.G, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -289,7 +288,7 @@ class Trainer:
         self.step_no = 0
 
     def _broadcast_parameters(self) -> None:
-        import torch.distributed as dist
+        import torch.distributed as dist  # optional heavy dependency: imported only when used
 
         for module in (self.G, self.Df, self.De):
             for t in list(module.parameters()) + list(module.buffers()):
@@ -432,7 +431,7 @@ def sample_grid(G: Generator, store: ClipStore, n: int = 4, seed: int = 0, colum
 
 
 def _write_png(path: Path, image_bgr: np.ndarray) -> None:
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     ok, buf = cv2.imencode(".png", image_bgr)
     if not ok:
@@ -516,7 +515,7 @@ def train(cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
         return last_path
     finally:
         if dist.owns_group:
-            import torch.distributed as tdist
+            import torch.distributed as tdist  # optional heavy dependency: imported only when used
 
             tdist.destroy_process_group()
 
@@ -533,7 +532,7 @@ def _progress(console, enabled: bool):
     if not enabled:
         return _NoBar()
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+                               TimeRemainingColumn)  # optional heavy dependency: imported only when used
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),

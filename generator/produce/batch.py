@@ -1,6 +1,6 @@
 """Batch production of stimulus sets: a design -> jobs -> browser-playable mp4 files + a manifest.
 
-Designs (matched, mismatched, factorial, continuum, jobs): see :mod:`generator.produce_jobs`.
+Designs (matched, mismatched, factorial, continuum, jobs): see :mod:`generator.produce.jobs`.
 
 Reliability (``produce``): a stimulus id is a hash of everything that makes the clip (input file
 contents, labels, emotion, intensity, repeat, renderer and its options, run seed); the per-item seed
@@ -22,26 +22,34 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import re
 import shutil
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from generator.align import align_clip
+from generator.audio import MIN_DURATION_S, MODEL_RATE, load_speech, normalise, read_audio, resample
 from generator.errors import GeneratorError, InputError, NoFaceError
-# The job planning lives in produce_jobs; its public names are re-exported here (one import for users).
-from generator.produce_jobs import (AUDIO_EXTS, DESIGNS, IMAGE_EXTS, SYNTHETIC_ACTOR_PREFIX,  # noqa: F401
+from generator.faces import as_rgb, detect_landmarks, load_image
+from generator.mediaio import read_first_frame, read_video, write_mp4
+# The job planning lives in generator.produce.jobs; its public names are re-exported here (one import for users).
+from generator.produce.jobs import (AUDIO_EXTS, DESIGNS, IMAGE_EXTS, SYNTHETIC_ACTOR_PREFIX,  # noqa: F401
                                     VIDEO_EXTS, DesignOptions, FaceItem, Job, ProduceError, SpeechItem,
                                     blend_vector, collect_files, label_speech, one_hot, parse_crema_like,
                                     plan_jobs, read_jobs_csv, read_labels_csv)
+from generator.renderers import get_renderer
 from stimuli.errors import StimuliError
 from stimuli.manifest import MANIFEST_NAME, atomic_write_bytes, build_manifest, save_manifest, sha256_file
+from stimuli.media import probe
 
 FPS = 25
 MEDIA_DIR = "media"
@@ -175,9 +183,6 @@ def shard_suffix(shard: tuple[int, int] | None) -> str:
 
 def load_face(path: str) -> np.ndarray:
     """A face photo, or the first frame of a video, as (H, W, 3) uint8 RGB."""
-    from generator.faces import as_rgb, load_image
-    from generator.mediaio import read_first_frame
-
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: face file not found")
@@ -189,8 +194,6 @@ def load_face(path: str) -> np.ndarray:
 def speech_for_renderer(x: np.ndarray, rate: int, where: str) -> np.ndarray:
     """``generator.audio.load_speech`` on audio already decoded (one decode serves both the renderer's
     8 kHz input and the mp4's full-rate track): the same checks, resampling and normalisation."""
-    from generator.audio import MIN_DURATION_S, MODEL_RATE, normalise, resample
-
     dur = len(x) / rate
     if dur < MIN_DURATION_S:
         raise InputError(f"{where}: speech is {dur:.2f} s long; at least {MIN_DURATION_S:.1f} s is needed "
@@ -201,7 +204,7 @@ def speech_for_renderer(x: np.ndarray, rate: int, where: str) -> np.ndarray:
 
 
 def _write_poster(path: Path, frame: np.ndarray) -> None:
-    from PIL import Image
+    from PIL import Image  # optional heavy dependency: imported only when used
 
     Image.fromarray(np.ascontiguousarray(frame)).save(path, format="PNG")
 
@@ -222,10 +225,6 @@ def _check_media(info: Any, path: Path) -> None:
 
 def _gt_clip(job: Job) -> tuple[np.ndarray, dict[str, Any]]:
     """A recorded video aligned to ``job.size_variant`` with its first frame's landmarks."""
-    from generator.align import align_clip
-    from generator.faces import detect_landmarks
-    from generator.mediaio import read_video
-
     frames, fps = read_video(job.face)
     if abs(fps - FPS) > 0.01:
         # Keep the time line: pick the frame shown at each 25 fps instant.
@@ -240,10 +239,6 @@ def _gt_clip(job: Job) -> tuple[np.ndarray, dict[str, Any]]:
 
 def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -> dict[str, Any]:
     """Make one stimulus (media + poster in ``out/media``) and return its manifest row."""
-    from generator.audio import read_audio
-    from generator.mediaio import write_mp4
-    from stimuli.media import probe
-
     job, sid = item.job, item.stimulus_id
     tmp = out / TMP_DIR / f"{sid}-{_HOST}-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -374,8 +369,6 @@ _WORKER: dict[str, Any] = {}
 def build_renderer(spec: RendererSpec, factory: Callable[..., Any] | None = None) -> Any:
     if factory is not None:
         return factory(spec.backend, **spec.options)
-    from generator.renderers import get_renderer
-
     return get_renderer(spec.backend, **spec.options)
 
 
@@ -385,7 +378,7 @@ def _worker_init(spec: RendererSpec, factory: Callable[..., Any] | None, out: st
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     try:
-        import cv2
+        import cv2  # optional heavy dependency: imported only when used
 
         cv2.setNumThreads(1)
     except ImportError:
@@ -540,9 +533,9 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
             save_every_s: float = 2.0) -> RunSummary:
     """Make every planned item that is not already done; returns the summary (``failed`` > 0 when
     some items failed; their reasons are in ``failures.jsonl``)."""
-    from rich.console import Console
+    from rich.console import Console  # optional heavy dependency: imported only when used
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+                               TimeRemainingColumn)  # optional heavy dependency: imported only when used
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -639,9 +632,6 @@ def _run_pool(todo: Sequence[PlannedItem], n_workers: int, spec: RendererSpec,
     A worker that dies (a crash in native code) breaks the pool and every item then in flight. Those
     items become suspects: in a new pool each is retried alone, and one that kills a worker while
     alone is recorded as failed; the others go on."""
-    import multiprocessing as mp
-    from concurrent.futures.process import BrokenProcessPool
-
     ctx = mp.get_context("spawn")
     queue, suspects = list(todo), []
     while queue or suspects:
@@ -684,8 +674,6 @@ def _make_batch(batch: Sequence[PlannedItem], renderer: Any, spec: RendererSpec,
                 ) -> list[tuple[str, dict[str, Any] | None, str | None]]:
     """GPU path: render a batch of clips in one call, then encode each. Inputs that fail to load fail
     their item only; a failing batch call falls back to one clip at a time."""
-    from generator.audio import load_speech
-
     inputs, results, ready = [], [], []
     for it in batch:
         if it.job.kind != "render":

@@ -103,7 +103,7 @@ def _lut(fn) -> np.ndarray:
 
 def apply_params(video: np.ndarray, params: AugmentParams, *, tile_grid: int = 8) -> np.ndarray:
     """Apply one clip's transform to every frame of ``video`` ((N, H, W, 3) or (H, W, 3) uint8 BGR)."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     video = np.asarray(video)
     if video.dtype != np.uint8 or video.shape[-1] != 3 or video.ndim not in (3, 4):

@@ -1,7 +1,5 @@
-"""`emostudy prepare crema-d`, `emostudy evaluate`, `emostudy train-classifier`: thin click commands over
-``generator.prepare``, ``generator.evaluate`` and ``generator.classifier``.
-
-    emostudy prepare crema-d --root CREMA-D --out corpus --jobs 2
+"""`emostudy evaluate`, `emostudy train-classifier`: thin click commands over
+``generator.evaluate.metrics`` and ``generator.evaluate.classifier``.
     emostudy evaluate --generated OURS=out/ours --generated BL=out/baseline --ground-truth out/gt --out eval
     emostudy train-classifier --data corpus --out classifier --generated out/ours
 
@@ -14,60 +12,9 @@ from pathlib import Path
 
 import click
 
+from generator.data.cli import _console, _size
 from generator.errors import GeneratorError
 from stimuli.errors import StimuliError
-
-
-def _console(ctx: click.Context):
-    from rich.console import Console
-
-    obj = ctx.find_root().obj
-    if isinstance(obj, dict) and obj.get("console") is not None:
-        return obj["console"]
-    return Console(stderr=True, highlight=False)
-
-
-def _size(value: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give WIDTHxHEIGHT, e.g. 128x128 or 96x128") from None
-    return w, h
-
-
-@click.group(name="prepare")
-def prepare_group() -> None:
-    """Prepare training data (resample, detect, align) into a corpus folder."""
-
-
-@prepare_group.command(name="crema-d")
-@click.option("--root", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="CREMA-D folder holding VideoFlash/ and AudioWAV/.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Corpus folder (index.jsonl + clips/); clips already there are skipped (resume).")
-@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1), help="Worker processes.")
-@click.option("--split-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV with columns actor,split or clip_id,split (train|val|test). Default: 70/15/15 by actor.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the actor split.")
-@click.option("--size", default="128x128", show_default=True, help="Aligned frame size WIDTHxHEIGHT (96x128: baseline).")
-@click.option("--face-policy", type=click.Choice(["largest", "single"]), default="largest", show_default=True,
-              help="Which face when the first frame shows several: the largest, or refuse the clip.")
-@click.option("--landmarks", type=click.Choice(["aligned", "transform"]), default="aligned", show_default=True,
-              help="Detect landmarks on every aligned frame, or on the original frames mapped by the clip's transform.")
-@click.option("--limit", type=click.IntRange(1), help="Only the first N clips (by name), to try things out.")
-@click.pass_context
-def prepare_crema_command(ctx: click.Context, root: Path, out: Path, jobs: int, split_file: Path | None, seed: int,
-                          size: str, face_policy: str, landmarks: str, limit: int | None) -> None:
-    """CREMA-D -> 25 fps, 8 kHz, aligned 128x128 BGR frames, landmarks, speaker-independent splits."""
-    from generator.prepare import PrepareOptions, prepare_crema
-
-    console = _console(ctx)
-    try:
-        options = PrepareOptions(size=_size(size), landmarks=landmarks, face_policy=face_policy)
-        prepare_crema(root, out, jobs=jobs, split_file=split_file, seed=seed, options=options, limit=limit,
-                      console=console)
-    except (GeneratorError, StimuliError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _method_paths(values: tuple[str, ...]) -> dict[str, str]:
@@ -108,9 +55,9 @@ def evaluate_command(ctx: click.Context, generated: tuple[str, ...], ground_trut
 
     In a stimulus set with several conditions, --generated OURS=SET keeps the rows whose source is OURS.
     """
-    from rich.progress import Progress
+    from rich.progress import Progress  # optional heavy dependency: imported only when used
 
-    from generator.evaluate import evaluate
+    from generator.evaluate.metrics import evaluate  # lazy: keeps the command table light
 
     console = _console(ctx)
     methods = _method_paths(generated)
@@ -122,7 +69,7 @@ def evaluate_command(ctx: click.Context, generated: tuple[str, ...], ground_trut
                               progress=lambda i, n: progress.update(task, completed=i, total=n))
     except (GeneratorError, StimuliError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    from rich.markdown import Markdown
+    from rich.markdown import Markdown  # optional heavy dependency: imported only when used
 
     console.print(Markdown(result.files["table_md"].read_text(encoding="utf-8")))
     for method, keys in result.unmatched.items():
@@ -158,14 +105,15 @@ def train_classifier_command(ctx: click.Context, data: Path, out: Path, generate
                              checkpoint: Path | None, epochs: int, batch_size: int, n_frames: int, image_size: int,
                              width: int, lr: float, no_augment: bool, seed: int, device: str) -> None:
     """Train the video emotion classifier, then classify the real and generated test sets (Table II, Fig. 4)."""
-    from rich.progress import Progress
+    from rich.progress import Progress  # optional heavy dependency: imported only when used
 
-    from generator.classifier import (ClassifierConfig, classify, corpus_videos, load_classifier, train_classifier,
-                                      video_files, write_report)
+    # lazy: keeps the command table light
+    from generator.evaluate.classifier import (ClassifierConfig, classify, corpus_videos, load_classifier,
+                                               train_classifier, video_files, write_report)
 
     console = _console(ctx)
     if device == "auto":
-        import torch
+        import torch  # optional heavy dependency: imported only when used
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     methods = _method_paths(generated)
@@ -196,7 +144,7 @@ def train_classifier_command(ctx: click.Context, data: Path, out: Path, generate
         files = write_report(results, out)
     except (GeneratorError, StimuliError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    from rich.markdown import Markdown
+    from rich.markdown import Markdown  # optional heavy dependency: imported only when used
 
     console.print(Markdown(files["table_md"].read_text(encoding="utf-8")))
     console.print(f"figure: {files['figure']}")

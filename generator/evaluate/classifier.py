@@ -1,11 +1,11 @@
 """The video emotion classifier of paper IV-C (Table II, Fig. 4).
 
-Architecture: the emotion discriminator of ``generator.model`` with six outputs and no "fake" class
+Architecture: the emotion discriminator of ``generator.neural.model`` with six outputs and no "fake" class
 (``EmotionDiscriminator(n_classes=6, image_size, width)``): per-frame convs -> FC -> LSTM -> last step.
-It is trained on the train split of a prepared corpus (``generator.corpus``: CREMA-D via
+It is trained on the train split of a prepared corpus (``generator.data.corpus``: CREMA-D via
 ``emostudy prepare``, or the synthetic corpus) with cross-entropy, Adam (lr 1e-4, betas (0.5, 0.999),
 as the reference's discriminators), on random windows of ``n_frames`` frames (32 in the paper's
-training), the photometric augmentation of ``generator.augment`` (one transform per clip) unless
+training), the photometric augmentation of ``generator.data.augment`` (one transform per clip) unless
 turned off. After every epoch it is scored on the val split (when there is one) and the best epoch's
 weights are kept.
 
@@ -36,9 +36,16 @@ from typing import Callable
 
 import numpy as np
 
-from generator.corpus import ClipInfo, read_clip, read_index
+from generator.data.augment import augment_clip
+from generator.data.corpus import ClipInfo, read_clip, read_index
+from generator.data.prepare import read_video_at_fps
 from generator.errors import CheckpointError, DataError, InputError
+from generator.evaluate.metrics import list_videos
+from generator.neural.model import EmotionDiscriminator
+from stimuli.crema import parse_crema_name
 from stimuli.emotions import EMOTIONS, parse_emotion
+from stimuli.errors import StimuliError
+from stimuli.manifest import atomic_write_bytes, load_manifest
 
 CHECKPOINT_NAME = "classifier.pt"
 CHECKPOINT_KIND = "emostudy-video-emotion-classifier"
@@ -68,7 +75,7 @@ class ClassifierConfig:
 
 def resize_frames(video: np.ndarray, size: int) -> np.ndarray:
     """(T, H, W, 3) uint8 -> (T, size, size, 3) uint8 (area averaging when shrinking)."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     video = np.asarray(video)
     if video.shape[1:3] == (size, size):
@@ -79,7 +86,7 @@ def resize_frames(video: np.ndarray, size: int) -> np.ndarray:
 
 def to_tensor(video_bgr: np.ndarray):
     """(T, S, S, 3) uint8 BGR -> (T, 3, S, S) float32 in [-1, 1]."""
-    import torch
+    import torch  # optional heavy dependency: imported only when used
 
     x = torch.from_numpy(np.ascontiguousarray(video_bgr)).permute(0, 3, 1, 2).float()
     return x / 127.5 - 1.0
@@ -149,7 +156,7 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def plot_confusion(cm_norm: np.ndarray, title: str = "", ax=None):
     """Row-normalised confusion matrix as a heat map with the values printed (like Fig. 4); returns the Axes."""
     if ax is None:
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # optional heavy dependency: imported only when used
 
         ax = Figure(figsize=(4.6, 4.0)).subplots()
     ax.imshow(np.nan_to_num(cm_norm), vmin=0.0, vmax=1.0, cmap="Blues")
@@ -172,13 +179,11 @@ def plot_confusion(cm_norm: np.ndarray, title: str = "", ax=None):
 # ------------------------------------------------------------------------------------------ model
 
 def build_model(config: ClassifierConfig):
-    from generator.model import EmotionDiscriminator
-
     return EmotionDiscriminator(n_classes=len(EMOTIONS), image_size=config.image_size, width=config.width)
 
 
 def save_checkpoint(path: Path, model, config: ClassifierConfig, history: list[dict]) -> None:
-    import torch
+    import torch  # optional heavy dependency: imported only when used
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -189,7 +194,7 @@ def save_checkpoint(path: Path, model, config: ClassifierConfig, history: list[d
 
 def load_classifier(path: str | os.PathLike, device: str = "cpu"):
     """(model in eval mode, config) from a checkpoint written by :func:`train_classifier`."""
-    import torch
+    import torch  # optional heavy dependency: imported only when used
 
     p = Path(path)
     if p.is_dir():
@@ -216,7 +221,7 @@ def load_classifier(path: str | os.PathLike, device: str = "cpu"):
 
 def predict(model, videos_bgr: list[np.ndarray], config: ClassifierConfig, device: str = "cpu") -> np.ndarray:
     """Predicted class index of each whole clip ((T, H, W, 3) uint8 BGR, any T >= 1)."""
-    import torch
+    import torch  # optional heavy dependency: imported only when used
 
     out = []
     model.eval()
@@ -239,10 +244,8 @@ class TrainResult:
 def train_classifier(corpus: str | os.PathLike, out: str | os.PathLike, config: ClassifierConfig = ClassifierConfig(),
                      *, device: str = "cpu", progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
     """Train on the corpus' train split; keep the epoch best on val (the last epoch without a val split)."""
-    import torch
-    from torch import nn
-
-    from generator.augment import augment_clip
+    import torch  # optional heavy dependency: imported only when used
+    from torch import nn  # optional heavy dependency: imported only when used
 
     root = Path(corpus)
     train = read_index(root, "train")
@@ -323,9 +326,6 @@ def corpus_videos(corpus: str | os.PathLike, split: str = "test") -> list[Labell
 
 
 def _emotion_from_name(stem: str) -> str:
-    from stimuli.crema import parse_crema_name
-    from stimuli.errors import StimuliError
-
     try:
         return parse_crema_name(stem).emotion
     except StimuliError:
@@ -347,16 +347,11 @@ def video_files(source: str | os.PathLike, fps: float = 25.0, *, source_label: s
 
     The classifier was trained on aligned square crops; give it videos framed the same way (the
     generator's 128x128 output is): other frames are resized to a square, not aligned."""
-    from generator.evaluate import list_videos
-    from generator.prepare import read_video_at_fps
-
     p = Path(source)
     refs = list_videos(p, source_label=source_label)
     emotions: dict[str, str | None] = {}
     mpath = p if p.is_file() else p / "manifest.json"
     if mpath.is_file():
-        from stimuli.manifest import load_manifest
-
         emotions = {s.stimulus_id: s.visual_emotion for s in load_manifest(mpath, check_media=False)}
     out = []
     for r in refs:
@@ -404,8 +399,6 @@ def classify(model, config: ClassifierConfig, videos: list[LabelledVideo], name:
 def write_report(results: list[Classification], out: str | os.PathLike) -> dict[str, Path]:
     """Table II (CSV + Markdown), predictions.csv, one confusion PNG per set and one figure of all (Fig. 4)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-
-    from stimuli.manifest import atomic_write_bytes
 
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)

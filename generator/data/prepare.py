@@ -1,4 +1,4 @@
-"""CREMA-D preparation: recordings -> the prepared-clip corpus of ``generator.corpus`` (paper IV-A).
+"""CREMA-D preparation: recordings -> the prepared-clip corpus of ``generator.data.corpus`` (paper IV-A).
 
 Input: the CREMA-D layout, ``ROOT/VideoFlash/<name>.flv`` (480x360, 30 fps) and ``ROOT/AudioWAV/<name>.wav``
 (44.1 kHz), ``<name>`` = ``ActorID_Sentence_Emotion_Intensity`` (``stimuli.crema.parse_crema_name``).
@@ -18,7 +18,7 @@ Per clip (:func:`prepare_clip`):
    detects on the original frames and maps the points with the clip's transform (sharper input to the
    predictor; identical geometry). A frame where no face is found takes the landmarks of the nearest
    frame that has them; a clip where more than ``max_missing`` (20%) of the frames have no face fails.
-5. Stored with ``generator.corpus.write_clip``: video (N, H, W, 3) uint8 **BGR**, landmarks (N, 68, 2),
+5. Stored with ``generator.data.corpus.write_clip``: video (N, H, W, 3) uint8 **BGR**, landmarks (N, 68, 2),
    audio; labels actor, sentence, emotion, intensity and the split.
 
 The run (:func:`prepare_crema`) is parallel over clips (processes; ``jobs``), resumable (a clip whose
@@ -38,6 +38,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -46,9 +47,14 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.audio import SAMPLES_PER_FRAME
-from generator.corpus import CLIPS_DIR, SPLITS, ClipInfo, clip_path, write_clip, write_index
-from generator.errors import GeneratorError, InputError
+from generator.align import align_clip, transform_points
+from generator.audio import SAMPLES_PER_FRAME, load_speech
+from generator.data.corpus import CLIPS_DIR, SPLITS, ClipInfo, clip_path, write_clip, write_index
+from generator.errors import GeneratorError, InputError, NoFaceError
+from generator.faces import detect_landmarks
+from stimuli.crema import parse_crema_name
+from stimuli.errors import StimuliError
+from stimuli.manifest import atomic_write_bytes
 
 REPORT_NAME = "prepare_report.json"
 LANDMARK_MODES = ("aligned", "transform")
@@ -59,7 +65,7 @@ DEFAULT_RATIOS = (0.7, 0.15, 0.15)
 
 def read_video_at_fps(path: str | os.PathLike, fps: float = 25.0, *, max_frames: int | None = None) -> np.ndarray:
     """Decode a video and resample it to ``fps`` by timestamps (module docstring): (N, H, W, 3) uint8 RGB."""
-    import av
+    import av  # optional heavy dependency: imported only when used
 
     p = Path(path)
     if not p.is_file():
@@ -162,11 +168,6 @@ def _fill_missing(lms: list[np.ndarray | None], where: str, max_missing: float) 
 def prepare_clip(src: ClipSource, out: str | os.PathLike, split: str, options: PrepareOptions = PrepareOptions()
                  ) -> ClipInfo:
     """Prepare one clip into ``out`` (module docstring). Raises GeneratorError naming the file."""
-    from generator.align import align_clip, transform_points
-    from generator.audio import load_speech
-    from generator.errors import NoFaceError
-    from generator.faces import detect_landmarks
-
     frames = read_video_at_fps(src.video, options.fps)
     if not src.audio.is_file():
         raise InputError(f"{src.audio}: audio file not found (expected beside VideoFlash/{src.video.name} "
@@ -198,9 +199,6 @@ def prepare_clip(src: ClipSource, out: str | os.PathLike, split: str, options: P
 
 def discover_crema(root: str | os.PathLike) -> tuple[list[ClipSource], list[tuple[str, str]]]:
     """The clips of a CREMA-D tree: (sources, [(file, why) for names that are not CREMA-D names])."""
-    from stimuli.crema import parse_crema_name
-    from stimuli.errors import StimuliError
-
     r = Path(root)
     vdir, adir = r / "VideoFlash", r / "AudioWAV"
     if not vdir.is_dir():
@@ -308,7 +306,7 @@ def _check_same_options(out: Path, options: PrepareOptions, done_clip: str) -> N
 
 
 def _init_worker() -> None:
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     cv2.setNumThreads(1)  # one process per core; no oversubscription
 
@@ -329,14 +327,9 @@ def prepare_crema(root: str | os.PathLike, out: str | os.PathLike, *, jobs: int 
                   options: PrepareOptions = PrepareOptions(), limit: int | None = None,
                   console=None, show_progress: bool = True) -> PrepareResult:
     """Prepare a CREMA-D tree into a corpus folder (module docstring). Returns what happened."""
-    import multiprocessing
-
-    from rich.console import Console
+    from rich.console import Console  # optional heavy dependency: imported only when used
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
-
-    from stimuli.manifest import atomic_write_bytes
-
+        TimeRemainingColumn  # optional heavy dependency: imported only when used
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     console = console or Console(stderr=True)
@@ -449,7 +442,7 @@ def _single_in_pool(src, outdir, split_of, options, ctx, record, worker=_worker)
 
 
 def _print_summary(console, result: PrepareResult) -> None:
-    from rich.table import Table
+    from rich.table import Table  # optional heavy dependency: imported only when used
 
     counts = {sp: sum(1 for c in result.clips if c.split == sp) for sp in SPLITS}
     console.print(f"prepared {len(result.prepared)} clips, {len(result.skipped)} already done, "

@@ -25,7 +25,7 @@ look like a weaker expression (the network never saw them). Validate continua wi
 
 Which crop: the authors' ``generator.pt`` (a bare state dict) was trained on the reference's crop, so it
 is aligned with the reference's template and recipe (``generator.align.align_authors``); our own
-checkpoints were trained on data that ``generator.prepare`` aligned with our template, so they use
+checkpoints were trained on data that ``generator.data.prepare`` aligned with our template, so they use
 ours. ``template="authors"`` / ``"ours"`` overrides either choice explicitly.
 
 Provenance: NOTES.md gives no sha256 of the released ``generator.pt``, so no file can be recognised as
@@ -43,10 +43,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from generator.align import TEMPLATES, align_authors, align_face
 from generator.audio import MODEL_RATE
-from generator.checkpoint import file_sha256, load_generator
 from generator.errors import InputError
-from generator.model import Generator
+from generator.faces import FACE_POLICIES, as_rgb, find_face
+from generator.neural.checkpoint import file_sha256, load_generator
+from generator.neural.model import Generator
+from generator.renderers import RenderResult, emotion_vector
 
 FPS = 25
 DEFAULT_FRAME_BUDGET = 64  # frames (over the whole batch) decoded at once: bounds activation memory
@@ -128,8 +131,6 @@ def generate(model: Generator, faces: np.ndarray | Sequence[np.ndarray], speeche
     T = ceil(L / 320). Lists of faces/speeches/emotions/seeds (equal lengths, or one face, speech,
     emotion broadcast to all) -> a list of clips.
     """
-    from generator.renderers import emotion_vector
-
     single = isinstance(seeds, (int, np.integer))
     seed_list = [int(seeds)] if single else [int(s) for s in seeds]
     n = len(seed_list)
@@ -192,9 +193,6 @@ class NeuralRenderer:
     def __init__(self, checkpoint: str | os.PathLike, device: str = "cpu", *, threads: int | None = None,
                  dtype: str = "float32", frame_budget: int | None = None, template: str | None = None,
                  policy: str = "single", force: bool = False):
-        from generator.align import TEMPLATES
-        from generator.faces import FACE_POLICIES
-
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(f"device {device!r}: CUDA is not available here; use device='cpu'")
         if dtype not in ("float32", "bfloat16"):
@@ -231,9 +229,6 @@ class NeuralRenderer:
         return aligned
 
     def _align(self, face: np.ndarray, where: str) -> tuple[np.ndarray, dict]:
-        from generator.align import align_authors, align_face
-        from generator.faces import as_rgb, find_face
-
         rgb = as_rgb(face, where=where)
         s = self.model.cfg.image_size
         checked = find_face(rgb, policy=self.policy, force=self.force, where=where)
@@ -254,8 +249,6 @@ class NeuralRenderer:
         with the arguments of ``render`` (face, speech, emotion, seed, intensity). Each clip is the one
         ``render`` makes (the noise is per clip); batching can change a rare pixel by one level
         (float summation order), never more."""
-        from generator.renderers import RenderResult, emotion_vector
-
         if size < 16 or size % 2:
             raise InputError(f"size must be an even number of pixels >= 16, got {size}")
         speeches = [np.asarray(it["speech"], dtype=np.float32) for it in items]
@@ -267,7 +260,7 @@ class NeuralRenderer:
         results = []
         for it, frames, x, vec, seed, (_, gate) in zip(items, clips, speeches, vecs, seeds, prepared):
             if frames.shape[1] != size:
-                import cv2
+                import cv2  # optional heavy dependency: imported only when used
 
                 interp = cv2.INTER_AREA if size < frames.shape[1] else cv2.INTER_CUBIC
                 frames = np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in frames])

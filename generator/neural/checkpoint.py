@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from generator.errors import CheckpointError
-from generator.model import Generator, GeneratorConfig, load_generator_state
+from generator.neural.model import Generator, GeneratorConfig, load_generator_state
 
 FORMAT = "emostudy-generator"
 FORMAT_VERSION = 1
@@ -30,13 +31,11 @@ FORMAT_VERSION = 1
 
 def code_version() -> str:
     """Package version plus the git commit when run from a checkout (for provenance only)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         v = version("emostudy")
     except PackageNotFoundError:
         v = "unknown"
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]  # generator/neural/checkpoint.py -> the checkout
     if (repo / ".git").exists():
         try:
             out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], check=True,

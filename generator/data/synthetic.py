@@ -1,4 +1,4 @@
-"""A synthetic talking-face corpus, made on the fly on the CPU, in the format of ``generator.corpus``.
+"""A synthetic talking-face corpus, made on the fly on the CPU, in the format of ``generator.data.corpus``.
 
 Each clip is a drawn face (identity: face shape, skin, hair, background, eye spacing) that speaks a
 synthetic "utterance": a few syllables, each a voiced burst (harmonics of a pitch that depends on the
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.corpus import ClipInfo, write_clip, write_index
+from generator.align import template
+from generator.data.corpus import ClipInfo, write_clip, write_index
 from stimuli.emotions import EMOTIONS
 
 SIZE = 128
@@ -71,8 +72,6 @@ def make_identity(rng: np.random.Generator, name: str) -> Identity:
 
 def identity_landmarks(ident: Identity) -> np.ndarray:
     """The identity's neutral, closed-mouth landmarks (68, 2) on the aligned frame."""
-    from generator.align import template
-
     t = template((SIZE, SIZE)).astype(np.float64)
     c = np.array([64.0, 70.0])
     out = (t - c) * np.array(ident.scale) + c + np.array(ident.shift)
@@ -119,7 +118,7 @@ def expression_landmarks(base: np.ndarray, emotion: str, opening: float, strengt
 
 def draw_face(lm: np.ndarray, ident: Identity) -> np.ndarray:
     """Draw one (128, 128, 3) uint8 BGR frame from landmarks (anti-aliased, sub-pixel)."""
-    import cv2
+    import cv2  # optional heavy dependency: imported only when used
 
     shift = 4
     k = float(1 << shift)

@@ -3,13 +3,13 @@ packages and synthetic speech of the twelve CREMA-D sentences in six emotion pro
 
 - Faces (``make_face_pool``): scikit-image's ``astronaut`` (Eileen Collins, NASA, public domain) and
   matplotlib's sample ``grace_hopper.jpg``.
-- Speech (``make_speech_pool``): espeak-ng (:mod:`generator.tts`) with one prosody preset per emotion.
+- Speech (``make_speech_pool``): espeak-ng (:mod:`generator.data.tts`) with one prosody preset per emotion.
   Files are named like CREMA-D clips, ``SYN01_IEO_ANG_XX.wav``, with an actor id (``SYN01``) that
   cannot clash with CREMA-D's 1001-1091, so ``emostudy generate`` reads their labels from the names;
   a ``labels.csv`` beside them says the same and marks every file synthetic.
 
 This is synthetic speech, not emotional speech: the presets caricature the acoustic directions of
-vocal emotion (see ``generator.tts.PROSODY``). A study that needs real vocal emotion needs recordings.
+vocal emotion (see ``generator.data.tts.PROSODY``). A study that needs real vocal emotion needs recordings.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ from __future__ import annotations
 import csv
 import io
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from generator.align import shipped_faces
 from generator.audio import write_wav
-from generator.produce_jobs import SYNTHETIC_ACTOR_PREFIX
+from generator.data.tts import DEMO_VOICE, PROSODY, SYNTHETIC_LABEL, synthesize_emotion
+from generator.produce.jobs import SYNTHETIC_ACTOR_PREFIX
 from stimuli.emotions import EMOTIONS, emotion_code, parse_emotion
 from stimuli.manifest import atomic_write_bytes
 
@@ -65,8 +68,6 @@ def make_speech_pool(folder: str | os.PathLike, sentences: Sequence[str] | None 
                      emotions: Sequence[str] | None = None) -> list[Path]:
     """Write one wav (22,050 Hz mono, 16 bit) per sentence x emotion into ``folder``, plus
     ``labels.csv``; returns the wav paths. Existing identical files are left as they are."""
-    from generator.tts import DEMO_VOICE, PROSODY, SYNTHETIC_LABEL, synthesize_emotion
-
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     codes = _sentence_codes(sentences)
@@ -94,8 +95,6 @@ def make_speech_pool(folder: str | os.PathLike, sentences: Sequence[str] | None 
 
 
 def _wav_bytes(x: np.ndarray, rate: int) -> bytes:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "x.wav"
         write_wav(p, x, rate)
@@ -104,14 +103,12 @@ def _wav_bytes(x: np.ndarray, rate: int) -> bytes:
 
 def demo_faces() -> list[tuple[str, np.ndarray]]:
     """[(name, (H, W, 3) uint8 RGB)] of the shipped photos (``FACE_NAMES``)."""
-    from generator.align import shipped_faces
-
     return [(name, img) for name, (_, img) in zip(FACE_NAMES, shipped_faces())]
 
 
 def make_face_pool(folder: str | os.PathLike) -> list[Path]:
     """Write the shipped face photos as PNG files into ``folder``; returns their paths."""
-    from PIL import Image
+    from PIL import Image  # optional heavy dependency: imported only when used
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
