@@ -5,7 +5,7 @@ Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (t
 
     schema_version = 1
     quota_per_batch = 10                 # valid participants per batch
-    [study]    name, title, task ("emotion-realness" | "av-mismatch"), description,
+    [study]    name, title, task ("emotion-realness" | "av-mismatch" | "norming"), description,
                exclude_studies = [names]  # who took one of these studies may not take this one
     [participant] title, intro, instructions, allow_words = [words]
     [design]   the numbers of the task's design (see stimuli.designs), order ("per-batch" | "per-participant")
@@ -407,6 +407,12 @@ def _read_payment(root: _Table, questions: tuple[Question, ...]) -> Payment:
 
 def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchDesign:
     t = root.table("design")
+    if task == "norming":
+        from stimuli.norming import read_design  # the norming design kind lives in its own module
+
+        norming = read_design(t)
+        t.done()
+        return norming  # type: ignore[return-value]
     if task == "emotion-realness":
         dflt = EmotionRealnessDesign()
         design: EmotionRealnessDesign | AvMismatchDesign = EmotionRealnessDesign(
