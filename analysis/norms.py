@@ -139,14 +139,14 @@ def _stimulus_labels(export: Export, ids: list[str]) -> pd.DataFrame:
     machine: dict[str, tuple[Any, Any]] = {}
     for r in (export.manifest or {}).get("stimuli", []):
         if isinstance(r, dict) and r.get("stimulus_id") in ids:
-            rows[r["stimulus_id"]] = {c: r.get(c) or "" for c in cols}
+            rows[r["stimulus_id"]] = {**{c: r.get(c) or "" for c in cols}, "media_sha256": r.get("sha256") or ""}
             ck = r.get("check") or {}
             machine[r["stimulus_id"]] = (ck.get("rater_intended_prob"), ck.get("rater_top"))
     first = export.answers.drop_duplicates("stimulus_id").set_index("stimulus_id")
     out = []
     for sid in ids:
-        lab = rows.get(sid) or ({c: str(first.at[sid, c]) for c in cols} if sid in first.index
-                                else {c: "" for c in cols})
+        lab = rows.get(sid) or ({**{c: str(first.at[sid, c]) for c in cols}, "media_sha256": ""} if sid in first.index
+                                else {**{c: "" for c in cols}, "media_sha256": ""})
         prob, top = machine.get(sid, (None, None))
         out.append({"stimulus_id": sid, **lab, "intended": lab["visual_emotion"] or lab["audio_emotion"],
                     "machine_prob": np.nan if prob is None else float(prob), "machine_top_raw": top or ""})
@@ -208,6 +208,7 @@ def stimulus_norms(answers: pd.DataFrame, labels: pd.DataFrame, *, emotion_quest
         out[f"{q}_mean"] = g.mean().reindex(out["stimulus_id"]).to_numpy()
         out[f"{q}_sd"] = g.std(ddof=1).reindex(out["stimulus_id"]).to_numpy()
     out["machine_prob"] = labels["machine_prob"].to_numpy()
+    out["media_sha256"] = labels["media_sha256"].to_numpy()  # which media file was normed (emostudy select checks it)
     out["machine_top"] = [("" if not t else (lambda m: m if m in options else "other")(FER_TO_EMOTION.get(t, "other")))
                           for t in labels["machine_top_raw"]]
     return out
@@ -396,6 +397,27 @@ def compute_norms(export: Export, *, ci: float = 0.95, n_splits: int = 200, seed
                  cleaned=cleaned)
 
 
-__all__ = ["Norms", "compute_norms", "stimulus_norms", "group_norms", "reliability", "icc_oneway",
+def norms_covariates(export: Export, columns: Sequence[str] = ("recognition", "hu", "intensity_mean",
+                                                               "genuineness_mean", "valence_mean", "arousal_mean")
+                     ) -> pd.DataFrame:
+    """Per clip of the export's manifest, the norms that ``emostudy select`` recorded (manifest schema 3), as
+    covariates for a study run on a selected set: ``stimulus_id`` and ``norm_<column>`` for each column present
+    (NaN where a clip has no norms). Merge it into the answers on ``stimulus_id``.
+
+    Example
+    -------
+    >>> answers = export.answers.merge(norms_covariates(export), on="stimulus_id")  # doctest: +SKIP
+    """
+    rows = []
+    for r in (export.manifest or {}).get("stimuli", []):
+        if isinstance(r, dict) and "stimulus_id" in r:
+            n = r.get("norms") or {}
+            rows.append({"stimulus_id": r["stimulus_id"],
+                         **{f"norm_{c}": (np.nan if n.get(c) is None else float(n[c])) for c in columns}})
+    out = pd.DataFrame(rows, columns=["stimulus_id", *(f"norm_{c}" for c in columns)])
+    return out.loc[:, out.notna().any() | (out.columns == "stimulus_id")]
+
+
+__all__ = ["Norms", "norms_covariates", "compute_norms", "stimulus_norms", "group_norms", "reliability", "icc_oneway",
            "machine_vs_people", "wilson_interval", "spearman_brown", "entropy_bits", "emotion_question_of",
            "FER_TO_EMOTION", "NORMS_SCHEMA_VERSION"]

@@ -291,7 +291,7 @@ def _record_in_manifest(manifest, qc: dict, out: Path) -> None:
     """Each row gets ``check``: flagged, reasons and the headline measures (schema version 2)."""
     import dataclasses
 
-    from stimuli.manifest import Manifest, save_manifest
+    from stimuli.manifest import save_manifest
 
     by_id = {r["stimulus_id"]: r for r in qc["records"]}
     try:
@@ -308,8 +308,7 @@ def _record_in_manifest(manifest, qc: dict, out: Path) -> None:
                          lipsync_corr=_r(r["lipsync"]["corr"]), lipsync_lag_frames=r["lipsync"]["lag_frames"],
                          rater_top=r["rater"]["top"], rater_intended_prob=_r(r["rater"]["intended_prob"]))
         rows.append(dataclasses.replace(s, check=check))
-    save_manifest(Manifest(root=manifest.root, stimuli=tuple(rows), name=manifest.name,
-                           description=manifest.description))
+    save_manifest(dataclasses.replace(manifest, stimuli=tuple(rows)))  # keeps name, description, selection
 
 
 def _r(x: float | None) -> float | None:
