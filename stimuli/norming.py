@@ -189,4 +189,57 @@ def plan_questions(design: NormingDesign, questions: Sequence["Question"],
     return tuple(replace(x, options=kept) if x.id == q.id else x for x in questions)
 
 
-__all__ = ["KIND", "OTHER", "NormingDesign", "read_design", "build_norming", "plan_questions", "rated_clips"]
+# ------------------------------------------------------------------------------ simulated raters
+
+# Simulated raters of a norming study, for tests and the demo (analysis.simulate offline, study_server.simulate
+# over HTTP: both call simulated_rating, so that one model serves both). Each clip has a *clarity* in
+# [0.3, 0.95], a pure function of its sha256, so that some clips are recognised and some are not: a rater picks
+# the intended emotion with probability clarity (plus 0.1 x the rater's ability), else "other" with probability
+# SIM_P_OTHER when offered, else another offered emotion at random. Intensity rises with clarity; genuineness is
+# centred on the scale (plus half the ability); valence and arousal have a typical mean per emotion (our round
+# numbers, in the spirit of published SAM norms). Scale answers are rounded normals (SD 1.1) clipped to the scale.
+SIM_VALENCE = {"anger": 2.8, "disgust": 3.0, "fear": 3.0, "happiness": 7.2, "neutral": 5.0, "sadness": 2.6}
+SIM_AROUSAL = {"anger": 7.0, "disgust": 5.0, "fear": 6.6, "happiness": 6.0, "neutral": 3.0, "sadness": 3.2}
+SIM_P_OTHER = 0.3
+
+
+def simulated_clarity(stimulus: dict[str, Any]) -> float:
+    """How recognisable a simulated clip is: 0.3 .. 0.95, from its sha256 (the same clip, the same clarity)."""
+    import hashlib
+
+    u = int(hashlib.sha256(str(stimulus.get("sha256", "")).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return 0.3 + 0.65 * u
+
+
+def simulated_rating(question: dict[str, Any], stimulus: dict[str, Any], *, uniform: Any, normal: Any,
+                     ability: float = 0.0) -> str:
+    """One attentive simulated rater's answer (an option value) to ``question`` (a plan question) about
+    ``stimulus`` (a manifest row). ``uniform()`` draws from [0, 1), ``normal(mean, sd)`` from a normal."""
+    values = [o["value"] for o in question["options"]]
+    truth = stimulus.get("visual_emotion") or stimulus.get("audio_emotion")
+    c = simulated_clarity(stimulus)
+    if question["type"] != "scale":
+        if truth in values and uniform() < min(0.98, max(0.02, c + 0.1 * ability)):
+            return truth
+        if OTHER in values and uniform() < SIM_P_OTHER:
+            return OTHER
+        wrong = [v for v in values if v not in (truth, OTHER)]
+        return wrong[min(int(uniform() * len(wrong)), len(wrong) - 1)] if wrong else values[0]
+    scored = {o["score"]: o["value"] for o in question["options"] if o.get("score") is not None}
+    if not scored:
+        return values[0]
+    lo, hi = min(scored), max(scored)
+    if question["id"] == "valence":
+        mean = SIM_VALENCE.get(truth, (lo + hi) / 2)
+    elif question["id"] == "arousal":
+        mean = SIM_AROUSAL.get(truth, (lo + hi) / 2)
+    elif question["id"] == "intensity":
+        mean = lo + (hi - lo) * (c - 0.1)
+    else:
+        mean = (lo + hi) / 2 + 0.5 * ability
+    score = min(hi, max(lo, round(normal(mean, 1.1))))
+    return scored[min(scored, key=lambda s: abs(s - score))]
+
+
+__all__ = ["KIND", "OTHER", "NormingDesign", "read_design", "build_norming", "plan_questions", "rated_clips",
+           "simulated_rating", "simulated_clarity"]
