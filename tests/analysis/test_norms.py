@@ -283,3 +283,27 @@ def test_an_export_without_emotion_or_scale_questions_is_refused(known_export, t
 
     with pytest.raises(AnalysisError, match="no emotion question and no scale question"):
         write_norms(bad, tmp_path / "out")
+
+
+@pytest.mark.browser
+def test_norms_report_opens_in_chromium_without_errors_or_sideways_scroll(known_export, tmp_path, chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    write_norms(known_export, tmp_path / "norms", n_splits=10)
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 800, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto((tmp_path / "norms" / "report.html").as_uri())
+            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            assert len(widths) >= 3 and all(w > 100 for w in widths)
+            body = page.inner_text("body")
+            assert "Machine check vs people" in body and "Split-half reliability" in body
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        finally:
+            browser.close()
+    assert errors == []
