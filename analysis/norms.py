@@ -209,9 +209,16 @@ def stimulus_norms(answers: pd.DataFrame, labels: pd.DataFrame, *, emotion_quest
         out[f"{q}_sd"] = g.std(ddof=1).reindex(out["stimulus_id"]).to_numpy()
     out["machine_prob"] = labels["machine_prob"].to_numpy()
     out["media_sha256"] = labels["media_sha256"].to_numpy()  # which media file was normed (emostudy select checks it)
-    out["machine_top"] = [("" if not t else (lambda m: m if m in options else "other")(FER_TO_EMOTION.get(t, "other")))
-                          for t in labels["machine_top_raw"]]
+    out["machine_top"] = [_machine_label(t, options) for t in labels["machine_top_raw"]]
     return out
+
+
+def _machine_label(fer_class: str, options: list[str]) -> str:
+    """The machine rater's top class in the study's labels: a class the question does not offer is "other"."""
+    if not fer_class:
+        return ""
+    label = FER_TO_EMOTION.get(fer_class, "other")
+    return label if label in options else "other"
 
 
 def group_norms(per_stim: pd.DataFrame, by: str, scales: list[str], answers: pd.DataFrame | None = None,
@@ -221,7 +228,7 @@ def group_norms(per_stim: pd.DataFrame, by: str, scales: list[str], answers: pd.
     the mean of the clip means of each scale."""
     rows = []
     for key, d in per_stim.groupby(by, sort=True):
-        rated = d[d.get("n_ratings", pd.Series(0, index=d.index)) > 0] if "n_ratings" in d else d.iloc[0:0]
+        rated = d[d["n_ratings"] > 0] if "n_ratings" in d else d.iloc[0:0]
         row: dict[str, Any] = {by: key, "n_stimuli": len(d), "n_stimuli_rated": len(rated)}
         if "n_ratings" in d:
             n_r, hits = int(d["n_ratings"].sum()), int(d["n_hits"].sum())

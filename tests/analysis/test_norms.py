@@ -307,3 +307,21 @@ def test_norms_report_opens_in_chromium_without_errors_or_sideways_scroll(known_
         finally:
             browser.close()
     assert errors == []
+
+
+def test_scales_only_when_the_plan_has_no_emotion_question(known_export, tmp_path):
+    import shutil
+
+    folder = tmp_path / "scales-only"
+    shutil.copytree(known_export, folder)
+    plan = json.loads((folder / "plan.json").read_text())
+    plan["design"]["emotion_question"] = "absent"  # named but not asked: no recognition, scales still normed
+    (folder / "plan.json").write_text(json.dumps(plan))
+    norms = compute_norms(load_export(folder), n_splits=5)
+    assert "recognition" not in norms.stimuli and not norms.machine["available"]
+    exp = expected_per_stimulus()
+    per = norms.stimuli.set_index("stimulus_id")
+    assert per.loc["s3", "intensity_mean"] == pytest.approx(exp["s3"]["intensity_mean"])
+    assert list(norms.reliability["measure"]) == ["intensity"]
+    write_norms(folder, tmp_path / "out", n_splits=5)  # the report is written without the recognition parts
+    assert "Machine check vs people" in (tmp_path / "out" / "report.html").read_text()
