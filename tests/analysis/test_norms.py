@@ -325,3 +325,22 @@ def test_scales_only_when_the_plan_has_no_emotion_question(known_export, tmp_pat
     assert list(norms.reliability["measure"]) == ["intensity"]
     write_norms(folder, tmp_path / "out", n_splits=5)  # the report is written without the recognition parts
     assert "Machine check vs people" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_random_split_halves_average_like_a_loop_over_permutations(known_export):
+    import random
+
+    norms = compute_norms(load_export(known_export), n_splits=3000, seed=1)
+    rows = _valid_original()
+    groups = [[i for p, s, a, i in rows if s == sid] for sid in ["s1", "s2", "s3", "s4"]]
+    rnd = random.Random(7)
+    rs = []
+    for _ in range(3000):  # every clip's four ratings shuffled, first two vs last two (any halving is alike)
+        halves = [rnd.sample(g, len(g)) for g in groups]
+        a = [statistics.mean(h[:2]) for h in halves]
+        b = [statistics.mean(h[2:]) for h in halves]
+        if len(set(a)) > 1 and len(set(b)) > 1:
+            rs.append(_pearson(a, b))
+    # two Monte Carlo estimates of the same expectation: about 4 standard errors apart at most
+    assert norms.reliability.set_index("measure").loc["intensity", "r_random"] == pytest.approx(
+        statistics.mean(rs), abs=0.06)
