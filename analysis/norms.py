@@ -100,7 +100,8 @@ def wilson_interval(k: int, n: int, ci: float = 0.95) -> tuple[float, float]:
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # k = 0 and k = n have the bounds 0 and 1 exactly (the formula gives them up to rounding)
+    return (0.0 if k == 0 else max(0.0, centre - half), 1.0 if k == n else min(1.0, centre + half))
 
 
 def spearman_brown(r: float, factor: float = 2.0) -> float:

@@ -40,8 +40,8 @@ def recognition_figure(per: pd.DataFrame, chance: float | None) -> Any:
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(d))
     for emo, g in d.groupby("intended", sort=True):
-        ax.errorbar(g.index, g["recognition"] * 100, yerr=[(g["recognition"] - g["ci_low"]) * 100,
-                                                           (g["ci_high"] - g["recognition"]) * 100],
+        ax.errorbar(g.index, g["recognition"] * 100, yerr=[((g["recognition"] - g["ci_low"]) * 100).clip(lower=0),
+                                                           ((g["ci_high"] - g["recognition"]) * 100).clip(lower=0)],
                     fmt="o", ms=3.5, lw=0.8, color=_COLOURS.get(emo, "#555"), label=emo)
     if chance:
         ax.axhline(chance * 100, ls="--", lw=0.8, color="#777")
