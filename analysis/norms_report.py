@@ -190,6 +190,11 @@ SHOWN = {
                 "modal_label", "modal_share", "other_share", "hu", "entropy_bits"],
     "emotions": None, "identities": None, "reliability": None,
 }
+LABELS = {"r_oddeven": "r odd-even", "sb_oddeven": "Spearman-Brown odd-even", "r_random": "r random halves",
+          "sb_random": "Spearman-Brown random halves", "icc1": "ICC(1)", "icck": "ICC(1,k)",
+          "k0": "k (ratings per clip)", "n_retest": "n repeats", "retest": "test-retest", "hu": "Hu",
+          "hu_pooled": "Hu (pooled)", "ci_low": "CI low", "ci_high": "CI high", "entropy_bits": "entropy (bits)",
+          "intended": "intended emotion", "n_stimuli_rated": "n stimuli rated"}
 PERCENT = {"recognition", "ci_low", "ci_high", "modal_share", "other_share", "recognition_mean", "recognition_sd",
            "recognition_min", "recognition_median", "recognition_pooled"}
 
@@ -208,7 +213,7 @@ def _readable(df: pd.DataFrame, shown: list[str] | None) -> pd.DataFrame:
             cells = s.map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
         else:
             cells = s.map(lambda v: "" if pd.isna(v) else str(v))
-        label = c.replace("_", " ")
+        label = LABELS.get(c, c.replace("_", " "))
         out[label] = cells.to_numpy()
         if pd.api.types.is_numeric_dtype(s):
             numeric.append(label)
@@ -305,7 +310,9 @@ def render_html(norms: Norms, results: dict[str, Any], figs: dict[str, Any], fig
     sec("machine", "Machine check vs people", [("norms_machine", "Machine rater's probability of the intended "
                                                 "emotion vs the people's recognition rate, per clip")], [],
         text="" if m.get("available") else f"Not computed: {m.get('reason', '')}.")
-    sec("clips", "Every clip", [], [tab("stimuli", "Norms per clip (scales: tables/stimuli.csv)", norms.stimuli)])
+    level = f"{100 * results['options']['ci']:g}%"
+    sec("clips", "Every clip", [], [tab("stimuli", f"Norms per clip ({level} Wilson intervals; the scales: "
+                                                   "tables/stimuli.csv)", norms.stimuli)])
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(TEMPLATE).render(
         title=f"emostudy norms: {results['input']['set_name'] or results['input']['study'] or 'stimulus set'}",
