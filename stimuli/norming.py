@@ -152,10 +152,11 @@ def build_norming(stimuli: Sequence["Stimulus"], design: NormingDesign,
             items = order_with_repeats(ids, repeated, d.min_repeat_gap, brng.child("order"))
             batches.append(Batch(batch_id=batch_id(index), index=index, items=items))
     sizes = sorted({len(g) for g in groups})
-    notes.append(f"norming: {n} clips x {d.copies} cop{'y' if d.copies == 1 else 'ies'} in {len(batches)} batches of "
-                 f"{' or '.join(map(str, sizes))} clips + {d.repeats_per_batch} repeats; each clip is rated by "
-                 f"{d.copies} x quota_per_batch valid participants; each identity x emotion at most "
-                 f"{max(math.ceil(len(v) / n_batches) for v in cells.values())} time(s) per participant")
+    per_cell = max(math.ceil(len(v) / n_batches) for v in cells.values())
+    notes.append(f"norming: {n} clips in {len(batches)} batches of {' or '.join(map(str, sizes))} clips + "
+                 f"{d.repeats_per_batch} repeats; each clip in {d.copies} batch{'es' if d.copies > 1 else ''}, so "
+                 f"rated by {d.copies} x quota_per_batch valid participants; each identity x emotion at most "
+                 f"{per_cell} time{'s' if per_cell > 1 else ''} per participant")
     return tuple(batches), notes
 
 

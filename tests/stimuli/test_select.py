@@ -166,3 +166,20 @@ def test_a_study_on_the_selected_set_carries_the_norms_as_covariates(normed, tmp
     for s in new:
         assert cov.loc[s.stimulus_id, "norm_recognition"] == pytest.approx(s.norms["recognition"])
         assert cov.loc[s.stimulus_id, "norm_intensity_mean"] == pytest.approx(s.norms["intensity_mean"])
+
+
+def test_checking_a_selected_set_again_keeps_its_norms_and_selection(normed, tmp_path):
+    from generator.check.run import _record_in_manifest
+
+    root, norms_dir, _ = normed
+    out = tmp_path / "s"
+    res = CliRunner().invoke(main, ["select", str(root), "--norms", str(norms_dir), "--min-recognition", "0",
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    before = load_manifest(out)
+    qc = {"records": [{"stimulus_id": s.stimulus_id, "flagged": False, "reasons": [], "sha256": s.sha256,
+                       "error": "not measured in this test"} for s in before.stimuli]}
+    _record_in_manifest(before, qc, out / "qc")
+    after = load_manifest(out)
+    assert after.selection == before.selection and all(s.check is not None for s in after.stimuli)
+    assert [s.norms for s in after.stimuli] == [s.norms for s in before.stimuli]
