@@ -446,6 +446,40 @@ def norms_covariates(export: Export, columns: Sequence[str] = ("recognition", "h
     return out.loc[:, out.notna().any() | (out.columns == "stimulus_id")]
 
 
-__all__ = ["Norms", "norms_covariates", "compute_norms", "stimulus_norms", "group_norms", "reliability", "icc_oneway",
+def norm_covariate_model(answers: pd.DataFrame, covariates: pd.DataFrame, *, question: str = "emotion",
+                         truth: str = "visual_emotion", covariate: str = "norm_recognition") -> dict[str, Any]:
+    """Does a clip's norm predict whether this study's participants read it as intended? A logistic regression
+    of a correct answer on ``covariate`` (a column of :func:`norms_covariates`), with one indicator per source
+    after the first when there are several, fitted by maximum likelihood (statsmodels GLM, binomial) with
+    standard errors clustered by participant (the answers of one participant are not independent).
+
+    Returns ``{"fitted": False, "reason": ...}`` when the answers do not allow it, else ``fitted``, ``formula``,
+    ``n_answers``, ``n_participants``, ``n_clips`` and ``terms``: one dict per term (term, estimate in log-odds,
+    se, z, p, odds_ratio).
+    """
+    import statsmodels.api as sm
+
+    d = answers[answers["question"] == question].merge(covariates[["stimulus_id", covariate]], on="stimulus_id")
+    d = d[d[covariate].notna()]
+    if len(d) < 20 or d[covariate].nunique() < 2:
+        return {"fitted": False, "reason": f"{len(d)} answers to clips with a {covariate} of "
+                                           f"{d[covariate].nunique()} distinct value(s): too few to fit"}
+    y = (d["answer"] == d[truth]).astype(float).to_numpy()
+    if y.min() == y.max():
+        return {"fitted": False, "reason": "every answer is " + ("correct" if y[0] else "wrong")}
+    X = pd.DataFrame({"intercept": 1.0, covariate: d[covariate].to_numpy(float)})
+    sources = sorted(d["source"].unique())
+    for src in sources[1:]:
+        X[f"source[{src}]"] = (d["source"] == src).to_numpy(float)
+    groups = pd.factorize(d["participant"])[0]
+    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    terms = [{"term": t, "estimate": float(fit.params[t]), "se": float(fit.bse[t]), "z": float(fit.tvalues[t]),
+              "p": float(fit.pvalues[t]), "odds_ratio": float(np.exp(fit.params[t]))} for t in X.columns]
+    formula = f"correct ~ {covariate}" + (" + source" if len(sources) > 1 else "")
+    return {"fitted": True, "formula": formula, "n_answers": int(len(d)), "n_participants": int(groups.max() + 1),
+            "n_clips": int(d["stimulus_id"].nunique()), "terms": terms}
+
+
+__all__ = ["Norms", "norms_covariates", "norm_covariate_model", "compute_norms", "stimulus_norms", "group_norms", "reliability", "icc_oneway",
            "machine_vs_people", "wilson_interval", "spearman_brown", "entropy_bits", "emotion_question_of",
            "FER_TO_EMOTION", "NORMS_SCHEMA_VERSION"]

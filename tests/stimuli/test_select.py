@@ -183,3 +183,55 @@ def test_checking_a_selected_set_again_keeps_its_norms_and_selection(normed, tmp
     after = load_manifest(out)
     assert after.selection == before.selection and all(s.check is not None for s in after.stimuli)
     assert [s.norms for s in after.stimuli] == [s.norms for s in before.stimuli]
+
+
+def test_the_analysis_of_a_study_on_the_selected_set_uses_norm_recognition_as_a_covariate(normed, tmp_path):
+    """The report's norm covariate model equals a logistic regression fitted here by Newton's method with a
+    cluster-robust (by participant) sandwich, written with numpy alone."""
+    import numpy as np
+
+    from analysis.cleaning import clean
+    from analysis.io import load_export
+    from analysis.report import AnalysisOptions, compute
+    from analysis.simulate import simulate_export
+    from stimuli.plan import compile_plan
+    from stimuli.spec import parse_spec, resolve_spec
+
+    root, norms_dir, _ = normed
+    out = tmp_path / "s"
+    res = CliRunner().invoke(main, ["select", str(root), "--norms", str(norms_dir), "--min-recognition", "0",
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    new = load_manifest(out)
+    where, raw = resolve_spec("norming")
+    plan = compile_plan(parse_spec(raw.replace(b"clips_per_batch = 24", b"clips_per_batch = 12"), where=where), new, 2)
+    export = load_export(simulate_export(tmp_path / "study", plan=plan, stimuli=[s.to_dict() for s in new.stimuli],
+                                         participants_per_batch=10, random_state=4))
+    analysis = compute(export, AnalysisOptions(n_boot=50, mixed_models=False))
+    model = analysis.results["task1"]["norm_covariates"]
+    assert model["fitted"] and model["formula"] == "correct ~ norm_recognition"
+    # independent fit
+    ans = clean(export).answers
+    em = ans[ans["question"] == "emotion"]
+    rec = {s.stimulus_id: s.norms["recognition"] for s in new.stimuli}
+    x = np.array([[1.0, rec[s]] for s in em["stimulus_id"]])
+    y = (em["answer"] == em["visual_emotion"]).to_numpy(float)
+    beta = np.zeros(2)
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-x @ beta))
+        beta = beta + np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]), x.T @ (y - p))
+    p = 1 / (1 + np.exp(-x @ beta))
+    bread = np.linalg.inv(x.T @ (x * (p * (1 - p))[:, None]))
+    people = em["participant"].to_numpy()
+    meat = sum(np.outer(u, u) for u in ((x[people == g] * (y - p)[people == g, None]).sum(axis=0)
+                                        for g in np.unique(people)))
+    n, k, g = len(y), 2, len(np.unique(people))
+    cov = bread @ meat @ bread * (g / (g - 1)) * ((n - 1) / (n - k))
+    terms = {t["term"]: t for t in model["terms"]}
+    assert terms["norm_recognition"]["estimate"] == pytest.approx(beta[1], rel=1e-6)
+    assert terms["intercept"]["estimate"] == pytest.approx(beta[0], rel=1e-6)
+    assert terms["norm_recognition"]["se"] == pytest.approx(np.sqrt(cov[1, 1]), rel=1e-6)
+    assert model["n_answers"] == len(y) and model["n_participants"] == g
+    # clips recognised better in the norming study are read correctly more often by these simulated raters too
+    assert terms["norm_recognition"]["estimate"] > 0
+    assert "task1_norm_covariates" in analysis.tables
