@@ -344,3 +344,17 @@ def test_random_split_halves_average_like_a_loop_over_permutations(known_export)
     # two Monte Carlo estimates of the same expectation: about 4 standard errors apart at most
     assert norms.reliability.set_index("measure").loc["intensity", "r_random"] == pytest.approx(
         statistics.mean(rs), abs=0.06)
+
+
+def test_norms_without_the_manifest_take_the_labels_from_the_answers(known_export, tmp_path):
+    import shutil
+
+    folder = tmp_path / "no-manifest"
+    shutil.copytree(known_export, folder)
+    (folder / "manifest.json").unlink()
+    norms = compute_norms(load_export(folder), n_splits=5)
+    per = norms.stimuli.set_index("stimulus_id")
+    exp = expected_per_stimulus()
+    assert per.loc["s1", "recognition"] == pytest.approx(exp["s1"]["recognition"])
+    assert per.loc["s5", "intended"] == "" and per.loc["s5", "n_ratings"] == 0  # unrated and unlabelled
+    assert not norms.machine["available"] and "check results" in norms.machine["reason"]

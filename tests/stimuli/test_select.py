@@ -235,3 +235,27 @@ def test_the_analysis_of_a_study_on_the_selected_set_uses_norm_recognition_as_a_
     # clips recognised better in the norming study are read correctly more often by these simulated raters too
     assert terms["norm_recognition"]["estimate"] > 0
     assert "task1_norm_covariates" in analysis.tables
+
+
+def test_select_refuses_bad_rules_and_norms_of_another_set(normed, tmp_path, write_set):
+    root, norms_dir, _ = normed
+    runner = CliRunner()
+    for args, message in ((["--min-recognition", "1.5"], "between 0 and 1"),
+                          (["--min-recognition", "0.5", "--balance", "identity,colour"], "'colour' is not a field"),
+                          (["--min-recognition", "0.99", "--min-ratings", "1000"], "no clip passes")):
+        res = runner.invoke(main, ["select", str(root), "--norms", str(norms_dir), *args, "--out", str(tmp_path / "x")])
+        assert res.exit_code != 0 and message in res.output, res.output
+        assert not (tmp_path / "x").exists()
+    other = write_set([fake_row("zz1", "GT", "anger", "anger")], "other-set")
+    res = runner.invoke(main, ["select", str(other), "--norms", str(norms_dir), "--min-recognition", "0.5",
+                               "--out", str(tmp_path / "y")])
+    assert res.exit_code != 0 and "none of the 1 clips" in res.output
+    res = runner.invoke(main, ["select", str(root), "--norms", str(tmp_path), "--min-recognition", "0.5",
+                               "--out", str(tmp_path / "z")])
+    assert res.exit_code != 0 and "no norms here" in res.output
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    res = runner.invoke(main, ["select", str(root), "--norms", str(norms_dir), "--min-recognition", "0",
+                               "--out", str(tmp_path / "taken")])
+    assert res.exit_code != 0 and "not an empty folder" in res.output
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
