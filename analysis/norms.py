@@ -30,6 +30,13 @@ Reliability (:func:`reliability`, one row per scale, plus recognition as the 0/1
     ``icck`` for the mean of a clip's ratings, with ``k0 = (N - sum n_i^2 / N) / (n - 1)`` for unequal
     n_i (McGraw & Wong 1996). Test-retest: Pearson r of the scores given to an original and its repeat
     (the emotion question: the share of equal answers).
+Raters (:func:`rater_table`, one row per valid participant)
+    ``n_clips`` rated; ``recognition``: their share of intended emotions; ``consensus``: their agreement with
+    the modal label of the *other* raters of each clip (1/m for one of m tied labels; clips no one else rated
+    are left out); per scale q, ``q_sd`` (their SD over clips: 0 = the same score for every clip) and
+    ``q_r_others`` (Pearson r of their scores with the other raters' clip means). ``straight_lining``: three
+    or more clips and the same score for every clip on every scale, which the consistency check cannot see.
+    Nobody is excluded for it: the report lists them and the researcher decides.
 Machine check vs people (:func:`machine_vs_people`)
     Spearman rank correlation of ``machine_prob`` and ``recognition`` over the clips with both; the top-class
     agreement: over those clips, 1 when the machine's top class is the people's modal label, 1/m when it is
@@ -83,6 +90,7 @@ class Norms:
     identities: pd.DataFrame
     reliability: pd.DataFrame
     confusion: pd.DataFrame
+    raters: pd.DataFrame
     machine: dict[str, Any]
     summary: dict[str, Any]
     scales: list[str]
@@ -350,6 +358,45 @@ def _retest(answers: pd.DataFrame, repeats: pd.DataFrame, name: str, emotion_que
                                                       rep["score"].to_numpy(float))}
 
 
+def rater_table(answers: pd.DataFrame, labels: pd.DataFrame, *, scales: list[str],
+                emotion_question: str | None) -> pd.DataFrame:
+    """One row per rater (see the module docstring)."""
+    intended = labels.set_index("stimulus_id")["intended"].to_dict()
+    people = sorted(answers["participant"].unique())
+    rows: dict[str, dict[str, Any]] = {p: {"participant": p} for p in people}
+    if emotion_question is not None:
+        e = answers[answers["question"] == emotion_question]
+        counts = pd.crosstab(e["stimulus_id"], e["answer"])
+        for p, d in e.groupby("participant"):
+            credit = []
+            for sid, a in zip(d["stimulus_id"], d["answer"]):
+                others = counts.loc[sid].copy()
+                others[a] -= 1
+                if others.sum() == 0:
+                    continue
+                tied = set(others.index[others == others.max()])
+                credit.append(1.0 / len(tied) if a in tied else 0.0)
+            rows[p].update(n_clips=int(len(d)), recognition=float((d["answer"] == d["stimulus_id"].map(intended)).mean()),
+                           consensus=float(np.mean(credit)) if credit else np.nan)
+    flat: dict[str, list[bool]] = {p: [] for p in people}
+    for q in scales:
+        d = answers[answers["question"] == q]
+        g = d.groupby("stimulus_id")["score"]
+        total, count = g.sum(), g.size()
+        for p, dp in d.groupby("participant"):
+            rest = count.loc[dp["stimulus_id"]].to_numpy() - 1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                others = (total.loc[dp["stimulus_id"]].to_numpy() - dp["score"].to_numpy()) / rest
+            ok = rest > 0
+            rows[p].setdefault("n_clips", int(len(dp)))
+            rows[p][f"{q}_sd"] = float(dp["score"].std(ddof=1)) if len(dp) > 1 else np.nan
+            rows[p][f"{q}_r_others"] = _pearson(dp["score"].to_numpy(float)[ok], others[ok])
+            flat[p].append(len(dp) >= 3 and dp["score"].nunique() == 1)
+    for p in people:
+        rows[p]["straight_lining"] = bool(flat[p]) and all(flat[p])
+    return pd.DataFrame(list(rows.values()))
+
+
 def machine_vs_people(per_stim: pd.DataFrame) -> dict[str, Any]:
     """Rank correlation of the machine's probability of the intended emotion with the recognition rate, and
     the agreement of the top classes (ties share the credit; see the module docstring)."""
@@ -400,6 +447,7 @@ def compute_norms(export: Export, *, ci: float = 0.95, n_splits: int = 200, seed
         conf = conf[conf["truth"].isin(truths)].reset_index(drop=True)
     else:
         conf = pd.DataFrame(columns=["truth", "answer", "count", "row_total", "row_percent", "col_total"])
+    raters = rater_table(answers, labels, scales=scales, emotion_question=eq)
     machine = machine_vs_people(per)
     rated = per[per["n_ratings"] > 0] if "n_ratings" in per else per
     summary: dict[str, Any] = {
@@ -410,6 +458,8 @@ def compute_norms(export: Export, *, ci: float = 0.95, n_splits: int = 200, seed
         "n_surveys_valid": int(cleaned.counts["n_surveys_valid"]),
         "n_surveys_rejected": int(cleaned.counts["n_surveys_rejected"]),
         "n_surveys_incomplete": int(cleaned.counts["n_surveys_incomplete"]),
+        "n_raters_straight_lining": int(raters["straight_lining"].sum()) if len(raters) else 0,
+        "straight_lining": raters.loc[raters["straight_lining"], "participant"].tolist() if len(raters) else [],
         "emotion_question": eq, "options": options, "scales": scales,
     }
     if "n_ratings" in per and len(rated):
@@ -421,7 +471,7 @@ def compute_norms(export: Export, *, ci: float = 0.95, n_splits: int = 200, seed
                        chance=1.0 / len(options) if options else math.nan,
                        other_share=float((rated["other_share"] * rated["n_ratings"]).sum() / rated["n_ratings"].sum()))
     return Norms(stimuli=per, emotions=emotions, identities=identities, reliability=rel, confusion=conf,
-                 machine=machine, summary=summary, scales=scales, labels=options, emotion_question=eq,
+                 raters=raters, machine=machine, summary=summary, scales=scales, labels=options, emotion_question=eq,
                  cleaned=cleaned)
 
 

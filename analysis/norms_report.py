@@ -5,7 +5,7 @@ file, every number also in the JSON, all columns in the CSV files, same inputs a
 ``norms.json`` keys: ``schema_version``, ``input`` (study, task, export, warnings), ``options`` (ci,
 n_splits, seed), ``summary``, ``machine``, ``stimuli`` (one record per clip: the columns of
 :func:`analysis.norms.stimulus_norms`), ``emotions``, ``identities``, ``reliability``, ``confusion``,
-``sentences``. ``emostudy select`` reads ``stimuli`` from it.
+``raters``, ``sentences``. ``emostudy select`` reads ``stimuli`` from it.
 """
 
 from __future__ import annotations
@@ -133,6 +133,11 @@ def sentences(norms: Norms, ci: float) -> list[dict[str, str]]:
     if s["n_stimuli_unrated"]:
         text += f"; {s['n_stimuli_unrated']} clip(s) had no valid rating: {', '.join(s['unrated'][:10])}"
     out.append({"topic": "Sample", "text": text + "."})
+    if s.get("n_raters_straight_lining"):
+        out.append({"topic": "Raters", "text": (
+            f"{s['n_raters_straight_lining']} valid rater(s) gave the same score to every clip on every scale "
+            f"({', '.join(s['straight_lining'][:5])}): the consistency check cannot see this; they are kept, see the "
+            "raters table before deciding.")})
     if "recognition_mean" in s:
         per = norms.stimuli[norms.stimuli["n_ratings"] > 0]
         above = int((per["ci_low"] > s["chance"]).sum())
@@ -195,7 +200,7 @@ LABELS = {"r_oddeven": "r odd-even", "sb_oddeven": "Spearman-Brown odd-even", "r
           "k0": "k (ratings per clip)", "n_retest": "n repeats", "retest": "test-retest", "hu": "Hu",
           "hu_pooled": "Hu (pooled)", "ci_low": "CI low", "ci_high": "CI high", "entropy_bits": "entropy (bits)",
           "intended": "intended emotion", "n_stimuli_rated": "n stimuli rated"}
-PERCENT = {"recognition", "ci_low", "ci_high", "modal_share", "other_share", "recognition_mean", "recognition_sd",
+PERCENT = {"consensus", "recognition", "ci_low", "ci_high", "modal_share", "other_share", "recognition_mean", "recognition_sd",
            "recognition_min", "recognition_median", "recognition_pooled"}
 
 
@@ -205,7 +210,9 @@ def _readable(df: pd.DataFrame, shown: list[str] | None) -> pd.DataFrame:
     numeric = []
     for c in d.columns:
         s = d[c]
-        if c in PERCENT:
+        if s.dtype == bool:
+            cells = s.map(lambda v: "yes" if v else "no")
+        elif c in PERCENT:
             cells = s.map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%")
         elif pd.api.types.is_integer_dtype(s):
             cells = s.map(str)
@@ -215,7 +222,7 @@ def _readable(df: pd.DataFrame, shown: list[str] | None) -> pd.DataFrame:
             cells = s.map(lambda v: "" if pd.isna(v) else str(v))
         label = LABELS.get(c, c.replace("_", " "))
         out[label] = cells.to_numpy()
-        if pd.api.types.is_numeric_dtype(s):
+        if pd.api.types.is_numeric_dtype(s) and s.dtype != bool:
             numeric.append(label)
     out.attrs["numeric"] = numeric
     return out.reset_index(drop=True)
@@ -270,7 +277,7 @@ def norms_json(norms: Norms, export: Export, *, ci: float, n_splits: int, seed: 
         "options": {"ci": ci, "n_splits": n_splits, "seed": seed},
         "summary": norms.summary, "machine": norms.machine, "stimuli": rec(norms.stimuli),
         "emotions": rec(norms.emotions), "identities": rec(norms.identities), "reliability": rec(norms.reliability),
-        "confusion": rec(norms.confusion), "sentences": sentences(norms, ci),
+        "confusion": rec(norms.confusion), "raters": rec(norms.raters), "sentences": sentences(norms, ci),
     })
 
 
@@ -311,6 +318,11 @@ def render_html(norms: Norms, results: dict[str, Any], figs: dict[str, Any], fig
                                                 "emotion vs the people's recognition rate, per clip")], [],
         text="" if m.get("available") else f"Not computed: {m.get('reason', '')}.")
     level = f"{100 * results['options']['ci']:g}%"
+    sec("raters", "Raters", [], [tab("raters", "Per valid rater: recognition, agreement with the other raters, "
+                                               "spread of the scales", norms.raters)],
+        text="consensus: agreement with the modal label of the other raters of the same clips; r others: "
+             "correlation of the rater's scores with the other raters' clip means; straight lining: the same "
+             "score for every clip on every scale.")
     sec("clips", "Every clip", [], [tab("stimuli", f"Norms per clip ({level} Wilson intervals; the scales: "
                                                    "tables/stimuli.csv)", norms.stimuli)])
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
@@ -336,7 +348,7 @@ def write_norms(export_dir: str | Path, out_dir: str | Path, *, ci: float = 0.95
     results = norms_json(norms, export, ci=ci, n_splits=n_splits, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     for name, df in (("stimuli", norms.stimuli), ("emotions", norms.emotions), ("identities", norms.identities),
-                     ("reliability", norms.reliability), ("confusion", norms.confusion)):
+                     ("reliability", norms.reliability), ("confusion", norms.confusion), ("raters", norms.raters)):
         atomic_write_bytes(out / "tables" / f"{name}.csv", df.to_csv(index=False, lineterminator="\n").encode())
     figs = make_figures(norms)
     for name, f in figs.items():

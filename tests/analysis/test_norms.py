@@ -358,3 +358,46 @@ def test_norms_without_the_manifest_take_the_labels_from_the_answers(known_expor
     assert per.loc["s1", "recognition"] == pytest.approx(exp["s1"]["recognition"])
     assert per.loc["s5", "intended"] == "" and per.loc["s5", "n_ratings"] == 0  # unrated and unlabelled
     assert not norms.machine["available"] and "check results" in norms.machine["reason"]
+
+
+def test_a_straight_lining_rater_passes_the_consistency_check_and_is_listed(known_export, tmp_path):
+    """p6 answers "other" and 4 to everything, repeats included: consistent, so valid; the raters table shows it."""
+    import csv
+    import shutil
+
+    folder = tmp_path / "with-p6"
+    shutil.copytree(known_export, folder)
+    with open(folder / "answers.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fields = list(rows[0])
+    for r in [r for r in rows if r["participant"] == "p1"]:
+        rows.append({**r, "participant": "p6", "assignment": "a-p6", "answer_id": r["answer_id"].replace("p1", "p6"),
+                     "answer": "other" if r["question"] == "emotion" else "i4",
+                     "score": "" if r["question"] == "emotion" else "4"})
+    with open(folder / "answers.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    with open(folder / "participants.csv", newline="") as fh:
+        parts = list(csv.DictReader(fh))
+    parts.append({**parts[0], "participant": "p6", "assignment": "a-p6", "n_inconsistent": "0"})
+    with open(folder / "participants.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(parts[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(parts)
+    norms = compute_norms(load_export(folder), n_splits=5)
+    raters = norms.raters.set_index("participant")
+    assert bool(raters.loc["p6", "straight_lining"]) and not raters.drop("p6")["straight_lining"].any()
+    assert raters.loc["p6", "intensity_sd"] == 0 and raters.loc["p6", "recognition"] == 0
+    assert norms.summary["straight_lining"] == ["p6"]
+    # consensus of p1 by hand: s1 others (p2 anger, p3 happiness, p4 anger, p6 other) -> anger, p1 said anger: 1;
+    # s2 others: happiness 2, anger 1, other 1 -> happiness, p1 said anger: 0; s3 others: happiness 2, other 2 -> a
+    # tie, p1 said happiness: 1/2; s4 others: happiness 2, anger 1, other 1 -> p1 said other: 0.
+    assert raters.loc["p1", "consensus"] == pytest.approx((1 + 0 + 0.5 + 0) / 4)
+    # p1's intensity against the others' clip means (p2, p3, p4, p6)
+    others = [statistics.mean([7, 4, 5, 4]), statistics.mean([3, 4, 6, 4]), statistics.mean([5, 1, 6, 4]),
+              statistics.mean([3, 2, 4, 4])]
+    assert raters.loc["p1", "intensity_r_others"] == pytest.approx(_pearson([6, 5, 4, 2], others))
+    write_norms(folder, tmp_path / "out", n_splits=5)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "same score to every clip on every scale (p6)" in html
