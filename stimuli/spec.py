@@ -1,7 +1,8 @@
 """Study spec: the TOML file a researcher writes (design, questions, consistency, quota, payment).
 
-Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (the paper's two tasks);
-``resolve_spec`` accepts their names. Layout (every key is checked; errors name the file and the key)::
+Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (the paper's two tasks),
+``norming.toml`` (a validation study of any set: ``stimuli/norming.py``) and the demo's; ``resolve_spec``
+accepts their names. Layout (every key is checked; errors name the file and the key)::
 
     schema_version = 1
     quota_per_batch = 10                 # valid participants per batch
