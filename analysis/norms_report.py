@@ -269,7 +269,7 @@ that pass with <code>emostudy select SET --norms {{ out_name }} --min-recognitio
 
 
 def norms_json(norms: Norms, export: Export, *, ci: float, n_splits: int, seed: int) -> dict[str, Any]:
-    rec = lambda df: [{k: _jsonable(v) for k, v in r.items()} for r in df.to_dict(orient="records")]  # noqa: E731
+    rec = lambda df: [{k: _jsonable(v) for k, v in r.items()} for r in df.to_dict(orient="records")]
     return _jsonable({
         "schema_version": NORMS_SCHEMA_VERSION,
         "input": {"study": str(export.plan.get("study", {}).get("name", "")), "task": export.task,

@@ -62,7 +62,8 @@ def main() -> None:
         export = simulate_export(Path(tmp) / "export", plan=plan, stimuli=[s.to_dict() for s in manifest.stimuli],
                                  participants_per_batch=args.raters, random_state=args.seed)
         simulate_s = time.perf_counter() - t0
-        n_rows = sum(1 for _ in open(export / "answers.csv", encoding="utf-8")) - 1
+        with open(export / "answers.csv", encoding="utf-8") as fh:
+            n_rows = sum(1 for _ in fh) - 1
         c0, w0 = time.process_time(), time.perf_counter()
         norms = write_norms(export, Path(tmp) / "norms")
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0

@@ -107,7 +107,7 @@ def test_sources_filter_and_clips_without_emotion(make_manifest):
 
 def test_switching_a_measure_off_and_the_other_option_required(make_manifest):
     m = make_manifest(demo_like_rows())
-    where, raw = resolve_spec("norming")
+    _, raw = resolve_spec("norming")
     text = raw.decode().replace("clips_per_batch = 24", "clips_per_batch = 6")
     # Switch valence off: delete its question and its rule.
     start = text.index('[[questions]]\nid = "valence"')
