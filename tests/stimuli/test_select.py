@@ -258,3 +258,12 @@ def test_select_refuses_bad_rules_and_norms_of_another_set(normed, tmp_path, wri
                                "--out", str(tmp_path / "taken")])
     assert res.exit_code != 0 and "not an empty folder" in res.output
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+
+
+def test_dry_run_shows_the_cells_and_writes_nothing(normed, tmp_path):
+    root, norms_dir, _ = normed
+    res = CliRunner().invoke(main, ["select", str(root), "--norms", str(norms_dir), "--min-recognition", "0",
+                                    "--balance", "identity", "--dry-run", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 0, res.output
+    assert "face1: 18 pass, 18 kept" in res.output and "dry run: nothing written" in res.output
+    assert not (tmp_path / "d").exists()
