@@ -41,8 +41,9 @@ def unbiased_hit_rates(data: pd.DataFrame, *, truth: str = "visual_emotion", ans
         parts = pd.unique(d[subject])
         # int64: categorical codes are int8 for < 128 categories, and p_code * n_l would overflow.
         p_code = pd.Categorical(d[subject], categories=parts).codes.astype(np.int64)
-        t_code = pd.Categorical(d[truth], categories=labels).codes.astype(np.int64)
-        a_code = pd.Categorical(d[answer], categories=labels).codes.astype(np.int64)
+        # A value outside the labels (a norming study's "other") is code -1: counted in n_total, in no cell.
+        t_code = pd.Categorical(d[truth].where(d[truth].isin(labels)), categories=labels).codes.astype(np.int64)
+        a_code = pd.Categorical(d[answer].where(d[answer].isin(labels)), categories=labels).codes.astype(np.int64)
         n_p, n_l = len(parts), len(labels)
         n_total = np.bincount(p_code, minlength=n_p)
 
@@ -208,7 +209,7 @@ def krippendorff_alpha(counts: np.ndarray, values: Sequence[float] | None = None
 
 
 def _count_matrix(data: pd.DataFrame, unit: str, answer: str, labels: Sequence[str]) -> np.ndarray:
-    cat = pd.Categorical(data[answer], categories=list(labels))
+    cat = pd.Categorical(data[answer].where(data[answer].isin(list(labels))), categories=list(labels))
     u_codes, _ = pd.factorize(data[unit])
     ok = cat.codes >= 0
     mat = np.zeros((u_codes.max() + 1 if len(u_codes) else 0, len(labels)))

@@ -317,6 +317,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                 out.methods.append(
                     f"A mixed-effects logistic regression {ml['formula']} was fitted with {ml['method']}; "
                     f"estimates are posterior means (log-odds) with mean +/- 1.96 SD intervals.")
+        _norm_covariates(export, ans, opt, out)
     if opt.realness_question in questions_present:
         step("task 1: realness")
         re_ans = ans[ans["question"] == opt.realness_question]
@@ -467,6 +468,27 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     return out
 
 
+def _norm_covariates(export: Export, ans: pd.DataFrame, opt: AnalysisOptions, out: Analysis) -> None:
+    """A study on a set chosen by `emostudy select`: its manifest carries each clip's norms, used here as a
+    covariate of a correct answer (analysis.norms.norm_covariate_model)."""
+    from analysis.norms import norm_covariate_model, norms_covariates
+
+    cov = norms_covariates(export)
+    if "norm_recognition" not in cov:
+        return
+    m = norm_covariate_model(ans, cov, question=opt.emotion_question)
+    out.results["task1"]["norm_covariates"] = _jsonable(m)
+    if not m["fitted"]:
+        out.methods.append(f"The clips carry norms, but the norm covariate model was not fitted: {m['reason']}.")
+        return
+    out.tables["task1_norm_covariates"] = pd.DataFrame(m["terms"])
+    out.methods.append(
+        f"The clips carry norms from a norming study (emostudy select): a logistic regression {m['formula']} over "
+        f"{m['n_answers']} answers to {m['n_clips']} clips, fitted by maximum likelihood with standard errors "
+        f"clustered by participant ({m['n_participants']}), asks whether a clip's recognition rate in the norming "
+        f"study predicts a correct answer here.")
+
+
 def _png_base64(fig: Any, png: Path | None = None) -> str:
     """The figure as base64 PNG: the bytes of the PNG already written when given, else rendered now."""
     if png is not None and png.is_file():
@@ -529,7 +551,8 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
             [("task1_accuracy", "Accuracy per source"), ("task1_hu", "Unbiased hit rate Hu per emotion"),
              ("task1_agreement", "Agreement"), ("task1_accuracy_all", "Accuracy, all sources pooled"),
              ("task1_hu_pooled", "Hu and chance pc from the pooled confusion table (per source and ALL)"),
-             ("task1_agreement_all", "Agreement, all sources pooled"), ("task1_mixed_logit", "Mixed-effects logistic regression (fixed effects)")])
+             ("task1_agreement_all", "Agreement, all sources pooled"), ("task1_mixed_logit", "Mixed-effects logistic regression (fixed effects)"),
+             ("task1_norm_covariates", "Correct answer by the clip's norm recognition (logistic, clustered SE)")])
     if "realness" in t1:
         w = t1["wilcoxon"]
         sec("task1-realness", "Task 1: realness",

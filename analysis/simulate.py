@@ -271,6 +271,10 @@ def _answer(rng, task, qid, q, stim, source, beh: Behaviour, ability, kind, cach
             picks = [v for v in values if v != "none" and rng.random() < 0.3]
             return ";".join(picks) if picks else "none"
         return values[int(rng.integers(len(values)))]
+    if task == "norming":  # the model is stimuli.norming's, shared with the server's simulated participants
+        from stimuli.norming import simulated_rating
+
+        return simulated_rating(q, stim, uniform=rng.random, normal=rng.normal, ability=ability)
     if task == "emotion-realness":
         if qid == "emotion":
             p = float(np.clip(beh.accuracy.get(source, 0.4) + 0.1 * ability, 0.02, 0.98))

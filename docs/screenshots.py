@@ -4,6 +4,7 @@ top of a report and a report figure.
     python docs/screenshots.py                      # builds a small demo in a temporary folder
     python docs/screenshots.py --dir emostudy-demo  # reuses a demo folder (built if it has no report yet)
     python docs/screenshots.py --dir emostudy-demo --report-only   # only the two report images
+    python docs/screenshots.py --dir emostudy-demo --norms-only    # only the norms report (norms-report.png)
 
 What it does, in order:
 
@@ -17,7 +18,9 @@ What it does, in order:
 4. logs in to the admin pages with the password in ``DIR/instance/admin_password`` and takes the dashboard;
 5. opens the Task 1 report (``reports/<task1 report>/report.html``) and shoots its top (title, contents and
    the results in words) at ``--width``;
-6. copies one report figure (``reports/<task1 report>/figures/<--figure>.png``).
+6. copies one report figure (``reports/<task1 report>/figures/<--figure>.png``);
+7. opens the norms report of the demo's norming study (``reports/norming-*/report.html``, ``emostudy norms``)
+   and shoots its top (``OUT/norms-report.png``), when the demo made one.
 
 The screenshot participant is a real arrival: it stays in the demo database as one more active (then
 expired) assignment of the study, next to the simulated ones. Writes ``OUT/participant-trial.png``,
@@ -182,6 +185,12 @@ def shoot_report(page, report: Path, out: Path, height: int = 1250) -> None:
     page.screenshot(path=str(out), full_page=False)
 
 
+def pick_norms_report(root: Path) -> Path | None:
+    """The newest norms report of the demo's norming study, or None."""
+    reports = sorted(root.glob("reports/norming-*/report.html"))
+    return reports[-1] if reports else None
+
+
 def shrink_png(path: Path, max_kb: int) -> None:
     """Re-encode ``path`` with an adaptive 256-colour palette when it is larger than ``max_kb``."""
     if path.stat().st_size <= max_kb * 1024:
@@ -194,7 +203,7 @@ def shrink_png(path: Path, max_kb: int) -> None:
 
 
 def run(root: Path, out: Path, *, study: str, answered: int, figure: str, max_kb: int, width: int,
-        report_only: bool = False) -> list[Path]:
+        report_only: bool = False, norms_only: bool = False) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).is_file():
@@ -202,19 +211,34 @@ def run(root: Path, out: Path, *, study: str, answered: int, figure: str, max_kb
     out.mkdir(parents=True, exist_ok=True)
     shots = [out / "participant-trial.png", out / "admin-dashboard.png"]
     written = ([] if report_only else shots) + [out / "report.png", out / "report-figure.png"]
+    norms = pick_norms_report(root)
+    if norms_only:
+        if norms is None:
+            raise ScreenshotError(f"no norms report under {root}/reports/norming-*/; run the demo with --simulate")
+        written = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            if not report_only:
+            if norms is not None:
+                shoot_report(browser.new_page(viewport={"width": width, "height": 800}), norms,
+                             out / "norms-report.png", height=1500)
+            if norms_only:
+                pass
+            elif not report_only:
                 with demo_server(root) as (base, password, secret):
                     page = browser.new_page(viewport={"width": width, "height": 800})
                     shoot_participant(page, base, study, secret, answered, shots[0])
                     admin = browser.new_page(viewport={"width": width, "height": 360})
                     shoot_admin(admin, base, password, shots[1])
-            shoot_report(browser.new_page(viewport={"width": width, "height": 800}), pick_report(root), written[-2])
+            if not norms_only:
+                shoot_report(browser.new_page(viewport={"width": width, "height": 800}), pick_report(root),
+                             written[-2])
         finally:
             browser.close()
-    shutil.copyfile(pick_figure(root, figure), written[-1])
+    if not norms_only:
+        shutil.copyfile(pick_figure(root, figure), written[-1])
+    if norms is not None:
+        written.append(out / "norms-report.png")
     for path in written:
         shrink_png(path, max_kb)
     return written
@@ -235,13 +259,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-kb", type=int, default=300, help="Re-encode PNGs larger than this.")
     parser.add_argument("--report-only", action="store_true",
                         help="Only the report images (report.png, report-figure.png); no server, no participant.")
+    parser.add_argument("--norms-only", action="store_true",
+                        help="Only the norms report of the demo's norming study (norms-report.png).")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="emostudy-shots-") as tmp:
         root = args.dir if args.dir is not None else Path(tmp) / "demo"
         try:
             ensure_demo(root, args.simulate)
             written = run(root, args.out, study=args.study, answered=args.answered, figure=args.figure,
-                          max_kb=args.max_kb, width=args.width, report_only=args.report_only)
+                          max_kb=args.max_kb, width=args.width, report_only=args.report_only,
+                          norms_only=args.norms_only)
         except (ScreenshotError, subprocess.CalledProcessError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("study_server.commands.server:export_command", "Export a study's answers, participants, plan and codebook."),
     "recruit": ("study_server.commands.recruit:recruit_group", "Recruit and pay participants (MTurk, Prolific, lab links)."),
     "analyze": ("analysis.cli:analyze_command", "Write the analysis report of an export."),
+    "norms": ("analysis.norms_report:norms_command", "Per-clip norms of a stimulus set from a norming study's export."),
+    "select": ("stimuli.select:select_command", "A new stimulus set of the clips whose norms pass a rule (emostudy norms)."),
     "power": ("analysis.cli:power_command", "Plan the number of participants for a target effect."),
     "demo": ("emostudy.demo:demo_command", "The whole product on this machine: stimuli, study, answers, report."),
 }

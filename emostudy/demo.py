@@ -3,9 +3,10 @@
     inputs (shipped photos + espeak-ng speech) -> two stimulus sets (training-free renderer, or the neural
     generator with --checkpoint; plus clips of a sentence of their own for the familiarisation
     examples) -> a machine check of each set (emostudy check: SET/qc/qc.html, linked from the reports
-    page) -> two study plans (the paper's Task 1 and Task 2 on these sets) -> SQLite
-    database -> a local server (links printed) | --simulate N: simulated participants over HTTP, export,
-    analysis reports
+    page) -> two study plans (the paper's Task 1 and Task 2 on these sets), and a norming (validation) study of
+    the Task 1 set's main clips (stimuli/specs/norming.toml, small) -> SQLite database -> a local server (links
+    printed) | --simulate N: simulated participants over HTTP, export, analysis reports; for the norming study
+    NORMING_RATERS simulated raters, `emostudy norms` (the norms report) and `emostudy select`
 
 Every build step is one `emostudy` (or `python -m`) child process, so the steps meet only at their files,
 exactly as a researcher's own pipeline would, and the serving process never imports torch. A re-run reuses
@@ -41,6 +42,11 @@ DEMO_SENTENCES = "IEO,TIE,DFA"
 EXAMPLE_SENTENCES = "ITH"
 EXAMPLE_PREFIX = "EXAMPLE-"
 TASKS = ("task1", "task2")
+# The demo's norming study: the Task 1 set's main clips (2 faces x 6 emotions x 3 sentences = 36) in 3 batches
+# of 12 (+ 2 repeats), 6 valid raters per batch; a few more simulated raters than places, as some are careless.
+NORMING = "norming"
+NORMING_QUOTA = 6
+NORMING_RATERS = 22
 
 
 class DemoPaths:
@@ -105,7 +111,22 @@ def _spec_text(task: str, backend_source: str) -> str:
     return text.replace("[consistency]\n", '[consistency]\nwatch_flags = "ignore"\n', 1)
 
 
-def build(paths: DemoPaths, *, checkpoint: Path | None, seed: int, echo: Callable[[str], None]) -> Pipeline:
+def _norming_spec_text(main_source: str) -> str:
+    """The ready-made norming spec, made small for the demo (names, quota, batch size, the clips rated)."""
+    text = (SPECS_DIR / "norming.toml").read_text(encoding="utf-8")
+    for old, new in (('name = "norming"', 'name = "demo-norming"'),
+                     ("quota_per_batch = 20", f"quota_per_batch = {NORMING_QUOTA}"),
+                     ("clips_per_batch = 24", "clips_per_batch = 12"),
+                     ("sources = []", f'sources = ["{main_source}"]'),
+                     ("estimated_minutes = 12", "estimated_minutes = 8")):
+        if old not in text:
+            raise click.ClickException(f"stimuli/specs/norming.toml no longer has {old!r}: update emostudy/demo.py")
+        text = text.replace(old, new, 1)
+    return text.replace("[consistency]\n", '[consistency]\nwatch_flags = "ignore"\n', 1)
+
+
+def build(paths: DemoPaths, *, checkpoint: Path | None, seed: int, echo: Callable[[str], None],
+          norming: bool = True) -> Pipeline:
     """Inputs, sets, plans, database, imported studies. Returns the pipeline (its state)."""
     for p in (paths.sets, paths.plans, paths.specs, paths.instance):
         p.mkdir(parents=True, exist_ok=True)
@@ -156,12 +177,23 @@ def build(paths: DemoPaths, *, checkpoint: Path | None, seed: int, echo: Callabl
         pipe.step(f"plan-{task}", _digest(key), [*emo, "plan", "--spec", str(spec), "--set", str(paths.sets / task),
                                                  "--seed", str(seed), "--out", str(paths.plans / f"{task}.json"),
                                                  "--force"])
+    studies = list(TASKS)
+    if norming:  # the validation step between check and the main study (docs/running-a-study.md)
+        spec = paths.specs / "demo-norming.toml"
+        text = _norming_spec_text("OURS" if checkpoint else "FULL")
+        if not spec.is_file() or spec.read_text(encoding="utf-8") != text:
+            atomic_write_bytes(spec, text.encode())
+        key = [seed, text, (paths.sets / "task1" / "manifest.json").read_text(encoding="utf-8")]
+        pipe.step(f"plan-{NORMING}", _digest(key), [*emo, "plan", "--spec", str(spec), "--set", str(task1), "--seed",
+                                                    str(seed), "--out", str(paths.plans / f"{NORMING}.json"), "--force"])
+        studies.append(NORMING)
     inst = ["--instance", str(paths.instance)]
     pipe.step("db", "head", [*emo, "db", "upgrade", *inst])
-    for task in TASKS:
+    for task in studies:
+        set_dir = paths.sets / ("task1" if task == NORMING else task)
         plan = paths.plans / f"{task}.json"
         imported = pipe.state.get(f"import-{task}")
-        argv = [*emo, "study", "import", str(plan), "--set", str(paths.sets / task), *inst]
+        argv = [*emo, "study", "import", str(plan), "--set", str(set_dir), *inst]
         if imported is not None and imported != _digest(plan.read_text(encoding="utf-8")):
             argv.append("--replace")  # the plan changed (new checkpoint, new seed): only while nobody took part
         pipe.step(f"import-{task}", _digest(plan.read_text(encoding="utf-8")), argv)
@@ -213,8 +245,10 @@ def _quiet_handler():
     return Quiet
 
 
-def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: Callable[[str], None]) -> list[Path]:
-    """Run ``n`` simulated participants per task against a real HTTP server, export, analyze."""
+def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: Callable[[str], None],
+                        norming: bool = False) -> list[Path]:
+    """Run ``n`` simulated participants per task against a real HTTP server, export, analyze; with ``norming``,
+    also NORMING_RATERS simulated raters of the norming study, its norms report and a selection."""
     from rich.progress import Progress
     from werkzeug.serving import make_server
 
@@ -231,14 +265,15 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
     run = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     emo = _emostudy()
     reports = []
+    studies = [(task, task, n) for task in TASKS] + ([(NORMING, "task1", NORMING_RATERS)] if norming else [])
     try:
-        for task in TASKS:
-            rows = json.loads((paths.sets / task / "manifest.json").read_text())["stimuli"]
+        for task, set_name, count in studies:
+            rows = json.loads((paths.sets / set_name / "manifest.json").read_text())["stimuli"]
             study = f"demo-{task}"
             with Progress() as progress:
-                bar = progress.add_task(f"simulated participants ({study})", total=n)
+                bar = progress.add_task(f"simulated participants ({study})", total=count)
                 plan = json.loads((paths.plans / f"{task}.json").read_text())
-                rep = simulate(base, study, n, manifest_rows=rows, secret_key=secret, model=ResponseModel(),
+                rep = simulate(base, study, count, manifest_rows=rows, secret_key=secret, model=ResponseModel(),
                                task=plan["study"]["task"], plan_questions=plan["questions"],
                                seed=seed * 1000 + runs_before, on_done=lambda: progress.advance(bar))
             echo(f"  {study}: {rep.completed} of {rep.participants} simulated participants completed "
@@ -255,6 +290,8 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
         pipe.step(f"analyze-{task}-{run}", None, [*emo, "analyze", str(export), "--out", str(report),
                                                   "--seed", str(seed)])
         reports.append(report / "report.html")
+    if norming:
+        reports.append(norms_and_select(paths, pipe, run, echo))
     index = paths.reports / "index.html"
     links = "".join(f'<li><a href="{p.parent.name}/report.html">{p.parent.name}</a></li>' for p in reports)
     links += "".join(f'<li><a href="../sets/{task}/qc/qc.html">stimulus check (machine QC) of the {task} set</a></li>'
@@ -264,7 +301,28 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
     return reports
 
 
-def serve_forever(app: Any, host: str, port: int, password: str, echo: Callable[[str], None]) -> None:
+def norms_and_select(paths: DemoPaths, pipe: Pipeline, run: str, echo: Callable[[str], None]) -> Path:
+    """Export the norming study, write its norms report, and select the clips recognised by at least half the
+    raters, balanced over emotions, into a new set (``sets/task1-selected-RUN``). The rule may fail to fill the
+    balance with so few raters: the refusal (which names the short cells) is shown, and the demo goes on."""
+    emo = _emostudy()
+    export = paths.exports / f"{NORMING}-{run}"
+    report = paths.reports / f"{NORMING}-{run}"
+    inst = ["--instance", str(paths.instance)]
+    pipe.step(f"export-{NORMING}-{run}", None, [*emo, "export", f"demo-{NORMING}", "--out", str(export), *inst])
+    pipe.step(f"norms-{run}", None, [*emo, "norms", str(export), "--out", str(report)])
+    selected = paths.sets / f"task1-selected-{run}"
+    argv = [*emo, "select", str(paths.sets / "task1"), "--norms", str(report), "--min-recognition", "0.5",
+            "--balance", "emotion", "--out", str(selected)]
+    echo(f"  [run]   select: {' '.join(argv[len(emo):])}")
+    proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    for line in (proc.stdout + proc.stderr).strip().splitlines():
+        echo(f"          {line}")
+    return report / "report.html"
+
+
+def serve_forever(app: Any, host: str, port: int, password: str, echo: Callable[[str], None],
+                  norming: bool = False) -> None:
     from werkzeug.serving import make_server
 
     server = make_server(host, _free_port(host, port), app, threaded=True)
@@ -273,6 +331,8 @@ def serve_forever(app: Any, host: str, port: int, password: str, echo: Callable[
     echo("The study server is running (Ctrl-C stops it):")
     echo(f"  Task 1 participant link:  {base}/s/demo-task1")
     echo(f"  Task 2 participant link:  {base}/s/demo-task2")
+    if norming:
+        echo(f"  Norming participant link: {base}/s/demo-{NORMING}   (validation of the Task 1 set's clips)")
     echo(f"  Admin:                    {base}/admin/   user: admin   password: {password}")
     echo("")
     try:
@@ -295,8 +355,11 @@ def serve_forever(app: Any, host: str, port: int, password: str, echo: Callable[
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--norming/--no-norming", default=True, show_default=True,
+              help=f"Also a small norming (validation) study of the Task 1 set: with --simulate, {NORMING_RATERS} "
+                   "simulated raters, the norms report (emostudy norms) and a selected set (emostudy select).")
 def demo_command(root: Path, fresh: bool, checkpoint: Path | None, n_sim: int, no_serve: bool, host: str, port: int,
-                 seed: int) -> None:
+                 seed: int, norming: bool = True) -> None:
     """The whole product on this machine: stimuli, two studies, a local server (and simulated answers)."""
     t0 = time.perf_counter()
     if fresh and root.exists():
@@ -307,7 +370,7 @@ def demo_command(root: Path, fresh: bool, checkpoint: Path | None, n_sim: int, n
     paths = DemoPaths(root.resolve())
     click.echo(f"emostudy demo in {paths.root}")
     click.echo("1/3 building stimuli, plans and the database")
-    build(paths, checkpoint=checkpoint, seed=seed, echo=click.echo)
+    build(paths, checkpoint=checkpoint, seed=seed, echo=click.echo, norming=norming)
     click.echo(f"    built in {time.perf_counter() - t0:.0f} s")
     for task in TASKS:
         click.echo(f"    stimulus check ({task}): {paths.sets / task / 'qc' / 'qc.html'}")
@@ -315,7 +378,7 @@ def demo_command(root: Path, fresh: bool, checkpoint: Path | None, n_sim: int, n
     app = make_app(paths, password)
     if n_sim:
         click.echo(f"2/3 {n_sim} simulated participants per task, export and analysis")
-        reports = simulate_and_report(paths, app, n_sim, seed=seed, echo=click.echo)
+        reports = simulate_and_report(paths, app, n_sim, seed=seed, echo=click.echo, norming=norming)
         for r in reports:
             click.echo(f"    report: {r}")
         click.echo(f"    all reports: {paths.reports / 'index.html'}")
@@ -323,4 +386,4 @@ def demo_command(root: Path, fresh: bool, checkpoint: Path | None, n_sim: int, n
         click.echo(f"done in {time.perf_counter() - t0:.0f} s")
         return
     click.echo("3/3 serving")
-    serve_forever(app, host, port, password, click.echo)
+    serve_forever(app, host, port, password, click.echo, norming=norming)

@@ -41,7 +41,7 @@ from stimuli.errors import DesignError
 from stimuli.manifest import Stimulus
 from stimuli.rng import StableRng
 
-DESIGN_KINDS = ("emotion-realness", "av-mismatch")
+DESIGN_KINDS = ("emotion-realness", "av-mismatch", "norming")  # norming: stimuli/norming.py
 ORDERS = ("per-batch", "per-participant")
 _MAX_ORDER_TRIES = 20_000
 # per-participant order: the share of shuffles that keep every repeat min_repeat_gap after its original
@@ -516,6 +516,10 @@ def build_design(design: EmotionRealnessDesign | AvMismatchDesign, stimuli: Sequ
         batches, notes = build_emotion_realness(stimuli, design, seed)
     elif isinstance(design, AvMismatchDesign):
         batches, notes = build_av_mismatch(stimuli, design, seed)
+    elif getattr(design, "kind", None) == "norming":
+        from stimuli.norming import build_norming  # its own module (a design kind registered here)
+
+        batches, notes = build_norming(stimuli, design, seed)  # type: ignore[arg-type]
     else:
         raise DesignError(f"unknown design {design!r}; known: {', '.join(DESIGN_KINDS)}")
     if design.order not in ORDERS:

@@ -13,9 +13,11 @@ folder). The file is JSON so that provenance parameters keep their types::
 Row fields (``Stimulus``): see the dataclass below.
 
 Schema versions: 2 adds the optional row field ``check`` (the results of ``emostudy check``: at least
-``flagged`` and ``reasons``). A manifest is written with the lowest version that holds its content (1
-while no row has check results), so that the bytes, and therefore the sha256 that plans record, of a
-set made before version 2 do not change; both versions load. Every error names the manifest file, the row (its
+``flagged`` and ``reasons``); 3 adds the optional row field ``norms`` (the clip's norms from a norming
+study, written by ``emostudy select``: at least ``n_ratings`` and ``recognition``) and the optional top-level
+``selection`` (the rule ``emostudy select`` applied, and where the norms came from). A manifest is written
+with the lowest version that holds its content (1 while no row has check results), so that the bytes, and
+therefore the sha256 that plans record, of a set made before a version do not change; all versions load. Every error names the manifest file, the row (its
 1-based number and its stimulus_id) and the field, and says how to fix it.
 """
 
@@ -36,8 +38,8 @@ from typing import Any, Iterable
 from stimuli.emotions import EMOTIONS, parse_emotion
 from stimuli.errors import ManifestError
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST_NAME = "manifest.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -84,6 +86,8 @@ class Stimulus:
     extra: dict[str, Any] = field(default_factory=dict)
     # Results of `emostudy check` (schema version 2): {"flagged": bool, "reasons": [str, ...], measures...}
     check: dict[str, Any] | None = None
+    # The clip's norms (schema version 3, `emostudy select`): {"n_ratings": int, "recognition": float, ...}
+    norms: dict[str, Any] | None = None
 
     @property
     def flagged(self) -> bool:
@@ -93,6 +97,8 @@ class Stimulus:
         d = dataclasses.asdict(self)
         if d["check"] is None:
             del d["check"]  # an unchecked row reads as in schema version 1
+        if d["norms"] is None:
+            del d["norms"]  # a row without norms reads as in schema version 2
         return d
 
 
@@ -109,6 +115,7 @@ class Manifest:
     stimuli: tuple[Stimulus, ...]
     name: str = ""
     description: str = ""
+    selection: dict[str, Any] | None = None  # schema version 3: the rule of `emostudy select`
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {s.stimulus_id: s for s in self.stimuli})
@@ -133,11 +140,16 @@ class Manifest:
         return self.root / s.media
 
     def to_dict(self) -> dict[str, Any]:
+        if self.selection is not None or any(s.norms is not None for s in self.stimuli):
+            version = 3
+        else:
+            version = 2 if any(s.check is not None for s in self.stimuli) else 1
         return {
-            "schema_version": SCHEMA_VERSION if any(s.check is not None for s in self.stimuli) else 1,
+            "schema_version": version,
             "name": self.name,
             "description": self.description,
             "stimuli": [s.to_dict() for s in self.stimuli],
+            **({"selection": self.selection} if self.selection is not None else {}),
         }
 
     def to_json_bytes(self) -> bytes:
@@ -259,6 +271,9 @@ def stimulus_from_dict(data: dict[str, Any], *, where: str = "manifest", row: in
         reasons = check.get("reasons", [])
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             raise fail("check", f"'reasons' {reasons!r} must be a list of strings")
+    norms = data.get("norms")
+    if norms is not None:
+        _check_norms(norms, fail)
     return Stimulus(
         stimulus_id=sid,
         media=Path(media).as_posix(),
@@ -280,12 +295,32 @@ def stimulus_from_dict(data: dict[str, Any], *, where: str = "manifest", row: in
         provenance=Provenance(backend=prov["backend"], checkpoint_sha256=ck, seed=seed, parameters=dict(params)),
         extra=dict(extra),
         check=dict(check) if check is not None else None,
+        norms=dict(norms) if norms is not None else None,
     )
+
+
+def _check_norms(norms: Any, fail: Any) -> None:
+    """A row's ``norms``: an object with an integer ``n_ratings`` >= 0 and a ``recognition`` in [0, 1] (or null
+    for a clip nobody rated); every other value a number, a string or null."""
+    fix = "written by `emostudy select`; select the set again or remove the field"
+    if not isinstance(norms, dict):
+        raise fail("norms", f"must be an object ({fix})")
+    n = norms.get("n_ratings")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise fail("norms", f"'n_ratings' {n!r} must be an integer >= 0 ({fix})")
+    rec = norms.get("recognition", "missing")
+    if rec is not None and (isinstance(rec, bool) or not isinstance(rec, (int, float)) or not 0 <= rec <= 1):
+        raise fail("norms", f"'recognition' {rec!r} must be a share between 0 and 1, or null ({fix})")
+    for k, v in norms.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, str))):
+            raise fail("norms", f"{k!r} is {v!r}: norms hold numbers, strings or null ({fix})")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise fail("norms", f"{k!r} is {v!r}: write null for a missing value ({fix})")
 
 
 def build_manifest(root: str | os.PathLike, rows: Iterable[dict[str, Any] | Stimulus], *,
                    name: str = "", description: str = "", where: str | None = None,
-                   check_media: bool = False) -> Manifest:
+                   check_media: bool = False, selection: dict[str, Any] | None = None) -> Manifest:
     """Validate rows and build a manifest. Duplicate ids are refused; ``check_media`` also checks that
     every media file exists and matches its sha256."""
     root = Path(root)
@@ -310,7 +345,7 @@ def build_manifest(root: str | os.PathLike, rows: Iterable[dict[str, Any] | Stim
                 raise _row_error(where, i, s.stimulus_id, "sha256", f"{p} has sha256 {actual}, the manifest says "
                                  f"{s.sha256}: the file changed since the set was made; re-create or re-import it")
         stimuli.append(s)
-    return Manifest(root=root, stimuli=tuple(stimuli), name=name, description=description)
+    return Manifest(root=root, stimuli=tuple(stimuli), name=name, description=description, selection=selection)
 
 
 def load_manifest(path: str | os.PathLike, *, check_media: bool = True) -> Manifest:
@@ -334,8 +369,18 @@ def load_manifest(path: str | os.PathLike, *, check_media: bool = True) -> Manif
         raise ManifestError(f"{p}: rows have a 'check' field, which needs 'schema_version' 2")
     if not isinstance(data["stimuli"], list):
         raise ManifestError(f"{p}: field 'stimuli' must be a list of rows")
+    selection = data.get("selection")
+    if version < 3 and (selection is not None or any(isinstance(r, dict) and "norms" in r for r in data["stimuli"])):
+        raise ManifestError(f"{p}: 'selection' or rows with a 'norms' field need 'schema_version' 3")
+    if selection is not None and not isinstance(selection, dict):
+        raise ManifestError(f"{p}: field 'selection' must be an object (the rule of `emostudy select`)")
+    unknown = sorted(set(data) - {"schema_version", "name", "description", "stimuli", "selection"})
+    if unknown and version >= 3:
+        raise ManifestError(f"{p}: unknown top-level field {unknown[0]!r}; allowed: name, description, stimuli, "
+                            "selection, schema_version")
     return build_manifest(p.parent, data["stimuli"], name=str(data.get("name", "")),
-                          description=str(data.get("description", "")), where=str(p), check_media=check_media)
+                          description=str(data.get("description", "")), where=str(p), check_media=check_media,
+                          selection=selection)
 
 
 @functools.lru_cache(maxsize=1)

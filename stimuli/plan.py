@@ -43,6 +43,11 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
     if exclude_flagged:
         stimuli, excluded_notes = _without_flagged(manifest)
     result = build_design(spec.design, stimuli, seed, spec.examples)
+    questions = spec.questions
+    if spec.design.kind == "norming":  # the emotion question is cut to the set's emotions (stimuli/norming.py)
+        from stimuli.norming import plan_questions
+
+        questions = plan_questions(spec.design, questions, stimuli)  # type: ignore[arg-type]
     design = {"kind": spec.study.task, **_plain(dataclasses.asdict(spec.design)),
               "examples": _plain(dataclasses.asdict(spec.examples))}
     bonus = spec.payment.bonus
@@ -68,7 +73,7 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
             {"id": q.id, "type": q.type, "prompt": q.prompt, "required": q.required,
              "options": [{"value": o.value, "label": o.label, "score": _num(o.score), "exclusive": o.exclusive}
                          for o in q.options]}
-            for q in spec.questions
+            for q in questions
         ],
         "consistency": {
             "max_inconsistent": spec.consistency.max_inconsistent,

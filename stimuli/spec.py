@@ -1,11 +1,12 @@
 """Study spec: the TOML file a researcher writes (design, questions, consistency, quota, payment).
 
-Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (the paper's two tasks);
-``resolve_spec`` accepts their names. Layout (every key is checked; errors name the file and the key)::
+Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (the paper's two tasks),
+``norming.toml`` (a validation study of any set: ``stimuli/norming.py``) and the demo's; ``resolve_spec``
+accepts their names. Layout (every key is checked; errors name the file and the key)::
 
     schema_version = 1
     quota_per_batch = 10                 # valid participants per batch
-    [study]    name, title, task ("emotion-realness" | "av-mismatch"), description,
+    [study]    name, title, task ("emotion-realness" | "av-mismatch" | "norming"), description,
                exclude_studies = [names]  # who took one of these studies may not take this one
     [participant] title, intro, instructions, allow_words = [words]
     [design]   the numbers of the task's design (see stimuli.designs), order ("per-batch" | "per-participant")
@@ -407,6 +408,12 @@ def _read_payment(root: _Table, questions: tuple[Question, ...]) -> Payment:
 
 def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchDesign:
     t = root.table("design")
+    if task == "norming":
+        from stimuli.norming import read_design  # the norming design kind lives in its own module
+
+        norming = read_design(t)
+        t.done()
+        return norming  # type: ignore[return-value]
     if task == "emotion-realness":
         dflt = EmotionRealnessDesign()
         design: EmotionRealnessDesign | AvMismatchDesign = EmotionRealnessDesign(

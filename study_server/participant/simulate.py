@@ -10,7 +10,8 @@ knows because it runs beside the server it tests (``study_server.study.audio_che
 Response model (``ResponseModel``): in Task 2 the primary label is the visual emotion with probability
 ``p_visual``, the audio emotion with ``p_audio``, otherwise a uniformly random emotion; the secondary label
 is "none" with probability ``p_secondary_none``, else the audio emotion (when the primary was the visual
-one) or a random other emotion. In Task 1 the emotion is correct with a per-source probability, the
+one) or a random other emotion. In a norming study every answer is ``stimuli.norming.simulated_rating``'s.
+In Task 1 the emotion is correct with a per-source probability, the
 realness score is a rounded normal per source, and improvement aspects follow the realness. A careless
 participant (probability ``careless``) answers uniformly at random and so fails the consistency check; an
 attentive one answers a repeated video as before with probability ``repeat_agreement``.
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from stimuli.emotions import EMOTIONS
+from stimuli.norming import simulated_rating
 from study_server.participant.listening import expected_answers
 from study_server.study.audio_check import expected_word
 from study_server.study.media import strip_padding
@@ -201,6 +203,9 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
             values = _careless(questions, rng)
         elif sha in seen and rng.random() < model.repeat_agreement:
             values = seen[sha]
+        elif task == "norming":  # every question of a norming study (stimuli.norming's simulated raters)
+
+            values = {q["id"]: simulated_rating(q, labels, uniform=rng.random, normal=rng.gauss) for q in questions}
         elif task == "av-mismatch":
             values = {}
             primary = None

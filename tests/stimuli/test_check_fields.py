@@ -45,9 +45,9 @@ def test_check_field_needs_version_2_and_is_validated(tmp_path, write_set):
     bad = [{**task2_rows()[0], "check": {"reasons": []}}]
     with pytest.raises(ManifestError, match=r"row 1 \(stimulus_id 't0001'\), field 'check'"):
         build_manifest(tmp_path, bad)
-    data["schema_version"] = 3
+    data["schema_version"] = 4  # 3 adds norms (emostudy select)
     (root / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(ManifestError, match="reads versions 1, 2"):
+    with pytest.raises(ManifestError, match="reads versions 1, 2, 3"):
         load_manifest(root)
 
 
