@@ -56,12 +56,13 @@ class Recruiter(Protocol):
     def reject(self, sub: Submission, feedback: str, category: str | None = None) -> None:
         """``category``: our reason key, mapped to the platform's rejection categories where it has them."""
 
-    def bonus(self, worker_id: str, external_id: str, amount_usd: float, reason: str, token: str) -> dict[str, Any]:
-        ...
+    def bonus(self, worker_id: str, external_id: str, amount_minor: int, reason: str, token: str) -> dict[str, Any]:
+        """Pay ``amount_minor`` whole minor units of the platform's currency (the ledger row's amount)."""
 
     def bonuses_paid(self, external_id: str) -> list[dict[str, Any]]:
-        """What the platform's own records say was paid on this piece of work (``amount_cents`` each);
-        read before any payment whose outcome is unknown is retried. MTurk and Prolific only."""
+        """What the platform's own records say was paid on this piece of work: dicts with ``minor`` (whole
+        minor units, None when unreadable) and ``currency``; read before any payment whose outcome is unknown
+        is retried. A reply without its list raises PlatformError (never read as "nothing paid")."""
 
     def exclude(self, worker_ids: list[str]) -> None:
         """Keep these workers out of later studies of the same family."""
@@ -71,5 +72,7 @@ class Recruiter(Protocol):
 
 
 def usd(amount: float) -> str:
-    """MTurk's money strings: "0.45"."""
-    return f"{amount:.2f}"
+    """MTurk's money strings: "0.45", exact; an amount that is not whole cents is refused (money.to_minor)."""
+    from study_server.recruit.money import fmt, to_minor
+
+    return fmt(to_minor(amount, "amount in USD"))

@@ -82,7 +82,9 @@ class FakeProlific:
                     return self._reply(200, {"results": fake.submissions, "_links": {"next": {"href": None}}})
                 if method == "GET" and p.startswith("/api/v1/submissions/") and p.count("/") == 5:
                     sub = subs.get(p.split("/")[4])
-                    return self._reply(200, sub) if sub else self._reply(404, {"error": "no submission"})
+                    if sub is None:
+                        return self._reply(404, {"error": "no submission"})
+                    return self._reply(200, {"bonus_payments": [], **sub})  # always listed, [] when none
                 if method == "POST" and p.startswith("/api/v1/submissions/") and p.endswith("/request-return/"):
                     subs[p.split("/")[4]]["return_requested"] = True
                     return self._reply(200, {"id": p.split("/")[4], "status": "AWAITING REVIEW"})
@@ -332,7 +334,7 @@ def test_bonus_paid_once_when_the_pay_reply_is_lost_or_502(app, study, fake, fau
     fake.submissions = [sub]
     (pb,) = ledger.plan_bonuses(db.session, study)
     fake.pay_fault = fault
-    with pytest.raises(LedgerError, match="--mark-sent ID"):
+    with pytest.raises(LedgerError, match=r"--mark-sent \d+"):
         ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     row = db.session.scalar(select(BonusPayment))
     assert row.status == BONUS_UNKNOWN and row.external_id == "S1", (row.status, row.response, fake.requests)
@@ -352,7 +354,7 @@ def test_unsettled_bonus_waits_for_a_person_then_is_paid_once(app, study, fake):
     fake.pay_fault = "lost-before"  # the connection dropped before Prolific paid
     with pytest.raises(LedgerError):
         ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
-    with pytest.raises(LedgerError, match="check them on prolific"):  # the records show nothing: not resent
+    with pytest.raises(LedgerError, match="check each on prolific"):  # the records show nothing: not resent
         ledger.pay_bonuses(db.session, study, _recruiter(fake, study, "STUDY1"))
     assert fake.pay_calls == 0
     row = db.session.scalar(select(BonusPayment))
