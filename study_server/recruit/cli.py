@@ -130,9 +130,8 @@ def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, 
                 rec.qualifications = Qualifications(
                     countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()),
                     min_approval_rate=min_approval_rate, min_approved_hits=min_approved_hits or None)
-            ids = service.open_posts(session, study, rec, settings, places=n, sandbox=not live, family=family)
-            if platform == "prolific" and publish:
-                rec.publish()
+            ids = service.open_posts(session, study, rec, settings, places=n, sandbox=not live, family=family,
+                                     publish=publish)
             click.echo(f"posted {n} places on {platform}: {', '.join(ids)}")
             for link in getattr(rec, "links", []):
                 click.echo(link)

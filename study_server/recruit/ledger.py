@@ -189,9 +189,10 @@ def platform_amount(recruiter: Any, cents_usd: int) -> tuple[str, int]:
 def _reconcile_bonus(session: Session, study: Study, recruiter: Any, row: BonusPayment, actor: str) -> str:
     """Ask the platform what it paid on the row's work; returns the row's new status. Every change is
     conditional on the status the row was read in (another process may be reconciling it too)."""
-    was = row.status
+    was, ext = row.status, row.external_id
+    session.commit()  # no transaction held while the platform answers
     try:
-        paid = recruiter.bonuses_paid(row.external_id)
+        paid = recruiter.bonuses_paid(ext)
     except PlatformError as exc:
         _move(session, row, (was,), BONUS_UNKNOWN, response={**(row.response or {}), "check_error": str(exc)})
         return row.status
@@ -281,11 +282,14 @@ def pay_bonuses(session: Session, study: Study, recruiter: Any, *, dry_run: bool
             else:
                 report.claimed_elsewhere.append(_holder(row))
             continue
+        ext, minor, reason, token = row.external_id, row.amount_minor, row.reason, row.token
         audit(session, actor, "recruit.bonus", f"{pb.platform}:{pb.worker_id}",
-              {"amount_cents": row.amount_cents, "currency": row.currency, "amount_minor": row.amount_minor,
-               "token": row.token, "assignment": row.external_id, "ledger_id": row.id, "claimed_by": me})
+              {"amount_cents": row.amount_cents, "currency": row.currency, "amount_minor": minor,
+               "token": token, "assignment": ext, "ledger_id": row.id, "claimed_by": me})
+        # No database access from the commit above until the reply: no transaction (on SQLite no write lock)
+        # is held while the platform answers.
         try:
-            resp = recruiter.bonus(pb.worker_id, row.external_id, row.amount_minor, row.reason, row.token)
+            resp = recruiter.bonus(pb.worker_id, ext, minor, reason, token)
         except OutcomeUnknown as exc:
             _move(session, row, (BONUS_PAYING,), BONUS_UNKNOWN, response={"error": str(exc)})
             report.unknown.append(row.id)

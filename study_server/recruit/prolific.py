@@ -210,6 +210,10 @@ class ProlificRecruiter:
         """Our studies on Prolific, found by the annotation in their internal name (``GET /studies/``)."""
         return [s for s in self._all("/studies/") if f"[{annotation}]" in str(s.get("internal_name") or "")]
 
+    def study_state(self) -> dict[str, Any]:
+        """The study as Prolific shows it (``status``: UNPUBLISHED, ACTIVE, ...)."""
+        return self._req("GET", f"/studies/{self._study()}/")
+
     def publish(self) -> None:
         """Draft -> active: Prolific starts showing the study to participants."""
         self._req("POST", f"/studies/{self._study()}/transition/", {"action": "PUBLISH"})

@@ -73,6 +73,12 @@ def post_settings(study: Study, base_url: str, **overrides: Any) -> PostSettings
     return PostSettings(**values)
 
 
+def idle(session: Session) -> None:
+    """End the current transaction before a platform call: none is held while the platform answers (on
+    SQLite every transaction takes the write lock, which would stop participants' answers and other runs)."""
+    session.commit()
+
+
 def audit(session: Session, actor: str, action: str, target: str | None, details: dict[str, Any]) -> None:
     """Write the audit record and commit it, before the call it announces is made."""
     session.add(AuditLog(actor=actor, action=action, target=target, details=details))
@@ -282,7 +288,48 @@ def prolific_filters(session: Session, study: Study) -> tuple[list[dict[str, Any
 
 
 def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSettings, *, places: int | None = None,
-               sandbox: bool = True, actor: str = "cli", family: str | None = None) -> list[str]:
+               sandbox: bool = True, actor: str = "cli", family: str | None = None, publish: bool = False) -> list[str]:
+    """Post the study (one `open` or `sync` of a study at a time: ``locks.study_lock``); ``publish``: Prolific
+    studies are published too, also one a lost reply left unpublished and the re-run adopted."""
+    from study_server.recruit.locks import study_lock
+
+    with study_lock(session, study, "open"):
+        try:
+            ids = _open_posts(session, study, recruiter, settings, places=places, sandbox=sandbox, actor=actor,
+                              family=family)
+        except AlreadyPosted:
+            if not (publish and recruiter.platform == "prolific"):
+                raise
+            if not publish_prolific(session, study, recruiter, actor):
+                raise
+            return [recruiter.study_id]
+        if publish and recruiter.platform == "prolific":
+            publish_prolific(session, study, recruiter, actor)
+        return ids
+
+
+class AlreadyPosted(RecruitError):
+    """The study is posted in full on this platform already."""
+
+
+def publish_prolific(session: Session, study: Study, recruiter: Any, actor: str = "cli") -> bool:
+    """Publish the study's Prolific study unless Prolific already shows it published (a re-run after a lost
+    create or publish reply). Returns whether the publish call was made."""
+    known = posts(session, study, "prolific", open_only=False)
+    if not known:
+        raise RecruitError(f"study {study.name!r} has no Prolific study to publish; run `emostudy recruit open "
+                           "--platform prolific` first")
+    recruiter.study_id = known[-1].external_id
+    state = str(recruiter.study_state().get("status") or "")
+    if state != "UNPUBLISHED":
+        return False
+    audit(session, actor, "recruit.publish.prolific", study.name, {"study": recruiter.study_id})
+    recruiter.publish()
+    return True
+
+
+def _open_posts(session: Session, study: Study, recruiter: Any, settings: PostSettings, *, places: int | None = None,
+                sandbox: bool = True, actor: str = "cli", family: str | None = None) -> list[str]:
     """Post the study. Re-running after a crash finishes the interrupted open (never posts it twice).
 
     MTurk: exclusion qualifications first (excluded families and this study's own, which its HITs require
@@ -290,6 +337,7 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
     re-post. Prolific: blocklist, screeners and audio from the plan; minimum pay checked."""
     sandbox = bool(norm_sandbox(recruiter.platform, sandbox))
     c = ensure_campaign(session, study, recruiter.platform, sandbox)
+    idle(session)
     found = reconcile_posts(session, study, recruiter, c) if recruiter.platform in ("mturk", "prolific") else []
     open_target = (c.settings or {}).get("open_target")
     posted = sum(p.places for p in posts(session, study, recruiter.platform, sandbox=sandbox))
@@ -297,7 +345,7 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
         if posted >= open_target and c.status == CAMPAIGN_OPEN and found:
             return found  # the interrupted open had posted everything; its posts are recorded now
         if posted >= open_target and c.status == CAMPAIGN_OPEN:
-            raise RecruitError(f"study {study.name!r} is already posted on {recruiter.platform} ({posted} places); "
+            raise AlreadyPosted(f"study {study.name!r} is already posted on {recruiter.platform} ({posted} places); "
                                "`emostudy recruit sync` refills it, `emostudy recruit close` stops it")
         if c.status == CAMPAIGN_OPEN:  # an interrupted open: post what it did not
             places = open_target - posted
@@ -461,12 +509,28 @@ def _platform_submissions(recruiter: Any) -> tuple[list[Submission], list[Submis
 def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettings | None = None,
          policy: str = REJECT_POLICY, sandbox: bool = True, dry_run: bool = False, actor: str = "cli",
          timeout_s: float = 1800, family: str | None = None) -> SyncReport:
+    """Review, pay-relevant decisions and refill (see the module docstring). One `sync` or `open` of a study at
+    a time: a second one stops at once with "another sync is running since ..." (``locks.AnotherRun``)."""
+    from study_server.recruit.locks import study_lock
+
+    if dry_run:
+        return _sync(session, study, recruiter, settings=settings, policy=policy, sandbox=sandbox, dry_run=True,
+                     actor=actor, timeout_s=timeout_s, family=family)
+    with study_lock(session, study, "sync"):
+        return _sync(session, study, recruiter, settings=settings, policy=policy, sandbox=sandbox, dry_run=False,
+                     actor=actor, timeout_s=timeout_s, family=family)
+
+
+def _sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettings | None,
+          policy: str, sandbox: bool, dry_run: bool, actor: str, timeout_s: float,
+          family: str | None) -> SyncReport:
     from study_server.assignment import expire_stale
 
     report = SyncReport()
     sandbox = bool(norm_sandbox(recruiter.platform, sandbox))
     c = get_campaign(session, study, recruiter.platform, sandbox)
     if c is not None and recruiter.platform in ("mturk", "prolific") and not dry_run:
+        idle(session)
         report.recorded = reconcile_posts(session, study, recruiter, c)
     elif c is None and not dry_run and recruiter.platform != "lab" and posts(session, study, recruiter.platform,
                                                                               sandbox=sandbox):
@@ -475,6 +539,7 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
     if recruiter.platform == "mturk":
         family = family or ((c.settings or {}).get("family") if c else None) or _posted_family(session, study) or study.name
         report.granted = _grant_exclusions(session, study, recruiter, family, sandbox, dry_run, report, actor)
+    idle(session)
     to_decide, decided = _platform_submissions(recruiter)
     if not dry_run:
         for sub in decided:
@@ -489,6 +554,7 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
     open_posts_ = posts(session, study, recruiter.platform, sandbox=sandbox)
     if recruiter.platform == "mturk":
         recruiter.hit_ids = [p.external_id for p in open_posts_]
+    idle(session)
     statuses = recruiter.status() if recruiter.platform != "lab" and open_posts_ else []
     report.open_places = sum(int(s.get("available") or 0) for s in statuses)
     shortfall = refill_count(report.needed, report.open_places)
