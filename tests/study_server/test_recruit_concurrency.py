@@ -50,7 +50,7 @@ with app.app_context():
     try:
         if action == "bonus":
             r = ledger.pay_bonuses(db.session, study, rec)
-            out = {"paid": len(r.paid), "claimed_elsewhere": r.claimed_elsewhere,
+            out = {"paid": len(r.paid), "claimed_elsewhere": getattr(r, "claimed_elsewhere", []),
                    "already": r.skipped_already_paid}
         elif action == "bonus-hang":  # claims rows, then hangs inside the pay call until killed
             import os
