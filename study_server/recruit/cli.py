@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import click
 
 from study_server.recruit import RecruitError
-from study_server.recruit import ledger, service
+from study_server.recruit import ledger, money, service
 
 PLATFORMS = ("mturk", "prolific", "lab")
 
@@ -235,16 +235,21 @@ def bonus_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url,
                     raise click.UsageError("give --mark-sent or --mark-failed, not both")
                 row = ledger.mark_bonus(session, study, mark_sent if mark_sent is not None else mark_failed,
                                          "sent" if mark_sent is not None else "failed", note=note)
-                click.echo(f"ledger row {row.id} ({row.worker_id}, ${row.amount_cents / 100:.2f}): {row.status}")
+                click.echo(f"ledger row {row.id} ({row.worker_id}, ${money.fmt(row.amount_cents)}): {row.status}")
                 return
             for row in ledger.ledger(session, study):
                 if row.status != "sent" and row.platform == platform:
-                    click.echo(f"  ledger #{row.id}  {row.worker_id}  ${row.amount_cents / 100:.2f}  {row.status}")
+                    click.echo(f"  ledger #{row.id}  {row.worker_id}  ${money.fmt(row.amount_cents)}  {row.status}")
+            unsettled = [u for u in ledger.unsettled(session, study) if u["platform"] == platform]
+            if unsettled:
+                click.echo(f"{len(unsettled)} payment(s) a person must settle (check {platform}, then run the command):")
+                for u in unsettled:
+                    click.echo(f"  {u['line']}")
             planned = [b for b in ledger.plan_bonuses(session, study) if b.platform == platform]
-            total = sum(b.amount_cents for b in planned) / 100
+            total = sum(b.amount_cents for b in planned)
             for b in planned:
-                click.echo(f"  {b.worker_id}  {b.n_correct}/{b.n_answers} correct  ${b.amount_cents / 100:.2f}")
-            click.echo(f"{len(planned)} bonuses, ${total:.2f} in all (already paid ones are skipped)")
+                click.echo(f"  {b.worker_id}  {b.n_correct}/{b.n_answers} correct  ${money.fmt(b.amount_cents)}")
+            click.echo(f"{len(planned)} bonuses, ${money.fmt(total)} in all (already paid ones are skipped)")
             rec = _recruiter(session, study, platform, live=live, yes=yes, dry_run=dry_run, prolific_url=prolific_url,
                              usd_rate=usd_rate)
             confirm = None if yes else (lambda todo: click.confirm(f"pay {len(todo)} bonuses now?", default=False))
@@ -255,6 +260,11 @@ def bonus_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url,
                        f"{platform} {len(r.reconciled_paid)}, failed {len(r.failed)}")
             for f in r.failed:
                 click.echo(f"  failed: {f}")
+            for c in r.claimed_elsewhere:
+                click.echo(f"  skipped: {c} (another `recruit bonus` is paying it; it is not paid twice)")
+            if r.waiting_for_approval:
+                click.echo(f"  not yet approved on {platform} (run `emostudy recruit sync` first): "
+                           f"{', '.join(r.waiting_for_approval)}")
     _run(go)
 
 

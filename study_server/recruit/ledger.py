@@ -329,9 +329,9 @@ def _ledger_row(session: Session, study: Study, pb: PlannedBonus, rule: str, exi
             if row is None:
                 raise
         existing[pb.assignment_id] = row
-    elif row.amount_minor is None and row.status == BONUS_PLANNED:
-        currency, minor = amount  # a row of an older release: its platform amount, fixed now, once
-        _move(session, row, (BONUS_PLANNED,), BONUS_PLANNED, currency=currency, amount_minor=minor)
+    elif row.amount_minor is None and row.status in (BONUS_PLANNED, BONUS_FAILED):
+        currency, minor = amount  # a row of an older release (nothing paid): its platform amount, fixed once
+        _move(session, row, (row.status,), row.status, currency=currency, amount_minor=minor)
     if row.external_id is None:
         _move(session, row, (row.status,), row.status, external_id=pb.external_id)
     return row

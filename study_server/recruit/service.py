@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from study_server.models import (ACTIVE, APPROVED, EXPIRED, FINISHED, REJECTED, RETURNED, VALID, Answer, Assignment,
                                  AuditLog, Batch, Participant, Study, utcnow)
-from study_server.recruit import OutcomeUnknown, PayRefused, RecruitError
+from study_server.recruit import OutcomeUnknown, PayRefused, PlatformError, RecruitError, money
 from study_server.recruit.base import PostSettings, Submission
 from study_server.recruit.ids import assignment_for_external_id, ids_of, remember
 from study_server.recruit.models import (CAMPAIGN_CLOSED, CAMPAIGN_OPEN, REVIEW_APPROVED, REVIEW_DISMISSED, REVIEW_OPEN,
@@ -39,6 +39,7 @@ FEEDBACK_INCONSISTENT = ("Thank you for your time. We could not accept this assi
                          "the repeated videos contradicted each other, which the instructions said would be checked.")
 # Review queue reasons.
 UNKNOWN, DUPLICATE, PARTIAL = "unknown", "duplicate", "partial"
+GRANT_REFUSED = "grant-refused"  # MTurk refused a worker's exclusion grant (a bad worker id): a person looks
 APPROVED_WORDS = ("Approved", "APPROVED")
 
 
@@ -336,6 +337,7 @@ def _open_posts(session: Session, study: Study, recruiter: Any, settings: PostSe
     as DoesNotExist); the qualification requirements are stored with the campaign and reused by every
     re-post. Prolific: blocklist, screeners and audio from the plan; minimum pay checked."""
     sandbox = bool(norm_sandbox(recruiter.platform, sandbox))
+    money.to_minor(settings.reward_usd, "the reward (plan payment.reward_usd or --reward)")  # whole cents, or no
     c = ensure_campaign(session, study, recruiter.platform, sandbox)
     idle(session)
     found = reconcile_posts(session, study, recruiter, c) if recruiter.platform in ("mturk", "prolific") else []
@@ -471,7 +473,11 @@ def _queue(session: Session, study: Study, sub: Submission, reason: str, a: Assi
 
 
 _READ_BACK = {"Approved": APPROVED, "APPROVED": APPROVED, "Rejected": REJECTED, "REJECTED": REJECTED,
-              "RETURNED": RETURNED, "TIMED-OUT": EXPIRED}
+              "RETURNED": RETURNED, "TIMED-OUT": EXPIRED,
+              # Prolific: part of the reward paid (a decision: the work counts as approved); screened out by a
+              # completion code with a screen-out payment (the session ended, its place is free again).
+              "PARTIALLY APPROVED": APPROVED, "PARTIALLY_APPROVED": APPROVED,
+              "SCREENED OUT": RETURNED, "SCREENED_OUT": RETURNED}
 
 
 def _read_back(session: Session, study: Study, sub: Submission, report: SyncReport) -> None:
@@ -486,10 +492,18 @@ def _read_back(session: Session, study: Study, sub: Submission, report: SyncRepo
         a.status = ours
         a.reviewed_at = a.reviewed_at or utcnow()
         report.read_back.append(sub.external_id)
-    elif ours in (RETURNED, EXPIRED) and a.status in ACTIVE:
+    elif ours in (RETURNED, EXPIRED) and a.status in ACTIVE and _describes_current(a, sub):
         a.status, a.ended_at = ours, utcnow()
         report.read_back.append(sub.external_id)
     session.commit()
+
+
+def _describes_current(a: Assignment, sub: Submission) -> bool:
+    """Does the platform record describe the assignment's current session? A participant who returned a
+    Prolific session (or an MTurk HIT) and came back with a new one is live under the new id: the old id's
+    RETURNED / TIMED-OUT must not close it."""
+    current = a.external_assignment_id if sub.platform == "mturk" else a.prolific_session_id
+    return current is None or current == sub.external_id
 
 
 def _platform_submissions(recruiter: Any) -> tuple[list[Submission], list[Submission]]:
@@ -667,19 +681,47 @@ def _grant_exclusions(session: Session, study: Study, recruiter: Any, family: st
         return 0
     done = set(session.scalars(select(QualificationGrant.worker_id)
                                .where(QualificationGrant.qualification_id == qual.id)))
+    refused = set(session.scalars(select(ReviewItem.worker_id).where(
+        ReviewItem.study_id == study.id, ReviewItem.platform == "mturk", ReviewItem.reason == GRANT_REFUSED)))
     n = 0
     for w in workers:
-        if w in done:
+        if w in done or w in refused:
             continue
         if dry_run:
             report.planned_calls.append(f"grant exclusion of family {family!r} to {w}")
             continue
         audit(session, actor, "recruit.grant_exclusion", f"mturk:{w}", {"family": family})
-        recruiter.grant(qual.qualification_type_id, w)  # idempotent on MTurk: a repeat grant changes nothing
+        qid = qual.qualification_type_id
+        idle(session)
+        try:
+            recruiter.grant(qid, w)  # idempotent on MTurk: a repeat grant changes nothing
+        except OutcomeUnknown:
+            report.unknown.append(f"exclusion grant to {w}")  # the next sync grants again (idempotent)
+            continue
+        except PlatformError as exc:
+            # One bad worker id (a visitor's workerId=test-user) or one refused grant must not stop everyone's
+            # approvals and pay: the worker goes to the review queue and the run goes on.
+            _queue_worker(session, study, w, GRANT_REFUSED, {"family": family, "error": str(exc)})
+            report.queued.append(f"exclusion grant to {w}")
+            continue
         session.add(QualificationGrant(qualification_id=qual.id, worker_id=w))
         session.commit()
         n += 1
     return n
+
+
+def _queue_worker(session: Session, study: Study, worker_id: str, reason: str, evidence: dict[str, Any]) -> ReviewItem:
+    """A worker (not a submission) a person must look at: e.g. MTurk refused their exclusion grant."""
+    key = f"{reason}:{study.id}:{worker_id}"[:255]
+    item = session.scalar(select(ReviewItem).where(ReviewItem.platform == "mturk", ReviewItem.external_id == key))
+    if item is None:
+        audit(session, "sync", "recruit.review_queue", f"mturk:{worker_id}", {"study": study.name, "reason": reason,
+                                                                             **evidence})
+        item = ReviewItem(study_id=study.id, platform="mturk", external_id=key, worker_id=worker_id, post_id=None,
+                          reason=reason, evidence=evidence, status=REVIEW_OPEN, resolution={})
+        session.add(item)
+        session.commit()
+    return item
 
 
 # -- the review queue -----------------------------------------------------------------------------
@@ -700,6 +742,9 @@ def resolve_review(session: Session, study: Study, recruiter: Any, item_id: int,
                            "`emostudy recruit review --study ...`")
     if item.status not in (REVIEW_OPEN, REVIEW_RETURN):
         raise RecruitError(f"review item {item_id} is already resolved ({item.status})")
+    if item.reason == GRANT_REFUSED and decision != "dismiss":
+        raise RecruitError(f"review item {item_id} is a refused exclusion grant, not a submission: grant or block "
+                           "the worker on MTurk if needed, then --dismiss it")
     if item.platform != recruiter.platform and decision != "dismiss":
         raise RecruitError(f"review item {item_id} is on {item.platform}; run with --platform {item.platform}")
     if decision == "reject" and not (feedback or "").strip():
@@ -796,5 +841,7 @@ def recruitment_summary(session: Session, study: Study) -> dict[str, Any]:
              for r in review_queue(session, study)]
     campaigns = {c.platform + (" (sandbox)" if c.platform == "mturk" and c.sandbox else ""): c.status
                  for c in session.scalars(select(Campaign).where(Campaign.study_id == study.id))}
+    from study_server.recruit.ledger import unsettled
+
     return {"posts": rows, "places_needed": places_needed(session, study), "bonus_ledger": ledger_,
-            "review_queue": queue, "campaigns": campaigns}
+            "review_queue": queue, "campaigns": campaigns, "unsettled_payments": unsettled(session, study)}
