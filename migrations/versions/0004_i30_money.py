@@ -21,7 +21,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('bonus_payments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('claimed_by', sa.String(length=128), nullable=True))
-        batch_op.add_column(sa.Column('claimed_at', sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column('claimed_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('currency', sa.String(length=3), nullable=True))
         batch_op.add_column(sa.Column('amount_minor', sa.Integer(), nullable=True))
 
