@@ -354,7 +354,8 @@ def unsettled(session: Session, study: Study) -> list[dict[str, Any]]:
         command = (f"emostudy recruit bonus --study {study.name} --platform {b.platform} --mark-sent {b.id}  "
                    f"(or --mark-failed {b.id} when {b.platform} shows no such payment)")
         out.append({"id": b.id, "pseudonym": pseudonym, "platform": b.platform, "work": b.external_id,
-                    "amount": amount, "status": b.status, "since": b.committed_at, "command": command,
+                    "amount": amount, "status": b.status, "command": command,
+                    "since": b.committed_at.isoformat() if b.committed_at else None,
                     "line": f"#{b.id}  participant {pseudonym}  {amount}  {b.status}  ->  {command}"})
     return out
 
