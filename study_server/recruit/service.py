@@ -39,6 +39,7 @@ FEEDBACK_INCONSISTENT = ("Thank you for your time. We could not accept this assi
                          "the repeated videos contradicted each other, which the instructions said would be checked.")
 # Review queue reasons.
 UNKNOWN, DUPLICATE, PARTIAL = "unknown", "duplicate", "partial"
+REFUSED = "platform-refused"  # the platform refused our approve / reject of a submission
 GRANT_REFUSED = "grant-refused"  # MTurk refused a worker's exclusion grant (a bad worker id): a person looks
 APPROVED_WORDS = ("Approved", "APPROVED")
 
@@ -649,6 +650,13 @@ def _decide_one(session: Session, study: Study, recruiter: Any, sub: Submission,
             recruiter.approve(sub, None)
     except OutcomeUnknown:
         report.unknown.append(sub.external_id)  # the next sync reads what the platform did
+        return
+    except PlatformError as exc:
+        # The platform refused this one decision: a person looks at it; everyone else's run goes on.
+        item = _queue(session, study, sub, REFUSED, a)
+        item.evidence = {**(item.evidence or {}), "action": action, "error": str(exc)}
+        session.commit()
+        report.queued.append(sub.external_id)
         return
     (report.rejected if action == "reject" else
      report.approved if action == "approve" else report.approved_without_bonus).append(sub.external_id)

@@ -355,3 +355,20 @@ def test_prolific_partially_approved_and_screened_out_are_read_back(app, study, 
     r = service.sync(db.session, study, _prec(pfake, study), settings=service.post_settings(study, BASE))
     status = {a.token: a.status for a in db.session.scalars(select(Assignment))}
     assert status[done] == "approved" and status[out] == "returned" and sorted(r.read_back) == ["S1", "S2"]
+
+
+def test_a_refused_approval_queues_that_submission_and_the_run_goes_on(app, study, pfake):
+    """Like scenario 6 for decisions: Prolific refusing one approval must not stop the others."""
+    c = service.ensure_campaign(db.session, study, "prolific", False)
+    service.record_post(db.session, study, c, "STUDY1", 4, seq=1)
+    web = app.test_client()
+    for i in (1, 2):
+        complete_session(web, arrive(web, study.name, PROLIFIC_PID=f"P{i}", STUDY_ID="STUDY1", SESSION_ID=f"S{i}"))
+    pfake.places = 4
+    pfake.submissions = [{"id": "S1", "participant_id": "P1", "status": "AWAITING REVIEW"},
+                         {"id": "S2", "participant_id": "P2", "status": "AWAITING REVIEW"}]
+    pfake.raw_replies["/api/v1/submissions/S1/transition/"] = (400, b'{"error": "submission is locked"}')
+    r = service.sync(db.session, study, _prec(pfake, study), settings=service.post_settings(study, BASE))
+    assert r.approved == ["S2"] and r.queued == ["S1"]
+    item = db.session.scalar(select(ReviewItem).where(ReviewItem.external_id == "S1"))
+    assert item.reason == service.REFUSED and "locked" in item.evidence["error"]
