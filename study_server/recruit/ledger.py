@@ -299,7 +299,8 @@ def pay_bonuses(session: Session, study: Study, recruiter: Any, *, dry_run: bool
             report.failed.append(str(exc))
             continue
         _move(session, row, (BONUS_PAYING,), BONUS_SENT, sent_at=utcnow(), response=resp or {})
-        report.paid.append(row.id)
+        # MTurk's "token already processed": an earlier call paid it; not counted as paid by this run.
+        (report.reconciled_paid if (resp or {}).get("duplicate") else report.paid).append(row.id)
     if report.unknown:
         lines = "\n".join(f"  {u['line']}" for u in unsettled(session, study) if u["id"] in set(report.unknown))
         raise LedgerError(f"{len(set(report.unknown))} bonus payment(s) have an unknown outcome that "

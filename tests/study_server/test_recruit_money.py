@@ -372,3 +372,45 @@ def test_a_refused_approval_queues_that_submission_and_the_run_goes_on(app, stud
     assert r.approved == ["S2"] and r.queued == ["S1"]
     item = db.session.scalar(select(ReviewItem).where(ReviewItem.external_id == "S1"))
     assert item.reason == service.REFUSED and "locked" in item.evidence["error"]
+
+
+# -- 1 on MTurk: a row another live process has claimed is skipped and said so; a token repeat is not "paid" ---
+def test_1_mturk_payer_skips_a_row_claimed_by_a_live_process(app, study):
+    import os
+    import socket
+
+    fake = FakeMTurk()
+    hit, aid = _mturk_worker(app, study, fake)
+    _msync(fake, study)
+    (pb,) = ledger.plan_bonuses(db.session, study)
+    rule = ledger.bonus_rule_name(service.plan_of(study))
+    other = os.getppid()  # a live process that is not this one
+    db.session.add(BonusPayment(assignment_id=pb.assignment_id, rule=rule, platform="mturk", worker_id="W1",
+                                amount_cents=pb.amount_cents, token=ledger.ledger_token(study, pb.assignment_id, rule),
+                                status="paying", reason=pb.reason, response={}, external_id=aid, currency="USD",
+                                amount_minor=pb.amount_cents, claimed_by=f"{socket.gethostname()}:{other}:run1",
+                                claimed_at=ledger.utcnow()))
+    db.session.commit()
+    r = ledger.pay_bonuses(db.session, study, _mrec(fake))
+    assert r.paid == [] and not fake.ops("SendBonus") and not fake.ops("ListBonusPayments")
+    assert len(r.claimed_elsewhere) == 1 and f"is being paid by process {other}" in r.claimed_elsewhere[0]
+
+
+def test_1_mturk_token_repeat_counts_as_found_paid_not_paid_again(app, study):
+    fake = FakeMTurk()
+    hit, aid = _mturk_worker(app, study, fake)
+    _msync(fake, study)
+    fake.fail("SendBonus", "after")  # MTurk paid; this process died before recording anything
+    with pytest.raises(Exception, match="died after SendBonus"):
+        ledger.pay_bonuses(db.session, study, _mrec(fake))
+    db.session.rollback()
+    fake.fail("ListBonusPayments", "throttle", times=99)  # the records cannot be read: the token decides
+    with pytest.raises(LedgerError):
+        ledger.pay_bonuses(db.session, study, _mrec(fake))
+    row = db.session.scalar(select(BonusPayment))
+    ledger.mark_bonus(db.session, study, row.id, "failed", note="test: pretend the page showed nothing")
+    fake.faults.clear()
+    fake.bonuses.clear()  # (so ListBonusPayments shows nothing and the row is sent again with its token)
+    r = ledger.pay_bonuses(db.session, study, _mrec(fake))
+    assert r.paid == [] and r.reconciled_paid == [row.id]  # MTurk: "token already processed" = paid before
+    assert db.session.get(BonusPayment, row.id).status == BONUS_SENT
