@@ -255,6 +255,7 @@ def pay_bonuses(session: Session, study: Study, recruiter: Any, *, dry_run: bool
         return report
     rows = [(pb, _ledger_row(session, study, pb, rule, existing, platform_amount(recruiter, pb.amount_cents)))
             for pb in todo]
+    rechecked: set[int] = set()  # rows an earlier run had called (their records were read first)
     for pb, row in rows:
         session.refresh(row)
         if row.status == BONUS_PAYING and claim_alive(row, run):
@@ -264,6 +265,7 @@ def pay_bonuses(session: Session, study: Study, recruiter: Any, *, dry_run: bool
             # The bonus follows the work that was approved (a worker may have returned a later HIT).
             _move(session, row, (row.status,), row.status, external_id=pb.external_id)
         if row.status in (BONUS_PAYING, BONUS_COMMITTED, BONUS_UNKNOWN, BONUS_FAILED):
+            rechecked.add(row.id)
             status = _reconcile_bonus(session, study, recruiter, row, actor)
             if status == BONUS_SENT:
                 report.reconciled_paid.append(row.id)
@@ -299,8 +301,10 @@ def pay_bonuses(session: Session, study: Study, recruiter: Any, *, dry_run: bool
             report.failed.append(str(exc))
             continue
         _move(session, row, (BONUS_PAYING,), BONUS_SENT, sent_at=utcnow(), response=resp or {})
-        # MTurk's "token already processed": an earlier call paid it; not counted as paid by this run.
-        (report.reconciled_paid if (resp or {}).get("duplicate") else report.paid).append(row.id)
+        # MTurk's "token already processed" on a row an earlier run had called: that call paid it (not this run);
+        # on a first call it is botocore's own retry of this call.
+        earlier = (resp or {}).get("duplicate") and row.id in rechecked
+        (report.reconciled_paid if earlier else report.paid).append(row.id)
     if report.unknown:
         lines = "\n".join(f"  {u['line']}" for u in unsettled(session, study) if u["id"] in set(report.unknown))
         raise LedgerError(f"{len(set(report.unknown))} bonus payment(s) have an unknown outcome that "
