@@ -106,9 +106,12 @@ def recruit_group() -> None:
               "studies that exclude this one refuse its workers.")
 @click.option("--allow-low-pay", "allow_low_pay", default=None, metavar="REASON",
               help="Prolific: post below the platform's minimum hourly pay; the reason goes to the audit log.")
+@click.option("--screen-out-pay", "screen_out_pay", type=str, default=None, metavar="USD",
+              help="Prolific: pay this fixed amount (less than the reward) to who fails the headphone screen "
+              "(a SCREENED_OUT completion code) instead of asking them to return.")
 def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, usd_rate, base_url, places, reward,
                  keywords, estimated_minutes, publish, countries, min_approval_rate, min_approved_hits, family,
-                 allow_low_pay):
+                 allow_low_pay, screen_out_pay):
     """Post the study on a platform."""
     def go():
         with _session(db_url) as session:
@@ -124,6 +127,9 @@ def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, 
                              usd_rate=usd_rate)
             if platform == "prolific":
                 rec.allow_low_pay = allow_low_pay
+                if screen_out_pay is not None:
+                    money.to_minor(screen_out_pay, "--screen-out-pay")  # whole cents, or refused
+                    rec.screen_out_usd = screen_out_pay
             if platform == "mturk":
                 from study_server.recruit.mturk import Qualifications
 

@@ -38,6 +38,13 @@ MIN_REJECTION_MESSAGE = 100  # Prolific refuses a rejection with a shorter messa
 URL_PARAMS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
 
 
+def screen_out_code(completion_code: str) -> str:
+    """The study's screen-out completion code: fixed by its completion code, different from it."""
+    import hashlib
+
+    return "SO" + hashlib.sha256(f"emostudy-screen-out|{completion_code}".encode()).hexdigest()[:8].upper()
+
+
 def token_from_env() -> str:
     for name in TOKEN_ENV:
         if os.environ.get(name):
@@ -92,6 +99,9 @@ class ProlificRecruiter:
         self.usd_rate = usd_rate
         self._currency: str | None = None
         # Set by the service before ``open``: filters (blocklist, screeners), audio, allow-low-pay reason.
+        # ``screen_out_usd``: a fixed payment for a participant who fails the headphone screen (Prolific's
+        # SCREENED_OUT completion code with FIXED_SCREEN_OUT_PAYMENT) instead of a return request.
+        self.screen_out_usd: float | None = None
         self.filters: list[dict[str, Any]] = []
         self.peripheral_requirements: list[str] = []
         self.allow_low_pay: str | None = None
@@ -170,7 +180,7 @@ class ProlificRecruiter:
             "external_study_url": f"{settings.study_url}{sep}{URL_PARAMS}",
             "prolific_id_option": "url_parameters",
             "completion_codes": [{"code": self.completion_code, "code_type": "COMPLETED",
-                                  "actions": [{"action": "MANUALLY_REVIEW"}]}],
+                                  "actions": [{"action": "MANUALLY_REVIEW"}]}] + self.screen_out_codes(reward, places),
             "total_available_places": int(places),
             "estimated_completion_time": int(settings.estimated_minutes),
             "reward": reward,
@@ -181,6 +191,19 @@ class ProlificRecruiter:
         if self.peripheral_requirements:
             body["peripheral_requirements"] = list(self.peripheral_requirements)
         return body
+
+    def screen_out_codes(self, reward_minor: int, places: int) -> list[dict[str, Any]]:
+        """The SCREENED_OUT completion code (at most one per study on Prolific), when a screen-out payment is
+        set: less than the reward, in the study currency's minor unit, for up to ``places`` participants."""
+        if self.screen_out_usd is None:
+            return []
+        minor = self.minor(self.screen_out_usd)
+        if not 0 < minor < reward_minor:
+            raise PayRefused(f"the screen-out payment ({money.fmt(minor)} {self.currency()}) must be more than 0 and "
+                             f"less than the reward ({money.fmt(reward_minor)} {self.currency()}); change --screen-out-pay")
+        return [{"code": screen_out_code(self.completion_code), "code_type": "SCREENED_OUT",
+                 "actions": [{"action": "FIXED_SCREEN_OUT_PAYMENT", "fixed_screen_out_reward": minor,
+                              "slots": int(places)}]}]
 
     def open(self, settings: PostSettings, places: int, *, publish: bool = False, annotation: str = "") -> list[str]:
         study = self._req("POST", "/studies/", self.study_body(settings, places, annotation))

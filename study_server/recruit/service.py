@@ -378,6 +378,12 @@ def _open_posts(session: Session, study: Study, recruiter: Any, settings: PostSe
         details.update(filters=recruiter.filters, peripheral_requirements=recruiter.peripheral_requirements,
                        allow_low_pay=recruiter.allow_low_pay, hourly=round(hourly, 2),
                        currency=recruiter.currency())
+        if recruiter.screen_out_usd is not None:
+            from study_server.recruit.prolific import screen_out_code
+
+            recruiter.screen_out_codes(recruiter.minor(settings.reward_usd), places)  # refused before any call
+            _set(c, screen_out={"code": screen_out_code(study.completion_code), "usd": recruiter.screen_out_usd})
+            details.update(screen_out_usd=recruiter.screen_out_usd)
     _set(c, open_target=posted + places, reward_usd=settings.reward_usd, settings=_settings_dict(settings))
     c.status, c.closed_at = CAMPAIGN_OPEN, None
     session.commit()
@@ -831,6 +837,21 @@ def block(session: Session, study: Study, recruiter: Any, worker_id: str, reason
         raise RecruitError("blocking a worker needs --reason (MTurk keeps it; it affects the worker's standing)")
     audit(session, actor, "recruit.block", f"mturk:{worker_id}", {"study": study.name, "reason": reason})
     recruiter.block(worker_id, reason)
+
+
+def screen_out_action(session: Session, study_id: int, platform: str) -> dict[str, Any] | None:
+    """Where a participant who failed the headphone screen goes: Prolific's completion page with the study's
+    screen-out code, when the study was opened with a screen-out payment; else None (asked to return)."""
+    if platform != "prolific":
+        return None
+    c = session.scalar(select(Campaign).where(Campaign.study_id == study_id, Campaign.platform == "prolific")
+                       .order_by(Campaign.id.desc()).limit(1))
+    so = (c.settings or {}).get("screen_out") if c is not None else None
+    if not so:
+        return None
+    from study_server.platforms import completion_action
+
+    return completion_action("prolific", code=so["code"])
 
 
 def recruitment_summary(session: Session, study: Study) -> dict[str, Any]:

@@ -414,3 +414,41 @@ def test_1_mturk_token_repeat_counts_as_found_paid_not_paid_again(app, study):
     r = ledger.pay_bonuses(db.session, study, _mrec(fake))
     assert r.paid == [] and r.reconciled_paid == [row.id]  # MTurk: "token already processed" = paid before
     assert db.session.get(BonusPayment, row.id).status == BONUS_SENT
+
+
+# -- today's Prolific: a fixed screen-out payment for a failed headphone screen instead of a return request ------
+def test_prolific_screen_out_code_pays_who_fails_the_headphone_screen(app, media_set, tmp_path, pfake):
+    from studykit import TASK2, pass_screen
+
+    from study_server.recruit.prolific import screen_out_code
+
+    huggins = {"enabled": True, "kind": "huggins", "trials": 6, "pass_at": 5, "attempts": 1}
+    plan = make_plan(media_set, TASK2, name="money-screen", audio_check=huggins, out=tmp_path / "screen.json")
+    name = import_study(app, plan, media_set)
+    with app.app_context():
+        study = service.find_study(db.session, name)
+        rec = _prec(pfake, study)
+        rec.study_id = None
+        rec.screen_out_usd = "1.60"  # not less than the reward: refused before any call
+        settings = service.post_settings(study, BASE, reward_usd=1.6, estimated_minutes=12)
+        with pytest.raises(PayRefused, match="screen-out payment .* less than the reward"):
+            service.open_posts(db.session, study, rec, settings, sandbox=False)
+        assert not pfake.calls("POST", "/api/v1/studies/")
+        rec.screen_out_usd = "0.20"
+        service.open_posts(db.session, study, rec, settings, sandbox=False)
+        (_, _, body), = pfake.calls("POST", "/api/v1/studies/")
+        code = screen_out_code(study.completion_code)
+        assert body["completion_codes"][1] == {"code": code, "code_type": "SCREENED_OUT", "actions": [
+            {"action": "FIXED_SCREEN_OUT_PAYMENT", "fixed_screen_out_reward": 20, "slots": 4}]}
+        assert body["completion_codes"][0]["code"] == study.completion_code != code
+    web = app.test_client()
+    token = arrive(web, name, PROLIFIC_PID="P1", STUDY_ID="STUDY1", SESSION_ID="S1")
+    web.post(f"/api/v1/a/{token}/start")
+    reply = pass_screen(web, token, wrong=2)  # fails the screen
+    assert reply["status"] == "abandoned"
+    assert reply["screen_out"] == {"kind": "redirect", "code": code,
+                                   "url": f"https://app.prolific.com/submissions/complete?cc={code}"}
+    # A lab participant of the same study is not sent to Prolific.
+    lab = arrive(web, name, lab="hp-lab")
+    web.post(f"/api/v1/a/{lab}/start")
+    assert "screen_out" not in pass_screen(web, lab, wrong=2)
