@@ -353,6 +353,8 @@ def unsettled(session: Session, study: Study) -> list[dict[str, Any]]:
         .order_by(BonusPayment.id)).all()
     out = []
     for b, pseudonym in rows:
+        if b.status == BONUS_PAYING and claim_alive(b, run=""):
+            continue  # being paid right now by a live process: nothing to settle
         currency = b.currency or "USD"
         minor = b.amount_minor if b.amount_minor is not None else b.amount_cents
         amount = f"{money.fmt(minor)} {currency}"

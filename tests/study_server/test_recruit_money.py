@@ -452,3 +452,34 @@ def test_prolific_screen_out_code_pays_who_fails_the_headphone_screen(app, media
     lab = arrive(web, name, lab="hp-lab")
     web.post(f"/api/v1/a/{lab}/start")
     assert "screen_out" not in pass_screen(web, lab, wrong=2)
+
+
+def test_claims_of_other_machines_count_as_alive_for_an_hour():
+    import datetime as dt
+    import os
+    import socket
+
+    now = ledger.utcnow()
+    row = BonusPayment(claimed_by="other-host:123:run", claimed_at=now - dt.timedelta(minutes=50))
+    assert ledger.claim_alive(row, "mine", now)
+    row.claimed_at = now - dt.timedelta(minutes=70)
+    assert not ledger.claim_alive(row, "mine", now)  # a crash there: its records are read, it is not paid
+    me = BonusPayment(claimed_by=f"{socket.gethostname()}:{os.getpid()}:run1", claimed_at=now)
+    assert ledger.claim_alive(me, "run1", now) and not ledger.claim_alive(me, "run2", now)  # an earlier run died
+    gone = BonusPayment(claimed_by=f"{socket.gethostname()}:999999999:run1", claimed_at=now)
+    assert not ledger.claim_alive(gone, "x", now)
+
+
+def test_prolific_malformed_replies_are_errors_or_unknown_never_empty(app, study, pfake):
+    _prolific_approved(app, study, pfake)
+    # A submissions list without its "results": an error in words, never "no submissions".
+    pfake.raw_replies["/api/v1/studies/STUDY1/submissions/"] = (200, b'{"count": 3}')
+    with pytest.raises(PlatformError, match="no results list"):
+        service.sync(db.session, study, _prec(pfake, study), settings=service.post_settings(study, BASE))
+    del pfake.raw_replies["/api/v1/studies/STUDY1/submissions/"]
+    # A pay call answered 200 with a page that is not JSON: unknown, not paid again.
+    pfake.raw_replies["/api/v1/bulk-bonus-payments/BULK1/pay/"] = (200, b"<html>gateway</html>")
+    with pytest.raises(LedgerError):
+        ledger.pay_bonuses(db.session, study, _prec(pfake, study))
+    assert db.session.scalar(select(BonusPayment.status)) == BONUS_UNKNOWN
+    assert "not a JSON object" in db.session.scalar(select(BonusPayment)).response["error"]
