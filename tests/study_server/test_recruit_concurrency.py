@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,7 @@ from study_server.extensions import db
 from study_server.recruit import RecruitError, ledger, service
 from study_server.recruit.prolific import ProlificRecruiter
 
-url, name, api, action, start, instance = sys.argv[1:7]
+url, name, api, action, instance = sys.argv[1:6]
 app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test-secret", "INSTANCE_PATH": instance})
 with app.app_context():
     study = service.find_study(db.session, name)
@@ -53,7 +52,6 @@ with app.app_context():
             out = {"paid": len(r.paid), "claimed_elsewhere": getattr(r, "claimed_elsewhere", []),
                    "already": r.skipped_already_paid}
         elif action == "bonus-hang":  # claims rows, then hangs inside the pay call until killed
-            import os
             rec.bonus = lambda *a, **k: (print("PAYING", flush=True), time.sleep(600))
             ledger.pay_bonuses(db.session, study, rec)
             out = {}
@@ -66,9 +64,9 @@ with app.app_context():
 """
 
 
-def _spawn(url, name, fake, action, start, tmp_path):
+def _spawn(url, name, fake, action, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", CHILD, url, name, fake.url, action, str(start),
+    return subprocess.Popen([sys.executable, "-c", CHILD, url, name, fake.url, action,
                              str(tmp_path / f"instance-{action}")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
 
@@ -87,7 +85,7 @@ def _result(proc, timeout=120):
 
 
 def _race(url, name, fake, actions, tmp_path):
-    procs = [_spawn(url, name, fake, a, 0, tmp_path) for a in actions]
+    procs = [_spawn(url, name, fake, a, tmp_path) for a in actions]
     try:
         for p in procs:  # both children import and connect first, then start together
             _ready(p)
@@ -210,7 +208,7 @@ def test_a_killed_payers_claim_is_settled_by_the_records_never_by_paying(world, 
         study = _study(app, media_set, tmp_path)
         name = study.name
         _approved_participants(app, study, fake, n=1)
-    proc = _spawn(url, name, fake, "bonus-hang", 0, tmp_path)
+    proc = _spawn(url, name, fake, "bonus-hang", tmp_path)
     try:
         _ready(proc)
         proc.stdin.write("go\n")
@@ -242,10 +240,9 @@ def test_a_killed_payers_claim_is_settled_by_the_records_never_by_paying(world, 
 
 
 def test_the_lock_names_who_holds_it(world, fake, media_set, tmp_path):
-    app, url = world
+    app, _ = world
     with app.app_context():
         study = _study(app, media_set, tmp_path)
-        name = study.name
         with study_lock(db.session, study, "open"):
             from study_server.recruit.prolific import ProlificRecruiter
             rec = ProlificRecruiter(token="secret-token", base_url=fake.url, study_id="STUDY1")

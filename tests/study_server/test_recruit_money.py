@@ -137,7 +137,7 @@ def _mturk_worker(app, study, fake, worker="W1"):
 
 def test_4_a_bonus_list_without_its_key_is_an_error_never_no_payments(app, study):
     fake = FakeMTurk()
-    hit, aid = _mturk_worker(app, study, fake)
+    _, aid = _mturk_worker(app, study, fake)
     _msync(fake, study)
     fake.fail("SendBonus", "lost")
     with pytest.raises(LedgerError):
@@ -318,17 +318,11 @@ def test_11_cli_and_admin_list_unknown_payments_by_pseudonym_amount_and_command(
     assert summary["unsettled_payments"][0]["pseudonym"] == a.participant.pseudonym
     name, url = study.name, app.config["DATABASE_URL"]
     db.session.commit()
-    import os
-    os.environ["EMOSTUDY_PROLIFIC_API_TOKEN"] = "secret-token"
-    try:
-        out = CliRunner().invoke(recruit_group, ["bonus", "--study", name, "--platform", "prolific", "--db", url,
-                                                 "--yes", "--prolific-url", pfake.url])
-    finally:
-        del os.environ["EMOSTUDY_PROLIFIC_API_TOKEN"]
+    out = CliRunner().invoke(recruit_group, ["bonus", "--study", name, "--platform", "prolific", "--db", url,
+                                             "--yes", "--prolific-url", pfake.url],
+                             env={"EMOSTUDY_PROLIFIC_API_TOKEN": "secret-token"})
     assert out.exit_code != 0 and "Traceback" not in out.output
     assert a.participant.pseudonym in out.output and f"--mark-sent {row.id}" in out.output, out.output
-    admin = app.test_client()
-    assert admin is not None
 
 
 # -- today's Prolific: rejection rules before the call, new statuses read back ------------------------------
@@ -380,7 +374,7 @@ def test_1_mturk_payer_skips_a_row_claimed_by_a_live_process(app, study):
     import socket
 
     fake = FakeMTurk()
-    hit, aid = _mturk_worker(app, study, fake)
+    _, aid = _mturk_worker(app, study, fake)
     _msync(fake, study)
     (pb,) = ledger.plan_bonuses(db.session, study)
     rule = ledger.bonus_rule_name(service.plan_of(study))
@@ -398,7 +392,7 @@ def test_1_mturk_payer_skips_a_row_claimed_by_a_live_process(app, study):
 
 def test_1_mturk_token_repeat_counts_as_found_paid_not_paid_again(app, study):
     fake = FakeMTurk()
-    hit, aid = _mturk_worker(app, study, fake)
+    _mturk_worker(app, study, fake)
     _msync(fake, study)
     fake.fail("SendBonus", "after")  # MTurk paid; this process died before recording anything
     with pytest.raises(Exception, match="died after SendBonus"):
