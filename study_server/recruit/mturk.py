@@ -228,8 +228,12 @@ class MTurkRecruiter:
 
     def find_hits(self, annotation_prefix: str) -> list[dict[str, Any]]:
         """Our HITs on MTurk, found by their RequesterAnnotation (ListHITs, every page)."""
-        return [h for h in _pages(self.client, "list_hits", "HITs", MaxResults=100)
+        hits = [h for h in _pages(self.client, "list_hits", "HITs", MaxResults=100)
                 if str(h.get("RequesterAnnotation") or "").startswith(annotation_prefix)]
+        if any(not h.get("HITId") for h in hits):
+            raise PlatformError("MTurk ListHITs: a HIT of this study without a HITId; nothing was recorded. Run the "
+                                "command again later.")
+        return hits
 
     def open(self, settings: PostSettings, places: int) -> list[str]:
         return self.extend(settings, places)
@@ -256,10 +260,13 @@ class MTurkRecruiter:
         return out
 
     def assignments(self, hit_id: str, statuses: tuple[str, ...] = ("Submitted",)) -> list[Submission]:
+        items = _pages(self.client, "list_assignments_for_hit", "Assignments", HITId=hit_id,
+                       AssignmentStatuses=list(statuses), MaxResults=100)
+        if any(not a.get("AssignmentId") or not a.get("WorkerId") for a in items):
+            raise PlatformError(f"MTurk ListAssignmentsForHIT {hit_id}: an assignment without AssignmentId or "
+                                "WorkerId; nothing was decided. Run the command again later.")
         return [Submission(platform="mturk", external_id=a["AssignmentId"], worker_id=a["WorkerId"],
-                           status=a.get("AssignmentStatus", "Submitted"), post_id=hit_id, raw=a)
-                for a in _pages(self.client, "list_assignments_for_hit", "Assignments", HITId=hit_id,
-                                AssignmentStatuses=list(statuses), MaxResults=100)]
+                           status=a.get("AssignmentStatus", "Submitted"), post_id=hit_id, raw=a) for a in items]
 
     def review(self, statuses: tuple[str, ...] = ("Submitted",)) -> list[Submission]:
         subs: list[Submission] = []

@@ -256,9 +256,13 @@ class ProlificRecruiter:
 
     def submissions(self) -> list[Submission]:
         """Every submission of the study, whatever its status (all pages)."""
+        subs = self._all(f"/studies/{self._study()}/submissions/")
+        bad = [s for s in subs if not isinstance(s, dict) or not s.get("id") or not s.get("participant_id")]
+        if bad:
+            raise PlatformError(f"Prolific listed {len(bad)} submission(s) without an id or participant_id (e.g. "
+                                f"{str(bad[0])[:120]}); nothing was decided. Run the command again later.")
         return [Submission(platform="prolific", external_id=s["id"], worker_id=s["participant_id"],
-                           status=s.get("status", ""), post_id=self._study(), raw=s)
-                for s in self._all(f"/studies/{self._study()}/submissions/")]
+                           status=s.get("status", ""), post_id=self._study(), raw=s) for s in subs]
 
     def review(self) -> list[Submission]:
         return [s for s in self.submissions() if s.status == "AWAITING REVIEW"]
