@@ -61,35 +61,49 @@ def study_lock(session: Any, study: Any, what: str) -> Iterator[None]:
 @contextmanager
 def _pg_lock(engine: Any, study: Any, what: str) -> Iterator[None]:
     words = _holder_words(what)
+    keys = {"k1": LOCK_CLASS, "k2": int(study.id)}
+    # Who holds it, for the next one to read (application_name is at most 63 bytes: short keys). Set before
+    # the lock is taken, so a holder is never seen without it.
+    label = "emostudy " + json.dumps({"what": what, "pid": words["pid"], "since": words["since"][:16]},
+                                     separators=(",", ":"))
     conn = engine.connect()
     try:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k1, :k2)"), {"k1": LOCK_CLASS, "k2": int(study.id)}).scalar()
-        if not got:
-            row = conn.execute(text(
-                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = :k1 AND l.objid::bigint = :k2"),
-                {"k1": LOCK_CLASS, "k2": int(study.id)}).first()
-            conn.rollback()
-            holder = None
-            if row and str(row[0] or "").startswith("emostudy "):
-                try:
-                    holder = json.loads(str(row[0])[len("emostudy "):])
-                except ValueError:
-                    holder = None
-            raise _busy(study.name, what, holder)
-        # Who holds it, for the next one to read (application_name is at most 63 bytes: short keys).
-        label = "emostudy " + json.dumps({"what": what, "pid": words["pid"], "since": words["since"][:16]},
-                                         separators=(",", ":"))
         conn.execute(text("SELECT set_config('application_name', :n, false)"), {"n": label[:63]})
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k1, :k2)"), keys).scalar()
         conn.commit()
+        if not got:
+            holder = _pg_holder(conn, keys)
+            conn.execute(text("SELECT set_config('application_name', '', false)"))
+            conn.commit()
+            raise _busy(study.name, what, holder)
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k1, :k2)"), {"k1": LOCK_CLASS, "k2": int(study.id)})
+            conn.execute(text("SELECT pg_advisory_unlock(:k1, :k2)"), keys)
             conn.execute(text("SELECT set_config('application_name', '', false)"))
             conn.commit()
     finally:
         conn.close()
+
+
+def _pg_holder(conn: Any, keys: dict[str, int]) -> dict[str, Any] | None:
+    """The words of the session holding the advisory lock (None if it cannot be read)."""
+    import time
+
+    for attempt in range(3):
+        row = conn.execute(text(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = :k1 AND l.objid::bigint = :k2"),
+            keys).first()
+        conn.commit()
+        name = str(row[0] or "") if row else ""
+        if name.startswith("emostudy "):
+            try:
+                return json.loads(name[len("emostudy "):])
+            except ValueError:
+                return None
+        time.sleep(0.1 * (attempt + 1))  # pg_stat_activity may show the holder a moment late
+    return None
 
 
 @contextmanager
@@ -101,10 +115,17 @@ def _file_lock(path: Path, study: Any, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            try:
-                holder = json.loads(os.pread(fd, 4096, 0).decode() or "null")
-            except ValueError:
-                holder = None
+            import time
+
+            holder = None
+            for attempt in range(3):  # the holder writes its words just after it takes the lock
+                try:
+                    holder = json.loads(os.pread(fd, 4096, 0).decode() or "null")
+                except ValueError:
+                    holder = None
+                if holder:
+                    break
+                time.sleep(0.1 * (attempt + 1))
             raise _busy(study.name, what, holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder_words(what)).encode(), 0)
