@@ -33,7 +33,7 @@ from flask import (
 from study_server.admin import auth as admin_auth
 from study_server.admin import stats as admin_stats
 from study_server.export.tables import export_study
-from study_server.recruit.service import recruitment_summary
+from study_server.recruit.summary import recruitment_summary
 from study_server.store.extensions import db
 from study_server.store.models import Assignment, AuditLog, Study, utcnow
 from study_server.study.assignment import hold_seconds, holds

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import click
 
-from study_server.recruit import RecruitError, ledger, service
+from study_server.recruit import RecruitError, ledger, money, service
 
 PLATFORMS = ("mturk", "prolific", "lab")
 
@@ -35,6 +35,7 @@ def _common(f):
 def _session(db_url: str | None) -> Iterator[Any]:
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.app import create_app
+
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store.extensions import db
 
@@ -47,6 +48,7 @@ def _recruiter(session: Any, study: Any, platform: str, *, live: bool, yes: bool
                prolific_url: str | None, usd_rate: float | None = None) -> Any:
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.recruit import mturk, prolific
+
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.recruit.lab import LabRecruiter
 
@@ -108,9 +110,12 @@ def recruit_group() -> None:
               "studies that exclude this one refuse its workers.")
 @click.option("--allow-low-pay", "allow_low_pay", default=None, metavar="REASON",
               help="Prolific: post below the platform's minimum hourly pay; the reason goes to the audit log.")
+@click.option("--screen-out-pay", "screen_out_pay", type=str, default=None, metavar="USD",
+              help="Prolific: pay this fixed amount (less than the reward) to who fails the headphone screen "
+              "(a SCREENED_OUT completion code) instead of asking them to return.")
 def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, usd_rate, base_url, places, reward,
                  keywords, estimated_minutes, publish, countries, min_approval_rate, min_approved_hits, family,
-                 allow_low_pay):
+                 allow_low_pay, screen_out_pay):
     """Post the study on a platform."""
     def go():
         with _session(db_url) as session:
@@ -126,6 +131,9 @@ def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, 
                              usd_rate=usd_rate)
             if platform == "prolific":
                 rec.allow_low_pay = allow_low_pay
+                if screen_out_pay is not None:
+                    money.to_minor(screen_out_pay, "--screen-out-pay")  # whole cents, or refused
+                    rec.screen_out_usd = screen_out_pay
             if platform == "mturk":
                 # lazy: the command table loads no Flask or SQLAlchemy until the command runs
                 from study_server.recruit.mturk import Qualifications
@@ -133,9 +141,8 @@ def open_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url, 
                 rec.qualifications = Qualifications(
                     countries=tuple(c.strip().upper() for c in countries.split(",") if c.strip()),
                     min_approval_rate=min_approval_rate, min_approved_hits=min_approved_hits or None)
-            ids = service.open_posts(session, study, rec, settings, places=n, sandbox=not live, family=family)
-            if platform == "prolific" and publish:
-                rec.publish()
+            ids = service.open_posts(session, study, rec, settings, places=n, sandbox=not live, family=family,
+                                     publish=publish)
             click.echo(f"posted {n} places on {platform}: {', '.join(ids)}")
             for link in getattr(rec, "links", []):
                 click.echo(link)
@@ -239,16 +246,21 @@ def bonus_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url,
                     raise click.UsageError("give --mark-sent or --mark-failed, not both")
                 row = ledger.mark_bonus(session, study, mark_sent if mark_sent is not None else mark_failed,
                                          "sent" if mark_sent is not None else "failed", note=note)
-                click.echo(f"ledger row {row.id} ({row.worker_id}, ${row.amount_cents / 100:.2f}): {row.status}")
+                click.echo(f"ledger row {row.id} ({row.worker_id}, ${money.fmt(row.amount_cents)}): {row.status}")
                 return
             for row in ledger.ledger(session, study):
                 if row.status != "sent" and row.platform == platform:
-                    click.echo(f"  ledger #{row.id}  {row.worker_id}  ${row.amount_cents / 100:.2f}  {row.status}")
+                    click.echo(f"  ledger #{row.id}  {row.worker_id}  ${money.fmt(row.amount_cents)}  {row.status}")
+            unsettled = [u for u in ledger.unsettled(session, study) if u["platform"] == platform]
+            if unsettled:
+                click.echo(f"{len(unsettled)} payment(s) a person must settle (check {platform}, then run the command):")
+                for u in unsettled:
+                    click.echo(f"  {u['line']}")
             planned = [b for b in ledger.plan_bonuses(session, study) if b.platform == platform]
-            total = sum(b.amount_cents for b in planned) / 100
+            total = sum(b.amount_cents for b in planned)
             for b in planned:
-                click.echo(f"  {b.worker_id}  {b.n_correct}/{b.n_answers} correct  ${b.amount_cents / 100:.2f}")
-            click.echo(f"{len(planned)} bonuses, ${total:.2f} in all (already paid ones are skipped)")
+                click.echo(f"  {b.worker_id}  {b.n_correct}/{b.n_answers} correct  ${money.fmt(b.amount_cents)}")
+            click.echo(f"{len(planned)} bonuses, ${money.fmt(total)} in all (already paid ones are skipped)")
             rec = _recruiter(session, study, platform, live=live, yes=yes, dry_run=dry_run, prolific_url=prolific_url,
                              usd_rate=usd_rate)
             confirm = None if yes else (lambda todo: click.confirm(f"pay {len(todo)} bonuses now?", default=False))
@@ -259,6 +271,11 @@ def bonus_command(study_ref, platform, live, yes, dry_run, db_url, prolific_url,
                        f"{platform} {len(r.reconciled_paid)}, failed {len(r.failed)}")
             for f in r.failed:
                 click.echo(f"  failed: {f}")
+            for c in r.claimed_elsewhere:
+                click.echo(f"  skipped: {c} (another `recruit bonus` is paying it; it is not paid twice)")
+            if r.waiting_for_approval:
+                click.echo(f"  not yet approved on {platform} (run `emostudy recruit sync` first): "
+                           f"{', '.join(r.waiting_for_approval)}")
     _run(go)
 
 

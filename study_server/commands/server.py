@@ -74,6 +74,7 @@ def db_upgrade(app_factory, revision: str) -> None:
     """Migrate the database to the newest schema (creates it when empty)."""
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.core.config import mask_url
+
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store import schema as db
 
@@ -90,6 +91,7 @@ def db_downgrade(app_factory, revision: str, yes: bool) -> None:
     """Migrate the database down to REVISION (e.g. 0001_initial; 'base' drops every table and all data)."""
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.core.config import mask_url
+
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store import schema as db
 
@@ -106,6 +108,7 @@ def db_current(app_factory) -> None:
     """Show the database's revision and whether it is the newest."""
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.core.config import mask_url
+
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store import schema as db
 
@@ -132,6 +135,7 @@ def study_import(app_factory, plan: Path, set_dir: Path, replace: bool) -> None:
     """Import PLAN (made by `emostudy plan`) and print the new study's id."""
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store.extensions import db
+
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.study.studies import import_plan
 
@@ -152,6 +156,7 @@ def study_list(app_factory) -> None:
     """List the imported studies with their valid / quota counts."""
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.admin import stats as admin_stats
+
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store.extensions import db
 
@@ -210,6 +215,7 @@ def export_command(app_factory, study: str, out_dir: Path, export_format: str) -
     (or, with --format psych-ds, the same data as a Psych-DS dataset with an R script)."""
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.export.tables import export_study
+
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
     from study_server.store.extensions import db
 

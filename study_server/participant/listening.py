@@ -39,6 +39,7 @@ from study_server.study import assignment as assign
 from study_server.study.context import Ctx, load
 from study_server.study.listening_sounds import N_INTERVALS, calibration_noise, screen_trial, wav_bytes
 from study_server.study.media import signature
+from study_server.study.screen_out import screen_out_action
 from study_server.web.bodies import request_json
 
 KINDS = ("words", "huggins", "antiphase", "huggins+words")
@@ -215,7 +216,7 @@ def answer(token: str):
         raise Conflict("not_calibrated", "set the volume (the calibration step) before the headphone check")
     if row.passed is not None:  # decided already (a retry of the last answer): the same reply again
         db.session.rollback()
-        return {"listening": state_for(db.session, ctx, _secret()), "status": a.status}
+        return _answer_reply(ctx, a, row)
     attempt = row.attempts_used
     done = _answered(db.session, a.id, spec.screen, attempt)
     if trial not in done:
@@ -247,7 +248,18 @@ def answer(token: str):
         db.session.commit()
     except IntegrityError:  # the same trial answered twice at once: the first one counts
         db.session.rollback()
-    return {"listening": state_for(db.session, ctx, _secret()), "status": a.status}
+    return _answer_reply(ctx, a, row)
+
+
+def _answer_reply(ctx: Ctx, a: Any, row: ListeningCheck) -> dict[str, Any]:
+    """The reply to a screen answer; a failed screen of a Prolific study opened with a screen-out payment
+    also says where to go (Prolific's completion page with the screen-out code)."""
+    out: dict[str, Any] = {"listening": state_for(db.session, ctx, _secret()), "status": a.status}
+    if a.status == ABANDONED and row.passed is False:
+        so = screen_out_action(db.session, ctx.study_id, ctx.platform)
+        if so is not None:
+            out["screen_out"] = so
+    return out
 
 
 @bp.get("/l/<token>/<slot>/<sig>")

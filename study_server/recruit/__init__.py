@@ -20,6 +20,7 @@ Exceptions::
     |   +-- OutcomeUnknown    the reply was lost (timeout, dropped connection, 5xx): the call may have worked
     +-- LedgerError       a bonus payment's outcome is unknown and needs a person to check
     +-- PayRefused        the minimum-pay check or the account balance says no
+    +-- AnotherRun        another `sync` or `open` of the same study is running (nothing was changed)
 """
 
 
@@ -45,3 +46,7 @@ class OutcomeUnknown(PlatformError):
 
 class PayRefused(RecruitError):
     """Below the platform's minimum hourly pay, or the account balance cannot cover the cost."""
+
+
+class AnotherRun(RecruitError):
+    """Another ``sync`` or ``open`` of the same study holds its lock; this run changed nothing."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from study_server.recruit.money import fmt, to_minor
+
 
 @dataclass(frozen=True)
 class PostSettings:
@@ -41,13 +43,11 @@ class Recruiter(Protocol):
 
     def open(self, settings: PostSettings, places: int) -> list[str]:
         """Post ``places`` places; return the platform ids of the new posts."""
-
     def extend(self, settings: PostSettings, places: int) -> list[str]:
         """Add ``places`` more places (new HITs on MTurk, more places on Prolific)."""
 
     def status(self) -> list[dict[str, Any]]:
         """One dict per post: id, status, places posted, available, pending, completed."""
-
     def review(self) -> list[Submission]:
         """Submissions waiting for approval or rejection."""
 
@@ -55,21 +55,20 @@ class Recruiter(Protocol):
 
     def reject(self, sub: Submission, feedback: str, category: str | None = None) -> None:
         """``category``: our reason key, mapped to the platform's rejection categories where it has them."""
-
-    def bonus(self, worker_id: str, external_id: str, amount_usd: float, reason: str, token: str) -> dict[str, Any]:
-        ...
+    def bonus(self, worker_id: str, external_id: str, amount_minor: int, reason: str, token: str) -> dict[str, Any]:
+        """Pay ``amount_minor`` whole minor units of the platform's currency (the ledger row's amount)."""
 
     def bonuses_paid(self, external_id: str) -> list[dict[str, Any]]:
-        """What the platform's own records say was paid on this piece of work (``amount_cents`` each);
-        read before any payment whose outcome is unknown is retried. MTurk and Prolific only."""
+        """What the platform's own records say was paid on this piece of work: dicts with ``minor`` (whole
+        minor units, None when unreadable) and ``currency``; read before any payment whose outcome is unknown
+        is retried. A reply without its list raises PlatformError (never read as "nothing paid")."""
 
     def exclude(self, worker_ids: list[str]) -> None:
         """Keep these workers out of later studies of the same family."""
-
     def close(self) -> None:
         """Stop recruiting (expire HITs / stop the study)."""
 
 
 def usd(amount: float) -> str:
-    """MTurk's money strings: "0.45"."""
-    return f"{amount:.2f}"
+    """MTurk's money strings: "0.45", exact; an amount that is not whole cents is refused (money.to_minor)."""
+    return fmt(to_minor(amount, "amount in USD"))

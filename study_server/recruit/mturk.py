@@ -21,6 +21,7 @@ from xml.sax.saxutils import escape
 
 from study_server.recruit import LiveModeRefused, OutcomeUnknown, PlatformError
 from study_server.recruit.base import PostSettings, Submission, usd
+from study_server.recruit.money import fmt, parse_minor
 
 SANDBOX_ENDPOINT = "https://mturk-requester-sandbox.us-east-1.amazonaws.com"
 LIVE_ENDPOINT = "https://mturk-requester.us-east-1.amazonaws.com"
@@ -108,13 +109,22 @@ def already_processed(err: dict[str, Any]) -> bool:
 def _call(client: Any, op: str, **params: Any) -> dict[str, Any]:
     """One MTurk call. A refusal raises PlatformError; a lost reply (timeout, dropped connection, 5xx after
     botocore's retries) raises OutcomeUnknown; throttling that outlasts the retries says so plainly."""
-    # optional heavy dependency: with boto3, only for MTurk/S3 work
+    # optional heavy dependency: imported only when the platform is called
     from botocore.exceptions import ClientError, HTTPClientError
-    # optional heavy dependency: imported only when used
+    # optional heavy dependency: imported only when the platform is called
     from botocore.exceptions import ConnectionError as BotoConnectionError
+    # optional heavy dependency: imported only when the platform is called
+    from botocore.parsers import ResponseParserError
 
     try:
-        return getattr(client, op)(**params)
+        resp = getattr(client, op)(**params)
+        if not isinstance(resp, dict):
+            raise OutcomeUnknown(f"MTurk {op}: the reply was not an MTurk answer; the call may or may not have "
+                                 "taken effect")
+        return resp
+    except ResponseParserError as exc:
+        raise OutcomeUnknown(f"MTurk {op}: the reply could not be read ({str(exc).splitlines()[0][:200]}); the "
+                             "call may or may not have taken effect") from None
     except ClientError as exc:
         err = exc.response.get("Error", {})
         code = err.get("Code", "?")
@@ -135,6 +145,18 @@ def _call(client: Any, op: str, **params: Any) -> dict[str, Any]:
                              "taken effect") from None
 
 
+def _field(resp: dict[str, Any], key: str, op: str, *, changed: bool) -> Any:
+    """``resp[key]``, or a plain error instead of KeyError: OutcomeUnknown when the call may have changed
+    something on MTurk (``changed``), PlatformError for a read."""
+    if key in resp and resp[key] is not None:
+        return resp[key]
+    msg = f"MTurk {op}: the reply has no {key} (keys: {sorted(resp)[:8]})"
+    if changed:
+        raise OutcomeUnknown(msg + "; the call may or may not have taken effect: run the command again, it "
+                             "finds what was made")
+    raise PlatformError(msg + "; run the command again later")
+
+
 def _pages(client: Any, op: str, key: str, **params: Any) -> list[dict[str, Any]]:
     """Every item of a paged MTurk list. An empty page with a NextToken is not the end: only a missing
     NextToken is."""
@@ -143,7 +165,11 @@ def _pages(client: Any, op: str, key: str, **params: Any) -> list[dict[str, Any]
     seen: set[str] = set()
     while True:
         resp = _call(client, op, **params, **({"NextToken": token} if token else {}))
-        out.extend(resp.get(key, []))
+        items = resp.get(key)
+        if not isinstance(items, list):  # a reply without its list is an error, never "nothing there"
+            raise PlatformError(f"MTurk {op}: the reply has no {key} list (keys: {sorted(resp)[:8]}); nothing was "
+                                "read, so nothing is assumed. Run the command again later.")
+        out.extend(items)
         token = resp.get("NextToken")
         if not token:
             return out
@@ -178,7 +204,7 @@ class MTurkRecruiter:
                          Description=s.description[:2000],
                          QualificationRequirements=(requirements if requirements is not None
                                                     else self.qualifications.requirements()))
-            self.hit_type_id = resp["HITTypeId"]
+            self.hit_type_id = _field(resp, "HITTypeId", "CreateHITType", changed=True)
         return self.hit_type_id
 
     def create_hit(self, settings: PostSettings, assignments: int, token: str) -> dict[str, Any]:
@@ -199,14 +225,19 @@ class MTurkRecruiter:
                 raise OutcomeUnknown(f"MTurk says HIT token {token!r} was used, but ListHITs does not show the HIT "
                                      "yet; run the command again in a minute") from None
             return found[0]
-        hit = resp["HIT"]
+        hit = _field(resp, "HIT", "CreateHITWithHITType", changed=True)
+        _field(hit, "HITId", "CreateHITWithHITType", changed=True)
         self.hit_ids.append(hit["HITId"])
         return hit
 
     def find_hits(self, annotation_prefix: str) -> list[dict[str, Any]]:
         """Our HITs on MTurk, found by their RequesterAnnotation (ListHITs, every page)."""
-        return [h for h in _pages(self.client, "list_hits", "HITs", MaxResults=100)
+        hits = [h for h in _pages(self.client, "list_hits", "HITs", MaxResults=100)
                 if str(h.get("RequesterAnnotation") or "").startswith(annotation_prefix)]
+        if any(not h.get("HITId") for h in hits):
+            raise PlatformError("MTurk ListHITs: a HIT of this study without a HITId; nothing was recorded. Run the "
+                                "command again later.")
+        return hits
 
     def open(self, settings: PostSettings, places: int) -> list[str]:
         return self.extend(settings, places)
@@ -220,7 +251,7 @@ class MTurkRecruiter:
 
     # -- reading --------------------------------------------------------------------------------
     def hit(self, hit_id: str) -> dict[str, Any]:
-        return _call(self.client, "get_hit", HITId=hit_id)["HIT"]
+        return _field(_call(self.client, "get_hit", HITId=hit_id), "HIT", "GetHIT", changed=False)
 
     def status(self) -> list[dict[str, Any]]:
         out = []
@@ -233,10 +264,13 @@ class MTurkRecruiter:
         return out
 
     def assignments(self, hit_id: str, statuses: tuple[str, ...] = ("Submitted",)) -> list[Submission]:
+        items = _pages(self.client, "list_assignments_for_hit", "Assignments", HITId=hit_id,
+                       AssignmentStatuses=list(statuses), MaxResults=100)
+        if any(not a.get("AssignmentId") or not a.get("WorkerId") for a in items):
+            raise PlatformError(f"MTurk ListAssignmentsForHIT {hit_id}: an assignment without AssignmentId or "
+                                "WorkerId; nothing was decided. Run the command again later.")
         return [Submission(platform="mturk", external_id=a["AssignmentId"], worker_id=a["WorkerId"],
-                           status=a.get("AssignmentStatus", "Submitted"), post_id=hit_id, raw=a)
-                for a in _pages(self.client, "list_assignments_for_hit", "Assignments", HITId=hit_id,
-                                AssignmentStatuses=list(statuses), MaxResults=100)]
+                           status=a.get("AssignmentStatus", "Submitted"), post_id=hit_id, raw=a) for a in items]
 
     def review(self, statuses: tuple[str, ...] = ("Submitted",)) -> list[Submission]:
         subs: list[Submission] = []
@@ -278,9 +312,10 @@ class MTurkRecruiter:
             if not self._settled(sub, "Rejected"):
                 raise
 
-    def bonus(self, worker_id: str, external_id: str, amount_usd: float, reason: str, token: str) -> dict[str, Any]:
+    def bonus(self, worker_id: str, external_id: str, amount_minor: int, reason: str, token: str) -> dict[str, Any]:
+        """SendBonus of ``amount_minor`` US cents (sent as the exact string "0.45")."""
         try:
-            _call(self.client, "send_bonus", WorkerId=worker_id, BonusAmount=usd(amount_usd), AssignmentId=external_id,
+            _call(self.client, "send_bonus", WorkerId=worker_id, BonusAmount=fmt(amount_minor), AssignmentId=external_id,
                   Reason=reason[:1024], UniqueRequestToken=token[:64])
         except PlatformError as exc:
             # A retry with a token MTurk has already processed: the bonus was paid by the first call.
@@ -291,7 +326,7 @@ class MTurkRecruiter:
 
     def bonuses_paid(self, external_id: str) -> list[dict[str, Any]]:
         """What MTurk paid on this assignment (ListBonusPayments, every page): dicts with amount_cents."""
-        return [{"amount_cents": int(round(float(b.get("BonusAmount") or 0) * 100)), "worker_id": b.get("WorkerId"),
+        return [{"minor": parse_minor(b.get("BonusAmount")), "currency": "USD", "worker_id": b.get("WorkerId"),
                  "reason": b.get("Reason"), "at": str(b.get("GrantTime") or "")}
                 for b in _pages(self.client, "list_bonus_payments", "BonusPayments", AssignmentId=external_id,
                                 MaxResults=100)]
@@ -314,7 +349,8 @@ class MTurkRecruiter:
             if not found:
                 raise
             return found[0]["QualificationTypeId"]
-        return resp["QualificationType"]["QualificationTypeId"]
+        qual = _field(resp, "QualificationType", "CreateQualificationType", changed=True)
+        return _field(qual, "QualificationTypeId", "CreateQualificationType", changed=True)
 
     def grant(self, qualification_type_id: str, worker_id: str) -> None:
         _call(self.client, "associate_qualification_with_worker", QualificationTypeId=qualification_type_id,

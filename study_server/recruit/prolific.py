@@ -17,11 +17,12 @@ minimum pay (``MIN_HOURLY``) is checked from the estimated minutes before a stud
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from typing import Any, Callable
 
-from study_server.recruit import OutcomeUnknown, PayRefused, PlatformError
+from study_server.recruit import OutcomeUnknown, PayRefused, PlatformError, money
 from study_server.recruit.base import PostSettings, Submission
 
 DEFAULT_BASE_URL = "https://api.prolific.com/api/v1"
@@ -32,8 +33,14 @@ REJECTION_CATEGORIES = {"inconsistent": "FAILED_CHECK", "incomplete": "NO_DATA",
                         "too_quick": "TOO_QUICKLY", "instructions": "FAILED_INSTRUCTIONS", "other": "OTHER"}
 RETURN_REASON = "Didn't finish the study"
 # Prolific submission statuses read back into our database; AWAITING REVIEW is what ``review`` decides on.
-FINAL_STATUSES = ("APPROVED", "REJECTED", "RETURNED", "TIMED-OUT", "SCREENED OUT")
+FINAL_STATUSES = ("APPROVED", "REJECTED", "RETURNED", "TIMED-OUT", "SCREENED OUT", "PARTIALLY APPROVED")
+MIN_REJECTION_MESSAGE = 100  # Prolific refuses a rejection with a shorter message
 URL_PARAMS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
+
+
+def screen_out_code(completion_code: str) -> str:
+    """The study's screen-out completion code: fixed by its completion code, different from it."""
+    return "SO" + hashlib.sha256(f"emostudy-screen-out|{completion_code}".encode()).hexdigest()[:8].upper()
 
 
 def token_from_env() -> str:
@@ -45,15 +52,15 @@ def token_from_env() -> str:
 
 
 
-def to_minor(amount_usd: float, currency: str, usd_rate: float | None) -> int:
-    """USD from the plan -> the study currency's minor unit (cents / pence)."""
-    if currency == "USD":
-        return int(round(amount_usd * 100))
-    if not usd_rate:
+def to_minor(amount_usd: Any, currency: str, usd_rate: float | None) -> int:
+    """USD from the plan (whole cents, else refused) -> the study currency's minor unit (cents / pence),
+    rounded half up once."""
+    cents = money.to_minor(amount_usd, "amount in USD")
+    if currency != "USD" and not usd_rate:
         raise PayRefused(f"the Prolific workspace pays in {currency} but the plan's amounts are in USD: pass "
                          f"--usd-rate (how many {currency} one USD is worth today) so rewards and bonuses are "
                          "converted, not sent as if they were USD")
-    return int(round(amount_usd * usd_rate * 100))
+    return money.convert(cents, currency, usd_rate)
 
 
 def check_min_pay(reward_minor: int, currency: str, minutes: int, allow_low_pay: str | None = None) -> float:
@@ -90,32 +97,54 @@ class ProlificRecruiter:
         self.usd_rate = usd_rate
         self._currency: str | None = None
         # Set by the service before ``open``: filters (blocklist, screeners), audio, allow-low-pay reason.
+        # ``screen_out_usd``: a fixed payment for a participant who fails the headphone screen (Prolific's
+        # SCREENED_OUT completion code with FIXED_SCREEN_OUT_PAYMENT) instead of a return request.
+        self.screen_out_usd: float | None = None
         self.filters: list[dict[str, Any]] = []
         self.peripheral_requirements: list[str] = []
         self.allow_low_pay: str | None = None
 
-    def _req(self, method: str, path: str, json: Any = None) -> Any:
-        """One call. 429 is retried with exponential backoff; a lost reply or a 5xx raises OutcomeUnknown."""
-        import requests  # optional heavy dependency: loaded only when the platform is called
+    def _req(self, method: str, path: str, json: Any = None, *, pay: bool = False) -> Any:
+        """One call. 429 is retried with exponential backoff; a lost reply or a 5xx raises OutcomeUnknown; so
+        does any reply to a pay call (``pay``) that is not a clear success (every 4xx too: a proxy's 408, a 400
+        after Prolific paid), and a reply to a change that is not JSON. A GET whose reply cannot be read raises
+        PlatformError (nothing changed)."""
+        import requests  # optional heavy dependency: imported only when the platform is called
 
+        changes = method != "GET"
         for attempt in range(self.max_attempts):
             try:
                 resp = self.http.request(method, f"{self.base_url}{path}", json=json, timeout=self.timeout_s)
             except requests.RequestException as exc:
                 raise OutcomeUnknown(f"Prolific {method} {path}: no reply ({type(exc).__name__}); the call may or "
                                      "may not have taken effect") from None
+            if pay and resp.status_code >= 400:
+                raise OutcomeUnknown(f"Prolific {method} {path}: HTTP {resp.status_code} ({resp.text[:200]!r}) to a pay "
+                                     "call: Prolific may have paid (bonus records appear minutes later)")
             if resp.status_code == 429 and attempt + 1 < self.max_attempts:
                 self.sleep(min(30.0, 0.5 * 2 ** attempt))
                 continue
             if resp.status_code == 429:
                 raise PlatformError(f"Prolific kept refusing {method} {path} for too many requests ({self.max_attempts} "
                                     "tries with backoff). Nothing was lost: wait a few minutes and run it again.")
-            if resp.status_code >= 500:
+            if resp.status_code >= 500 or (changes and resp.status_code == 408):
                 raise OutcomeUnknown(f"Prolific {method} {path}: HTTP {resp.status_code}; the call may or may not "
                                      "have taken effect")
             if resp.status_code >= 400:
                 raise PlatformError(f"Prolific {method} {path} failed: HTTP {resp.status_code}: {resp.text[:500]}")
-            return resp.json() if resp.content else {}
+            if not resp.content:
+                return {}
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                msg = (f"Prolific {method} {path}: HTTP {resp.status_code} but the reply is not a JSON object "
+                       f"({resp.text[:120]!r})")
+                if changes:
+                    raise OutcomeUnknown(msg + "; the call may or may not have taken effect")
+                raise PlatformError(msg + "; nothing was read, run the command again later")
+            return body
         raise AssertionError("unreachable")
 
     def _study(self) -> str:
@@ -149,7 +178,7 @@ class ProlificRecruiter:
             "external_study_url": f"{settings.study_url}{sep}{URL_PARAMS}",
             "prolific_id_option": "url_parameters",
             "completion_codes": [{"code": self.completion_code, "code_type": "COMPLETED",
-                                  "actions": [{"action": "MANUALLY_REVIEW"}]}],
+                                  "actions": [{"action": "MANUALLY_REVIEW"}]}] + self.screen_out_codes(reward, places),
             "total_available_places": int(places),
             "estimated_completion_time": int(settings.estimated_minutes),
             "reward": reward,
@@ -161,8 +190,24 @@ class ProlificRecruiter:
             body["peripheral_requirements"] = list(self.peripheral_requirements)
         return body
 
+    def screen_out_codes(self, reward_minor: int, places: int) -> list[dict[str, Any]]:
+        """The SCREENED_OUT completion code (at most one per study on Prolific), when a screen-out payment is
+        set: less than the reward, in the study currency's minor unit, for up to ``places`` participants."""
+        if self.screen_out_usd is None:
+            return []
+        minor = self.minor(self.screen_out_usd)
+        if not 0 < minor < reward_minor:
+            raise PayRefused(f"the screen-out payment ({money.fmt(minor)} {self.currency()}) must be more than 0 and "
+                             f"less than the reward ({money.fmt(reward_minor)} {self.currency()}); change --screen-out-pay")
+        return [{"code": screen_out_code(self.completion_code), "code_type": "SCREENED_OUT",
+                 "actions": [{"action": "FIXED_SCREEN_OUT_PAYMENT", "fixed_screen_out_reward": minor,
+                              "slots": int(places)}]}]
+
     def open(self, settings: PostSettings, places: int, *, publish: bool = False, annotation: str = "") -> list[str]:
         study = self._req("POST", "/studies/", self.study_body(settings, places, annotation))
+        if not study.get("id"):
+            raise OutcomeUnknown("Prolific POST /studies/: the reply has no study id; the study may have been made: "
+                                 "run the command again, it finds the study by its internal name")
         self.study_id = study["id"]
         if publish:
             self.publish()
@@ -173,7 +218,11 @@ class ProlificRecruiter:
         out: list[dict[str, Any]] = []
         while path:
             page = self._req("GET", path)
-            out.extend(page.get("results", []))
+            results = page.get("results")
+            if not isinstance(results, list):  # a list without its key is an error, never "nothing there"
+                raise PlatformError(f"Prolific GET {path}: the reply has no results list (keys: {sorted(page)[:8]}); "
+                                    "nothing was read, so nothing is assumed. Run the command again later.")
+            out.extend(results)
             nxt = (page.get("_links", {}).get("next") or {}).get("href")
             path = nxt[len(self.base_url):] if nxt and nxt.startswith(self.base_url) else None
         return out
@@ -181,6 +230,10 @@ class ProlificRecruiter:
     def find_studies(self, annotation: str) -> list[dict[str, Any]]:
         """Our studies on Prolific, found by the annotation in their internal name (``GET /studies/``)."""
         return [s for s in self._all("/studies/") if f"[{annotation}]" in str(s.get("internal_name") or "")]
+
+    def study_state(self) -> dict[str, Any]:
+        """The study as Prolific shows it (``status``: UNPUBLISHED, ACTIVE, ...)."""
+        return self._req("GET", f"/studies/{self._study()}/")
 
     def publish(self) -> None:
         """Draft -> active: Prolific starts showing the study to participants."""
@@ -201,9 +254,13 @@ class ProlificRecruiter:
 
     def submissions(self) -> list[Submission]:
         """Every submission of the study, whatever its status (all pages)."""
+        subs = self._all(f"/studies/{self._study()}/submissions/")
+        bad = [s for s in subs if not isinstance(s, dict) or not s.get("id") or not s.get("participant_id")]
+        if bad:
+            raise PlatformError(f"Prolific listed {len(bad)} submission(s) without an id or participant_id (e.g. "
+                                f"{str(bad[0])[:120]}); nothing was decided. Run the command again later.")
         return [Submission(platform="prolific", external_id=s["id"], worker_id=s["participant_id"],
-                           status=s.get("status", ""), post_id=self._study(), raw=s)
-                for s in self._all(f"/studies/{self._study()}/submissions/")]
+                           status=s.get("status", ""), post_id=self._study(), raw=s) for s in subs]
 
     def review(self) -> list[Submission]:
         return [s for s in self.submissions() if s.status == "AWAITING REVIEW"]
@@ -224,10 +281,18 @@ class ProlificRecruiter:
         self._transition(sub, {"action": "APPROVE"}, "APPROVED")
 
     def reject(self, sub: Submission, feedback: str, category: str | None = None) -> None:
-        # Prolific asks for a message of at least 100 characters and one of its categories.
-        message = feedback if len(feedback) >= 100 else (feedback + " " + "-" * 100)[:100]
+        """Prolific needs a message of at least 100 characters (the participant reads it: never padded) and
+        one of its rejection categories; both are checked before the call."""
+        message = (feedback or "").strip()
+        if len(message) < MIN_REJECTION_MESSAGE:
+            raise PlatformError(f"a Prolific rejection needs a message of at least {MIN_REJECTION_MESSAGE} "
+                                f"characters (the participant reads it); this one has {len(message)}: write more "
+                                "with --feedback")
+        if category not in REJECTION_CATEGORIES:
+            raise PlatformError(f"a Prolific rejection needs a category: one of {', '.join(REJECTION_CATEGORIES)} "
+                                f"(--category), not {category!r}")
         self._transition(sub, {"action": "REJECT", "message": message,
-                               "rejection_category": REJECTION_CATEGORIES.get(category or "", "OTHER")}, "REJECTED")
+                               "rejection_category": REJECTION_CATEGORIES[category]}, "REJECTED")
 
     def request_return(self, sub: Submission, reasons: list[str] | None = None) -> None:
         """Ask a participant who could not finish to return the submission (no rejection on their record)."""
@@ -235,26 +300,39 @@ class ProlificRecruiter:
                   {"request_return_reasons": list(reasons or [RETURN_REASON])})
 
     def setup_bonuses(self, rows: list[tuple[str, int]]) -> str:
-        """Set up (not pay) one bulk bonus: rows of (participant id, minor units). Returns its id."""
-        csv = "".join(f"{pid},{minor / 100:.2f}\n" for pid, minor in rows)
-        resp = self._req("POST", "/submissions/bonus-payments/", {"study_id": self._study(), "csv_bonuses": csv})
+        """Set up (not pay) one bulk bonus: rows of (participant id, minor units). Returns its id. Nothing is
+        paid by this call: a lost reply or a refusal here means nothing happened (PlatformError)."""
+        csv = "".join(f"{pid},{money.fmt(minor)}\n" for pid, minor in rows)
+        try:
+            resp = self._req("POST", "/submissions/bonus-payments/", {"study_id": self._study(), "csv_bonuses": csv})
+        except OutcomeUnknown as exc:
+            raise PlatformError(f"{exc} (only a set-up: nothing is paid until its pay call)") from None
+        if not resp.get("id"):
+            raise PlatformError("Prolific set up a bonus but its reply has no id; nothing was paid")
         return resp["id"]
 
     def pay_bonuses(self, bulk_id: str) -> dict[str, Any]:
-        return self._req("POST", f"/bulk-bonus-payments/{bulk_id}/pay/") or {}
+        """The second step: pay a set-up bulk bonus. Not idempotent: any reply but a clear success is unknown."""
+        return self._req("POST", f"/bulk-bonus-payments/{bulk_id}/pay/", pay=True) or {}
 
-    def bonus(self, worker_id: str, external_id: str, amount_usd: float, reason: str, token: str) -> dict[str, Any]:
-        bulk = self.setup_bonuses([(worker_id, self.minor(amount_usd))])
+    def bonus(self, worker_id: str, external_id: str, amount_minor: int, reason: str, token: str) -> dict[str, Any]:
+        """Pay ``amount_minor`` pence / cents of the study currency: set up, then pay."""
+        bulk = self.setup_bonuses([(worker_id, int(amount_minor))])
         return {"bulk_id": bulk, **self.pay_bonuses(bulk)}
 
     def bonuses_paid(self, external_id: str) -> list[dict[str, Any]]:
-        """Bonuses already paid on this submission (its ``bonus_payments``), in USD cents like our ledger."""
-        paid = self.submission(external_id).get("bonus_payments") or []
-        rate = 1.0 if self.currency() == "USD" else float(self.usd_rate or 0) or None
+        """Bonuses already paid on this submission (its ``bonus_payments``), in whole minor units of the
+        study currency, exactly as the ledger holds them (never converted back)."""
+        sub = self.submission(external_id)
+        if not isinstance(sub.get("bonus_payments"), list):
+            raise PlatformError(f"Prolific GET /submissions/{external_id}/: the reply has no bonus_payments list; "
+                                "nothing is assumed paid or unpaid")
+        currency = self.currency()
         out = []
-        for amount in paid:
-            minor = int(amount.get("amount") if isinstance(amount, dict) else amount)
-            out.append({"amount_cents": int(round(minor / rate)) if rate else None, "minor": minor})
+        for amount in sub["bonus_payments"]:
+            value = amount.get("amount") if isinstance(amount, dict) else amount
+            minor = int(value) if isinstance(value, int) or (isinstance(value, str) and value.isdigit()) else None
+            out.append({"minor": minor, "currency": currency})
         return out
 
     def exclude(self, worker_ids: list[str]) -> None:

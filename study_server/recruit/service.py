@@ -22,9 +22,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study_server.recruit import OutcomeUnknown, PayRefused, RecruitError
+from study_server.recruit import OutcomeUnknown, PayRefused, PlatformError, RecruitError, money
 from study_server.recruit.base import PostSettings, Submission
+from study_server.recruit.locks import study_lock
 from study_server.recruit.mturk import FEE, hit_sizes
+from study_server.recruit.prolific import screen_out_code
 from study_server.store.models import (
     ACTIVE,
     APPROVED,
@@ -49,7 +51,6 @@ from study_server.store.recruitment import (
     REVIEW_OPEN,
     REVIEW_REJECTED,
     REVIEW_RETURN,
-    BonusPayment,
     Campaign,
     ExclusionQualification,
     QualificationGrant,
@@ -67,6 +68,8 @@ FEEDBACK_INCONSISTENT = ("Thank you for your time. We could not accept this assi
                          "the repeated videos contradicted each other, which the instructions said would be checked.")
 # Review queue reasons.
 UNKNOWN, DUPLICATE, PARTIAL = "unknown", "duplicate", "partial"
+REFUSED = "platform-refused"  # the platform refused our approve / reject of a submission
+GRANT_REFUSED = "grant-refused"  # MTurk refused a worker's exclusion grant (a bad worker id): a person looks
 APPROVED_WORDS = ("Approved", "APPROVED")
 
 
@@ -99,6 +102,12 @@ def post_settings(study: Study, base_url: str, **overrides: Any) -> PostSettings
         values["estimated_minutes"] = int(minutes)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PostSettings(**values)
+
+
+def idle(session: Session) -> None:
+    """End the current transaction before a platform call: none is held while the platform answers (on
+    SQLite every transaction takes the write lock, which would stop participants' answers and other runs)."""
+    session.commit()
 
 
 def audit(session: Session, actor: str, action: str, target: str | None, details: dict[str, Any]) -> None:
@@ -306,14 +315,56 @@ def prolific_filters(session: Session, study: Study) -> tuple[list[dict[str, Any
 
 
 def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSettings, *, places: int | None = None,
-               sandbox: bool = True, actor: str = "cli", family: str | None = None) -> list[str]:
+               sandbox: bool = True, actor: str = "cli", family: str | None = None, publish: bool = False) -> list[str]:
+    """Post the study (one `open` or `sync` of a study at a time: ``locks.study_lock``); ``publish``: Prolific
+    studies are published too, also one a lost reply left unpublished and the re-run adopted."""
+
+    with study_lock(session, study, "open"):
+        try:
+            ids = _open_posts(session, study, recruiter, settings, places=places, sandbox=sandbox, actor=actor,
+                              family=family)
+        except AlreadyPosted:
+            if not (publish and recruiter.platform == "prolific"):
+                raise
+            if not publish_prolific(session, study, recruiter, actor):
+                raise
+            return [recruiter.study_id]
+        if publish and recruiter.platform == "prolific":
+            publish_prolific(session, study, recruiter, actor)
+        return ids
+
+
+class AlreadyPosted(RecruitError):
+    """The study is posted in full on this platform already."""
+
+
+def publish_prolific(session: Session, study: Study, recruiter: Any, actor: str = "cli") -> bool:
+    """Publish the study's Prolific study unless Prolific already shows it published (a re-run after a lost
+    create or publish reply). Returns whether the publish call was made."""
+    known = posts(session, study, "prolific", open_only=False)
+    if not known:
+        raise RecruitError(f"study {study.name!r} has no Prolific study to publish; run `emostudy recruit open "
+                           "--platform prolific` first")
+    recruiter.study_id = known[-1].external_id
+    state = str(recruiter.study_state().get("status") or "")
+    if state != "UNPUBLISHED":
+        return False
+    audit(session, actor, "recruit.publish.prolific", study.name, {"study": recruiter.study_id})
+    recruiter.publish()
+    return True
+
+
+def _open_posts(session: Session, study: Study, recruiter: Any, settings: PostSettings, *, places: int | None = None,
+                sandbox: bool = True, actor: str = "cli", family: str | None = None) -> list[str]:
     """Post the study. Re-running after a crash finishes the interrupted open (never posts it twice).
 
     MTurk: exclusion qualifications first (excluded families and this study's own, which its HITs require
     as DoesNotExist); the qualification requirements are stored with the campaign and reused by every
     re-post. Prolific: blocklist, screeners and audio from the plan; minimum pay checked."""
     sandbox = bool(norm_sandbox(recruiter.platform, sandbox))
+    money.to_minor(settings.reward_usd, "the reward (plan payment.reward_usd or --reward)")  # whole cents, or no
     c = ensure_campaign(session, study, recruiter.platform, sandbox)
+    idle(session)
     found = reconcile_posts(session, study, recruiter, c) if recruiter.platform in ("mturk", "prolific") else []
     open_target = (c.settings or {}).get("open_target")
     posted = sum(p.places for p in posts(session, study, recruiter.platform, sandbox=sandbox))
@@ -321,7 +372,7 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
         if posted >= open_target and c.status == CAMPAIGN_OPEN and found:
             return found  # the interrupted open had posted everything; its posts are recorded now
         if posted >= open_target and c.status == CAMPAIGN_OPEN:
-            raise RecruitError(f"study {study.name!r} is already posted on {recruiter.platform} ({posted} places); "
+            raise AlreadyPosted(f"study {study.name!r} is already posted on {recruiter.platform} ({posted} places); "
                                "`emostudy recruit sync` refills it, `emostudy recruit close` stops it")
         if c.status == CAMPAIGN_OPEN:  # an interrupted open: post what it did not
             places = open_target - posted
@@ -351,6 +402,10 @@ def open_posts(session: Session, study: Study, recruiter: Any, settings: PostSet
         details.update(filters=recruiter.filters, peripheral_requirements=recruiter.peripheral_requirements,
                        allow_low_pay=recruiter.allow_low_pay, hourly=round(hourly, 2),
                        currency=recruiter.currency())
+        if recruiter.screen_out_usd is not None:
+            recruiter.screen_out_codes(recruiter.minor(settings.reward_usd), places)  # refused before any call
+            _set(c, screen_out={"code": screen_out_code(study.completion_code), "usd": recruiter.screen_out_usd})
+            details.update(screen_out_usd=recruiter.screen_out_usd)
     _set(c, open_target=posted + places, reward_usd=settings.reward_usd, settings=_settings_dict(settings))
     c.status, c.closed_at = CAMPAIGN_OPEN, None
     session.commit()
@@ -447,7 +502,11 @@ def _queue(session: Session, study: Study, sub: Submission, reason: str, a: Assi
 
 
 _READ_BACK = {"Approved": APPROVED, "APPROVED": APPROVED, "Rejected": REJECTED, "REJECTED": REJECTED,
-              "RETURNED": RETURNED, "TIMED-OUT": EXPIRED}
+              "RETURNED": RETURNED, "TIMED-OUT": EXPIRED,
+              # Prolific: part of the reward paid (a decision: the work counts as approved); screened out by a
+              # completion code with a screen-out payment (the session ended, its place is free again).
+              "PARTIALLY APPROVED": APPROVED, "PARTIALLY_APPROVED": APPROVED,
+              "SCREENED OUT": RETURNED, "SCREENED_OUT": RETURNED}
 
 
 def _read_back(session: Session, study: Study, sub: Submission, report: SyncReport) -> None:
@@ -462,10 +521,18 @@ def _read_back(session: Session, study: Study, sub: Submission, report: SyncRepo
         a.status = ours
         a.reviewed_at = a.reviewed_at or utcnow()
         report.read_back.append(sub.external_id)
-    elif ours in (RETURNED, EXPIRED) and a.status in ACTIVE:
+    elif ours in (RETURNED, EXPIRED) and a.status in ACTIVE and _describes_current(a, sub):
         a.status, a.ended_at = ours, utcnow()
         report.read_back.append(sub.external_id)
     session.commit()
+
+
+def _describes_current(a: Assignment, sub: Submission) -> bool:
+    """Does the platform record describe the assignment's current session? A participant who returned a
+    Prolific session (or an MTurk HIT) and came back with a new one is live under the new id: the old id's
+    RETURNED / TIMED-OUT must not close it."""
+    current = a.external_assignment_id if sub.platform == "mturk" else a.prolific_session_id
+    return current is None or current == sub.external_id
 
 
 def _platform_submissions(recruiter: Any) -> tuple[list[Submission], list[Submission]]:
@@ -485,11 +552,26 @@ def _platform_submissions(recruiter: Any) -> tuple[list[Submission], list[Submis
 def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettings | None = None,
          policy: str = REJECT_POLICY, sandbox: bool = True, dry_run: bool = False, actor: str = "cli",
          timeout_s: float = 1800, family: str | None = None) -> SyncReport:
+    """Review, pay-relevant decisions and refill (see the module docstring). One `sync` or `open` of a study at
+    a time: a second one stops at once with "another sync is running since ..." (``locks.AnotherRun``)."""
+
+    if dry_run:
+        return _sync(session, study, recruiter, settings=settings, policy=policy, sandbox=sandbox, dry_run=True,
+                     actor=actor, timeout_s=timeout_s, family=family)
+    with study_lock(session, study, "sync"):
+        return _sync(session, study, recruiter, settings=settings, policy=policy, sandbox=sandbox, dry_run=False,
+                     actor=actor, timeout_s=timeout_s, family=family)
+
+
+def _sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettings | None,
+          policy: str, sandbox: bool, dry_run: bool, actor: str, timeout_s: float,
+          family: str | None) -> SyncReport:
 
     report = SyncReport()
     sandbox = bool(norm_sandbox(recruiter.platform, sandbox))
     c = get_campaign(session, study, recruiter.platform, sandbox)
     if c is not None and recruiter.platform in ("mturk", "prolific") and not dry_run:
+        idle(session)
         report.recorded = reconcile_posts(session, study, recruiter, c)
     elif c is None and not dry_run and recruiter.platform != "lab" and posts(session, study, recruiter.platform,
                                                                               sandbox=sandbox):
@@ -498,6 +580,7 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
     if recruiter.platform == "mturk":
         family = family or ((c.settings or {}).get("family") if c else None) or _posted_family(session, study) or study.name
         report.granted = _grant_exclusions(session, study, recruiter, family, sandbox, dry_run, report, actor)
+    idle(session)
     to_decide, decided = _platform_submissions(recruiter)
     if not dry_run:
         for sub in decided:
@@ -512,6 +595,7 @@ def sync(session: Session, study: Study, recruiter: Any, *, settings: PostSettin
     open_posts_ = posts(session, study, recruiter.platform, sandbox=sandbox)
     if recruiter.platform == "mturk":
         recruiter.hit_ids = [p.external_id for p in open_posts_]
+    idle(session)
     statuses = recruiter.status() if recruiter.platform != "lab" and open_posts_ else []
     report.open_places = sum(int(s.get("available") or 0) for s in statuses)
     shortfall = refill_count(report.needed, report.open_places)
@@ -593,6 +677,13 @@ def _decide_one(session: Session, study: Study, recruiter: Any, sub: Submission,
     except OutcomeUnknown:
         report.unknown.append(sub.external_id)  # the next sync reads what the platform did
         return
+    except PlatformError as exc:
+        # The platform refused this one decision: a person looks at it; everyone else's run goes on.
+        item = _queue(session, study, sub, REFUSED, a)
+        item.evidence = {**(item.evidence or {}), "action": action, "error": str(exc)}
+        session.commit()
+        report.queued.append(sub.external_id)
+        return
     (report.rejected if action == "reject" else
      report.approved if action == "approve" else report.approved_without_bonus).append(sub.external_id)
     assert a is not None
@@ -624,19 +715,47 @@ def _grant_exclusions(session: Session, study: Study, recruiter: Any, family: st
         return 0
     done = set(session.scalars(select(QualificationGrant.worker_id)
                                .where(QualificationGrant.qualification_id == qual.id)))
+    refused = set(session.scalars(select(ReviewItem.worker_id).where(
+        ReviewItem.study_id == study.id, ReviewItem.platform == "mturk", ReviewItem.reason == GRANT_REFUSED)))
     n = 0
     for w in workers:
-        if w in done:
+        if w in done or w in refused:
             continue
         if dry_run:
             report.planned_calls.append(f"grant exclusion of family {family!r} to {w}")
             continue
         audit(session, actor, "recruit.grant_exclusion", f"mturk:{w}", {"family": family})
-        recruiter.grant(qual.qualification_type_id, w)  # idempotent on MTurk: a repeat grant changes nothing
+        qid = qual.qualification_type_id
+        idle(session)
+        try:
+            recruiter.grant(qid, w)  # idempotent on MTurk: a repeat grant changes nothing
+        except OutcomeUnknown:
+            report.unknown.append(f"exclusion grant to {w}")  # the next sync grants again (idempotent)
+            continue
+        except PlatformError as exc:
+            # One bad worker id (a visitor's workerId=test-user) or one refused grant must not stop everyone's
+            # approvals and pay: the worker goes to the review queue and the run goes on.
+            _queue_worker(session, study, w, GRANT_REFUSED, {"family": family, "error": str(exc)})
+            report.queued.append(f"exclusion grant to {w}")
+            continue
         session.add(QualificationGrant(qualification_id=qual.id, worker_id=w))
         session.commit()
         n += 1
     return n
+
+
+def _queue_worker(session: Session, study: Study, worker_id: str, reason: str, evidence: dict[str, Any]) -> ReviewItem:
+    """A worker (not a submission) a person must look at: e.g. MTurk refused their exclusion grant."""
+    key = f"{reason}:{study.id}:{worker_id}"[:255]
+    item = session.scalar(select(ReviewItem).where(ReviewItem.platform == "mturk", ReviewItem.external_id == key))
+    if item is None:
+        audit(session, "sync", "recruit.review_queue", f"mturk:{worker_id}", {"study": study.name, "reason": reason,
+                                                                             **evidence})
+        item = ReviewItem(study_id=study.id, platform="mturk", external_id=key, worker_id=worker_id, post_id=None,
+                          reason=reason, evidence=evidence, status=REVIEW_OPEN, resolution={})
+        session.add(item)
+        session.commit()
+    return item
 
 
 # -- the review queue -----------------------------------------------------------------------------
@@ -657,6 +776,9 @@ def resolve_review(session: Session, study: Study, recruiter: Any, item_id: int,
                            "`emostudy recruit review --study ...`")
     if item.status not in (REVIEW_OPEN, REVIEW_RETURN):
         raise RecruitError(f"review item {item_id} is already resolved ({item.status})")
+    if item.reason == GRANT_REFUSED and decision != "dismiss":
+        raise RecruitError(f"review item {item_id} is a refused exclusion grant, not a submission: grant or block "
+                           "the worker on MTurk if needed, then --dismiss it")
     if item.platform != recruiter.platform and decision != "dismiss":
         raise RecruitError(f"review item {item_id} is on {item.platform}; run with --platform {item.platform}")
     if decision == "reject" and not (feedback or "").strip():
@@ -736,22 +858,3 @@ def block(session: Session, study: Study, recruiter: Any, worker_id: str, reason
     audit(session, actor, "recruit.block", f"mturk:{worker_id}", {"study": study.name, "reason": reason})
     recruiter.block(worker_id, reason)
 
-
-def recruitment_summary(session: Session, study: Study) -> dict[str, Any]:
-    """What the admin pages show: the posts on each platform, the bonus ledger and the review queue."""
-    rows = [{"platform": p.platform, "id": p.external_id, "places": p.places, "status": p.status,
-             "sandbox": p.sandbox, "created_at": p.created_at.isoformat() if p.created_at else None}
-            for p in posts(session, study, "mturk", open_only=False) + posts(session, study, "prolific", open_only=False)
-            + posts(session, study, "lab", open_only=False)]
-    ledger_: dict[str, dict[str, Any]] = {}
-    for b in session.scalars(select(BonusPayment).join(Assignment).where(Assignment.study_id == study.id)):
-        entry = ledger_.setdefault(b.status, {"n": 0, "usd": 0.0})
-        entry["n"] += 1
-        entry["usd"] = round(entry["usd"] + b.amount_cents / 100, 2)
-    queue = [{"id": r.id, "platform": r.platform, "external_id": r.external_id, "worker_id": r.worker_id,
-              "reason": r.reason, "evidence": r.evidence, "created_at": r.created_at.isoformat() if r.created_at else None}
-             for r in review_queue(session, study)]
-    campaigns = {c.platform + (" (sandbox)" if c.platform == "mturk" and c.sandbox else ""): c.status
-                 for c in session.scalars(select(Campaign).where(Campaign.study_id == study.id))}
-    return {"posts": rows, "places_needed": places_needed(session, study), "bonus_ledger": ledger_,
-            "review_queue": queue, "campaigns": campaigns}

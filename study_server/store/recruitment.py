@@ -13,14 +13,17 @@ from study_server.store.models import Base, utcnow
 
 # BonusPayment.status lifecycle::
 #
-#   planned -> committed (the pay call is being made) -> sent | failed | unknown
-#   committed | unknown --(the platform's own payment records are read)--> sent | planned (pay again)
+#   planned --(claim: conditional update, one process wins)--> paying (the pay call is being made)
+#   paying -> sent | failed | unknown
+#   paying of a dead process | committed (older releases) | unknown
+#       --(the platform's own payment records are read)--> sent | planned (MTurk: pay again, same token) | unknown
 #   unknown that the records cannot settle --(a person: `recruit bonus --mark-sent/--mark-failed ID`)--> sent | failed
 #
-# "failed" means the platform refused the call (nothing was paid); "unknown" means the reply was lost.
-# Nothing is ever paid again without first reading the platform's records (see service.pay_bonuses).
+# "failed" means the platform clearly refused the call (nothing was paid); "unknown" means anything else
+# (lost reply, 5xx, a Prolific 4xx on the pay call, a malformed reply). Every status change is a conditional
+# update from the status it was read in, so two processes never both act on one row.
 BONUS_PLANNED, BONUS_COMMITTED, BONUS_SENT, BONUS_FAILED = "planned", "committed", "sent", "failed"
-BONUS_UNKNOWN = "unknown"
+BONUS_UNKNOWN, BONUS_PAYING = "unknown", "paying"
 
 # ReviewItem.status: open until a person decides (`emostudy recruit review`, the admin page).
 REVIEW_OPEN, REVIEW_APPROVED, REVIEW_REJECTED, REVIEW_RETURN, REVIEW_DISMISSED = (
@@ -69,6 +72,14 @@ class BonusPayment(Base):
     # fixed when the row is planned: the id that was approved, not the worker's latest one.
     external_id: Mapped[str | None] = mapped_column(String(255))
     committed_at: Mapped[dt.datetime | None]  # when the pay call was last started
+    # The claim (status ``paying``): "host:pid" of the process making the pay call, and since when. Taken by a
+    # conditional update from ``planned``, so of two payers only one ever makes the call.
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claimed_at: Mapped[dt.datetime | None]
+    # What is sent to the platform and matched against its records: the platform currency (USD, GBP) and the
+    # whole number of its minor unit (cents, pence). ``amount_cents`` stays the plan's USD cents.
+    currency: Mapped[str | None] = mapped_column(String(3))
+    amount_minor: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (UniqueConstraint("assignment_id", "rule"),)
 

@@ -12,6 +12,9 @@ Faults: ``fake.fail(op, when, times=1)`` with ``when`` one of
   "after"    MTurk does the work and replies, then the process dies before it records anything
   "lost"     MTurk does the work, the reply is lost (ReadTimeoutError; botocore may retry)
   "throttle" MTurk answers ThrottlingException without doing anything
+  "nokey"    MTurk does the work and answers 200 with an empty JSON object (a body without its list or HIT)
+  "html"     MTurk does the work and answers 200 with an HTML page (a proxy's), not JSON
+``refuse_grant``: worker ids AssociateQualificationWithWorker refuses (a visitor's ``workerId=test-user``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class FakeMTurk:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # every request that reached MTurk
     tokens: dict[str, tuple[dt.datetime, Any]] = field(default_factory=dict)
     faults: list[list[Any]] = field(default_factory=list)  # [op, when, times]
+    refuse_grant: set[str] = field(default_factory=set)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -100,6 +104,11 @@ class FakeMTurk:
             raise Crash(f"died after {op}")
         if fault == "lost":
             raise ReadTimeoutError(endpoint_url=request.url)
+        if fault == "nokey":
+            return self._reply(200, {})
+        if fault == "html":
+            return AWSResponse(mturk.SANDBOX_ENDPOINT, 200, {"Content-Type": "text/html"},
+                               _Raw(b"<html><body>Service temporarily rerouted</body></html>"))
         return self._reply(status, body)
 
     @staticmethod
@@ -156,6 +165,8 @@ class FakeMTurk:
         return self._page(items, p, "QualificationTypes")
 
     def _op_AssociateQualificationWithWorker(self, p):
+        if p["WorkerId"] in self.refuse_grant:
+            return self._error(f"Worker {p['WorkerId']} does not exist.")
         self.grants.add((p["QualificationTypeId"], p["WorkerId"]))
         return 200, {}
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
-
 from mturkfake import Crash, FakeMTurk
+from sqlalchemy import select
 from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
+from study_server.recruit import RecruitError, ledger, mturk, service
 from study_server.store.extensions import db
 from study_server.store.models import Assignment, Participant
-from study_server.recruit import RecruitError, ledger, mturk, service
 from study_server.store.recruitment import BONUS_SENT, BonusPayment, RecruitPost, ReviewItem
 
 BASE = "https://study.example.org"

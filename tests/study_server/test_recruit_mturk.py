@@ -4,20 +4,19 @@ real MTurk API model (moto does not implement MTurk)."""
 from __future__ import annotations
 
 import json
+import os
 
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 from sqlalchemy import func, select
-
 from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
+from study_server.recruit import LiveModeRefused, PlatformError, ledger, mturk, service
 from study_server.store.extensions import db
 from study_server.store.models import Assignment, AuditLog, Participant
-from study_server.recruit import LiveModeRefused, PlatformError
-from study_server.recruit import ledger, mturk, service
-from study_server.store.recruitment import BONUS_COMMITTED, BONUS_SENT, BonusPayment, Campaign, RecruitPost
+from study_server.store.recruitment import BONUS_PAYING, BONUS_SENT, BonusPayment, Campaign, RecruitPost
 
 SANDBOX = "https://workersandbox.mturk.com"
 BASE = "https://study.example.org"
@@ -278,7 +277,7 @@ def test_bonus_is_computed_from_answers_and_never_paid_twice(app, study):
     expected = {"WorkerId": "W1", "BonusAmount": f"{cents / 100:.2f}", "AssignmentId": "ASG1", "Reason": ANY,
                 "UniqueRequestToken": token}
 
-    # Run 1 crashes during the call (connection lost): the row stays 'committed'.
+    # Run 1 crashes during the call (connection lost): the row stays claimed ('paying') by a run that is gone.
     class Crash(Exception):
         pass
 
@@ -293,7 +292,8 @@ def test_bonus_is_computed_from_answers_and_never_paid_twice(app, study):
         with pytest.raises(Crash):
             ledger.pay_bonuses(db.session, study, rec)
     row = db.session.scalar(select(BonusPayment))
-    assert row.status == BONUS_COMMITTED and row.token == token and row.external_id == "ASG1"
+    assert row.status == BONUS_PAYING and row.token == token and row.external_id == "ASG1"
+    assert row.claimed_by.split(":")[1] == str(os.getpid()) and row.claimed_at is not None
 
     # Run 2 first asks MTurk what was paid on the assignment (nothing), then pays with the SAME token.
     client = _client()
@@ -325,7 +325,7 @@ def test_duplicate_token_answer_from_mturk_counts_as_paid(message):
     rec = mturk.MTurkRecruiter(client)
     with Stubber(client) as stub:
         stub.add_client_error("send_bonus", service_error_code="RequestError", service_message=message)
-        assert rec.bonus("W1", "A1", 0.1, "r", "abc")["duplicate"] is True
+        assert rec.bonus("W1", "A1", 10, "r", "abc")["duplicate"] is True
 
 
 def test_other_refusals_are_not_taken_for_payments():
@@ -335,7 +335,7 @@ def test_other_refusals_are_not_taken_for_payments():
         stub.add_client_error("send_bonus", service_error_code="RequestError",
                               service_message="You do not have enough funds to pay this bonus.")
         with pytest.raises(PlatformError, match="enough funds"):
-            rec.bonus("W1", "A1", 0.1, "r", "abc")
+            rec.bonus("W1", "A1", 10, "r", "abc")
 
 
 def test_dry_run_sync_changes_nothing(app, study):

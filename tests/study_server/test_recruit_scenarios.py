@@ -10,14 +10,13 @@ import json
 import botocore.endpoint
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
-
 from mturkfake import FakeMTurk
+from sqlalchemy import select
 from studykit import TASK1, arrive, complete_session, import_study, make_plan
 
+from study_server.recruit import LedgerError, PayRefused, PlatformError, RecruitError, ledger, mturk, service, summary
 from study_server.store.extensions import db
 from study_server.store.models import Assignment, AuditLog
-from study_server.recruit import LedgerError, PayRefused, PlatformError, RecruitError, ledger, mturk, service
 from study_server.store.recruitment import BONUS_SENT, BonusPayment, PlatformAssignmentId, RecruitPost
 
 BASE = "https://study.example.org"
@@ -154,7 +153,7 @@ def test_close_then_sync_reviews_but_never_posts(app, study):
     r = _sync(fake, study)
     assert r.closed and r.approved == [aid] and r.posted == [] and r.needed == 3
     assert list(fake.hits) == [hit] and not fake.ops("CreateHITWithHITType")[1:]
-    assert service.recruitment_summary(db.session, study)["campaigns"] == {"mturk (sandbox)": "closed"}
+    assert summary.recruitment_summary(db.session, study)["campaigns"] == {"mturk (sandbox)": "closed"}
 
 
 def test_repost_keeps_the_original_qualifications(app, study):
@@ -308,7 +307,7 @@ def test_sandbox_pilot_then_live_are_separate_campaigns(app, study):
     r = service.sync(db.session, study, _rec(live), settings=service.post_settings(study, BASE), sandbox=False)
     assert not r.closed and r.open_places == 3 and len(r.posted) == 1 and "GetHIT" in live.ops()  # 4 - 3 = 1
     assert all(p.get("HITId") in (None, real) for _, p in live.calls)  # never asks live MTurk for a sandbox HIT
-    assert service.recruitment_summary(db.session, study)["campaigns"] == {"mturk (sandbox)": "closed",
+    assert summary.recruitment_summary(db.session, study)["campaigns"] == {"mturk (sandbox)": "closed",
                                                                            "mturk": "open"}
     assert {p.external_id: p.sandbox for p in db.session.scalars(select(RecruitPost))} == {
         pilot: True, real: False, r.posted[0]: False}

@@ -348,6 +348,10 @@
       state.listening = r.data.listening;
       state.status = r.data.status;
       var now = state.listening.screen;
+      if (r.data.status === "abandoned" && r.data.screen_out && r.data.screen_out.url) {
+        // The study pays who fails the headphone check a fixed amount on Prolific: back there with its code.
+        window.location.replace(r.data.screen_out.url); return;
+      }
       if (r.data.status === "abandoned") { abandonedMessage(); return; }
       if (now.passed === true) {
         if (state.listening.words) startAudioCheck();
