@@ -218,7 +218,7 @@ def test_export_button_downloads_zip_and_is_audited(app, client, task1_study):
     assert f"{task1_study}-export.zip" in response.headers["Content-Disposition"]
     archive = zipfile.ZipFile(io.BytesIO(response.data))
     assert sorted(archive.namelist()) == [f"{task1_study}/{n}" for n in (
-        "answers.csv", "codebook.md", "manifest.json", "participants.csv", "plan.json")]
+        "answers.csv", "codebook.md", "decisions.csv", "manifest.json", "participants.csv", "plan.json")]
     rows = archive.read(f"{task1_study}/answers.csv").decode().splitlines()
     assert len(rows) == 1 + 9 * 3
     assert ("admin", "export", f"study:{task1_study}") in _audit(app)
