@@ -20,7 +20,7 @@ from typing import Any, Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from study_server.recruit import RecruitError
+from study_server.recruit import RecruitError, mturk, prolific
 from study_server.recruit import service as recruit_service
 from study_server.recruit.lab import LabRecruiter
 from study_server.store.models import (
@@ -121,6 +121,7 @@ def review_rows(session: Session, study: Study) -> list[dict[str, Any]]:
         rows.append({"key": f"item-{item.id}", "item_id": item.id, "assignment_id": aid, "platform": item.platform,
                      "who": pseudonym or item.worker_id, "reason": item.reason, "since": item.created_at,
                      "verdict": (item.evidence or {}).get("verdict"), "answers": (item.evidence or {}).get("answers"),
+                     "submission": item.external_id, "platform_status": (item.evidence or {}).get("platform_status"),
                      "decisions": PLATFORM_DECISIONS if item.platform == "prolific"
                      else tuple(d for d in PLATFORM_DECISIONS if d != "return")})
     n_answers = (select(Answer.assignment_id, func.count().label("n")).group_by(Answer.assignment_id)).subquery()
@@ -135,7 +136,8 @@ def review_rows(session: Session, study: Study) -> list[dict[str, Any]]:
             .order_by(Assignment.completed_at, Assignment.id)):
         rows.append({"key": f"assignment-{a.id}", "item_id": None, "assignment_id": a.id, "platform": platform,
                      "who": pseudonym, "reason": "completed; no platform reviews this channel",
-                     "since": a.completed_at, "verdict": verdict, "answers": int(n), "decisions": LAB_DECISIONS})
+                     "since": a.completed_at, "verdict": verdict, "answers": int(n), "decisions": LAB_DECISIONS,
+                     "submission": None, "platform_status": None})
     return rows
 
 
@@ -152,15 +154,11 @@ def default_recruiter(session: Session, study: Study, platform: str) -> Any:
                                                              RecruitPost.platform == platform)
                                  .order_by(RecruitPost.id)))
     if platform == "mturk":
-        from study_server.recruit import mturk  # optional heavy dependency (boto3), only for MTurk decisions
-
         if any(not p.sandbox for p in known):
             raise RecruitError("live MTurk decisions are made on the command line, which asks for a confirmation: "
                                f"emostudy recruit review --study {study.name} --platform mturk --live --approve ID")
         return mturk.MTurkRecruiter(mturk.make_client(live=False), hit_ids=[p.external_id for p in known])
     if platform == "prolific":
-        from study_server.recruit import prolific
-
         return prolific.ProlificRecruiter(token=prolific.token_from_env(),
                                           study_id=known[-1].external_id if known else None,
                                           completion_code=study.completion_code)

@@ -36,7 +36,7 @@ def test_study_page_and_json_show_posts_and_ledger(app, client, media_set, tmp_p
     client.post("/admin/login", data={"user": "admin", "password": PASSWORD, "csrf_token": token})
     page = client.get(f"/admin/studies/{sid}").get_data(as_text=True)
     assert "Recruitment" in page and "HITX" in page and "Places still needed: 4" in page
-    assert "Review queue" in page and "ASGQ" in page and "platform_status: Submitted" in page
+    assert "Review queue" in page and "submission ASGQ" in page and "MTurk says: Submitted" in page
     data = client.get(f"/admin/api/studies/{sid}/recruitment").get_json()
     assert data["places_needed"] == 4 and data["posts"][0]["id"] == "HITX" and data["bonus_ledger"] == {}
     assert [(r["external_id"], r["reason"]) for r in data["review_queue"]] == [("ASGQ", "unknown")]
