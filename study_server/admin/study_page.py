@@ -10,6 +10,7 @@ participant arrives, makes a request, completes, or a decision is made.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from sqlalchemy import func, select
@@ -37,7 +38,7 @@ def fingerprint(session: Session, study_id: int) -> str:
         select(func.max(Assignment.last_seen_at)).where(Assignment.study_id == study_id).scalar_subquery(),
         select(func.max(AdminDecision.id)).where(AdminDecision.study_id == study_id).scalar_subquery())).one()
     n, seen, decided = row
-    return f"{n}.{seen}.{decided or 0}".replace(" ", "T")
+    return hashlib.sha256(f"{n}|{seen}|{decided or 0}".encode()).hexdigest()[:16]  # opaque to the page
 
 
 def _bin_labels(starts: list[dt.datetime], zone: dt.tzinfo) -> list[str]:
