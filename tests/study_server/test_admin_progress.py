@@ -417,6 +417,6 @@ def test_polling_costs_one_cheap_query_whatever_the_size(app, admin, client, tas
         assert not any("answers" in q.lower() for q in queries)  # no answer table scan while nothing changes
     # the login check, the study row and the fingerprint: the same three with 0 or 60 participants
     assert counts[0] == counts[1] == 3
-    arrive(client, task1_study, lab="new-arrival")
+    add_assignment(app, task1_study, "b01", worker="new-arrival", status="allocated")
     response = admin.get(f"/admin/studies/{sid}/live?since={mark}")
     assert response.status_code == 200 and 'id="live"' in response.get_data(as_text=True)
