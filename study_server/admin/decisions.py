@@ -135,7 +135,7 @@ def review_rows(session: Session, study: Study) -> list[dict[str, Any]]:
                    Participant.platform.in_(OFF_PLATFORM))
             .order_by(Assignment.completed_at, Assignment.id)):
         rows.append({"key": f"assignment-{a.id}", "item_id": None, "assignment_id": a.id, "platform": platform,
-                     "who": pseudonym, "reason": "completed; no platform reviews this channel",
+                     "who": pseudonym, "reason": "completed; decide by hand",
                      "since": a.completed_at, "verdict": verdict, "answers": int(n), "decisions": LAB_DECISIONS,
                      "submission": None, "platform_status": None})
     return rows

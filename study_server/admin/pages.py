@@ -199,7 +199,7 @@ def participants(study_id: int):
     n = db.session.scalar(select(func.count()).select_from(Assignment).where(Assignment.study_id == s.id))
     first = (page - 1) * per_page + 1
     view = {"id": s.id, "title": s.title or s.name, "participants": rows, "page": page, "n": n,
-            "first": min(first, n), "last": first + len(rows) - 1}
+            "first": min(first, n), "last": first + len(rows) - 1, "zone": words.when(utcnow(), zone).rsplit(" ", 1)[-1]}
     return render_template("admin/participants.html", v=view)
 
 

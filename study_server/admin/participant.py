@@ -47,6 +47,13 @@ def trials(session: Session, assignment: Assignment, plan: dict[str, Any], zone:
     fetches = {f.position: f for f in session.scalars(select(MediaFetch)
                                                       .where(MediaFetch.assignment_id == assignment.id))}
     questions = {q["id"]: q for q in plan.get("questions", [])}
+    day = assignment.allocated_at.astimezone(zone).date()
+
+    def clock(t: dt.datetime | None) -> str:  # the time of day; the date too when it is not the arrival's
+        if t is None:
+            return ""
+        return t.astimezone(zone).strftime("%H:%M:%S") if t.astimezone(zone).date() == day \
+            else words.when(t, zone, name=False)
     out = []
     for n, position in enumerate(order):
         it = by_position[position]
@@ -58,12 +65,12 @@ def trials(session: Session, assignment: Assignment, plan: dict[str, Any], zone:
             "source": _word(labels.get("source")), "visual": _word(labels.get("visual_emotion")),
             "audio": _word(labels.get("audio_emotion")),
             "repeat_of_trial": None if it.repeat_of is None else shown_index[it.repeat_of] + 1,
-            "answer": words.answer_text(answer.values, questions) if answer else [],
+            "answer": dict(words.answer_text(answer.values, questions, key="id")) if answer else {},
             "rt_ms": answer.rt_ms if answer else None,
             "played_fraction": answer.played_fraction if answer else None,
-            "answered_at": words.when(answer.created_at, zone) if answer else "",
+            "answered_at": clock(answer.created_at) if answer else "",
             "watch_flag": words.watch_flag(answer.watch_flag) if answer else "",
-            "video_requested_at": words.when(fetch.first_requested_at, zone) if fetch else "",
+            "video_requested_at": clock(fetch.first_requested_at) if fetch else "",
             "video_requests": fetch.n_requests if fetch else 0,
             "video_kb": round(fetch.bytes_served / 1024, 1) if fetch else None,
             "media_failed": None if failure is None else f"{failure.error} ({failure.n_failures} tries)",
@@ -109,5 +116,7 @@ def participant_view(session: Session, assignment: Assignment) -> dict[str, Any]
             "watch_flags": len((v.details or {}).get("watch_flags") or []),
             "watch_flags_counted": (v.details or {}).get("watch_flags_counted", True)},
         "trials": trials(session, assignment, plan, zone),
+        "questions": [{"id": q["id"], "heading": q["id"].replace("_", " ").replace("-", " ").capitalize(),
+                       "prompt": q.get("prompt") or q["id"]} for q in plan.get("questions", [])],
         "listening": listening(session, assignment, zone),
     }

@@ -149,7 +149,7 @@ def payments_to_settle(session: Session, study: Study, zone: dt.tzinfo) -> list[
 
 
 def decision_row(d: AdminDecision, zone: dt.tzinfo) -> dict[str, Any]:
-    return {"at": words.when(d.at, zone), "actor": d.actor, "assignment_id": d.assignment_id,
+    return {"at": words.when(d.at, zone, name=False), "actor": d.actor, "assignment_id": d.assignment_id,
             "kind": {"verdict": "verdict overridden", "hold": "hold", "review": "review queue"}.get(d.kind, d.kind),
             "action": d.action, "reason": d.reason}
 
@@ -161,8 +161,8 @@ def participant_rows(session: Session, study: Study, zone: dt.tzinfo, *, limit: 
         select(Assignment.id, Participant.pseudonym).join(Participant, Participant.id == Assignment.participant_id)
         .where(Assignment.id.in_([r["id"] for r in rows])))} if rows else {}
     return [{**r, "who": pseudonyms.get(r["id"], ""), "platform": words.platform(r["platform"]),
-             "status": words.status(r["status"]), "started": words.when(r["started_at"], zone),
-             "completed": words.when(r["completed_at"], zone),
+             "status": words.status(r["status"]), "started": words.when(r["started_at"], zone, name=False),
+             "completed": words.when(r["completed_at"], zone, name=False),
              "took": words.duration((r["completed_at"] - r["started_at"]).total_seconds())
              if r["completed_at"] and r["started_at"] else ""} for r in rows]
 
@@ -176,12 +176,13 @@ def study_page(session: Session, study: Study, *, timeout_s: float, base_url: st
         .where(Assignment.study_id == study.id).distinct()))
     review = admin_decisions.review_rows(session, study)
     for r in review:
-        r["since_text"] = words.when(r["since"], zone)
+        r["since_text"] = words.when(r["since"], zone, name=False)
         r["platform_text"] = words.platform(r["platform"])
         r["reason_text"] = words.REVIEW_REASON_WORDS.get(r["reason"], r["reason"])
     return {
         "id": study.id, "name": study.name, "title": study.title or study.name, "task": study.task,
         "status": study.status, "created": words.when(study.created_at, zone),
+        "zone": words.when(study.created_at, zone).rsplit(" ", 1)[-1],
         "live": live_numbers(session, study, timeout_s=timeout_s),
         "links": participant_links(study, base_url, used),
         "posts": _posts(summary, zone), "places_needed": summary["places_needed"],

@@ -33,14 +33,15 @@ def study_zone(plan: dict[str, Any]) -> dt.tzinfo:
         return UTC
 
 
-def when(value: dt.datetime | None, zone: dt.tzinfo = UTC) -> str:
-    """``2026-12-07 19:04:05 CET``: to the second, in ``zone``; empty for None."""
+def when(value: dt.datetime | None, zone: dt.tzinfo = UTC, *, name: bool = True) -> str:
+    """``2026-12-07 19:04:05 CET``: to the second, in ``zone`` (``name=False``: without the zone's name,
+    for table cells under a heading that names it); empty for None."""
     if value is None:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     local = value.astimezone(zone)
-    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or "UTC")
+    return local.strftime("%Y-%m-%d %H:%M:%S") + (" " + (local.tzname() or "UTC") if name else "")
 
 
 def duration(seconds: float | None) -> str:
@@ -69,13 +70,15 @@ def watch_flag(name: str | None) -> str:
     return WATCH_WORDS.get(name or "", name or "")
 
 
-def answer_text(values: dict[str, Any], questions: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
-    """(question prompt, chosen option labels) per answered question, in the plan's question order."""
+def answer_text(values: dict[str, Any], questions: dict[str, dict[str, Any]], *,
+                key: str = "prompt") -> list[tuple[str, str]]:
+    """(question prompt - or id with ``key="id"`` -, chosen option labels) per answered question, in the
+    plan's question order."""
     out = []
     for qid, q in questions.items():
         if qid not in values:
             continue
         labels = {o["value"]: o.get("label") or o["value"] for o in q.get("options", [])}
         chosen = values[qid] if isinstance(values[qid], list) else [values[qid]]
-        out.append((q.get("prompt") or qid, ", ".join(str(labels.get(v, v)) for v in chosen)))
+        out.append((qid if key == "id" else (q.get("prompt") or qid), ", ".join(str(labels.get(v, v)) for v in chosen)))
     return out
