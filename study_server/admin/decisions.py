@@ -111,8 +111,20 @@ def decisions(session: Session, study_id: int, assignment_id: int | None = None,
 
 # ------------------------------------------------------------------------------------ the review queue
 
-def review_rows(session: Session, study: Study) -> list[dict[str, Any]]:
-    """Open queue entries of every channel, oldest first: platform submissions, then lab / link completions."""
+def _off_platform_waiting(study_id: int):  # noqa: ANN202 - a WHERE clause
+    return (Assignment.study_id == study_id, Assignment.status == COMPLETED,
+            Assignment.participant_id.in_(select(Participant.id).where(Participant.platform.in_(OFF_PLATFORM))))
+
+
+def n_review_rows(session: Session, study: Study) -> int:
+    """How many entries the review queue holds in all (``review_rows`` lists at most ``limit`` lab ones)."""
+    return len(recruit_service.review_queue(session, study)) + int(session.scalar(
+        select(func.count()).select_from(Assignment).where(*_off_platform_waiting(study.id))) or 0)
+
+
+def review_rows(session: Session, study: Study, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """Open queue entries of every channel, oldest first: platform submissions, then lab / link completions
+    (the oldest ``limit`` of those)."""
     rows: list[dict[str, Any]] = []
     for item in recruit_service.review_queue(session, study):
         aid = (item.evidence or {}).get("assignment")
@@ -124,15 +136,17 @@ def review_rows(session: Session, study: Study) -> list[dict[str, Any]]:
                      "submission": item.external_id, "platform_status": (item.evidence or {}).get("platform_status"),
                      "decisions": PLATFORM_DECISIONS if item.platform == "prolific"
                      else tuple(d for d in PLATFORM_DECISIONS if d != "return")})
-    n_answers = (select(Answer.assignment_id, func.count().label("n")).group_by(Answer.assignment_id)).subquery()
+    listed = (select(Assignment.id).where(*_off_platform_waiting(study.id))
+              .order_by(Assignment.completed_at, Assignment.id).limit(limit))
+    n_answers = (select(Answer.assignment_id, func.count().label("n"))
+                 .where(Answer.assignment_id.in_(listed.scalar_subquery())).group_by(Answer.assignment_id)).subquery()
     for a, platform, pseudonym, verdict, n in session.execute(
             select(Assignment, Participant.platform, Participant.pseudonym, Verdict.verdict,
                    func.coalesce(n_answers.c.n, 0))
             .join(Participant, Participant.id == Assignment.participant_id)
             .outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
             .outerjoin(n_answers, n_answers.c.assignment_id == Assignment.id)
-            .where(Assignment.study_id == study.id, Assignment.status == COMPLETED,
-                   Participant.platform.in_(OFF_PLATFORM))
+            .where(Assignment.id.in_(listed.scalar_subquery()))
             .order_by(Assignment.completed_at, Assignment.id)):
         rows.append({"key": f"assignment-{a.id}", "item_id": None, "assignment_id": a.id, "platform": platform,
                      "who": pseudonym, "reason": "completed; decide by hand",

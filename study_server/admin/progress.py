@@ -52,25 +52,35 @@ SERIES = ("arrivals", "starts", "completions", "valid")
 
 @dataclass(frozen=True)
 class _Row:
-    allocated_at: dt.datetime
-    started_at: dt.datetime | None
-    completed_at: dt.datetime | None
-    last_seen_at: dt.datetime
+    allocated: float  # seconds since 1970 (UTC): 5,000 participants' datetimes cost more than their numbers
+    started: float | None
+    completed: float | None
+    last_seen: float
     status: str
     verdict: str | None
     audio_check_passed: bool | None
     screen_passed: bool | None
-    n_done: int  # answers + trials whose media failed
+    n_done: int  # answers + trials whose media failed (0 for those who completed: not counted)
+
+
+def _epoch(session: Session, column):  # noqa: ANN001, ANN202 - a column expression in, one out
+    """``column`` as seconds since 1970 in SQL (SQLite stores UTC text; PostgreSQL timestamptz)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", column)
+    return (func.julianday(column) - 2440587.5) * 86400.0
 
 
 def _rows(session: Session, study_id: int) -> list[_Row]:
-    answered = (select(Answer.assignment_id, func.count().label("n")).join(
-        Assignment, Assignment.id == Answer.assignment_id).where(Assignment.study_id == study_id)
-        .group_by(Answer.assignment_id)).subquery()
-    failed = (select(MediaFailure.assignment_id, func.count().label("n")).join(
-        Assignment, Assignment.id == MediaFailure.assignment_id).where(Assignment.study_id == study_id)
-        .group_by(MediaFailure.assignment_id)).subquery()
-    q = (select(Assignment.allocated_at, Assignment.started_at, Assignment.completed_at, Assignment.last_seen_at,
+    # trials done count only for those who did not complete (the dropout): most answers are never read
+    unfinished = select(Assignment.id).where(Assignment.study_id == study_id, Assignment.completed_at.is_(None))
+    answered = (select(Answer.assignment_id, func.count().label("n"))
+                .where(Answer.assignment_id.in_(unfinished.scalar_subquery()))
+                .group_by(Answer.assignment_id)).subquery()
+    failed = (select(MediaFailure.assignment_id, func.count().label("n"))
+              .where(MediaFailure.assignment_id.in_(unfinished.scalar_subquery()))
+              .group_by(MediaFailure.assignment_id)).subquery()
+    q = (select(*(_epoch(session, c) for c in (Assignment.allocated_at, Assignment.started_at, Assignment.completed_at,
+                                                Assignment.last_seen_at)),
                 Assignment.status, Verdict.verdict, Assignment.audio_check_passed, ListeningCheck.passed,
                 func.coalesce(answered.c.n, 0) + func.coalesce(failed.c.n, 0))
          .outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
@@ -78,7 +88,16 @@ def _rows(session: Session, study_id: int) -> list[_Row]:
          .outerjoin(answered, answered.c.assignment_id == Assignment.id)
          .outerjoin(failed, failed.c.assignment_id == Assignment.id)
          .where(Assignment.study_id == study_id))
-    return [_Row(*r[:8], int(r[8] or 0)) for r in session.execute(q)]
+
+    def sec(v):  # noqa: ANN001, ANN202 - to the millisecond: the float noise of julianday stays out of the sums
+        return None if v is None else round(float(v), 3)
+    return [_Row(sec(a), sec(b), sec(c), sec(d), status, verdict, bool(audio) if audio is not None else None,
+                 bool(screen) if screen is not None else None, int(n or 0))
+            for a, b, c, d, status, verdict, audio, screen, n in session.execute(q)]
+
+
+def _ts(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
 def _floor_hour(t: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
@@ -90,25 +109,27 @@ def hourly_series(rows: list[_Row], zone: dt.tzinfo, now: dt.datetime) -> dict[s
     """Counts per bin from the first arrival's hour to now: {width_h, bins: [bin start], arrivals: [...], ...}."""
     if not rows:
         return {"width_h": 1, "bins": [], **{k: [] for k in SERIES}}
-    origin = _floor_hour(min(r.allocated_at for r in rows), zone)
+    origin = _floor_hour(_ts(min(r.allocated for r in rows)), zone)
     span_h = (now - origin).total_seconds() / 3600
     width_h = next((w for w in (1, 2, 3, 6, 12, 24) if span_h / w <= MAX_BINS), 24)
     n_bins = max(1, math.ceil(span_h / width_h + 1e-9))
     counts = {k: [0] * n_bins for k in SERIES}
+    start, width_s = origin.timestamp(), 3600.0 * width_h
 
-    def add(series: str, t: dt.datetime | None) -> None:
+    def add(values: list[int], t: float | None) -> None:
         if t is None:
             return
-        i = int((t - origin).total_seconds() // (3600 * width_h))
+        i = int((t - start) // width_s)
         if 0 <= i < n_bins:
-            counts[series][i] += 1
+            values[i] += 1
 
+    arrivals, starts, completions, valid = (counts[k] for k in SERIES)
     for r in rows:
-        add("arrivals", r.allocated_at)
-        add("starts", r.started_at)
-        add("completions", r.completed_at)
+        add(arrivals, r.allocated)
+        add(starts, r.started)
+        add(completions, r.completed)
         if r.verdict == VALID:
-            add("valid", r.completed_at)
+            add(valid, r.completed)
     return {"width_h": width_h, "bins": [origin + dt.timedelta(hours=width_h * i) for i in range(n_bins)], **counts}
 
 
@@ -124,14 +145,14 @@ def quartiles(values: list[float]) -> dict[str, float] | None:
 
 def dropout(rows: list[_Row], *, timeout_s: float, now: dt.datetime, listening: bool) -> list[dict[str, Any]]:
     """Where the participants who left (returned, gave up, timed out, or idle past the timeout) stopped."""
-    cutoff = now - dt.timedelta(seconds=timeout_s)
+    cutoff = now.timestamp() - timeout_s
     steps: dict[str, int] = {}
     trial_steps: dict[int, int] = {}
     for r in rows:
-        gone = r.status in (RETURNED, ABANDONED, EXPIRED) or (r.status in ACTIVE and r.last_seen_at < cutoff)
-        if not gone or r.completed_at is not None:
+        gone = r.status in (RETURNED, ABANDONED, EXPIRED) or (r.status in ACTIVE and r.last_seen < cutoff)
+        if not gone or r.completed is not None:
             continue
-        if r.started_at is None:
+        if r.started is None:
             steps["consent"] = steps.get("consent", 0) + 1
         elif r.n_done == 0 and (r.screen_passed is False or r.audio_check_passed is False
                                 or (listening and r.audio_check_passed is not True)):
@@ -152,19 +173,18 @@ def study_progress(session: Session, study: Study, plan: dict[str, Any], *, zone
     rows = _rows(session, study.id)
     series = hourly_series(rows, zone, now)
 
-    window_start = now - dt.timedelta(hours=RATE_WINDOW_H)
-    first_start = min((r.started_at for r in rows if r.started_at is not None), default=None)
+    window_start = now.timestamp() - RATE_WINDOW_H * 3600
+    first_start = min((r.started for r in rows if r.started is not None), default=None)
     window_h = RATE_WINDOW_H
     if first_start is not None and first_start > window_start:
-        window_h = max((now - first_start).total_seconds() / 3600, 0.25)  # a young study: its age, at least 15 min
-    recent_valid = sum(1 for r in rows if r.verdict == VALID and r.completed_at and r.completed_at >= window_start)
+        window_h = max((now.timestamp() - first_start) / 3600, 0.25)  # a young study: its age, at least 15 min
+    recent_valid = sum(1 for r in rows if r.verdict == VALID and r.completed and r.completed >= window_start)
     rate = recent_valid / window_h if recent_valid else 0.0
     eta_s = None if rate <= 0 else needed / rate * 3600
     eta = {"window_h": window_h, "recent_valid": recent_valid, "rate_per_h": rate, "needed": needed,
            "eta_s": eta_s if needed else 0.0, "full_at": (now + dt.timedelta(seconds=eta_s)) if eta_s else None}
 
-    took = [(r.completed_at - r.started_at).total_seconds() for r in rows
-            if r.completed_at is not None and r.started_at is not None]
+    took = [round(r.completed - r.started, 3) for r in rows if r.completed is not None and r.started is not None]
     durations = quartiles(sorted(took))
 
     n_valid = sum(1 for r in rows if r.verdict == VALID)

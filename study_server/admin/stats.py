@@ -139,9 +139,14 @@ def assignment_rows(session: Session, study_id: int, *, limit: int | None = None
                     raw_times: bool = False) -> list[dict[str, Any]]:
     """The study's assignments, newest first, with their answer counts and verdicts (``limit`` of them from
     ``offset``: the study page shows the latest few). ``raw_times``: datetimes instead of ISO text."""
+    # only the listed assignments' answers are counted (the study page lists the latest 100 of thousands)
+    listed = (select(Assignment.id).where(Assignment.study_id == study_id)
+              .order_by(Assignment.allocated_at.desc(), Assignment.id.desc()).limit(limit).offset(offset))
     n_answers = (select(Answer.assignment_id, func.count().label("n"), func.count(Answer.watch_flag).label("flags"))
+                 .where(Answer.assignment_id.in_(listed.scalar_subquery()))
                  .group_by(Answer.assignment_id)).subquery()
     n_failed = (select(MediaFailure.assignment_id, func.count().label("n"))
+                .where(MediaFailure.assignment_id.in_(listed.scalar_subquery()))
                 .group_by(MediaFailure.assignment_id)).subquery()
     rows = session.execute(
         select(Assignment.id, Batch.key, Participant.platform, Assignment.status, Verdict.verdict,

@@ -30,6 +30,7 @@ SERIES_NAMES = {"arrivals": "Arrivals", "starts": "Starts (consent given)", "com
 DROPOUT_WORDS = {"consent": "before giving consent", "listening": "at the listening checks",
                  "examples": "at the instructions and examples"}
 LATEST = 100  # participants listed on the study page (all of them: the participants page)
+REVIEW_SHOWN = 50  # lab / open-link completions listed in the review queue at once (the oldest first)
 
 
 def fingerprint(session: Session, study_id: int) -> str:
@@ -174,7 +175,7 @@ def study_page(session: Session, study: Study, *, timeout_s: float, base_url: st
     used = {p["platform"] for p in summary["posts"]} | set(session.scalars(
         select(Participant.platform).join(Assignment, Assignment.participant_id == Participant.id)
         .where(Assignment.study_id == study.id).distinct()))
-    review = admin_decisions.review_rows(session, study)
+    review = admin_decisions.review_rows(session, study, limit=REVIEW_SHOWN)
     for r in review:
         r["since_text"] = words.when(r["since"], zone, name=False)
         r["platform_text"] = words.platform(r["platform"])
@@ -187,6 +188,7 @@ def study_page(session: Session, study: Study, *, timeout_s: float, base_url: st
         "links": participant_links(study, base_url, used),
         "posts": _posts(summary, zone), "places_needed": summary["places_needed"],
         "ledger": summary["bonus_ledger"], "review": review,
+        "n_review": admin_decisions.n_review_rows(session, study) if len(review) >= REVIEW_SHOWN else len(review),
         "payments": payments_to_settle(session, study, zone),
         "decisions": [decision_row(d, zone) for d in admin_decisions.decisions(session, study.id, limit=50)],
         "participants": participant_rows(session, study, zone, limit=LATEST),
