@@ -200,8 +200,8 @@ def main() -> None:
         tmp = Path(tmp)
         if args.pg_url:
             from adminkit import fresh_postgres_database
-            with fresh_postgres_database(args.pg_url, prefix="emostudy_bench") as database:
-                rows = run(database.url, args.participants, args.rounds, tmp)
+            with fresh_postgres_database(args.pg_url, prefix="emostudy_bench") as url:
+                rows = run(url, args.participants, args.rounds, tmp)
                 info["database"] = "postgresql"
         else:
             rows = run(f"sqlite:///{tmp / 'bench.sqlite3'}", args.participants, args.rounds, tmp)
