@@ -184,7 +184,7 @@ def decide_review(session: Session, study: Study, key: str, decision: str, reaso
     """Carry out a decision on the queue entry ``key`` (``item-N`` or ``assignment-N``); commit."""
     reason = _need_reason(reason)
     kind, _, number = key.partition("-")
-    if not number.isdigit() or kind not in ("item", "assignment"):
+    if not number.isdigit() or kind not in ("item", "assignment") or not 0 < int(number) < 2 ** 31:
         raise DecisionError(f"unknown review queue entry {key!r}")
     if kind == "item":
         item = session.get(ReviewItem, int(number))

@@ -420,3 +420,30 @@ def test_polling_costs_one_cheap_query_whatever_the_size(app, admin, client, tas
     add_assignment(app, task1_study, "b01", worker="new-arrival", status="allocated")
     response = admin.get(f"/admin/studies/{sid}/live?since={mark}")
     assert response.status_code == 200 and 'id="live"' in response.get_data(as_text=True)
+
+
+@pytest.mark.postgres
+def test_progress_numbers_on_postgresql(pg_app, media_set, tmp_path):
+    """The epoch seconds come from SQL (extract(epoch) on PostgreSQL, julianday on SQLite): the same numbers."""
+    app = pg_app
+    app.config["ADMIN_PASSWORD_HASH"] = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
+    study = import_study(app, make_plan(media_set, TASK1, name="pg-progress", quota=4, out=tmp_path / "p.json"),
+                         media_set)
+    plan = plan_of(app, study)
+    hour = NOW.replace(minute=0, second=0, microsecond=0)
+    for k, (back_min, took_min, verdict) in enumerate([(170, 10, "valid"), (100, 14, "valid"), (40, 12, "rejected")]):
+        aid = add_assignment(app, study, "b01", worker=f"pg-{k}", status="completed", verdict=verdict,
+                             answers=_answers(plan, "b01"))
+        arrived = hour - dt.timedelta(minutes=back_min, seconds=0.25)
+        _set_times(app, aid, allocated=arrived, started=arrived + dt.timedelta(minutes=1),
+                   completed=arrived + dt.timedelta(minutes=1 + took_min))
+    admin = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', admin.get("/admin/login").get_data(as_text=True)).group(1)
+    admin.post("/admin/login", data={"user": "admin", "password": PASSWORD, "csrf_token": token})
+    data = admin.get(f"/admin/api/studies/{_study_id(app, study)}/progress").get_json()
+    bins = [dt.datetime.fromisoformat(b) for b in data["bins"]]
+    rows = _db_rows(app, study)
+    assert data["arrivals"] == [sum(1 for r in rows if b <= r[0] < b + dt.timedelta(hours=1)) for b in bins]
+    assert data["valid"] == [sum(1 for r in rows if r[3] == "valid" and b <= r[2] < b + dt.timedelta(hours=1))
+                             for b in bins]
+    assert data["durations_s"]["median"] == 12 * 60 and data["durations_s"]["n"] == 3

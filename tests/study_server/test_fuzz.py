@@ -194,6 +194,14 @@ def _fuzz(app, media_set, tmp_path):
             ("GET", f"/admin/api/studies/{bad_int}/assignments", "admin"),
             ("GET", f"/admin/api/assignments/{bad_int}", "admin"),
             ("POST", f"/admin/studies/{bad_int}/export", "admin-csrf"),
+            ("GET", f"/admin/studies/{bad_int}/live?since={rng.choice(['', '%00', 'x' * 300])}", "admin"),
+            ("GET", f"/admin/studies/{rng.choice([bad_int, study_id])}/participants?page="
+                    f"{rng.choice(['x', '-1', '0', '99999999999999999999'])}", "admin"),
+            ("GET", f"/admin/api/studies/{bad_int}/progress", "admin"),
+            ("POST", f"/admin/assignments/{rng.choice([bad_int, assignment_id])}/verdict", "admin-csrf"),
+            ("POST", f"/admin/studies/{rng.choice([bad_int, study_id])}/review/"
+                     f"{rng.choice(['item-999999', 'assignment-0', 'item-', 'x-1', '%00', 'item-99999999999999999999'])}",
+             "admin-csrf"),
             ("GET", rng.choice(["/admin/", "/admin/api/studies", f"/admin/studies/{study_id}",
                                 f"/admin/api/assignments/{assignment_id}"]), "anonymous"),
             ("POST", rng.choice(["/admin/logout", f"/admin/studies/{study_id}/export"]), "admin-no-csrf"),
