@@ -10,6 +10,7 @@ the audit log. See ``admin_auth`` for the password and ``admin_stats`` for what 
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import tempfile
 import zipfile
@@ -256,7 +257,10 @@ def _hold_rows() -> list[dict]:
 
 @bp.get("/holds")
 def holds_page():
-    return render_template("admin/holds.html", holds=_hold_rows(), hold_s=hold_seconds(current_app.config))
+    rows = [{**h, "arrived": words.when(dt.datetime.fromisoformat(h["allocated_at"])),
+             "lapses": words.when(dt.datetime.fromisoformat(h["releases_at"])) if h["releases_at"] else "",
+             "held": words.duration(h["held_s"])} for h in _hold_rows()]
+    return render_template("admin/holds.html", holds=rows, hold_s=hold_seconds(current_app.config))
 
 
 @bp.get("/api/holds")
