@@ -120,8 +120,7 @@ def test_study_page_in_chromium(app, client, live_server, browser, media_set, tm
     shown: dict[str, dict[int, int]] = {}
     for series, b, n in points:
         shown.setdefault(series, {})[b] = n
-    data = client.get  # (the JSON of the same numbers needs a login: read the bins from the API as the admin)
-    api = page.request.get(f"{live_server}/admin/api/studies/{sid}/progress").json()
+    api = page.request.get(f"{live_server}/admin/api/studies/{sid}/progress").json()  # the bins, as the admin
     bins = [dt.datetime.fromisoformat(b) for b in api["bins"]]
     expected = _db_series(app, study, bins)
     for series, counts in expected.items():
