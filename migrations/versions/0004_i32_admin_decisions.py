@@ -1,7 +1,8 @@
 """The researcher's decisions from the admin pages, with their reasons (issue 32).
 
 - ``admin_decisions``: who decided what about which assignment, when and why (a verdict overridden, an
-  arrival hold released, a queued submission approved / rejected / asked to return / paid by hand).
+  arrival hold released or extended, a queued submission approved / rejected / asked to return / paid by hand);
+- ``assignments.hold_until``: an arrival hold the researcher extended lapses then (not at allocation + hold).
 
 Revision ID: 0004_i32
 Revises: 0003_media_copies
@@ -40,9 +41,13 @@ def upgrade() -> None:
     with op.batch_alter_table('admin_decisions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_admin_decisions_assignment_id'), ['assignment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_admin_decisions_study_id'), ['study_id'], unique=False)
+    with op.batch_alter_table('assignments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('hold_until', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('assignments', schema=None) as batch_op:
+        batch_op.drop_column('hold_until')
     with op.batch_alter_table('admin_decisions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_admin_decisions_study_id'))
         batch_op.drop_index(batch_op.f('ix_admin_decisions_assignment_id'))

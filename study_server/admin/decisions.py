@@ -4,7 +4,8 @@ and to the audit log, shown on the study and participant pages and exported as d
 - ``override_verdict``: a completed participant's verdict set to valid or rejected, with a reason. The
   verdict row keeps the consistency check's own result (``details["override"]``); counts, the quota and the
   export use the new verdict, and ``emostudy recruit sync`` approves or rejects on the platform from it.
-- ``release_hold``: an arrival's place freed (``study.assignment.release_hold``), with a reason.
+- ``release_hold`` / ``extend_hold``: an arrival's place freed (``study.assignment.release_hold``), or its
+  hold made to lapse later (``Assignment.hold_until``), with a reason.
 - ``review_rows`` / ``decide_review``: the review queue of every channel. Platform submissions the
   recruitment code queued (unknown, duplicate, partial) are decided through ``recruit.service.resolve_review``
   (its audit-first ledger rules: approve, reject, ask to return, dismiss); lab and open-link participants
@@ -15,15 +16,17 @@ Errors: ``DecisionError`` (a ``ValueError``) names what is missing or wrong and 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from study_server.recruit import RecruitError, mturk, prolific
 from study_server.recruit import service as recruit_service
 from study_server.recruit.lab import LabRecruiter
 from study_server.store.models import (
+    ALLOCATED,
     APPROVED,
     COMPLETED,
     INVALID,
@@ -100,6 +103,35 @@ def release_hold(session: Session, study_id: int, assignment_id: int, reason: st
              reason=reason)
         session.commit()
     return released
+
+
+MAX_EXTEND_MIN = 240
+
+
+def extend_hold(session: Session, assignment_id: int, minutes: int, reason: str, *, actor: str,
+                hold_s: float | None, now: dt.datetime | None = None) -> dt.datetime:
+    """Give an arrival that has not started more time: its hold lapses ``minutes`` after the later of now
+    and when it would have lapsed (the inactivity timeout still applies). Returns the new lapse time; commits."""
+    reason = _need_reason(reason)
+    if not 1 <= minutes <= MAX_EXTEND_MIN:
+        raise DecisionError(f"extend a hold by 1 to {MAX_EXTEND_MIN} minutes, not {minutes}")
+    if hold_s is None:
+        raise DecisionError("arrival holds are off (EMOSTUDY_ARRIVAL_HOLD_S=0): there is no hold to extend")
+    a = session.get(Assignment, assignment_id)
+    if a is None or a.status != ALLOCATED:
+        raise DecisionError(f"assignment {assignment_id} is not an arrival hold any more (it started or was freed)")
+    now = now or utcnow()
+    lapses = max(a.allocated_at + dt.timedelta(seconds=hold_s), a.hold_until or a.allocated_at, now)
+    until = lapses + dt.timedelta(minutes=minutes)
+    done = session.execute(update(Assignment).where(Assignment.id == assignment_id, Assignment.status == ALLOCATED)
+                           .values(hold_until=until).execution_options(synchronize_session=False))
+    if not done.rowcount:
+        session.rollback()
+        raise DecisionError(f"assignment {assignment_id} started or was freed meanwhile; nothing changed")
+    _log(session, actor=actor, study_id=a.study_id, assignment_id=a.id, kind=HOLD, action=f"extend {minutes} min",
+         reason=reason, until=until.isoformat(timespec="seconds"))
+    session.commit()
+    return until
 
 
 def decisions(session: Session, study_id: int, assignment_id: int | None = None, *, limit: int = 200) -> list[AdminDecision]:

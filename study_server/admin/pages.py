@@ -286,6 +286,21 @@ def release_hold(assignment_id: int):
     return redirect(url_for("admin.holds_page"))
 
 
+@bp.post("/holds/<int:assignment_id>/extend")
+def extend_hold(assignment_id: int):
+    if not 0 < assignment_id <= _MAX_ID:
+        abort(404, description=f"no assignment with id {assignment_id}")
+    try:
+        until = admin_decisions.extend_hold(db.session, assignment_id, request.form.get("minutes", 0, type=int) or 0,
+                                            request.form.get("reason", ""), actor=_actor(),
+                                            hold_s=hold_seconds(current_app.config))
+        flash(f"The hold of assignment {assignment_id} now lapses at {words.when(until)}; the decision is logged.")
+    except admin_decisions.DecisionError as exc:
+        db.session.rollback()
+        flash(f"Nothing changed: {exc}.")
+    return redirect(url_for("admin.holds_page"))
+
+
 @bp.post("/studies/<int:study_id>/export")
 def export(study_id: int):
     s = _study_or_404(study_id)

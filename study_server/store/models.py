@@ -215,6 +215,7 @@ class Assignment(Base):
     submitted_at: Mapped[dt.datetime | None]
     reviewed_at: Mapped[dt.datetime | None]  # approved/rejected on the platform
     ended_at: Mapped[dt.datetime | None]  # returned/abandoned/expired
+    hold_until: Mapped[dt.datetime | None]  # an arrival hold extended by the researcher lapses then, not before
     # Platform ids: MTurk hitId/assignmentId/turkSubmitTo; Prolific STUDY_ID/SESSION_ID; lab token.
     hit_id: Mapped[str | None] = mapped_column(String(255))
     external_assignment_id: Mapped[str | None] = mapped_column(String(255))

@@ -447,3 +447,69 @@ def test_progress_numbers_on_postgresql(pg_app, media_set, tmp_path):
     assert data["valid"] == [sum(1 for r in rows if r[3] == "valid" and b <= r[2] < b + dt.timedelta(hours=1))
                              for b in bins]
     assert data["durations_s"]["median"] == 12 * 60 and data["durations_s"]["n"] == 3
+
+
+@pytest.mark.parametrize("app_config", [{"ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000"),
+                                         "ARRIVAL_HOLD_S": 60}])
+def test_extended_hold_outlives_its_lapse_and_is_logged(app, admin, client, task1_study):
+    from study_server.store.models import AdminDecision, Assignment
+    from study_server.study.assignment import expire_stale
+    token_p = arrive(client, task1_study, lab="slow-reader")
+    with app.app_context():
+        aid = _session(app).scalar(select(Assignment.id).where(Assignment.token == token_p))
+    token = _csrf(admin, "/admin/holds")
+    admin.post(f"/admin/holds/{aid}/extend", data={"csrf_token": token, "minutes": "999", "reason": "x"})
+    admin.post(f"/admin/holds/{aid}/extend", data={"csrf_token": token, "minutes": "10", "reason": ""})
+    admin.post(f"/admin/holds/{aid}/extend", data={"csrf_token": token, "minutes": "10",
+                                                  "reason": "reading the consent form on the phone"})
+    with app.app_context():
+        s = _session(app)
+        a = s.get(Assignment, aid)
+        assert a.hold_until is not None and a.hold_until > a.allocated_at + dt.timedelta(minutes=10)
+        (d,) = s.scalars(select(AdminDecision)).all()
+        assert (d.kind, d.action, d.reason) == ("hold", "extend 10 min", "reading the consent form on the phone")
+        # five minutes on: without the extension the 60 s hold would have lapsed; with it, the place is kept
+        assert expire_stale(s, a.study_id, 1800, NOW + dt.timedelta(minutes=5), hold_s=60) == 0
+        s.commit()
+        assert s.get(Assignment, aid).status == "allocated"
+        # past the extension it lapses as any hold does
+        assert expire_stale(s, a.study_id, 1800, a.hold_until + dt.timedelta(seconds=1), hold_s=60) == 1
+        s.commit()
+    admin.post(f"/admin/holds/{aid}/extend", data={"csrf_token": token, "minutes": "10", "reason": "again"})
+    with app.app_context():
+        assert len(_session(app).scalars(select(AdminDecision)).all()) == 1  # an expired hold is not extended
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_an_extended_hold_keeps_the_place_on_both_allocation_paths(request, backend, media_set, tmp_path,
+                                                                   monkeypatch):
+    """The allocation itself (SQLite: expire_stale; PostgreSQL: one SQL statement) honours the extension."""
+    from study_server.admin.decisions import extend_hold
+    from study_server.store.extensions import db
+    from study_server.store.models import Assignment
+    from study_server.study import assignment as assign_module
+
+    app = request.getfixturevalue("app" if backend == "sqlite" else "pg_app")
+    origin = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    t = {"s": 0.0}
+    monkeypatch.setattr(assign_module, "utcnow", lambda: origin + dt.timedelta(seconds=t["s"]))
+    app.config.update({"ARRIVAL_HOLD_S": 180, "RATE_LIMIT_ENABLED": False})
+    study = import_study(app, make_plan(media_set, TASK1, name="held", quota=2, out=tmp_path / "h.json"), media_set)
+    client = app.test_client()
+    slow = arrive(client, study, lab="slow")
+    for i in range(3):  # 4 places: full
+        assert client.post(f"/api/v1/a/{arrive(client, study, lab=f'p{i}')}/start").status_code == 200
+    t["s"] = 60
+    with app.app_context():
+        aid = db.session.scalar(select(Assignment.id).where(Assignment.token == slow))
+        until = extend_hold(db.session, aid, 10, "phone call", actor="admin", hold_s=180,
+                            now=origin + dt.timedelta(seconds=60))
+    assert until == origin + dt.timedelta(seconds=180 + 600)  # 10 minutes past when it would have lapsed
+    for t["s"] in (181, 779):  # past the plain hold, and just before the extension ends: still held
+        r = client.post(f"/api/v1/studies/{study}/arrive", json={"query": {"lab": "late"}})
+        assert r.status_code == 409 and r.get_json()["error"]["code"] == "study_full"
+    t["s"] = 781
+    late = arrive(client, study, lab="late")
+    with app.app_context():
+        statuses = dict(db.session.execute(select(Assignment.token, Assignment.status)).all())
+    assert statuses[slow] == "expired" and statuses[late] == "allocated"

@@ -185,6 +185,7 @@ def _fuzz(app, media_set, tmp_path):
             ("GET", f"/l/{token}/{rng.choice(['h9-0', 'h0-99', 'c1', 'h0-0%0A', 'x0', 'h-1-0'])}/{sound[4]}", None),
             ("GET", f"/l/{token}/c0/{rng.choice(['AAAA', sound[4] + 'x', sound[4][:-1]])}", None),
             ("POST", f"/admin/holds/{bad_int}/release", "admin-csrf"),
+            ("POST", f"/admin/holds/{rng.choice([bad_int, assignment_id])}/extend", "admin-csrf"),
             ("GET", "/admin/holds?x=%00", "admin"),
             ("GET", "/admin/api/holds", "anonymous"),
             ("GET", f"/admin/studies/{bad_int}", "admin"),
