@@ -15,7 +15,7 @@ UTC = dt.timezone.utc
 
 PLATFORM_WORDS = {"mturk": "MTurk", "prolific": "Prolific", "lab": "Lab link", "link": "Open link"}
 STATUS_WORDS = {"allocated": "arrived, not started", "started": "in progress", "completed": "completed",
-                "submitted": "submitted on the platform", "approved": "approved", "rejected": "rejected on the platform",
+                "submitted": "submitted on the platform", "approved": "approved", "rejected": "rejected at review",
                 "returned": "returned", "abandoned": "gave up", "expired": "timed out"}
 WATCH_WORDS = {"never_fetched": "answered without loading the video", "too_fast": "answered sooner than the video lasts"}
 REVIEW_REASON_WORDS = {"unknown": "no record of this submission here", "duplicate": "a second submission by one worker",
