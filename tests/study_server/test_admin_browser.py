@@ -42,7 +42,7 @@ def _spread_over_hours(app, study: str, now: dt.datetime) -> None:
         s = db.session
         sid = s.scalar(select(Study.id).where(Study.name == study))
         for a in s.scalars(select(Assignment).where(Assignment.study_id == sid).order_by(Assignment.id)):
-            back = dt.timedelta(hours=a.id % 6, minutes=7 * (a.id % 5))
+            back = dt.timedelta(hours=a.id % 6, minutes=25 + 7 * (a.id % 5))  # sessions end before now
             for col in ("allocated_at", "started_at", "completed_at", "last_seen_at", "ended_at"):
                 if getattr(a, col) is not None:
                     setattr(a, col, getattr(a, col) - back)
