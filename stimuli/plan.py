@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import re
+import zoneinfo
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,8 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
             "task": spec.study.task,
             "description": spec.study.description,
             "exclude_studies": list(spec.study.exclude_studies),
+            # the time zone only when not UTC, so plans of other specs keep their bytes
+            **({"timezone": spec.study.timezone} if spec.study.timezone != "UTC" else {}),
             # [recruitment] only when the spec has one, so plans of other specs keep their bytes.
             **({"recruitment": spec.recruitment.as_plan()} if spec.recruitment != type(spec.recruitment)() else {}),
         },
@@ -256,6 +259,13 @@ def validate_plan(plan: Any, where: str = "plan", manifest: Manifest | None = No
     for k in ("name", "title", "task", "description"):
         _need(study, k, str, where, "study.")
     _need(study, "exclude_studies", list, where, "study.")
+    if "timezone" in study:
+        tz = _need(study, "timezone", str, where, "study.")
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise PlanError(f"{where}: key 'study.timezone' is {tz!r}, not a time zone name (IANA, e.g. "
+                            "\"Europe/Berlin\")") from None
     if study["task"] not in DESIGN_KINDS:
         raise PlanError(f"{where}: key 'study.task' is {study['task']!r}; known: {', '.join(DESIGN_KINDS)}")
     if "participant" in plan:

@@ -8,6 +8,7 @@ accepts their names. Layout (every key is checked; errors name the file and the 
     quota_per_batch = 10                 # valid participants per batch
     [study]    name, title, task ("emotion-realness" | "av-mismatch" | "norming"), description,
                exclude_studies = [names]  # who took one of these studies may not take this one
+               timezone = "Europe/Berlin"  # the admin pages show times in it (IANA name; default UTC)
     [participant] title, intro, instructions, allow_words = [words]
     [design]   the numbers of the task's design (see stimuli.designs), order ("per-batch" | "per-participant")
     [examples] per_emotion, sources, size_variants, allow_example_reuse
@@ -37,6 +38,7 @@ import math
 import os
 import re
 import tomllib
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +127,7 @@ class StudyInfo:
     task: str
     description: str = ""
     exclude_studies: tuple[str, ...] = ()
+    timezone: str = "UTC"  # an IANA name; the admin pages show times in it
 
 
 AUDIO_CHECK_KINDS = ("words", "huggins", "antiphase", "huggins+words")
@@ -469,6 +472,16 @@ def _read_examples(root: _Table) -> ExamplesDesign:
     return ex
 
 
+def _timezone(st: _Table) -> str:
+    name = st.text("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise st.error("timezone", f"{name!r} is not a time zone name; use an IANA name such as "
+                                   "\"Europe/Berlin\" or \"UTC\"") from None
+    return name
+
+
 def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
     """Parse and validate a spec given as TOML text. Raises ``SpecError`` naming the key."""
     raw = text.encode() if isinstance(text, str) else text
@@ -494,7 +507,7 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
                                        "[participant] instructions ([study] is the researcher's)")
     study = StudyInfo(name=name, title=st.text("title", name), task=task,
                       description=st.text("description", "", nonempty=False),
-                      exclude_studies=st.strings("exclude_studies", []))
+                      exclude_studies=st.strings("exclude_studies", []), timezone=_timezone(st))
     st.done()
     pt = root.table("participant")
     participant = ParticipantText(title=pt.text("title", study.title), intro=pt.text("intro", "", nonempty=False),

@@ -10,6 +10,7 @@ the audit log. See ``admin_auth`` for the password and ``admin_stats`` for what 
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import tempfile
 import zipfile
@@ -29,15 +30,21 @@ from flask import (
     send_file,
     url_for,
 )
+from sqlalchemy import func, select
 
 from study_server.admin import auth as admin_auth
+from study_server.admin import decisions as admin_decisions
+from study_server.admin import participant as participant_page
 from study_server.admin import stats as admin_stats
+from study_server.admin import study_page, words
 from study_server.export.tables import export_study
+from study_server.recruit import RecruitError
 from study_server.recruit.summary import recruitment_summary
 from study_server.store.extensions import db
 from study_server.store.models import Assignment, AuditLog, Study, utcnow
 from study_server.study.assignment import hold_seconds, holds
 from study_server.study.assignment import release_hold as release
+from study_server.study.studies import plan_view
 from study_server.web.security import Limit, RateLimiter
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
@@ -45,6 +52,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="template
 _PUBLIC_ENDPOINTS = {"admin.login"}
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _LOGIN_LIMIT = Limit(10, 300)  # login attempts per address per 5 minutes
+POLL_S = 10  # an open study page asks for news at most once per 10 s
 
 
 def _timeout_s() -> float:
@@ -165,21 +173,72 @@ def dashboard():
 @bp.get("/studies/<int:study_id>")
 def study(study_id: int):
     s = _study_or_404(study_id)
-    detail = admin_stats.study_detail(db.session, s, timeout_s=_timeout_s())
-    return render_template("admin/study.html", s=detail, assignments=admin_stats.assignment_rows(db.session, s.id),
-                           recruitment=_recruitment(s))
+    view = study_page.study_page(db.session, s, timeout_s=_timeout_s(), base_url=request.url_root)
+    return render_template("admin/study.html", v=view, poll_s=POLL_S)
 
 
-def _recruitment(s: Study) -> dict:
-    return recruitment_summary(db.session, s)
+@bp.get("/studies/<int:study_id>/live")
+def study_live(study_id: int):
+    """The live part of the study page, for the page's polling: 204 while nothing changed (one cheap query)."""
+    s = _study_or_404(study_id)
+    mark = study_page.fingerprint(db.session, s.id)
+    if request.args.get("since") == mark:
+        return Response(status=204, headers={"Cache-Control": "no-store"})
+    view = study_page.live_numbers(db.session, s, timeout_s=_timeout_s())
+    response = Response(render_template("admin/_live.html", v=view, poll_s=POLL_S), mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/studies/<int:study_id>/participants")
+def participants(study_id: int):
+    s = _study_or_404(study_id)
+    page = max(1, min(request.args.get("page", 1, type=int) or 1, 10 ** 6))
+    per_page = 200
+    zone = words.study_zone(plan_view(s).plan)
+    rows = study_page.participant_rows(db.session, s, zone, limit=per_page, offset=(page - 1) * per_page)
+    n = db.session.scalar(select(func.count()).select_from(Assignment).where(Assignment.study_id == s.id))
+    first = (page - 1) * per_page + 1
+    view = {"id": s.id, "title": s.title or s.name, "participants": rows, "page": page, "n": n,
+            "first": min(first, n), "last": first + len(rows) - 1, "zone": words.when(utcnow(), zone).rsplit(" ", 1)[-1]}
+    return render_template("admin/participants.html", v=view)
 
 
 @bp.get("/assignments/<int:assignment_id>")
 def assignment(assignment_id: int):
     a = _assignment_or_404(assignment_id)
-    detail = admin_stats.assignment_detail(db.session, a)
+    view = participant_page.participant_view(db.session, a)
+    zone = words.study_zone(plan_view(a.study).plan)
+    history = [study_page.decision_row(d, zone) for d in admin_decisions.decisions(db.session, a.study_id, a.id)]
     audit("view_assignment", f"assignment:{a.id}")
-    return render_template("admin/assignment.html", a=detail)
+    return render_template("admin/assignment.html", a=view, decisions=history)
+
+
+@bp.post("/assignments/<int:assignment_id>/verdict")
+def override_verdict(assignment_id: int):
+    a = _assignment_or_404(assignment_id)
+    try:
+        admin_decisions.override_verdict(db.session, a, request.form.get("verdict", ""), request.form.get("reason", ""),
+                                         actor=_actor())
+        flash(f"Verdict set to {request.form.get('verdict')}; the decision and its reason are logged.")
+    except admin_decisions.DecisionError as exc:
+        db.session.rollback()
+        flash(f"Nothing changed: {exc}.")
+    return redirect(url_for("admin.assignment", assignment_id=a.id))
+
+
+@bp.post("/studies/<int:study_id>/review/<key>")
+def decide_review(study_id: int, key: str):
+    s = _study_or_404(study_id)
+    recruiter_for = current_app.extensions.get("emostudy_admin_recruiter", admin_decisions.default_recruiter)
+    try:
+        admin_decisions.decide_review(db.session, s, key, request.form.get("decision", ""),
+                                      request.form.get("reason", ""), actor=_actor(), recruiter_for=recruiter_for)
+        flash(f"Decision carried out ({request.form.get('decision')}) and logged.")
+    except (admin_decisions.DecisionError, RecruitError) as exc:
+        db.session.rollback()
+        flash(f"Nothing changed: {exc}.")
+    return redirect(url_for("admin.study", study_id=s.id) + "#review-queue")
 
 
 # ------------------------------------------------------------------------ arrival holds (issue #15)
@@ -198,7 +257,10 @@ def _hold_rows() -> list[dict]:
 
 @bp.get("/holds")
 def holds_page():
-    return render_template("admin/holds.html", holds=_hold_rows(), hold_s=hold_seconds(current_app.config))
+    rows = [{**h, "arrived": words.when(dt.datetime.fromisoformat(h["allocated_at"])),
+             "lapses": words.when(dt.datetime.fromisoformat(h["releases_at"])) if h["releases_at"] else "",
+             "held": words.duration(h["held_s"])} for h in _hold_rows()]
+    return render_template("admin/holds.html", holds=rows, hold_s=hold_seconds(current_app.config))
 
 
 @bp.get("/api/holds")
@@ -208,12 +270,34 @@ def api_holds():
 
 @bp.post("/holds/<int:assignment_id>/release")
 def release_hold(assignment_id: int):
-    released = release(db.session, assignment_id)
-    audit("release_hold", f"assignment:{assignment_id}", released=released)
+    if not 0 < assignment_id <= _MAX_ID:
+        abort(404, description=f"no assignment with id {assignment_id}")
+    reason = (request.values.get("reason") or "").strip() or "no reason given"
+    study_id = db.session.scalar(select(Assignment.study_id).where(Assignment.id == assignment_id))
+    if study_id is None:
+        released = release(db.session, assignment_id)  # raises the study room's NotFound, as before
+    else:
+        released = admin_decisions.release_hold(db.session, study_id, assignment_id, reason, actor=_actor())
+    audit("release_hold", f"assignment:{assignment_id}", released=released, reason=reason)
     if _api_request():
         return jsonify(released=released)
     flash(f"Place of assignment {assignment_id} released." if released
           else f"Assignment {assignment_id} is no longer a hold (it started or was freed); nothing changed.")
+    return redirect(url_for("admin.holds_page"))
+
+
+@bp.post("/holds/<int:assignment_id>/extend")
+def extend_hold(assignment_id: int):
+    if not 0 < assignment_id <= _MAX_ID:
+        abort(404, description=f"no assignment with id {assignment_id}")
+    try:
+        until = admin_decisions.extend_hold(db.session, assignment_id, request.form.get("minutes", 0, type=int) or 0,
+                                            request.form.get("reason", ""), actor=_actor(),
+                                            hold_s=hold_seconds(current_app.config))
+        flash(f"The hold of assignment {assignment_id} now lapses at {words.when(until)}; the decision is logged.")
+    except admin_decisions.DecisionError as exc:
+        db.session.rollback()
+        flash(f"Nothing changed: {exc}.")
     return redirect(url_for("admin.holds_page"))
 
 
@@ -243,6 +327,15 @@ def api_studies():
 @bp.get("/api/studies/<int:study_id>")
 def api_study(study_id: int):
     return jsonify(admin_stats.study_detail(db.session, _study_or_404(study_id), timeout_s=_timeout_s()))
+
+
+@bp.get("/api/studies/<int:study_id>/progress")
+def api_progress(study_id: int):
+    return jsonify(study_page.live_numbers(db.session, _study_or_404(study_id), timeout_s=_timeout_s(), as_json=True))
+
+
+def _recruitment(s: Study) -> dict:
+    return recruitment_summary(db.session, s)
 
 
 @bp.get("/api/studies/<int:study_id>/recruitment")

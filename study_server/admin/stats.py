@@ -135,11 +135,18 @@ def listening_counts(session: Session, study_id: int) -> dict[str, int]:
             "screen_undecided": started - passed - failed, "audio_check_failed": int(words_failed or 0)}
 
 
-def assignment_rows(session: Session, study_id: int) -> list[dict[str, Any]]:
-    """The study's assignments, newest first, with their answer counts and verdicts."""
+def assignment_rows(session: Session, study_id: int, *, limit: int | None = None, offset: int = 0,
+                    raw_times: bool = False) -> list[dict[str, Any]]:
+    """The study's assignments, newest first, with their answer counts and verdicts (``limit`` of them from
+    ``offset``: the study page shows the latest few). ``raw_times``: datetimes instead of ISO text."""
+    # only the listed assignments' answers are counted (the study page lists the latest 100 of thousands)
+    listed = (select(Assignment.id).where(Assignment.study_id == study_id)
+              .order_by(Assignment.allocated_at.desc(), Assignment.id.desc()).limit(limit).offset(offset))
     n_answers = (select(Answer.assignment_id, func.count().label("n"), func.count(Answer.watch_flag).label("flags"))
+                 .where(Answer.assignment_id.in_(listed.scalar_subquery()))
                  .group_by(Answer.assignment_id)).subquery()
     n_failed = (select(MediaFailure.assignment_id, func.count().label("n"))
+                .where(MediaFailure.assignment_id.in_(listed.scalar_subquery()))
                 .group_by(MediaFailure.assignment_id)).subquery()
     rows = session.execute(
         select(Assignment.id, Batch.key, Participant.platform, Assignment.status, Verdict.verdict,
@@ -151,10 +158,11 @@ def assignment_rows(session: Session, study_id: int) -> list[dict[str, Any]]:
         .outerjoin(n_answers, n_answers.c.assignment_id == Assignment.id)
         .outerjoin(n_failed, n_failed.c.assignment_id == Assignment.id)
         .where(Assignment.study_id == study_id)
-        .order_by(Assignment.allocated_at.desc(), Assignment.id.desc())).all()
+        .order_by(Assignment.allocated_at.desc(), Assignment.id.desc()).limit(limit).offset(offset)).all()
+    t = (lambda v: v) if raw_times else _iso
     return [{"id": aid, "batch_id": key, "platform": platform, "status": status, "verdict": verdict,
-             "n_answers": int(n), "allocated_at": _iso(alloc), "started_at": _iso(started),
-             "completed_at": _iso(completed), "n_watch_flags": int(flags), "n_media_failed": int(failed)}
+             "n_answers": int(n), "allocated_at": t(alloc), "started_at": t(started),
+             "completed_at": t(completed), "n_watch_flags": int(flags), "n_media_failed": int(failed)}
             for aid, key, platform, status, verdict, n, alloc, started, completed, flags, failed in rows]
 
 

@@ -2,6 +2,7 @@
 
     DIR/answers.csv       one row per answer x question, joined to the stimulus labels
     DIR/participants.csv  one row per assignment, pseudonymous ids
+    DIR/decisions.csv     the researcher's decisions on the admin pages (who, when, what, why)
     DIR/plan.json         the imported plan, byte for byte
     DIR/manifest.json     the stimulus set's manifest as imported
     DIR/codebook.md       every column of both CSVs
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session
 from study_server.core.errors import StudyServerError
 from study_server.export import psychds
 from study_server.store.models import (
+    AdminDecision,
     Answer,
     Assignment,
     Batch,
@@ -61,6 +63,7 @@ PARTICIPANT_COLUMNS = ("participant", "assignment", "batch_id", "platform", "sta
                        "n_answers", "n_watch_flags", "n_media_failed", "media_failed_positions",
                        "screen_kind", "screen_calibrated", "screen_passed", "screen_n_correct",
                        "screen_attempts")
+DECISION_COLUMNS = ("decided_at", "participant", "assignment", "kind", "action", "reason", "actor")
 SCREEN_COLUMNS = ("participant", "assignment", "kind", "attempt", "trial", "answer", "correct", "answered_at")
 
 ANSWER_CODEBOOK = {
@@ -224,6 +227,9 @@ def codebook_markdown(study: Study, plan: dict[str, Any]) -> str:
                   f"passed with {ac['pass_at']} correct, {ac['attempts']} block(s) allowed).", "",
                   "| column | meaning |", "|---|---|"]
         lines += [f"| {name} | {text} |" for name, text in SCREEN_CODEBOOK.items()]
+    lines += ["", "## decisions.csv", "", "The researcher's decisions on the admin pages, oldest first: a verdict "
+              "overridden (`valid -> rejected`; participants.csv and answers.csv show the verdict after it), an "
+              "arrival hold released, a queued submission decided. `reason` is the researcher's own words.", ""]
     lines += ["", "## plan.json, manifest.json", "",
               "The study plan as imported (batches, items, questions, consistency rules) and the stimulus set's "
               "manifest (every label of every stimulus).", ""]
@@ -305,6 +311,17 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
     return answer_rows, participant_rows
 
 
+def _decision_rows(session: Session, study: Study) -> list[list[str]]:
+    """decisions.csv: one row per AdminDecision of the study (pseudonym, never the worker id)."""
+    rows = session.execute(
+        select(AdminDecision, Participant.pseudonym)
+        .outerjoin(Assignment, Assignment.id == AdminDecision.assignment_id)
+        .outerjoin(Participant, Participant.id == Assignment.participant_id)
+        .where(AdminDecision.study_id == study.id).order_by(AdminDecision.at, AdminDecision.id)).all()
+    return [[_iso(d.at), pseudonym or "", _number(d.assignment_id), d.kind, d.action, d.reason, d.actor]
+            for d, pseudonym in rows]
+
+
 def _screen_kind(plan: dict[str, Any]) -> str:
     ac = plan.get("audio_check") or {}
     kind = str(ac.get("kind", "words")) if ac.get("enabled") else ""
@@ -367,6 +384,7 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike,
         "manifest.json": found.manifest_json.encode("utf-8"),
         "codebook.md": codebook_markdown(found, plan).encode("utf-8"),
     }
+    files["decisions.csv"] = _csv_bytes(DECISION_COLUMNS, _decision_rows(session, found))
     if _screen_kind(plan):
         files["screen_trials.csv"] = _csv_bytes(SCREEN_COLUMNS, _screen_rows(session, found))
     if format == "psych-ds":

@@ -7,7 +7,7 @@
                  ├─ Answer (append-only: one row per answered item)
                  ├─ ListeningCheck, ScreenTrial (volume calibration, headphone screen)
                  └─ Verdict (consistency check at completion)
-    AuditLog (admin actions)
+    AuditLog (admin actions), AdminDecision (a researcher's decisions, with their reasons)
 
 Assignment lifecycle (``Assignment.status``)::
 
@@ -215,6 +215,7 @@ class Assignment(Base):
     submitted_at: Mapped[dt.datetime | None]
     reviewed_at: Mapped[dt.datetime | None]  # approved/rejected on the platform
     ended_at: Mapped[dt.datetime | None]  # returned/abandoned/expired
+    hold_until: Mapped[dt.datetime | None]  # an arrival hold extended by the researcher lapses then, not before
     # Platform ids: MTurk hitId/assignmentId/turkSubmitTo; Prolific STUDY_ID/SESSION_ID; lab token.
     hit_id: Mapped[str | None] = mapped_column(String(255))
     external_assignment_id: Mapped[str | None] = mapped_column(String(255))
@@ -312,6 +313,23 @@ class AuditLog(Base):
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(100))
     target: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AdminDecision(Base):
+    """A researcher's decision from the admin pages (issue 32): a verdict overridden, a hold released, a
+    queued submission approved, paid by hand or asked to return. Append-only; exported as decisions.csv."""
+
+    __tablename__ = "admin_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # verdict | hold | review
+    action: Mapped[str] = mapped_column(String(40))  # e.g. "valid -> rejected", "release", "approve"
+    reason: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 

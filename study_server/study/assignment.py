@@ -121,7 +121,8 @@ def expire_stale(session: Session, study_id: int, timeout_s: float, now: dt.date
     stale = Assignment.last_seen_at < cutoff
     if hold_s is not None:
         stale = or_(stale, and_(Assignment.status == ALLOCATED,
-                                Assignment.allocated_at < now - dt.timedelta(seconds=hold_s)))
+                                Assignment.allocated_at < now - dt.timedelta(seconds=hold_s),
+                                or_(Assignment.hold_until.is_(None), Assignment.hold_until < now)))
     result = session.execute(
         update(Assignment)
         .where(Assignment.study_id == study_id, Assignment.status.in_(ACTIVE), stale)
@@ -304,7 +305,8 @@ WITH expired AS (
     WHERE study_id = %(study_id)s AND status IN {_sql_in(ACTIVE)}
       AND (last_seen_at < %(cutoff)s
            OR (%(hold_cutoff)s::timestamptz IS NOT NULL AND status = '{ALLOCATED}'
-               AND allocated_at < %(hold_cutoff)s::timestamptz))
+               AND allocated_at < %(hold_cutoff)s::timestamptz
+               AND (hold_until IS NULL OR hold_until < %(now)s)))
     RETURNING id),
 counted AS (
     SELECT a.batch_id, count(*) AS n
@@ -458,17 +460,18 @@ class Hold:
 
 def holds(session: Session, *, hold_s: float | None, study_name: str | None = None) -> list[Hold]:
     """Every allocated, not yet started assignment (oldest first), with when its hold lapses."""
-    q = (select(Assignment.id, Study.name, Batch.key, Participant.pseudonym, Assignment.allocated_at)
+    q = (select(Assignment.id, Study.name, Batch.key, Participant.pseudonym, Assignment.allocated_at,
+                Assignment.hold_until)
          .join(Study, Study.id == Assignment.study_id).join(Batch, Batch.id == Assignment.batch_id)
          .join(Participant, Participant.id == Assignment.participant_id)
          .where(Assignment.status == ALLOCATED).order_by(Assignment.allocated_at, Assignment.id))
     if study_name is not None:
         q = q.where(Study.name == study_name)
     out = []
-    for aid, name, key, pseud, allocated in session.execute(q).all():
+    for aid, name, key, pseud, allocated, until in session.execute(q).all():
         if allocated.tzinfo is None:
             allocated = allocated.replace(tzinfo=dt.timezone.utc)
-        releases = None if hold_s is None else allocated + dt.timedelta(seconds=hold_s)
+        releases = None if hold_s is None else max(allocated + dt.timedelta(seconds=hold_s), until or allocated)
         out.append(Hold(aid, name, key, pseud, allocated, releases))
     return out
 

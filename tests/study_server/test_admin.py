@@ -44,7 +44,7 @@ def _admin_urls(app, study_id: int, assignment_id: int) -> list[str]:
         if not rule.rule.startswith("/admin") or rule.endpoint == "admin.login":
             continue
         urls.append((rule.rule.replace("<int:study_id>", str(study_id))
-                     .replace("<int:assignment_id>", str(assignment_id)), sorted(rule.methods - {"HEAD", "OPTIONS"})))
+                     .replace("<int:assignment_id>", str(assignment_id)).replace("<key>", "item-1"), sorted(rule.methods - {"HEAD", "OPTIONS"})))
     return urls
 
 
@@ -173,7 +173,8 @@ def test_counts_per_batch_pages_and_json(app, client, task1_study):
     html = client.get(f"/admin/studies/{study_id}").get_data(as_text=True)
     row = re.search(r"<tr><td>b01</td>(.*?)</tr>", html, re.S).group(1)
     cells = [int(c) for c in re.findall(r'<td class="n">(\d+)</td>', row)]
-    assert cells == [9, 2, 2, 1, 1, 2, 1, 1]  # items, quota, active, valid, rejected, expired, left, needed
+    assert "1 / 2" in row  # valid of quota
+    assert cells == [2, 1, 2, 1, 1]  # taking part, rejected, timed out, left, still needed
     dash = client.get("/admin/").get_data(as_text=True)
     assert f'href="/admin/studies/{study_id}"' in dash
     row = re.search(r"<tr><td></td><td>b01</td>(.*?)</tr>", dash, re.S).group(1)
@@ -198,7 +199,8 @@ def test_participant_answers_and_verdict(app, client, task1_study):
     assert [a["position"] for a in detail["answers"]] == batch_positions(plan, "b02")
     assert detail["answers"][0]["values"] == answers[0]
     html = client.get(f"/admin/assignments/{aid}").get_data(as_text=True)
-    assert "WORKER-77" in html and "rejected (7 of 9" in html and "lip-sync" in html
+    assert "WORKER-77" in html and "<b>rejected</b>" in html and "7 of 9 answers" in html
+    assert "<b>Lip synchronization</b>" in html and "<b>Fear</b>" in html  # the plan's labels, not the values
     assert ("admin", "view_assignment", f"assignment:{aid}") in _audit(app)
     assert client.get("/admin/api/assignments/999999").status_code == 404
 
@@ -218,7 +220,7 @@ def test_export_button_downloads_zip_and_is_audited(app, client, task1_study):
     assert f"{task1_study}-export.zip" in response.headers["Content-Disposition"]
     archive = zipfile.ZipFile(io.BytesIO(response.data))
     assert sorted(archive.namelist()) == [f"{task1_study}/{n}" for n in (
-        "answers.csv", "codebook.md", "manifest.json", "participants.csv", "plan.json")]
+        "answers.csv", "codebook.md", "decisions.csv", "manifest.json", "participants.csv", "plan.json")]
     rows = archive.read(f"{task1_study}/answers.csv").decode().splitlines()
     assert len(rows) == 1 + 9 * 3
     assert ("admin", "export", f"study:{task1_study}") in _audit(app)

@@ -154,7 +154,7 @@ def test_refuses_non_empty_folder_and_unknown_study(app, task1_study, tmp_path):
     (tmp_path / "empty").mkdir()
     _export(app, task1_study, tmp_path / "empty")  # an empty folder is fine
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [
-        "answers.csv", "codebook.md", "manifest.json", "participants.csv", "plan.json"]
+        "answers.csv", "codebook.md", "decisions.csv", "manifest.json", "participants.csv", "plan.json"]
 
 
 def test_the_analysis_package_reads_the_export(app, task1_study, tmp_path):

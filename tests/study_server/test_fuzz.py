@@ -185,6 +185,7 @@ def _fuzz(app, media_set, tmp_path):
             ("GET", f"/l/{token}/{rng.choice(['h9-0', 'h0-99', 'c1', 'h0-0%0A', 'x0', 'h-1-0'])}/{sound[4]}", None),
             ("GET", f"/l/{token}/c0/{rng.choice(['AAAA', sound[4] + 'x', sound[4][:-1]])}", None),
             ("POST", f"/admin/holds/{bad_int}/release", "admin-csrf"),
+            ("POST", f"/admin/holds/{rng.choice([bad_int, assignment_id])}/extend", "admin-csrf"),
             ("GET", "/admin/holds?x=%00", "admin"),
             ("GET", "/admin/api/holds", "anonymous"),
             ("GET", f"/admin/studies/{bad_int}", "admin"),
@@ -194,6 +195,14 @@ def _fuzz(app, media_set, tmp_path):
             ("GET", f"/admin/api/studies/{bad_int}/assignments", "admin"),
             ("GET", f"/admin/api/assignments/{bad_int}", "admin"),
             ("POST", f"/admin/studies/{bad_int}/export", "admin-csrf"),
+            ("GET", f"/admin/studies/{bad_int}/live?since={rng.choice(['', '%00', 'x' * 300])}", "admin"),
+            ("GET", f"/admin/studies/{rng.choice([bad_int, study_id])}/participants?page="
+                    f"{rng.choice(['x', '-1', '0', '99999999999999999999'])}", "admin"),
+            ("GET", f"/admin/api/studies/{bad_int}/progress", "admin"),
+            ("POST", f"/admin/assignments/{rng.choice([bad_int, assignment_id])}/verdict", "admin-csrf"),
+            ("POST", f"/admin/studies/{rng.choice([bad_int, study_id])}/review/"
+                     f"{rng.choice(['item-999999', 'assignment-0', 'item-', 'x-1', '%00', 'item-99999999999999999999'])}",
+             "admin-csrf"),
             ("GET", rng.choice(["/admin/", "/admin/api/studies", f"/admin/studies/{study_id}",
                                 f"/admin/api/assignments/{assignment_id}"]), "anonymous"),
             ("POST", rng.choice(["/admin/logout", f"/admin/studies/{study_id}/export"]), "admin-no-csrf"),

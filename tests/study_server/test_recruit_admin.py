@@ -35,7 +35,7 @@ def test_study_page_and_json_show_posts_and_ledger(app, client, media_set, tmp_p
     client.post("/admin/login", data={"user": "admin", "password": PASSWORD, "csrf_token": token})
     page = client.get(f"/admin/studies/{sid}").get_data(as_text=True)
     assert "Recruitment" in page and "HITX" in page and "Places still needed: 4" in page
-    assert "Review queue" in page and "ASGQ" in page and "platform_status: Submitted" in page
+    assert "Review queue" in page and "submission ASGQ" in page and "MTurk says: Submitted" in page
     data = client.get(f"/admin/api/studies/{sid}/recruitment").get_json()
     assert data["places_needed"] == 4 and data["posts"][0]["id"] == "HITX" and data["bonus_ledger"] == {}
     assert [(r["external_id"], r["reason"]) for r in data["review_queue"]] == [("ASGQ", "unknown")]
@@ -65,7 +65,7 @@ def test_study_page_lists_unsettled_payments_by_pseudonym_amount_and_command(app
     client.post("/admin/login", data={"user": "admin", "password": PASSWORD, "csrf_token": csrf})
     page = client.get(f"/admin/studies/{sid}").get_data(as_text=True)
     assert pseudonym in page and "0.36 GBP" in page and "--mark-sent 1" in page and "P1" not in page.split(
-        "Payments a person must settle")[1].split("</table>")[0]
+        "Payments that need a person")[1].split("</table>")[0]
     data = client.get(f"/admin/api/studies/{sid}/recruitment").get_json()
     (u,) = data["unsettled_payments"]
     assert u["pseudonym"] == pseudonym and u["amount"] == "0.36 GBP" and "--mark-failed 1" in u["command"]
