@@ -23,7 +23,8 @@ Roles:
     within-participant factor, Mann-Whitney U over participant means for a between-participant factor; a
     linear mixed model of the score on the crossed factors with participant and item random intercepts (one
     formula, :func:`stimuli.model_formulas.design_scale_formula`, fitted here and written into the R script).
-    A ``realness`` question in a design with a ``source`` factor also gets the paper's Task 1 realness tables.
+    A ``realness`` question in a design with a within-participant ``source`` factor also gets the paper's
+    Task 1 realness tables (sources paired within participants).
 ``choices``
     option counts per source (the paper's improvement aspects).
 """
@@ -119,7 +120,9 @@ def choose(plan: Mapping[str, Any], answers: pd.DataFrame) -> Choice | None:
     if len(choices) > 1:
         raise AnalysisOptionError(f"questions '{choices[0]['id']}' and '{choices[1]['id']}' both measure choices; "
                                   "the report counts the options of one multi-choice question: keep one")
-    realness_paper = [q for q in scales if q["measures"] == "realness" and "source" in factors]
+    # The paper's Task 1 realness tables pair sources within participants: only for a within-participant source.
+    realness_paper = [q for q in scales if q["measures"] == "realness" and "source" in factors
+                      and within.get("source", True)]
     for q in qs:
         opts = [o["value"] for o in q.get("options", [])]
         m = q["measures"]
@@ -193,8 +196,8 @@ def report_options(choice: Choice, opt: Any, defaults: Any, answers: pd.DataFram
     emotion = next((q.question for q in choice.by_role("emotion")), "")
     modality = next((q.question for q in choice.by_role("modality")), "")
     secondary = next((q.question for q in choice.by_role("secondary")), None)
-    paper_real = next((q for q in choice.by_role("scale") if q.measures == "realness" and "source" in choice.factors),
-                      None)
+    paper_real = next((q for q in choice.by_role("scale") if q.measures == "realness" and "source" in choice.factors
+                       and choice.within.get("source", True)), None)
     aspects = next((q.question for q in choice.by_role("choices")), "")
     compare = opt.compare
     if paper_real is not None and compare is None:
