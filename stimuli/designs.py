@@ -532,9 +532,13 @@ def build_design(design: "EmotionRealnessDesign | AvMismatchDesign | FactorDesig
     from stimuli.factors import FactorDesign, build_factorial
 
     emotions: Sequence[str] = EMOTIONS
+    from stimuli.trial_list import TrialListDesign, build_trial_list
+
     if isinstance(design, FactorDesign):
         batches, notes = build_factorial(stimuli, design, seed)
         emotions = design.emotion_levels() or EMOTIONS
+    elif isinstance(design, TrialListDesign):
+        batches, notes = build_trial_list(stimuli, design, seed)
     elif isinstance(design, EmotionRealnessDesign):
         batches, notes = build_emotion_realness(stimuli, design, seed)
     elif isinstance(design, AvMismatchDesign):

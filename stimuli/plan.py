@@ -27,6 +27,7 @@ from stimuli.designs import DESIGN_KINDS, ORDERS, build_design, stimulus_emotion
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError, PlanError, SpecError
 from stimuli.factors import FactorDesign
+from stimuli.trial_list import TrialListDesign
 from stimuli.manifest import Manifest, atomic_write_bytes
 from stimuli.spec import AUDIO_CHECK_KINDS, BONUS_RULES, BONUS_TRUTHS, MEASURES, QUESTION_TYPES, RULE_KINDS, Spec
 
@@ -44,7 +45,7 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
     if exclude_flagged:
         stimuli, excluded_notes = _without_flagged(manifest)
     result = build_design(spec.design, stimuli, seed, spec.examples)
-    if isinstance(spec.design, FactorDesign):
+    if isinstance(spec.design, (FactorDesign, TrialListDesign)):
         design = {"kind": spec.design.kind, **spec.design.as_plan()}
     else:
         design = {"kind": spec.study.task, **_plain(dataclasses.asdict(spec.design))}

@@ -454,9 +454,15 @@ def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchD
         fdesign = read_factor_design(t)
         t.done()
         return fdesign
+    if "trial_list" in t.data:
+        from stimuli.trial_list import read_trial_list
+
+        tdesign = read_trial_list(t, root.where)
+        t.done()
+        return tdesign  # type: ignore[return-value]
     if task == "factorial":
-        raise t.error("factors", "missing; a factorial study declares its factors ([design.factors], see "
-                                 "docs/running-a-study.md)")
+        raise t.error("factors", "missing; a factorial study declares its factors ([design.factors]) or a "
+                                 "trial_list (a CSV of batches x trials); see docs/running-a-study.md")
     if task == "emotion-realness":
         dflt = EmotionRealnessDesign()
         design: EmotionRealnessDesign | AvMismatchDesign = EmotionRealnessDesign(
