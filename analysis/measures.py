@@ -257,3 +257,36 @@ def scale_section(out: Any, answers: pd.DataFrame, qc: QuestionChoice, choice: C
 
 
 
+
+
+def extra_sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """APA-style sentences of what :mod:`analysis.report_text` does not cover: the face-vs-voice match against
+    chance 1/k, and every scale question's declared comparisons and mixed-model terms."""
+    from analysis.report_text import fmt_num, fmt_pct, p_clause as fmt_p
+
+    out: list[dict[str, str]] = []
+    t2 = results.get("task2") or {}
+    k = len(t2.get("emotions_offered") or [])
+    for r in t2.get("vs_chance", []):
+        if r["subset"] == "mismatched" and r["n"]:
+            out.append({"id": f"chance-{r['modality']}", "topic": f"Label vs the {r['modality']} emotion",
+                        "text": f"On mismatched videos the label matched the {r['modality']} emotion in "
+                                f"{fmt_pct(r['fraction'])} of {r['n']} responses, against chance {fmt_num(r['chance'])} "
+                                f"(1/{k} of the emotions offered), exact binomial test {fmt_p(r['p'])}."})
+    for qid, sc in (results.get("scales") or {}).items():
+        for c in sc.get("comparisons", []):
+            stat = (f"Wilcoxon signed-rank test over {c['n_a']} participants, z = {fmt_num(c['z'])}"
+                    if c["test"].startswith("wilcoxon") else
+                    f"Mann-Whitney U = {fmt_num(c['statistic'])}, n = {c['n_a']} and {c['n_b']} participants")
+            out.append({"id": f"scale-{qid}-{c['a']}-{c['b']}", "topic": f"Scale {qid}: {c['a']} vs {c['b']}",
+                        "text": f"The mean {qid} score was {fmt_num(c['mean_a'])} for {c['a']} and "
+                                f"{fmt_num(c['mean_b'])} for {c['b']} ({c['factor']}; {stat}, {fmt_p(c['p'])})."})
+        mm = sc.get("mixed_model") or {}
+        for t in mm.get("fixed", []) if mm.get("fitted") else []:
+            if t["term"] == "Intercept":
+                continue
+            out.append({"id": f"scale-{qid}-model-{t['term']}", "topic": f"Scale {qid}: mixed model",
+                        "text": f"In the linear mixed model {mm['formula']}, the term {t['term']} was "
+                                f"b = {fmt_num(t['estimate'])}, SE = {fmt_num(t['se'])}, z = {fmt_num(t['z'])}, "
+                                f"{fmt_p(t['p'])}."})
+    return out

@@ -502,7 +502,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                             f"{opt.aspects_question}, {opt.primary_question}) has valid answers; check the answers' question "
                             "ids (--question ROLE ID) and the cleaning counts")
     res["methods"] = out.methods
-    res["sentences"] = report_text.sentences(res)
+    res["sentences"] = report_text.sentences(res) + (measures_mod.extra_sentences(res) if choice is not None else [])
     res["paper_comparison"] = paper.comparison(res, export.plan)
     return out
 

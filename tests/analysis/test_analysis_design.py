@@ -124,6 +124,10 @@ def test_between_within_realness_gets_the_right_model_and_the_same_formula_in_r(
     html = (out / "report.html").read_text()
     assert "What was analysed and why" in html and "source (between participants)" in html
     assert "task1" not in res and "task2" not in res  # no emotion question: no emotion analysis invented
+    texts = [x["text"] for x in res["sentences"]]
+    assert any("Mann-Whitney U" in t and "for A and" in t for t in texts)
+    assert any("Wilcoxon signed-rank test over" in t and "for anger and" in t for t in texts)
+    assert any("the term source[T.B]:emotion[T.happiness] was b = " in t for t in texts)
 
 
 def test_ambiguous_and_unsupported_combinations_are_refused_with_the_question_and_the_fix(tmp_path):

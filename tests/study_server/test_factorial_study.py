@@ -170,6 +170,7 @@ def test_three_emotion_face_voice_study_end_to_end(app, tmp_path):
     # Nothing about a secondary label: not in the results' tables, not in the report's tables.
     html = (report / "report.html").read_text()
     assert "What was analysed and why" in html and "one label per video" in html
+    assert any("against chance 0.333 (1/3 of the emotions offered)" in x["text"] for x in res["sentences"])
     assert "primary_or_secondary" not in json.dumps(t2), [k for k in t2 if "primary_or_secondary" in json.dumps(t2[k])]
     assert "Primary or secondary" not in html
     assert "two distinct labels" not in html
