@@ -479,18 +479,18 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                 f"matching the audio emotion; {wil}. Hu and agreement are computed with the visual and with the audio "
                 f"emotion as the truth. Match fractions have a {boot}.")
         else:
-          out.methods.append(
-            "Task 2. One response = one participant's labels for one video; the secondary answer 'none' means a single "
-            "label and a secondary equal to the primary counts once. Fractions of responses whose primary label "
-            "matches the visual / audio emotion, for all videos and for mismatched ones (visual != audio); "
-            "'primary or secondary' counts a response as matching when either label matches; 'all labels' divides "
-            "the matching labels by all labels given. Visual vs audio dominance: per participant, the fraction of "
-            f"mismatched videos matching the visual minus the fraction matching the audio emotion; {wil}; "
-            "Holm-adjusted over the two countings (primary; primary or secondary). Hu and agreement are computed "
-            "with the visual and with the audio emotion as the truth. Each match fraction and the share of responses "
-            f"with two labels has a percentile bootstrap {pct_ci} CI resampling participants ({opt.n_boot} resamples, "
-            f"default_rng seeds {opt.seed + 300}+ and {opt.seed + 400}), the rank-biserial r of each dominance test one "
-            f"resampling participants (seeds {opt.seed + 700}+).")
+            out.methods.append(
+                "Task 2. One response = one participant's labels for one video; the secondary answer 'none' means a single "
+                "label and a secondary equal to the primary counts once. Fractions of responses whose primary label "
+                "matches the visual / audio emotion, for all videos and for mismatched ones (visual != audio); "
+                "'primary or secondary' counts a response as matching when either label matches; 'all labels' divides "
+                "the matching labels by all labels given. Visual vs audio dominance: per participant, the fraction of "
+                f"mismatched videos matching the visual minus the fraction matching the audio emotion; {wil}; "
+                "Holm-adjusted over the two countings (primary; primary or secondary). Hu and agreement are computed "
+                "with the visual and with the audio emotion as the truth. Each match fraction and the share of responses "
+                f"with two labels has a percentile bootstrap {pct_ci} CI resampling participants ({opt.n_boot} resamples, "
+                f"default_rng seeds {opt.seed + 300}+ and {opt.seed + 400}), the rank-biserial r of each dominance test one "
+                f"resampling participants (seeds {opt.seed + 700}+).")
     if choice is not None:
         for qc in choice.by_role("scale"):
             if qc.question not in questions_present:
