@@ -270,8 +270,9 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         step("task 1: emotion")
         em = ans[ans["question"] == opt.emotion_question]
         sources = task1.source_order(em["source"])
-        cm = task1.emotion_confusion(ans, question=opt.emotion_question)
         q_em = export.question(opt.emotion_question)
+        offered1 = [e for e in EMOTIONS if any(o.get("value") == e for o in (q_em or {}).get("options", []))]
+        cm = task1.emotion_confusion(ans, question=opt.emotion_question, labels=offered1 or None)
         n_opt = len(q_em.get("options", [])) if q_em else 0
         chance = opt.chance if opt.chance is not None else (1 / n_opt if n_opt else 1 / len(EMOTIONS))
         acc = task1.accuracy_by_source(ans, question=opt.emotion_question, chance=chance, n_boot=opt.n_boot,

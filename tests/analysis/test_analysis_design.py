@@ -156,3 +156,63 @@ measures = "perceived_emotion"
     export = load_export(_two_by_two(tmp_path, bad, seed=3))
     with pytest.raises(AnalysisOptionError, match="question 'real': compare \\['anger', 'B'\\]"):
         compute(export, AnalysisOptions(n_boot=50))
+
+
+CONGRUENT = """
+[study]
+name = "three-faces"
+task = "factorial"
+[participant]
+title = "Talking faces"
+[design]
+batches = 1
+clips_per_cell = 2
+repeats_per_batch = 2
+[design.factors]
+source = { levels = ["OURS", "GT"] }
+emotion = { levels = ["anger", "happiness", "sadness"] }
+[examples]
+per_emotion = 0
+[[questions]]
+id = "feel"
+type = "single"
+prompt = "Which emotion?"
+options = "design-emotions"
+measures = "perceived_emotion"
+[[questions]]
+id = "looks"
+type = "scale"
+prompt = "How real does it look?"
+measures = "realness"
+compare = [["OURS", "GT"]]
+options = [{ value = "r1", label = "1", score = 1 }, { value = "r2", label = "2", score = 2 },
+           { value = "r3", label = "3", score = 3 }]
+[consistency]
+max_inconsistent = 2
+"""
+
+
+def test_congruent_three_emotion_study_scores_accuracy_over_the_emotions_offered(tmp_path):
+    rows = [fake_row(f"k{n:03d}", src, e, e, identity=f"{1001 + k}")
+            for n, (src, e, k) in enumerate((s, e, k) for s in ("OURS", "GT") for e in ("anger", "happiness", "sadness")
+                                            for k in range(2))]
+    m = build_manifest("/nonexistent/k", rows, name="k")
+    plan = compile_plan(parse_spec(CONGRUENT, where="c.toml"), m, 1)
+    stim = [s.to_dict() for s in m]
+    answers, parts = simulate_answers(plan, stim, participants_per_batch=20, random_state=5)
+    export = load_export(write_export(tmp_path / "e", plan, stim, answers, parts))
+    res = compute(export, AnalysisOptions(n_boot=100, mixed_models=False)).results
+    assert "task2" not in res and "Every clip shows one emotion" in res["analysed"][1]
+    t1 = res["task1"]
+    assert {r["truth"] for r in t1["confusion"]} == {r["answer"] for r in t1["confusion"]} == {
+        "anger", "happiness", "sadness"}
+    # Plain loops over the answers the analysis kept (valid surveys, originals).
+    valid = {p["assignment"] for p in parts if p["verdict"] == "valid"}
+    kept = [a for a in answers if a["question"] == "feel" and a["assignment"] in valid and not a["is_repeat"]]
+    for src in ("OURS", "GT"):
+        mine = [a for a in kept if a["source"] == src]
+        row = next(r for r in t1["accuracy"] if r["source"] == src)
+        assert (row["n_answers"], row["n_correct"]) == (len(mine), sum(a["answer"] == a["visual_emotion"] for a in mine))
+        assert row["chance"] == pytest.approx(1 / 3)
+    assert t1["wilcoxon"]["a"] == "OURS" and t1["wilcoxon"]["b"] == "GT"  # the declared pair, within participants
+    assert res["scales"]["looks"]["comparisons"][0]["test"].startswith("wilcoxon")
