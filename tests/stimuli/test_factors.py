@@ -250,3 +250,19 @@ def test_plan_preview_prints_the_design_table(tmp_path, write_set):
     assert not list(tmp_path.glob("*.json"))
     r = CliRunner().invoke(main, ["plan", "--spec", str(spec), "--set", str(set_dir), "--seed", "5"])
     assert r.exit_code != 0 and "--preview" in r.output
+
+
+def test_the_documented_design_of_ones_own_compiles():
+    """docs/running-a-study.md's spec from scratch, compiled on a set of its shape (source WARP)."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "running-a-study.md").read_text()
+    text = re.search(r"```toml\n(quota_per_batch = 10\n.*?)```", doc, re.S).group(1)
+    rows = [dict(r, source="WARP") if r["source"] == "OURS" else r for r in three_emotion_rows()]
+    m = build_manifest("/nonexistent/x", rows, name="x")
+    plan = compile_plan(parse_spec(text, where="face-voice-3.toml"), m, 11)
+    table = format_design_table(design_table(plan, m))
+    assert "36 cells over 3 batch(es)" in table
+    for line in ("visual_emotion: balanced (anger 4..4, happiness 4..4, sadness 4..4)",
+                 "identity: balanced (1001 6..6, 1002 6..6)", "items per batch"):
+        assert line in table and line in doc
