@@ -238,6 +238,19 @@ def scale_section(out: Any, answers: pd.DataFrame, qc: QuestionChoice, choice: C
     else:
         entry["mixed_model"] = {"fitted": True, **mm}
         out.tables[f"scale_{qc.question}_mixed_model"] = pd.DataFrame(mm["fixed"])
+    q = next((x for x in (out.export.plan.get("questions") if out.export is not None else []) or []
+              if x.get("id") == qc.question), {})
+    if scales.is_likert(q.get("options", [])):
+        of = scales.ordinal_formula(formula)
+        entry["ordinal_formula"] = {"name": of.name, "response": of.response, "fixed": list(of.fixed),
+                                    "random": list(of.random)}
+        try:
+            om = scales.ordinal_model(answers, question=qc.question, formula=of)
+        except (AnalysisOptionError, ValueError, np.linalg.LinAlgError) as exc:
+            entry["ordinal_model"] = {"fitted": False, "reason": str(exc), "formula": of.formula}
+        else:
+            entry["ordinal_model"] = {"fitted": True, **om}
+            out.tables[f"scale_{qc.question}_ordinal_model"] = pd.DataFrame(om["coefficients"])
     entry["means"] = means.to_dict(orient="records")
     entry["comparisons"] = cmp.to_dict(orient="records")
     out.results.setdefault("scales", {})[qc.question] = entry
@@ -253,7 +266,11 @@ def scale_section(out: Any, answers: pd.DataFrame, qc: QuestionChoice, choice: C
            "participants by the Mann-Whitney U test of participant means. " if qc.compare else "")
         + f"Linear mixed model {formula.formula}, fitted by REML (statsmodels MixedLM; the item as a variance "
         f"component), the same formula as in analysis_scales.R (lme4::lmer)"
-        + (f"; between-participant factor(s): {', '.join(between)}" if between else "") + ".")
+        + (f"; between-participant factor(s): {', '.join(between)}" if between else "") + "."
+        + (f" The options are a Likert scale, so a proportional-odds (cumulative logit) model "
+           f"{scales.ordinal_formula(formula).formula} was fitted too (statsmodels "
+           "OrderedModel, participant-clustered standard errors; ordinal::clm in the R script)."
+           if "ordinal_formula" in entry else ""))
 
 
 

@@ -603,7 +603,8 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
     for qid, sc in (res.get("scales") or {}).items():
         sec(f"scale-{qid}", f"Scale '{qid}' ({sc['measures']})", [],
             [(f"scale_{qid}_means", "Mean score per cell"), (f"scale_{qid}_comparisons", "Declared comparisons"),
-             (f"scale_{qid}_mixed_model", "Linear mixed model (fixed effects)")],
+             (f"scale_{qid}_mixed_model", "Linear mixed model (fixed effects)"),
+             (f"scale_{qid}_ordinal_model", "Ordinal (cumulative logit) model")],
             text=f"Model: {sc['mixed_model'].get('formula', '')}" + ("" if sc["mixed_model"].get("fitted", True)
                                                                     else f" (not fitted: {sc['mixed_model']['reason']})"))
     paper_cmp = res.get("paper_comparison")
@@ -666,7 +667,9 @@ def write_outputs(analysis: Analysis, out_dir: str | Path, *, overwrite: bool = 
         from stimuli.model_formulas import ModelFormula
 
         models = {q: ModelFormula(**sc["model_formula"]) for q, sc in analysis.results["scales"].items()}
-        atomic_write_bytes(out / "analysis_scales.R", r_script(models).encode())
+        ordinal = {q: ModelFormula(**sc["ordinal_formula"]) for q, sc in analysis.results["scales"].items()
+                   if "ordinal_formula" in sc}
+        atomic_write_bytes(out / "analysis_scales.R", r_script(models, ordinal=ordinal).encode())
         paths["analysis_scales.R"] = out / "analysis_scales.R"
     atomic_write_bytes(out / "report.html", render_html(analysis, out / "figures").encode())
     paths["results.json"] = out / "results.json"

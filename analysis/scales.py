@@ -10,7 +10,9 @@ both here and in the R script the report writes (``analysis_scales.R``).
 * :func:`mixed_model`: linear mixed model ``score ~ factors and interactions + (1 | participant) +
   (1 | stimulus_id)`` fitted by REML with statsmodels ``MixedLM`` (participant as the group, the item as a
   variance component; participants and items are crossed, and statsmodels fits crossed intercepts this way).
-* :func:`r_script`: lme4::lmer of the same formula text for every scale question.
+* :func:`ordinal_model`: for a Likert question (:func:`is_likert`), the proportional-odds model of the same
+  fixed part (statsmodels OrderedModel; participant-clustered SEs: statsmodels has no mixed ordinal model).
+* :func:`r_script`: lme4::lmer (and ordinal::clm for a Likert question) of the same formula texts.
 """
 
 from __future__ import annotations
@@ -122,7 +124,50 @@ def mixed_model(answers: pd.DataFrame, *, question: str, formula: ModelFormula) 
             "fixed": rows, "random_sd": rsd, "n": int(len(sub)), "converged": bool(fit.converged)}
 
 
-def r_script(models: dict[str, ModelFormula], answers_file: str = "answers.csv") -> str:
+def ordinal_formula(formula: ModelFormula) -> ModelFormula:
+    """The proportional-odds model of a Likert question: the mixed model's fixed part, no random effects
+    (statsmodels has no mixed ordinal model; participant-clustered standard errors instead)."""
+    return ModelFormula(formula.name.replace("scale_mixed_", "scale_ordinal_"), formula.response, formula.fixed)
+
+
+def is_likert(options: Sequence[dict[str, Any]]) -> bool:
+    """Three or more options with distinct whole-number scores: an ordinal (Likert) scale."""
+    scores = [o.get("score") for o in options]
+    return (len(scores) >= 3 and all(isinstance(x, (int, float)) and float(x).is_integer() for x in scores)
+            and len(set(scores)) == len(scores))
+
+
+def ordinal_model(answers: pd.DataFrame, *, question: str, formula: ModelFormula) -> dict[str, Any]:
+    """Fit :func:`ordinal_formula` (cumulative logit, statsmodels OrderedModel, BFGS, participant-clustered
+    SEs). Returns formula, method, coefficients (term, estimate, se, z, p, odds_ratio), n, converged."""
+    import patsy
+    from scipy import stats as sps
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    sub = answers[(answers["question"] == question) & answers["score"].notna()].copy()
+    if not formula.fixed:
+        raise AnalysisOptionError(f"question '{question}': no factor varies, so the ordinal model has no terms")
+    X = patsy.dmatrix(" + ".join(formula.fixed), sub, return_type="dataframe").drop(columns="Intercept")
+    y = pd.Series(pd.Categorical(sub["score"].astype(int), ordered=True), index=sub.index)
+    if len(y.cat.categories) < 2:
+        raise AnalysisOptionError(f"question '{question}': every answer has the same score; no model to fit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = OrderedModel(y, X, distr="logit").fit(method="bfgs", disp=False, maxiter=1000, cov_type="cluster",
+                                                    cov_kwds={"groups": pd.factorize(sub["participant"])[0]})
+    rows = []
+    for t in X.columns:
+        b, se = float(res.params[t]), float(res.bse[t])
+        z = b / se if se > 0 else float("nan")
+        rows.append({"term": t, "estimate": b, "se": se, "z": z, "p": float(2 * sps.norm.sf(abs(z))),
+                     "odds_ratio": float(np.exp(b))})
+    return {"formula": formula.formula, "method": "statsmodels OrderedModel(distr='logit'), BFGS, cluster-robust SE "
+            "by participant", "coefficients": rows, "n": int(len(sub)),
+            "converged": bool(res.mle_retvals.get("converged", True))}
+
+
+def r_script(models: dict[str, ModelFormula], answers_file: str = "answers.csv",
+             ordinal: dict[str, ModelFormula] | None = None) -> str:
     """``analysis_scales.R``: the mixed model of every scale question refitted with lme4 (same formulas)."""
     lines = ["# analysis_scales.R - written by `emostudy analyze`: the mixed models of the scale questions,",
              "# with the formulas the Python report fitted (stimuli.model_formulas.design_scale_formula).",
@@ -131,8 +176,15 @@ def r_script(models: dict[str, ModelFormula], answers_file: str = "answers.csv")
              "answers <- answers[answers$is_repeat == \"0\" & answers$verdict == \"valid\", ]",
              "answers$score <- as.numeric(answers$score)",
              "answers$emotion <- ifelse(answers$visual_emotion != \"\", answers$visual_emotion, answers$audio_emotion)"]
+    if ordinal:
+        lines.insert(4, "library(ordinal)")
     for qid, f in models.items():
         lines += [f"# question {qid}",
                   f"fit_{qid} <- lmer({f.formula}, data = subset(answers, question == \"{qid}\"), REML = TRUE)",
                   f"print(summary(fit_{qid}))"]
+        if ordinal and qid in ordinal:
+            lines += [f"d_{qid} <- subset(answers, question == \"{qid}\")",
+                      f"d_{qid}$score <- factor(d_{qid}$score, ordered = TRUE)",
+                      f"ord_{qid} <- clm({ordinal[qid].formula}, data = d_{qid}, link = \"logit\")",
+                      f"print(summary(ord_{qid}))"]
     return "\n".join(lines) + "\n"

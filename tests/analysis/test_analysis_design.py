@@ -121,6 +121,12 @@ def test_between_within_realness_gets_the_right_model_and_the_same_formula_in_r(
     r_formula = re.search(r"lmer\((.*), data = subset\(answers, question == \"real\"\)", r_text).group(1)
     assert r_formula == mm["formula"]  # one formula source for Python and R
     assert mm["fixed_formula"] == "score ~ " + r_formula.split(" ~ ")[1].split(" + (1 |")[0]
+    # A 1..5 Likert scale: also the proportional-odds model, the same fixed part in Python and in ordinal::clm.
+    om = sc["ordinal_model"]
+    assert om["fitted"] and om["formula"] == "score ~ source + emotion + source:emotion"
+    assert re.search(r"clm\((.*), data = d_real, link", r_text).group(1) == om["formula"]
+    ob = {r["term"]: r["estimate"] for r in om["coefficients"]}
+    assert ob["emotion[T.happiness]"] > 0 and ob["source[T.B]"] > 0  # the simulated effects, in direction
     html = (out / "report.html").read_text()
     assert "What was analysed and why" in html and "source (between participants)" in html
     assert "task1" not in res and "task2" not in res  # no emotion question: no emotion analysis invented
