@@ -120,7 +120,7 @@ def test_three_emotion_face_voice_study_end_to_end(app, tmp_path):
     with serve_in_thread(app) as base:
         rep = simulate(base, study, 15, manifest_rows=rows, secret_key=app.config["SECRET_KEY"],
                        task=plan["study"]["task"], plan_questions=plan["questions"],
-                       model=ResponseModel(careless=0.1), seed=4, workers=3)
+                       model=ResponseModel(p_visual=0.75, p_audio=0.15, careless=0.1), seed=4, workers=3)
     assert rep.completed >= 12 and all("study_full" in x for x in rep.refused), rep
 
     export = tmp_path / "export"
@@ -150,6 +150,12 @@ def test_three_emotion_face_voice_study_end_to_end(app, tmp_path):
         c[1] += a["answer"] == a["visual_emotion"]
         c[2] += a["answer"] == a["audio_emotion"]
     assert len(per) == res["cleaning"]["n_participants_valid"] >= 10
+    # Per-participant order: participants of one batch saw its plan position 0 at different places.
+    first = {(a["batch_id"], a["assignment"]): a["shown_position"] for a in answers if a["position"] == "0"}
+    by_batch: dict[str, set[str]] = {}
+    for (bid, _), shown in first.items():
+        by_batch.setdefault(bid, set()).add(shown)
+    assert any(len(v) > 1 for v in by_batch.values()), by_batch
     diffs = [(v - au) / n for n, v, au in per.values()]
     mean_v = sum(v / n for n, v, _ in per.values()) / len(per)
     mean_a = sum(au / n for n, _, au in per.values()) / len(per)
@@ -160,7 +166,7 @@ def test_three_emotion_face_voice_study_end_to_end(app, tmp_path):
     assert [d["counting"] for d in dom] == ["primary"]  # one question: no primary-or-secondary test
     assert dom[0]["mean_visual"] == pytest.approx(mean_v) and dom[0]["mean_audio"] == pytest.approx(mean_a)
     assert dom[0]["r_plus"] == pytest.approx(r_plus) and dom[0]["n"] == len(per)
-    assert mean_v > mean_a and dom[0]["p"] < 0.05  # the model follows the face (p_visual 0.62 vs p_audio 0.22)
+    assert mean_v > mean_a and dom[0]["p"] < 0.05  # the model follows the face (p_visual 0.75 vs p_audio 0.15)
     assert t2["chance"] == pytest.approx(1 / 3) and t2["emotions_offered"] == E3
     row = next(x for x in t2["vs_chance"] if x["subset"] == "all" and x["modality"] == "visual")
     assert (row["n"], row["n_match"]) == (n_all, match_v_all) and row["chance"] == pytest.approx(1 / 3)
