@@ -529,14 +529,15 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
 def build_design(design: "EmotionRealnessDesign | AvMismatchDesign | FactorDesign", stimuli: Sequence[Stimulus],
                  seed: int, examples: ExamplesDesign | None = None) -> DesignResult:
     """Batches + examples for a design. Raises ``DesignError`` before anything is written."""
-    from stimuli.factors import FactorDesign, build_factorial
+    from stimuli.factors import EMOTION_FACTORS, FactorDesign, build_factorial, resolve_levels
 
     emotions: Sequence[str] = EMOTIONS
     from stimuli.trial_list import TrialListDesign, build_trial_list
 
     if isinstance(design, FactorDesign):
         batches, notes = build_factorial(stimuli, design, seed)
-        emotions = design.emotion_levels() or EMOTIONS
+        levels = resolve_levels(design, stimuli)  # "all" resolved: the examples show the design's emotions
+        emotions = next((levels[f.name] for f in design.factors if f.name in EMOTION_FACTORS), EMOTIONS)
     elif isinstance(design, TrialListDesign):
         batches, notes = build_trial_list(stimuli, design, seed)
     elif isinstance(design, EmotionRealnessDesign):
