@@ -177,7 +177,7 @@ def choose(plan: Mapping[str, Any], answers: pd.DataFrame) -> Choice | None:
             if q in realness_paper[:1]:
                 tests.append("the paper's Task 1 realness tables per source (Wilcoxon, ordinal model)")
             out.append(QuestionChoice(q["id"], m, "scale", opts, tests,
-                                      f"A scored scale: the scores are compared across the design's factors.", cmp))
+                                      "A scored scale: the scores are compared across the design's factors.", cmp))
         else:
             out.append(QuestionChoice(q["id"], m, "choices", opts, ["option counts and votes per response per source"],
                                       "A multi-choice question: each chosen option is counted."))

@@ -34,12 +34,15 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError
 from stimuli.manifest import Stimulus
 from stimuli.rng import StableRng
+
+if TYPE_CHECKING:
+    from stimuli.factors import FactorDesign
 
 DESIGN_KINDS = ("emotion-realness", "av-mismatch", "factorial")  # factorial: stimuli.factors
 ORDERS = ("per-batch", "per-participant")

@@ -273,12 +273,6 @@ def cell_pools(d: FactorDesign, levels: dict[str, tuple[str, ...]],
     return {c: sorted(v, key=lambda s: s.stimulus_id) for c, v in pools.items()}
 
 
-def _distinct_clips(pool: Sequence[Stimulus]) -> int:
-    from stimuli.designs import clip_key
-
-    return len({clip_key(s) for s in pool})
-
-
 def missing_cells(d: FactorDesign, levels: dict[str, tuple[str, ...]],
                   stimuli: Sequence[Stimulus]) -> list[tuple[tuple[str, ...], int]]:
     """(cell, clips it has) for every cell with fewer than ``clips_per_cell`` stimuli."""

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from stimuli_factories import fake_row, task1_rows, task2_rows
 
-from stimuli.designs import (AvMismatchDesign, EmotionRealnessDesign, build_av_mismatch, check_participant_order,
+from stimuli.designs import (AvMismatchDesign, build_av_mismatch, check_participant_order,
                              participant_order)
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError, PlanError, SpecError
