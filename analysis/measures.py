@@ -89,6 +89,7 @@ def _design_factors(plan: Mapping[str, Any]) -> tuple[list[str], dict[str, bool]
         return list(dict.fromkeys(names)), within
     task = (plan.get("study") or {}).get("task")
     names = ["visual_emotion", "audio_emotion"] if task == "av-mismatch" else ["source", "emotion"]
+    # A trial list (or an older plan) declares no factors: the paper's, source and emotion (or visual x audio).
     return names, {n: True for n in names}
 
 
