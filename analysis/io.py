@@ -46,7 +46,7 @@ PARTICIPANT_COLUMNS: tuple[str, ...] = (
 REQUIRED_PARTICIPANT_COLUMNS: tuple[str, ...] = ("participant", "assignment", "batch_id", "verdict")
 VERDICTS: tuple[str, ...] = ("valid", "rejected", "incomplete")
 WATCH_FLAGS: tuple[str, ...] = ("never_fetched", "too_fast")
-TASKS: tuple[str, ...] = ("emotion-realness", "av-mismatch", "norming")
+TASKS: tuple[str, ...] = ("emotion-realness", "av-mismatch", "norming", "factorial")  # factorial: a design of one's own
 
 
 @dataclass

@@ -61,7 +61,7 @@ class AnalysisOptions:
     realness_question: str = "realness"
     aspects_question: str = "aspects"
     primary_question: str = "primary"
-    secondary_question: str = "secondary"
+    secondary_question: str | None = "secondary"  # None: one label per video (no primary-or-secondary rows)
 
     def validate(self) -> None:
         if self.pairing_unit not in ("participant", "item", "response"):
@@ -206,6 +206,14 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     cleaned = clean(export, verdict_source=opt.verdict_source)
     ans = cleaned.answers
     questions_present = set(ans["question"])
+    # What each question measures (the spec's `measures`) chooses its analysis: analysis.measures.
+    from analysis import measures as measures_mod
+    from analysis.scales import with_factor_columns
+
+    ans_f = with_factor_columns(ans)
+    choice = measures_mod.choose(export.plan, ans_f)
+    if choice is not None:
+        opt = measures_mod.report_options(choice, opt, defaults, ans)
     res: dict[str, Any] = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "input": {"study": str(export.plan.get("study", {}).get("name", "")), "task": export.task,
@@ -217,6 +225,8 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         "cleaning": dict(cleaned.counts),
     }
     out = Analysis(results=res, cleaned=cleaned, export=export)
+    if choice is not None:
+        res["analysed"] = choice.text()
     out.tables["cleaning_surveys"] = cleaned.surveys
     out.tables["cleaning_counts"] = pd.DataFrame(sorted(cleaned.counts.items()), columns=["count", "value"])
     out.tables["consistency_pairs"] = cleaned.pairs
@@ -260,8 +270,9 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         step("task 1: emotion")
         em = ans[ans["question"] == opt.emotion_question]
         sources = task1.source_order(em["source"])
-        cm = task1.emotion_confusion(ans, question=opt.emotion_question)
         q_em = export.question(opt.emotion_question)
+        offered1 = [e for e in EMOTIONS if any(o.get("value") == e for o in (q_em or {}).get("options", []))]
+        cm = task1.emotion_confusion(ans, question=opt.emotion_question, labels=offered1 or None)
         n_opt = len(q_em.get("options", [])) if q_em else 0
         chance = opt.chance if opt.chance is not None else (1 / n_opt if n_opt else 1 / len(EMOTIONS))
         acc = task1.accuracy_by_source(ans, question=opt.emotion_question, chance=chance, n_boot=opt.n_boot,
@@ -398,13 +409,20 @@ def compute(export: Export, options: AnalysisOptions | None = None,
     # ---------------------------------------------------------------- Task 2
     if opt.primary_question in questions_present:
         step("task 2")
-        resp = task2.label_responses(ans, primary=opt.primary_question, secondary=opt.secondary_question)
-        cm2 = task2.primary_confusions(resp)
+        has_secondary = opt.secondary_question is not None and opt.secondary_question in questions_present
+        resp = task2.label_responses(ans, primary=opt.primary_question,
+                                     secondary=opt.secondary_question if has_secondary else None)
+        q_p = export.question(opt.primary_question) or {}
+        offered = [o["value"] for o in q_p.get("options", []) if o.get("value") in EMOTIONS] or list(EMOTIONS)
+        cm2 = task2.primary_confusions(resp, labels=offered)
         frac = task2.match_fractions(resp)
+        countings = ("primary", "primary_or_secondary") if has_secondary else ("primary",)
+        if not has_secondary:
+            frac = frac[frac["counting"] == "primary"].reset_index(drop=True)
         dom = pd.concat([task2.dominance_test(resp, subset="mismatched", counting=cnt, zero_method=opt.zero_method,
                                               alternative=opt.alternative, correction=opt.correction,
                                               method=opt.wilcoxon_method)
-                         for cnt in ("primary", "primary_or_secondary")], ignore_index=True)
+                         for cnt in countings], ignore_index=True)
         from analysis.stats import holm
         dom["p_holm"] = holm(dom["p"].to_numpy())
         rb = [_rank_biserial_ci(task2.dominance_per_participant(resp, counting=cnt)["diff"].to_numpy(),
@@ -430,7 +448,12 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         hu2_pool = hu2_pool[["reference"] + [c for c in hu2_pool.columns if c != "reference"]]
         agr2 = pd.concat([agreement.agreement_table(resp_long, truth=col, by=None).assign(reference=m)
                           for m, col in task2.MODALITIES.items()], ignore_index=True)
+        chance2 = opt.chance if opt.chance is not None else 1 / len(offered)
+        vs_chance = task2.fractions_vs_chance(frac, chance2)
+        out.tables["task2_vs_chance"] = vs_chance
         res["task2"] = {"label_counts": task2.label_counts(resp), "match_fractions": _records(frac),
+                        "emotions_offered": offered, "chance": chance2, "vs_chance": _records(vs_chance),
+                        "has_secondary": has_secondary,
                         "confusion": _records(cm2), "dominance": _records(dom), "hu": _records(hu2_t),
                         "agreement": _records(agr2), "hu_pooled": _records(hu2_pool),
                         "two_labels_ci": _jsonable(list(two_ci))}
@@ -446,24 +469,42 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         fig.tight_layout()
         out.figures["task2_confusion"] = fig
         out.figures["task2_match"] = figures.match_bars(frac).figure
-        out.methods.append(
-            "Task 2. One response = one participant's labels for one video; the secondary answer 'none' means a single "
-            "label and a secondary equal to the primary counts once. Fractions of responses whose primary label "
-            "matches the visual / audio emotion, for all videos and for mismatched ones (visual != audio); "
-            "'primary or secondary' counts a response as matching when either label matches; 'all labels' divides "
-            "the matching labels by all labels given. Visual vs audio dominance: per participant, the fraction of "
-            f"mismatched videos matching the visual minus the fraction matching the audio emotion; {wil}; "
-            "Holm-adjusted over the two countings (primary; primary or secondary). Hu and agreement are computed "
-            "with the visual and with the audio emotion as the truth. Each match fraction and the share of responses "
-            f"with two labels has a percentile bootstrap {pct_ci} CI resampling participants ({opt.n_boot} resamples, "
-            f"default_rng seeds {opt.seed + 300}+ and {opt.seed + 400}), the rank-biserial r of each dominance test one "
-            f"resampling participants (seeds {opt.seed + 700}+).")
-    if "task1" not in res and "task2" not in res:
+        if not has_secondary:
+            out.methods.append(
+                f"Face vs voice ({opt.primary_question}). One response = one participant's label for one video "
+                f"(one label per video: no primary-or-secondary counting). Confusion of the label against the visual "
+                f"and against the audio emotion over the {len(offered)} emotions offered ({', '.join(offered)}). "
+                f"Fractions of responses whose label matches the visual / audio emotion, for all videos and for "
+                f"mismatched ones (visual != audio), each with an exact one-sided binomial test against chance "
+                f"{chance2:.4f}{' (1 / number of emotions offered)' if opt.chance is None else ''}. Visual vs audio "
+                f"dominance: per participant, the fraction of mismatched videos matching the visual minus the fraction "
+                f"matching the audio emotion; {wil}. Hu and agreement are computed with the visual and with the audio "
+                f"emotion as the truth. Match fractions have a {boot}.")
+        else:
+            out.methods.append(
+                "Task 2. One response = one participant's labels for one video; the secondary answer 'none' means a single "
+                "label and a secondary equal to the primary counts once. Fractions of responses whose primary label "
+                "matches the visual / audio emotion, for all videos and for mismatched ones (visual != audio); "
+                "'primary or secondary' counts a response as matching when either label matches; 'all labels' divides "
+                "the matching labels by all labels given. Visual vs audio dominance: per participant, the fraction of "
+                f"mismatched videos matching the visual minus the fraction matching the audio emotion; {wil}; "
+                "Holm-adjusted over the two countings (primary; primary or secondary). Hu and agreement are computed "
+                "with the visual and with the audio emotion as the truth. Each match fraction and the share of responses "
+                f"with two labels has a percentile bootstrap {pct_ci} CI resampling participants ({opt.n_boot} resamples, "
+                f"default_rng seeds {opt.seed + 300}+ and {opt.seed + 400}), the rank-biserial r of each dominance test one "
+                f"resampling participants (seeds {opt.seed + 700}+).")
+    if choice is not None:
+        for qc in choice.by_role("scale"):
+            if qc.question not in questions_present:
+                continue
+            step(f"scale: {qc.question}")
+            measures_mod.scale_section(out, ans_f, qc, choice, opt)
+    if "task1" not in res and "task2" not in res and not res.get("scales"):
         raise AnalysisError(f"no question of the analysis ({opt.emotion_question}, {opt.realness_question}, "
                             f"{opt.aspects_question}, {opt.primary_question}) has valid answers; check the answers' question "
                             "ids (--question ROLE ID) and the cleaning counts")
     res["methods"] = out.methods
-    res["sentences"] = report_text.sentences(res)
+    res["sentences"] = report_text.sentences(res) + (measures_mod.extra_sentences(res) if choice is not None else [])
     res["paper_comparison"] = paper.comparison(res, export.plan)
     return out
 
@@ -566,16 +607,29 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
             [("task1_aspects", "Aspect counts"), ("task1_aspect_rates", "Aspect votes per response (without 'none')")])
     if "task2" in res:
         lc = res["task2"]["label_counts"]
-        sec("task2", "Task 2: mismatched audio and visual emotions",
-            [("task2_confusion", "Primary label vs visual (top) and audio (bottom) emotion"),
+        two = res["task2"].get("has_secondary", True)
+        offered = res["task2"].get("emotions_offered", list(EMOTIONS))
+        sec("task2", "Task 2: mismatched audio and visual emotions" if two else
+            f"Face vs voice: which modality people follow ({len(offered)} emotions, chance 1/{len(offered)})",
+            [("task2_confusion", "Primary label vs visual (top) and audio (bottom) emotion" if two else
+              "Label vs visual (top) and audio (bottom) emotion"),
              ("task2_match", "Match fractions")],
             [("task2_match_fractions", "Labels matching the visual / audio emotion"),
+             ("task2_vs_chance", "Match fractions against chance"),
              ("task2_dominance", "Visual vs audio dominance (per participant)"),
              ("task2_hu", "Unbiased hit rate Hu"),
              ("task2_hu_pooled", "Hu and chance pc from the pooled confusion table"), ("task2_agreement", "Agreement")],
             text=(f"{lc['n_two_labels']} of {lc['n_responses']} responses have two distinct labels; "
                   f"{lc['n_secondary_equal_primary']} repeat the primary as secondary; {lc['n_mismatched']} responses "
-                  f"are to mismatched videos."))
+                  f"are to mismatched videos." if two else
+                  f"{lc['n_responses']} responses (one label each); {lc['n_mismatched']} to mismatched videos."))
+    for qid, sc in (res.get("scales") or {}).items():
+        sec(f"scale-{qid}", f"Scale '{qid}' ({sc['measures']})", [],
+            [(f"scale_{qid}_means", "Mean score per cell"), (f"scale_{qid}_comparisons", "Declared comparisons"),
+             (f"scale_{qid}_mixed_model", "Linear mixed model (fixed effects)"),
+             (f"scale_{qid}_ordinal_model", "Ordinal (cumulative logit) model")],
+            text=f"Model: {sc['mixed_model'].get('formula', '')}" + ("" if sc["mixed_model"].get("fitted", True)
+                                                                    else f" (not fitted: {sc['mixed_model']['reason']})"))
     paper_cmp = res.get("paper_comparison")
     paper_ctx = None
     if paper_cmp:
@@ -589,7 +643,7 @@ def render_html(analysis: Analysis, figure_dir: Path | None = None) -> str:
     return env.from_string(TEMPLATE).render(
         title=f"emostudy report: {res['input']['study'] or 'study'}", study=res["input"]["study"],
         task=res["input"]["task"], warnings=res["input"]["warnings"], methods=analysis.methods,
-        sentences=res["sentences"], flow_figure=flow_fig, flow_text=_flow_text(flow), paper=paper_ctx,
+        sentences=res["sentences"], flow_figure=flow_fig, analysed=res.get("analysed", []), flow_text=_flow_text(flow), paper=paper_ctx,
         counts_table=_markup(report_text.table_html(report_text.exclusions_table(res["cleaning"]), ["n", "%"])),
         sections=sections, css=_markup(CSS), script=_markup(SCRIPT))
 
@@ -631,6 +685,15 @@ def write_outputs(analysis: Analysis, out_dir: str | Path, *, overwrite: bool = 
         for ext, p in figures.save_figure(fig, out / "figures", name).items():
             paths[f"figures/{name}.{ext}"] = p
     atomic_write_bytes(out / "results.json", results_json_bytes(analysis.results))
+    if analysis.results.get("scales"):
+        from analysis.scales import r_script
+        from stimuli.model_formulas import ModelFormula
+
+        models = {q: ModelFormula(**sc["model_formula"]) for q, sc in analysis.results["scales"].items()}
+        ordinal = {q: ModelFormula(**sc["ordinal_formula"]) for q, sc in analysis.results["scales"].items()
+                   if "ordinal_formula" in sc}
+        atomic_write_bytes(out / "analysis_scales.R", r_script(models, ordinal=ordinal).encode())
+        paths["analysis_scales.R"] = out / "analysis_scales.R"
     atomic_write_bytes(out / "report.html", render_html(analysis, out / "figures").encode())
     paths["results.json"] = out / "results.json"
     paths["report.html"] = out / "report.html"

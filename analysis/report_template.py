@@ -92,11 +92,14 @@ TEMPLATE = """<!doctype html>
 tables are in <code>tables/</code> (all columns), figures (PNG, PDF) in <code>figures/</code>.</p>
 {% for w in warnings %}<p class="note"><strong>Note:</strong> {{ w }}</p>{% endfor %}
 <nav class="toc" aria-label="Contents"><ol>
+{% if analysed %}<li><a href="#what-was-analysed">What was analysed and why</a></li>{% endif %}
 <li><a href="#results-in-words">Results in words</a></li><li><a href="#methods">Methods</a></li>
 <li><a href="#participant-flow">Participant flow and exclusions</a></li>
 {% if paper %}<li><a href="#compared-with-the-paper">Compared with the paper</a></li>{% endif %}
 {% for section in sections %}<li><a href="#{{ section.id }}">{{ section.title }}</a></li>{% endfor %}
 </ol></nav>
+{% if analysed %}<h2 id="what-was-analysed">What was analysed and why</h2>
+<div class="methods">{% for p in analysed %}<p>{{ p }}</p>{% endfor %}</div>{% endif %}
 <h2 id="results-in-words">Results in words</h2>
 <p>One sentence per test, generated from the numbers below (APA style; significance at .05). The
 <em>Copy</em> button copies the sentence as plain text.</p>

@@ -420,8 +420,9 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
     t2 = results.get("task2")
     if t2:
         add("match-primary", "Task 2 primary labels", match_sentence(t2["match_fractions"], "primary", ci))
-        add("match-either", "Task 2 primary or secondary labels",
-            match_sentence(t2["match_fractions"], "primary_or_secondary", ci, t2["label_counts"]))
+        if t2.get("has_secondary", True):  # a study with one label per video has no secondary counting
+            add("match-either", "Task 2 primary or secondary labels",
+                match_sentence(t2["match_fractions"], "primary_or_secondary", ci, t2["label_counts"]))
         for d in t2.get("dominance", []):
             add(f"dominance-{d['counting']}", "Task 2 visual vs audio dominance", dominance_sentence(d, ci))
         groups = {}

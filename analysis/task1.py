@@ -59,11 +59,14 @@ def _question(answers: pd.DataFrame, question: str) -> pd.DataFrame:
     return sub
 
 
-def emotion_confusion(answers: pd.DataFrame, *, question: str = "emotion", truth: str = "visual_emotion") -> pd.DataFrame:
-    """Confusion matrix (counts, row percentages) of the emotion answers per source (Fig. 5)."""
+def emotion_confusion(answers: pd.DataFrame, *, question: str = "emotion", truth: str = "visual_emotion",
+                      labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """Confusion matrix (counts, row percentages) of the emotion answers per source (Fig. 5), over ``labels``
+    (the emotions the question offered; default the six) and any other answer given."""
     sub = _question(answers, question)
+    base = list(labels) if labels is not None else list(EMOTIONS)
     cm = confusion_matrix(sub, truth=truth, answer="answer", by="source",
-                          labels=list(EMOTIONS) + sorted(set(sub["answer"]) - set(EMOTIONS)))
+                          labels=base + sorted(set(sub["answer"]) - set(base)))
     order = {s: i for i, s in enumerate(source_order(sub["source"]))}
     return cm.sort_values("source", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 

@@ -20,10 +20,16 @@ from stimuli.emotions import EMOTIONS
 MODALITIES = {"visual": "visual_emotion", "audio": "audio_emotion"}
 
 
-def label_responses(answers: pd.DataFrame, *, primary: str = "primary", secondary: str = "secondary") -> pd.DataFrame:
+def label_responses(answers: pd.DataFrame, *, primary: str = "primary",
+                    secondary: str | None = "secondary") -> pd.DataFrame:
     """One row per response with columns primary, secondary, mismatched (visual != audio), and for each
-    modality m in (visual, audio): primary_match_m, either_match_m (primary or secondary matches)."""
-    r = responses(answers, [primary, secondary]).rename(columns={primary: "primary", secondary: "secondary"})
+    modality m in (visual, audio): primary_match_m, either_match_m (primary or secondary matches).
+    ``secondary`` None: a study with one label per video (the secondary column is empty)."""
+    if secondary is None:
+        r = responses(answers, [primary]).rename(columns={primary: "primary"})
+        r["secondary"] = ""
+    else:
+        r = responses(answers, [primary, secondary]).rename(columns={primary: "primary", secondary: "secondary"})
     r = r[r["primary"] != ""].copy()
     r["mismatched"] = r["visual_emotion"] != r["audio_emotion"]
     sec = r["secondary"].where(~r["secondary"].isin(["", "none"]), "")
@@ -34,12 +40,13 @@ def label_responses(answers: pd.DataFrame, *, primary: str = "primary", secondar
     return r.reset_index(drop=True)
 
 
-def primary_confusions(resp: pd.DataFrame) -> pd.DataFrame:
+def primary_confusions(resp: pd.DataFrame, labels: list[str] | None = None) -> pd.DataFrame:
     """Primary label against the visual emotion and against the audio emotion (Fig. 8): the tidy
-    confusion matrices with a ``reference`` column (visual / audio)."""
+    confusion matrices with a ``reference`` column (visual / audio), over ``labels`` (the emotions the
+    question offered; default the six)."""
     frames = []
     for m, col in MODALITIES.items():
-        cm = confusion_matrix(resp, truth=col, answer="primary", labels=list(EMOTIONS))
+        cm = confusion_matrix(resp, truth=col, answer="primary", labels=list(labels or EMOTIONS))
         cm.insert(0, "reference", m)
         frames.append(cm)
     return pd.concat(frames, ignore_index=True)
@@ -107,3 +114,17 @@ def dominance_test(resp: pd.DataFrame, *, subset: str = "mismatched", counting: 
     return pd.DataFrame([{"subset": subset, "counting": counting, "unit": "participant",
                           "mean_visual": float(per["visual"].mean()) if len(per) else float("nan"),
                           "mean_audio": float(per["audio"].mean()) if len(per) else float("nan"), **res}])
+
+
+def fractions_vs_chance(frac: pd.DataFrame, chance: float) -> pd.DataFrame:
+    """The ``primary`` match fractions (all and mismatched videos, visual and audio) with an exact one-sided
+    binomial test against ``chance`` (1/k for k emotions offered). Columns subset, modality, n, n_match,
+    fraction, chance, p (greater than chance)."""
+    from analysis.stats import binomial_test
+
+    f = frac[frac["counting"] == "primary"]
+    rows = [{"subset": r.subset, "modality": r.modality, "n": int(r.n), "n_match": int(r.n_match),
+             "fraction": float(r.fraction), "chance": float(chance),
+             "p": binomial_test(int(r.n_match), int(r.n), chance, "greater") if r.n else float("nan")}
+            for r in f.itertuples(index=False)]
+    return pd.DataFrame(rows, columns=["subset", "modality", "n", "n_match", "fraction", "chance", "p"])

@@ -91,12 +91,19 @@ def import_crema_command(folder: Path, out: Path, source: str, size_variant: str
 @click.option("--set", "set_dir", required=True, type=click.Path(exists=True, path_type=Path),
               help="The stimulus set folder (or its manifest.json).")
 @click.option("--seed", required=True, type=click.IntRange(min=0), help="Seed of every random choice.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="plan.json to write.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="plan.json to write (required unless --preview).")
 @click.option("--force", is_flag=True, help="Replace an existing, different plan file.")
 @click.option("--exclude-flagged", is_flag=True,
               help="Leave out the clips that `emostudy check` flagged (the plan's notes say how many and why).")
-def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path, force: bool, exclude_flagged: bool) -> None:
+@click.option("--preview", is_flag=True,
+              help="Print the design table (cells, clips per cell, per-batch counts, balance); with --out the "
+                   "plan is also written, without it nothing is.")
+def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path | None, force: bool, exclude_flagged: bool,
+                 preview: bool) -> None:
     """Compile a study spec + stimulus set + seed into a study plan (JSON). Same inputs, same bytes."""
+    if out is None and not preview:
+        raise click.UsageError("give --out plan.json (or --preview to see the design table without writing)")
     from stimuli.manifest import load_manifest
     from stimuli.plan import compile_plan, plan_to_bytes, write_plan
     from stimuli.spec import load_spec
@@ -107,12 +114,20 @@ def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path, force: boo
         manifest = load_manifest(set_dir, check_media=True)
         plan = compile_plan(spec, manifest, seed, exclude_flagged=exclude_flagged)
         data = plan_to_bytes(plan)
-        if out.exists() and out.read_bytes() != data and not force:
-            raise click.ClickException(f"{out} exists and holds a different plan; pass --force to replace it "
-                                       "or choose another --out")
-        write_plan(plan, out)
+        if out is not None:
+            if out.exists() and out.read_bytes() != data and not force:
+                raise click.ClickException(f"{out} exists and holds a different plan; pass --force to replace it "
+                                           "or choose another --out")
+            write_plan(plan, out)
     except StimuliError as exc:
         raise click.ClickException(str(exc)) from None
+    if preview:
+        from stimuli.factors import design_table, format_design_table
+
+        click.echo(format_design_table(design_table(plan, manifest)), nl=False)
+        if out is None:
+            click.echo("(preview only: no plan written; add --out plan.json to write it)")
+            return
     print_plan_summary(console, plan, manifest, out)
 
 

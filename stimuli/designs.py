@@ -34,14 +34,18 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError
 from stimuli.manifest import Stimulus
 from stimuli.rng import StableRng
 
-DESIGN_KINDS = ("emotion-realness", "av-mismatch", "norming")  # norming: stimuli/norming.py
+if TYPE_CHECKING:
+    from stimuli.factors import FactorDesign
+
+# norming: stimuli/norming.py; factorial: stimuli.factors
+DESIGN_KINDS = ("emotion-realness", "av-mismatch", "norming", "factorial")
 ORDERS = ("per-batch", "per-participant")
 _MAX_ORDER_TRIES = 20_000
 # per-participant order: the share of shuffles that keep every repeat min_repeat_gap after its original
@@ -369,7 +373,7 @@ def build_av_mismatch(stimuli: Sequence[Stimulus], design: AvMismatchDesign,
                     f"{', '.join(sorted({s.source for s in stimuli}))}: name them in the spec's design.sources)")
         raise DesignError(f"the set cannot fill the av-mismatch design ({d.per_pair} distinct videos per "
                           f"(visual, audio) emotion pair{where}){hint}; missing {len(missing)} of 36 pairs: "
-                          + "; ".join(missing))
+                          + "; ".join(missing) + _fewer_emotions_hint(by_pair, d.per_pair))
     chosen = {p: rng.child(f"pair/{p[0]}/{p[1]}").sample(sorted(by_pair[p], key=lambda s: s.stimulus_id),
                                                          d.per_pair)
               for p in pairs}
@@ -403,6 +407,23 @@ def build_av_mismatch(stimuli: Sequence[Stimulus], design: AvMismatchDesign,
     return tuple(batches), notes
 
 
+def _fewer_emotions_hint(by_pair: dict[tuple[str, str], list[Stimulus]], per_pair: int) -> str:
+    """What would fill a Task 2 design the set cannot: the largest set of emotions (dropping, one at a time,
+    the emotion with the most missing pairs) whose pairs all have ``per_pair`` videos, as a factor design."""
+    emos = [e for e in EMOTIONS if any(e in p for p in by_pair)]
+    full = lambda es: [(v, a) for v in es for a in es if len(by_pair.get((v, a), [])) < per_pair]
+    while len(emos) >= 2 and full(emos):
+        bad = Counter(x for p in full(emos) for x in p)
+        emos.remove(max(emos, key=lambda e: (bad[e], -EMOTIONS.index(e))))
+    if len(emos) < 2:
+        return ""
+    lv = "[" + ", ".join(f'"{e}"' for e in emos) + "]"
+    return (f". What would fill it: the {len(emos)} emotions whose pairs are all there, declared by factors "
+            f"(task = \"factorial\"; [design] counterbalance = \"latin-square\", clips_per_cell = {per_pair}; "
+            f"[design.factors] visual_emotion = {{ levels = {lv} }}, audio_emotion = {{ levels = {lv} }}; "
+            "docs/running-a-study.md)")
+
+
 # ---------------------------------------------------------------------------------------- examples
 
 def _prefer_unused(matches: list[Stimulus], used: set[str]) -> Stimulus:
@@ -415,7 +436,7 @@ def _is_congruent(s: Stimulus) -> bool:
 
 
 def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: Iterable[str],
-                    seed: int) -> tuple[tuple[Example, ...], list[str]]:
+                    seed: int, emotions: Sequence[str] = EMOTIONS) -> tuple[tuple[Example, ...], list[str]]:
     """Familiarisation examples: for each size variant (one set each; or one set of any size), emotions in
     alphabetical order, ``per_emotion`` each. Prefers stimuli unused by the batches and, with several size
     variants, the same clip (identity, sentence, intensity) in every size."""
@@ -437,7 +458,7 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
     notes: list[str] = []
     n_reused = 0
     same_clip = True
-    for emo in sorted(EMOTIONS):
+    for emo in sorted(emotions):
         cands = {v: sorted((s for s in pool if stimulus_emotion(s) == emo and (v is None or s.size_variant == v)),
                            key=lambda s: s.stimulus_id) for v in variants}
         short = [v for v in variants if len(cands[v]) < d.per_emotion]
@@ -496,7 +517,7 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
             + f". Add unused congruent clips of sources {', '.join(d.sources)} to the set, draw the examples "
             "from another source ([examples] sources), or set [examples] allow_example_reuse = true")
     examples = tuple(Example(stimulus_id=s.stimulus_id, emotion=emo, size_variant=v)
-                     for v in variants for emo in sorted(EMOTIONS) for s in picked[(emo, v)])
+                     for v in variants for emo in sorted(emotions) for s in picked[(emo, v)])
     sizes = ""
     if variants != [None]:
         sizes = f" x {len(variants)} size variant{'s' if len(variants) > 1 else ''} ({', '.join(map(str, variants))})"
@@ -509,10 +530,21 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
 
 # ---------------------------------------------------------------------------------------- dispatch
 
-def build_design(design: EmotionRealnessDesign | AvMismatchDesign, stimuli: Sequence[Stimulus], seed: int,
-                 examples: ExamplesDesign | None = None) -> DesignResult:
+def build_design(design: "EmotionRealnessDesign | AvMismatchDesign | FactorDesign", stimuli: Sequence[Stimulus],
+                 seed: int, examples: ExamplesDesign | None = None) -> DesignResult:
     """Batches + examples for a design. Raises ``DesignError`` before anything is written."""
-    if isinstance(design, EmotionRealnessDesign):
+    from stimuli.factors import EMOTION_FACTORS, FactorDesign, build_factorial, resolve_levels
+
+    emotions: Sequence[str] = EMOTIONS
+    from stimuli.trial_list import TrialListDesign, build_trial_list
+
+    if isinstance(design, FactorDesign):
+        batches, notes = build_factorial(stimuli, design, seed)
+        levels = resolve_levels(design, stimuli)  # "all" resolved: the examples show the design's emotions
+        emotions = next((levels[f.name] for f in design.factors if f.name in EMOTION_FACTORS), EMOTIONS)
+    elif isinstance(design, TrialListDesign):
+        batches, notes = build_trial_list(stimuli, design, seed)
+    elif isinstance(design, EmotionRealnessDesign):
         batches, notes = build_emotion_realness(stimuli, design, seed)
     elif isinstance(design, AvMismatchDesign):
         batches, notes = build_av_mismatch(stimuli, design, seed)
@@ -531,6 +563,6 @@ def build_design(design: EmotionRealnessDesign | AvMismatchDesign, stimuli: Sequ
     ex: tuple[Example, ...] = ()
     if examples is not None:
         used = {i.stimulus_id for b in batches for i in b.items}
-        ex, ex_notes = choose_examples(stimuli, examples, used, seed)
+        ex, ex_notes = choose_examples(stimuli, examples, used, seed, emotions)
         notes = [*notes, *ex_notes]
     return DesignResult(batches=batches, examples=ex, notes=tuple(notes))

@@ -38,3 +38,13 @@ REALNESS_ORDINAL = ModelFormula("realness_ordinal", "score", ("source",))
 """Proportional-odds (cumulative logit) model of the realness score on source."""
 
 MODELS = (CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL)
+
+
+def design_scale_formula(question: str, factors: tuple[str, ...]) -> ModelFormula:
+    """The mixed model of a scale question in a design of one's own: the score on the design's crossed
+    factors and all their interactions (treatment coded), crossed random intercepts for participant and item
+    (``stimulus_id``). ``factors`` are answer columns (source, visual_emotion, audio_emotion, identity, ...)."""
+    from itertools import combinations
+
+    fixed = tuple(":".join(c) for k in range(1, len(factors) + 1) for c in combinations(factors, k))
+    return ModelFormula(f"scale_mixed_{question}", "score", fixed, ("participant", "stimulus_id"))

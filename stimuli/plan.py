@@ -27,8 +27,10 @@ from typing import Any
 from stimuli.designs import DESIGN_KINDS, ORDERS, build_design, stimulus_emotion
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError, PlanError, SpecError
+from stimuli.factors import FactorDesign
+from stimuli.trial_list import TrialListDesign
 from stimuli.manifest import Manifest, atomic_write_bytes
-from stimuli.spec import AUDIO_CHECK_KINDS, BONUS_RULES, BONUS_TRUTHS, QUESTION_TYPES, RULE_KINDS, Spec
+from stimuli.spec import AUDIO_CHECK_KINDS, BONUS_RULES, BONUS_TRUTHS, MEASURES, QUESTION_TYPES, RULE_KINDS, Spec
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -49,8 +51,11 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
         from stimuli.norming import plan_questions
 
         questions = plan_questions(spec.design, questions, stimuli)  # type: ignore[arg-type]
-    design = {"kind": spec.study.task, **_plain(dataclasses.asdict(spec.design)),
-              "examples": _plain(dataclasses.asdict(spec.examples))}
+    if isinstance(spec.design, (FactorDesign, TrialListDesign)):
+        design = {"kind": spec.design.kind, **spec.design.as_plan()}
+    else:
+        design = {"kind": spec.study.task, **_plain(dataclasses.asdict(spec.design))}
+    design["examples"] = _plain(dataclasses.asdict(spec.examples))
     bonus = spec.payment.bonus
     plan = {
         "schema_version": PLAN_SCHEMA_VERSION,
@@ -75,7 +80,11 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
         "questions": [
             {"id": q.id, "type": q.type, "prompt": q.prompt, "required": q.required,
              "options": [{"value": o.value, "label": o.label, "score": _num(o.score), "exclusive": o.exclusive}
-                         for o in q.options]}
+                         for o in q.options],
+             # What the question measures, only when the spec says (plans of older specs keep their bytes).
+             **({"measures": q.measures} if q.measures else {}),
+             **({"secondary_of": q.secondary_of} if q.secondary_of else {}),
+             **({"compare": [list(c) for c in q.compare]} if q.compare else {})}
             for q in questions
         ],
         "consistency": {
@@ -294,6 +303,10 @@ def validate_plan(plan: Any, where: str = "plan", manifest: Manifest | None = No
             raise PlanError(f"{where}: key '{p}type' is {q['type']!r}; known: {', '.join(QUESTION_TYPES)}")
         _need(q, "prompt", str, where, p)
         _need(q, "required", bool, where, p)
+        if "measures" in q and q["measures"] not in MEASURES:
+            raise PlanError(f"{where}: key '{p}measures' is {q['measures']!r}; known: {', '.join(MEASURES)}")
+        if "secondary_of" in q and q["secondary_of"] not in qids:
+            raise PlanError(f"{where}: key '{p}secondary_of' is {q['secondary_of']!r}: not an earlier question id")
         opts = _need(q, "options", list, where, p)
         for j, o in enumerate(opts):
             op = f"{p}options[{j}]."

@@ -10,10 +10,15 @@ accepts their names. Layout (every key is checked; errors name the file and the 
                exclude_studies = [names]  # who took one of these studies may not take this one
                timezone = "Europe/Berlin"  # the admin pages show times in it (IANA name; default UTC)
     [participant] title, intro, instructions, allow_words = [words]
-    [design]   the numbers of the task's design (see stimuli.designs), order ("per-batch" | "per-participant")
+    [design]   the design by its factors and levels (stimuli.factors: [design.factors], counterbalance,
+               clips_per_cell, repeats, order), or the numbers of a paper task's design (stimuli.designs)
     [examples] per_emotion, sources, size_variants, allow_example_reuse
     [[questions]] id, type ("single" | "multi" | "scale"), prompt, required,
                   options = [{value, label, score, exclusive}, ...] or "emotions" or "emotions+none"
+                  (or "design-emotions" / "design-emotions+none": the emotions of the design's factors),
+                  measures ("perceived_emotion" | "realness" | "intensity" | "valence" | "scale" | "choices"),
+                  secondary_of (the id of the perceived-emotion question this one is the second label of),
+                  compare = [[a, b], ...] (scale questions: pairwise Wilcoxon tests of two levels of a factor)
     [consistency] max_inconsistent, rules = [{question, kind ("equal" | "max_abs_diff" | "max_set_diff"), tolerance}],
                   watch_flags ("inconsistent" | "ignore")
     [payment]  reward_usd, [payment.bonus] rule ("per_correct" | "none"), question, truth, amount_usd,
@@ -44,11 +49,16 @@ from pathlib import Path
 from typing import Any
 
 from stimuli.designs import ORDERS, AvMismatchDesign, DESIGN_KINDS, EmotionRealnessDesign, ExamplesDesign
+from stimuli.factors import FactorDesign, read_factor_design
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import SpecError
 
 SPEC_SCHEMA_VERSION = 1
 QUESTION_TYPES = ("single", "multi", "scale")
+# What a question measures (``measures``): the analysis chooses its tests from this and the design's factors.
+MEASURES = ("perceived_emotion", "realness", "intensity", "valence", "scale", "choices")
+_MEASURE_TYPES = {"perceived_emotion": ("single",), "realness": ("scale",), "intensity": ("scale",),
+                  "valence": ("scale",), "scale": ("scale",), "choices": ("multi",)}
 RULE_KINDS = ("equal", "max_abs_diff", "max_set_diff")
 BONUS_RULES = ("per_correct", "none")
 # What a correct answer to the bonus question matches: the stimulus' visual emotion, its audio emotion,
@@ -75,6 +85,9 @@ class Question:
     prompt: str
     options: tuple[Option, ...]
     required: bool = True
+    measures: str | None = None  # what the answer measures; the analysis chooses its tests from it
+    secondary_of: str | None = None  # a second emotion label of that perceived-emotion question
+    compare: tuple[tuple[str, str], ...] = ()  # scale: declared pairwise tests (two levels of one factor)
 
     def option(self, value: str) -> Option:
         for o in self.options:
@@ -181,7 +194,7 @@ class ParticipantText:
 class Spec:
     study: StudyInfo
     participant: ParticipantText
-    design: EmotionRealnessDesign | AvMismatchDesign
+    design: EmotionRealnessDesign | AvMismatchDesign | FactorDesign
     examples: ExamplesDesign
     questions: tuple[Question, ...]
     consistency: Consistency
@@ -274,7 +287,7 @@ def _emotion_options(with_none: bool) -> tuple[Option, ...]:
     return opts + ((Option(value="none", label="None"),) if with_none else ())
 
 
-def _read_questions(root: _Table) -> tuple[Question, ...]:
+def _read_questions(root: _Table, emotions: tuple[str, ...] = EMOTIONS) -> tuple[Question, ...]:
     raw = root.get("questions", list, what="one [[questions]] table per question")
     if not raw:
         raise root.error("questions", "needs at least one question")
@@ -295,9 +308,12 @@ def _read_questions(root: _Table) -> tuple[Question, ...]:
         required = q.get("required", bool, True)
         oraw = q.get("options", (list, str), what="a list of {value, label} tables, 'emotions' or 'emotions+none'")
         if isinstance(oraw, str):
-            if oraw not in ("emotions", "emotions+none"):
-                raise q.error("options", f"{oraw!r}: the only shorthands are 'emotions' and 'emotions+none'")
-            options = _emotion_options(oraw == "emotions+none")
+            if oraw not in ("emotions", "emotions+none", "design-emotions", "design-emotions+none"):
+                raise q.error("options", f"{oraw!r}: the only shorthands are 'emotions', 'emotions+none', "
+                                         "'design-emotions' and 'design-emotions+none'")
+            options = _emotion_options(oraw.endswith("+none"))
+            if oraw.startswith("design-"):
+                options = tuple(o for o in options if o.value in emotions or o.value == "none")
         else:
             opts: list[Option] = []
             for j, oitem in enumerate(oraw):
@@ -324,8 +340,35 @@ def _read_questions(root: _Table) -> tuple[Question, ...]:
             for j, o in enumerate(options):
                 if o.score is None:
                     raise q.error(f"options[{j}].score", "missing; every option of a 'scale' question needs a score")
+        measures = q.get("measures", str, None)
+        if measures is not None:
+            if measures not in MEASURES:
+                raise q.error("measures", f"{measures!r} is not one of {', '.join(MEASURES)}")
+            if qtype not in _MEASURE_TYPES[measures]:
+                raise q.error("measures", f"{measures!r} needs a question of type "
+                                          f"{' or '.join(_MEASURE_TYPES[measures])}, not {qtype!r}")
+            if measures == "perceived_emotion":
+                odd = [o.value for o in options if o.value not in EMOTIONS and o.value != "none"]
+                if odd:
+                    raise q.error("options", f"a perceived_emotion question offers emotions (and 'none'); "
+                                             f"{odd[0]!r} is not one of {', '.join(EMOTIONS)}")
+        secondary_of = q.get("secondary_of", str, None)
+        if secondary_of is not None:
+            first = next((p for p in questions if p.id == secondary_of), None)
+            if first is None or first.measures != "perceived_emotion" or measures != "perceived_emotion":
+                raise q.error("secondary_of", f"{secondary_of!r} must be an earlier question with measures = "
+                                              "\"perceived_emotion\", and this question must measure perceived_emotion too")
+        compare: list[tuple[str, str]] = []
+        for j, pair in enumerate(q.get("compare", list, [])):
+            if (not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(x, str) for x in pair)
+                    or pair[0] == pair[1]):
+                raise q.error(f"compare[{j}]", f"{pair!r} must be two different levels, e.g. [\"OURS\", \"BL\"]")
+            compare.append((pair[0], pair[1]))
+        if compare and qtype != "scale":
+            raise q.error("compare", "pairwise comparisons are Wilcoxon tests of a 'scale' question's scores")
         q.done()
-        questions.append(Question(id=qid, type=qtype, prompt=prompt, options=options, required=required))
+        questions.append(Question(id=qid, type=qtype, prompt=prompt, options=options, required=required,
+                                  measures=measures, secondary_of=secondary_of, compare=tuple(compare)))
     return tuple(questions)
 
 
@@ -409,7 +452,7 @@ def _read_payment(root: _Table, questions: tuple[Question, ...]) -> Payment:
                                                   max_usd=max_usd, count_repeats=count_repeats))
 
 
-def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchDesign:
+def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchDesign | FactorDesign:
     t = root.table("design")
     if task == "norming":
         from stimuli.norming import read_design  # the norming design kind lives in its own module
@@ -417,6 +460,19 @@ def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchD
         norming = read_design(t)
         t.done()
         return norming  # type: ignore[return-value]
+    if "factors" in t.data:
+        fdesign = read_factor_design(t)
+        t.done()
+        return fdesign
+    if "trial_list" in t.data:
+        from stimuli.trial_list import read_trial_list
+
+        tdesign = read_trial_list(t, root.where)
+        t.done()
+        return tdesign  # type: ignore[return-value]
+    if task == "factorial":
+        raise t.error("factors", "missing; a factorial study declares its factors ([design.factors]) or a "
+                                 "trial_list (a CSV of batches x trials); see docs/running-a-study.md")
     if task == "emotion-realness":
         dflt = EmotionRealnessDesign()
         design: EmotionRealnessDesign | AvMismatchDesign = EmotionRealnessDesign(
@@ -516,7 +572,8 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
     pt.done()
     design = _read_design(root, task)
     examples = _read_examples(root)
-    questions = _read_questions(root)
+    emotions = (design.emotion_levels() if isinstance(design, FactorDesign) else None) or EMOTIONS
+    questions = _read_questions(root, emotions)
     consistency = _read_consistency(root, questions)
     quota = root.int("quota_per_batch", 10, minimum=1)
     payment = _read_payment(root, questions)

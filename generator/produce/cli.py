@@ -50,7 +50,8 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--repeats", default=1, show_default=True, type=int, help="Repetitions of the design.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Run seed (per-item seeds derive from it).")
 @click.option("--emotions", default=",".join(("anger", "disgust", "fear", "happiness", "neutral", "sadness")),
-              show_default=True, help="factorial: the visual emotions.")
+              show_default=True, help="matched, mismatched: the set's emotions (two or more; speech of other "
+                                       "emotions is left out); factorial: the visual emotions.")
 @click.option("--from", "from_emotion", default=None, help="continuum: the first emotion.")
 @click.option("--to", "to_emotion", default=None, help="continuum: the second emotion.")
 @click.option("--steps", default=5, show_default=True, type=int, help="continuum: blend steps, ends included.")

@@ -3,10 +3,15 @@
 Designs (``plan_jobs``), each repeated ``repeats`` times:
 
 - ``matched``: the face shows the speech's emotion (every face x speech, or every recording).
-- ``mismatched``: every (visual, audio) pair of the six emotions (36 pairs, the paper's Task 2). With
-  recordings, face and speech come from the same recording (face = its first frame); with separate
-  pools, speech of the audio emotion and a face are drawn in turn from seeded shuffles.
+- ``mismatched``: every (visual, audio) pair of the design's emotions (default the six: 36 pairs, the
+  paper's Task 2; ``--emotions anger,happiness,sadness``: 9 pairs). With recordings, face and speech come
+  from the same recording (face = its first frame); with separate pools, speech of the audio emotion and a
+  face are drawn in turn from seeded shuffles.
 - ``factorial``: every face x speech x visual emotion given.
+
+``emotions`` (``--emotions``, two or more, default the six) limits matched and mismatched sets to those
+emotions (speech labelled with another emotion is left out), so a mismatched set crosses the chosen visual
+and audio emotions; in a factorial set they are the visual emotions, crossed with the speech given.
 - ``continuum``: ``steps`` blends from one emotion to another (0 ... 1 of the second), every face x speech.
 - ``jobs``: an explicit CSV, one row per stimulus (columns in ``read_jobs_csv``).
 
@@ -269,6 +274,12 @@ def plan_jobs(opts: DesignOptions) -> list[Job]:
         return read_jobs_csv(opts.jobs_csv, labels=read_labels_csv(opts.labels) if opts.labels else None,
                              repeats=opts.repeats)
     speech, same = _speech_pool(opts)
+    if opts.design in ("matched", "mismatched"):
+        chosen = _design_emotions(opts)
+        speech = [s for s in speech if s.emotion is None or s.emotion in chosen]
+        if not speech:
+            raise ProduceError(f"no speech of the emotions {', '.join(chosen)} among the inputs; label the speech "
+                               "(CREMA-D names or --labels) or choose --emotions the speech has")
     faces = [] if same else _face_pool(opts)
     pairs: list[tuple[str, str, SpeechItem]] = (  # (face path, identity, speech)
         [(s.path, s.identity, s) for s in speech] if same
@@ -313,22 +324,40 @@ def plan_jobs(opts: DesignOptions) -> list[Job]:
     return jobs
 
 
+def _design_emotions(opts: DesignOptions) -> tuple[str, ...]:
+    """The design's emotions (``--emotions``): canonical names, in the one-hot order, two or more, distinct."""
+    try:
+        chosen = [parse_emotion(e) for e in opts.emotions]
+    except ValueError as exc:
+        raise ProduceError(f"--emotions: {exc}") from None
+    if len(set(chosen)) != len(chosen):
+        raise ProduceError(f"--emotions names an emotion twice: {', '.join(opts.emotions)}")
+    if len(chosen) < 2:
+        raise ProduceError(f"--emotions needs two or more emotions, got {', '.join(chosen) or 'none'}")
+    return tuple(e for e in EMOTIONS if e in chosen)
+
+
 def _mismatched(speech: list[SpeechItem], faces: list[FaceItem], same: bool, opts: DesignOptions) -> list[Job]:
     _need_labels(speech, "mismatched")
-    by_emotion = {e: [s for s in speech if s.emotion == e] for e in EMOTIONS}
+    emotions = _design_emotions(opts)
+    by_emotion = {e: [s for s in speech if s.emotion == e] for e in emotions}
     absent = [e for e, items in by_emotion.items() if not items]
     if absent:
-        raise ProduceError(f"design 'mismatched' needs speech of all six emotions; none for "
-                           f"{', '.join(absent)} among {len(speech)} files")
+        have = sorted({s.emotion for s in speech if s.emotion}, key=EMOTIONS.index)
+        raise ProduceError(f"design 'mismatched' needs speech of each of its emotions ({', '.join(emotions)}); "
+                           f"none for {', '.join(absent)} among {len(speech)} files. Give speech of those, or "
+                           f"--emotions {','.join(have)} (the emotions the speech has)" if len(have) >= 2 else
+                           f"design 'mismatched' needs speech of each of its emotions ({', '.join(emotions)}); "
+                           f"none for {', '.join(absent)} among {len(speech)} files")
     rng = StableRng(opts.seed, "produce/mismatched")
     # Each audio emotion's recordings are used in a seeded order, in turn, so r repeats of 6 visual
     # emotions spread over as many different recordings as there are.
     queues = {e: rng.child(f"speech/{e}").shuffled(items) for e, items in by_emotion.items()}
     face_order = rng.child("faces").shuffled(faces) if faces else []
-    jobs, used, n = [], {e: 0 for e in EMOTIONS}, 0
+    jobs, used, n = [], {e: 0 for e in emotions}, 0
     for r in range(opts.repeats):
-        for v in EMOTIONS:
-            for a in EMOTIONS:
+        for v in emotions:
+            for a in emotions:
                 s = queues[a][used[a] % len(queues[a])]
                 used[a] += 1
                 if same:

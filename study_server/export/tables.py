@@ -69,7 +69,7 @@ SCREEN_COLUMNS = ("participant", "assignment", "kind", "attempt", "trial", "answ
 ANSWER_CODEBOOK = {
     "answer_id": "the client-made id of the answer (unique per item answered; repeated on each question's row)",
     "study": "study name (from the plan)",
-    "task": "emotion-realness (Task 1), av-mismatch (Task 2) or norming (a validation study of a set)",
+    "task": "emotion-realness (Task 1), av-mismatch (Task 2), norming (a validation study of a set) or factorial (a design of one's own)",
     "batch_id": "the batch the participant was assigned, e.g. b01",
     "participant": "pseudonym: HMAC-SHA256 (server secret) of platform:worker id, first 16 hex digits",
     "assignment": "opaque assignment id (unique per participant and study)",

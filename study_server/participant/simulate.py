@@ -103,15 +103,16 @@ def _option(question: dict[str, Any], value: str) -> str:
 def _answer_task2(q: dict[str, Any], labels: dict[str, Any], rng: random.Random, m: ResponseModel,
                   primary: str | None) -> str:
     visual, audio = labels.get("visual_emotion"), labels.get("audio_emotion")
+    offered = [o["value"] for o in q["options"] if o["value"] in EMOTIONS] or list(EMOTIONS)  # a guess among them
     if primary is None:  # the primary question
         u = rng.random()
-        pick = visual if u < m.p_visual else audio if u < m.p_visual + m.p_audio else rng.choice(EMOTIONS)
-        return _option(q, pick or rng.choice(EMOTIONS))
+        pick = visual if u < m.p_visual else audio if u < m.p_visual + m.p_audio else rng.choice(offered)
+        return _option(q, pick or rng.choice(offered))
     if rng.random() < m.p_secondary_none:
         return _option(q, "none")
     if primary == visual and audio and audio != visual:
         return _option(q, audio)
-    return _option(q, rng.choice([e for e in EMOTIONS if e != primary]))
+    return _option(q, rng.choice([e for e in offered if e != primary] or offered))
 
 
 def _answer_task1(questions: list[dict[str, Any]], labels: dict[str, Any], rng: random.Random,
@@ -204,12 +205,17 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
         elif sha in seen and rng.random() < model.repeat_agreement:
             values = seen[sha]
         elif task == "norming":  # every question of a norming study (stimuli.norming's simulated raters)
-
             values = {q["id"]: simulated_rating(q, labels, uniform=rng.random, normal=rng.gauss) for q in questions}
-        elif task == "av-mismatch":
-            values = {}
+        elif task == "av-mismatch" or (task == "factorial" and labels.get("visual_emotion")
+                                       and labels.get("audio_emotion")):
+            # A factorial study of face and voice: the emotion questions follow visual or audio as in Task 2,
+            # the others (scales, choices) are answered as in Task 1.
+            values = _answer_task1(questions, labels, rng, model) if task == "factorial" else {}
             primary = None
             for q in questions:
+                if task == "factorial" and (q["type"] != "single" or not any(o["value"] in EMOTIONS
+                                                                             for o in q["options"])):
+                    continue
                 values[q["id"]] = _answer_task2(q, labels, rng, model, primary)
                 primary = values[q["id"]] if primary is None else primary
         else:

@@ -213,6 +213,32 @@ def test_jobs_csv_and_labels_csv(tmp_path, pools):
         plan_jobs(DesignOptions("jobs", jobs_csv=str(bad)))
 
 
+def test_any_two_or_more_emotions_make_matched_mismatched_and_factorial_sets(pools):
+    """Issue 27: a three-emotion face/voice set (3 x 3 pairs), not only the paper's six."""
+    faces, speech = pools
+    E3 = ("anger", "happiness", "sadness")
+    kw = dict(faces=(str(faces),), speech=(str(speech),), emotions=("anger", "HAP", "sad"))
+    mis = plan_jobs(DesignOptions("mismatched", repeats=2, seed=7, **kw))
+    pairs = collections.Counter((j.visual_emotion, j.audio_emotion) for j in mis)
+    assert set(pairs) == {(v, a) for v in E3 for a in E3} and set(pairs.values()) == {2}
+    three = tuple(str(speech / f) for f in sorted(p.name for p in speech.iterdir())
+                  if f.split("_")[2] in ("ANG", "HAP", "SAD"))
+    fact = plan_jobs(DesignOptions("factorial", faces=kw["faces"], speech=three, emotions=kw["emotions"]))
+    assert {(j.visual_emotion, j.audio_emotion) for j in fact} == {(v, a) for v in E3 for a in E3}
+    matched = plan_jobs(DesignOptions("matched", **kw))
+    assert {j.visual_emotion for j in matched} == set(E3) and all(j.visual_emotion == j.audio_emotion for j in matched)
+    # The default (all six) is the paper's set, job for job.
+    assert (plan_jobs(DesignOptions("mismatched", faces=kw["faces"], speech=kw["speech"], repeats=2, seed=7))
+            == plan_jobs(DesignOptions("mismatched", repeats=2, seed=7, emotions=EMOTIONS, faces=kw["faces"],
+                                       speech=kw["speech"])))
+    with pytest.raises(ProduceError, match="two or more"):
+        plan_jobs(DesignOptions("mismatched", faces=kw["faces"], speech=kw["speech"], emotions=("anger",)))
+    with pytest.raises(ProduceError, match="--emotions: unknown emotion 'bored'"):
+        plan_jobs(DesignOptions("matched", faces=kw["faces"], speech=kw["speech"], emotions=("anger", "bored")))
+    with pytest.raises(ProduceError, match="none for disgust, fear, neutral.*--emotions anger,happiness,sadness"):
+        plan_jobs(DesignOptions("mismatched", faces=kw["faces"], speech=three))
+
+
 def test_design_errors_name_the_fix(tmp_path, pools):
     faces, speech = pools
     unlabelled = tmp_path / "unlabelled"
@@ -220,7 +246,7 @@ def test_design_errors_name_the_fix(tmp_path, pools):
     make_speech(unlabelled / "take1.wav", 0)
     with pytest.raises(ProduceError, match="take1.wav.*--labels"):
         plan_jobs(DesignOptions("mismatched", faces=(str(faces),), speech=(str(unlabelled),)))
-    with pytest.raises(ProduceError, match="all six emotions; none for"):
+    with pytest.raises(ProduceError, match="each of its emotions .*; none for"):
         plan_jobs(DesignOptions("mismatched", faces=(str(faces),), speech=(str(speech / "1001_IEO_ANG_XX.wav"),)))
     with pytest.raises(ProduceError, match="no face files"):
         plan_jobs(DesignOptions("matched", faces=(str(unlabelled),), speech=(str(speech),)))

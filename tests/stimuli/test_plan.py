@@ -67,7 +67,10 @@ def test_plan_content_and_hashes(sets):
     plan = compile_plan(spec, m1, seed=7)
     assert plan["spec_sha256"] == spec.sha256 and plan["manifest_sha256"] == m1.sha256()
     assert plan["set_name"] == "t1" and plan["seed"] == 7 and plan["schema_version"] == 1
-    assert plan["design"]["kind"] == "emotion-realness" and plan["design"]["per_source"] == 5
+    # The paper's Task 1 declared by its factors (issue 27): source x emotion, 5 clips per cell, rotated.
+    assert plan["study"]["task"] == "emotion-realness" and plan["design"]["kind"] == "factorial"
+    assert plan["design"]["clips_per_cell"] == 5 and plan["design"]["counterbalance"] == "rotation"
+    assert [f["name"] for f in plan["design"]["factors"]] == ["source", "emotion"]
     assert plan["design"]["examples"]["size_variants"] == ["128x128", "96x128"]
     real = plan["questions"][1]
     assert [o["score"] for o in real["options"]] == [5, 4, 3, 2, 1]

@@ -51,7 +51,8 @@ def test_plan_command_errors_before_writing(tmp_path, write_set):
     out = tmp_path / "p.json"
     r = CliRunner().invoke(main, ["plan", "--spec", "paper-task2", "--set", str(set_dir), "--seed", "1",
                                   "--out", str(out)])
-    assert r.exit_code == 1 and "visual anger + audio fear: have 0, need 2" in r.output and not out.exists()
+    assert r.exit_code == 1 and "visual_emotion anger, audio_emotion fear: have 0, need 2" in r.output
+    assert "What would fill it" in r.output and not out.exists()
     # Missing media is found before anything is written.
     media = next((set_dir / "media").iterdir())
     media.unlink()
