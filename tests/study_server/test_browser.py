@@ -160,8 +160,8 @@ def _admin_valid_count(page, base: str, study_id: int, batch: str) -> int:
     page.fill("#password", ADMIN_PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(rf"/admin/studies/{study_id}$"))
-    cells = page.locator(f"tr:has(td:text-is('{batch}')) td.n").all_text_contents()
-    return int(cells[3])  # items, quota, active, VALID, rejected, expired, left, needed
+    cells = page.locator(f"tr:has(td:text-is('{batch}')) td").all_text_contents()
+    return int(cells[1].split("/")[0])  # batch, "VALID / quota", taking part, rejected, timed out, left, needed
 
 
 @pytest.mark.parametrize("task,reload_after", [(TASK1, 4), (TASK2, 3)])
