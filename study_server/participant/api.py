@@ -33,7 +33,7 @@ from study_server.study.context import Ctx, answer_target, cache_of, load, load_
 from study_server.study.media import media_url
 from study_server.study.platforms import completion_action, parse_arrival
 from study_server.study.studies import plan_view
-from study_server.study.watching import recorded_reader, stored_reader, tolerance_s
+from study_server.study.watching import recorded_reader, stored_pace, stored_reader, tolerance_s
 from study_server.web.bodies import request_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -234,12 +234,14 @@ def answers(token: str):
         # One statement (and, the first time this process sees the token, one lookup): see try_save_pg.
         target = answer_target(session, token)
         decision = decide_answer(body, target.plan, target.batch, now=now, tolerance_s=tolerance, local=local,
-                                 stored=stored_reader(session, target.assignment_id))
+                                 stored=stored_reader(session, target.assignment_id),
+                                 pace=stored_pace(session, target.assignment_id))
         ack = try_save_pg(conn, target, decision, now)
     else:
         light = load_light(session, token)
         decision = decide_answer(body, light.plan, light.batch, now=now, tolerance_s=tolerance, local=local,
-                                 stored=stored_reader(session, light.assignment_id))
+                                 stored=stored_reader(session, light.assignment_id),
+                                 pace=stored_pace(session, light.assignment_id))
         ack = try_fast_save(session, light, decision, now)
     if ack is not None:
         return ack

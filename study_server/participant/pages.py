@@ -90,5 +90,11 @@ def media(token: str, slot: str, sig: str):
     media_file = resolve_slot(slot, token=token, secret_key=secret, set_root=ctx.set_root, trial_media=trial,
                               example_media=list(ctx.examples),
                               n_audio_attempts=int(current_app.config["AUDIO_CHECK_ATTEMPTS"]))
+    try:
+        response = send_media(current_app, media_file)
+    except ApiError:
+        if request.method == "GET":  # a GET that failed on our side: the attempt is evidence too
+            record_fetch(current_app, db.session, ctx, token=token, slot=slot, response=None)
+        raise
     return record_fetch(current_app, db.session, ctx, token=token, slot=slot,  # evidence of watching
-                        response=send_media(current_app, media_file))
+                        response=response)
