@@ -421,15 +421,54 @@ def ensure_active(session: Session, assignment: Assignment, *, timeout_s: float,
                    status=409)
 
 
+def conditional_status(session: Session, assignment_id: int, **values) -> bool:
+    """``UPDATE assignments SET ... WHERE id = :id AND status IN (allocated, started)``; True when it changed
+    the row. The status read when the request began may be stale (an arrival may have expired the
+    assignment and taken its place since): a write by primary key alone would overfill the batch (issue 29).
+    """
+    result = session.execute(update(Assignment).where(Assignment.id == assignment_id,
+                                                      Assignment.status.in_(ACTIVE))
+                             .values(**values).execution_options(synchronize_session=False))
+    return bool(result.rowcount)
+
+
+def write_active(session: Session, assignment: Assignment, *, timeout_s: float, now: dt.datetime,
+                 values: dict) -> None:
+    """Write ``values`` to ``assignment`` only while it is active; when it is not (expired meanwhile), take
+    the study's lock, re-read it and revive it if its batch has room (``Conflict('slot_expired')`` if not),
+    then write. The caller commits; the object is refreshed from the database afterwards."""
+    # Nothing of the row is written before this statement (the lock order: a revival below takes the
+    # study's lock, which must come before any write of the row); pending values it sets are dropped.
+    session.expire(assignment, [k for k in values if k in Assignment.__table__.c])
+    with session.no_autoflush:
+        changed = conditional_status(session, assignment.id, **values)
+    if not changed:
+        lock_study(session, assignment.study_id)
+        session.refresh(assignment)
+        if assignment.status != EXPIRED:
+            raise Conflict("assignment_closed", f"this assignment is {assignment.status}", status=409)
+        _revive(session, assignment, timeout_s=timeout_s, now=now)
+        session.flush()
+        if not conditional_status(session, assignment.id, **values):
+            raise Conflict("assignment_closed", f"this assignment is {assignment.status}", status=409)
+    session.expire(assignment)
+
+
 def start(session: Session, assignment: Assignment, *, timeout_s: float) -> None:
-    """The participant consented: allocated -> started. Idempotent."""
+    """The participant consented: allocated -> started. Idempotent.
+
+    The write is conditional on the assignment still being active (``write_active``)."""
     now = utcnow()
     ensure_active(session, assignment, timeout_s=timeout_s, now=now)
-    if assignment.status == ALLOCATED:
-        assignment.status = STARTED
-        assignment.started_at = now
-    assignment.last_seen_at = now
-    session.commit()
+    started = assignment.started_at or now
+    try:
+        write_active(session, assignment, timeout_s=timeout_s, now=now,
+                     values={"status": STARTED, "started_at": started, "last_seen_at": now,
+                             "progress_at": func.coalesce(Assignment.progress_at, now)})
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def leave(session: Session, assignment: Assignment, status: str = RETURNED) -> None:

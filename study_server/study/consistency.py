@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from study_server.core.errors import Conflict, Forbidden
 from study_server.store.models import ALLOCATED, COMPLETED, FINISHED, STARTED, Study, Verdict, utcnow
 from study_server.study.answers import answers_by_position, flags_by_position, media_failed_positions
-from study_server.study.assignment import ensure_active
+from study_server.study.assignment import ensure_active, write_active
 from study_server.study.context import Ctx
 from study_server.study.platforms import PROLIFIC, new_completion_code
 from study_server.study.technical import breach, max_media_failures
@@ -155,12 +155,14 @@ def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verd
                           watch_flags=flags, media_failed=failed)
         verdict = Verdict(assignment_id=a.id, verdict=result.verdict, n_inconsistent=result.n_inconsistent,
                           n_repeat_answers=result.n_repeat_answers, details=result.details, created_at=now)
+        code = a.completion_code or (_study_code(session, a.study_id) if platform == PROLIFIC
+                                     else new_completion_code())
+        # Conditional on the assignment still being active: one expired meanwhile (its place maybe taken)
+        # is revived under the study's lock when there is room, else refused (issue 29: quota exact).
+        write_active(session, a, timeout_s=timeout_s, now=now,
+                     values={"status": COMPLETED, "completed_at": now, "last_seen_at": now,
+                             "completion_code": code})
         session.add(verdict)
-        a.status = COMPLETED
-        a.completed_at = now
-        a.last_seen_at = now
-        if not a.completion_code:
-            a.completion_code = _study_code(session, a.study_id) if platform == PROLIFIC else new_completion_code()
         session.commit()
         return verdict
     except BaseException:
