@@ -27,6 +27,7 @@ from study_server.study.answers import (
     try_save_pg,
 )
 from study_server.study.assignment import hold_seconds
+from study_server.study.progress import idle_release_s
 from study_server.study.audio_check import is_correct
 from study_server.study.consistency import complete_assignment
 from study_server.study.context import Ctx, answer_target, cache_of, load, load_light
@@ -78,7 +79,8 @@ def arrive(study: str):
         return {"preview": True}
     allocation = assign.allocate(db.session, study, arrival, secret_key=_secret(), timeout_s=_timeout(),
                                  user_agent=str(body.get("user_agent") or request.user_agent.string or ""),
-                                 hold_s=hold_seconds(current_app.config))
+                                 hold_s=hold_seconds(current_app.config),
+                                 idle_s=idle_release_s(current_app.config))
     a = allocation.assignment
     return jsonify(token=a.token, status=a.status, resumed=allocation.resumed,
                    url=url_for("participant.study_page", token=a.token)), (200 if allocation.resumed else 201)
@@ -215,7 +217,7 @@ def audio_check(token: str):
             a.audio_check_passed = False
             a.status = ABANDONED
             a.ended_at = utcnow()
-    a.last_seen_at = utcnow()
+    a.last_seen_at = a.progress_at = utcnow()  # a word-check step is progress
     db.session.commit()
     left = max(0, max_attempts - a.audio_check_attempts)
     next_url = media_url(_secret(), a.token, f"a{a.audio_check_attempts}") if not passed and left else None

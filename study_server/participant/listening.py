@@ -194,7 +194,7 @@ def calibrated(token: str):
     row = _row_for_update(ctx)
     if row.calibrated_at is None:
         row.calibrated_at = utcnow()
-    ctx.assignment.last_seen_at = utcnow()
+    ctx.assignment.last_seen_at = ctx.assignment.progress_at = utcnow()  # a listening-check step is progress
     db.session.commit()
     return {"listening": state_for(db.session, ctx, _secret())}
 
@@ -242,7 +242,7 @@ def answer(token: str):
             a.audio_check_passed = False
             a.status = ABANDONED
             a.ended_at = utcnow()
-    a.last_seen_at = utcnow()
+    a.last_seen_at = a.progress_at = utcnow()  # a listening-check step is progress
     try:
         db.session.commit()
     except IntegrityError:  # the same trial answered twice at once: the first one counts

@@ -16,6 +16,7 @@ from study_server.store.extensions import db
 from study_server.store.models import FINISHED
 from study_server.study import assignment as assign
 from study_server.study.assignment import hold_seconds
+from study_server.study.progress import idle_release_s
 from study_server.study.context import load
 from study_server.study.media import check_signature, resolve_slot, send_media
 from study_server.study.platforms import parse_arrival
@@ -48,7 +49,8 @@ def arrive(study: str):
                                open=s.status == "open")
     allocation = assign.allocate(db.session, study, arrival, secret_key=current_app.config["SECRET_KEY"],
                                  timeout_s=float(current_app.config["ASSIGNMENT_TIMEOUT_S"]),
-                                 user_agent=request.user_agent.string, hold_s=hold_seconds(current_app.config))
+                                 user_agent=request.user_agent.string, hold_s=hold_seconds(current_app.config),
+                                 idle_s=idle_release_s(current_app.config))
     return redirect(url_for("participant.study_page", token=allocation.assignment.token), code=302)
 
 

@@ -77,6 +77,7 @@ from study_server.store.models import (
 from study_server.study.lab_tokens import check_token
 from study_server.study.platform_ids import remember_platform_ids
 from study_server.study.platforms import LAB, Arrival, pseudonym
+from study_server.study.progress import idle_condition
 from study_server.study.studies import plan_view
 
 
@@ -110,7 +111,7 @@ def lock_study(session: Session, study_id: int) -> None:
 
 
 def expire_stale(session: Session, study_id: int, timeout_s: float, now: dt.datetime | None = None, *,
-                 hold_s: float | None = None) -> int:
+                 hold_s: float | None = None, idle_s: float | None = None) -> int:
     """Mark active assignments idle for longer than ``timeout_s`` - and, with ``hold_s``, arrivals not
     started within ``hold_s`` of their allocation - as expired; return how many.
 
@@ -122,6 +123,8 @@ def expire_stale(session: Session, study_id: int, timeout_s: float, now: dt.date
     if hold_s is not None:
         stale = or_(stale, and_(Assignment.status == ALLOCATED,
                                 Assignment.allocated_at < now - dt.timedelta(seconds=hold_s)))
+    if idle_s is not None:  # started sessions without progress (study_server.study.progress)
+        stale = or_(stale, idle_condition(now, idle_s))
     result = session.execute(
         update(Assignment)
         .where(Assignment.study_id == study_id, Assignment.status.in_(ACTIVE), stale)
@@ -163,7 +166,8 @@ def _excluded(session: Session, participant: Participant, study: Study) -> str |
 
 def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
              user_agent: str | None = None, rng: random.Random | None = None,
-             now: dt.datetime | None = None, hold_s: float | None = None) -> Allocation:
+             now: dt.datetime | None = None, hold_s: float | None = None,
+             idle_s: float | None = None) -> Allocation:
     """Give the arriving worker their batch (or their existing assignment) and commit.
 
     ``hold_s``: arrivals of the study not started within this many seconds of allocation lose their place
@@ -177,7 +181,8 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
     for attempt in range(3):
         try:
             return _allocate_once(session, study_name, arrival, secret_key=secret_key, timeout_s=timeout_s,
-                                  user_agent=user_agent, rng=rng or random.Random(), now=now, hold_s=hold_s)
+                                  user_agent=user_agent, rng=rng or random.Random(), now=now, hold_s=hold_s,
+                                  idle_s=idle_s)
         except IntegrityError:
             # The same worker arrived at two studies at once and both created the participant row.
             session.rollback()
@@ -188,7 +193,7 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
 
 def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
                    user_agent: str | None, rng: random.Random, now: dt.datetime | None,
-                   hold_s: float | None = None) -> Allocation:
+                   hold_s: float | None = None, idle_s: float | None = None) -> Allocation:
     """One try. Everything that does not decide the batch runs before the study's lock.
 
     PostgreSQL: under the lock run only ``_ALLOCATE_PG`` (expire, count, choose, INSERT: one statement,
@@ -209,7 +214,8 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
             existing = session.scalar(select(Assignment).where(Assignment.study_id == study.id,
                                                                Assignment.participant_id == participant_id))
             if existing is not None:
-                return _resume(session, existing, arrival, timeout_s=timeout_s, now=now, hold_s=hold_s)
+                return _resume(session, existing, arrival, timeout_s=timeout_s, now=now, hold_s=hold_s,
+                               idle_s=idle_s)
             participant = session.get(Participant, participant_id)
             assert participant is not None
             excluded_by = _excluded(session, participant, study)
@@ -232,13 +238,14 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
                   "user_agent": (user_agent or "")[:400] or None, **_platform_ids(arrival)}
         session.flush()  # anything pending (a lab token marked used) is written before the lock, not under it
         if session.get_bind().dialect.name == "postgresql":
-            assignment_id = _insert_under_lock_pg(session, values, timeout_s=timeout_s, now=now, hold_s=hold_s)
+            assignment_id = _insert_under_lock_pg(session, values, timeout_s=timeout_s, now=now, hold_s=hold_s,
+                                                  idle_s=idle_s)
             session.commit()  # releases the lock
             assignment = session.get(Assignment, assignment_id)
             assert assignment is not None
             return Allocation(assignment, resumed=False)
         # ---- SQLite (the transaction holds the database's write lock): count, choose, INSERT, COMMIT
-        expire_stale(session, study.id, timeout_s, now, hold_s=hold_s)  # takes the study's lock first
+        expire_stale(session, study.id, timeout_s, now, hold_s=hold_s, idle_s=idle_s)  # the study's lock first
         quotas = _quotas(session, study.id)
         counts = occupancy(session, study.id, batch_ids=quotas)
         open_batches = [bid for bid, n in counts.items() if n < quotas[bid]]
@@ -270,14 +277,14 @@ def _platform_ids(arrival: Arrival) -> dict[str, str | None]:
 
 
 def _resume(session: Session, existing: Assignment, arrival: Arrival, *, timeout_s: float,
-            now: dt.datetime, hold_s: float | None = None) -> Allocation:
+            now: dt.datetime, hold_s: float | None = None, idle_s: float | None = None) -> Allocation:
     """A returning worker gets their own assignment back (revived under the lock when it had lapsed)."""
     if existing.status in (EXPIRED, RETURNED):
         lock_study(session, existing.study_id)
         session.refresh(existing)  # the row as it is now that the lock is held
     _refresh_platform_ids(existing, arrival)
     if existing.status in (EXPIRED, RETURNED):
-        _revive(session, existing, timeout_s=timeout_s, now=now, hold_s=hold_s)
+        _revive(session, existing, timeout_s=timeout_s, now=now, hold_s=hold_s, idle_s=idle_s)
     elif existing.status == ABANDONED:
         raise Forbidden("audio_check_failed", "This study needs working sound, and the sound check "
                         "did not succeed earlier. Please return the task; thank you for trying.")
@@ -304,7 +311,9 @@ WITH expired AS (
     WHERE study_id = %(study_id)s AND status IN {_sql_in(ACTIVE)}
       AND (last_seen_at < %(cutoff)s
            OR (%(hold_cutoff)s::timestamptz IS NOT NULL AND status = '{ALLOCATED}'
-               AND allocated_at < %(hold_cutoff)s::timestamptz))
+               AND allocated_at < %(hold_cutoff)s::timestamptz)
+           OR (%(idle_cutoff)s::timestamptz IS NOT NULL AND status = '{STARTED}'
+               AND coalesce(progress_at, started_at, allocated_at) < %(idle_cutoff)s::timestamptz))
     RETURNING id),
 counted AS (
     SELECT a.batch_id, count(*) AS n
@@ -329,7 +338,7 @@ _LOCK_PG = "SELECT id FROM studies WHERE id = %(study_id)s FOR NO KEY UPDATE"  #
 
 
 def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, now: dt.datetime,
-                          hold_s: float | None = None) -> int:
+                          hold_s: float | None = None, idle_s: float | None = None) -> int:
     """Lock the study and run ``_ALLOCATE_PG`` in ONE network round trip (psycopg's pipeline mode: the
     server runs the second statement right after the first has the lock, with a snapshot taken then).
     The caller commits, which releases the lock: two round trips under the lock in all.
@@ -339,7 +348,8 @@ def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, n
 
     raw = session.connection().connection.driver_connection
     params = {**values, "now": now, "cutoff": now - dt.timedelta(seconds=timeout_s),
-              "hold_cutoff": None if hold_s is None else now - dt.timedelta(seconds=hold_s)}
+              "hold_cutoff": None if hold_s is None else now - dt.timedelta(seconds=hold_s),
+              "idle_cutoff": None if idle_s is None else now - dt.timedelta(seconds=idle_s)}
     try:
         if psycopg.Pipeline.is_supported():
             with raw.pipeline() as pipeline:
@@ -379,12 +389,12 @@ def _refresh_platform_ids(assignment: Assignment, arrival: Arrival) -> None:
 
 
 def _revive(session: Session, assignment: Assignment, *, timeout_s: float, now: dt.datetime,
-            hold_s: float | None = None) -> None:
+            hold_s: float | None = None, idle_s: float | None = None) -> None:
     """Give an expired/returned assignment its slot back if its batch has room (caller holds the lock).
 
     The count is a statement of its own after the expiry's, in the same transaction: it sees what the
     expiry did (READ COMMITTED takes a new snapshot per statement)."""
-    expire_stale(session, assignment.study_id, timeout_s, now, hold_s=hold_s)
+    expire_stale(session, assignment.study_id, timeout_s, now, hold_s=hold_s, idle_s=idle_s)
     counts = occupancy(session, assignment.study_id)
     batch = session.get(Batch, assignment.batch_id)
     assert batch is not None
@@ -397,6 +407,8 @@ def _revive(session: Session, assignment: Assignment, *, timeout_s: float, now: 
         assignment.allocated_at = now  # a new arrival hold: the revived place is allocated again
     assignment.ended_at = None
     assignment.last_seen_at = now
+    if assignment.started_at is not None:
+        assignment.progress_at = now  # coming back is progress: a fresh idle_release_s
 
 
 def ensure_active(session: Session, assignment: Assignment, *, timeout_s: float,

@@ -327,6 +327,14 @@ def record_fetch(app: Any, session: Session, ctx: Any, *, token: str, slot: str,
         if nbytes > 0:  # the caches hold the first byte's time (what watching is judged on)
             local_fetches(app).note(token, position, now, nbytes)
             host_fetches(app).note(token, position, now, nbytes)
+    elif response is not None and served_bytes(response, request.method) > 0:
+        # an example's or a check sound's bytes: progress too (study_server.study.progress)
+        try:
+            session.execute(progress_statement(inspect(ctx.assignment).identity[0], utcnow()))
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
     return response
 
 
