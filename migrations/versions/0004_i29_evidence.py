@@ -6,6 +6,8 @@
   of pace (the answers so far could have been given after their clips played one after the other);
 - ``assignments.progress_at``: the last progress of a started session (an answer, a listening-check step,
   media bytes): what keeps its place (``IDLE_RELEASE_S``);
+- ``assignments.arrival_net``: the arriving address (IPv4) or its /64 (IPv6), for the per-address cap on
+  places held at once (``study_server.study.addresses``);
 - ``verdicts.verdict`` is 24 characters wide: ``technical_failure`` (too many clips would not load).
 
 Revision ID: 0004_i29
@@ -34,6 +36,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('paced', sa.Boolean(), nullable=True))
     with op.batch_alter_table('assignments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('progress_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('arrival_net', sa.String(length=64), nullable=True))
     with op.batch_alter_table('verdicts', schema=None) as batch_op:
         batch_op.alter_column('verdict', existing_type=sa.String(length=16), type_=sa.String(length=24),
                               existing_nullable=False)
@@ -44,6 +47,7 @@ def downgrade() -> None:
         batch_op.alter_column('verdict', existing_type=sa.String(length=24), type_=sa.String(length=16),
                               existing_nullable=False)
     with op.batch_alter_table('assignments', schema=None) as batch_op:
+        batch_op.drop_column('arrival_net')
         batch_op.drop_column('progress_at')
     with op.batch_alter_table('answers', schema=None) as batch_op:
         batch_op.drop_column('paced')

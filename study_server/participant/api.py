@@ -26,6 +26,8 @@ from study_server.study.answers import (
     try_fast_save,
     try_save_pg,
 )
+from study_server.participant.holds import same_browser
+from study_server.study.addresses import places_per_address
 from study_server.study.assignment import hold_seconds
 from study_server.study.progress import idle_release_s
 from study_server.study.audio_check import is_correct
@@ -74,13 +76,15 @@ def arrive(study: str):
     if not isinstance(query, dict):
         raise ApiError("bad_request", "query must be an object of the platform's URL parameters", status=400)
     arrival = parse_arrival(query, mturk_submit_hosts=tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+    arrival = same_browser(arrival)  # a plain link re-opened by the same browser is the same arrival
     if arrival.preview:
         assign.get_study(db.session, study)
         return {"preview": True}
     allocation = assign.allocate(db.session, study, arrival, secret_key=_secret(), timeout_s=_timeout(),
                                  user_agent=str(body.get("user_agent") or request.user_agent.string or ""),
                                  hold_s=hold_seconds(current_app.config),
-                                 idle_s=idle_release_s(current_app.config))
+                                 idle_s=idle_release_s(current_app.config), address=request.remote_addr,
+                                 places_cap=places_per_address(current_app.config, request.remote_addr))
     a = allocation.assignment
     return jsonify(token=a.token, status=a.status, resumed=allocation.resumed,
                    url=url_for("participant.study_page", token=a.token)), (200 if allocation.resumed else 201)

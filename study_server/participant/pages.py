@@ -15,6 +15,8 @@ from study_server.participant.api import completion_for
 from study_server.store.extensions import db
 from study_server.store.models import FINISHED
 from study_server.study import assignment as assign
+from study_server.participant.holds import same_browser
+from study_server.study.addresses import places_per_address
 from study_server.study.assignment import hold_seconds
 from study_server.study.progress import idle_release_s
 from study_server.study.context import load
@@ -41,6 +43,7 @@ def render_error_page(exc: ApiError):
 @bp.get("/s/<study>")
 def arrive(study: str):
     arrival = parse_arrival(request.args, mturk_submit_hosts=tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+    arrival = same_browser(arrival)  # a plain link re-opened by the same browser is the same arrival
     if arrival.preview:
         s = assign.get_study(db.session, study)
         text = plan_view(s).participant
@@ -50,7 +53,8 @@ def arrive(study: str):
     allocation = assign.allocate(db.session, study, arrival, secret_key=current_app.config["SECRET_KEY"],
                                  timeout_s=float(current_app.config["ASSIGNMENT_TIMEOUT_S"]),
                                  user_agent=request.user_agent.string, hold_s=hold_seconds(current_app.config),
-                                 idle_s=idle_release_s(current_app.config))
+                                 idle_s=idle_release_s(current_app.config), address=request.remote_addr,
+                                 places_cap=places_per_address(current_app.config, request.remote_addr))
     return redirect(url_for("participant.study_page", token=allocation.assignment.token), code=302)
 
 

@@ -231,6 +231,7 @@ class Assignment(Base):
     # The last progress of a started session (an answer, a listening-check step, media bytes served): what
     # keeps its place once consent is given (study_server.study.progress; pings do not count).
     progress_at: Mapped[dt.datetime | None]
+    arrival_net: Mapped[str | None] = mapped_column(String(64))  # the arriving address or its IPv6 /64
 
     study: Mapped[Study] = relationship()
     batch: Mapped[Batch] = relationship()

@@ -74,6 +74,7 @@ from study_server.store.models import (
     Verdict,
     utcnow,
 )
+from study_server.study.addresses import address_net
 from study_server.study.lab_tokens import check_token
 from study_server.study.platform_ids import remember_platform_ids
 from study_server.study.platforms import LAB, Arrival, pseudonym
@@ -167,7 +168,8 @@ def _excluded(session: Session, participant: Participant, study: Study) -> str |
 def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
              user_agent: str | None = None, rng: random.Random | None = None,
              now: dt.datetime | None = None, hold_s: float | None = None,
-             idle_s: float | None = None) -> Allocation:
+             idle_s: float | None = None, address: str | None = None,
+             places_cap: int | None = None) -> Allocation:
     """Give the arriving worker their batch (or their existing assignment) and commit.
 
     ``hold_s``: arrivals of the study not started within this many seconds of allocation lose their place
@@ -182,7 +184,7 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
         try:
             return _allocate_once(session, study_name, arrival, secret_key=secret_key, timeout_s=timeout_s,
                                   user_agent=user_agent, rng=rng or random.Random(), now=now, hold_s=hold_s,
-                                  idle_s=idle_s)
+                                  idle_s=idle_s, address=address, places_cap=places_cap)
         except IntegrityError:
             # The same worker arrived at two studies at once and both created the participant row.
             session.rollback()
@@ -193,7 +195,8 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
 
 def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
                    user_agent: str | None, rng: random.Random, now: dt.datetime | None,
-                   hold_s: float | None = None, idle_s: float | None = None) -> Allocation:
+                   hold_s: float | None = None, idle_s: float | None = None, address: str | None = None,
+                   places_cap: int | None = None) -> Allocation:
     """One try. Everything that does not decide the batch runs before the study's lock.
 
     PostgreSQL: under the lock run only ``_ALLOCATE_PG`` (expire, count, choose, INSERT: one statement,
@@ -228,6 +231,11 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
         if arrival.platform == LAB and not _lab_token_ok(session, study.id, arrival.worker_id):
             raise Forbidden("lab_token_invalid", "This lab link is not valid for this study. Please ask the "
                             "researcher for a new link.")
+        net = address_net(address) if address is not None else None
+        if net is not None and places_cap is not None and _held_by(session, study.id, net) >= places_cap:
+            raise Conflict("address_full", "Thank you for your interest! Several people at your internet address "
+                           "are taking part in this study right now, so it cannot take one more from there at "
+                           "the moment. Please try again later.", status=429)
         if participant_id is None:
             participant_id = session.execute(_INSERT_PARTICIPANT, {
                 "platform": arrival.platform, "worker_id": arrival.worker_id,
@@ -235,7 +243,7 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
             }).scalar_one()
         values = {"token": secrets.token_urlsafe(24), "study_id": study.id, "participant_id": participant_id,
                   "status": ALLOCATED, "allocated_at": now, "last_seen_at": now, "audio_check_attempts": 0,
-                  "user_agent": (user_agent or "")[:400] or None, **_platform_ids(arrival)}
+                  "user_agent": (user_agent or "")[:400] or None, "arrival_net": net, **_platform_ids(arrival)}
         session.flush()  # anything pending (a lab token marked used) is written before the lock, not under it
         if session.get_bind().dialect.name == "postgresql":
             assignment_id = _insert_under_lock_pg(session, values, timeout_s=timeout_s, now=now, hold_s=hold_s,
@@ -328,9 +336,9 @@ chosen AS (
     ORDER BY coalesce(c.n, 0), random()
     LIMIT 1)
 INSERT INTO assignments (token, study_id, batch_id, participant_id, status, allocated_at, last_seen_at,
-                         audio_check_attempts, user_agent, {", ".join(_PLATFORM_FIELDS)})
+                         audio_check_attempts, user_agent, arrival_net, {", ".join(_PLATFORM_FIELDS)})
 SELECT %(token)s, %(study_id)s, chosen.id, %(participant_id)s, %(status)s, %(allocated_at)s, %(last_seen_at)s,
-       %(audio_check_attempts)s, %(user_agent)s, {", ".join(f"%({n})s" for n in _PLATFORM_FIELDS)}
+       %(audio_check_attempts)s, %(user_agent)s, %(arrival_net)s, {", ".join(f"%({n})s" for n in _PLATFORM_FIELDS)}
 FROM chosen
 RETURNING id
 """
@@ -371,6 +379,13 @@ def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, n
     return int(row[0])
 
 
+
+
+def _held_by(session: Session, study_id: int, net: str) -> int:
+    """Places of the study held at once by arrivals from ``net`` (active assignments). Read before the
+    study's lock: a cap against floods, not a quota (two arrivals at the same instant may both pass)."""
+    return int(session.scalar(select(func.count()).select_from(Assignment).where(
+        Assignment.study_id == study_id, Assignment.arrival_net == net, Assignment.status.in_(ACTIVE))) or 0)
 
 
 def _lab_token_ok(session: Session, study_id: int, token: str) -> bool:
