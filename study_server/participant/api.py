@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server.core.errors import ApiError, Conflict
+from study_server.participant.holds import same_browser
 from study_server.participant.listening import state_for as listening_state
 from study_server.participant.listening import words_allowed
 from study_server.store.extensions import db
@@ -26,15 +27,14 @@ from study_server.study.answers import (
     try_fast_save,
     try_save_pg,
 )
-from study_server.participant.holds import same_browser
 from study_server.study.addresses import places_per_address
 from study_server.study.assignment import hold_seconds
-from study_server.study.progress import idle_release_s
 from study_server.study.audio_check import is_correct
 from study_server.study.consistency import complete_assignment
 from study_server.study.context import Ctx, answer_target, cache_of, load, load_light
 from study_server.study.media import media_url
 from study_server.study.platforms import completion_action, parse_arrival
+from study_server.study.progress import idle_release_s
 from study_server.study.studies import plan_view
 from study_server.study.watching import recorded_reader, stored_pace, stored_reader, tolerance_s
 from study_server.web.bodies import request_json

@@ -270,10 +270,10 @@ def sound(token: str, slot: str, sig: str):
         target, other, seed = trial_design(_secret(), token, spec.screen, attempt, trial)
         data = wav_bytes(screen_trial(spec.screen, seed, target, other=other), seed)
     db.session.rollback()  # nothing to keep; release the connection before sending
-    return _wav_response(data)
+    return wav_response(data)
 
 
-def _wav_response(data: bytes) -> Response:
+def wav_response(data: bytes) -> Response:
     """Whole file or one byte range (browsers ask for ranges of audio), with no ETag or Last-Modified."""
     total = len(data)
     status, body, headers = 200, data, {"Accept-Ranges": "bytes"}
