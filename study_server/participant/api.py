@@ -15,7 +15,16 @@ from study_server.participant.holds import same_browser
 from study_server.participant.listening import state_for as listening_state
 from study_server.participant.listening import words_allowed
 from study_server.store.extensions import db
-from study_server.store.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
+from study_server.store.models import (
+    ABANDONED,
+    ACTIVE,
+    EXPIRED,
+    FINISHED,
+    STARTED,
+    STUDY_OPEN,
+    TECHNICAL_FAILURE,
+    utcnow,
+)
 from study_server.study import assignment as assign
 from study_server.study.answers import (
     TOUCH_EVERY,
@@ -138,6 +147,9 @@ def state_of(ctx: Ctx, answered: list[int] | None = None, failed: list[int] | No
         "next_position": next_position,
         "total": len(positions),
         "completion": completion_for(ctx),
+        # issue 29: ended because too many videos would not load (the page explains; not a failed sound check)
+        "technical_failure": a.status == ABANDONED and a.verdict is not None
+        and a.verdict.verdict == TECHNICAL_FAILURE,
     }
 
 
