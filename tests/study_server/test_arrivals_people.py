@@ -23,6 +23,13 @@ def app_config():
             "PLACES_PER_ADDRESS": 5, "LAB_PLACES_PER_ADDRESS": 100, "LAB_ARRIVAL_RATE_PER_IP": "600/300"}
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def anyapp(request, app_config):
+    app = request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
+    app.config.update(app_config)
+    return app
+
+
 @pytest.fixture
 def studies(app, media_set, tmp_path):
     one = import_study(app, make_plan(media_set, TASK1, out=tmp_path / "a.json", name="ppl1", quota=20),
@@ -75,7 +82,10 @@ def test_limits_are_per_study_and_an_ipv6_64_is_one_address(app, studies):
     assert _arrive(client, studies[1], "2001:db8:1:2::99", lab="v6-0").status_code == 201
 
 
-def test_places_per_address_are_capped(app, studies):
+def test_places_per_address_are_capped(anyapp, media_set, tmp_path):
+    app = anyapp
+    studies = [import_study(app, make_plan(media_set, TASK1, out=tmp_path / "c.json", name="cap1", quota=20),
+                            media_set)]
     client = app.test_client()
     codes = [_arrive(client, studies[0], "203.0.113.5", lab=f"cap-{i}") for i in range(7)]
     assert [r.status_code for r in codes] == [201] * 5 + [429] * 2
