@@ -31,6 +31,9 @@ def upgrade() -> None:
     with op.batch_alter_table('media_fetches', schema=None) as batch_op:
         batch_op.add_column(sa.Column('first_byte_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('n_gets', sa.Integer(), nullable=True))
+    # Rows recorded before: a request that served bytes was a GET, and its first request the first byte.
+    op.execute("UPDATE media_fetches SET first_byte_at = first_requested_at, n_gets = n_requests "
+               "WHERE bytes_served > 0")
     with op.batch_alter_table('answers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('watched', sa.Boolean(), nullable=True))
         batch_op.add_column(sa.Column('paced', sa.Boolean(), nullable=True))
