@@ -17,8 +17,9 @@ Steps (each counted in :attr:`Cleaned.counts`):
    inconsistent answer unless the plan's ``consistency.watch_flags`` is ``"ignore"``. Items recorded as
    "media failed" (participants.csv ``media_failed_positions``) are not expected; a repeat pair with a
    failed side counts as inconsistent (one per rule); more failures than the plan's
-   ``consistency.max_media_failures`` (default 2), or a whole failed pair, make a ``technical_failure``. A complete survey is *rejected* when more than ``max_inconsistent`` answers are inconsistent,
-   otherwise *valid*; an incomplete survey is *incomplete*. The recomputed verdicts are compared with the
+   ``consistency.max_media_failures`` (default 2), or a whole failed pair, make a ``technical_failure``.
+   A complete survey is *rejected* when more than ``max_inconsistent`` answers are inconsistent, otherwise
+   *valid*; an incomplete survey is *incomplete*. The recomputed verdicts are compared with the
    server's stored ones.
 4. Surveys that are not valid (by the recomputed verdict unless ``verdict_source="server"``) are excluded;
    answers to repeat items are excluded from the statistics (they served the consistency check);
