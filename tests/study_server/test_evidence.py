@@ -270,3 +270,33 @@ def test_the_export_has_watched_and_paced(app, slow_set, tmp_path):
         export_study(db.session, study_id, tmp_path / "out")
     answers = pd.read_csv(tmp_path / "out" / "answers.csv", keep_default_na=False, dtype=str)
     assert set(answers["watched"]) == {"1"} and set(answers["paced"]) == {"1"}
+
+
+def test_the_analysis_agrees_on_technical_failures_and_failed_pairs(app, media_set, tmp_path):
+    from analysis.cleaning import clean
+    from analysis.io import load_export
+    from study_server.export.tables import export_study
+
+    name = import_study(app, make_plan(media_set, TASK1, out=tmp_path / "pa.json", name="agree"), media_set)
+    client = app.test_client()
+    failed = arrive(client, name, lab="agree-1")  # three failures: a technical failure
+    state = client.post(f"/api/v1/a/{failed}/start").get_json()
+    for item in state["items"][:3]:
+        watch(client, item)
+        _fail(client, failed, item["position"])
+    paired = arrive(client, name, lab="agree-2")  # one failed repeat member, the rest answered
+    state = client.post(f"/api/v1/a/{paired}/start").get_json()
+    for item in state["items"]:
+        watch(client, item)
+        if item["position"] == 7:
+            assert _fail(client, paired, 7).status_code == 200
+        else:
+            assert _answer(client, paired, state, item["position"]).status_code == 200
+    assert client.post(f"/api/v1/a/{paired}/complete").status_code == 200
+    with app.app_context():
+        study_id = db.session.scalar(select(Assignment.study_id).where(Assignment.token == failed))
+        export_study(db.session, study_id, tmp_path / "out")
+    cleaned = clean(load_export(tmp_path / "out"))
+    assert cleaned.counts["n_verdict_disagreements"] == 0
+    verdicts = sorted(cleaned.surveys["server_verdict"])
+    assert verdicts == ["technical_failure", "valid"]
