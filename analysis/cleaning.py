@@ -15,9 +15,11 @@ Steps (each counted in :attr:`Cleaned.counts`):
    tolerance). A pair with a missing side counts as inconsistent. Each answer the server flagged
    (``watch_flag``: its clip never requested, or answered sooner than it lasts) counts as one more
    inconsistent answer unless the plan's ``consistency.watch_flags`` is ``"ignore"``. Items recorded as
-   "media failed" (participants.csv ``media_failed_positions``) are not expected, and their pairs are not
-   compared. A complete survey is *rejected* when more than ``max_inconsistent`` answers are inconsistent,
-   otherwise *valid*; an incomplete survey is *incomplete*. The recomputed verdicts are compared with the
+   "media failed" (participants.csv ``media_failed_positions``) are not expected; a repeat pair with a
+   failed side counts as inconsistent (one per rule); more failures than the plan's
+   ``consistency.max_media_failures`` (default 2), or a whole failed pair, make a ``technical_failure``.
+   A complete survey is *rejected* when more than ``max_inconsistent`` answers are inconsistent, otherwise
+   *valid*; an incomplete survey is *incomplete*. The recomputed verdicts are compared with the
    server's stored ones.
 4. Surveys that are not valid (by the recomputed verdict unless ``verdict_source="server"``) are excluded;
    answers to repeat items are excluded from the statistics (they served the consistency check);
@@ -191,6 +193,20 @@ def without_media_failed(pairs: pd.DataFrame, failed: Mapping[Any, set[int]]) ->
     return pairs[~np.asarray(gone, dtype=bool)].reset_index(drop=True)
 
 
+TECHNICAL_FAILURE = "technical_failure"
+
+
+def _technical_failure(items: list[dict[str, Any]], failed: set[int], plan: Mapping[str, Any]) -> bool:
+    """More "media failed" items than the plan's ``consistency.max_media_failures`` (default 2), or both of a
+    repeat pair: the server ended the survey as a technical failure (issue 29)."""
+    if not failed:
+        return False
+    if len(failed) > int(plan["consistency"].get("max_media_failures", 2)):
+        return True
+    return any(it.get("repeat_of") is not None and int(it["position"]) in failed and int(it["repeat_of"]) in failed
+               for it in items)
+
+
 def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants: pd.DataFrame | None = None,
                     pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Recompute every survey's verdict (see the module docstring) and put the server's beside it."""
@@ -200,7 +216,7 @@ def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants
         raise _row_error(answers, unknown, "batch_id", "is not a batch of plan.json")
     required = [q["id"] for q in plan["questions"] if q.get("required", True)]
     if pairs is None:
-        pairs = without_media_failed(consistency_pairs(answers, plan), media_failed(participants))
+        pairs = consistency_pairs(answers, plan)  # a pair with a "media failed" side counts inconsistent
     g = answers.assign(_answered=(answers["answer"] != "").astype(int)).groupby("assignment", sort=True)
     surveys = g.agg(participant=("participant", "first"), batch_id=("batch_id", "first"),
                     n_answered=("_answered", "sum"))
@@ -234,6 +250,9 @@ def survey_verdicts(answers: pd.DataFrame, plan: Mapping[str, Any], participants
     max_bad = int(plan["consistency"]["max_inconsistent"])
     surveys["verdict"] = np.where(~surveys["complete"], "incomplete",
                                   np.where(surveys["n_inconsistent"] > max_bad, "rejected", "valid"))
+    technical = [_technical_failure(batch_items[b], failed.get(a, set()), plan)
+                 for a, b in zip(surveys.index, surveys["batch_id"])]
+    surveys.loc[np.asarray(technical, dtype=bool), "verdict"] = TECHNICAL_FAILURE
     if participants is not None:
         server = participants.set_index("assignment")["verdict"]
         surveys["server_verdict"] = surveys.index.map(lambda a: server.get(a, "")).astype(str)
@@ -273,7 +292,7 @@ def clean(export: Export | None = None, *, answers: pd.DataFrame | None = None,
     if verdict_source not in ("recomputed", "server"):
         raise AnalysisOptionError(f"verdict_source {verdict_source!r}: use 'recomputed' or 'server'")
     checked = check_answer_values(answers, plan)
-    pairs = without_media_failed(consistency_pairs(checked, plan), media_failed(participants))
+    pairs = consistency_pairs(checked, plan)  # a pair with a "media failed" side counts inconsistent
     surveys = survey_verdicts(checked, plan, participants, pairs)
     col = "verdict" if verdict_source == "recomputed" else "server_verdict"
     valid_assign = set(surveys.loc[surveys[col] == "valid", "assignment"])

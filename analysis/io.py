@@ -29,7 +29,7 @@ ANSWER_COLUMNS: tuple[str, ...] = (
     "answer_id", "study", "task", "batch_id", "participant", "assignment", "position", "is_repeat",
     "repeat_of", "stimulus_id", "source", "visual_emotion", "audio_emotion", "identity", "sentence",
     "intensity", "size_variant", "question", "answer", "score", "rt_ms", "played_fraction",
-    "answered_at", "verdict", "watch_flag", "media_requested_at", "media_bytes_served",
+    "answered_at", "verdict", "watch_flag", "media_requested_at", "media_bytes_served", "watched", "paced",
 )
 # Columns without which no analysis can run; the others are filled with "" when absent (answers
 # collected elsewhere need not have rt_ms, answered_at...).
@@ -44,8 +44,8 @@ PARTICIPANT_COLUMNS: tuple[str, ...] = (
     "screen_kind", "screen_calibrated", "screen_passed", "screen_n_correct", "screen_attempts",
 )
 REQUIRED_PARTICIPANT_COLUMNS: tuple[str, ...] = ("participant", "assignment", "batch_id", "verdict")
-VERDICTS: tuple[str, ...] = ("valid", "rejected", "incomplete")
-WATCH_FLAGS: tuple[str, ...] = ("never_fetched", "too_fast")
+VERDICTS: tuple[str, ...] = ("valid", "rejected", "incomplete", "technical_failure")
+WATCH_FLAGS: tuple[str, ...] = ("never_fetched", "too_few_bytes", "too_fast", "unpaced")
 TASKS: tuple[str, ...] = ("emotion-realness", "av-mismatch", "norming", "factorial")  # factorial: a design of one's own
 
 

@@ -220,9 +220,10 @@ def _admin_password(instance: Path) -> str:
 def make_app(paths: DemoPaths, password: str):
     from study_server.app import create_app
 
-    # The simulated participants all arrive from 127.0.0.1: no per-address arrival limit on this local server.
+    # The simulated participants all arrive from 127.0.0.1: no per-address arrival limit or cap on places held
+    # at once on this local server.
     return create_app({"INSTANCE_PATH": str(paths.instance), "ADMIN_PASSWORD": password,
-                       "COOKIE_SECURE": False, "ARRIVAL_RATE_PER_IP": ""})
+                       "COOKIE_SECURE": False, "ARRIVAL_RATE_PER_IP": "", "PLACES_PER_ADDRESS": 0})
 
 
 def _free_port(host: str, port: int) -> int:

@@ -328,6 +328,9 @@ def validate_plan(plan: Any, where: str = "plan", manifest: Manifest | None = No
         if _need(r, "kind", str, where, p) not in RULE_KINDS:
             raise PlanError(f"{where}: key '{p}kind' is {r['kind']!r}; known: {', '.join(RULE_KINDS)}")
         _need(r, "tolerance", (int, float), where, p)
+    mmf = cons.get("max_media_failures", 2)  # optional (issue 29): clips that may fail before a technical failure
+    if type(mmf) is not int or mmf < 0:
+        raise PlanError(f"{where}: key 'consistency.max_media_failures' must be a whole number >= 0 (default 2)")
     if cons.get("watch_flags", "inconsistent") not in ("inconsistent", "ignore"):  # absent in older plans
         raise PlanError(f"{where}: key 'consistency.watch_flags' is {cons['watch_flags']!r}; known: inconsistent, ignore")
     pay = plan["payment"]

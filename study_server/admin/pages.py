@@ -53,6 +53,9 @@ _PUBLIC_ENDPOINTS = {"admin.login"}
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _LOGIN_LIMIT = Limit(10, 300)  # login attempts per address per 5 minutes
 POLL_S = 10  # an open study page asks for news at most once per 10 s
+# Login attempts per account (the user name typed) per 15 minutes, from all addresses together (issue 29: an
+# attack spread over many addresses is throttled too).
+_ACCOUNT_LIMIT = Limit(30, 900)
 
 
 def _timeout_s() -> float:
@@ -123,7 +126,9 @@ def login():
         return render_template("admin/login.html", configured=configured, error=error, next=next_url,
                                user=_actor()), (200 if configured else 503)
     limiter = current_app.extensions["emostudy_admin_login_limiter"]
-    if limiter.hit(("login", request.remote_addr or "?"), _LOGIN_LIMIT):
+    account = request.form.get("user", "").strip().lower()[:100]
+    if (limiter.hit(("login", request.remote_addr or "?"), _LOGIN_LIMIT)
+            or limiter.hit(("login-account", account), _ACCOUNT_LIMIT)):
         audit("login_throttled", actor="anonymous")
         return render_template("admin/login.html", configured=True, next=next_url, user=_actor(),
                                error="Too many login attempts; wait a few minutes."), 429

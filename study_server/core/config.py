@@ -91,6 +91,17 @@ class Config:
     # it was given a place loses it (0: no hold, only ASSIGNMENT_TIMEOUT_S). New arrivals are limited per
     # client address and per study ("N/SECONDS"; "" for no limit); RATE_LIMIT_ENABLED=0 turns both off.
     ARRIVAL_HOLD_S = 180
+    # Places held only by progress (study_server.study.progress): a started session without an answer, a
+    # listening-check step or media bytes for this long loses its place at the next arrival's sweep (and gets
+    # it back on return if there is room). Pings do not count. 0: off (only ASSIGNMENT_TIMEOUT_S applies).
+    IDLE_RELEASE_S = 300
+    # Places held at once by one address (IPv6: one /64) in one study (study_server.study.addresses); a lab
+    # behind one address lists its networks in LAB_NETWORKS (CIDR) to get LAB_PLACES_PER_ADDRESS and
+    # LAB_ARRIVAL_RATE_PER_IP instead. 0: no cap.
+    PLACES_PER_ADDRESS = 5
+    LAB_NETWORKS = ""
+    LAB_PLACES_PER_ADDRESS = 100
+    LAB_ARRIVAL_RATE_PER_IP = "600/300"
     ARRIVAL_RATE_PER_IP = "30/300"
     ARRIVAL_RATE_PER_STUDY = "300/60"
     AUDIO_CHECK_ATTEMPTS = 3

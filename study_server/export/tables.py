@@ -57,7 +57,7 @@ LABEL_COLUMNS = ("stimulus_id", "source", "visual_emotion", "audio_emotion", "id
 ANSWER_COLUMNS = ("answer_id", "study", "task", "batch_id", "participant", "assignment", "position",
                   "shown_position", "is_repeat", "repeat_of", *LABEL_COLUMNS, "question", "answer", "score", "rt_ms",
                   "played_fraction", "answered_at", "verdict", "watch_flag", "media_requested_at",
-                  "media_bytes_served")
+                  "media_bytes_served", "watched", "paced")
 PARTICIPANT_COLUMNS = ("participant", "assignment", "batch_id", "platform", "status", "allocated_at", "started_at",
                        "completed_at", "verdict", "n_inconsistent", "n_repeat_answers", "audio_check_passed",
                        "n_answers", "n_watch_flags", "n_media_failed", "media_failed_positions",
@@ -93,13 +93,20 @@ ANSWER_CODEBOOK = {
     "rt_ms": "response time from the end of the video to the answer, in ms (empty if not reported)",
     "played_fraction": "fraction of the video played before answering, 0..1 (empty if not reported)",
     "answered_at": "ISO 8601 UTC time the server stored the answer",
-    "verdict": "server verdict of the participant's survey: valid, rejected, or incomplete (not completed)",
-    "watch_flag": "server-side evidence of watching: empty (clear), never_fetched (the item's video was never "
-                  "requested before the answer) or too_fast (answered sooner after the first request than the "
+    "verdict": "server verdict of the participant's survey: valid, rejected, technical_failure (too many "
+               "videos would not load) or incomplete (not completed)",
+    "watch_flag": "server-side evidence of watching: empty (clear), unpaced (see paced), too_few_bytes (fewer "
+                  "bytes of the video sent than it has), never_fetched (no byte of the item's video was sent "
+                  "before the answer) or too_fast (answered sooner after the first request than the "
                   "video lasts, minus WATCH_TOLERANCE_S)",
     "media_requested_at": "ISO 8601 UTC time the item's video was first requested (empty if never)",
-    "media_bytes_served": "bytes of the item's video the server sent, all requests (Range parts) summed; 0 for "
-                          "presigned S3 redirects; empty if never requested",
+    "media_bytes_served": "bytes of the item's video the server sent, all requests (Range parts) summed; a GET "
+                          "of a presigned S3 redirect counts as the clip's size; empty if never requested",
+    "watched": "1 when the server had sent at least the clip's bytes and the clip's duration (minus "
+               "WATCH_TOLERANCE_S) had passed since its first byte when the answer came; 0 if not; empty for "
+               "answers stored before this was recorded",
+    "paced": "1 when this and the earlier answers came no sooner after the first trial's first byte than their "
+             "clips last one after another (each minus WATCH_TOLERANCE_S); 0 if not; empty as for watched",
 }
 PARTICIPANT_CODEBOOK = {
     "participant": "pseudonym, as in answers.csv",
@@ -111,7 +118,8 @@ PARTICIPANT_CODEBOOK = {
     "allocated_at": "ISO 8601 UTC time the batch was assigned",
     "started_at": "ISO 8601 UTC time the participant started the trials (empty if never)",
     "completed_at": "ISO 8601 UTC time the survey was completed (empty if not)",
-    "verdict": "valid, rejected, or incomplete (no verdict: not completed)",
+    "verdict": "valid, rejected, technical_failure (too many videos would not load), or incomplete (no verdict: "
+               "not completed)",
     "n_inconsistent": "repeated answers (repeats x questions with a rule) judged inconsistent; empty if incomplete",
     "n_repeat_answers": "repeated answers compared; empty if incomplete",
     "audio_check_passed": "1 passed, 0 failed, empty if not taken or not required",
@@ -299,7 +307,8 @@ def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[li
                     stimulus.stimulus_id, *(_label(labels.get(c)) for c in LABEL_COLUMNS[1:]),
                     q["id"], text, score, _number(answer.rt_ms), _number(answer.played_fraction),
                     _iso(answer.created_at), verdict_text, answer.watch_flag or "",
-                    _iso(fetch.first_requested_at if fetch else None), _number(fetch.bytes_served if fetch else None)])
+                    _iso(fetch.first_requested_at if fetch else None), _number(fetch.bytes_served if fetch else None),
+                    _number(answer.watched), _number(answer.paced)])
         participant_rows.append([
             pseudonym, assignment_ref, batch_key, platform, assignment.status, _iso(assignment.allocated_at),
             _iso(assignment.started_at), _iso(assignment.completed_at), verdict_text,

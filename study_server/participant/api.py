@@ -11,10 +11,20 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server.core.errors import ApiError, Conflict
+from study_server.participant.holds import same_browser
 from study_server.participant.listening import state_for as listening_state
 from study_server.participant.listening import words_allowed
 from study_server.store.extensions import db
-from study_server.store.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
+from study_server.store.models import (
+    ABANDONED,
+    ACTIVE,
+    EXPIRED,
+    FINISHED,
+    STARTED,
+    STUDY_OPEN,
+    TECHNICAL_FAILURE,
+    utcnow,
+)
 from study_server.study import assignment as assign
 from study_server.study.answers import (
     TOUCH_EVERY,
@@ -26,14 +36,16 @@ from study_server.study.answers import (
     try_fast_save,
     try_save_pg,
 )
+from study_server.study.addresses import places_per_address
 from study_server.study.assignment import hold_seconds
 from study_server.study.audio_check import is_correct
 from study_server.study.consistency import complete_assignment
 from study_server.study.context import Ctx, answer_target, cache_of, load, load_light
 from study_server.study.media import media_url
 from study_server.study.platforms import completion_action, parse_arrival
+from study_server.study.progress import idle_release_s
 from study_server.study.studies import plan_view
-from study_server.study.watching import recorded_reader, stored_reader, tolerance_s
+from study_server.study.watching import recorded_reader, stored_pace, stored_reader, tolerance_s
 from study_server.web.bodies import request_json
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -73,12 +85,15 @@ def arrive(study: str):
     if not isinstance(query, dict):
         raise ApiError("bad_request", "query must be an object of the platform's URL parameters", status=400)
     arrival = parse_arrival(query, mturk_submit_hosts=tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+    arrival = same_browser(arrival)  # a plain link re-opened by the same browser is the same arrival
     if arrival.preview:
         assign.get_study(db.session, study)
         return {"preview": True}
     allocation = assign.allocate(db.session, study, arrival, secret_key=_secret(), timeout_s=_timeout(),
                                  user_agent=str(body.get("user_agent") or request.user_agent.string or ""),
-                                 hold_s=hold_seconds(current_app.config))
+                                 hold_s=hold_seconds(current_app.config),
+                                 idle_s=idle_release_s(current_app.config), address=request.remote_addr,
+                                 places_cap=places_per_address(current_app.config, request.remote_addr))
     a = allocation.assignment
     return jsonify(token=a.token, status=a.status, resumed=allocation.resumed,
                    url=url_for("participant.study_page", token=a.token)), (200 if allocation.resumed else 201)
@@ -132,6 +147,9 @@ def state_of(ctx: Ctx, answered: list[int] | None = None, failed: list[int] | No
         "next_position": next_position,
         "total": len(positions),
         "completion": completion_for(ctx),
+        # issue 29: ended because too many videos would not load (the page explains; not a failed sound check)
+        "technical_failure": a.status == ABANDONED and a.verdict is not None
+        and a.verdict.verdict == TECHNICAL_FAILURE,
     }
 
 
@@ -215,7 +233,7 @@ def audio_check(token: str):
             a.audio_check_passed = False
             a.status = ABANDONED
             a.ended_at = utcnow()
-    a.last_seen_at = utcnow()
+    a.last_seen_at = a.progress_at = utcnow()  # a word-check step is progress
     db.session.commit()
     left = max(0, max_attempts - a.audio_check_attempts)
     next_url = media_url(_secret(), a.token, f"a{a.audio_check_attempts}") if not passed and left else None
@@ -234,12 +252,14 @@ def answers(token: str):
         # One statement (and, the first time this process sees the token, one lookup): see try_save_pg.
         target = answer_target(session, token)
         decision = decide_answer(body, target.plan, target.batch, now=now, tolerance_s=tolerance, local=local,
-                                 stored=stored_reader(session, target.assignment_id))
+                                 stored=stored_reader(session, target.assignment_id),
+                                 pace=stored_pace(session, target.assignment_id))
         ack = try_save_pg(conn, target, decision, now)
     else:
         light = load_light(session, token)
         decision = decide_answer(body, light.plan, light.batch, now=now, tolerance_s=tolerance, local=local,
-                                 stored=stored_reader(session, light.assignment_id))
+                                 stored=stored_reader(session, light.assignment_id),
+                                 pace=stored_pace(session, light.assignment_id))
         ack = try_fast_save(session, light, decision, now)
     if ack is not None:
         return ack

@@ -37,7 +37,16 @@ from study_server.core.errors import ApiError
 from study_server.store.models import STARTED, utcnow
 from study_server.study.answers import TOUCH_EVERY, decide_answer
 from study_server.study.context import cache_of
-from study_server.study.watching import EVIDENCE_SQL, Evidence, recorded_reader, tolerance_s
+from study_server.study.progress import PROGRESS_SQL
+from study_server.study.watching import (
+    ANSWERED_SQL,
+    EVIDENCE_SQL,
+    FIRST_BYTE_SQL,
+    Evidence,
+    Pace,
+    recorded_reader,
+    tolerance_s,
+)
 from study_server.web.bodies import decode_json, limits
 from study_server.web.security import RATE_LIMIT_COUNTED, check_rate_limits, response_headers
 
@@ -49,7 +58,8 @@ _PATH = re.compile(r"/api/v1/a/([A-Za-z0-9_-]{16,64})/answers")  # fullmatch
 # started and past its sound check (when the plan has one); a conflict (retry, second answer) stores nothing.
 _SAVE_SQL = (
     'INSERT INTO answers (answer_id, assignment_id, item_id, "values", rt_ms, played_fraction, created_at, '
-    "watch_flag) SELECT %(answer_id)s, a.id, %(item_id)s, %(values)s, %(rt_ms)s, %(played)s, %(now)s, %(flag)s "
+    "watch_flag, watched, paced) SELECT %(answer_id)s, a.id, %(item_id)s, %(values)s, %(rt_ms)s, %(played)s, "
+    "%(now)s, %(flag)s, %(watched)s, %(paced)s "
     "FROM assignments a "
     "WHERE a.id = %(aid)s AND a.status = %(started)s AND (%(audio_free)s OR a.audio_check_passed IS TRUE) "
     "ON CONFLICT DO NOTHING RETURNING id")
@@ -140,9 +150,15 @@ class FastAnswers:
             row = conn.execute(EVIDENCE_SQL, {"aid": aid, "position": position}).fetchone()
             return None if row is None else Evidence(row[0], int(row[1]))
 
+        def stored_pace() -> Pace:
+            first = conn.execute(FIRST_BYTE_SQL, {"aid": aid}).fetchone()[0]
+            answered = frozenset(r[0] for r in conn.execute(ANSWERED_SQL, {"aid": aid}).fetchall())
+            return Pace(first, answered)
+
         try:
             decision = decide_answer(body, plan, batch, now=now, tolerance_s=tolerance_s(self.app.config),
-                                     local=recorded_reader(self.app, token), stored=stored_evidence)
+                                     local=recorded_reader(self.app, token), stored=stored_evidence,
+                                     pace=stored_pace)
         except ApiError:
             return None
         parsed, item = decision.parsed, decision.item
@@ -151,9 +167,11 @@ class FastAnswers:
         row = conn.execute(_SAVE_SQL, {
             "answer_id": parsed.answer_id, "item_id": item.item_id, "values": Json(parsed.values),
             "rt_ms": parsed.rt_ms, "played": parsed.played_fraction, "now": now, "aid": aid, "started": STARTED,
-            "audio_free": not plan.audio_check_enabled, "flag": decision.flag}).fetchone()
+            "audio_free": not plan.audio_check_enabled, "flag": decision.flag, "watched": decision.watched,
+            "paced": decision.paced}).fetchone()
         if row is None:
             return None
+        conn.execute(PROGRESS_SQL, {"now": now, "aid": aid, "started": STARTED})  # an answer is progress
         if touch:
             conn.execute(_TOUCH_SQL, {"now": now, "aid": aid, "before": now - TOUCH_EVERY})
         return {"answer_id": parsed.answer_id, "position": parsed.position, "stored_at": now.isoformat()}

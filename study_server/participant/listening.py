@@ -195,7 +195,7 @@ def calibrated(token: str):
     row = _row_for_update(ctx)
     if row.calibrated_at is None:
         row.calibrated_at = utcnow()
-    ctx.assignment.last_seen_at = utcnow()
+    ctx.assignment.last_seen_at = ctx.assignment.progress_at = utcnow()  # a listening-check step is progress
     db.session.commit()
     return {"listening": state_for(db.session, ctx, _secret())}
 
@@ -243,7 +243,7 @@ def answer(token: str):
             a.audio_check_passed = False
             a.status = ABANDONED
             a.ended_at = utcnow()
-    a.last_seen_at = utcnow()
+    a.last_seen_at = a.progress_at = utcnow()  # a listening-check step is progress
     try:
         db.session.commit()
     except IntegrityError:  # the same trial answered twice at once: the first one counts
@@ -282,10 +282,10 @@ def sound(token: str, slot: str, sig: str):
         target, other, seed = trial_design(_secret(), token, spec.screen, attempt, trial)
         data = wav_bytes(screen_trial(spec.screen, seed, target, other=other), seed)
     db.session.rollback()  # nothing to keep; release the connection before sending
-    return _wav_response(data)
+    return wav_response(data)
 
 
-def _wav_response(data: bytes) -> Response:
+def wav_response(data: bytes) -> Response:
     """Whole file or one byte range (browsers ask for ranges of audio), with no ETag or Last-Modified."""
     total = len(data)
     status, body, headers = 200, data, {"Accept-Ranges": "bytes"}

@@ -12,13 +12,18 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from study_server.core.errors import ApiError
 from study_server.participant.api import completion_for
+from study_server.participant.holds import same_browser
+from study_server.participant.listening import wav_response
 from study_server.store.extensions import db
 from study_server.store.models import FINISHED
 from study_server.study import assignment as assign
+from study_server.study.addresses import places_per_address
 from study_server.study.assignment import hold_seconds
+from study_server.study.audio_check import word_wav
 from study_server.study.context import load
 from study_server.study.media import check_signature, resolve_slot, send_media
 from study_server.study.platforms import parse_arrival
+from study_server.study.progress import idle_release_s
 from study_server.study.studies import plan_view
 from study_server.study.watching import record_fetch
 
@@ -40,6 +45,7 @@ def render_error_page(exc: ApiError):
 @bp.get("/s/<study>")
 def arrive(study: str):
     arrival = parse_arrival(request.args, mturk_submit_hosts=tuple(current_app.config["MTURK_SUBMIT_HOSTS"]))
+    arrival = same_browser(arrival)  # a plain link re-opened by the same browser is the same arrival
     if arrival.preview:
         s = assign.get_study(db.session, study)
         text = plan_view(s).participant
@@ -48,7 +54,9 @@ def arrive(study: str):
                                open=s.status == "open")
     allocation = assign.allocate(db.session, study, arrival, secret_key=current_app.config["SECRET_KEY"],
                                  timeout_s=float(current_app.config["ASSIGNMENT_TIMEOUT_S"]),
-                                 user_agent=request.user_agent.string, hold_s=hold_seconds(current_app.config))
+                                 user_agent=request.user_agent.string, hold_s=hold_seconds(current_app.config),
+                                 idle_s=idle_release_s(current_app.config), address=request.remote_addr,
+                                 places_cap=places_per_address(current_app.config, request.remote_addr))
     return redirect(url_for("participant.study_page", token=allocation.assignment.token), code=302)
 
 
@@ -86,9 +94,20 @@ def media(token: str, slot: str, sig: str):
     check_signature(secret, token, slot, sig)
     ctx = load(db.session, token)
     db.session.rollback()  # read-only: release the connection (and SQLite's lock) before streaming
+    if slot[:1] == "a" and slot[1:].isdigit() and int(slot[1:]) < int(current_app.config["AUDIO_CHECK_ATTEMPTS"]):
+        # the word check's sound: this participant's own bytes (issue 29), never a shipped file's
+        response = wav_response(word_wav(secret, token, int(slot[1:])))
+        response.headers["Cache-Control"] = "private, no-store"
+        return record_fetch(current_app, db.session, ctx, token=token, slot=slot, response=response)
     trial = {i.position: (i.media, i.sha256, i.copy) for i in ctx.batch.items}
     media_file = resolve_slot(slot, token=token, secret_key=secret, set_root=ctx.set_root, trial_media=trial,
                               example_media=list(ctx.examples),
                               n_audio_attempts=int(current_app.config["AUDIO_CHECK_ATTEMPTS"]))
+    try:
+        response = send_media(current_app, media_file)
+    except ApiError:
+        if request.method == "GET":  # a GET that failed on our side: the attempt is evidence too
+            record_fetch(current_app, db.session, ctx, token=token, slot=slot, response=None)
+        raise
     return record_fetch(current_app, db.session, ctx, token=token, slot=slot,  # evidence of watching
-                        response=send_media(current_app, media_file))
+                        response=response)

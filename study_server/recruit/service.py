@@ -34,6 +34,7 @@ from study_server.store.models import (
     FINISHED,
     REJECTED,
     RETURNED,
+    TECHNICAL_FAILURE,
     VALID,
     Answer,
     Assignment,
@@ -70,6 +71,7 @@ FEEDBACK_INCONSISTENT = ("Thank you for your time. We could not accept this assi
 UNKNOWN, DUPLICATE, PARTIAL = "unknown", "duplicate", "partial"
 REFUSED = "platform-refused"  # the platform refused our approve / reject of a submission
 GRANT_REFUSED = "grant-refused"  # MTurk refused a worker's exclusion grant (a bad worker id): a person looks
+TECHNICAL = "technical_failure"  # too many videos would not load (study_server.study.technical)
 APPROVED_WORDS = ("Approved", "APPROVED")
 
 
@@ -479,6 +481,8 @@ def decide(assignment: Assignment | None, policy: str = REJECT_POLICY, *,
         return ("approve", None)
     if verdict is None:
         return ("queue", PARTIAL)
+    if verdict == TECHNICAL_FAILURE:  # clips would not load: never approved or rejected without a person
+        return ("queue", TECHNICAL)
     return ("approve-without-bonus", FEEDBACK_INCONSISTENT) if policy == APPROVE_POLICY else ("reject", FEEDBACK_INCONSISTENT)
 
 
@@ -636,7 +640,7 @@ def _decide_one(session: Session, study: Study, recruiter: Any, sub: Submission,
     a = _assignment_for(session, study, sub)
     others = ids_of(session, a, sub.platform) if a is not None else {}
     action, info = decide(a, policy, other_ids=others, external_id=sub.external_id)
-    if action == "queue" and info == PARTIAL and sub.platform == "prolific":
+    if action == "queue" and info in (PARTIAL, TECHNICAL) and sub.platform == "prolific":
         action = "return"  # Prolific: ask who could not finish to return, never reject them
     target = f"{sub.platform}:{sub.external_id}"
     if dry_run:
@@ -664,7 +668,7 @@ def _decide_one(session: Session, study: Study, recruiter: Any, sub: Submission,
         except OutcomeUnknown:
             report.unknown.append(sub.external_id)
             return
-        _queue(session, study, sub, PARTIAL, a, status=REVIEW_RETURN)
+        _queue(session, study, sub, info or PARTIAL, a, status=REVIEW_RETURN)
         report.return_requested.append(sub.external_id)
         return
     audit(session, actor, f"recruit.{action}", target, {"study": study.name, "worker": sub.worker_id,

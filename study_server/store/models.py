@@ -58,6 +58,9 @@ STATUSES = (ALLOCATED, STARTED, COMPLETED, SUBMITTED, APPROVED, REJECTED, RETURN
 ACTIVE = (ALLOCATED, STARTED)
 FINISHED = (COMPLETED, SUBMITTED, APPROVED)  # count when their verdict is valid
 VALID, INVALID = "valid", "rejected"  # Verdict.verdict
+# Verdict.verdict of a session ended because too many clips would not load (the assignment is abandoned:
+# place freed, never counted, never approved automatically; a person or a return request decides).
+TECHNICAL_FAILURE = "technical_failure"
 
 STUDY_OPEN, STUDY_PAUSED, STUDY_CLOSED = "open", "paused", "closed"
 
@@ -226,6 +229,10 @@ class Assignment(Base):
     audio_check_attempts: Mapped[int] = mapped_column(Integer, default=0)
     completion_code: Mapped[str | None] = mapped_column(String(40))
     user_agent: Mapped[str | None] = mapped_column(String(400))
+    # The last progress of a started session (an answer, a listening-check step, media bytes served): what
+    # keeps its place once consent is given (study_server.study.progress; pings do not count).
+    progress_at: Mapped[dt.datetime | None]
+    arrival_net: Mapped[str | None] = mapped_column(String(64))  # the arriving address or its IPv6 /64
 
     study: Mapped[Study] = relationship()
     batch: Mapped[Batch] = relationship()
@@ -249,6 +256,10 @@ class Answer(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # Server-side evidence of watching (study_server.study.watching): None, "never_fetched" or "too_fast".
     watch_flag: Mapped[str | None] = mapped_column(String(16))
+    # watched: the server served the clip's bytes and its duration passed since the first byte (issue 29);
+    # paced: the answers so far could have been given after their clips played one after another.
+    watched: Mapped[bool | None] = mapped_column(Boolean)
+    paced: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class MediaFetch(Base):
@@ -263,6 +274,8 @@ class MediaFetch(Base):
     first_requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     n_requests: Mapped[int] = mapped_column(Integer, default=1)
     bytes_served: Mapped[int] = mapped_column(BigInteger, default=0)  # body bytes answered (Range parts summed)
+    first_byte_at: Mapped[dt.datetime | None]  # the first request that served bytes (HEAD, 304, empty: none)
+    n_gets: Mapped[int | None] = mapped_column(Integer)  # GET requests (served or failed); HEAD is not one
 
 
 class MediaFailure(Base):
@@ -296,7 +309,7 @@ class Verdict(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), unique=True)
-    verdict: Mapped[str] = mapped_column(String(16))  # valid | rejected
+    verdict: Mapped[str] = mapped_column(String(24))  # valid | rejected | technical_failure
     n_inconsistent: Mapped[int] = mapped_column(Integer)
     n_repeat_answers: Mapped[int] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)

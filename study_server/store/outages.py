@@ -10,9 +10,10 @@ from sqlalchemy import exc as sa_exc
 
 TRANSIENT, UNAVAILABLE = "transient", "unavailable"
 _TRANSIENT_STATES = frozenset({"40001", "40P01"})
-# SQLSTATE classes/codes of a server that is away or refusing work for now (not a bug of ours).
+# SQLSTATE classes/codes of a server that is away or refusing work for now (not a bug of ours). 25006
+# (read_only_sql_transaction): a database set read-only, or a fail-over that left us on a standby (issue 29).
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "53000", "53100", "53200", "57014",
-                                 "58000", "58030"})
+                                 "58000", "58030", "25006"})
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -40,6 +41,8 @@ def classify(exc: BaseException) -> str | None:
         text = str(orig).lower()
         if "locked" in text or "busy" in text:
             return TRANSIENT
+        if "readonly database" in text or "read-only" in text:  # the file or its folder made read-only
+            return UNAVAILABLE
         return None  # "no such table" and the like are bugs or a missing migration: a 500 with its traceback
     if module.startswith("psycopg"):
         import psycopg  # optional: only a PostgreSQL deployment has it, and only its errors get here

@@ -24,11 +24,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from study_server.core.errors import ApiError, Conflict, Forbidden, NotFound
-from study_server.store.models import ALLOCATED, FINISHED, STARTED, Answer, Assignment, MediaFailure, utcnow
+from study_server.store.models import (
+    ABANDONED,
+    ALLOCATED,
+    FINISHED,
+    STARTED,
+    TECHNICAL_FAILURE,
+    Answer,
+    Assignment,
+    MediaFailure,
+    Verdict,
+    utcnow,
+)
 from study_server.study.assignment import ensure_active
 from study_server.study.context import AnswerTarget, BatchInfo, Ctx, ItemInfo, LightCtx
 from study_server.study.studies import PlanView
-from study_server.study.watching import Evidence, stored_reader, watch_flag
+from study_server.study.progress import PROGRESS
+from study_server.study.technical import breach, end_as_technical_failure, fetched_with_get, max_media_failures
+from study_server.study.watching import UNPACED, Evidence, Pace, is_paced, paced_seconds, stored_pace, stored_reader, watch_flag
 
 _INSERT_ANSWER = insert(Answer.__table__)
 _TOUCH = (update(Assignment.__table__).where(Assignment.__table__.c.id == bindparam("aid"))
@@ -119,28 +132,44 @@ class AnswerDecision:
     parsed: ParsedAnswer
     item: ItemInfo | None
     flag: str | None
+    watched: bool | None = None  # its own clip: bytes served and duration since the first byte
+    paced: bool | None = None  # the answers so far fit the durations of their clips
 
 
 EvidenceReader = Callable[[int], "Evidence | None"]
+PaceReader = Callable[[], Pace]
 
 
 def decide_answer(body: Any, plan: PlanView, batch: BatchInfo, *, now: dt.datetime, tolerance_s: float,
-                  local: EvidenceReader, stored: EvidenceReader) -> AnswerDecision:
+                  local: EvidenceReader, stored: EvidenceReader, pace: PaceReader | None = None) -> AnswerDecision:
     """The one decision on an answer body, for every save path.
 
-    Refuses a malformed body (``ApiError``, 4xx); otherwise says which item it answers and its watching flag
-    (``study_server.study.watching``). ``local`` reads this host's record of media requests
-    (``watching.recorded_reader``: this process's, then the workers' shared table), ``stored`` the
-    database's; the database is read only when the local record does not already clear the answer.
+    Refuses a malformed body (``ApiError``, 4xx); otherwise says which item it answers, whether its clip was
+    watched and the answers are paced, and its flag (``study_server.study.watching``). ``local`` reads this
+    host's record of media requests (``watching.recorded_reader``: this process's, then the workers' shared
+    table), ``stored`` the database's; the database is read only when the local record does not already
+    clear the answer. ``pace`` reads the first trial's first byte and the items answered so far (None: the
+    pace is not judged, e.g. a decision that stores nothing).
     """
     parsed = parse_answer(body, plan.questions)
     item = batch.by_position.get(parsed.position)
     if item is None:
         return AnswerDecision(parsed, None, None)
-    flag = watch_flag(item.duration_s, local(item.position), now, tolerance_s)
+    size = item.copy.size if item.copy is not None else None
+    flag = watch_flag(item.duration_s, local(item.position), now, tolerance_s, size)
     if flag is not None:  # another worker may have served the clip, earlier: the database knows
-        flag = watch_flag(item.duration_s, stored(item.position), now, tolerance_s)
-    return AnswerDecision(parsed, item, flag)
+        flag = watch_flag(item.duration_s, stored(item.position), now, tolerance_s, size)
+    watched = flag is None
+    paced: bool | None = None
+    if pace is not None:
+        evidence = pace()
+        answered = evidence.answered_item_ids - {item.item_id}
+        needed = paced_seconds([i.duration_s for i in batch.items if i.item_id in answered] + [item.duration_s],
+                               tolerance_s)
+        paced = is_paced(needed, evidence, now)
+        if flag is None and not paced:
+            flag = UNPACED
+    return AnswerDecision(parsed, item, flag, watched, paced)
 
 
 def acknowledgement(answer: Answer, position: int) -> dict[str, Any]:
@@ -181,9 +210,10 @@ def try_fast_save(session: Session, light: LightCtx, decision: AnswerDecision,
         session.execute(_INSERT_ANSWER, {
             "answer_id": parsed.answer_id, "assignment_id": light.assignment_id, "item_id": item.item_id,
             "values": parsed.values, "rt_ms": parsed.rt_ms, "played_fraction": parsed.played_fraction,
-            "created_at": now, "watch_flag": decision.flag})
+            "created_at": now, "watch_flag": decision.flag, "watched": decision.watched, "paced": decision.paced})
         if light.last_seen_at is None or now - light.last_seen_at > TOUCH_EVERY:
             session.execute(_TOUCH, {"aid": light.assignment_id, "now": now})
+        session.execute(PROGRESS, {"aid": light.assignment_id, "now": now})  # an answer is progress
         session.commit()
     except IntegrityError:
         session.rollback()  # a retry or a second answer to the item: save_answer sorts it out
@@ -205,11 +235,12 @@ def _one_statement_save():
     source = (select(bindparam("answer_id", type_=ans.c.answer_id.type), a.c.id, bindparam("item_id", type_=Integer),
                      bindparam("values", type_=ans.c["values"].type), bindparam("rt_ms", type_=Integer),
                      cast(bindparam("played", type_=Float), Float), bindparam("now", type_=ans.c.created_at.type),
-                     bindparam("flag", type_=ans.c.watch_flag.type))
+                     bindparam("flag", type_=ans.c.watch_flag.type),
+                     cast(bindparam("watched", type_=Boolean), Boolean), cast(bindparam("paced", type_=Boolean), Boolean))
               .where(a.c.id == bindparam("aid"), a.c.status == STARTED,
                      or_(bindparam("audio_free", type_=Boolean), a.c.audio_check_passed.is_(True))))
     return (pg_insert(ans).from_select(["answer_id", "assignment_id", "item_id", "values", "rt_ms",
-                                        "played_fraction", "created_at", "watch_flag"], source)
+                                        "played_fraction", "created_at", "watch_flag", "watched", "paced"], source)
             .on_conflict_do_nothing().returning(ans.c.id))
 
 
@@ -234,9 +265,11 @@ def try_save_pg(conn: Connection, target: AnswerTarget, decision: AnswerDecision
     stored = conn.execute(_SAVE_PG, {
         "answer_id": parsed.answer_id, "item_id": item.item_id, "values": parsed.values, "rt_ms": parsed.rt_ms,
         "played": parsed.played_fraction, "now": now, "aid": target.assignment_id, "flag": decision.flag,
+        "watched": decision.watched, "paced": decision.paced,
         "audio_free": not target.plan.audio_check_enabled}).first()
     if stored is None:
         return None
+    conn.execute(PROGRESS, {"aid": target.assignment_id, "now": now})  # an answer is progress
     if target.seen is None or now - target.seen > TOUCH_EVERY:
         conn.execute(_TOUCH_IF_OLD, {"aid": target.assignment_id, "touch_before": now - TOUCH_EVERY, "now": now})
         target.mark_seen(now)
@@ -254,7 +287,7 @@ def save_answer(session: Session, ctx: Ctx, body: Any, *, timeout_s: float, tole
     a = ctx.assignment
     now = utcnow()
     decision = decide_answer(body, ctx.plan, ctx.batch, now=now, tolerance_s=tolerance_s, local=local,
-                             stored=stored_reader(session, a.id))
+                             stored=stored_reader(session, a.id), pace=stored_pace(session, a.id))
     parsed, item = decision.parsed, decision.item
     try:
         if a.status != STARTED or item is None or (ctx.plan.audio_check_enabled and not a.audio_check_passed):
@@ -271,9 +304,12 @@ def save_answer(session: Session, ctx: Ctx, body: Any, *, timeout_s: float, tole
         session.execute(_INSERT_ANSWER, {
             "answer_id": parsed.answer_id, "assignment_id": a.id, "item_id": item.item_id, "values": parsed.values,
             "rt_ms": parsed.rt_ms, "played_fraction": parsed.played_fraction, "created_at": now,
-            "watch_flag": decision.flag})
+            "watch_flag": decision.flag, "watched": decision.watched, "paced": decision.paced})
+        values = {"progress_at": now} if a.status == STARTED else {}
         if now - a.last_seen_at > TOUCH_EVERY:
-            session.execute(update(Assignment).where(Assignment.id == a.id).values(last_seen_at=now)
+            values["last_seen_at"] = now
+        if values:  # an answer is progress (study_server.study.progress)
+            session.execute(update(Assignment).where(Assignment.id == a.id).values(**values)
                             .execution_options(synchronize_session=False))
         session.commit()
         return {"answer_id": parsed.answer_id, "position": parsed.position, "stored_at": now.isoformat()}
@@ -322,6 +358,16 @@ def flags_by_position(session: Session, ctx: Ctx) -> dict[int, str]:
     return {by_item[item_id]: flag for item_id, flag in rows if item_id in by_item}
 
 
+def lock_own_row(session: Session, assignment_id: int) -> None:
+    """PostgreSQL: lock the participant's own assignment row (the lock order allows it: own row only)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Assignment.id).where(Assignment.id == assignment_id).with_for_update())
+
+
+def _is_technical_failure(session: Session, assignment_id: int) -> bool:
+    return session.scalar(select(Verdict.verdict).where(Verdict.assignment_id == assignment_id)) == TECHNICAL_FAILURE
+
+
 def media_failed_positions(session: Session, ctx: Ctx) -> set[int]:
     """Positions recorded as "media failed" (no answer: the clip would not load)."""
     by_item = {i.item_id: i.position for i in ctx.batch.items}
@@ -353,12 +399,27 @@ def record_media_failure(session: Session, ctx: Ctx, body: Any) -> dict[str, Any
     a = ctx.assignment
     item = ctx.batch.by_position.get(position)
     try:
+        stored = None
+        if item is not None and a.status in FINISHED + (ABANDONED,):  # a retry of a stored report
+            stored = session.scalar(select(MediaFailure).where(MediaFailure.assignment_id == a.id,
+                                                               MediaFailure.item_id == item.item_id))
+        if stored is not None:
+            body_out = {"position": position, "media_failed": True, "stored_at": stored.created_at.isoformat(),
+                        "status": a.status, "technical_failure": _is_technical_failure(session, a.id)}
+            session.rollback()
+            return body_out
         if a.status != STARTED:
             raise Conflict("not_started" if a.status == ALLOCATED else "assignment_closed",
                            f"this assignment is {a.status}; nothing can be recorded for its trials")
         if item is None:
             raise NotFound("unknown_item", f"position {position} is not an item of this participant's "
                            f"batch (positions 0-{len(ctx.batch.items) - 1})")
+        if ctx.plan.audio_check_enabled and not a.audio_check_passed:  # the checks cannot be skipped this way
+            raise Forbidden("audio_check_required", "please complete the sound check before the videos")
+        if not fetched_with_get(session, a.id, position):
+            raise Conflict("media_not_requested", f"the video of item {position} was never requested: load it "
+                           "(GET its media_url) before reporting that it failed", status=409)
+        lock_own_row(session, a.id)  # two reports at once see each other's failures (the cap)
         answered = session.scalar(select(Answer.answer_id).where(Answer.assignment_id == a.id,
                                                                  Answer.item_id == item.item_id))
         if answered is not None:
@@ -366,17 +427,29 @@ def record_media_failure(session: Session, ctx: Ctx, body: Any) -> dict[str, Any
                            answer_id=answered)
         stored = session.scalar(select(MediaFailure).where(MediaFailure.assignment_id == a.id,
                                                            MediaFailure.item_id == item.item_id))
+        technical = False
         if stored is None:
+            now = utcnow()
             stored = MediaFailure(assignment_id=a.id, item_id=item.item_id, n_failures=failures, error=error,
-                                  created_at=utcnow())
+                                  created_at=now)
             session.add(stored)
+            session.flush()
+            failed = media_failed_positions(session, ctx)
+            reason = breach([(i.position, i.repeat_of) for i in ctx.batch.items], failed,
+                            max_media_failures(ctx.plan.plan))
+            if reason is not None:
+                end_as_technical_failure(session, a, reason, failed, now)
+                technical = True
+            else:
+                session.execute(PROGRESS, {"aid": a.id, "now": now})  # a trial done is progress
             session.commit()
-        body_out = {"position": position, "media_failed": True, "stored_at": stored.created_at.isoformat()}
+        body_out = {"position": position, "media_failed": True, "stored_at": stored.created_at.isoformat(),
+                    "status": a.status, "technical_failure": technical}
         session.rollback()
         return body_out
     except IntegrityError:  # a concurrent copy of this report
         session.rollback()
-        return {"position": position, "media_failed": True}
+        return {"position": position, "media_failed": True, "status": a.status, "technical_failure": False}
     except BaseException:
         session.rollback()
         raise

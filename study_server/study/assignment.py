@@ -74,9 +74,11 @@ from study_server.store.models import (
     Verdict,
     utcnow,
 )
+from study_server.study.addresses import address_net
 from study_server.study.lab_tokens import check_token
 from study_server.study.platform_ids import remember_platform_ids
 from study_server.study.platforms import LAB, Arrival, pseudonym
+from study_server.study.progress import idle_condition
 from study_server.study.studies import plan_view
 
 
@@ -110,7 +112,7 @@ def lock_study(session: Session, study_id: int) -> None:
 
 
 def expire_stale(session: Session, study_id: int, timeout_s: float, now: dt.datetime | None = None, *,
-                 hold_s: float | None = None) -> int:
+                 hold_s: float | None = None, idle_s: float | None = None) -> int:
     """Mark active assignments idle for longer than ``timeout_s`` - and, with ``hold_s``, arrivals not
     started within ``hold_s`` of their allocation - as expired; return how many.
 
@@ -123,6 +125,8 @@ def expire_stale(session: Session, study_id: int, timeout_s: float, now: dt.date
         stale = or_(stale, and_(Assignment.status == ALLOCATED,
                                 Assignment.allocated_at < now - dt.timedelta(seconds=hold_s),
                                 or_(Assignment.hold_until.is_(None), Assignment.hold_until < now)))
+    if idle_s is not None:  # started sessions without progress (study_server.study.progress)
+        stale = or_(stale, idle_condition(now, idle_s))
     result = session.execute(
         update(Assignment)
         .where(Assignment.study_id == study_id, Assignment.status.in_(ACTIVE), stale)
@@ -164,7 +168,9 @@ def _excluded(session: Session, participant: Participant, study: Study) -> str |
 
 def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
              user_agent: str | None = None, rng: random.Random | None = None,
-             now: dt.datetime | None = None, hold_s: float | None = None) -> Allocation:
+             now: dt.datetime | None = None, hold_s: float | None = None,
+             idle_s: float | None = None, address: str | None = None,
+             places_cap: int | None = None) -> Allocation:
     """Give the arriving worker their batch (or their existing assignment) and commit.
 
     ``hold_s``: arrivals of the study not started within this many seconds of allocation lose their place
@@ -178,7 +184,8 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
     for attempt in range(3):
         try:
             return _allocate_once(session, study_name, arrival, secret_key=secret_key, timeout_s=timeout_s,
-                                  user_agent=user_agent, rng=rng or random.Random(), now=now, hold_s=hold_s)
+                                  user_agent=user_agent, rng=rng or random.Random(), now=now, hold_s=hold_s,
+                                  idle_s=idle_s, address=address, places_cap=places_cap)
         except IntegrityError:
             # The same worker arrived at two studies at once and both created the participant row.
             session.rollback()
@@ -189,7 +196,8 @@ def allocate(session: Session, study_name: str, arrival: Arrival, *, secret_key:
 
 def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secret_key: str, timeout_s: float,
                    user_agent: str | None, rng: random.Random, now: dt.datetime | None,
-                   hold_s: float | None = None) -> Allocation:
+                   hold_s: float | None = None, idle_s: float | None = None, address: str | None = None,
+                   places_cap: int | None = None) -> Allocation:
     """One try. Everything that does not decide the batch runs before the study's lock.
 
     PostgreSQL: under the lock run only ``_ALLOCATE_PG`` (expire, count, choose, INSERT: one statement,
@@ -210,7 +218,8 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
             existing = session.scalar(select(Assignment).where(Assignment.study_id == study.id,
                                                                Assignment.participant_id == participant_id))
             if existing is not None:
-                return _resume(session, existing, arrival, timeout_s=timeout_s, now=now, hold_s=hold_s)
+                return _resume(session, existing, arrival, timeout_s=timeout_s, now=now, hold_s=hold_s,
+                               idle_s=idle_s)
             participant = session.get(Participant, participant_id)
             assert participant is not None
             excluded_by = _excluded(session, participant, study)
@@ -223,6 +232,11 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
         if arrival.platform == LAB and not _lab_token_ok(session, study.id, arrival.worker_id):
             raise Forbidden("lab_token_invalid", "This lab link is not valid for this study. Please ask the "
                             "researcher for a new link.")
+        net = address_net(address) if address is not None else None
+        if net is not None and places_cap is not None and _held_by(session, study.id, net) >= places_cap:
+            raise Conflict("address_full", "Thank you for your interest! Several people at your internet address "
+                           "are taking part in this study right now, so it cannot take one more from there at "
+                           "the moment. Please try again later.", status=429)
         if participant_id is None:
             participant_id = session.execute(_INSERT_PARTICIPANT, {
                 "platform": arrival.platform, "worker_id": arrival.worker_id,
@@ -230,16 +244,17 @@ def _allocate_once(session: Session, study_name: str, arrival: Arrival, *, secre
             }).scalar_one()
         values = {"token": secrets.token_urlsafe(24), "study_id": study.id, "participant_id": participant_id,
                   "status": ALLOCATED, "allocated_at": now, "last_seen_at": now, "audio_check_attempts": 0,
-                  "user_agent": (user_agent or "")[:400] or None, **_platform_ids(arrival)}
+                  "user_agent": (user_agent or "")[:400] or None, "arrival_net": net, **_platform_ids(arrival)}
         session.flush()  # anything pending (a lab token marked used) is written before the lock, not under it
         if session.get_bind().dialect.name == "postgresql":
-            assignment_id = _insert_under_lock_pg(session, values, timeout_s=timeout_s, now=now, hold_s=hold_s)
+            assignment_id = _insert_under_lock_pg(session, values, timeout_s=timeout_s, now=now, hold_s=hold_s,
+                                                  idle_s=idle_s)
             session.commit()  # releases the lock
             assignment = session.get(Assignment, assignment_id)
             assert assignment is not None
             return Allocation(assignment, resumed=False)
         # ---- SQLite (the transaction holds the database's write lock): count, choose, INSERT, COMMIT
-        expire_stale(session, study.id, timeout_s, now, hold_s=hold_s)  # takes the study's lock first
+        expire_stale(session, study.id, timeout_s, now, hold_s=hold_s, idle_s=idle_s)  # the study's lock first
         quotas = _quotas(session, study.id)
         counts = occupancy(session, study.id, batch_ids=quotas)
         open_batches = [bid for bid, n in counts.items() if n < quotas[bid]]
@@ -271,14 +286,14 @@ def _platform_ids(arrival: Arrival) -> dict[str, str | None]:
 
 
 def _resume(session: Session, existing: Assignment, arrival: Arrival, *, timeout_s: float,
-            now: dt.datetime, hold_s: float | None = None) -> Allocation:
+            now: dt.datetime, hold_s: float | None = None, idle_s: float | None = None) -> Allocation:
     """A returning worker gets their own assignment back (revived under the lock when it had lapsed)."""
     if existing.status in (EXPIRED, RETURNED):
         lock_study(session, existing.study_id)
         session.refresh(existing)  # the row as it is now that the lock is held
     _refresh_platform_ids(existing, arrival)
     if existing.status in (EXPIRED, RETURNED):
-        _revive(session, existing, timeout_s=timeout_s, now=now, hold_s=hold_s)
+        _revive(session, existing, timeout_s=timeout_s, now=now, hold_s=hold_s, idle_s=idle_s)
     elif existing.status == ABANDONED:
         raise Forbidden("audio_check_failed", "This study needs working sound, and the sound check "
                         "did not succeed earlier. Please return the task; thank you for trying.")
@@ -306,7 +321,9 @@ WITH expired AS (
       AND (last_seen_at < %(cutoff)s
            OR (%(hold_cutoff)s::timestamptz IS NOT NULL AND status = '{ALLOCATED}'
                AND allocated_at < %(hold_cutoff)s::timestamptz
-               AND (hold_until IS NULL OR hold_until < %(now)s)))
+               AND (hold_until IS NULL OR hold_until < %(now)s))
+           OR (%(idle_cutoff)s::timestamptz IS NOT NULL AND status = '{STARTED}'
+               AND coalesce(progress_at, started_at, allocated_at) < %(idle_cutoff)s::timestamptz))
     RETURNING id),
 counted AS (
     SELECT a.batch_id, count(*) AS n
@@ -321,9 +338,9 @@ chosen AS (
     ORDER BY coalesce(c.n, 0), random()
     LIMIT 1)
 INSERT INTO assignments (token, study_id, batch_id, participant_id, status, allocated_at, last_seen_at,
-                         audio_check_attempts, user_agent, {", ".join(_PLATFORM_FIELDS)})
+                         audio_check_attempts, user_agent, arrival_net, {", ".join(_PLATFORM_FIELDS)})
 SELECT %(token)s, %(study_id)s, chosen.id, %(participant_id)s, %(status)s, %(allocated_at)s, %(last_seen_at)s,
-       %(audio_check_attempts)s, %(user_agent)s, {", ".join(f"%({n})s" for n in _PLATFORM_FIELDS)}
+       %(audio_check_attempts)s, %(user_agent)s, %(arrival_net)s, {", ".join(f"%({n})s" for n in _PLATFORM_FIELDS)}
 FROM chosen
 RETURNING id
 """
@@ -331,7 +348,7 @@ _LOCK_PG = "SELECT id FROM studies WHERE id = %(study_id)s FOR NO KEY UPDATE"  #
 
 
 def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, now: dt.datetime,
-                          hold_s: float | None = None) -> int:
+                          hold_s: float | None = None, idle_s: float | None = None) -> int:
     """Lock the study and run ``_ALLOCATE_PG`` in ONE network round trip (psycopg's pipeline mode: the
     server runs the second statement right after the first has the lock, with a snapshot taken then).
     The caller commits, which releases the lock: two round trips under the lock in all.
@@ -341,7 +358,8 @@ def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, n
 
     raw = session.connection().connection.driver_connection
     params = {**values, "now": now, "cutoff": now - dt.timedelta(seconds=timeout_s),
-              "hold_cutoff": None if hold_s is None else now - dt.timedelta(seconds=hold_s)}
+              "hold_cutoff": None if hold_s is None else now - dt.timedelta(seconds=hold_s),
+              "idle_cutoff": None if idle_s is None else now - dt.timedelta(seconds=idle_s)}
     try:
         if psycopg.Pipeline.is_supported():
             with raw.pipeline() as pipeline:
@@ -365,6 +383,13 @@ def _insert_under_lock_pg(session: Session, values: dict, *, timeout_s: float, n
 
 
 
+def _held_by(session: Session, study_id: int, net: str) -> int:
+    """Places of the study held at once by arrivals from ``net`` (active assignments). Read before the
+    study's lock: a cap against floods, not a quota (two arrivals at the same instant may both pass)."""
+    return int(session.scalar(select(func.count()).select_from(Assignment).where(
+        Assignment.study_id == study_id, Assignment.arrival_net == net, Assignment.status.in_(ACTIVE))) or 0)
+
+
 def _lab_token_ok(session: Session, study_id: int, token: str) -> bool:
     """Lab links: when the researcher made tokens for the study (``emostudy recruit``), only those work."""
     return check_token(session, study_id, token)
@@ -381,12 +406,12 @@ def _refresh_platform_ids(assignment: Assignment, arrival: Arrival) -> None:
 
 
 def _revive(session: Session, assignment: Assignment, *, timeout_s: float, now: dt.datetime,
-            hold_s: float | None = None) -> None:
+            hold_s: float | None = None, idle_s: float | None = None) -> None:
     """Give an expired/returned assignment its slot back if its batch has room (caller holds the lock).
 
     The count is a statement of its own after the expiry's, in the same transaction: it sees what the
     expiry did (READ COMMITTED takes a new snapshot per statement)."""
-    expire_stale(session, assignment.study_id, timeout_s, now, hold_s=hold_s)
+    expire_stale(session, assignment.study_id, timeout_s, now, hold_s=hold_s, idle_s=idle_s)
     counts = occupancy(session, assignment.study_id)
     batch = session.get(Batch, assignment.batch_id)
     assert batch is not None
@@ -399,6 +424,8 @@ def _revive(session: Session, assignment: Assignment, *, timeout_s: float, now: 
         assignment.allocated_at = now  # a new arrival hold: the revived place is allocated again
     assignment.ended_at = None
     assignment.last_seen_at = now
+    if assignment.started_at is not None:
+        assignment.progress_at = now  # coming back is progress: a fresh idle_release_s
 
 
 def ensure_active(session: Session, assignment: Assignment, *, timeout_s: float,
@@ -423,15 +450,54 @@ def ensure_active(session: Session, assignment: Assignment, *, timeout_s: float,
                    status=409)
 
 
+def conditional_status(session: Session, assignment_id: int, **values) -> bool:
+    """``UPDATE assignments SET ... WHERE id = :id AND status IN (allocated, started)``; True when it changed
+    the row. The status read when the request began may be stale (an arrival may have expired the
+    assignment and taken its place since): a write by primary key alone would overfill the batch (issue 29).
+    """
+    result = session.execute(update(Assignment).where(Assignment.id == assignment_id,
+                                                      Assignment.status.in_(ACTIVE))
+                             .values(**values).execution_options(synchronize_session=False))
+    return bool(result.rowcount)
+
+
+def write_active(session: Session, assignment: Assignment, *, timeout_s: float, now: dt.datetime,
+                 values: dict) -> None:
+    """Write ``values`` to ``assignment`` only while it is active; when it is not (expired meanwhile), take
+    the study's lock, re-read it and revive it if its batch has room (``Conflict('slot_expired')`` if not),
+    then write. The caller commits; the object is refreshed from the database afterwards."""
+    # Nothing of the row is written before this statement (the lock order: a revival below takes the
+    # study's lock, which must come before any write of the row); pending values it sets are dropped.
+    session.expire(assignment, [k for k in values if k in Assignment.__table__.c])
+    with session.no_autoflush:
+        changed = conditional_status(session, assignment.id, **values)
+    if not changed:
+        lock_study(session, assignment.study_id)
+        session.refresh(assignment)
+        if assignment.status != EXPIRED:
+            raise Conflict("assignment_closed", f"this assignment is {assignment.status}", status=409)
+        _revive(session, assignment, timeout_s=timeout_s, now=now)
+        session.flush()
+        if not conditional_status(session, assignment.id, **values):
+            raise Conflict("assignment_closed", f"this assignment is {assignment.status}", status=409)
+    session.expire(assignment)
+
+
 def start(session: Session, assignment: Assignment, *, timeout_s: float) -> None:
-    """The participant consented: allocated -> started. Idempotent."""
+    """The participant consented: allocated -> started. Idempotent.
+
+    The write is conditional on the assignment still being active (``write_active``)."""
     now = utcnow()
     ensure_active(session, assignment, timeout_s=timeout_s, now=now)
-    if assignment.status == ALLOCATED:
-        assignment.status = STARTED
-        assignment.started_at = now
-    assignment.last_seen_at = now
-    session.commit()
+    started = assignment.started_at or now
+    try:
+        write_active(session, assignment, timeout_s=timeout_s, now=now,
+                     values={"status": STARTED, "started_at": started, "last_seen_at": now,
+                             "progress_at": func.coalesce(Assignment.progress_at, now)})
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def leave(session: Session, assignment: Assignment, status: str = RETURNED) -> None:

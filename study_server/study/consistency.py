@@ -13,7 +13,8 @@ inconsistent: the paper's Task 1 rejects 6 or more of 9, Task 2 3 or more of 4.
 Answers flagged by the server's evidence of watching (``study_server.study.watching``: media never fetched, or
 answered sooner than the clip could play) each count as one more inconsistent answer, unless the plan's
 ``consistency.watch_flags`` is ``"ignore"``. A trial recorded as "media failed" (the clip would not load)
-has no answer: the participant may complete without it, and a repeat pair with a failed clip is not checked.
+has no answer: the participant may complete without it (up to the study's cap, ``study_server.study.technical``),
+and each rule of a repeat pair with a failed clip counts as one inconsistent answer.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from study_server.core.errors import Conflict
+from study_server.core.errors import Conflict, Forbidden
 from study_server.store.models import ALLOCATED, COMPLETED, FINISHED, STARTED, Study, Verdict, utcnow
 from study_server.study.answers import answers_by_position, flags_by_position, media_failed_positions
-from study_server.study.assignment import ensure_active
+from study_server.study.assignment import ensure_active, write_active
 from study_server.study.context import Ctx
 from study_server.study.platforms import PROLIFIC, new_completion_code
+from study_server.study.technical import breach, max_media_failures
 from study_server.study.watching import counts_against_verdict
 
 VALID, REJECTED = "valid", "rejected"
@@ -91,7 +93,15 @@ def evaluate(plan: Mapping[str, Any], items: Iterable[tuple[int, int | None]],
     max_inconsistent = int(plan["consistency"]["max_inconsistent"])
     checks: list[dict[str, Any]] = []
     for position, repeat_of in items:
-        if repeat_of is None or position in failed or repeat_of in failed:
+        if repeat_of is None:
+            continue
+        if position in failed or repeat_of in failed:
+            # Not comparable: each rule of the pair counts as one inconsistent answer (issue 29), so a
+            # "failed" repeat costs what a wrong one costs (study_server.study.technical).
+            for rule in rules:
+                checks.append({"position": position, "repeat_of": repeat_of, "question": rule["question"],
+                               "rule": rule["kind"], "original": None, "repeat": None, "inconsistent": True,
+                               "media_failed": True})
             continue
         for rule in rules:
             q = questions[rule["question"]]
@@ -123,6 +133,8 @@ def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verd
             return verdict
         if a.status == ALLOCATED:
             raise Conflict("not_started", "the study has not been started yet: give consent first")
+        if ctx.plan.audio_check_enabled and not a.audio_check_passed:  # no route skips the sound checks
+            raise Forbidden("audio_check_required", "please complete the sound check before the videos")
         now = utcnow()
         ensure_active(session, a, timeout_s=timeout_s, now=now)
         if a.status != STARTED:
@@ -134,6 +146,8 @@ def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verd
             flags = flags_by_position(session, ctx)
             failed = media_failed_positions(session, ctx)
         missing = [i.position for i in ctx.batch.items if i.position not in answers and i.position not in failed]
+        if breach([(i.position, i.repeat_of) for i in ctx.batch.items], failed, max_media_failures(ctx.plan.plan)):
+            raise Conflict("assignment_closed", "too many videos would not load; this session cannot be completed")
         if missing:
             raise Conflict("incomplete", f"{len(missing)} item(s) still need an answer", missing=missing)
         platform = ctx.platform or a.participant.platform  # read with the assignment by context.load
@@ -141,12 +155,14 @@ def complete_assignment(session: Session, ctx: Ctx, *, timeout_s: float) -> Verd
                           watch_flags=flags, media_failed=failed)
         verdict = Verdict(assignment_id=a.id, verdict=result.verdict, n_inconsistent=result.n_inconsistent,
                           n_repeat_answers=result.n_repeat_answers, details=result.details, created_at=now)
+        code = a.completion_code or (_study_code(session, a.study_id) if platform == PROLIFIC
+                                     else new_completion_code())
+        # Conditional on the assignment still being active: one expired meanwhile (its place maybe taken)
+        # is revived under the study's lock when there is room, else refused (issue 29: quota exact).
+        write_active(session, a, timeout_s=timeout_s, now=now,
+                     values={"status": COMPLETED, "completed_at": now, "last_seen_at": now,
+                             "completion_code": code})
         session.add(verdict)
-        a.status = COMPLETED
-        a.completed_at = now
-        a.last_seen_at = now
-        if not a.completion_code:
-            a.completion_code = _study_code(session, a.study_id) if platform == PROLIFIC else new_completion_code()
         session.commit()
         return verdict
     except BaseException:

@@ -189,7 +189,17 @@ def _set_headers(response: Response) -> Response:
             headers[name] = value
     if request.blueprint == "admin":
         headers.setdefault("Cache-Control", "no-store")
+        _never_framed(headers)
     return response
+
+
+def _never_framed(headers) -> None:  # noqa: ANN001 - werkzeug Headers
+    """Admin pages are framed by nobody (issue 29): only participant pages need the platforms' frames."""
+    csp = headers.get("Content-Security-Policy")
+    if csp:
+        kept = [d for d in csp.split("; ") if not d.startswith("frame-ancestors ")]
+        headers["Content-Security-Policy"] = "; ".join([*kept, "frame-ancestors 'none'"])
+    headers["X-Frame-Options"] = "DENY"
 
 
 def _assignment_key() -> str | None:

@@ -172,6 +172,9 @@ def test_participant_completes_a_batch_in_chromium(app, live_server, browser, h2
 
     plan = make_plan(h264_set, task, n_batches=1, quota=2, out=tmp_path / "plan.json")
     name = import_study(app, plan, h264_set)
+    # the clips last 0.4 s: with 0.1 s of tolerance each answer must come 0.3 s after its clip's first byte,
+    # and the k-th 0.3 k s after the first trial's (issue 29's checks, measured on a real browser)
+    app.config["WATCH_TOLERANCE_S"] = 0.1
     with app.app_context():
         study_id = db.session.scalar(select(Study.id).where(Study.name == name))
     context = browser.new_context()
@@ -190,6 +193,13 @@ def test_participant_completes_a_batch_in_chromium(app, live_server, browser, h2
                                     reload_after=reload_after, original=original)
     status, stored, played, verdict = _stored(app, token)
     assert status == "completed" and verdict == "valid"
+    # issue 29: an honest participant's answers are all watched (bytes, duration) and paced: no flag
+    from study_server.store.extensions import db
+    from study_server.store.models import Answer, Assignment
+    with app.app_context():
+        evidence = db.session.execute(select(Answer.watch_flag, Answer.watched, Answer.paced).join(
+            Assignment, Assignment.id == Answer.assignment_id).where(Assignment.token == token)).all()
+    assert evidence and all(tuple(e) == (None, True, True) for e in evidence), evidence
     # exactly the answers given: one per item, the same values (multi-choice in option order)
     assert stored == given
     assert all(f is not None and f >= 0.9 for f in played), played

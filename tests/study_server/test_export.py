@@ -48,7 +48,7 @@ def test_columns_exactly_as_documented(app, task1_study, tmp_path):
     from study_server.export.tables import ANSWER_COLUMNS, PARTICIPANT_COLUMNS
 
     documented_answers, documented_participants = _contract_columns()
-    assert len(documented_answers) == 28 and len(documented_participants) == 21
+    assert len(documented_answers) == 30 and len(documented_participants) == 21
     assert list(ANSWER_COLUMNS) == documented_answers
     assert list(PARTICIPANT_COLUMNS) == documented_participants
     plan = plan_of(app, task1_study)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 
 import psycopg
 import pytest
@@ -161,3 +162,40 @@ def test_database_lost_after_the_reply_is_made_is_not_an_error(pg_app, media_set
     r = pg_app.test_client().get(f"/api/v1/studies/{name}")  # a read: its transaction is still open
     assert r.status_code == 200 and r.get_json()["name"] == name
     assert pg_app.extensions["emostudy_db_incidents"].incidents == 1
+
+
+def test_a_read_only_database_is_unavailable():
+    """Issue 29: SQLSTATE 25006 (a database set read-only, or a standby after a fail-over) is an outage."""
+    assert classify(_wrapped(psycopg.errors.ReadOnlySqlTransaction(
+        "cannot execute INSERT in a read-only transaction"))) == UNAVAILABLE
+    assert classify(_wrapped(sqlite3.OperationalError("attempt to write a readonly database"))) == UNAVAILABLE
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgres_answers_503_with_retry_after(pg_url, tmp_path, media_set):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from study_server.app import create_app
+    from study_server.store import schema as dbmod
+    from study_server.store.extensions import db
+    from studykit import TASK1, arrive, import_study, make_plan
+
+    dbmod.upgrade(pg_url)
+    app = create_app({"TESTING": True, "DATABASE_URL": pg_url, "INSTANCE_PATH": str(tmp_path / "instance"),
+                      "SECRET_KEY": "test-secret"})
+    try:
+        name = import_study(app, make_plan(media_set, TASK1, out=tmp_path / "ro.json", name="ro"), media_set)
+        client = app.test_client()
+        token = arrive(client, name, lab="ro-1")
+        database = make_url(pg_url).database
+        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'))
+        admin.dispose()
+        db.dispose(app)  # new connections get the setting
+        for r in (client.post(f"/api/v1/studies/{name}/arrive", json={"query": {"lab": "ro-2"}}),
+                  client.post(f"/api/v1/a/{token}/start")):
+            assert r.status_code == 503 and r.headers.get("Retry-After"), (r.status_code, r.data[:300])
+    finally:
+        db.dispose(app)

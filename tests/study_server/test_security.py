@@ -204,3 +204,14 @@ def test_real_app_cookie_flags_production_vs_development(tmp_path, monkeypatch):
         cookie = _set_cookie(app.test_client().get("/admin/login"))  # the CSRF token lives in the session
         assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
         assert ("Secure" in cookie) is secure, (env, cookie)
+
+
+def test_admin_pages_are_never_framed_participant_pages_may_be(app, client):
+    """Issue 29: frame-ancestors 'none' on admin pages (the login page included); the participant pages keep
+    the recruiting platforms' origins."""
+    admin = client.get("/admin/login")
+    csp = admin.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and csp.count("frame-ancestors") == 1
+    assert admin.headers["X-Frame-Options"] == "DENY"
+    health = client.get("/api/v1/health")
+    assert "frame-ancestors 'none'" not in health.headers["Content-Security-Policy"]

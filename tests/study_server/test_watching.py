@@ -56,7 +56,8 @@ def _backdate(app, token, position, seconds):
     with app.app_context():
         aid = db.session.scalar(select(Assignment.id).where(Assignment.token == token))
         db.session.execute(update(MediaFetch).where(MediaFetch.assignment_id == aid, MediaFetch.position == position)
-                           .values(first_requested_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)))
+                           .values(first_requested_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds),
+                                   first_byte_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)))
         db.session.commit()
     local_fetches(app).clear()
 
@@ -70,7 +71,7 @@ def _flags(app, token):
 
 def _scenario(app, set_dir, tmp_path, *, tag, watch_flags=None):
     """Answer all 9 trials (same answers to repeats): trial 0 without fetching its clip, trial 1 right after
-    fetching it, trials 2-8 after fetching them and waiting (backdated 60 s); then complete.
+    fetching it, trials 2-8 after fetching them and waiting (backdated 300 s); then complete.
     Returns (token, flags by position, completion response)."""
     name = import_study(app, _plan(set_dir, tmp_path / f"{tag}.json", watch_flags=watch_flags, name=tag), set_dir)
     client = app.test_client()
@@ -82,7 +83,7 @@ def _scenario(app, set_dir, tmp_path, *, tag, watch_flags=None):
             r = client.get(item["media_url"])
             assert r.status_code == 200 and len(r.data) > 0
         if pos >= 2:
-            _backdate(app, token, pos, 60)
+            _backdate(app, token, pos, 300)  # long enough for the pace of all nine 30 s clips too
         r = client.post(f"/api/v1/a/{token}/answers", json=_body(state, pos, f"{tag}-ans-{pos}"))
         assert r.status_code == 200, r.get_json()  # flagged answers are stored and acknowledged
     done = client.post(f"/api/v1/a/{token}/complete")
@@ -169,7 +170,8 @@ def test_flagged_answers_are_stored_counted_and_exported(app, client, long_set, 
     with app.app_context():
         counts = admin_stats.integrity_counts(db.session, study_id)
         rows = admin_stats.assignment_rows(db.session, study_id)
-    assert counts == {"flagged_answers": 2, "never_fetched": 1, "too_fast": 1, "media_failed": 0}
+    assert counts == {"flagged_answers": 2, "never_fetched": 1, "too_few_bytes": 0, "too_fast": 1, "unpaced": 0,
+                      "media_failed": 0}
     assert rows[0]["n_watch_flags"] == 2 and rows[0]["id"] == assignment_id
 
     from study_server.export.tables import export_study

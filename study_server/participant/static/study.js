@@ -203,7 +203,7 @@
     if (state.completion) { window.location.replace(DONE_URL); return; }
     if (status === "allocated") { show("step-consent"); return; }
     if (status === "returned") { message("Thank you", "You chose not to take part. You may close this page and return the task."); return; }
-    if (status === "abandoned") { abandonedMessage(); return; }
+    if (status === "abandoned") { if (state.technical_failure) technicalFailureMessage(); else abandonedMessage(); return; }
     if (status === "expired") { message("Sorry", "Your place in this study was released after a long pause. Please open the study again from the page that sent you here."); return; }
     if (status === "rejected" || status === "approved" || status === "submitted" || status === "completed") {
       window.location.replace(DONE_URL); return;
@@ -615,6 +615,7 @@
   function sendMediaFailure(report, attempt) {
     request("POST", "/media-failed", report, 15000).then(function (r) {
       var code = r.data && r.data.error && r.data.error.code;
+      if (r.status === 200 && r.data.technical_failure) { technicalFailureMessage(); return; }
       if (r.status === 200 || (r.status === 409 && code === "already_answered")) {
         if (!state.media_failed) state.media_failed = [];
         state.media_failed.push(report.position);
@@ -664,6 +665,50 @@
     current = null;
     nextTrial();
   });
+
+  // ------------------------------------------------------------ issue 29: technical failure (begin)
+  // Too many videos would not load: the server ended the session (the researchers review it).
+  function technicalFailureMessage() {
+    $("trial-video").removeAttribute("src");
+    current = null;
+    message("Sorry", "Several videos could not be loaded, so this study cannot go on. The researchers have " +
+      "been told and will review your session. Thank you for your time.");
+  }
+  // -------------------------------------------------------------- issue 29: technical failure (end)
+
+  // ------------------------------------------------------------------ issue 29: media watchdog (begin)
+  // A clip whose response never arrives (no reset, no error) would leave the page waiting for ever. After
+  // Play, MEDIA_STALL_MS without any media progress counts as a failed load: the same message, "Try again"
+  // and, after three, "Go on", as for a load error.
+  var MEDIA_STALL_MS = 10000;
+
+  function watchMedia(video, onStall) {
+    var timer = null;
+    function disarm() { if (timer) { clearTimeout(timer); timer = null; } }
+    function arm() {
+      disarm();
+      timer = setTimeout(function () {
+        timer = null;
+        if (video.ended || video.paused || !video.getAttribute("src")) return;
+        onStall(video);
+      }, MEDIA_STALL_MS);
+    }
+    video.addEventListener("play", arm);
+    ["progress", "timeupdate", "loadeddata", "canplaythrough"].forEach(function (name) {
+      video.addEventListener(name, function () { if (timer) arm(); });
+    });
+    ["ended", "error", "emptied", "pause"].forEach(function (name) { video.addEventListener(name, disarm); });
+  }
+
+  function stalled(video, errorName) {
+    video.pause();
+    video.dispatchEvent(new Event("error")); // the load-error handler shows the message and the buttons
+    if (errorName && current) current.error = errorName;
+  }
+
+  watchMedia($("trial-video"), function (video) { if (current) stalled(video, "MEDIA_STALLED"); });
+  watchMedia($("example-video"), function (video) { stalled(video, null); });
+  // -------------------------------------------------------------------- issue 29: media watchdog (end)
 
   // ----------------------------------------------------------------------------------- finish
   function finish() {
