@@ -98,7 +98,7 @@ def import_crema_command(folder: Path, out: Path, source: str, size_variant: str
 def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path, force: bool, exclude_flagged: bool) -> None:
     """Compile a study spec + stimulus set + seed into a study plan (JSON). Same inputs, same bytes."""
     from stimuli.manifest import load_manifest
-    from stimuli.plan import compile_plan, plan_to_bytes, write_plan
+    from stimuli.plan import compile_plan, disclosure_warnings, plan_to_bytes, write_plan
     from stimuli.spec import load_spec
 
     console = _console()
@@ -114,6 +114,8 @@ def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path, force: boo
     except StimuliError as exc:
         raise click.ClickException(str(exc)) from None
     print_plan_summary(console, plan, manifest, out)
+    for warning in disclosure_warnings(plan, manifest):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 def print_plan_summary(console: Console, plan: dict, manifest, out: Path | None = None) -> None:

@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 from study_server.admin.pages import bp as admin_bp
 from study_server.core.config import Config, build_config, describe_config, finalize_config
 from study_server.core.errors import ApiError
-from study_server.participant import holds
+from study_server.participant import holds, i18n
 from study_server.participant.api import bp as api_bp
 from study_server.participant.fastpath import FastAnswers
 from study_server.participant.listening import bp as listening_bp
@@ -50,6 +50,7 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     db.init_app(app)
+    i18n.init_app(app)
 
     if app.config.get("FAST_ANSWERS", True):
         app.wsgi_app = FastAnswers(app.wsgi_app, app)  # type: ignore[method-assign]  # inside ProxyFix

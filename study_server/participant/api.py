@@ -13,8 +13,19 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from study_server.core.errors import ApiError, Conflict
 from study_server.participant.listening import state_for as listening_state
 from study_server.participant.listening import words_allowed
+from study_server.participant.texts import required_statements
 from study_server.store.extensions import db
-from study_server.store.models import ABANDONED, ACTIVE, EXPIRED, FINISHED, STARTED, STUDY_OPEN, utcnow
+from study_server.store.models import (
+    ABANDONED,
+    ACTIVE,
+    ALLOCATED,
+    DECLINED,
+    EXPIRED,
+    FINISHED,
+    STARTED,
+    STUDY_OPEN,
+    utcnow,
+)
 from study_server.study import assignment as assign
 from study_server.study.answers import (
     TOUCH_EVERY,
@@ -166,12 +177,38 @@ def start(token: str):
     if ctx.assignment.status in FINISHED:
         return state_of(ctx)
     never_started = ctx.assignment.started_at is None  # then it has no answers (saves need a started one)
+    if never_started:
+        _check_consent(ctx)
     assign.start(db.session, ctx.assignment, timeout_s=_timeout())
     a = ctx.assignment
     # The answers that follow may take the fast path (study_server.participant.fastpath) in this process.
     cache_of(current_app).remember(token, (a.id, a.study_id, a.batch_id, ctx.plan_sha256), a.last_seen_at)
     # The page (or any client) has what the trials need without another request.
     return state_of(ctx, answered=[] if never_started else None, failed=[] if never_started else None)
+
+
+def _check_consent(ctx: Ctx) -> None:
+    """A plan with consent statements starts only when the participant ticked every one of them
+    (``{"agree": [0, 1, ...]}``, the statements' indices)."""
+    n = required_statements(ctx.plan.plan)
+    if not n:
+        return
+    agree = _json_body().get("agree")
+    if not isinstance(agree, list) or sorted(set(a for a in agree if isinstance(a, int))) != list(range(n)):
+        raise ApiError("consent_required", f"tick all {n} consent statement(s) to take part, or choose "
+                       "that you do not consent", status=400)
+
+
+@bp.post("/a/<token>/decline")
+def decline(token: str):
+    """The participant read the consent text and did not consent: the place is freed (status declined)."""
+    ctx = load(db.session, token)
+    a = ctx.assignment
+    if a.status not in (ALLOCATED, EXPIRED, DECLINED):
+        raise Conflict("already_started", "you have already given consent; use the return button of the "
+                       "platform to stop", status=409)
+    assign.leave(db.session, a, status=DECLINED)
+    return {"status": a.status}
 
 
 @bp.post("/a/<token>/ping")

@@ -12,6 +12,7 @@
 Assignment lifecycle (``Assignment.status``)::
 
     allocated -> started -> completed -> submitted -> approved | rejected
+         \\--> declined (did not consent; frees the slot)
          \\           \\
           +-----------+--> returned (participant left) | abandoned (gave up, e.g. audio check)
                       +--> expired (no request for ASSIGNMENT_TIMEOUT_S; frees the slot)
@@ -54,7 +55,8 @@ NAMING_CONVENTION = {
 ALLOCATED, STARTED, COMPLETED, SUBMITTED, APPROVED, REJECTED = (
     "allocated", "started", "completed", "submitted", "approved", "rejected")
 RETURNED, ABANDONED, EXPIRED = "returned", "abandoned", "expired"
-STATUSES = (ALLOCATED, STARTED, COMPLETED, SUBMITTED, APPROVED, REJECTED, RETURNED, ABANDONED, EXPIRED)
+DECLINED = "declined"  # the participant read the consent text and did not consent
+STATUSES = (ALLOCATED, STARTED, COMPLETED, SUBMITTED, APPROVED, REJECTED, RETURNED, ABANDONED, EXPIRED, DECLINED)
 ACTIVE = (ALLOCATED, STARTED)
 FINISHED = (COMPLETED, SUBMITTED, APPROVED)  # count when their verdict is valid
 VALID, INVALID = "valid", "rejected"  # Verdict.verdict

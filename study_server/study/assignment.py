@@ -61,6 +61,7 @@ from study_server.store.models import (
     ABANDONED,
     ACTIVE,
     ALLOCATED,
+    DECLINED,
     EXPIRED,
     FINISHED,
     RETURNED,
@@ -434,8 +435,8 @@ def start(session: Session, assignment: Assignment, *, timeout_s: float) -> None
 
 def leave(session: Session, assignment: Assignment, status: str = RETURNED) -> None:
     """The participant declined or gave up: frees the slot. Finished assignments are left as they are."""
-    if status not in (RETURNED, ABANDONED):
-        raise ValueError(f"leave() sets returned or abandoned, not {status!r}")
+    if status not in (RETURNED, ABANDONED, DECLINED):
+        raise ValueError(f"leave() sets returned, abandoned or declined, not {status!r}")
     if assignment.status in ACTIVE or assignment.status == EXPIRED:
         assignment.status = status
         assignment.ended_at = utcnow()
