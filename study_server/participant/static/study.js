@@ -244,6 +244,21 @@
     }).catch(function () { btn.disabled = false; });
   });
 
+  // ------------------------------------------------------------------------- video at its size
+  // A clip is shown at the width the spec sets ([participant] video_width) or at its own width, never
+  // stretched past twice its own size (a 128 px clip is not blown up to fill the card), and never wider
+  // than the page or taller than the room the questions leave (CSS max-width / max-height).
+  var VIDEO_WIDTH = parseInt(app.dataset.videoWidth || "0", 10) || 0;
+  function sizeVideo(video) {
+    if (!video.videoWidth) return;
+    var target = VIDEO_WIDTH || video.videoWidth;
+    video.style.width = Math.min(target, 2 * video.videoWidth) + "px";
+    video.style.aspectRatio = video.videoWidth + " / " + video.videoHeight;
+  }
+  ["trial-video", "example-video"].forEach(function (id) {
+    $(id).addEventListener("loadedmetadata", function () { sizeVideo(this); });
+  });
+
   // ------------------------------------------------------------------------ consent statements
   // Each statement of the researcher's consent is a checkbox; "I agree" opens when all are ticked, and the
   // server checks the same ({"agree": [indices]}). "I do not consent" frees the place (status declined).
