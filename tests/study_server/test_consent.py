@@ -142,7 +142,7 @@ def test_language_picks_the_catalogue_and_html_lang(app, client, media_set, tmp_
     page = client.get(f"/a/{token}").get_data(as_text=True)
     assert '<html lang="de">' in page and "Ich willige nicht ein" in page and "Abspielen" in page
     assert "I do not consent" not in page
-    strings = json.loads(page.split('<script type="application/json" id="ui-strings">')[1].split("</script>")[0])
+    strings = json.loads(page.split('id="ui-strings"')[1].split(">", 1)[1].split("</script>")[0])
     assert strings["text"]["Video %(n)s of %(total)s"] == "Video %(n)s von %(total)s"
     assert strings["errors"]["study_full"].startswith("Diese Studie")
     # an error page of a German study is German too
