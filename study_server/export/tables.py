@@ -5,6 +5,7 @@
     DIR/plan.json         the imported plan, byte for byte
     DIR/manifest.json     the stimulus set's manifest as imported
     DIR/codebook.md       every column of both CSVs
+    DIR/documentation/consent.md, debrief.md   what participants read, exactly as planned (when the plan has them)
 
 Rows come in a fixed order (batch index, assignment allocation time and id, item position, the plan's
 question order), so the same database gives the same bytes. Participants appear only as their
@@ -367,6 +368,7 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike,
         "manifest.json": found.manifest_json.encode("utf-8"),
         "codebook.md": codebook_markdown(found, plan).encode("utf-8"),
     }
+    files.update(participant_documents(plan))
     if _screen_kind(plan):
         files["screen_trials.csv"] = _csv_bytes(SCREEN_COLUMNS, _screen_rows(session, found))
     if format == "psych-ds":
@@ -389,6 +391,14 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike,
             staging.rmdir()
         raise
     return ExportResult(out, len(answer_rows), len(participant_rows))
+
+
+def participant_documents(plan: dict[str, Any]) -> dict[str, bytes]:
+    """The consent and debrief texts participants read (``documentation/consent.md``, ``debrief.md``), byte for
+    byte as the plan stores them; the plan's sha256 of each is checked when the plan is loaded."""
+    part = plan.get("participant") or {}
+    return {f"documentation/{key}.md": part[key]["text"].encode("utf-8") for key in ("consent", "debrief")
+            if part.get(key)}
 
 
 def psychds_files(study: Study, plan: dict[str, Any], files: dict[str, bytes], n_answer_rows: int,
@@ -420,6 +430,7 @@ def psychds_files(study: Study, plan: dict[str, Any], files: dict[str, bytes], n
     }
     if "screen_trials.csv" in files:
         out[f"data/{screen_file}"] = files["screen_trials.csv"]
+    out.update({k: v for k, v in files.items() if k.startswith("documentation/")})  # consent.md, debrief.md
     problems = psychds.psychds_problems(out)
     if problems:  # a bug of ours, not of the data: say what broke
         raise ExportError(f"the Psych-DS dataset of study {study.name!r} breaks the specification: "

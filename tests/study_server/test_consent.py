@@ -163,3 +163,19 @@ def test_a_plan_whose_consent_was_edited_is_refused(media_set, tmp_path):
     path.write_text(json.dumps(plan))
     with pytest.raises(PlanError, match=r"participant.consent.text' does not match its sha256"):
         load_plan(path)
+
+
+def test_export_and_psychds_carry_the_consent_and_debrief(app, client, media_set, tmp_path):
+    from study_server.export.tables import export_study
+    from study_server.store.extensions import db
+
+    path, _ = consent_plan(media_set, tmp_path, "docs-export")
+    name = import_study(app, path, media_set)
+    _finish(client, arrive(client, name, lab="x1"))
+    with app.app_context():
+        export_study(db.session, name, tmp_path / "plain")
+        export_study(db.session, name, tmp_path / "pds", format="psych-ds")
+    for folder in (tmp_path / "plain", tmp_path / "pds"):
+        consent = (folder / "documentation" / "consent.md").read_bytes()
+        assert consent == CONSENT.encode() and hashlib.sha256(consent).hexdigest() == _doc("c", CONSENT)["sha256"]
+        assert (folder / "documentation" / "debrief.md").read_text() == DEBRIEF
