@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stimuli.demographics import check_plan_demographics
 from stimuli.designs import DESIGN_KINDS, ORDERS, build_design, stimulus_emotion
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError, PlanError, SpecError
@@ -86,6 +87,7 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
                       "count_repeats": bonus.count_repeats},
         },
         "audio_check": _audio_check(spec),
+        **({"demographics": spec.demographics} if spec.demographics else {}),
         "examples": [{"stimulus_id": e.stimulus_id, "emotion": e.emotion, "size_variant": e.size_variant}
                      for e in result.examples],
         "batches": [
@@ -275,7 +277,7 @@ _TOP = {"schema_version": int, "study": dict, "design": dict, "questions": list,
         "quota_per_batch": int, "payment": dict, "audio_check": dict, "examples": list, "batches": list,
         "notes": list, "seed": int, "spec_sha256": str, "manifest_sha256": str, "set_name": str}
 # Added after the first plans were written: optional, so that those plans still load.
-_OPTIONAL = {"participant": dict}
+_OPTIONAL = {"participant": dict, "demographics": dict}
 
 
 def _need(obj: Any, key: str, kind: type | tuple[type, ...], where: str, path: str) -> Any:
@@ -318,6 +320,8 @@ def validate_plan(plan: Any, where: str = "plan", manifest: Manifest | None = No
         _check_participant_extras(plan["participant"], where)
     else:
         _need(study, "instructions", str, where, "study.")  # a plan from before the participant table
+    if "demographics" in plan:
+        check_plan_demographics(plan["demographics"], where)
     order = plan["design"].get("order", "per-batch")
     if order not in ORDERS:
         raise PlanError(f"{where}: key 'design.order' is {order!r}; known: {', '.join(ORDERS)}")

@@ -20,6 +20,7 @@ Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (t
                max_usd, count_repeats
     [audio_check] enabled, kind ("words" | "huggins" | "antiphase" | "huggins+words"), trials, pass_at,
                attempts   # listening checks before the trials (docs/running-a-study.md)
+    [demographics] (optional) when, items, required, age   # standard items (stimuli.demographics)
     [recruitment] (optional) estimated_minutes, requires_audio, screeners = [{filter_id, selected_values
                   | selected_range}]  # what recruiting platforms are told (Prolific filters, minimum pay)
 
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stimuli.demographics import read_demographics
 from stimuli.designs import ORDERS, AvMismatchDesign, DESIGN_KINDS, EmotionRealnessDesign, ExamplesDesign
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import SpecError
@@ -213,6 +215,7 @@ class Spec:
     sha256: str  # of the TOML bytes
     listening: AudioCheck = AudioCheck()  # the [audio_check] table in full (``audio_check`` = its ``enabled``)
     recruitment: Recruitment = Recruitment()
+    demographics: dict[str, Any] | None = None  # [demographics] as the plan stores it (stimuli.demographics)
 
     def question(self, qid: str) -> Question:
         for q in self.questions:
@@ -530,10 +533,12 @@ def parse_spec(text: str | bytes, *, where: str = "<string>", base_dir: str | os
     audio_check = listening.enabled
     ac.done()
     recruitment = _read_recruitment(root)
+    demographics = read_demographics(root.get("demographics", dict, None), where)
     root.done()
     return Spec(study=study, participant=participant, design=design, examples=examples, questions=questions,
                 consistency=consistency, quota_per_batch=quota, payment=payment, audio_check=audio_check,
-                source=where, sha256=hashlib.sha256(raw).hexdigest(), listening=listening, recruitment=recruitment)
+                source=where, sha256=hashlib.sha256(raw).hexdigest(), listening=listening, recruitment=recruitment,
+                demographics=demographics)
 
 
 def _read_participant(pt: "_Table", study: StudyInfo, base_dir: str | os.PathLike | None) -> ParticipantText:

@@ -63,6 +63,12 @@ VALID, INVALID = "valid", "rejected"  # Verdict.verdict
 
 STUDY_OPEN, STUDY_PAUSED, STUDY_CLOSED = "open", "paused", "closed"
 
+# Assignment.kind: who took the session. A preview (the researcher's "Preview as participant") never counts
+# in quotas, verdicts, exports or reports; a simulated participant (`emostudy simulate`) is left out of
+# exports unless asked (``--include-simulated``).
+REAL, PREVIEW, SIMULATED = "real", "preview", "simulated"
+KINDS = (REAL, PREVIEW, SIMULATED)
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
@@ -227,6 +233,7 @@ class Assignment(Base):
     audio_check_attempts: Mapped[int] = mapped_column(Integer, default=0)
     completion_code: Mapped[str | None] = mapped_column(String(40))
     user_agent: Mapped[str | None] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(16), default=REAL, server_default=REAL)  # KINDS
 
     study: Mapped[Study] = relationship()
     batch: Mapped[Batch] = relationship()
@@ -328,6 +335,18 @@ class ListeningCheck(Base):
     attempts_used: Mapped[int] = mapped_column(Integer, default=0)  # screen blocks finished
     n_correct: Mapped[int | None] = mapped_column(Integer)  # of the last finished block
     passed: Mapped[bool | None] = mapped_column(Boolean)  # None while undecided
+
+
+class Demographics(Base):
+    """A participant's answers to the spec's ``[demographics]`` items (``study_server.participant.demographics``):
+    ``{item: value}``, "prefer_not" where the participant preferred not to say. One row per assignment."""
+
+    __tablename__ = "demographics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), unique=True)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ScreenTrial(Base):
