@@ -14,6 +14,7 @@ from study_server.core.config import Config, build_config, describe_config, fina
 from study_server.core.errors import ApiError
 from study_server.participant import holds, i18n
 from study_server.participant.api import bp as api_bp
+from study_server.participant.demographics import bp as demographics_bp
 from study_server.participant.fastpath import FastAnswers
 from study_server.participant.listening import bp as listening_bp
 from study_server.participant.pages import bp as participant_bp
@@ -59,6 +60,7 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(listening_bp)
+    app.register_blueprint(demographics_bp)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server.core.errors import ApiError, Conflict
+from study_server.participant.demographics import check_complete, demographics_state
 from study_server.participant.listening import state_for as listening_state
 from study_server.participant.listening import words_allowed
 from study_server.participant.texts import required_statements
@@ -133,6 +134,7 @@ def state_of(ctx: Ctx, answered: list[int] | None = None, failed: list[int] | No
                                    for o in q["options"]]} for q in plan.questions],
         "audio_check": {"enabled": audio_enabled, "passed": a.audio_check_passed, "attempts_left": attempts_left,
                         "media_url": audio_url},
+        "demographics": demographics_state(db.session, ctx),  # when, done (participant.demographics), or None
         "listening": listening,  # volume calibration + headphone screen (study_server.participant.listening), or None
         "examples": [{"label": labels.get(e["emotion"], e["emotion"].capitalize()),
                       "media_url": media_url(secret, a.token, f"x{n}")}
@@ -296,5 +298,6 @@ def media_failed(token: str):
 @bp.post("/a/<token>/complete")
 def complete(token: str):
     ctx = load(db.session, token)
+    check_complete(db.session, ctx)
     complete_assignment(db.session, ctx, timeout_s=_timeout())
     return {"status": ctx.assignment.status, "completion": completion_for(ctx)}

@@ -51,6 +51,8 @@ ERROR_MESSAGES: dict[str, str] = {
                              "the task. Thank you for trying."),
     "assignment_closed": N_("This session has ended. Thank you for your time."),
     "consent_required": N_("Please tick every statement to take part, or choose that you do not consent."),
+    "demographics_invalid": N_("Please answer every question marked as required, in the form asked."),
+    "demographics_missing": N_("Please answer the questions about yourself first."),
     "already_started": N_("You have already given consent. To stop, please return the task on the platform."),
 }
 GENERIC_ERROR = N_("Something went wrong. Please reload the page.")

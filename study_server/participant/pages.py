@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from study_server.core.errors import ApiError
 from study_server.participant.api import completion_for
+from study_server.participant.demographics import form_items
 from study_server.participant.i18n import error_text, force_locale, select_language, ui_strings
 from study_server.participant.texts import docs_of
 from study_server.store.extensions import db
@@ -74,7 +75,7 @@ def study_page(token: str):
         return render_template(
             "participant/study.html", token=token, title=text["title"], intro=text["intro"],
             instructions=text["instructions"], n_items=len(ctx.batch.items), docs=docs, page_lang=lang,
-            minutes=study_duration(db.session, ctx.study_id, ctx.plan_sha256, plan).minutes, ui_strings=ui_strings(),
+            demo_items=form_items(plan), minutes=study_duration(db.session, ctx.study_id, ctx.plan_sha256, plan).minutes, ui_strings=ui_strings(),
             reward=payment.get("reward_usd"), bonus=(payment.get("bonus") or {}).get("rule", "none") != "none",
             audio_check=ctx.plan.audio_check_enabled, n_examples=len(plan["examples"]),
             headphones=(plan.get("audio_check") or {}).get("kind", "words") != "words",

@@ -230,7 +230,7 @@
       nextTrial();
       return;
     }
-    show("step-instructions");
+    afterConsent();
   }
 
   $("consent-yes").addEventListener("click", function () {
@@ -240,7 +240,7 @@
       btn.disabled = false;
       if (r.status !== 200) { message(T("Sorry"), errorText(r.data)); return; }
       state = r.data; // the start reply is the whole state
-      show("step-instructions");
+      afterConsent();
     }).catch(function () { btn.disabled = false; });
   });
 
@@ -258,6 +258,69 @@
   ["trial-video", "example-video"].forEach(function (id) {
     $(id).addEventListener("loadedmetadata", function () { sizeVideo(this); });
   });
+
+  // ------------------------------------------------------------------------------ demographics
+  // The spec's questions about the participant ([demographics]): after the consent or at the end, once.
+  var demographicsThen = null;
+  function demographicsDue(when) {
+    var d = state && state.demographics;
+    return !!(d && d.when === when && !d.done && $("step-demographics"));
+  }
+
+  function afterConsent() {
+    if (demographicsDue("after_consent")) { showDemographics(function () { show("step-instructions"); }); return; }
+    show("step-instructions");
+  }
+
+  function showDemographics(then) {
+    demographicsThen = then;
+    $("demographics-feedback").textContent = "";
+    show("step-demographics");
+  }
+
+  function demographicsValues() {
+    var values = {};
+    var sets = document.querySelectorAll("#demographics-form fieldset.demo-item");
+    Array.prototype.forEach.call(sets, function (fs) {
+      var id = fs.dataset.item;
+      var prefer = fs.querySelector("input.demo-prefer:checked");
+      if (prefer) { values[id] = prefer.value; return; }
+      var input = fs.querySelector("input.demo-value");
+      if (input) { if (input.value.trim()) values[id] = input.value.trim(); return; }
+      var picked = fs.querySelector('input[type="radio"]:checked');
+      if (!picked) return;
+      values[id] = picked.value === "self" ? "self:" + fs.querySelector("input.demo-self").value : picked.value;
+    });
+    return values;
+  }
+
+  if ($("demographics-form")) {
+    $("demographics-form").addEventListener("change", function (ev) {
+      // "Prefer not to say" and an answer exclude each other
+      var fs = ev.target.closest("fieldset");
+      if (!fs || ev.target.type !== "checkbox" || !ev.target.checked) return;
+      var input = fs.querySelector("input.demo-value");
+      if (input) input.value = "";
+    });
+    $("demographics-form").addEventListener("input", function (ev) {
+      var fs = ev.target.closest("fieldset");
+      var prefer = fs && fs.querySelector("input.demo-prefer");
+      if (prefer && prefer.type === "checkbox" && ev.target.value) prefer.checked = false;
+    });
+    $("demographics-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var btn = $("demographics-next");
+      btn.disabled = true;
+      requestRetrying("POST", "/demographics", { values: demographicsValues() }).then(function (r) {
+        btn.disabled = false;
+        if (r.status !== 200) { $("demographics-feedback").textContent = errorText(r.data); return; }
+        state.demographics.done = true;
+        var then = demographicsThen;
+        demographicsThen = null;
+        if (then) then();
+      }).catch(function () { btn.disabled = false; $("demographics-feedback").textContent = T("Connection problem; please try again."); });
+    });
+  }
 
   // ------------------------------------------------------------------------ consent statements
   // Each statement of the researcher's consent is a checkbox; "I agree" opens when all are ticked, and the
@@ -724,6 +787,7 @@
 
   // ----------------------------------------------------------------------------------- finish
   function finish() {
+    if (demographicsDue("end")) { showDemographics(finish); return; }
     show("step-finish");
     $("finish-retry").hidden = true;
     $("finish-text").textContent = T("Saving your answers\u2026");
