@@ -10,6 +10,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from study_server.admin.pages import bp as admin_bp
+from study_server.admin.preview import bp as admin_preview_bp
 from study_server.core.config import Config, build_config, describe_config, finalize_config
 from study_server.core.errors import ApiError
 from study_server.participant import holds, i18n
@@ -59,6 +60,7 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
     app.register_blueprint(participant_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(admin_preview_bp)
     app.register_blueprint(listening_bp)
     app.register_blueprint(demographics_bp)
 

@@ -44,6 +44,7 @@ from study_server.study.consistency import complete_assignment
 from study_server.study.context import Ctx, answer_target, cache_of, load, load_light
 from study_server.study.media import media_url
 from study_server.study.platforms import completion_action, parse_arrival
+from study_server.study.preview import mark_simulated
 from study_server.study.studies import plan_view
 from study_server.study.watching import recorded_reader, stored_reader, tolerance_s
 from study_server.web.bodies import request_json
@@ -211,6 +212,14 @@ def decline(token: str):
                        "platform to stop", status=409)
     assign.leave(db.session, a, status=DECLINED)
     return {"status": a.status}
+
+
+@bp.post("/a/<token>/simulated")
+def simulated(token: str):
+    """`emostudy simulate` marks its participant's session (signed with the server secret) before consent."""
+    ctx = load(db.session, token)
+    mark_simulated(db.session, ctx.assignment, str(_json_body().get("signature") or ""), secret_key=_secret())
+    return {"kind": ctx.assignment.kind}
 
 
 @bp.post("/a/<token>/ping")

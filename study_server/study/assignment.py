@@ -64,6 +64,7 @@ from study_server.store.models import (
     DECLINED,
     EXPIRED,
     FINISHED,
+    PREVIEW,
     RETURNED,
     STARTED,
     STUDY_OPEN,
@@ -138,7 +139,7 @@ def occupancy(session: Session, study_id: int, batch_ids: Iterable[int] | None =
     rows = session.execute(
         select(Assignment.batch_id, func.count())
         .select_from(Assignment).outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
-        .where(Assignment.study_id == study_id, occupying)
+        .where(Assignment.study_id == study_id, occupying, Assignment.kind != PREVIEW)  # a preview takes no place
         .group_by(Assignment.batch_id)).all()
     if batch_ids is None:
         batch_ids = session.scalars(select(Batch.id).where(Batch.study_id == study_id))
@@ -310,7 +311,7 @@ WITH expired AS (
 counted AS (
     SELECT a.batch_id, count(*) AS n
     FROM assignments a LEFT JOIN verdicts v ON v.assignment_id = a.id
-    WHERE a.study_id = %(study_id)s
+    WHERE a.study_id = %(study_id)s AND a.kind <> '{PREVIEW}'
       AND ((a.status IN {_sql_in(ACTIVE)} AND a.id NOT IN (SELECT id FROM expired))
            OR (a.status IN {_sql_in(FINISHED)} AND v.verdict = '{VALID}'))
     GROUP BY a.batch_id),
