@@ -126,3 +126,26 @@ def test_simulated_participants_are_exported_only_when_asked(app, media_set, tmp
     assert parts == [] and answers == []
     parts, answers = _export_rows(app, name, tmp_path / "with", include_simulated=True)
     assert len(parts) == 2 and len(answers) == 2 * 6 * 2  # 6 items x 2 questions each
+
+
+def test_the_simulate_command_drives_a_local_server_on_the_database(app, media_set, tmp_path):
+    from click.testing import CliRunner
+
+    from emostudy.cli import main
+    from study_server.store.extensions import db
+    from study_server.store.models import Answer, Assignment, MediaFetch
+
+    name = import_study(app, make_plan(media_set, TASK2, name="cli-sim", n_batches=1, quota=2,
+                                       out=tmp_path / "c.json", audio_check=False), media_set)
+    result = CliRunner().invoke(main, ["simulate", name, "--participants", "2", "--speed", "fast",
+                                       "--db", app.config["DATABASE_URL"]], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 simulated participants completed" in result.output
+    with app.app_context():
+        kinds = db.session.scalars(select(Assignment.kind)).all()
+        n_answers = len(db.session.scalars(select(Answer.id)).all())
+        n_fetched = len(db.session.scalars(select(MediaFetch.id)).all())
+    assert kinds == ["simulated", "simulated"]
+    assert n_answers == n_fetched == 2 * 6  # every video was fetched before its answer (evidence of watching)
+    parts, _ = _export_rows(app, name, tmp_path / "none")
+    assert parts == []
