@@ -4,14 +4,31 @@ that walks the real pages and is never data (``study_server.study.preview``). It
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response, current_app, redirect, request, url_for
 
 from study_server.admin import auth as admin_auth
 from study_server.store.extensions import db
-from study_server.store.models import AuditLog
+from study_server.store.models import AuditLog, Study
+from study_server.study.duration import measured_median_minutes, study_minutes
 from study_server.study.preview import create_preview
 
 bp = Blueprint("admin_preview", __name__, url_prefix="/admin")
+
+
+@bp.app_context_processor
+def _duration_helper():
+    """``study_durations(study_id)`` for the admin study page: the expected minutes (the consent page's and the
+    recruiting post's) beside the measured median of the completed participants."""
+    def study_durations(study_id: int) -> dict:
+        study = db.session.get(Study, study_id)
+        if study is None:
+            return {}
+        expected = study_minutes(db.session, study.id, study.plan_sha256, json.loads(study.plan_json))
+        median, n = measured_median_minutes(db.session, study.id)
+        return {"expected": expected, "median": median, "n": n}
+    return {"study_durations": study_durations}
 
 
 @bp.before_request

@@ -20,7 +20,7 @@ from study_server.store.models import FINISHED
 from study_server.study import assignment as assign
 from study_server.study.assignment import hold_seconds
 from study_server.study.context import load
-from study_server.study.duration import study_duration
+from study_server.study.duration import study_minutes
 from study_server.study.media import check_signature, resolve_slot, send_media
 from study_server.study.platforms import parse_arrival
 from study_server.study.studies import plan_view
@@ -75,7 +75,7 @@ def study_page(token: str):
         return render_template(
             "participant/study.html", token=token, title=text["title"], intro=text["intro"],
             instructions=text["instructions"], n_items=len(ctx.batch.items), docs=docs, page_lang=lang,
-            demo_items=form_items(plan), minutes=study_duration(db.session, ctx.study_id, ctx.plan_sha256, plan).minutes, ui_strings=ui_strings(),
+            demo_items=form_items(plan), minutes=study_minutes(db.session, ctx.study_id, ctx.plan_sha256, plan), ui_strings=ui_strings(),
             reward=payment.get("reward_usd"), bonus=(payment.get("bonus") or {}).get("rule", "none") != "none",
             audio_check=ctx.plan.audio_check_enabled, n_examples=len(plan["examples"]),
             headphones=(plan.get("audio_check") or {}).get("kind", "words") != "words",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 from studykit import TASK2, arrive, import_study, make_plan, valid_values, watch
 
 CONSENT = """# Consent to take part
@@ -153,8 +154,6 @@ def test_language_picks_the_catalogue_and_html_lang(app, client, media_set, tmp_
 
 
 def test_a_plan_whose_consent_was_edited_is_refused(media_set, tmp_path):
-    import pytest
-
     from stimuli.errors import PlanError
     from stimuli.plan import load_plan
 
@@ -179,3 +178,37 @@ def test_export_and_psychds_carry_the_consent_and_debrief(app, client, media_set
         consent = (folder / "documentation" / "consent.md").read_bytes()
         assert consent == CONSENT.encode() and hashlib.sha256(consent).hexdigest() == _doc("c", CONSENT)["sha256"]
         assert (folder / "documentation" / "debrief.md").read_text() == DEBRIEF
+
+
+def test_one_duration_on_the_consent_page_the_post_and_the_admin_page(app, client, media_set, tmp_path):
+    import re
+
+    from sqlalchemy import select
+
+    from stimuli.duration import expected_duration
+    from study_server.recruit.service import post_settings
+    from study_server.store.extensions import db
+    from study_server.store.models import Study
+    from study_server.study.duration import measured_median_minutes
+
+    path, plan = consent_plan(media_set, tmp_path, "timed")
+    name = import_study(app, path, media_set)
+    rows = {r["stimulus_id"]: r["duration_s"] for r in json.loads((media_set / "manifest.json").read_text())["stimuli"]}
+    expected = expected_duration(plan, rows)
+    # by hand: 6 clips of 0.4 s + 3 s each, 2 questions x 5 s each; 2 examples; reading 3 pages + the words
+    n_words = len(" ".join([plan["participant"]["intro"], plan["participant"]["instructions"], CONSENT,
+                            *STATEMENTS]).split())
+    assert expected.trials_s == pytest.approx(6 * (0.4 + 3 + 2 * 5), abs=0.3)
+    assert expected.reading_s == pytest.approx(30 + n_words / 200 * 60)
+    token = arrive(client, name, lab="t1")
+    page = client.get(f"/a/{token}").get_data(as_text=True)
+    shown = int(re.search(r"Expected time: about (\d+) minutes", page).group(1))
+    assert shown == expected.minutes
+    with app.app_context():
+        study = db.session.scalar(select(Study).where(Study.name == name))
+        assert post_settings(study, "https://x.example").estimated_minutes == shown
+    _finish(client, token)
+    with app.app_context():
+        median, n = measured_median_minutes(db.session, study.id)
+    assert n == 1 and median is not None and median < 1
+
