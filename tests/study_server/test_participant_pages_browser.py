@@ -95,6 +95,10 @@ def german_plan(set_dir: Path, out: Path) -> dict:
         for o in q["options"]:
             o["label"] = LABELS_DE[o["value"]]
     plan["audio_check"] = {"enabled": False}
+    plan["demographics"] = {"when": "after_consent", "age": "years", "items": [
+        {"id": "age", "required": True}, {"id": "gender", "required": True},
+        {"id": "native_language", "required": False}, {"id": "hearing", "required": False},
+        {"id": "device", "required": False}, {"id": "headphones", "required": False}]}
     validate_plan(plan)
     path.write_bytes(plan_to_bytes(plan))
     return plan
@@ -184,7 +188,9 @@ def test_german_study_end_to_end(app, live_server, browser, clips96, tmp_path, w
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "404" not in m.text else None)
+    # (the browser logs the refused demographics form, a 400 this test provokes, and its favicon probe, a 404)
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "404" not in m.text
+            and "400" not in m.text else None)
     size = f"{width}x{height}"
 
     page.goto(f"{live_server}/s/{name}?lab=de-{width}")
@@ -204,6 +210,22 @@ def test_german_study_end_to_end(app, live_server, browser, clips96, tmp_path, w
     assert page.is_disabled("#consent-yes")
     boxes.nth(1).check()
     page.click("#consent-yes")
+
+    # the questions about the participant, in German, after the consent
+    page.wait_for_selector("#step-demographics:not([hidden])")
+    assert foreign_text(page, plan, patterns) == []
+    page.click("#demographics-next")  # the required age is missing: refused, in German
+    page.wait_for_function("() => document.getElementById('demographics-feedback').textContent !== ''")
+    assert "erforderlich" in page.text_content("#demographics-feedback")
+    page.fill("#demo-age", "34")
+    page.check("input[name='demo-gender'][value='self']")
+    page.fill("#demo-gender-self", "genderqueer")
+    page.fill("#demo-native_language", "Deutsch, Türkisch")
+    page.check("input[name='demo-hearing'][value='prefer_not']")
+    page.check(f"input[name='demo-device'][value='{'phone' if width < 500 else 'computer'}']")
+    page.evaluate("window.scrollTo(0, 0)")
+    _shot(page, f"participant-de-demographics-{size}.png", tmp_path)
+    page.click("#demographics-next")
 
     page.wait_for_selector("#step-instructions:not([hidden])")
     assert foreign_text(page, plan, patterns) == []
@@ -243,6 +265,20 @@ def test_german_study_end_to_end(app, live_server, browser, clips96, tmp_path, w
         assert db.session.scalar(select(Assignment.status).where(Assignment.token == token)) == "completed"
     assert errors == []
     context.close()
+    # the answers about the participant travel into participants.csv and the report's sample sentence
+    from analysis.io import load_export
+    from analysis.sample import sample_description
+    from study_server.export.tables import export_study
+
+    with app.app_context():
+        export_study(db.session, name, tmp_path / "export")
+    export = load_export(tmp_path / "export")
+    row = export.participants.iloc[0]
+    assert (row["demo_age"], row["demo_gender"], row["demo_native_language"], row["demo_hearing"]) == (
+        "34", "self:genderqueer", "Deutsch, Türkisch", "prefer_not")
+    assert row["demo_headphones"] == ""  # optional and not answered
+    assert sample_description(export.participants, [row["assignment"]]).startswith(
+        "1 participants (M age = 34.0 years")
 
 
 def test_declining_in_the_browser_frees_the_place(app, live_server, browser, clips96, tmp_path):
