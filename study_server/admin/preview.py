@@ -41,8 +41,9 @@ def _guard():
     return None
 
 
-@bp.post("/studies/<int:study_id>/batches/<batch_key>/preview")
-def preview(study_id: int, batch_key: str):
+@bp.post("/studies/<int:study_id>/preview")
+def preview(study_id: int):
+    batch_key = str(request.form.get("batch") or "")
     a = create_preview(db.session, study_id, batch_key, secret_key=current_app.config["SECRET_KEY"])
     db.session.add(AuditLog(actor=str(current_app.config.get("ADMIN_USER") or "admin"), action="preview", target=f"study {study_id} batch {batch_key}",
                             details={"assignment": a.id, "ip": request.remote_addr}))

@@ -58,9 +58,10 @@ def test_a_preview_takes_no_place_and_leaves_no_trace(app, client, media_set, tm
     page = client.get(f"/admin/studies/{study_id}").get_data(as_text=True)
     assert "Preview as participant" in page
     # without the CSRF token: refused
-    assert client.post(f"/admin/studies/{study_id}/batches/b01/preview").status_code == 400
-    r = client.post(f"/admin/studies/{study_id}/batches/b01/preview",
-                    data={"csrf_token": _csrf(client, f"/admin/studies/{study_id}")})
+    assert client.post(f"/admin/studies/{study_id}/preview", data={"batch": "b01"}).status_code == 400
+    csrf = _csrf(client, f"/admin/studies/{study_id}")
+    assert client.post(f"/admin/studies/{study_id}/preview", data={"batch": "b99", "csrf_token": csrf}).status_code == 404
+    r = client.post(f"/admin/studies/{study_id}/preview", data={"batch": "b01", "csrf_token": csrf})
     assert r.status_code == 303 and "/a/" in r.headers["Location"]
     preview = r.headers["Location"].rsplit("/", 1)[1]
     assert client.get(f"/a/{preview}").status_code == 200
