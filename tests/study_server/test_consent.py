@@ -212,3 +212,36 @@ def test_one_duration_on_the_consent_page_the_post_and_the_admin_page(app, clien
         median, n = measured_median_minutes(db.session, study.id)
     assert n == 1 and median is not None and median < 1
 
+
+
+def test_demographics_at_the_end_are_needed_to_complete(app, client, media_set, tmp_path):
+    from stimuli.plan import plan_to_bytes
+
+    path, plan = consent_plan(media_set, tmp_path, "demo-end")
+    plan["demographics"] = {"when": "end", "age": "bands", "items": [
+        {"id": "age", "required": True}, {"id": "country", "required": False}]}
+    path.write_bytes(plan_to_bytes(plan))
+    name = import_study(app, path, media_set)
+    token = arrive(client, name, lab="e1")
+    assert client.post(f"/api/v1/a/{token}/demographics", json={"values": {"age": "25-34"}}).status_code == 409
+    state = client.get(f"/api/v1/a/{token}").get_json()
+    assert state["demographics"] == {"when": "end", "done": False, "required": True}
+    page = client.get(f"/a/{token}").get_data(as_text=True)
+    assert "65 or older" in page and "Prefer not to say" in page and 'id="demo-country"' in page
+    client.post(f"/api/v1/a/{token}/start", json={"agree": [0, 1]})
+    for item in state["items"]:
+        watch(client, item)
+        client.post(f"/api/v1/a/{token}/answers", json={
+            "answer_id": f"{token[:8]}-{item['position']}", "position": item["position"],
+            "values": valid_values(state["questions"]), "rt_ms": 900, "played_fraction": 1.0})
+    r = client.post(f"/api/v1/a/{token}/complete")
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "demographics_missing"
+    for bad in ({"age": "30"}, {"age": "25-34", "shoe_size": "44"}, {"country": "Peru"}, {"age": None}):
+        r = client.post(f"/api/v1/a/{token}/demographics", json={"values": bad})
+        assert r.status_code == 400 and r.get_json()["error"]["code"] == "demographics_invalid", bad
+    r = client.post(f"/api/v1/a/{token}/demographics", json={"values": {"age": "prefer_not", "country": " Peru  "}})
+    assert r.get_json() == {"saved": True, "values": {"age": "prefer_not", "country": "Peru"}}
+    # a retry (a lost reply) keeps the first answers
+    again = client.post(f"/api/v1/a/{token}/demographics", json={"values": {"age": "18-24"}})
+    assert again.get_json()["values"] == {"age": "prefer_not", "country": "Peru"}
+    assert client.post(f"/api/v1/a/{token}/complete").status_code == 200

@@ -281,6 +281,25 @@ def test_german_study_end_to_end(app, live_server, browser, clips96, tmp_path, w
         "1 participants (M age = 34.0 years")
 
 
+def test_ad_and_error_pages_hold_no_sentence_of_ours(app, live_server, browser, clips96, tmp_path):
+    plan = german_plan(clips96, tmp_path / "plan.json")
+    name = import_study(app, tmp_path / "plan.json", clips96)
+    patterns = _catalogue_patterns("de")
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(f"{live_server}/s/{name}?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H&turkSubmitTo="
+              "https%3A%2F%2Fworkersandbox.mturk.com")  # the MTurk preview (ad)
+    assert page.get_attribute("html", "lang") == "de"
+    assert "Nehmen Sie die Aufgabe an" in page.text_content("body")
+    assert foreign_text(page, plan, patterns) == []
+    for k in range(3):  # the quota is 3: the fourth arrival finds the study full
+        page.goto(f"{live_server}/s/{name}?lab=full-{k}")
+    page.goto(f"{live_server}/s/{name}?lab=full-3")
+    assert "Vielen Dank für Ihr Interesse" in page.text_content("h1")
+    assert foreign_text(page, plan, patterns) == []
+    context.close()
+
+
 def test_declining_in_the_browser_frees_the_place(app, live_server, browser, clips96, tmp_path):
     from sqlalchemy import select
 
