@@ -20,8 +20,8 @@ PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 def _extracted() -> set[str]:
     """The msgids the code uses: templates (_()), i18n.py (N_()), study.js (T()), as pybabel extracts them."""
-    method_map = [("**/templates/**.html", "jinja2"), ("**/i18n.py", "python"), ("**/demographics.py", "python"), ("**/static/study.js", "javascript"),
-                  ("**.py", "ignore"), ("**.js", "ignore")]
+    method_map = [("**/templates/**.html", "jinja2"), ("**/i18n.py", "python"), ("**/demographics.py", "python"),
+                  ("**/static/study.js", "javascript"), ("**.py", "ignore"), ("**.js", "ignore")]
     ids = set()
     for _file, _line, message, _comments, _ctx in extract_from_dir(str(ROOT), method_map,
                                                                     keywords={"_": None, "N_": None, "T": None,
