@@ -8,6 +8,8 @@ script or URL names a trial's emotion, source or condition: trials are positions
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from study_server.core.errors import ApiError
@@ -26,14 +28,17 @@ from study_server.study.platforms import parse_arrival
 from study_server.study.studies import plan_view
 from study_server.study.watching import record_fetch
 
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # stimuli.spec's study names
+
 bp = Blueprint("participant", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/participant")
 
 def render_error_page(exc: ApiError):
     """The participant's page for an API error: the catalogue's sentence for its code, in the study's language."""
     plan = None
-    study = (request.view_args or {}).get("study")
-    if study:
+    study = str((request.view_args or {}).get("study") or "")
+    # only a well-formed name of a study that exists is looked up (never a name that made the error itself)
+    if _STUDY_NAME.fullmatch(study) and exc.code != "study_not_found":
         try:
             plan = plan_view(assign.get_study(db.session, study)).plan
         except ApiError:
