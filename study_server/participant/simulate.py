@@ -34,6 +34,11 @@ from study_server.study.preview import simulation_signature
 SPEEDS = ("fast", "real")
 
 
+def _watch(seconds: float) -> None:
+    """A simulated person watching a clip and thinking (``speed="real"``)."""
+    time.sleep(seconds)
+
+
 @dataclass(frozen=True)
 class ResponseModel:
     p_visual: float = 0.62
@@ -224,7 +229,7 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
         labels = by_sha.get(sha, {})
         rt_ms = int(rng.uniform(800, 4000))
         if speed == "real":  # watch the whole clip, then answer at a person's pace
-            time.sleep(float(labels.get("duration_s") or 2.0) + rt_ms / 1000.0)
+            _watch(float(labels.get("duration_s") or 2.0) + rt_ms / 1000.0)
         if careless:
             values = _careless(questions, rng)
         elif sha in seen and rng.random() < model.repeat_agreement:

@@ -78,6 +78,10 @@ def test_a_preview_takes_no_place_and_leaves_no_trace(app, client, media_set, tm
     with app.app_context():
         detail = study_detail(db.session, db.session.get(Study, study_id), timeout_s=3600)
     assert detail["totals"]["valid"] == 1, detail["totals"]
+    # the expected time beside the measured median of the real participant only (the preview not counted)
+    page = client.get(f"/admin/studies/{study_id}").get_data(as_text=True)
+    assert re.search(r"Expected time per participant: <strong>\d+ min</strong>.*over 1 completed participant",
+                     page, re.S), page[page.find("Expected"):][:300]
     for include in (False, True):
         parts, answers = _export_rows(app, name, tmp_path / f"export-{include}", include_simulated=include)
         assert [p["assignment"] for p in parts] == [str(_id(app, real))]
@@ -150,3 +154,31 @@ def test_the_simulate_command_drives_a_local_server_on_the_database(app, media_s
     assert n_answers == n_fetched == 2 * 6  # every video was fetched before its answer (evidence of watching)
     parts, _ = _export_rows(app, name, tmp_path / "none")
     assert parts == []
+
+
+def test_real_speed_waits_for_each_video_before_its_answer(app, media_set, tmp_path, monkeypatch):
+    """--speed real: after fetching a clip the simulated person waits at least its length (plus a reading time
+    that is then reported as rt_ms) before answering, so the server's watching evidence sees a person's pace."""
+    from study_server.participant import simulate as sim
+    from study_server.store.extensions import db
+    from study_server.store.models import Answer
+
+    plan_path = make_plan(media_set, TASK2, name="paced", n_batches=1, quota=1, out=tmp_path / "r.json",
+                          audio_check=False)
+    name = import_study(app, plan_path, media_set)
+    plan = json.loads(plan_path.read_text())
+    rows = json.loads((media_set / "manifest.json").read_text())["stimuli"]
+    slept: list[float] = []
+    monkeypatch.setattr(sim, "_watch", lambda s: slept.append(s))
+    with serve_in_thread(app) as base:
+        report = sim.simulate(base, name, 1, manifest_rows=rows, secret_key=app.config["SECRET_KEY"], task=TASK2,
+                              plan_questions=plan["questions"], plan=plan, speed="real", workers=1)
+    assert report.completed == 1
+    with app.app_context():
+        rts = [a.rt_ms for a in db.session.scalars(select(Answer).order_by(Answer.id))]
+    clip = rows[0]["duration_s"]
+    assert len(slept) == len(rts) == 6
+    for wait, rt in zip(slept, rts):
+        assert wait == pytest.approx(clip + rt / 1000, abs=0.01)  # the whole clip, then the answer time
+    with pytest.raises(ValueError, match="speed 'instant'"):
+        sim.simulate(base, name, 1, manifest_rows=rows, secret_key="x", task=TASK2, speed="instant")
