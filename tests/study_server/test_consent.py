@@ -149,6 +149,9 @@ def test_language_picks_the_catalogue_and_html_lang(app, client, media_set, tmp_
     # an error page of a German study is German too
     r = client.get(f"/s/{name}?lab=")
     assert '<html lang="de">' in r.get_data(as_text=True)
+    path_es, _ = consent_plan(media_set, tmp_path, "spanish", language="es")
+    spanish = client.get(f"/a/{arrive(client, import_study(app, path_es, media_set), lab='s1')}").get_data(as_text=True)
+    assert '<html lang="es">' in spanish and "No doy mi consentimiento" in spanish
     english = import_study(app, make_plan(media_set, TASK2, name="english", out=tmp_path / "en.json"), media_set)
     assert '<html lang="en">' in client.get(f"/a/{arrive(client, english, lab='e1')}").get_data(as_text=True)
 
