@@ -463,7 +463,8 @@ def holds(session: Session, *, hold_s: float | None, study_name: str | None = No
     q = (select(Assignment.id, Study.name, Batch.key, Participant.pseudonym, Assignment.allocated_at)
          .join(Study, Study.id == Assignment.study_id).join(Batch, Batch.id == Assignment.batch_id)
          .join(Participant, Participant.id == Assignment.participant_id)
-         .where(Assignment.status == ALLOCATED).order_by(Assignment.allocated_at, Assignment.id))
+         .where(Assignment.status == ALLOCATED, Assignment.kind != PREVIEW)  # a preview holds no place
+         .order_by(Assignment.allocated_at, Assignment.id))
     if study_name is not None:
         q = q.where(Study.name == study_name)
     out = []
