@@ -10,7 +10,10 @@ instructions, consent, debrief, questions) is shown as written, never translated
 The compiled ``.mo`` files are committed next to their ``.po`` and shipped as package data, so a plain
 ``pip install`` has working catalogues; ``tests/study_server/test_catalogue.py`` fails when a ``.mo`` is
 older than its ``.po``, a catalogue misses a msgid, or a page writes a string that is not in them.
-Recompile with ``pybabel compile -d study_server/participant/translations``.
+A new or changed string: ``pybabel extract -F study_server/participant/translations/babel.cfg -k N_ -k T
+--no-location --omit-header -o study_server/participant/translations/messages.pot study_server/participant``,
+``pybabel update -i .../messages.pot -d study_server/participant/translations``, translate every language,
+then ``pybabel compile -d study_server/participant/translations`` and commit the .po and .mo files.
 
 The JSON API keeps English error messages for programs; the pages show the catalogue's sentence for the
 error's code (``ERROR_MESSAGES``), never the API's text.
