@@ -280,7 +280,8 @@ def scale_section(out: Any, answers: pd.DataFrame, qc: QuestionChoice, choice: C
 def extra_sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
     """APA-style sentences of what :mod:`analysis.report_text` does not cover: the face-vs-voice match against
     chance 1/k, and every scale question's declared comparisons and mixed-model terms."""
-    from analysis.report_text import fmt_num, fmt_pct, p_clause as fmt_p
+    from analysis.report_text import fmt_num, fmt_pct
+    from analysis.report_text import p_clause as fmt_p
 
     out: list[dict[str, str]] = []
     t2 = results.get("task2") or {}

@@ -23,9 +23,10 @@ import pandas as pd
 
 from analysis import agreement, figures, paper, report_text, task1, task2
 from analysis.cleaning import Cleaned, clean
-from analysis.flow import participant_flow
 from analysis.errors import AnalysisError, AnalysisOptionError
+from analysis.flow import participant_flow
 from analysis.io import Export, load_export
+from analysis.sample import sample_description
 from analysis.stats import paired_differences, ratio_bootstrap_ci
 from stimuli.emotions import EMOTIONS
 
@@ -252,6 +253,12 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         f"{c['n_answers_excluded_surveys']} answers of excluded surveys, {c['n_answers_repeats_excluded']} answers to "
         f"consistency repeats and {c['n_answers_missing_dropped']} missing answers dropped; "
         f"{c['n_answers_used']} answers enter the statistics.")
+    valid_col = "server_verdict" if cleaned.verdict_source == "server" else "verdict"
+    sample = sample_description(export.participants,
+                                cleaned.surveys.loc[cleaned.surveys[valid_col].astype(str) == "valid", "assignment"])
+    if sample:  # the spec's [demographics]: who the analysed sample were
+        out.methods.append(f"Sample. {sample}.")
+        res["sample"] = sample
     pct_ci = f"{100 * opt.ci:g}%"
     boot = (f"percentile bootstrap {pct_ci} CI with {opt.n_boot} resamples of participants (not answers), "
             f"numpy default_rng seed {opt.seed}")

@@ -14,8 +14,15 @@ import pandas as pd
 
 from analysis.confusion import confusion_matrix
 from analysis.errors import AnalysisOptionError
-from analysis.stats import (Alternative, PairingUnit, ZeroMethod, binomial_test, holm, paired_wilcoxon,
-                            ratio_bootstrap_ci)
+from analysis.stats import (
+    Alternative,
+    PairingUnit,
+    ZeroMethod,
+    binomial_test,
+    holm,
+    paired_wilcoxon,
+    ratio_bootstrap_ci,
+)
 from stimuli.emotions import EMOTIONS
 
 PAPER_SOURCE_ORDER = ("GT", "BL", "OURS")

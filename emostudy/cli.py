@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("study_server.commands.server:study_group", "Import study plans into the server database."),
     "serve": ("study_server.commands.server:serve_command", "Run the study server (development server)."),
     "export": ("study_server.commands.server:export_command", "Export a study's answers, participants, plan and codebook."),
+    "simulate": ("study_server.commands.simulate:simulate_command", "Send simulated participants through a study over HTTP (marked simulated)."),
     "recruit": ("study_server.commands.recruit:recruit_group", "Recruit and pay participants (MTurk, Prolific, lab links)."),
     "analyze": ("analysis.cli:analyze_command", "Write the analysis report of an export."),
     "norms": ("analysis.norms_report:norms_command", "Per-clip norms of a stimulus set from a norming study's export."),

@@ -274,9 +274,10 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
             with Progress() as progress:
                 bar = progress.add_task(f"simulated participants ({study})", total=count)
                 plan = json.loads((paths.plans / f"{task}.json").read_text())
+                # the same simulation as `emostudy simulate` (fast: the demo has no minutes to wait per video)
                 rep = simulate(base, study, count, manifest_rows=rows, secret_key=secret, model=ResponseModel(),
-                               task=plan["study"]["task"], plan_questions=plan["questions"],
-                               seed=seed * 1000 + runs_before, on_done=lambda: progress.advance(bar))
+                               task=plan["study"]["task"], plan_questions=plan["questions"], plan=plan,
+                               seed=seed * 1000 + runs_before, on_done=lambda: progress.advance(bar), speed="fast")
             echo(f"  {study}: {rep.completed} of {rep.participants} simulated participants completed "
                  f"({rep.careless} careless), {rep.answers_acknowledged} answers acknowledged"
                  + (f"; {len(rep.refused)} turned away (e.g. {rep.refused[0]})" if rep.refused else ""))
@@ -287,7 +288,9 @@ def simulate_and_report(paths: DemoPaths, app: Any, n: int, *, seed: int, echo: 
         export = paths.exports / f"{task}-{run}"
         report = paths.reports / f"{task}-{run}"
         inst = ["--instance", str(paths.instance)]
-        pipe.step(f"export-{task}-{run}", None, [*emo, "export", f"demo-{task}", "--out", str(export), *inst])
+        # the demo's participants are all simulated: its export asks for them (a real study's leaves them out)
+        pipe.step(f"export-{task}-{run}", None, [*emo, "export", f"demo-{task}", "--out", str(export),
+                                                 "--include-simulated", *inst])
         pipe.step(f"analyze-{task}-{run}", None, [*emo, "analyze", str(export), "--out", str(report),
                                                   "--seed", str(seed)])
         reports.append(report / "report.html")

@@ -12,6 +12,7 @@ Exceptions (all carry a message that names the file, row, field and the fix)::
     +-- PlanError          a study plan (JSON) is invalid
 """
 
+from stimuli.emotions import EMOTION_CODES, EMOTIONS, parse_emotion
 from stimuli.errors import (
     DesignError,
     ImportSourceError,
@@ -20,7 +21,6 @@ from stimuli.errors import (
     SpecError,
     StimuliError,
 )
-from stimuli.emotions import EMOTIONS, EMOTION_CODES, parse_emotion
 
 __all__ = [
     "EMOTIONS",

@@ -105,7 +105,7 @@ def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path | None, for
     if out is None and not preview:
         raise click.UsageError("give --out plan.json (or --preview to see the design table without writing)")
     from stimuli.manifest import load_manifest
-    from stimuli.plan import compile_plan, plan_to_bytes, write_plan
+    from stimuli.plan import compile_plan, disclosure_warnings, plan_to_bytes, write_plan
     from stimuli.spec import load_spec
 
     console = _console()
@@ -129,6 +129,8 @@ def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path | None, for
             click.echo("(preview only: no plan written; add --out plan.json to write it)")
             return
     print_plan_summary(console, plan, manifest, out)
+    for warning in disclosure_warnings(plan, manifest):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 def print_plan_summary(console: Console, plan: dict, manifest, out: Path | None = None) -> None:

@@ -15,6 +15,7 @@ the field and the word (``participant_text_problems``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -24,13 +25,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stimuli.demographics import check_plan_demographics
 from stimuli.designs import DESIGN_KINDS, ORDERS, build_design, stimulus_emotion
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError, PlanError, SpecError
 from stimuli.factors import FactorDesign
-from stimuli.trial_list import TrialListDesign
 from stimuli.manifest import Manifest, atomic_write_bytes
-from stimuli.spec import AUDIO_CHECK_KINDS, BONUS_RULES, BONUS_TRUTHS, MEASURES, QUESTION_TYPES, RULE_KINDS, Spec
+from stimuli.spec import (
+    AUDIO_CHECK_KINDS,
+    BONUS_RULES,
+    BONUS_TRUTHS,
+    LANGUAGES,
+    MEASURES,
+    QUESTION_TYPES,
+    RULE_KINDS,
+    Spec,
+)
+from stimuli.trial_list import TrialListDesign
 
 PLAN_SCHEMA_VERSION = 1
 
@@ -75,6 +86,7 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
             "intro": spec.participant.intro,
             "instructions": spec.participant.instructions,
             "allow_words": list(spec.participant.allow_words),
+            **_participant_extras(spec),
         },
         "design": design,
         "questions": [
@@ -101,6 +113,7 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
                       "count_repeats": bonus.count_repeats},
         },
         "audio_check": _audio_check(spec),
+        **({"demographics": spec.demographics} if spec.demographics else {}),
         "examples": [{"stimulus_id": e.stimulus_id, "emotion": e.emotion, "size_variant": e.size_variant}
                      for e in result.examples],
         "batches": [
@@ -119,6 +132,21 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
     if problems:
         raise SpecError(f"{spec.source}: " + "; ".join(problems))
     return plan
+
+
+def _participant_extras(spec: Spec) -> dict[str, Any]:
+    """The [participant] keys added after the first plans: only when the spec sets them, so that the plans
+    of other specs keep their bytes."""
+    p, out = spec.participant, {}
+    if p.consent is not None:
+        out["consent"] = {**p.consent.as_plan(), "statements": list(p.consent_statements)}
+    if p.debrief is not None:
+        out["debrief"] = p.debrief.as_plan()
+    if p.language != "en":
+        out["language"] = p.language
+    if p.video_width is not None:
+        out["video_width"] = p.video_width
+    return out
 
 
 def _without_flagged(manifest: Manifest) -> tuple[tuple[Any, ...], list[str]]:
@@ -190,6 +218,12 @@ def participant_texts(plan: dict[str, Any]) -> list[tuple[str, str]]:
                   ("study.instructions", plan["study"].get("instructions", ""))]
     else:
         texts += [(f"participant.{k}", part[k]) for k in ("title", "intro", "instructions")]
+        # The consent text is read before the study and linted like the instructions. The debrief is not:
+        # it is read after the last answer, and telling the design then is what a debrief is for.
+        if part.get("consent"):
+            texts.append(("participant.consent", part["consent"]["text"]))
+            texts += [(f"participant.consent.statements[{i}]", t)
+                      for i, t in enumerate(part["consent"].get("statements", []))]
     for i, q in enumerate(plan["questions"]):
         texts += [(f"questions[{i}].id", q["id"]), (f"questions[{i}].prompt", q["prompt"])]
         for j, o in enumerate(q["options"]):
@@ -230,13 +264,46 @@ def participant_text_problems(plan: dict[str, Any], manifest: Manifest | None = 
     return problems
 
 
+# What a text says about how the videos were made. A set made only by a generator (no "recording" backend)
+# contradicts a text that calls its videos recordings, and a set of recordings one that calls them rendered.
+_SAYS_RECORDED = _word_pattern(r"recordings?|recorded|real (?:people|persons?|actors?|speakers?)|filmed|"
+                               r"actors? (?:were|was) filmed|aufnahmen?|aufgenommen|grabaci(?:o|ó)n(?:es)?|grabad[oa]s?")
+_SAYS_SYNTHETIC = _word_pattern(r"(?:artificial intelligence|AI)|rendered|synthesi[sz]ed|synthetic|computer[- ]"
+                                r"(?:generated|program|made)|generated|deepfakes?|k(?:ü|ue)nstliche(?:r|n)? "
+                                r"intelligenz|KI|generiert|inteligencia artificial|IA|generad[oa]s?|sintetizad[oa]s?")
+
+
+def disclosure_warnings(plan: dict[str, Any], manifest: Manifest) -> list[str]:
+    """Warnings (not errors) when what participants are told about the videos contradicts the set: a text that
+    says "recordings" of a set made only by generators, or "rendered by AI" of a set of recordings only.
+
+    The sentence is the researcher's (the platform adds none); a mixed set may say both."""
+    backends = {s.provenance.backend for s in manifest.stimuli}
+    if not backends or "unknown" in backends:
+        return []  # a set that does not say how its clips were made: nothing to hold the text against
+    all_recorded, none_recorded = backends == {"recording"}, "recording" not in backends
+    part = plan.get("participant") or {}
+    texts = [(f"participant.{k}", part.get(k) or "") for k in ("intro", "instructions")]
+    texts += [(f"participant.{k}", (part.get(k) or {}).get("text", "")) for k in ("consent", "debrief")]
+    warnings = []
+    for field, text in texts:
+        if none_recorded and (hit := _SAYS_RECORDED.search(text)):
+            warnings.append(f"key '{field}' says {hit.group(0)!r}, but every clip of the set was made by a "
+                            f"generator ({', '.join(sorted(backends))}), none is a recording: tell participants "
+                            f"what they will see")
+        elif all_recorded and (hit := _SAYS_SYNTHETIC.search(text)):
+            warnings.append(f"key '{field}' says {hit.group(0)!r}, but every clip of the set is a recording: "
+                            f"tell participants what they will see")
+    return warnings
+
+
 # ------------------------------------------------------------------------------------------ loading
 
 _TOP = {"schema_version": int, "study": dict, "design": dict, "questions": list, "consistency": dict,
         "quota_per_batch": int, "payment": dict, "audio_check": dict, "examples": list, "batches": list,
         "notes": list, "seed": int, "spec_sha256": str, "manifest_sha256": str, "set_name": str}
 # Added after the first plans were written: optional, so that those plans still load.
-_OPTIONAL = {"participant": dict}
+_OPTIONAL = {"participant": dict, "demographics": dict}
 
 
 def _need(obj: Any, key: str, kind: type | tuple[type, ...], where: str, path: str) -> Any:
@@ -283,8 +350,11 @@ def validate_plan(plan: Any, where: str = "plan", manifest: Manifest | None = No
         words = _need(plan["participant"], "allow_words", list, where, "participant.")
         if not all(isinstance(w, str) for w in words):
             raise PlanError(f"{where}: key 'participant.allow_words' must be a list of strings")
+        _check_participant_extras(plan["participant"], where)
     else:
         _need(study, "instructions", str, where, "study.")  # a plan from before the participant table
+    if "demographics" in plan:
+        check_plan_demographics(plan["demographics"], where)
     order = plan["design"].get("order", "per-batch")
     if order not in ORDERS:
         raise PlanError(f"{where}: key 'design.order' is {order!r}; known: {', '.join(ORDERS)}")
@@ -458,7 +528,35 @@ def summarize_plan(plan: dict[str, Any], manifest: Manifest) -> PlanSummary:
 
 __all__ = ["PLAN_SCHEMA_VERSION", "compile_plan", "plan_to_bytes", "write_plan", "validate_plan", "load_plan",
            "summarize_plan", "PlanSummary", "BatchSummary", "participant_texts", "participant_text_problems",
+           "disclosure_warnings",
            "DESIGN_WORDS"]
+
+
+def _check_participant_extras(part: dict[str, Any], where: str) -> None:
+    for key in ("consent", "debrief"):
+        if key not in part:
+            continue
+        doc = _need(part, key, dict, where, "participant.")
+        text = _need(doc, "text", str, where, f"participant.{key}.")
+        digest = _need(doc, "sha256", str, where, f"participant.{key}.")
+        _need(doc, "file", str, where, f"participant.{key}.")
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != digest:
+            raise PlanError(f"{where}: key 'participant.{key}.text' does not match its sha256: the {key} text was "
+                            f"changed after the plan was compiled; compile the plan again with `emostudy plan`")
+    if "consent" in part:
+        st = _need(part["consent"], "statements", list, where, "participant.consent.")
+        if not all(isinstance(t, str) and t.strip() for t in st):
+            raise PlanError(f"{where}: key 'participant.consent.statements' must be a list of non-empty strings")
+    if "language" in part and part["language"] not in LANGUAGES:
+        raise PlanError(f"{where}: key 'participant.language' is {part['language']!r}; known: {', '.join(LANGUAGES)}")
+    if "video_width" in part:
+        w = _need(part, "video_width", int, where, "participant.")
+        if not 64 <= w <= 1920:
+            raise PlanError(f"{where}: key 'participant.video_width' is {w}; expected 64..1920")
+    unknown = sorted(set(part) - {"title", "intro", "instructions", "allow_words", "consent", "debrief",
+                                  "language", "video_width"})
+    if unknown:
+        raise PlanError(f"{where}: key 'participant.{unknown[0]}' is not part of plan schema {PLAN_SCHEMA_VERSION}")
 
 
 def _audio_check(spec: Spec) -> dict[str, Any]:

@@ -9,7 +9,9 @@ accepts their names. Layout (every key is checked; errors name the file and the 
     [study]    name, title, task ("emotion-realness" | "av-mismatch" | "norming"), description,
                exclude_studies = [names]  # who took one of these studies may not take this one
                timezone = "Europe/Berlin"  # the admin pages show times in it (IANA name; default UTC)
-    [participant] title, intro, instructions, allow_words = [words]
+    [participant] title, intro, instructions, allow_words = [words],
+               consent = "consent.md", consent_statements = [..], debrief = "debrief.md" (Markdown files
+               beside the spec), language ("en" | "de" | "es"), video_width (CSS pixels)
     [design]   the design by its factors and levels (stimuli.factors: [design.factors], counterbalance,
                clips_per_cell, repeats, order), or the numbers of a paper task's design (stimuli.designs)
     [examples] per_emotion, sources, size_variants, allow_example_reuse
@@ -25,6 +27,7 @@ accepts their names. Layout (every key is checked; errors name the file and the 
                max_usd, count_repeats
     [audio_check] enabled, kind ("words" | "huggins" | "antiphase" | "huggins+words"), trials, pass_at,
                attempts   # listening checks before the trials (docs/running-a-study.md)
+    [demographics] (optional) when, items, required, age   # standard items (stimuli.demographics)
     [recruitment] (optional) estimated_minutes, requires_audio, screeners = [{filter_id, selected_values
                   | selected_range}]  # what recruiting platforms are told (Prolific filters, minimum pay)
 
@@ -33,6 +36,10 @@ pages, ``description`` is a note that is never sent to a participant); everythin
 read is in ``[participant]`` (``title`` on the ad, consent page and recruiting post, default the study's
 title; ``intro`` on the ad, consent page and as the post's description; ``instructions`` before the
 videos) and in the questions. The plan compiler lints all of it (``stimuli.plan.participant_text_problems``).
+The platform adds no sentence of its own about the study or its videos: what participants are told about
+how the videos were made is the researcher's (``stimuli.plan.disclosure_warnings`` warns when it
+contradicts the set). ``consent`` and ``debrief`` name Markdown files beside the spec; the plan stores
+their text and sha256, so the server shows exactly what was planned.
 """
 
 from __future__ import annotations
@@ -48,10 +55,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stimuli.designs import ORDERS, AvMismatchDesign, DESIGN_KINDS, EmotionRealnessDesign, ExamplesDesign
-from stimuli.factors import FactorDesign, read_factor_design
+from stimuli.demographics import read_demographics
+from stimuli.designs import DESIGN_KINDS, ORDERS, AvMismatchDesign, EmotionRealnessDesign, ExamplesDesign
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import SpecError
+from stimuli.factors import FactorDesign, read_factor_design
 
 SPEC_SCHEMA_VERSION = 1
 QUESTION_TYPES = ("single", "multi", "scale")
@@ -68,6 +76,8 @@ BONUS_TRUTHS = ("visual_emotion", "audio_emotion", "target", "either")
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SPECS_DIR = Path(__file__).resolve().parent / "specs"  # the ready-made specs (package data)
+# The languages whose message catalogues the server ships (study_server/participant/translations).
+LANGUAGES = ("en", "de", "es")
 
 
 @dataclass(frozen=True)
@@ -180,6 +190,18 @@ class Recruitment:
 
 
 @dataclass(frozen=True)
+class ParticipantFile:
+    """A Markdown text the researcher wrote (consent, debrief), read from a file beside the spec."""
+
+    file: str  # as the spec names it
+    text: str
+    sha256: str  # of the file's bytes
+
+    def as_plan(self) -> dict[str, str]:
+        return {"file": self.file, "text": self.text, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
 class ParticipantText:
     """What a participant reads besides the questions (``[participant]``); linted by the plan compiler.
     ``allow_words``: words the lint lets through here (a harmless "still" in "sit still")."""
@@ -188,6 +210,11 @@ class ParticipantText:
     intro: str = ""
     instructions: str = ""
     allow_words: tuple[str, ...] = ()
+    consent: ParticipantFile | None = None  # shown before the study; the participant agrees or declines
+    consent_statements: tuple[str, ...] = ()  # each a checkbox the participant must tick to agree
+    debrief: ParticipantFile | None = None  # shown after the last answer, with the completion code
+    language: str = "en"  # the platform's own words (buttons, progress, errors) in this language
+    video_width: int | None = None  # CSS pixels; None: the clip's own width (never more than 2x it)
 
 
 @dataclass(frozen=True)
@@ -205,6 +232,7 @@ class Spec:
     sha256: str  # of the TOML bytes
     listening: AudioCheck = AudioCheck()  # the [audio_check] table in full (``audio_check`` = its ``enabled``)
     recruitment: Recruitment = Recruitment()
+    demographics: dict[str, Any] | None = None  # [demographics] as the plan stores it (stimuli.demographics)
 
     def question(self, qid: str) -> Question:
         for q in self.questions:
@@ -538,8 +566,10 @@ def _timezone(st: _Table) -> str:
     return name
 
 
-def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
-    """Parse and validate a spec given as TOML text. Raises ``SpecError`` naming the key."""
+def parse_spec(text: str | bytes, *, where: str = "<string>", base_dir: str | os.PathLike | None = None) -> Spec:
+    """Parse and validate a spec given as TOML text. Raises ``SpecError`` naming the key.
+
+    ``base_dir``: the folder the spec's files (``consent``, ``debrief``) are read from."""
     raw = text.encode() if isinstance(text, str) else text
     try:
         data = tomllib.loads(raw.decode("utf-8"))
@@ -566,9 +596,7 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
                       exclude_studies=st.strings("exclude_studies", []), timezone=_timezone(st))
     st.done()
     pt = root.table("participant")
-    participant = ParticipantText(title=pt.text("title", study.title), intro=pt.text("intro", "", nonempty=False),
-                                  instructions=pt.text("instructions", "", nonempty=False),
-                                  allow_words=pt.strings("allow_words", []))
+    participant = _read_participant(pt, study, base_dir)
     pt.done()
     design = _read_design(root, task)
     examples = _read_examples(root)
@@ -582,10 +610,53 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
     audio_check = listening.enabled
     ac.done()
     recruitment = _read_recruitment(root)
+    demographics = read_demographics(root.get("demographics", dict, None), where)
     root.done()
     return Spec(study=study, participant=participant, design=design, examples=examples, questions=questions,
                 consistency=consistency, quota_per_batch=quota, payment=payment, audio_check=audio_check,
-                source=where, sha256=hashlib.sha256(raw).hexdigest(), listening=listening, recruitment=recruitment)
+                source=where, sha256=hashlib.sha256(raw).hexdigest(), listening=listening, recruitment=recruitment,
+                demographics=demographics)
+
+
+def _read_participant(pt: "_Table", study: StudyInfo, base_dir: str | os.PathLike | None) -> ParticipantText:
+    language = pt.text("language", "en")
+    if language not in LANGUAGES:
+        raise pt.error("language", f"{language!r} has no message catalogue; use one of {', '.join(LANGUAGES)}")
+    width = pt.get("video_width", int, None)
+    if width is not None and not 64 <= width <= 1920:
+        raise pt.error("video_width", f"{width} must be between 64 and 1920 (CSS pixels)")
+    consent = _participant_file(pt, "consent", base_dir)
+    statements = pt.strings("consent_statements", [])
+    if statements and consent is None:
+        raise pt.error("consent_statements", "needs consent = \"consent.md\" (the text the statements belong to)")
+    return ParticipantText(title=pt.text("title", study.title), intro=pt.text("intro", "", nonempty=False),
+                           instructions=pt.text("instructions", "", nonempty=False),
+                           allow_words=pt.strings("allow_words", []), consent=consent,
+                           consent_statements=statements, debrief=_participant_file(pt, "debrief", base_dir),
+                           language=language, video_width=width)
+
+
+def _participant_file(pt: "_Table", key: str, base_dir: str | os.PathLike | None) -> ParticipantFile | None:
+    name = pt.get(key, str, None)
+    if name is None:
+        return None
+    if base_dir is None:
+        raise pt.error(key, f"{name!r} is a file beside the spec; load the spec from its file (not from a string)")
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts or rel.suffix.lower() not in (".md", ".txt"):
+        raise pt.error(key, f"{name!r} must be a .md (Markdown) file in the spec's folder, e.g. \"{key}.md\"")
+    path = Path(base_dir) / rel
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise pt.error(key, f"cannot read {path} ({exc.strerror or exc}); write the {key} text there") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise pt.error(key, f"{path} is not UTF-8 text; save it as UTF-8") from None
+    if not text.strip():
+        raise pt.error(key, f"{path} is empty; write the {key} text the ethics board approved")
+    return ParticipantFile(file=name, text=text, sha256=hashlib.sha256(raw).hexdigest())
 
 
 def _read_audio_check(ac: "_Table") -> AudioCheck:
@@ -627,4 +698,6 @@ def resolve_spec(name_or_path: str | os.PathLike) -> tuple[str, bytes]:
 def load_spec(name_or_path: str | os.PathLike) -> Spec:
     """Load a spec from a TOML file, or a ready-made one by name (``paper-task1``)."""
     where, raw = resolve_spec(name_or_path)
-    return parse_spec(raw, where=where)
+    p = Path(name_or_path)
+    base = p.parent if p.is_file() else _SPECS_DIR
+    return parse_spec(raw, where=where, base_dir=base)

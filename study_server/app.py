@@ -10,10 +10,12 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from study_server.admin.pages import bp as admin_bp
+from study_server.admin.preview import bp as admin_preview_bp
 from study_server.core.config import Config, build_config, describe_config, finalize_config
 from study_server.core.errors import ApiError
-from study_server.participant import holds
+from study_server.participant import holds, i18n
 from study_server.participant.api import bp as api_bp
+from study_server.participant.demographics import bp as demographics_bp
 from study_server.participant.fastpath import FastAnswers
 from study_server.participant.listening import bp as listening_bp
 from study_server.participant.pages import bp as participant_bp
@@ -50,6 +52,7 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     db.init_app(app)
+    i18n.init_app(app)
 
     if app.config.get("FAST_ANSWERS", True):
         app.wsgi_app = FastAnswers(app.wsgi_app, app)  # type: ignore[method-assign]  # inside ProxyFix
@@ -57,7 +60,9 @@ def create_app(config: type[Config] | str | Mapping[str, Any] | None = None, *,
     app.register_blueprint(participant_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(admin_preview_bp)
     app.register_blueprint(listening_bp)
+    app.register_blueprint(demographics_bp)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):

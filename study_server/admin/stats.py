@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session
 from study_server.store.models import (
     ABANDONED,
     ACTIVE,
+    DECLINED,
     EXPIRED,
     INVALID,
+    PREVIEW,
     RETURNED,
     VALID,
     Answer,
@@ -60,11 +62,11 @@ def batch_counts(session: Session, study_id: int, *, timeout_s: float,
                total(and_(is_active, Assignment.last_seen_at >= cutoff)).label("active"),
                total((Assignment.status == EXPIRED) | and_(is_active, Assignment.last_seen_at < cutoff))
                .label("expired"),
-               total(Assignment.status.in_((RETURNED, ABANDONED))).label("left"),
+               total(Assignment.status.in_((RETURNED, ABANDONED, DECLINED))).label("left"),
                total(Verdict.verdict == VALID).label("valid"),
                total(Verdict.verdict == INVALID).label("rejected"))
         .select_from(Assignment).outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
-        .where(Assignment.study_id == study_id).group_by(Assignment.batch_id)
+        .where(Assignment.study_id == study_id, Assignment.kind != PREVIEW).group_by(Assignment.batch_id)
     ).subquery()
     n_items = (select(Item.batch_id, func.count().label("n")).group_by(Item.batch_id)).subquery()
     rows = session.execute(

@@ -209,8 +209,11 @@ def serve_command(app_factory, host: str, port: int, debug: bool) -> None:
 @click.option("--format", "export_format", type=click.Choice(["emostudy", "psych-ds"]), default="emostudy",
               show_default=True, help="emostudy: the files `emostudy analyze` reads; psych-ds: a Psych-DS dataset "
                                       "(dataset_description.json, data/, documentation/, analysis/analysis.R).")
+@click.option("--include-simulated", is_flag=True,
+              help="Also export the simulated participants of `emostudy simulate` (left out by default; previews "
+                   "are never exported).")
 @_db_options
-def export_command(app_factory, study: str, out_dir: Path, export_format: str) -> None:
+def export_command(app_factory, study: str, out_dir: Path, export_format: str, include_simulated: bool) -> None:
     """Export STUDY (its name or id): answers.csv, participants.csv, plan.json, manifest.json, codebook.md
     (or, with --format psych-ds, the same data as a Psych-DS dataset with an R script)."""
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
@@ -222,6 +225,6 @@ def export_command(app_factory, study: str, out_dir: Path, export_format: str) -
     app = app_factory()
     _require_migrated(app.config["DATABASE_URL"])
     with app.app_context():
-        result = export_study(db.session, study, out_dir, format=export_format)
+        result = export_study(db.session, study, out_dir, format=export_format, include_simulated=include_simulated)
     db.dispose(app)
     click.echo(f"{result.folder}: {result.n_answer_rows} answer rows, {result.n_participant_rows} participants")

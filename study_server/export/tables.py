@@ -6,6 +6,7 @@
     DIR/plan.json         the imported plan, byte for byte
     DIR/manifest.json     the stimulus set's manifest as imported
     DIR/codebook.md       every column of both CSVs
+    DIR/documentation/consent.md, debrief.md   what participants read, exactly as planned (when the plan has them)
 
 Rows come in a fixed order (batch index, assignment allocation time and id, item position, the plan's
 question order), so the same database gives the same bytes. Participants appear only as their
@@ -36,10 +37,13 @@ from sqlalchemy.orm import Session
 from study_server.core.errors import StudyServerError
 from study_server.export import psychds
 from study_server.store.models import (
+    REAL,
+    SIMULATED,
     AdminDecision,
     Answer,
     Assignment,
     Batch,
+    Demographics,
     Item,
     ListeningCheck,
     MediaFailure,
@@ -114,7 +118,7 @@ PARTICIPANT_CODEBOOK = {
     "batch_id": "the batch assigned",
     "platform": "recruiting platform: mturk, prolific, lab or link",
     "status": "assignment status: allocated, started, completed, submitted, approved, rejected, returned, "
-              "abandoned or expired",
+              "abandoned, expired or declined (read the consent and did not consent)",
     "allocated_at": "ISO 8601 UTC time the batch was assigned",
     "started_at": "ISO 8601 UTC time the participant started the trials (empty if never)",
     "completed_at": "ISO 8601 UTC time the survey was completed (empty if not)",
@@ -150,6 +154,19 @@ SCREEN_CODEBOOK = {
 }
 assert tuple(ANSWER_CODEBOOK) == ANSWER_COLUMNS and tuple(PARTICIPANT_CODEBOOK) == PARTICIPANT_COLUMNS
 assert tuple(SCREEN_CODEBOOK) == SCREEN_COLUMNS
+# participants.csv ends with one column per [demographics] item the plan asks (stimuli.demographics)
+DEMOGRAPHIC_CODEBOOK = {
+    "demo_age": "age in whole years, or an age band (18-24 ... 65+) when the plan's demographics.age is 'bands'",
+    "demo_gender": "woman, man, non_binary, or self:<the participant's own words>",
+    "demo_native_language": "native language(s), in the participant's words",
+    "demo_country": "country of residence, in the participant's words",
+    "demo_hearing": "normal, corrected (hearing aid or implant) or impaired",
+    "demo_vision": "normal, corrected (glasses or contact lenses) or impaired",
+    "demo_device": "computer, tablet or phone",
+    "demo_headphones": "headphones (or earphones), speakers, or none (no sound)",
+}
+_DEMO_NOTE = ("; prefer_not: the participant preferred not to say; empty: not answered (optional item, or the "
+              "survey ended before the questions)")
 
 INCOMPLETE = "incomplete"
 
@@ -212,6 +229,27 @@ def _csv_bytes(columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
+def demographic_codebook(plan: dict[str, Any]) -> dict[str, str]:
+    """The demographic columns of participants.csv for ``plan`` (none when it asks no such items)."""
+    items = (plan.get("demographics") or {}).get("items", [])
+    return {f"demo_{i['id']}": DEMOGRAPHIC_CODEBOOK[f"demo_{i['id']}"] + _DEMO_NOTE for i in items}
+
+
+def _demographic_cells(session: Session, study: Study, plan: dict[str, Any],
+                       participant_rows: list[list[str]]) -> None:
+    """Append each row's demographic answers (participants.csv rows carry the assignment id in column 2)."""
+    columns = [c[len("demo_"):] for c in demographic_codebook(plan)]
+    if not columns:
+        return
+    stored = dict(session.execute(
+        select(Demographics.assignment_id, Demographics.values)
+        .join(Assignment, Assignment.id == Demographics.assignment_id)
+        .where(Assignment.study_id == study.id)).all())
+    for row in participant_rows:
+        values = stored.get(int(row[1])) or {}
+        row += [_label(values.get(c)) for c in columns]
+
+
 def codebook_markdown(study: Study, plan: dict[str, Any]) -> str:
     lines = [f"# Codebook: {study.name}", "",
              f"Study {study.name!r} ({study.task}), exported by `emostudy export`. Read the CSV files with "
@@ -227,7 +265,7 @@ def codebook_markdown(study: Study, plan: dict[str, Any]) -> str:
         lines.append(f"- `{q['id']}` ({q['type']}): {q['prompt']} Options: {opts}.")
     lines += ["", "## participants.csv", "", "One row per assignment (a participant's batch in this study).", "",
               "| column | meaning |", "|---|---|"]
-    lines += [f"| {name} | {text} |" for name, text in PARTICIPANT_CODEBOOK.items()]
+    lines += [f"| {name} | {text} |" for name, text in {**PARTICIPANT_CODEBOOK, **demographic_codebook(plan)}.items()]
     if _screen_kind(plan):
         ac = plan["audio_check"]
         lines += ["", "## screen_trials.csv", "",
@@ -244,21 +282,24 @@ def codebook_markdown(study: Study, plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _rows(session: Session, study: Study, plan: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+def _rows(session: Session, study: Study, plan: dict[str, Any],
+          kinds: tuple[str, ...] = (REAL,)) -> tuple[list[list[str]], list[list[str]]]:
+    """The rows of answers.csv and participants.csv. ``kinds``: whose sessions (Assignment.kind) are data: real
+    participants, and simulated ones when asked; a preview never is."""
     questions = plan["questions"]
     assignments = session.execute(
         select(Assignment, Batch.key, Participant.platform, Participant.pseudonym, Verdict)
         .join(Batch, Batch.id == Assignment.batch_id)
         .join(Participant, Participant.id == Assignment.participant_id)
         .outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
-        .where(Assignment.study_id == study.id)
+        .where(Assignment.study_id == study.id, Assignment.kind.in_(kinds))
         .order_by(Batch.index, Assignment.allocated_at, Assignment.id)).all()
     answers_by_assignment: dict[int, list[tuple[Answer, Item, StudyStimulus]]] = {}
     for answer, item, stimulus in session.execute(
             select(Answer, Item, StudyStimulus)
             .join(Item, Item.id == Answer.item_id).join(StudyStimulus, StudyStimulus.id == Item.stimulus_pk)
             .join(Assignment, Assignment.id == Answer.assignment_id)
-            .where(Assignment.study_id == study.id)
+            .where(Assignment.study_id == study.id, Assignment.kind.in_(kinds))
             .order_by(Answer.assignment_id, Item.position, Answer.created_at, Answer.answer_id)):
         answers_by_assignment.setdefault(answer.assignment_id, []).append((answer, item, stimulus))
 
@@ -346,13 +387,13 @@ def _screen_cells(kind: str, check: ListeningCheck | None) -> list[str]:
             str(check.attempts_used)]
 
 
-def _screen_rows(session: Session, study: Study) -> list[list[str]]:
+def _screen_rows(session: Session, study: Study, kinds: tuple[str, ...] = (REAL,)) -> list[list[str]]:
     """One row per answered headphone-screen trial (screen_trials.csv)."""
     rows = session.execute(
         select(ScreenTrial, Assignment.id, Participant.pseudonym)
         .join(Assignment, Assignment.id == ScreenTrial.assignment_id)
         .join(Participant, Participant.id == Assignment.participant_id)
-        .where(Assignment.study_id == study.id)
+        .where(Assignment.study_id == study.id, Assignment.kind.in_(kinds))
         .order_by(Assignment.id, ScreenTrial.kind, ScreenTrial.attempt, ScreenTrial.trial)).all()
     return [[pseudonym, str(aid), t.kind, str(t.attempt), str(t.trial), str(t.answer), _number(t.correct),
              _iso(t.created_at)] for t, aid, pseudonym in rows]
@@ -362,11 +403,14 @@ EXPORT_FORMATS = ("emostudy", "psych-ds")
 
 
 def export_study(session: Session, study: str | int, out_dir: str | os.PathLike, *,
-                 format: str = "emostudy") -> ExportResult:
+                 format: str = "emostudy", include_simulated: bool = False) -> ExportResult:
     """Write the export of ``study`` (its name or id) into ``out_dir`` (missing or empty; never overwritten).
 
     ``format``: ``emostudy`` (the files of the module docstring) or ``psych-ds`` (the same data as a
     Psych-DS dataset with an R script, :mod:`study_server.export.psychds`).
+
+    Preview sessions (the admin's "Preview as participant") are never exported; simulated participants
+    (`emostudy simulate`) only with ``include_simulated``.
 
     Pseudonyms were computed with the server secret when each participant arrived
     (``platforms.pseudonym``) and are read from the database.
@@ -385,17 +429,20 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike,
     if format not in EXPORT_FORMATS:
         raise ExportError(f"export format {format!r}: use one of {', '.join(EXPORT_FORMATS)}")
     plan = json.loads(found.plan_json)
-    answer_rows, participant_rows = _rows(session, found, plan)
+    kinds = (REAL, SIMULATED) if include_simulated else (REAL,)
+    answer_rows, participant_rows = _rows(session, found, plan, kinds)
+    _demographic_cells(session, found, plan, participant_rows)
     files = {
         "answers.csv": _csv_bytes(ANSWER_COLUMNS, answer_rows),
-        "participants.csv": _csv_bytes(PARTICIPANT_COLUMNS, participant_rows),
+        "participants.csv": _csv_bytes((*PARTICIPANT_COLUMNS, *demographic_codebook(plan)), participant_rows),
         "plan.json": found.plan_json.encode("utf-8"),
         "manifest.json": found.manifest_json.encode("utf-8"),
         "codebook.md": codebook_markdown(found, plan).encode("utf-8"),
     }
     files["decisions.csv"] = _csv_bytes(DECISION_COLUMNS, _decision_rows(session, found))
+    files.update(participant_documents(plan))
     if _screen_kind(plan):
-        files["screen_trials.csv"] = _csv_bytes(SCREEN_COLUMNS, _screen_rows(session, found))
+        files["screen_trials.csv"] = _csv_bytes(SCREEN_COLUMNS, _screen_rows(session, found, kinds))
     if format == "psych-ds":
         files = psychds_files(found, plan, files, len(answer_rows), len(participant_rows))
     # Write next to the target, then move into place: a crash leaves no half-written export.
@@ -418,6 +465,14 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike,
     return ExportResult(out, len(answer_rows), len(participant_rows))
 
 
+def participant_documents(plan: dict[str, Any]) -> dict[str, bytes]:
+    """The consent and debrief texts participants read (``documentation/consent.md``, ``debrief.md``), byte for
+    byte as the plan stores them; the plan's sha256 of each is checked when the plan is loaded."""
+    part = plan.get("participant") or {}
+    return {f"documentation/{key}.md": part[key]["text"].encode("utf-8") for key in ("consent", "debrief")
+            if part.get(key)}
+
+
 def psychds_files(study: Study, plan: dict[str, Any], files: dict[str, bytes], n_answer_rows: int,
                   n_participant_rows: int) -> dict[str, bytes]:
     """The plain export's ``files`` rearranged as a Psych-DS dataset (:mod:`study_server.export.psychds`): the two
@@ -425,7 +480,8 @@ def psychds_files(study: Study, plan: dict[str, Any], files: dict[str, bytes], n
     Checked against the specification's rules before anything is written."""
 
     answers_file, participants_file = psychds.data_file_names(study.name, study.task, study.id)
-    codebooks = {answers_file: ANSWER_CODEBOOK, participants_file: PARTICIPANT_CODEBOOK}
+    codebooks = {answers_file: ANSWER_CODEBOOK, participants_file: {**PARTICIPANT_CODEBOOK,
+                                                                     **demographic_codebook(plan)}}
     screen_file = participants_file.replace("description-participants", "description-headphonescreen")
     if "screen_trials.csv" in files:  # the headphone screen's trials (study_server.participant.listening)
         codebooks[screen_file] = SCREEN_CODEBOOK
@@ -447,6 +503,7 @@ def psychds_files(study: Study, plan: dict[str, Any], files: dict[str, bytes], n
     }
     if "screen_trials.csv" in files:
         out[f"data/{screen_file}"] = files["screen_trials.csv"]
+    out.update({k: v for k, v in files.items() if k.startswith("documentation/")})  # consent.md, debrief.md
     problems = psychds.psychds_problems(out)
     if problems:  # a bug of ours, not of the data: say what broke
         raise ExportError(f"the Psych-DS dataset of study {study.name!r} breaks the specification: "

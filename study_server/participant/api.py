@@ -11,13 +11,17 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from study_server.core.errors import ApiError, Conflict
+from study_server.participant.demographics import check_complete, demographics_state
 from study_server.participant.holds import same_browser
 from study_server.participant.listening import state_for as listening_state
 from study_server.participant.listening import words_allowed
+from study_server.participant.texts import required_statements
 from study_server.store.extensions import db
 from study_server.store.models import (
     ABANDONED,
     ACTIVE,
+    ALLOCATED,
+    DECLINED,
     EXPIRED,
     FINISHED,
     STARTED,
@@ -26,6 +30,7 @@ from study_server.store.models import (
     utcnow,
 )
 from study_server.study import assignment as assign
+from study_server.study.addresses import places_per_address
 from study_server.study.answers import (
     TOUCH_EVERY,
     answered_positions,
@@ -36,13 +41,13 @@ from study_server.study.answers import (
     try_fast_save,
     try_save_pg,
 )
-from study_server.study.addresses import places_per_address
 from study_server.study.assignment import hold_seconds
 from study_server.study.audio_check import is_correct
 from study_server.study.consistency import complete_assignment
 from study_server.study.context import Ctx, answer_target, cache_of, load, load_light
 from study_server.study.media import media_url
 from study_server.study.platforms import completion_action, parse_arrival
+from study_server.study.preview import mark_simulated
 from study_server.study.progress import idle_release_s
 from study_server.study.studies import plan_view
 from study_server.study.watching import recorded_reader, stored_pace, stored_reader, tolerance_s
@@ -137,6 +142,7 @@ def state_of(ctx: Ctx, answered: list[int] | None = None, failed: list[int] | No
                                    for o in q["options"]]} for q in plan.questions],
         "audio_check": {"enabled": audio_enabled, "passed": a.audio_check_passed, "attempts_left": attempts_left,
                         "media_url": audio_url},
+        "demographics": demographics_state(db.session, ctx),  # when, done (participant.demographics), or None
         "listening": listening,  # volume calibration + headphone screen (study_server.participant.listening), or None
         "examples": [{"label": labels.get(e["emotion"], e["emotion"].capitalize()),
                       "media_url": media_url(secret, a.token, f"x{n}")}
@@ -184,12 +190,46 @@ def start(token: str):
     if ctx.assignment.status in FINISHED:
         return state_of(ctx)
     never_started = ctx.assignment.started_at is None  # then it has no answers (saves need a started one)
+    if never_started:
+        _check_consent(ctx)
     assign.start(db.session, ctx.assignment, timeout_s=_timeout())
     a = ctx.assignment
     # The answers that follow may take the fast path (study_server.participant.fastpath) in this process.
     cache_of(current_app).remember(token, (a.id, a.study_id, a.batch_id, ctx.plan_sha256), a.last_seen_at)
     # The page (or any client) has what the trials need without another request.
     return state_of(ctx, answered=[] if never_started else None, failed=[] if never_started else None)
+
+
+def _check_consent(ctx: Ctx) -> None:
+    """A plan with consent statements starts only when the participant ticked every one of them
+    (``{"agree": [0, 1, ...]}``, the statements' indices)."""
+    n = required_statements(ctx.plan.plan)
+    if not n:
+        return
+    agree = _json_body().get("agree")
+    if not isinstance(agree, list) or sorted(set(a for a in agree if isinstance(a, int))) != list(range(n)):
+        raise ApiError("consent_required", f"tick all {n} consent statement(s) to take part, or choose "
+                       "that you do not consent", status=400)
+
+
+@bp.post("/a/<token>/decline")
+def decline(token: str):
+    """The participant read the consent text and did not consent: the place is freed (status declined)."""
+    ctx = load(db.session, token)
+    a = ctx.assignment
+    if a.status not in (ALLOCATED, EXPIRED, DECLINED):
+        raise Conflict("already_started", "you have already given consent; use the return button of the "
+                       "platform to stop", status=409)
+    assign.leave(db.session, a, status=DECLINED)
+    return {"status": a.status}
+
+
+@bp.post("/a/<token>/simulated")
+def simulated(token: str):
+    """`emostudy simulate` marks its participant's session (signed with the server secret) before consent."""
+    ctx = load(db.session, token)
+    mark_simulated(db.session, ctx.assignment, str(_json_body().get("signature") or ""), secret_key=_secret())
+    return {"kind": ctx.assignment.kind}
 
 
 @bp.post("/a/<token>/ping")
@@ -279,5 +319,6 @@ def media_failed(token: str):
 @bp.post("/a/<token>/complete")
 def complete(token: str):
     ctx = load(db.session, token)
+    check_complete(db.session, ctx)
     complete_assignment(db.session, ctx, timeout_s=_timeout())
     return {"status": ctx.assignment.status, "completion": completion_for(ctx)}

@@ -8,12 +8,17 @@ script or URL names a trial's emotion, source or condition: trials are positions
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from study_server.core.errors import ApiError
 from study_server.participant.api import completion_for
+from study_server.participant.demographics import form_items
 from study_server.participant.holds import same_browser
+from study_server.participant.i18n import error_text, force_locale, select_language, ui_strings
 from study_server.participant.listening import wav_response
+from study_server.participant.texts import docs_of
 from study_server.store.extensions import db
 from study_server.store.models import FINISHED
 from study_server.study import assignment as assign
@@ -21,25 +26,33 @@ from study_server.study.addresses import places_per_address
 from study_server.study.assignment import hold_seconds
 from study_server.study.audio_check import word_wav
 from study_server.study.context import load
+from study_server.study.duration import study_minutes
 from study_server.study.media import check_signature, resolve_slot, send_media
 from study_server.study.platforms import parse_arrival
 from study_server.study.progress import idle_release_s
 from study_server.study.studies import plan_view
 from study_server.study.watching import record_fetch
 
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # stimuli.spec's study names
+
 bp = Blueprint("participant", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/participant")
 
-_TASK_SENTENCE = {
-    "emotion-realness": "Some of the videos are recordings of real people; others were rendered by artificial "
-                        "intelligence (AI).",
-    "av-mismatch": "All of the videos were rendered by artificial intelligence (AI).",
-}
-
-
 def render_error_page(exc: ApiError):
-    title = "Thank you for your interest" if exc.code in ("study_full", "study_closed", "excluded") else "Sorry"
-    return render_template("participant/message.html", title=title, message=exc.message), exc.status
+    """The participant's page for an API error: the catalogue's sentence for its code, in the study's language."""
+    plan = None
+    study = str((request.view_args or {}).get("study") or "")
+    # only a well-formed name of a study that exists is looked up (never a name that made the error itself)
+    if _STUDY_NAME.fullmatch(study) and exc.code != "study_not_found":
+        try:
+            plan = plan_view(assign.get_study(db.session, study)).plan
+        except ApiError:
+            plan = None
+        db.session.rollback()
+    with force_locale(select_language(plan)):
+        title, message = error_text(exc.code)
+        return render_template("participant/message.html", title=title, message=message,
+                               page_lang=select_language(plan)), exc.status
 
 
 @bp.get("/s/<study>")
@@ -48,10 +61,12 @@ def arrive(study: str):
     arrival = same_browser(arrival)  # a plain link re-opened by the same browser is the same arrival
     if arrival.preview:
         s = assign.get_study(db.session, study)
-        text = plan_view(s).participant
+        view = plan_view(s)
+        text, lang = view.participant, select_language(view.plan)
         db.session.rollback()
-        return render_template("participant/ad.html", title=text["title"], intro=text["intro"],
-                               open=s.status == "open")
+        with force_locale(lang):
+            return render_template("participant/ad.html", title=text["title"], intro=text["intro"],
+                                   open=s.status == "open", page_lang=lang)
     allocation = assign.allocate(db.session, study, arrival, secret_key=current_app.config["SECRET_KEY"],
                                  timeout_s=float(current_app.config["ASSIGNMENT_TIMEOUT_S"]),
                                  user_agent=request.user_agent.string, hold_s=hold_seconds(current_app.config),
@@ -66,17 +81,18 @@ def study_page(token: str):
     if ctx.assignment.status in FINISHED:
         return redirect(url_for("participant.done_page", token=token), code=302)
     plan = ctx.plan.plan
-    task = plan["study"]["task"]
-    text = ctx.plan.participant  # never the researcher's description
-    instructions = text["instructions"] or _TASK_SENTENCE.get(task, "")
+    text = ctx.plan.participant  # never the researcher's description; no sentence of ours about the videos
     payment = plan.get("payment", {})
-    return render_template(
-        "participant/study.html", token=token, title=text["title"], intro=text["intro"], instructions=instructions,
-        task_sentence=_TASK_SENTENCE.get(task, ""), n_items=len(ctx.batch.items),
-        reward=payment.get("reward_usd"), bonus=(payment.get("bonus") or {}).get("rule", "none") != "none",
-        audio_check=ctx.plan.audio_check_enabled, n_examples=len(plan["examples"]),
-        headphones=(plan.get("audio_check") or {}).get("kind", "words") != "words",
-        contact=current_app.config.get("CONTACT_EMAIL") or "")
+    docs, lang = docs_of(plan), select_language(plan)
+    with force_locale(lang):
+        return render_template(
+            "participant/study.html", token=token, title=text["title"], intro=text["intro"],
+            instructions=text["instructions"], n_items=len(ctx.batch.items), docs=docs, page_lang=lang,
+            demo_items=form_items(plan), minutes=study_minutes(db.session, ctx.study_id, ctx.plan_sha256, plan), ui_strings=ui_strings(),
+            reward=payment.get("reward_usd"), bonus=(payment.get("bonus") or {}).get("rule", "none") != "none",
+            audio_check=ctx.plan.audio_check_enabled, n_examples=len(plan["examples"]),
+            headphones=(plan.get("audio_check") or {}).get("kind", "words") != "words",
+            contact=current_app.config.get("CONTACT_EMAIL") or "")
 
 
 @bp.get("/a/<token>/done")
@@ -85,7 +101,10 @@ def done_page(token: str):
     action = completion_for(ctx)
     if action is None:
         return redirect(url_for("participant.study_page", token=token), code=302)
-    return render_template("participant/done.html", title="Thank you", action=action)
+    plan, lang = ctx.plan.plan, select_language(ctx.plan.plan)
+    with force_locale(lang):
+        return render_template("participant/done.html", title=ctx.plan.participant["title"], action=action,
+                               debrief_html=docs_of(plan).debrief_html, page_lang=lang)
 
 
 @bp.get("/m/<token>/<slot>/<sig>")

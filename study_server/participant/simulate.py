@@ -31,6 +31,14 @@ from stimuli.norming import simulated_rating
 from study_server.participant.listening import expected_answers
 from study_server.study.audio_check import expected_word
 from study_server.study.media import strip_padding
+from study_server.study.preview import simulation_signature
+
+SPEEDS = ("fast", "real")
+
+
+def _watch(seconds: float) -> None:
+    """A simulated person watching a clip and thinking (``speed="real"``)."""
+    time.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -166,11 +174,27 @@ def _pass_screen(http: "_Http", token: str, listening: dict[str, Any], secret_ke
         raise RuntimeError(f"simulated participant {token[:6]}: headphone screen not passed")
 
 
+def _consent_body(_state: dict[str, Any], n_statements: int) -> dict[str, Any] | None:
+    return {"agree": list(range(n_statements))} if n_statements else None
+
+
+def _demographics(http: "_Http", token: str, state: dict[str, Any], items: list[dict[str, Any]],
+                  rng: random.Random) -> None:
+    """Answer the study's questions about the participant: a simulated person prefers not to say."""
+    if state.get("demographics") and not state["demographics"]["done"]:
+        http.call("POST", f"/api/v1/a/{token}/demographics", {"values": {i["id"]: "prefer_not" for i in items}})
+
+
 def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, dict[str, Any]], secret_key: str,
-                    model: ResponseModel, seed: int, task: str, plan_questions: list[dict[str, Any]] | None = None
-                    ) -> tuple[int, bool, bool]:
+                    model: ResponseModel, seed: int, task: str, plan_questions: list[dict[str, Any]] | None = None,
+                    speed: str = "fast", plan: dict[str, Any] | None = None) -> tuple[int, bool, bool]:
     """One whole session of ``task`` (the plan's study.task; the page does not name it). Returns (answers
-    acknowledged, completed, careless)."""
+    acknowledged, completed, careless).
+
+    The session is marked ``simulated`` right after arrival (signed with the server secret), so exports leave
+    it out unless asked. ``speed``: ``real`` waits, after fetching each video, as long as the video lasts plus
+    a few seconds per question before answering (the server's evidence of watching then sees a person's
+    pace); ``fast`` answers at once, and the server honestly flags those answers ``too_fast``."""
 
     rng = random.Random(f"{seed}:{study}:{index}")
     # One simulated person per study: the same id in two studies would be excluded as the paper excluded
@@ -178,8 +202,14 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
     careless = rng.random() < model.careless
     arrival = http.call("POST", f"/api/v1/studies/{study}/arrive", {"query": {"lab": f"sim{seed}-{study}-{index:04d}"}})
     token = arrival["token"]
-    http.call("POST", f"/api/v1/a/{token}/start")
+    http.call("POST", f"/api/v1/a/{token}/simulated", {"signature": simulation_signature(secret_key, token)})
+    part = (plan or {}).get("participant") or {}
+    n_statements = len((part.get("consent") or {}).get("statements", []))
+    http.call("POST", f"/api/v1/a/{token}/start", _consent_body({}, n_statements))
     state = http.call("GET", f"/api/v1/a/{token}")
+    demo_items = ((plan or {}).get("demographics") or {}).get("items", [])
+    if (state.get("demographics") or {}).get("when") == "after_consent":
+        _demographics(http, token, state, demo_items, rng)
     listening = state.get("listening")
     if listening and listening["screen"]["passed"] is None:
         _pass_screen(http, token, listening, secret_key)
@@ -200,6 +230,9 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
         media = http.call("GET", item["media_url"], raw=True)
         sha = hashlib.sha256(strip_padding(media)).hexdigest()  # the video inside, as a person sees it
         labels = by_sha.get(sha, {})
+        rt_ms = int(rng.uniform(800, 4000))
+        if speed == "real":  # watch the whole clip, then answer at a person's pace
+            _watch(float(labels.get("duration_s") or 2.0) + rt_ms / 1000.0)
         if careless:
             values = _careless(questions, rng)
         elif sha in seen and rng.random() < model.repeat_agreement:
@@ -223,8 +256,10 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
         seen.setdefault(sha, values)
         http.call("POST", f"/api/v1/a/{token}/answers", {
             "answer_id": f"sim-{token[:24]}-{item['position']:03d}", "position": item["position"],
-            "values": values, "rt_ms": int(rng.uniform(800, 4000)), "played_fraction": 1.0})
+            "values": values, "rt_ms": rt_ms, "played_fraction": 1.0})
         acked += 1
+    if (state.get("demographics") or {}).get("when") == "end":
+        _demographics(http, token, state, demo_items, rng)
     done = http.call("POST", f"/api/v1/a/{token}/complete")
     return acked, done.get("status") == "completed", careless
 
@@ -232,12 +267,16 @@ def run_participant(http: _Http, study: str, index: int, *, by_sha: dict[str, di
 def simulate(base_url: str, study: str, n: int, *, manifest_rows: list[dict[str, Any]], secret_key: str,
              task: str, plan_questions: list[dict[str, Any]] | None = None,
              model: ResponseModel = ResponseModel(), seed: int = 0, workers: int = 4,
-             on_done: Callable[[], None] | None = None) -> SimulationReport:
+             on_done: Callable[[], None] | None = None, speed: str = "fast",
+             plan: dict[str, Any] | None = None) -> SimulationReport:
     """Send ``n`` simulated participants through ``study`` (of ``task``: emotion-realness or av-mismatch) on
     the server at ``base_url``.
 
     ``plan_questions`` (the plan's ``questions``) give the realness scores of the options; without them a
-    scale answer falls back to the first option."""
+    scale answer falls back to the first option. ``plan`` (the whole plan) lets the participant agree to every
+    consent statement and answer the demographic items; ``speed``: see ``run_participant``."""
+    if speed not in SPEEDS:
+        raise ValueError(f"speed {speed!r}: use one of {', '.join(SPEEDS)}")
     by_sha = {r["sha256"]: r for r in manifest_rows}
     http = _Http(base_url)
     report = SimulationReport()
@@ -245,7 +284,7 @@ def simulate(base_url: str, study: str, n: int, *, manifest_rows: list[dict[str,
     def one(i: int) -> tuple[int, bool, bool] | str:
         try:
             return run_participant(http, study, i, by_sha=by_sha, secret_key=secret_key, model=model, seed=seed,
-                                   task=task, plan_questions=plan_questions)
+                                   task=task, plan_questions=plan_questions, speed=speed, plan=plan)
         except RuntimeError as exc:
             return str(exc)
         finally:

@@ -111,8 +111,10 @@ def _call(client: Any, op: str, **params: Any) -> dict[str, Any]:
     botocore's retries) raises OutcomeUnknown; throttling that outlasts the retries says so plainly."""
     # optional heavy dependency: imported only when the platform is called
     from botocore.exceptions import ClientError, HTTPClientError
+
     # optional heavy dependency: imported only when the platform is called
     from botocore.exceptions import ConnectionError as BotoConnectionError
+
     # optional heavy dependency: imported only when the platform is called
     from botocore.parsers import ResponseParserError
 

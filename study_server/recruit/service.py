@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from study_server.recruit import OutcomeUnknown, PayRefused, PlatformError, RecruitError, money
 from study_server.recruit.base import PostSettings, Submission
@@ -59,6 +59,7 @@ from study_server.store.recruitment import (
     ReviewItem,
 )
 from study_server.study.assignment import expire_stale, occupancy
+from study_server.study.duration import study_minutes
 from study_server.study.platform_ids import assignment_for_external_id, ids_of, remember
 from study_server.study.studies import participant_text
 
@@ -99,9 +100,9 @@ def post_settings(study: Study, base_url: str, **overrides: Any) -> PostSettings
     url = base_url.rstrip("/") + f"/s/{study.name}"
     values: dict[str, Any] = {"title": text["title"], "study_url": url, "reward_usd": reward,
                               "description": (text["intro"] or text["title"])[:2000]}
-    minutes = (plan.get("study", {}).get("recruitment") or {}).get("estimated_minutes")  # the spec's, unless --minutes
-    if minutes:
-        values["estimated_minutes"] = int(minutes)
+    session = object_session(study)
+    if session is not None:  # the one duration of the consent page (study_server.study.duration), unless --minutes
+        values["estimated_minutes"] = study_minutes(session, study.id, study.plan_sha256, plan)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PostSettings(**values)
 

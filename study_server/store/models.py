@@ -12,6 +12,7 @@
 Assignment lifecycle (``Assignment.status``)::
 
     allocated -> started -> completed -> submitted -> approved | rejected
+         \\--> declined (did not consent; frees the slot)
          \\           \\
           +-----------+--> returned (participant left) | abandoned (gave up, e.g. audio check)
                       +--> expired (no request for ASSIGNMENT_TIMEOUT_S; frees the slot)
@@ -54,7 +55,8 @@ NAMING_CONVENTION = {
 ALLOCATED, STARTED, COMPLETED, SUBMITTED, APPROVED, REJECTED = (
     "allocated", "started", "completed", "submitted", "approved", "rejected")
 RETURNED, ABANDONED, EXPIRED = "returned", "abandoned", "expired"
-STATUSES = (ALLOCATED, STARTED, COMPLETED, SUBMITTED, APPROVED, REJECTED, RETURNED, ABANDONED, EXPIRED)
+DECLINED = "declined"  # the participant read the consent text and did not consent
+STATUSES = (ALLOCATED, STARTED, COMPLETED, SUBMITTED, APPROVED, REJECTED, RETURNED, ABANDONED, EXPIRED, DECLINED)
 ACTIVE = (ALLOCATED, STARTED)
 FINISHED = (COMPLETED, SUBMITTED, APPROVED)  # count when their verdict is valid
 VALID, INVALID = "valid", "rejected"  # Verdict.verdict
@@ -63,6 +65,12 @@ VALID, INVALID = "valid", "rejected"  # Verdict.verdict
 TECHNICAL_FAILURE = "technical_failure"
 
 STUDY_OPEN, STUDY_PAUSED, STUDY_CLOSED = "open", "paused", "closed"
+
+# Assignment.kind: who took the session. A preview (the researcher's "Preview as participant") never counts
+# in quotas, verdicts, exports or reports; a simulated participant (`emostudy simulate`) is left out of
+# exports unless asked (``--include-simulated``).
+REAL, PREVIEW, SIMULATED = "real", "preview", "simulated"
+KINDS = (REAL, PREVIEW, SIMULATED)
 
 
 def utcnow() -> dt.datetime:
@@ -233,6 +241,7 @@ class Assignment(Base):
     # keeps its place once consent is given (study_server.study.progress; pings do not count).
     progress_at: Mapped[dt.datetime | None]
     arrival_net: Mapped[str | None] = mapped_column(String(64))  # the arriving address or its IPv6 /64
+    kind: Mapped[str] = mapped_column(String(16), default=REAL, server_default=REAL)  # KINDS
 
     study: Mapped[Study] = relationship()
     batch: Mapped[Batch] = relationship()
@@ -357,6 +366,18 @@ class ListeningCheck(Base):
     attempts_used: Mapped[int] = mapped_column(Integer, default=0)  # screen blocks finished
     n_correct: Mapped[int | None] = mapped_column(Integer)  # of the last finished block
     passed: Mapped[bool | None] = mapped_column(Boolean)  # None while undecided
+
+
+class Demographics(Base):
+    """A participant's answers to the spec's ``[demographics]`` items (``study_server.participant.demographics``):
+    ``{item: value}``, "prefer_not" where the participant preferred not to say. One row per assignment."""
+
+    __tablename__ = "demographics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), unique=True)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ScreenTrial(Base):

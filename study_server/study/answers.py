@@ -38,10 +38,19 @@ from study_server.store.models import (
 )
 from study_server.study.assignment import ensure_active
 from study_server.study.context import AnswerTarget, BatchInfo, Ctx, ItemInfo, LightCtx
-from study_server.study.studies import PlanView
 from study_server.study.progress import PROGRESS
+from study_server.study.studies import PlanView
 from study_server.study.technical import breach, end_as_technical_failure, fetched_with_get, max_media_failures
-from study_server.study.watching import UNPACED, Evidence, Pace, is_paced, paced_seconds, stored_pace, stored_reader, watch_flag
+from study_server.study.watching import (
+    UNPACED,
+    Evidence,
+    Pace,
+    is_paced,
+    paced_seconds,
+    stored_pace,
+    stored_reader,
+    watch_flag,
+)
 
 _INSERT_ANSWER = insert(Answer.__table__)
 _TOUCH = (update(Assignment.__table__).where(Assignment.__table__.c.id == bindparam("aid"))

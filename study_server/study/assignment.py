@@ -61,8 +61,10 @@ from study_server.store.models import (
     ABANDONED,
     ACTIVE,
     ALLOCATED,
+    DECLINED,
     EXPIRED,
     FINISHED,
+    PREVIEW,
     RETURNED,
     STARTED,
     STUDY_OPEN,
@@ -142,7 +144,7 @@ def occupancy(session: Session, study_id: int, batch_ids: Iterable[int] | None =
     rows = session.execute(
         select(Assignment.batch_id, func.count())
         .select_from(Assignment).outerjoin(Verdict, Verdict.assignment_id == Assignment.id)
-        .where(Assignment.study_id == study_id, occupying)
+        .where(Assignment.study_id == study_id, occupying, Assignment.kind != PREVIEW)  # a preview takes no place
         .group_by(Assignment.batch_id)).all()
     if batch_ids is None:
         batch_ids = session.scalars(select(Batch.id).where(Batch.study_id == study_id))
@@ -328,7 +330,7 @@ WITH expired AS (
 counted AS (
     SELECT a.batch_id, count(*) AS n
     FROM assignments a LEFT JOIN verdicts v ON v.assignment_id = a.id
-    WHERE a.study_id = %(study_id)s
+    WHERE a.study_id = %(study_id)s AND a.kind <> '{PREVIEW}'
       AND ((a.status IN {_sql_in(ACTIVE)} AND a.id NOT IN (SELECT id FROM expired))
            OR (a.status IN {_sql_in(FINISHED)} AND v.verdict = '{VALID}'))
     GROUP BY a.batch_id),
@@ -502,8 +504,8 @@ def start(session: Session, assignment: Assignment, *, timeout_s: float) -> None
 
 def leave(session: Session, assignment: Assignment, status: str = RETURNED) -> None:
     """The participant declined or gave up: frees the slot. Finished assignments are left as they are."""
-    if status not in (RETURNED, ABANDONED):
-        raise ValueError(f"leave() sets returned or abandoned, not {status!r}")
+    if status not in (RETURNED, ABANDONED, DECLINED):
+        raise ValueError(f"leave() sets returned, abandoned or declined, not {status!r}")
     if assignment.status in ACTIVE or assignment.status == EXPIRED:
         assignment.status = status
         assignment.ended_at = utcnow()
@@ -530,7 +532,8 @@ def holds(session: Session, *, hold_s: float | None, study_name: str | None = No
                 Assignment.hold_until)
          .join(Study, Study.id == Assignment.study_id).join(Batch, Batch.id == Assignment.batch_id)
          .join(Participant, Participant.id == Assignment.participant_id)
-         .where(Assignment.status == ALLOCATED).order_by(Assignment.allocated_at, Assignment.id))
+         .where(Assignment.status == ALLOCATED, Assignment.kind != PREVIEW)  # a preview holds no place
+         .order_by(Assignment.allocated_at, Assignment.id))
     if study_name is not None:
         q = q.where(Study.name == study_name)
     out = []

@@ -156,7 +156,8 @@ def _fuzz(app, media_set, tmp_path):
                         "/listening/calibrated", "/listening/answer"]
     body_routes = [f"/api/v1/a/{token}/answers", f"/api/v1/a/{token}/audio-check",
                    f"/api/v1/a/{token}/media-failed", f"/api/v1/studies/{study}/arrive",
-                   f"/api/v1/a/{token}/listening/calibrated", f"/api/v1/a/{token}/listening/answer"]
+                   f"/api/v1/a/{token}/listening/calibrated", f"/api/v1/a/{token}/listening/answer",
+                   f"/api/v1/a/{token}/demographics", f"/api/v1/a/{waiting}/simulated"]
     sound = state["listening"]["calibration_url"].split("/")  # ['', 'l', token, 'c0', sig]
 
     def path_cases():
@@ -169,6 +170,8 @@ def _fuzz(app, media_set, tmp_path):
             ("GET", f"/s/{study}?workerId=W%0A&assignmentId=A&hitId=H", None),
             ("GET", f"/a/{bad_token}", None),
             ("GET", f"/a/{bad_token}/done", None),
+            ("POST", f"/api/v1/a/{rng.choice([bad_token, token])}/decline", None),  # started: refused
+            ("POST", f"/admin/studies/{bad_int}/preview", "admin-csrf"),
             ("GET", f"/m/{bad_token}/{media[3]}/{media[4]}", None),
             ("GET", f"/m/{token}/{rng.choice(BAD_SLOTS)}/{media[4]}", None),
             ("GET", f"/m/{token}/{media[3]}/{rng.choice(['AAAA', media[4] + 'x', media[4][:-1]])}", None),
@@ -236,6 +239,10 @@ def _fuzz(app, media_set, tmp_path):
                                               {"trial": 0.5, "answer": 1}, {"trial": True, "answer": 2}])}
             elif path.endswith("/listening/calibrated"):  # this step takes no fields
                 kwargs = {"json": rng.choice([{"x": 1}, {"calibrated": True}, {"": None}])}
+            elif path.endswith("/demographics"):  # this study asks none (and a bad body either way)
+                kwargs = {"json": rng.choice([{"values": {"age": 200}}, {"values": "x"}, {"values": {"nope": 1}}, {}])}
+            elif path.endswith("/simulated"):  # no participant can mark their session simulated
+                kwargs = {"json": rng.choice([{"signature": "0" * 64}, {"signature": 5}, {}, {"signature": "x" * 9999}])}
             elif path.endswith("/audio-check"):
                 kwargs = {"json": rng.choice([{"answer": None}, {"answer": 5}, {"answer": "w" * 101}, {}, {"x": 1}])}
             else:
@@ -244,7 +251,9 @@ def _fuzz(app, media_set, tmp_path):
             if rng.random() < 0.1:  # chunked, no declared length
                 raw = kwargs.get("data") or json.dumps(kwargs.get("json")).encode()
                 raw = raw * max(1, (70000 // max(1, len(raw))) + 1) if rng.random() < 0.7 else raw
-                kwargs = {"input_stream": io.BytesIO(raw), "content_type": "application/json",
+                # (the body keeps its declared type: a JSON object sent as text/plain is malformed; as JSON, an
+                # arrival without a query is a plain link's, which is no malformed request)
+                kwargs = {"input_stream": io.BytesIO(raw), "content_type": kwargs.get("content_type", "application/json"),
                           "environ_overrides": {"wsgi.input_terminated": True}}
                 headers["Transfer-Encoding"] = "chunked"
         else:

@@ -21,6 +21,18 @@
   // ------------------------------------------------------------------------------------ helpers
   function $(id) { return document.getElementById(id); }
 
+  // ------------------------------------------------------------------------- the platform's words
+  // Every sentence this script shows comes from the server's message catalogue, in the study's language
+  // (study_server/participant/i18n.py puts them in the page as JSON); T() looks one up by its English msgid
+  // and fills its %(name)s placeholders.
+  var UI = (function () {
+    try { return JSON.parse($("ui-strings").textContent); } catch (e) { return { text: {}, errors: {} }; }
+  })();
+  function T(msgid, vars) {
+    var s = (UI.text && UI.text[msgid]) || msgid;
+    return s.replace(/%\((\w+)\)s/g, function (m, name) { return vars && name in vars ? String(vars[name]) : m; });
+  }
+
   function show(stepId) {
     var steps = document.querySelectorAll(".step");
     for (var i = 0; i < steps.length; i++) steps[i].hidden = steps[i].id !== stepId;
@@ -70,8 +82,8 @@
 
   // 503 (the server's database is restarting or busy) and 429 (too many requests) pass by themselves: the
   // page says so and sends the request again after the server's Retry-After (docs/server_api.md).
-  var UNAVAILABLE_TEXT = "The study's server is briefly unavailable. Nothing is lost: this page keeps your " +
-    "answers and will try again by itself in a few seconds.";
+  var UNAVAILABLE_TEXT = T("The study's server is briefly unavailable. Nothing is lost: this page keeps your " +
+    "answers and will try again by itself in a few seconds.");
   function passing(r) { return r.status === 503 || r.status === 429; }
   function retryAfterMs(r) {
     var s = parseFloat(r.headers && r.headers.get("Retry-After"));
@@ -92,7 +104,9 @@
   }
 
   function errorText(data) {
-    return (data && data.error && data.error.message) || "Something went wrong. Please reload the page.";
+    // The catalogue's sentence for the error's code; the API's own (English) message is for programs.
+    var code = data && data.error && data.error.code;
+    return (code && UI.errors && UI.errors[code]) || UI.generic_error || "";
   }
 
   // ----------------------------------------------------------------------------------- outbox
@@ -113,7 +127,7 @@
 
   function updateSaving() {
     var n = pendingCount();
-    $("saving").textContent = n ? "Saving " + n + " answer" + (n > 1 ? "s" : "") + "\u2026" : "";
+    $("saving").textContent = n ? T("Saving %(n)s answer(s)\u2026", { n: n }) : "";
   }
 
   function enqueue(body) {
@@ -149,7 +163,7 @@
         saveOutbox();
         delete inflight[answerId];
         updateSaving();
-        message("Sorry", errorText(r.data));
+        message(T("Sorry"), errorText(r.data));
       }).catch(function () {
         attempt += 1;
         var wait = Math.max(atLeast, Math.min(8000, 250 * Math.pow(2, attempt))) * (0.75 + Math.random() * 0.5);
@@ -177,12 +191,12 @@
   // ------------------------------------------------------------------------------------- flow
   function start() {
     requestRetrying("GET", "").then(function (r) {
-      if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
+      if (r.status !== 200) { message(T("Sorry"), errorText(r.data)); return; }
       state = r.data;
       flushOutbox();
       route();
     }).catch(function () {
-      message("Connection problem", "The study could not be loaded. Please check your connection and reload the page.");
+      message(T("Connection problem"), T("The study could not be loaded. Please check your connection and reload the page."));
     });
   }
 
@@ -202,9 +216,10 @@
     var status = state.status;
     if (state.completion) { window.location.replace(DONE_URL); return; }
     if (status === "allocated") { show("step-consent"); return; }
-    if (status === "returned") { message("Thank you", "You chose not to take part. You may close this page and return the task."); return; }
+    if (status === "returned") { message(T("Thank you"), T("You chose not to take part. You may close this page and return the task.")); return; }
+    if (status === "declined") { declinedMessage(); return; }
     if (status === "abandoned") { if (state.technical_failure) technicalFailureMessage(); else abandonedMessage(); return; }
-    if (status === "expired") { message("Sorry", "Your place in this study was released after a long pause. Please open the study again from the page that sent you here."); return; }
+    if (status === "expired") { message(T("Sorry"), T("Your place in this study was released after a long pause. Please open the study again from the page that sent you here.")); return; }
     if (status === "rejected" || status === "approved" || status === "submitted" || status === "completed") {
       window.location.replace(DONE_URL); return;
     }
@@ -215,24 +230,133 @@
       nextTrial();
       return;
     }
-    show("step-instructions");
+    afterConsent();
   }
 
   $("consent-yes").addEventListener("click", function () {
     this.disabled = true;
     var btn = this;
-    requestRetrying("POST", "/start").then(function (r) {
+    requestRetrying("POST", "/start", consentBody()).then(function (r) {
       btn.disabled = false;
-      if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
+      if (r.status !== 200) { message(T("Sorry"), errorText(r.data)); return; }
       state = r.data; // the start reply is the whole state
-      show("step-instructions");
+      afterConsent();
     }).catch(function () { btn.disabled = false; });
   });
 
-  $("consent-no").addEventListener("click", function () {
-    request("POST", "/return").then(function () {
-      message("Thank you", "You chose not to take part. You may close this page and return the task.");
+  // ------------------------------------------------------------------------- video at its size
+  // A clip is shown at the width the spec sets ([participant] video_width) or at its own width, never
+  // stretched past twice its own size (a 128 px clip is not blown up to fill the card), and never wider
+  // than the page or taller than the room the questions leave (CSS max-width / max-height).
+  var VIDEO_WIDTH = parseInt(app.dataset.videoWidth || "0", 10) || 0;
+  function sizeVideo(video) {
+    if (!video.videoWidth) return;
+    var target = VIDEO_WIDTH || video.videoWidth;
+    video.style.width = Math.min(target, 2 * video.videoWidth) + "px";
+    video.style.aspectRatio = video.videoWidth + " / " + video.videoHeight;
+  }
+  ["trial-video", "example-video"].forEach(function (id) {
+    $(id).addEventListener("loadedmetadata", function () { sizeVideo(this); });
+  });
+
+  // ------------------------------------------------------------------------------ demographics
+  // The spec's questions about the participant ([demographics]): after the consent or at the end, once.
+  var demographicsThen = null;
+  function demographicsDue(when) {
+    var d = state && state.demographics;
+    return !!(d && d.when === when && !d.done && $("step-demographics"));
+  }
+
+  function afterConsent() {
+    if (demographicsDue("after_consent")) { showDemographics(function () { show("step-instructions"); }); return; }
+    show("step-instructions");
+  }
+
+  function showDemographics(then) {
+    demographicsThen = then;
+    $("demographics-feedback").textContent = "";
+    show("step-demographics");
+  }
+
+  function demographicsValues() {
+    var values = {};
+    var sets = document.querySelectorAll("#demographics-form fieldset.demo-item");
+    Array.prototype.forEach.call(sets, function (fs) {
+      var id = fs.dataset.item;
+      var prefer = fs.querySelector("input.demo-prefer:checked");
+      if (prefer) { values[id] = prefer.value; return; }
+      var input = fs.querySelector("input.demo-value");
+      if (input) { if (input.value.trim()) values[id] = input.value.trim(); return; }
+      var picked = fs.querySelector('input[type="radio"]:checked');
+      if (!picked) return;
+      values[id] = picked.value === "self" ? "self:" + fs.querySelector("input.demo-self").value : picked.value;
     });
+    return values;
+  }
+
+  if ($("demographics-form")) {
+    $("demographics-form").addEventListener("change", function (ev) {
+      // "Prefer not to say" and an answer exclude each other
+      var fs = ev.target.closest("fieldset");
+      if (!fs || ev.target.type !== "checkbox" || !ev.target.checked) return;
+      var input = fs.querySelector("input.demo-value");
+      if (input) input.value = "";
+    });
+    $("demographics-form").addEventListener("input", function (ev) {
+      var fs = ev.target.closest("fieldset");
+      var prefer = fs && fs.querySelector("input.demo-prefer");
+      if (prefer && prefer.type === "checkbox" && ev.target.value) prefer.checked = false;
+    });
+    $("demographics-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var btn = $("demographics-next");
+      btn.disabled = true;
+      requestRetrying("POST", "/demographics", { values: demographicsValues() }).then(function (r) {
+        btn.disabled = false;
+        if (r.status !== 200) { $("demographics-feedback").textContent = errorText(r.data); return; }
+        state.demographics.done = true;
+        var then = demographicsThen;
+        demographicsThen = null;
+        if (then) then();
+      }).catch(function () { btn.disabled = false; $("demographics-feedback").textContent = T("Connection problem; please try again."); });
+    });
+  }
+
+  // ------------------------------------------------------------------------ consent statements
+  // Each statement of the researcher's consent is a checkbox; "I agree" opens when all are ticked, and the
+  // server checks the same ({"agree": [indices]}). "I do not consent" frees the place (status declined).
+  function consentBoxes() { return document.querySelectorAll("#consent-statements input.consent-statement"); }
+
+  function consentBody() {
+    var boxes = consentBoxes();
+    if (!boxes.length) return undefined;
+    var agree = [];
+    for (var i = 0; i < boxes.length; i++) if (boxes[i].checked) agree.push(parseInt(boxes[i].value, 10));
+    return { agree: agree };
+  }
+
+  function updateConsentButton() {
+    var boxes = consentBoxes();
+    var all = true;
+    for (var i = 0; i < boxes.length; i++) if (!boxes[i].checked) all = false;
+    $("consent-yes").disabled = !all;
+  }
+
+  if ($("consent-statements")) $("consent-statements").addEventListener("change", updateConsentButton);
+
+  function declinedMessage() {
+    message(T("Thank you"), T("You chose not to take part. Your place has been given back; you may close this page."));
+  }
+
+  $("consent-no").addEventListener("click", function () {
+    var btn = this;
+    btn.disabled = true;
+    requestRetrying("POST", "/decline").then(function (r) {
+      btn.disabled = false;
+      if (r.status !== 200) { message(T("Sorry"), errorText(r.data)); return; }
+      state.status = r.data.status;
+      declinedMessage();
+    }).catch(function () { btn.disabled = false; });
   });
 
   $("instructions-next").addEventListener("click", function () {
@@ -243,10 +367,10 @@
   function abandonedMessage() {
     var L = state && state.listening;
     if (L && L.screen && L.screen.passed === false) {
-      message("Sorry", "This study needs headphones, and the headphone check did not succeed. Please return " +
-        "the task (you will not be penalised for it). Thank you for trying.");
+      message(T("Sorry"), T("This study needs headphones, and the headphone check did not succeed. Please return " +
+        "the task (you will not be penalised for it). Thank you for trying."));
     } else {
-      message("Sorry", "This study needs working sound, and the sound check did not succeed. Please return the task. Thank you for trying.");
+      message(T("Sorry"), T("This study needs working sound, and the sound check did not succeed. Please return the task. Thank you for trying."));
     }
   }
 
@@ -275,10 +399,10 @@
 
   $("calibration-play").addEventListener("click", function () {
     var audio = $("calibration-audio");
-    if (!audio.paused) { audio.pause(); this.textContent = "Play the noise"; return; }
+    if (!audio.paused) { audio.pause(); this.textContent = T("Play the noise"); return; }
     audio.currentTime = 0;
     audio.play();
-    this.textContent = "Stop the noise";
+    this.textContent = T("Stop the noise");
   });
 
   $("calibration-audio").addEventListener("playing", function () { $("calibration-done").disabled = false; });
@@ -288,7 +412,7 @@
     btn.disabled = true;
     $("calibration-audio").pause();
     request("POST", "/listening/calibrated", {}).then(function (r) {
-      if (r.status !== 200) { btn.disabled = false; message("Sorry", errorText(r.data)); return; }
+      if (r.status !== 200) { btn.disabled = false; message(T("Sorry"), errorText(r.data)); return; }
       state.listening = r.data.listening;
       showScreen();
     }).catch(function () { btn.disabled = false; });
@@ -304,9 +428,9 @@
   function showScreen(feedback) {
     var sc = state.listening.screen;
     $("screen-task").textContent = sc.kind === "antiphase"
-      ? "Press Play: you will hear three tones, one after the other. Which tone is the softest (quietest): 1, 2 or 3?"
-      : "Press Play: you will hear three noises, one after the other. One of them has a faint tone hidden in it. Which one: 1, 2 or 3?";
-    $("screen-progress").textContent = "Sound " + (sc.answered + 1) + " of " + sc.trials;
+      ? T("Press Play: you will hear three tones, one after the other. Which tone is the softest (quietest): 1, 2 or 3?")
+      : T("Press Play: you will hear three noises, one after the other. One of them has a faint tone hidden in it. Which one: 1, 2 or 3?");
+    $("screen-progress").textContent = T("Sound %(n)s of %(total)s", { n: sc.answered + 1, total: sc.trials });
     $("screen-feedback").textContent = feedback || "";
     $("screen-audio").src = sc.media_url;
     screenPlayed = false;
@@ -329,7 +453,7 @@
   });
 
   $("screen-audio").addEventListener("error", function () {
-    $("screen-feedback").textContent = "The sound could not be loaded. Please check your connection and press Play again.";
+    $("screen-feedback").textContent = T("The sound could not be loaded. Please check your connection and press Play again.");
     $("screen-play").disabled = false;
   });
 
@@ -342,8 +466,8 @@
     request("POST", "/listening/answer", { trial: sc.next_trial, answer: value }).then(function (r) {
       if (r.status !== 200) {
         if (r.status === 429 || r.status >= 500) { screenPlayed = true; setChoices(true);
-          $("screen-feedback").textContent = "Connection problem; please choose again."; return; }
-        message("Sorry", errorText(r.data)); return;
+          $("screen-feedback").textContent = T("Connection problem; please choose again."); return; }
+        message(T("Sorry"), errorText(r.data)); return;
       }
       state.listening = r.data.listening;
       state.status = r.data.status;
@@ -359,13 +483,13 @@
         return;
       }
       showScreen(now.attempts_left < leftBefore
-        ? "That round did not pass. Please make sure you are wearing headphones (both sides), then try again (" +
-          now.attempts_left + " round" + (now.attempts_left === 1 ? "" : "s") + " left)."
+        ? T("That round did not pass. Please make sure you are wearing headphones (both sides), then try again " +
+            "(rounds left: %(n)s).", { n: now.attempts_left })
         : "");
     }).catch(function () {
       screenPlayed = true;
       setChoices(true);
-      $("screen-feedback").textContent = "Connection problem; please choose again.";
+      $("screen-feedback").textContent = T("Connection problem; please choose again.");
     });
   }
 
@@ -399,7 +523,7 @@
     $("audio-submit").disabled = true;
     requestRetrying("POST", "/audio-check", { answer: input.value }).then(function (r) {
       $("audio-submit").disabled = false;
-      if (r.status !== 200) { message("Sorry", errorText(r.data)); return; }
+      if (r.status !== 200) { message(T("Sorry"), errorText(r.data)); return; }
       if (r.data.passed) {
         state.audio_check.passed = true;
         if (state.answered.length || pendingCount()) nextTrial(); else startExamples();
@@ -408,12 +532,12 @@
       if (r.data.status === "abandoned") { abandonedMessage(); return; }
       input.value = "";
       $("audio-word").src = r.data.media_url;
-      $("audio-feedback").textContent = "That was not the word. Please listen to a new word (" +
-        r.data.attempts_left + " tr" + (r.data.attempts_left === 1 ? "y" : "ies") + " left).";
+      $("audio-feedback").textContent = T("That was not the word. Please listen to a new word (tries left: %(n)s).",
+        { n: r.data.attempts_left });
       input.focus();
     }).catch(function () {
       $("audio-submit").disabled = false;
-      $("audio-feedback").textContent = "Connection problem; please try again.";
+      $("audio-feedback").textContent = T("Connection problem; please try again.");
     });
   });
 
@@ -430,8 +554,8 @@
     exampleFailures = 0;
     $("example-media-error").hidden = true;
     video.src = ex.media_url;
-    $("example-label").textContent = "Example " + (exampleIndex + 1) + ": " + ex.label;
-    $("example-progress").textContent = "Example " + (exampleIndex + 1) + " of " + state.examples.length;
+    $("example-label").textContent = T("Example %(n)s: %(label)s", { n: exampleIndex + 1, label: ex.label });
+    $("example-progress").textContent = T("Example %(n)s of %(total)s", { n: exampleIndex + 1, total: state.examples.length });
     $("example-next").disabled = true;
     show("step-examples");
   }
@@ -455,8 +579,8 @@
     exampleFailures += 1;
     var canSkip = exampleFailures >= 3;
     $("example-media-error-text").textContent = canSkip
-      ? "This example could not be loaded (" + exampleFailures + " tries). You can try again, or press Next to go on."
-      : "This example could not be loaded. Please check your internet connection and press Try again.";
+      ? T("This example could not be loaded (%(n)s tries). You can try again, or press Next to go on.", { n: exampleFailures })
+      : T("This example could not be loaded. Please check your internet connection and press Try again.");
     if (canSkip) $("example-next").disabled = false;
     $("example-media-error").hidden = false;
   });
@@ -554,9 +678,9 @@
     video.load();
     var done = state.total - order.length;
     $("trial-progress").value = done;
-    $("trial-progress-text").textContent = "Video " + (done + 1) + " of " + state.total;
+    $("trial-progress-text").textContent = T("Video %(n)s of %(total)s", { n: done + 1, total: state.total });
     $("trial-next").disabled = true;
-    $("trial-play").textContent = "Play";
+    $("trial-play").textContent = T("Play");
     $("trial-hint").hidden = false;
     show("step-trial");
     $("trial-play").focus();
@@ -583,10 +707,10 @@
     current.error = MEDIA_ERRORS[(video.error && video.error.code) || 0] || "MEDIA_ERR_UNKNOWN";
     var canSkip = current.failures >= MAX_MEDIA_FAILURES;
     $("trial-media-error-text").textContent = canSkip
-      ? "This video could not be loaded (" + current.failures + " tries). You can try once more, or go on " +
-        "without it: it will be recorded as a video that did not load, not as an answer."
-      : "This video could not be loaded. Please check your internet connection and press Try again " +
-        "(try " + current.failures + " of " + MAX_MEDIA_FAILURES + ").";
+      ? T("This video could not be loaded (%(n)s tries). You can try once more, or go on " +
+          "without it: it will be recorded as a video that did not load, not as an answer.", { n: current.failures })
+      : T("This video could not be loaded. Please check your internet connection and press Try again " +
+          "(try %(n)s of %(total)s).", { n: current.failures, total: MAX_MEDIA_FAILURES });
     $("trial-skip").hidden = !canSkip;
     $("trial-retry").disabled = false;
     $("trial-skip").disabled = false;
@@ -608,7 +732,7 @@
     var report = { position: current.position, failures: current.failures, error: current.error };
     $("trial-skip").disabled = true;
     $("trial-retry").disabled = true;
-    $("trial-media-error-text").textContent = "Saving\u2026";
+    $("trial-media-error-text").textContent = T("Saving\u2026");
     sendMediaFailure(report, 0);
   });
 
@@ -626,7 +750,7 @@
         return;
       }
       if (r.status >= 500 || r.status === 429) throw new Error("retry");
-      message("Sorry", errorText(r.data));
+      message(T("Sorry"), errorText(r.data));
     }).catch(function () {
       // Offline or overloaded: keep trying, with a growing pause.
       return sleep(Math.min(30000, 1000 * Math.pow(2, attempt))).then(function () {
@@ -641,7 +765,7 @@
     var sets = document.querySelectorAll("#questions fieldset");
     for (var i = 0; i < sets.length; i++) sets[i].disabled = false;
     $("trial-hint").hidden = true;
-    $("trial-play").textContent = "Play again";
+    $("trial-play").textContent = T("Play again");
     var first = document.querySelector("#questions input");
     if (first) first.focus();
     $("trial-next").disabled = !collect().complete;
@@ -671,8 +795,8 @@
   function technicalFailureMessage() {
     $("trial-video").removeAttribute("src");
     current = null;
-    message("Sorry", "Several videos could not be loaded, so this study cannot go on. The researchers have " +
-      "been told and will review your session. Thank you for your time.");
+    message(T("Sorry"), T("Several videos could not be loaded, so this study cannot go on. The researchers have " +
+      "been told and will review your session. Thank you for your time."));
   }
   // -------------------------------------------------------------- issue 29: technical failure (end)
 
@@ -712,12 +836,13 @@
 
   // ----------------------------------------------------------------------------------- finish
   function finish() {
+    if (demographicsDue("end")) { showDemographics(finish); return; }
     show("step-finish");
     $("finish-retry").hidden = true;
-    $("finish-text").textContent = "Saving your answers\u2026";
+    $("finish-text").textContent = T("Saving your answers\u2026");
     waitForOutbox(120000).then(function (allSaved) {
       if (!allSaved) {
-        $("finish-text").textContent = "Some answers are not saved yet (connection problem). Please keep this page open; press Try again.";
+        $("finish-text").textContent = T("Some answers are not saved yet (connection problem). Please keep this page open; press Try again.");
         $("finish-retry").hidden = false;
         return;
       }
@@ -733,7 +858,7 @@
         $("finish-retry").hidden = false;
       });
     }).catch(function () {
-      $("finish-text").textContent = "Connection problem. Please press Try again.";
+      $("finish-text").textContent = T("Connection problem. Please press Try again.");
       $("finish-retry").hidden = false;
     });
   }
