@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from stimuli.model_formulas import CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL
+from stimuli.model_formulas import CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL, TIE_RTOL
 
 SCHEMA_ORG_CONTEXTS = ("https://schema.org", "https://schema.org/", "http://schema.org", "http://schema.org/")
 REQUIRED_KEYS = ("@context", "@type", "name", "description", "variableMeasured")
@@ -183,29 +183,33 @@ def r_script(*, answers_file: str, participants_file: str, task: str, chance: fl
     """``analysis/analysis.R``: loads the answers and refits, in R, the paper's tests and our models.
     ``chance``: accuracy under guessing for the binomial tests (1 / options of the emotion question).
 
-    The model formulas are those of :mod:`stimuli.model_formulas` (the ones ``emostudy analyze`` fits).
-    Exclusions follow the server's verdicts (``emostudy analyze --verdicts server``): valid surveys,
-    consistency repeats dropped. The signed-rank test uses the participant means; base R's wilcox.test
-    drops zero differences (zero_method "wilcox"); with the coin package the Pratt version (our default)
-    is computed too.
+    The model formulas are those of :mod:`stimuli.model_formulas` (the ones ``emostudy analyze`` fits), and
+    so is the tie rule of the signed-rank tests (``TIE_RTOL``: differences equal up to float noise are one
+    value, as ``analysis.stats.snap_ties``). Exclusions follow the server's verdicts (``emostudy analyze
+    --verdicts server``): valid surveys, consistency repeats and missing answers dropped. The ordinal model
+    reports model-based and cluster-robust (participant, CR1) standard errors, like ``emostudy analyze``.
+    ``Rscript analysis/analysis.R results.csv`` also writes every number it computes as ``name,value``
+    rows (the R-parity test compares them with the Python report's).
     """
     logit = CORRECTNESS_MIXED_LOGIT.formula
     ordinal = REALNESS_ORDINAL.formula
     ordinal_mixed = f"{ordinal} + " + " + ".join(f"(1 | {g})" for g in CORRECTNESS_MIXED_LOGIT.random)
     return f"""# analysis.R - written by `emostudy export --format psych-ds` (task {task}).
 # Refits in R the paper's tests and the models of `emostudy analyze`, from the files of this dataset.
-# Run from anywhere:  Rscript analysis/analysis.R
+# Run from anywhere:  Rscript analysis/analysis.R [results.csv]
+#   (with results.csv: every number computed below is also written there as name,value rows)
 # Needs R >= 4.1 and the packages lme4 and ordinal: install.packages(c("lme4", "ordinal"))
 # Optional: coin (Wilcoxon signed-rank test with Pratt's zero handling, the default of emostudy analyze).
 #
 # Exclusions: the server's verdict (`emostudy analyze --verdicts server`): answers of valid surveys,
-# consistency repeats dropped. emostudy analyze recomputes the verdicts by default; they agree unless the
-# report's cleaning table says otherwise.
+# consistency repeats and missing answers dropped. emostudy analyze recomputes the verdicts by default;
+# they agree unless the report's cleaning table says otherwise.
 
 script_dir <- local({{
   a <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
   if (length(a)) dirname(normalizePath(sub("^--file=", "", a[1]))) else getwd()
 }})
+results_file <- commandArgs(trailingOnly = TRUE)[1]
 # The dataset's top folder: the script's parent (Rscript analysis/analysis.R), else the working directory.
 root <- if (file.exists(file.path(script_dir, "..", "dataset_description.json"))) {{
   normalizePath(file.path(script_dir, ".."))
@@ -214,9 +218,54 @@ read_data <- function(name) {{
   # Empty cells are missing values; "none" and every other text is a value.
   read.csv(file.path(root, "data", name), colClasses = "character", na.strings = "", check.names = FALSE)
 }}
+results <- data.frame(name = character(), value = numeric())
+keep <- function(name, value) {{
+  results[nrow(results) + 1, ] <<- list(name, as.numeric(value))
+}}
+
+# Ties of the signed-rank tests (the rule of emostudy analyze, analysis.stats.snap_ties): differences of
+# means carry float noise (1/3 - 1/4 is not exactly 2/3 - 7/12), which would split ties and change the
+# ranks. Sorted |d| whose consecutive gap is at most TIE_RTOL x the larger are made equal (to the run's
+# smallest value) and |d| <= TIE_RTOL x max |d| become zeros.
+TIE_RTOL <- {TIE_RTOL!r}
+exact_ties <- function(d) {{
+  a <- abs(d); n <- length(a)
+  if (n == 0) return(d)
+  o <- order(a); s <- a[o]
+  new_run <- c(TRUE, if (n > 1) (s[-1] - s[-n]) > TIE_RTOL * s[-1] else logical(0))
+  s <- s[cummax(ifelse(new_run, seq_len(n), 1L))]
+  s[s <= TIE_RTOL * s[n]] <- 0
+  out <- numeric(n); out[o] <- s
+  sign(d) * out
+}}
+signed_rank <- function(label, d) {{
+  d <- exact_ties(d[!is.na(d)])
+  keep(paste0(label, ".n"), length(d)); keep(paste0(label, ".n_zeros"), sum(d == 0))
+  if (any(d != 0)) {{
+    # base R drops zero differences (Wilcoxon's zero method), normal approximation, no continuity correction
+    w <- wilcox.test(d, exact = FALSE, correct = FALSE)
+    print(w)
+    keep(paste0(label, ".wilcox.V"), w$statistic); keep(paste0(label, ".wilcox.p"), w$p.value)
+    if (requireNamespace("coin", quietly = TRUE)) {{
+      # Pratt: zeros ranked, then left out of the sum (emostudy analyze's default)
+      pr <- coin::wilcoxsign_test(d ~ numeric(length(d)), zero.method = "Pratt", distribution = "asymptotic")
+      print(pr)
+      keep(paste0(label, ".pratt.z"), coin::statistic(pr, type = "standardized"))
+      keep(paste0(label, ".pratt.p"), coin::pvalue(pr))
+    }}
+  }}
+}}
+# A model that cannot be fitted (e.g. one participant: lme4 needs two levels of each grouping factor) is said
+# in words and the script goes on.
+fit_or_say <- function(what, expr) tryCatch(expr, error = function(e) {{
+  cat(sprintf("%s was not fitted: %s\n", what, conditionMessage(e))); NULL
+}})
+# Small-sample factor of the cluster-robust (CR1) covariance, as emostudy analyze: G/(G-1) (N-1)/(N-K).
+cr1 <- function(G, N, K) G / (G - 1) * (N - 1) / (N - K)
+
 answers <- read_data("{answers_file}")
 participants <- read_data("{participants_file}")
-used <- subset(answers, verdict == "valid" & is_repeat == "0")
+used <- subset(answers, verdict == "valid" & is_repeat == "0" & !is.na(answer))
 cat(sprintf("%d answers of %d valid surveys\\n", nrow(used), length(unique(used$assignment))))
 with_reference <- function(d) {{
   ref <- if ("GT" %in% d$source) "GT" else sort(unique(d$source))[1]
@@ -233,20 +282,38 @@ if (nrow(em) > 0) {{
     k <- sum(em$correct[em$source == s]); n <- sum(em$source == s)
     p[s] <- binom.test(k, n, p = {chance!r}, alternative = "greater")$p.value
     cat(sprintf("accuracy %s: %d / %d = %.4f, binomial p = %.4g\\n", s, k, n, k / n, p[s]))
+    keep(paste0("accuracy.", s, ".n_correct"), k); keep(paste0("accuracy.", s, ".n_answers"), n)
+    keep(paste0("accuracy.", s, ".binom_p"), p[s])
   }}
-  print(p.adjust(p, method = "holm"))
+  holm <- p.adjust(p, method = "holm")
+  print(holm)
+  for (s in names(holm)) keep(paste0("accuracy.", s, ".binom_p_holm"), holm[s])
   k <- sum(em$correct); n <- nrow(em)
-  cat(sprintf("accuracy ALL: %d / %d, binomial p = %.4g\\n", k, n,
-              binom.test(k, n, p = {chance!r}, alternative = "greater")$p.value))
-  # Mixed-effects logistic regression (emostudy: variational Bayes; here: Laplace maximum likelihood).
+  p_all <- binom.test(k, n, p = {chance!r}, alternative = "greater")$p.value
+  cat(sprintf("accuracy ALL: %d / %d, binomial p = %.4g\\n", k, n, p_all))
+  keep("accuracy.ALL.n_correct", k); keep("accuracy.ALL.binom_p", p_all)
+  # Mixed-effects logistic regression by maximum likelihood, Laplace approximation (emostudy analyze: the
+  # same method, analysis/glmm.py); standard errors from the Hessian (vcov), Wald z and p.
   em$participant <- factor(em$participant); em$stimulus_id <- factor(em$stimulus_id)
   em <- with_reference(em)
-  fit_logit <- lme4::glmer({logit}, data = em, family = binomial)
+  fit_logit <- fit_or_say("The mixed logit", lme4::glmer({logit}, data = em, family = binomial))
+}}
+if (nrow(em) > 0 && !is.null(fit_logit)) {{
   print(summary(fit_logit))
+  cf <- coef(summary(fit_logit))
+  for (t in rownames(cf)) {{
+    keep(paste0("mixed_logit.", t, ".estimate"), cf[t, 1]); keep(paste0("mixed_logit.", t, ".se"), cf[t, 2])
+    keep(paste0("mixed_logit.", t, ".z"), cf[t, 3]); keep(paste0("mixed_logit.", t, ".p"), cf[t, 4])
+  }}
+  th <- lme4::getME(fit_logit, "theta")
+  keep("mixed_logit.sd.participant", th[["participant.(Intercept)"]])
+  keep("mixed_logit.sd.item", th[["stimulus_id.(Intercept)"]])
+  keep("mixed_logit.singular", lme4::isSingular(fit_logit))
+  if (lme4::isSingular(fit_logit)) cat("Singular fit: a random-intercept SD is estimated at zero.\\n")
 }}
 
 # ---- Task 1: realness, OURS vs BL (or the first two non-GT sources), participant means
-re <- subset(used, question == "realness")
+re <- subset(used, question == "realness" & !is.na(score))
 if (nrow(re) > 0) {{
   re$score <- as.numeric(re$score)
   srcs <- unique(re$source)
@@ -258,20 +325,40 @@ if (nrow(re) > 0) {{
   if (length(unique(pair)) == 2 && all(pair %in% srcs)) {{
     m <- tapply(re$score, list(re$participant, re$source), mean)[, pair, drop = FALSE]
     m <- m[complete.cases(m), , drop = FALSE]
-    print(wilcox.test(m[, 1], m[, 2], paired = TRUE, exact = FALSE, correct = FALSE))
-    if (requireNamespace("coin", quietly = TRUE)) {{
-      print(coin::wilcoxsign_test(m[, 1] ~ m[, 2], zero.method = "Pratt", distribution = "asymptotic"))
-    }}
+    cat(sprintf("realness %s - %s, participant means:\\n", pair[1], pair[2]))
+    signed_rank("realness", m[, 1] - m[, 2])
   }}
-  # Proportional-odds model of the realness score (the same formula as emostudy analyze), and with crossed
-  # random intercepts (ordinal::clmm) as the mixed version that statsmodels cannot fit.
+  # Proportional-odds model of the realness score (the same formula as emostudy analyze) with model-based
+  # and cluster-robust (participant) standard errors, and with crossed random intercepts (ordinal::clmm)
+  # as the mixed version that statsmodels cannot fit.
   re$score <- factor(re$score, ordered = TRUE)
   re$participant <- factor(re$participant); re$stimulus_id <- factor(re$stimulus_id)
   re <- with_reference(re)
-  fit_ordinal <- ordinal::clm({ordinal}, data = re, link = "logit")
+  fit_ordinal <- fit_or_say("The ordinal model", ordinal::clm({ordinal}, data = re, link = "logit"))
+}}
+if (nrow(re) > 0 && !is.null(fit_ordinal)) {{
   print(summary(fit_ordinal))
-  fit_ordinal_mixed <- ordinal::clmm({ordinal_mixed}, data = re, link = "logit")
-  print(summary(fit_ordinal_mixed))
+  # Per-answer scores of the log-likelihood in (thresholds, beta), summed per participant: the sandwich.
+  X <- model.matrix(~ source, re)[, -1, drop = FALSE]
+  cuts <- fit_ordinal$alpha; K <- length(cuts)
+  y <- as.integer(re$score); eta <- drop(X %*% fit_ordinal$beta[colnames(X)])
+  lims <- c(-Inf, cuts, Inf); up <- lims[y + 1] - eta; lo <- lims[y] - eta
+  pr <- plogis(up) - plogis(lo); fu <- dlogis(up); fl <- dlogis(lo)
+  S <- cbind(sapply(seq_len(K), function(j) ((y == j) * fu - (y == j + 1) * fl) / pr), -((fu - fl) / pr) * X)
+  bread <- vcov(fit_ordinal)
+  G <- rowsum(S, as.character(re$participant))
+  V_cl <- bread %*% crossprod(G) %*% bread * cr1(nrow(G), nrow(re), ncol(S))
+  se_model <- sqrt(diag(bread))[colnames(X)]; se_cluster <- sqrt(diag(V_cl))[K + seq_len(ncol(X))]
+  print(data.frame(estimate = fit_ordinal$beta[colnames(X)], se_model = se_model, se_cluster = se_cluster))
+  for (t in colnames(X)) {{
+    keep(paste0("ordinal.", t, ".estimate"), fit_ordinal$beta[[t]])
+    keep(paste0("ordinal.", t, ".se_model"), se_model[[t]])
+    keep(paste0("ordinal.", t, ".se_cluster"), se_cluster[[t]])
+  }}
+  if (!is.na(results_file)) write.csv(results, results_file, row.names = FALSE)
+  fit_ordinal_mixed <- fit_or_say("The mixed ordinal model",
+                                  ordinal::clmm({ordinal_mixed}, data = re, link = "logit"))
+  if (!is.null(fit_ordinal_mixed)) print(summary(fit_ordinal_mixed))
 }}
 
 # ---- Task 2: primary label vs visual / audio emotion on mismatched videos, per participant
@@ -280,8 +367,10 @@ if (nrow(pr) > 0) {{
   mm <- subset(pr, visual_emotion != audio_emotion)
   v <- tapply(mm$answer == mm$visual_emotion, mm$participant, mean)
   a <- tapply(mm$answer == mm$audio_emotion, mm$participant, mean)
-  print(wilcox.test(v, a, paired = TRUE, exact = FALSE, correct = FALSE))
+  cat("dominance, primary label, mismatched videos: visual - audio match per participant\\n")
+  signed_rank("dominance", v - a[names(v)])
 }}
+if (!is.na(results_file)) write.csv(results, results_file, row.names = FALSE)
 """
 
 
