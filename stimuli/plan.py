@@ -54,6 +54,8 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
             "task": spec.study.task,
             "description": spec.study.description,
             "exclude_studies": list(spec.study.exclude_studies),
+            # authors, license, ... only when the spec has them, so plans of other specs keep their bytes.
+            **({"dataset": spec.study.dataset_metadata()} if spec.study.dataset_metadata() else {}),
             # [recruitment] only when the spec has one, so plans of other specs keep their bytes.
             **({"recruitment": spec.recruitment.as_plan()} if spec.recruitment != type(spec.recruitment)() else {}),
         },

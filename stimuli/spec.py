@@ -7,6 +7,7 @@ Ready-made specs: ``stimuli/specs/paper-task1.toml`` and ``paper-task2.toml`` (t
     quota_per_batch = 10                 # valid participants per batch
     [study]    name, title, task ("emotion-realness" | "av-mismatch"), description,
                exclude_studies = [names]  # who took one of these studies may not take this one
+               authors = [names], license, citation, url, funder   # the data set's (Psych-DS export), optional
     [participant] title, intro, instructions, allow_words = [words]
     [design]   the numbers of the task's design (see stimuli.designs), order ("per-batch" | "per-participant")
     [examples] per_emotion, sources, size_variants, allow_example_reuse
@@ -124,6 +125,23 @@ class StudyInfo:
     task: str
     description: str = ""
     exclude_studies: tuple[str, ...] = ()
+    # What the Psych-DS export's dataset_description.json recommends (author, license, citation, url, funder);
+    # optional: `emostudy plan` names the missing ones.
+    authors: tuple[str, ...] = ()
+    license: str = ""
+    citation: str = ""
+    url: str = ""
+    funder: str = ""
+
+    def dataset_metadata(self) -> dict[str, Any]:
+        """The given ones of authors, license, citation, url, funder (for the plan and the export)."""
+        out: dict[str, Any] = {"authors": list(self.authors)} if self.authors else {}
+        out.update({k: getattr(self, k) for k in ("license", "citation", "url", "funder") if getattr(self, k)})
+        return out
+
+    def missing_dataset_metadata(self) -> list[str]:
+        """Which of the keys a Psych-DS dataset should have (authors, license, citation, url) are not given."""
+        return [k for k in ("authors", "license", "citation", "url") if not getattr(self, k)]
 
 
 AUDIO_CHECK_KINDS = ("words", "huggins", "antiphase", "huggins+words")
@@ -487,7 +505,10 @@ def parse_spec(text: str | bytes, *, where: str = "<string>") -> Spec:
                                        "[participant] instructions ([study] is the researcher's)")
     study = StudyInfo(name=name, title=st.text("title", name), task=task,
                       description=st.text("description", "", nonempty=False),
-                      exclude_studies=st.strings("exclude_studies", []))
+                      exclude_studies=st.strings("exclude_studies", []),
+                      authors=st.strings("authors", []), license=st.text("license", "", nonempty=False),
+                      citation=st.text("citation", "", nonempty=False), url=st.text("url", "", nonempty=False),
+                      funder=st.text("funder", "", nonempty=False))
     st.done()
     pt = root.table("participant")
     participant = ParticipantText(title=pt.text("title", study.title), intro=pt.text("intro", "", nonempty=False),

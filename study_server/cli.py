@@ -190,8 +190,10 @@ def serve_command(app_factory, host: str, port: int, debug: bool) -> None:
 @click.option("--format", "export_format", type=click.Choice(["emostudy", "psych-ds"]), default="emostudy",
               show_default=True, help="emostudy: the files `emostudy analyze` reads; psych-ds: a Psych-DS dataset "
                                       "(dataset_description.json, data/, documentation/, analysis/analysis.R).")
+@click.option("--spec", "spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="psych-ds: the study's spec file, copied into materials/ (must be the one the plan was made from).")
 @_db_options
-def export_command(app_factory, study: str, out_dir: Path, export_format: str) -> None:
+def export_command(app_factory, study: str, out_dir: Path, export_format: str, spec_file: Path | None) -> None:
     """Export STUDY (its name or id): answers.csv, participants.csv, plan.json, manifest.json, codebook.md
     (or, with --format psych-ds, the same data as a Psych-DS dataset with an R script)."""
     from study_server.export import export_study
@@ -200,6 +202,7 @@ def export_command(app_factory, study: str, out_dir: Path, export_format: str) -
     app = app_factory()
     _require_migrated(app.config["DATABASE_URL"])
     with app.app_context():
-        result = export_study(db.session, study, out_dir, format=export_format)
+        result = export_study(db.session, study, out_dir, format=export_format,
+                              spec_text=spec_file.read_bytes() if spec_file else None)
     db.dispose(app)
     click.echo(f"{result.folder}: {result.n_answer_rows} answer rows, {result.n_participant_rows} participants")

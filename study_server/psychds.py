@@ -30,12 +30,17 @@ import io
 import json
 import re
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from stimuli.model_formulas import CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL, TIE_RTOL
 
 SCHEMA_ORG_CONTEXTS = ("https://schema.org", "https://schema.org/", "http://schema.org", "http://schema.org/")
 REQUIRED_KEYS = ("@context", "@type", "name", "description", "variableMeasured")
+RECOMMENDED_KEYS = ("author", "citation", "license", "url")
+RECOMMENDED_FOLDERS = ("analysis", "results", "materials", "documentation")
+SCHEMA_VERSION = "Psych-DS 1.5.1"
+"""The version of the specification (its schema model) whose rules :func:`psychds_problems` checks."""
 OFFICIAL_KEYWORDS = ("study", "site", "subject", "session", "task", "condition", "trial", "stimulus", "description")
 DATAFILE_PATTERN = re.compile(r"([a-z]+-[a-zA-Z0-9]+)(_[a-z]+-[a-zA-Z0-9]+)*_data\.csv")
 
@@ -52,65 +57,160 @@ def data_file_names(study: str, task: str, study_id: int) -> tuple[str, str]:
     return f"study-{s}_task-{t}_data.csv", f"study-{s}_task-{t}_description-participants_data.csv"
 
 
-def dataset_description(*, study: str, task: str, n_answer_rows: int, n_participant_rows: int,
-                        codebooks: Mapping[str, Mapping[str, str]], questions: list[dict[str, Any]],
-                        plan_sha256: str | None, exported_at: str) -> dict[str, Any]:
-    """The schema.org JSON-LD Dataset: every column of every data file as a PropertyValue (name,
-    description from the codebook; for the answer column, the questions and their options)."""
-    seen: dict[str, dict[str, Any]] = {}
-    for file_label, book in codebooks.items():
-        for column, text in book.items():
-            if column in seen:
-                seen[column]["description"] += f" [{file_label}] {text}" if text not in seen[column]["description"] else ""
-                continue
-            seen[column] = {"@type": "PropertyValue", "name": column, "description": text}
-    if "answer" in seen and questions:
-        seen["answer"]["description"] += " Questions: " + "; ".join(
-            f"{q['id']} ({q['type']}): " + ", ".join(str(o["value"]) for o in q.get("options", []))
-            for q in questions) + "."
-    if "score" in seen:
-        seen["score"]["unitText"] = "points of the question's scale"
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of the dataset: its name under data/, what a row is, the unique key of its rows, its
+    row count and the description of each of its columns (the codebook)."""
+
+    name: str
+    rows_are: str
+    key: tuple[str, ...]
+    n_rows: int
+    codebook: Mapping[str, str]
+
+
+def sidecar_name(data_file: str) -> str:
+    """The sidecar metadata file of a data file (Psych-DS inheritance): same name, ``.json``."""
+    return data_file[: -len(".csv")] + ".json"
+
+
+def _columns(f: DataFile, questions: list[dict[str, Any]], answers_file: str | None) -> list[dict[str, Any]]:
+    out = []
+    for column, text in f.codebook.items():
+        entry: dict[str, Any] = {"@type": "PropertyValue", "name": column, "description": text}
+        if column == "answer" and f.name == answers_file and questions:
+            entry["description"] += " Questions: " + "; ".join(
+                f"{q['id']} ({q['type']}): " + ", ".join(str(o["value"]) for o in q.get("options", []))
+                for q in questions) + "."
+        if column == "score":
+            entry["unitText"] = "points of the question's scale"
+        out.append(entry)
+    return out
+
+
+def sidecar(f: DataFile, questions: list[dict[str, Any]], answers_file: str | None) -> dict[str, Any]:
+    """``data/<file>.json``: the file's own description and its columns (variableMeasured), which replace the
+    dataset-level ones for this file (Psych-DS inheritance), so that a column name used in two files with two
+    meanings (``answer``: an option value here, the chosen interval there) is described right in each."""
+    return {"@context": "https://schema.org/", "@type": "Dataset", "name": f.name,
+            "description": f"{f.rows_are} ({f.n_rows} rows; each row is identified by {', '.join(f.key)}).",
+            "variableMeasured": _columns(f, questions, answers_file)}
+
+
+def dataset_description(*, study: str, task: str, files: list[DataFile], questions: list[dict[str, Any]],
+                        plan_sha256: str | None, exported_at: str,
+                        metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The schema.org JSON-LD Dataset: every data file (``distribution``: name, what a row is, rows), every
+    column of every file (``variableMeasured``; a column that means different things in different files
+    points to the files' sidecars, which describe it per file), and the recommended keys given in the spec's
+    ``[study]`` (``metadata``: authors, license, citation, url, funder)."""
+    answers_file = files[0].name if files else None
+    texts: dict[str, dict[str, str]] = {}
+    for f in files:
+        for e in _columns(f, questions, answers_file):
+            texts.setdefault(e["name"], {})[f.name] = e["description"]
+    variables = []
+    for column, per_file in texts.items():
+        if len(set(per_file.values())) == 1:
+            entry = next(e for f in files for e in _columns(f, questions, answers_file) if e["name"] == column)
+        else:
+            entry = {"@type": "PropertyValue", "name": column,
+                     "description": "Means different things in different data files; each file's sidecar "
+                                    "(the .json next to it) describes it: "
+                                    + ", ".join(f"data/{sidecar_name(n)}" for n in per_file) + "."}
+        variables.append(entry)
+    meta = dict(metadata or {})
+    recommended: dict[str, Any] = {}
+    if meta.get("authors"):
+        recommended["author"] = [{"@type": "Person", "name": a} for a in meta["authors"]]
+    for key in ("citation", "license", "url", "funder"):
+        if meta.get(key):
+            recommended[key] = meta[key]
+    n_rows = ", ".join(f"{f.n_rows} rows in {f.name}" for f in files)
     return {
         "@context": "https://schema.org/",
         "@type": "Dataset",
         "name": f"{study}: {task} answers",
-        "description": (f"Answers of the perceptual study {study!r} ({task}) collected with emostudy: one row per "
-                        f"answer to a question ({n_answer_rows} rows) and one row per participant assignment "
-                        f"({n_participant_rows} rows). Participants are pseudonymous. Empty cells are missing "
-                        "values; the answer 'none' is a value. See documentation/codebook.md; analysis/analysis.R "
-                        "refits the tests and the models in R."),
-        "schemaVersion": "Psych-DS 1.0.0",
+        "description": (f"Answers of the perceptual study {study!r} ({task}) collected with emostudy, in "
+                        f"{len(files)} data files ({n_rows}): "
+                        + "; ".join(f"{f.name}: {f.rows_are[0].lower() + f.rows_are[1:]}" for f in files)
+                        + ". Participants are pseudonymous. Empty cells are missing values; the answer 'none' is "
+                          "a value. See README.md, documentation/codebook.md and the sidecar .json of each data "
+                          "file; analysis/analysis.R refits the tests and the models in R."),
+        "schemaVersion": SCHEMA_VERSION,
         "keywords": ["emotion perception", "talking faces", "perceptual study", task],
         "dateCreated": exported_at,
-        "variableMeasured": list(seen.values()),
+        **recommended,
+        "distribution": [{"@type": "DataDownload", "name": f.name, "contentUrl": f"data/{f.name}",
+                          "encodingFormat": "text/csv", "description": sidecar(f, questions, answers_file)["description"]}
+                         for f in files],
+        "variableMeasured": variables,
         **({"identifier": f"sha256:{plan_sha256}"} if plan_sha256 else {}),
     }
 
 
+def _names(vm: Any, where: str, problems: list[str]) -> set[str]:
+    names: set[str] = set()
+    for k, v in enumerate(vm if isinstance(vm, list) else []):
+        if isinstance(v, str) and v:
+            names.add(v)
+        elif isinstance(v, dict) and v.get("@type") == "PropertyValue" and isinstance(v.get("name"), str):
+            names.add(v["name"])
+        else:
+            problems.append(f"{where}: variableMeasured[{k}] must be a column name or a PropertyValue object with "
+                            "a name")
+    return names
+
+
+def _json_object(files: Mapping[str, bytes], path: str, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(files[path].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problems.append(f"{path} is not valid UTF-8 JSON: {exc}")
+        return None
+    if not isinstance(obj, dict):
+        problems.append(f"{path} must hold a JSON object")
+        return None
+    return obj
+
+
+def compiled_metadata(files: Mapping[str, bytes], data_file: str, top: Mapping[str, Any],
+                      problems: list[str]) -> dict[str, Any]:
+    """The metadata of one data file by the Psych-DS inheritance principle: dataset_description.json, then
+    each ``file_metadata.json`` from data/ down to the file's folder, then its sidecar; a key of a lower file
+    replaces the higher one's wholesale."""
+    meta = dict(top)
+    parts = data_file.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        path = "/".join(parts[:depth] + ["file_metadata.json"])
+        if path in files:
+            meta.update(_json_object(files, path, problems) or {})
+    side = sidecar_name(data_file)
+    if side in files:
+        meta.update(_json_object(files, side, problems) or {})
+    return meta
+
+
 def psychds_problems(folder: str | Path | Mapping[str, bytes]) -> list[str]:
-    """Every rule of the Psych-DS specification that ``folder`` (a path, or {relative path: bytes}) breaks;
-    empty when it is a valid dataset. Checked: dataset_description.json at the top, valid JSON with the
-    required keys (@context schema.org, @type Dataset, name and description non-empty text,
+    """Every rule of the Psych-DS specification (schema 1.5.1) that ``folder`` (a path, or {relative path:
+    bytes}) breaks; empty when it is a valid dataset. Checked: dataset_description.json at the top, valid JSON
+    with the required keys (@context schema.org, @type Dataset, name and description non-empty text,
     variableMeasured a non-empty list of names or PropertyValue objects with a name); at least one data
     file under data/ named by the pattern ``([a-z]+-[a-zA-Z0-9]+)(_[a-z]+-[a-zA-Z0-9]+)*_data.csv``; in
     each, a header without empty or repeated names, rows as long as the header, and every column listed in
-    variableMeasured. Keywords outside the official list are reported too (the specification warns).
+    the variableMeasured of the file's compiled metadata (dataset_description.json overridden by
+    file_metadata.json and the file's sidecar .json, which must be JSON objects). Keywords outside the
+    official list are reported too (the specification warns). :func:`psychds_warnings` lists what is only
+    recommended.
     """
     files = _read_tree(folder)
     problems: list[str] = []
-    raw = files.get("dataset_description.json")
-    names: set[str] = set()
-    if raw is None:
+    desc: dict[str, Any] | None = None
+    if "dataset_description.json" not in files:
         problems.append("dataset_description.json is missing from the top of the dataset")
     else:
-        try:
-            desc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            desc = None
-            problems.append(f"dataset_description.json is not valid UTF-8 JSON: {exc}")
-        if desc is not None and not isinstance(desc, dict):
-            problems.append("dataset_description.json must hold a JSON object")
-        elif desc is not None:
+        desc = _json_object(files, "dataset_description.json", problems)
+        if desc is not None:
             for key in REQUIRED_KEYS:
                 if key not in desc:
                     problems.append(f"dataset_description.json: required key {key!r} is missing")
@@ -124,14 +224,7 @@ def psychds_problems(folder: str | Path | Mapping[str, bytes]) -> list[str]:
             vm = desc.get("variableMeasured")
             if "variableMeasured" in desc and (not isinstance(vm, list) or not vm):
                 problems.append("dataset_description.json: variableMeasured must be a non-empty list")
-            for k, v in enumerate(vm if isinstance(vm, list) else []):
-                if isinstance(v, str) and v:
-                    names.add(v)
-                elif isinstance(v, dict) and v.get("@type") == "PropertyValue" and isinstance(v.get("name"), str):
-                    names.add(v["name"])
-                else:
-                    problems.append(f"dataset_description.json: variableMeasured[{k}] must be a column name or a "
-                                    "PropertyValue object with a name")
+            _names(vm, "dataset_description.json", problems)
     data_files = sorted(p for p in files if p.startswith("data/") and p.endswith(".csv"))
     good = [p for p in data_files if DATAFILE_PATTERN.fullmatch(p.rsplit("/", 1)[-1])]
     for p in sorted(set(data_files) - set(good)):
@@ -144,8 +237,36 @@ def psychds_problems(folder: str | Path | Mapping[str, bytes]) -> list[str]:
         for pair in stem.split("_"):
             if pair.split("-", 1)[0] not in OFFICIAL_KEYWORDS:
                 problems.append(f"{p}: keyword {pair.split('-', 1)[0]!r} is not an official Psych-DS keyword")
+        meta = compiled_metadata(files, p, desc or {}, problems)
+        own = sidecar_name(p) in files  # the top-level entries were checked above
+        names = _names(meta.get("variableMeasured"), sidecar_name(p), problems if own else [])
         problems += _csv_problems(p, files[p], names)
     return problems
+
+
+def psychds_warnings(folder: str | Path | Mapping[str, bytes]) -> list[str]:
+    """What the specification recommends and ``folder`` lacks (the validator's warnings): README and CHANGES
+    (.md or .txt), the folders analysis/, results/, materials/, documentation/, a .psychds-ignore file, and
+    the keys author, citation, license, url of dataset_description.json."""
+    files = _read_tree(folder)
+    out = []
+    for stem in ("README", "CHANGES"):
+        if not any(f"{stem}{ext}" in files for ext in (".md", ".txt")):
+            out.append(f"{stem}.md (or .txt) is recommended at the top of the dataset")
+    for d in RECOMMENDED_FOLDERS:
+        if not any(p.startswith(d + "/") for p in files):
+            out.append(f"a {d}/ folder is recommended")
+    if ".psychds-ignore" not in files:
+        out.append(".psychds-ignore is recommended at the top of the dataset")
+    try:
+        desc = json.loads(files.get("dataset_description.json", b"{}").decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        desc = {}
+    for key in RECOMMENDED_KEYS:
+        if isinstance(desc, dict) and not desc.get(key):
+            out.append(f"dataset_description.json: recommended key {key!r} is missing (from the spec's [study] "
+                       f"{'authors' if key == 'author' else key})")
+    return out
 
 
 def _csv_problems(path: str, data: bytes, names: set[str]) -> list[str]:
@@ -374,10 +495,53 @@ if (!is.na(results_file)) write.csv(results, results_file, row.names = FALSE)
 """
 
 
-def readme(study: str, task: str, answers_file: str, participants_file: str) -> str:
-    return (f"# {study} ({task})\n\nA Psych-DS dataset written by `emostudy export --format psych-ds`.\n\n"
-            f"- `data/{answers_file}`: one row per answer to a question\n"
-            f"- `data/{participants_file}`: one row per participant assignment\n"
-            "- `dataset_description.json`: schema.org metadata, every column described (variableMeasured)\n"
-            "- `documentation/codebook.md`, `documentation/plan.json`, `documentation/manifest.json`\n"
-            "- `analysis/analysis.R`: the paper's tests and the models, refitted in R (lme4, ordinal)\n")
+def readme(study: str, task: str, files: list[DataFile], *, title: str = "", materials: list[str] = ()) -> str:
+    """README.md: what the dataset is, every data file (what a row is, its key, its rows), every other file."""
+    lines = [f"# {study} ({task})", ""]
+    if title:
+        lines += [title, ""]
+    lines += ["A Psych-DS dataset written by `emostudy export --format psych-ds`. Participants are pseudonymous; "
+              "empty cells are missing values and the answer `none` is a value.", "", "## Data files", ""]
+    for f in files:
+        lines.append(f"- `data/{f.name}` ({f.n_rows} rows): {f.rows_are}. Each row is identified by "
+                     f"{', '.join(f'`{k}`' for k in f.key)}. Its columns are described in `data/{sidecar_name(f.name)}` "
+                     "(and in `documentation/codebook.md`).")
+    lines += ["", "## Other files", "",
+              "- `dataset_description.json`: schema.org metadata: the data files (`distribution`), every column "
+              "(`variableMeasured`; a column that means different things in two files points to their sidecars), "
+              "authors, license, citation and url when the study's spec gives them",
+              "- `CHANGES.md`: the versions of this dataset",
+              "- `documentation/codebook.md`, `documentation/plan.json` (the compiled study plan), "
+              "`documentation/manifest.json` (the stimulus set)",
+              "- `materials/`: " + (", ".join(f"`{m}`" for m in materials) or "none"),
+              "- `analysis/analysis.R`: the paper's tests and the models, refitted in R (lme4, ordinal; coin "
+              "optional): `Rscript analysis/analysis.R results/results_R.csv`",
+              "- `results/`: where `analysis.R` writes its numbers (empty in the export)", ""]
+    return "\n".join(lines)
+
+
+def changes(exported_at: str, plan_sha256: str | None) -> str:
+    """CHANGES.md: the dataset's version history (one entry: this export)."""
+    return ("# Changes\n\n"
+            f"## 1.0.0 ({exported_at[:10]})\n\n"
+            f"- Exported by `emostudy export --format psych-ds` at {exported_at}"
+            + (f" from the study plan with spec SHA-256 {plan_sha256}" if plan_sha256 else "") + ".\n"
+            "- A later export of the same study (more participants, new verdicts) is a new version: add an "
+            "entry above this one saying what changed.\n")
+
+
+def participant_texts(plan: Mapping[str, Any]) -> str:
+    """materials/participant-texts.md: everything a participant read (the consent page's title and intro,
+    the instructions, each question's prompt and options), as written in the spec and compiled in the plan."""
+    part = plan.get("participant") or {}
+    out = ["# What the participants read", "",
+           "Written by the researcher in the spec's [participant] table and questions (compiled into the plan).", ""]
+    for key, what in (("title", "Title (ad and consent page)"), ("intro", "Introduction (ad and consent page)"),
+                      ("instructions", "Instructions (before the videos)")):
+        out += [f"## {what}", "", str(part.get(key, "")) or "(none)", ""]
+    out += ["## Questions", ""]
+    for q in plan.get("questions", []):
+        out.append(f"- `{q.get('id')}` ({q.get('type')}): {q.get('prompt', '')}")
+        for o in q.get("options", []):
+            out.append(f"  - `{o.get('value')}`: {o.get('label', o.get('value'))}")
+    return "\n".join(out) + "\n"
