@@ -249,7 +249,7 @@ class _Problem:
                                      for j in range(self.p)] for i in range(self.p)])
             mg = solve([-g for g in gu])
             rhs = -gb - np.array([sum(float(zwx[k][:, i] @ mg[k]) for k in range(len(u))) for i in range(self.p)])
-            db = np.linalg.solve(schur, rhs)
+            db = np.linalg.lstsq(schur, rhs, rcond=None)[0]  # exact when schur is regular (the usual case)
             du = [mg[k] - sum(minv_zwx[j][k] * db[j] for j in range(self.p)) for k in range(len(u))]
             decrement = -(float(gb @ db) + sum(float(g @ d) for g, d in zip(gu, du)))
             step = 1.0

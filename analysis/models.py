@@ -89,19 +89,32 @@ def correctness_mixed_logit(answers: pd.DataFrame, *, question: str = "emotion",
     spec = CORRECTNESS_MIXED_LOGIT  # the one definition shared with the export's analysis.R
     assert spec.fixed == ("source",), spec
     codes, uniques = zip(*(pd.factorize(d[g]) for g in spec.random))
+    for g, u in zip(spec.random, uniques):
+        if len(u) < 2:  # as lme4: a random intercept needs two levels of its grouping column
+            raise AnalysisOptionError(f"the mixed model needs at least two levels of {g!r} (random intercept); the "
+                                      f"answers to {question!r} have {len(u)}")
+    # Complete separation: a source whose answers are all correct (or all wrong) has an infinite log-odds
+    # ratio; the optimiser stops somewhere far out with a meaningless SE. Said, and left without a test.
+    separated = {s: ("all correct" if v.min() == 1 else "all wrong")
+                 for s, v in pd.Series(y, index=d.index).groupby(d["source"].to_numpy()) if v.min() == v.max()}
     vc_names = [RANDOM_EFFECT_NAMES.get(g, g) for g in spec.random]
     t0 = time.perf_counter()
     fit = fit_laplace(y, X.to_numpy(), list(X.columns), list(codes), vc_names)
     seconds = time.perf_counter() - t0
     fixed = []
+    notes = list(fit.notes)
     for j, name in enumerate(X.columns):
         b, se, z, p = float(fit.beta[j]), float(fit.se[j]), float(fit.z[j]), float(fit.p[j])
+        source = reference if name == "Intercept" else name[len("source["):-1]
+        if source in separated:
+            b = se = z = p = float("nan")
+            notes.append(f"{contrast_label(name, reference)}: the answers of {source} are {separated[source]} "
+                         f"(complete separation), so its log-odds are not finite: no estimate and no test")
         lo, hi = b - Z95 * se, b + Z95 * se
         fixed.append({"term": name, "contrast": contrast_label(name, reference), "estimate": b, "se": se, "z": z,
                       "p": p, "ci_low": lo, "ci_high": hi, "odds_ratio": float(np.exp(b)),
                       "odds_ratio_ci_low": float(np.exp(lo)), "odds_ratio_ci_high": float(np.exp(hi)),
                       "sd": se, "p_approx": p})
-    notes = list(fit.notes)
     if fit.singular:
         notes.append("singular fit: the random-intercept SD of " + " and ".join(fit.singular)
                      + " is estimated at zero (the data show no variation between them beyond chance); the "

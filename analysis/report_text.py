@@ -417,7 +417,7 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
     ml = t1.get("mixed_logit")
     if ml and ml.get("fitted", True) and ml.get("fixed"):
         for term in ml["fixed"]:
-            if term["term"] not in ("Intercept", "const"):
+            if term["term"] not in ("Intercept", "const") and not _missing(term.get("z")):
                 add(f"logit-{term['term']}", "Task 1 mixed logit",
                     model_sentence(term, ml, what="Mixed-effects logistic regression of a correct answer",
                                    p_key="p" if "p" in term else "p_approx"))

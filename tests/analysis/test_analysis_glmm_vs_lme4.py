@@ -94,3 +94,53 @@ def test_standard_errors_are_not_a_posterior_spread():
     assert a["se_method"].startswith("Hessian")
     assert [f["estimate"] for f in a["fixed"]] == [f["estimate"] for f in b["fixed"]]
     assert [f["contrast"] for f in a["fixed"]] == ["GT (intercept)", "BL vs GT", "OURS vs GT"]
+
+
+def test_complete_separation_is_said_and_left_without_a_test():
+    # BL never answered correctly: its log-odds ratio is minus infinity (glmer stops near -23 with SE 724).
+    answers = _answers(seed=5, n_part=20, n_items=12, sd_part=0.5, sd_item=0.3)
+    answers.loc[answers["source"] == "BL", "answer"] = "fear"
+    fit = correctness_mixed_logit(answers)
+    bl = next(f for f in fit["fixed"] if f["contrast"] == "BL vs GT")
+    assert all(np.isnan(bl[k]) for k in ("estimate", "se", "z", "p"))
+    assert any("BL are all wrong" in n and "complete separation" in n for n in fit["notes"])
+    ours = next(f for f in fit["fixed"] if f["contrast"] == "OURS vs GT")
+    assert np.isfinite(ours["se"]) and 0 < ours["p"] < 1
+
+
+def test_one_participant_is_refused_with_the_reason():
+    from analysis.errors import AnalysisOptionError
+
+    with pytest.raises(AnalysisOptionError, match="at least two levels of 'participant'"):
+        correctness_mixed_logit(_answers(seed=6, n_part=1, n_items=24, sd_part=0.5, sd_item=0.3))
+
+
+def test_dense_and_sparse_schur_complements_give_the_same_deviance():
+    # Every participant rates every item (a dense complement: Cholesky) vs the generic sparse product path.
+    from analysis.glmm import _Problem
+
+    rng = np.random.default_rng(2)
+    n_p, n_i = 40, 30
+    p_codes, i_codes = np.repeat(np.arange(n_p), n_i), np.tile(np.arange(n_i), n_p)
+    y = (rng.random(n_p * n_i) < 0.6).astype(float)
+    X = np.column_stack([np.ones(n_p * n_i), (i_codes % 2).astype(float)])
+    theta, beta = np.array([0.7, 0.4]), np.array([0.3, -0.2])
+    a = _Problem(y, X, [p_codes, i_codes])
+    b = _Problem(y, X, [p_codes, i_codes])
+    b._prepare_pattern()
+    b.triples = None  # the generic C' D^-1 C product
+    assert a.deviance(theta, beta) == pytest.approx(b.deviance(theta, beta), rel=1e-12)
+    # and a dense brute-force Laplace deviance of the same model
+    from scipy.special import expit
+
+    u = np.concatenate(a.u)
+    Z = np.zeros((n_p * n_i, n_p + n_i))
+    Z[np.arange(n_p * n_i), p_codes] = theta[0]
+    Z[np.arange(n_p * n_i), n_p + i_codes] = theta[1]
+    big, small = a.order
+    u = np.concatenate([a.u[0], a.u[1]])
+    eta = X @ beta + Z @ u
+    w = expit(eta) * (1 - expit(eta))
+    M = Z.T @ (Z * w[:, None]) + np.eye(n_p + n_i)
+    dev = 2 * np.sum(np.logaddexp(0, eta) - y * eta) + u @ u + np.linalg.slogdet(M)[1]
+    assert a.deviance(theta, beta) == pytest.approx(dev, rel=1e-10)
