@@ -213,7 +213,7 @@ def test_demo_psychds_datasets_are_valid_and_r_computes_the_python_numbers(demo,
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert all(f"data/{n}" in readme and (out / "data" / (n[:-4] + ".json")).is_file() for n in csvs)
     check = json.loads((out / "materials" / "plan.json").read_text(encoding="utf-8"))["audio_check"]
-    if check.get("enabled") and check.get("kind") != "words":  # a headphone screen: its trials are a data file
+    if check.get("enabled") and check.get("kind", "words") != "words":  # a headphone screen: its trials are data
         assert any("headphonescreen" in n for n in csvs)
     assert (out / "materials" / "spec.toml").read_bytes() == spec.read_bytes()
     (export,) = sorted((root / "exports").glob(f"{task}-*"))
