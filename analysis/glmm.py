@@ -25,7 +25,8 @@ and the fit says so. Wald z = estimate / SE, two-sided normal p, 95% interval es
 With two grouping columns the ``q x q`` system ``M = Lambda' Z' W Z Lambda + I`` is solved by eliminating
 the larger group (its block is diagonal) and factoring the Schur complement of the smaller one (dense
 Cholesky when it is small and dense, sparse LU otherwise; its sparsity pattern is computed once), so that
-the fit of 100,000 answers (25,875 to the emotion question, 1,725 participants, 720 items) takes about 1 s.
+the fit of the 100,000-answer benchmark (25,875 answers to the emotion question, 1,725 participants, 720
+items) takes 0.7 s of CPU (docs/benchmarks.md).
 
 Checked against lme4::glmer (R 4.2.2, lme4 1.1-31) in tests/analysis/test_analysis_glmm_vs_lme4.py.
 """
