@@ -7,7 +7,8 @@
   Wald z, p and 95% intervals, odds ratios, the random-effect SDs, and in words whether the fit is singular
   (a random-effect SD estimated at zero) or did not converge.
 * :func:`realness_ordinal`: cumulative-logit (proportional odds) model of the realness score on source,
-  statsmodels ``OrderedModel`` (distr="logit"), with two standard errors per coefficient: model-based
+  fitted by maximum likelihood (Newton steps on the analytic score; checked against statsmodels'
+  ``OrderedModel`` and R's ordinal::clm), with two standard errors per coefficient: model-based
   (inverse observed information, as R's ordinal::clm reports) and cluster-robust by participant (sandwich
   with the CR1 factor G/(G-1) * (N-1)/(N-K), :func:`cluster_robust_factor`); the p-value and interval use
   the cluster-robust one. Item and participant effects are not modelled as random there.
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from scipy.special import expit
 
 from analysis.errors import AnalysisOptionError
 from stimuli.model_formulas import CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL
@@ -137,8 +139,8 @@ def _ordinal_scores(y_codes: np.ndarray, X: np.ndarray, beta: np.ndarray, cuts: 
     eta = X @ beta
     full = np.concatenate([[-np.inf], cuts, [np.inf]])
     up, lo = full[y_codes + 1] - eta, full[y_codes] - eta
-    Fu, Fl = sps.logistic.cdf(up), sps.logistic.cdf(lo)
-    fu, fl = sps.logistic.pdf(up), sps.logistic.pdf(lo)
+    Fu, Fl = expit(up), expit(lo)
+    fu, fl = Fu * (1 - Fu), Fl * (1 - Fl)  # the logistic density
     prob = Fu - Fl
     k = len(cuts)
     s = np.zeros((len(eta), X.shape[1] + k))
@@ -158,8 +160,6 @@ def realness_ordinal(answers: pd.DataFrame, *, question: str = "realness", refer
     n_answers, n_participants, seconds, coefficients (term, contrast, estimate, se_model, se_cluster, se (=
     se_cluster), z, p, ci_low, ci_high (from the cluster-robust SE), odds_ratio), thresholds, se_note.
     """
-    from statsmodels.miscmodels.ordinal_model import OrderedModel
-
     d = answers[(answers["question"] == question) & answers["score"].notna()]
     if d.empty:
         raise AnalysisOptionError(f"no scored answers to question {question!r} for the ordinal model")
@@ -174,27 +174,13 @@ def realness_ordinal(answers: pd.DataFrame, *, question: str = "realness", refer
                                   f"{len(d)} answers scored {y.cat.categories[0]}")
     groups = pd.factorize(d["participant"])[0]
     t0 = time.perf_counter()
-    model = OrderedModel(y, X, distr="logit")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = model.fit(method="bfgs", disp=False, maxiter=500)
-    params = res.params.to_numpy()
     p_fe = X.shape[1]
-    cut = model.transform_threshold_params(params)[1:-1]
-    # Model-based covariance in the natural parameters (beta, cut_1..cut_K-1): the inverse of the observed
-    # information (the analytic Hessian by differentiating the analytic scores numerically would be the same).
     Xn, codes = X.to_numpy(), y.cat.codes.to_numpy()
-    nat = np.concatenate([params[:p_fe], cut])
-
-    def total_score(theta: np.ndarray) -> np.ndarray:
-        return _ordinal_scores(codes, Xn, theta[:p_fe], theta[p_fe:]).sum(axis=0)
-
-    h = 1e-5
-    info = np.zeros((len(nat), len(nat)))
-    for j in range(len(nat)):
-        e = np.zeros(len(nat))
-        e[j] = h
-        info[:, j] = -(total_score(nat + e) - total_score(nat - e)) / (2 * h)
+    nat, converged = _fit_cumulative_logit(codes, Xn, len(y.cat.categories))
+    cut = nat[p_fe:]
+    # Model-based covariance in the parameters (beta, cut_1..cut_K-1): the inverse of the observed information
+    # (the Jacobian of the analytic total score, by central differences).
+    info = _ordinal_information(codes, Xn, nat)
     bread = np.linalg.inv((info + info.T) / 2)
     scores = _ordinal_scores(codes, Xn, nat[:p_fe], nat[p_fe:])
     per_cluster = np.zeros((groups.max() + 1, len(nat)))
@@ -216,9 +202,61 @@ def realness_ordinal(answers: pd.DataFrame, *, question: str = "realness", refer
     cats = list(y.cat.categories)
     thresholds = [{"between": f"{cats[k]}|{cats[k + 1]}", "value": float(cut[k])} for k in range(len(cats) - 1)]
     return {"formula": REALNESS_ORDINAL.formula, "reference": reference,
-            "method": "maximum likelihood (statsmodels OrderedModel, logit link)",
+            "method": "maximum likelihood (Newton steps on the analytic score; logit link)",
             "se_note": (f"two standard errors: model-based (inverse information, as R's ordinal::clm) and "
                         f"cluster-robust by participant ({n_cl} clusters, CR1 sandwich); z, p and the 95% "
                         f"interval use the cluster-robust one"),
             "n_answers": int(len(d)), "n_participants": n_cl, "seconds": seconds, "coefficients": coefs,
-            "thresholds": thresholds, "converged": bool(res.mle_retvals.get("converged", True))}
+            "thresholds": thresholds, "converged": converged}
+
+
+def _ordinal_information(codes: np.ndarray, X: np.ndarray, theta: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Observed information of the cumulative logit at ``theta`` = (beta, cuts): minus the Jacobian of the
+    total score, central differences of the analytic score."""
+    p = X.shape[1]
+    info = np.zeros((len(theta), len(theta)))
+    for j in range(len(theta)):
+        e = np.zeros(len(theta))
+        e[j] = h
+        up = _ordinal_scores(codes, X, (theta + e)[:p], (theta + e)[p:]).sum(axis=0)
+        down = _ordinal_scores(codes, X, (theta - e)[:p], (theta - e)[p:]).sum(axis=0)
+        info[:, j] = -(up - down) / (2 * h)
+    return (info + info.T) / 2
+
+
+def _ordinal_loglik(codes: np.ndarray, X: np.ndarray, theta: np.ndarray) -> float:
+    p = X.shape[1]
+    cuts = theta[p:]
+    if np.any(np.diff(cuts) <= 0):
+        return -np.inf
+    eta = X @ theta[:p]
+    full = np.concatenate([[-np.inf], cuts, [np.inf]])
+    prob = expit(full[codes + 1] - eta) - expit(full[codes] - eta)
+    return float(np.sum(np.log(prob))) if np.all(prob > 0) else -np.inf
+
+
+def _fit_cumulative_logit(codes: np.ndarray, X: np.ndarray, n_categories: int) -> tuple[np.ndarray, bool]:
+    """Maximum likelihood of P(y <= k) = logistic(cut_k - x'beta): Newton steps on the analytic score with the
+    information of :func:`_ordinal_information`, step halving (cuts kept increasing). Start: beta = 0, the
+    cuts at the logits of the cumulative proportions. Returns ((beta, cuts), converged)."""
+    p = X.shape[1]
+    cum = np.cumsum(np.bincount(codes, minlength=n_categories))[:-1] / len(codes)
+    theta = np.concatenate([np.zeros(p), np.log(np.clip(cum, 1e-6, 1 - 1e-6) / np.clip(1 - cum, 1e-6, 1))])
+    ll = _ordinal_loglik(codes, X, theta)
+    for _ in range(100):
+        score = _ordinal_scores(codes, X, theta[:p], theta[p:]).sum(axis=0)
+        info = _ordinal_information(codes, X, theta)
+        try:
+            step = np.linalg.solve(info, score)
+        except np.linalg.LinAlgError:
+            return theta, False
+        t = 1.0
+        while t > 1e-8 and _ordinal_loglik(codes, X, theta + t * step) < ll - 1e-12 * abs(ll):
+            t /= 2
+        if t <= 1e-8:
+            return theta, False
+        theta = theta + t * step
+        ll = _ordinal_loglik(codes, X, theta)
+        if float(score @ step) < 1e-12 * max(1.0, abs(ll)):
+            return theta, True
+    return theta, False
