@@ -1,35 +1,40 @@
 """Regression models that respect the design: answers are clustered in participants and in items.
 
 * :func:`correctness_mixed_logit`: mixed-effects logistic regression of correctness (answer == truth) on
-  source, with crossed random intercepts for participant and stimulus (item). Fitted with statsmodels'
-  ``BinomialBayesMixedGLM`` by variational Bayes (``fit_vb``); reported: posterior means and SDs of the
-  fixed effects (log-odds, treatment coding against the reference source), odds ratios, 95% intervals
-  mean +/- 1.96 SD, and the random-effect SDs. (A variational posterior, not a maximum-likelihood fit:
-  statsmodels has no Laplace/AGQ GLMM; the approximation is stated in the report.)
+  source, with crossed random intercepts for participant and stimulus (item), fitted by maximum likelihood
+  with the Laplace approximation (:mod:`analysis.glmm`, the method of lme4::glmer): fixed effects (log-odds,
+  treatment coding against the reference source) with standard errors from the Hessian of the deviance,
+  Wald z, p and 95% intervals, odds ratios, the random-effect SDs, and in words whether the fit is singular
+  (a random-effect SD estimated at zero) or did not converge.
 * :func:`realness_ordinal`: cumulative-logit (proportional odds) model of the realness score on source,
-  statsmodels ``OrderedModel`` (distr="logit"), with cluster-robust (participant) standard errors; the
-  item and participant effects are not modelled as random there (statsmodels has no mixed ordinal model).
+  fitted by maximum likelihood (Newton steps on the analytic score; checked against statsmodels'
+  ``OrderedModel`` and R's ordinal::clm), with two standard errors per coefficient: model-based
+  (inverse observed information, as R's ordinal::clm reports) and cluster-robust by participant (sandwich
+  with the CR1 factor G/(G-1) * (N-1)/(N-K), :func:`cluster_robust_factor`); the p-value and interval use
+  the cluster-robust one. Item and participant effects are not modelled as random there.
 
 Both formulas are defined once in :mod:`stimuli.model_formulas`; the Psych-DS export writes the same ones
-into its ``analysis/analysis.R`` (lme4::glmer, ordinal::clm), so R refits exactly these models.
+into its ``analysis/analysis.R`` (lme4::glmer, ordinal::clm with the same two standard errors), so R refits
+exactly these models.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from scipy import stats as sps
+from scipy.special import expit
 
 from analysis.errors import AnalysisOptionError
 from stimuli.model_formulas import CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL
 
 RANDOM_EFFECT_NAMES = {"participant": "participant", "stimulus_id": "item"}
 """Names of the random-effect SDs in the results (random_sd keys) per grouping column."""
+
+Z95 = float(sps.norm.ppf(0.975))
 
 
 def _design(sources: pd.Series, reference: str) -> tuple[pd.DataFrame, list[str]]:
@@ -40,99 +45,34 @@ def _design(sources: pd.Series, reference: str) -> tuple[pd.DataFrame, list[str]
     return X, levels
 
 
-_FAST_VB_CLASS: Any = None
+def contrast_label(term: str, reference: str) -> str:
+    """A model term in words: ``source[STILL]`` against reference FULL -> ``STILL vs FULL``;
+    ``Intercept`` -> ``FULL (intercept)``."""
+    if term in ("Intercept", "(Intercept)"):
+        return f"{reference} (intercept)"
+    if term.startswith("source[") and term.endswith("]"):
+        return f"{term[len('source['):-1]} vs {reference}"
+    return term
 
 
-def _fast_binomial_vb_class() -> Any:
-    """statsmodels' ``BinomialBayesMixedGLM`` with the ELBO and its gradient evaluated at all quadrature
-    nodes at once: the same function and gradient (the same sums in another order), ~3x cheaper per step.
-
-    statsmodels loops over its 10 Gauss-Legendre nodes and, at each one, builds a new sparse matrix
-    ``exog_vc2.multiply(vc_sd)`` and multiplies it and ``exog_vc`` by a vector. The gradient is linear in
-    the per-node vectors, so here they are summed over the nodes first (weights included) and each sparse
-    product is done once per step; ``(Z2 * vc_sd)' r`` is ``vc_sd * (Z2' r)``. log(1 + e^x) and the logistic
-    function use stable forms built on exp(-|x|): equal to statsmodels' expressions
-    where those do not overflow.
-    """
-    global _FAST_VB_CLASS
-    if _FAST_VB_CLASS is not None:
-        return _FAST_VB_CLASS
-    from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM, glw
-
-    weights = np.array([w[0] for w in glw])
-    nodes = np.array([w[1] for w in glw])
-
-    class FastBinomialBayesMixedGLM(BinomialBayesMixedGLM):
-        _cache: tuple[bytes, tuple[np.ndarray, ...]] | None = None
-
-        def _lp_stats(self, fep_mean, fep_sd, vc_mean, vc_sd):
-            # np.einsum instead of np.dot: the products are tiny (N x 3), and a multithreaded BLAS call costs more
-            # in thread wake-ups than the work on a busy machine (measured: 3x slower per step at load 10).
-            tm = np.einsum("nk,k->n", self.exog, fep_mean) + self.exog_vc.dot(vc_mean)
-            tv = np.einsum("nk,k->n", self.exog ** 2, fep_sd ** 2) + self.exog_vc2.dot(vc_sd ** 2)
-            return tm, tv
-
-        def _node_terms(self, vb_mean: np.ndarray, vb_sd: np.ndarray) -> tuple[np.ndarray, ...]:
-            """The linear predictor at every node, its exp(-|.|), and the unpacked parameters; cached for
-            the last (mean, sd) because the optimizer asks for the ELBO and its gradient at the same point."""
-            key = vb_mean.tobytes() + vb_sd.tobytes()
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1]
-            fep_mean, vcp_mean, vc_mean = self._unpack(vb_mean)
-            fep_sd, vcp_sd, vc_sd = self._unpack(vb_sd)
-            tm, tv = self._lp_stats(fep_mean, fep_sd, vc_mean, vc_sd)
-            z = self.rng * nodes                                    # (Q,) Gauss-Legendre nodes on [-rng, rng]
-            phi = np.exp(-(z ** 2) / 2) / np.sqrt(2 * np.pi)        # (Q,) standard normal density
-            lin = tm[:, None] + np.sqrt(tv)[:, None] * z[None, :]   # (N, Q)
-            e = np.exp(-np.abs(lin))                                # (N, Q), in (0, 1]: no overflow
-            terms = (fep_mean, vcp_mean, vc_mean, fep_sd, vcp_sd, vc_sd, tm, tv, z, phi, lin, e)
-            self._cache = (key, terms)
-            return terms
-
-        def vb_elbo(self, vb_mean, vb_sd):
-            fep_mean, vcp_mean, vc_mean, fep_sd, vcp_sd, vc_sd, tm, tv, z, phi, lin, e = self._node_terms(vb_mean, vb_sd)
-            softplus = np.log1p(e) + np.maximum(lin, 0.0)          # log(1 + exp(lin)), stable
-            iv = -self.rng * float(np.einsum("nq,q->", softplus, weights * phi))
-            iv += float(np.einsum("n,n->", self.endog, tm))
-            iv += self._elbo_common(fep_mean, fep_sd, vcp_mean, vcp_sd, vc_mean, vc_sd)
-            return iv + np.sum(np.log(fep_sd)) + np.sum(np.log(vcp_sd)) + np.sum(np.log(vc_sd))
-
-        def vb_elbo_grad(self, vb_mean, vb_sd):
-            fep_mean, vcp_mean, vc_mean, fep_sd, vcp_sd, vc_sd, tm, tv, z, phi, lin, e = self._node_terms(vb_mean, vb_sd)
-            u = -np.where(lin >= 0, 1.0, e) / (1.0 + e)             # (N, Q): -logistic(lin), stable
-            u_sum = np.einsum("nq,q->n", u, weights * phi)                       # sum_q w_q u_q    (N,)
-            r_sum = np.einsum("nq,q->n", u, weights * phi * z) / np.sqrt(tv)    # sum_q w_q z_q u_q / sqrt(tv)
-            fep_mean_grad = self.rng * np.einsum("n,nk->k", u_sum, self.exog) + np.einsum("n,nk->k", self.endog,
-                                                                                         self.exog)
-            vc_mean_grad = (self.rng * np.asarray(self.exog_vc.T.dot(u_sum)).ravel()
-                            + np.asarray(self.exog_vc.T.dot(self.endog)).ravel())
-            fep_sd_grad = self.rng * np.einsum("n,nk->k", r_sum, self.exog ** 2) * fep_sd
-            vc_sd_grad = self.rng * vc_sd * np.asarray(self.exog_vc2.T.dot(r_sum)).ravel()
-            vcp_mean_grad = np.zeros_like(vcp_mean)
-            vcp_sd_grad = np.zeros_like(vcp_sd)
-            common = self._elbo_grad_common(fep_mean, fep_sd, vcp_mean, vcp_sd, vc_mean, vc_sd)
-            fep_mean_grad = fep_mean_grad + common[0]
-            fep_sd_grad = fep_sd_grad + common[1] + 1 / fep_sd
-            vcp_mean_grad = vcp_mean_grad + common[2]
-            vcp_sd_grad = vcp_sd_grad + common[3] + 1 / vcp_sd
-            vc_mean_grad = vc_mean_grad + common[4]
-            vc_sd_grad = vc_sd_grad + common[5] + 1 / vc_sd
-            return (np.concatenate((fep_mean_grad, vcp_mean_grad, vc_mean_grad)),
-                    np.concatenate((fep_sd_grad, vcp_sd_grad, vc_sd_grad)))
-
-    _FAST_VB_CLASS = FastBinomialBayesMixedGLM
-    return _FAST_VB_CLASS
+def cluster_robust_factor(n_obs: int, n_params: int, n_clusters: int) -> float:
+    """The small-sample factor of the cluster-robust (CR1) sandwich: G/(G-1) * (N-1)/(N-K) (statsmodels'
+    and Stata's default); the R script of the Psych-DS export uses the same one."""
+    return n_clusters / (n_clusters - 1) * (n_obs - 1) / (n_obs - n_params)
 
 
 def correctness_mixed_logit(answers: pd.DataFrame, *, question: str = "emotion", truth: str = "visual_emotion",
                             reference: str | None = None, random_state: int = 0) -> dict[str, Any]:
-    """Fit correct ~ source + (1|participant) + (1|stimulus) by variational Bayes (start seeded by
-    ``random_state``).
+    """Fit correct ~ source + (1|participant) + (1|stimulus) by maximum likelihood (Laplace approximation,
+    :mod:`analysis.glmm`). ``random_state`` is accepted for compatibility and unused (the fit is deterministic).
 
     Returns a dict: formula, reference, method, n_answers, n_participants, n_items, seconds, fixed (list of
-    dicts term, estimate, sd, ci_low, ci_high, odds_ratio, z, p_approx) and random_sd (participant, item).
+    dicts term, contrast (in words), estimate, se, z, p, ci_low, ci_high, odds_ratio, odds_ratio_ci_low,
+    odds_ratio_ci_high; ``sd`` and ``p_approx`` are the same se and p under their old names), random_sd
+    (participant, item), converged, singular (names of the random effects estimated at zero), se_method,
+    deviance, notes (sentences: what went wrong, empty when nothing did).
     """
-    from threadpoolctl import threadpool_limits
+    from analysis.glmm import fit_laplace
 
     d = answers[answers["question"] == question]
     if d.empty:
@@ -149,52 +89,76 @@ def correctness_mixed_logit(answers: pd.DataFrame, *, question: str = "emotion",
     X.insert(0, "Intercept", 1.0)
     spec = CORRECTNESS_MIXED_LOGIT  # the one definition shared with the export's analysis.R
     assert spec.fixed == ("source",), spec
-    # One random intercept per grouping column of the formula: sparse indicator columns side by side (a dense
-    # answers x (participants + items) matrix would not fit for big studies).
-    codes, levels = zip(*(pd.factorize(d[g]) for g in spec.random))
-    offsets = np.cumsum([0] + [len(u) for u in levels])
-    rows = np.concatenate([np.arange(len(d))] * len(codes))
-    cols = np.concatenate([c + off for c, off in zip(codes, offsets)])
-    exog_vc = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(d), int(offsets[-1])))
-    ident = np.concatenate([np.full(len(u), k, dtype=int) for k, u in enumerate(levels)])
+    codes, uniques = zip(*(pd.factorize(d[g]) for g in spec.random))
+    for g, u in zip(spec.random, uniques):
+        if len(u) < 2:  # as lme4: a random intercept needs two levels of its grouping column
+            raise AnalysisOptionError(f"the mixed model needs at least two levels of {g!r} (random intercept); the "
+                                      f"answers to {question!r} have {len(u)}")
+    # Complete separation: a source whose answers are all correct (or all wrong) has an infinite log-odds
+    # ratio; the optimiser stops somewhere far out with a meaningless SE. Said, and left without a test.
+    separated = {s: ("all correct" if v.min() == 1 else "all wrong")
+                 for s, v in pd.Series(y, index=d.index).groupby(d["source"].to_numpy()) if v.min() == v.max()}
     vc_names = [RANDOM_EFFECT_NAMES.get(g, g) for g in spec.random]
-    p_uni, i_uni = levels[spec.random.index("participant")], levels[spec.random.index("stimulus_id")]
     t0 = time.perf_counter()
-    # fit_vb draws its starting point at random: seeded, so that the same data give the same estimates.
-    model = _fast_binomial_vb_class()(y, X.to_numpy(), exog_vc, ident, vcp_p=1.0, fe_p=2.0,
-                                      fep_names=list(X.columns), vcp_names=vc_names)
-    # One BLAS thread: each of the ~400 steps does a few vector operations of length p (L-BFGS-B) and N x 3
-    # products; waking a thread pool for them cost more than the work (14x for L-BFGS-B alone at load 10).
-    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        # L-BFGS-B instead of statsmodels' default BFGS: the same optimum (checked to 1e-4 on 2,700 answers)
-        # with O(p) instead of O(p^2) memory and time per step; p = 2 x (fixed effects + participants + items).
-        res = model.fit_vb(rng=np.random.default_rng(random_state), fit_method="L-BFGS-B",
-                           minim_opts={"maxiter": 5000})
+    fit = fit_laplace(y, X.to_numpy(), list(X.columns), list(codes), vc_names)
     seconds = time.perf_counter() - t0
     fixed = []
+    notes = list(fit.notes)
     for j, name in enumerate(X.columns):
-        m, s = float(res.fe_mean[j]), float(res.fe_sd[j])
-        z = m / s if s > 0 else float("nan")
-        fixed.append({"term": name, "estimate": m, "sd": s, "ci_low": m - 1.96 * s, "ci_high": m + 1.96 * s,
-                      "odds_ratio": float(np.exp(m)), "z": z, "p_approx": float(2 * sps.norm.sf(abs(z)))})
-    vc = {n: float(np.exp(res.vcp_mean[k])) for k, n in enumerate(vc_names)}
-    retvals = getattr(res, "optim_retvals", None)
-    converged = bool(getattr(retvals, "success", True))
-    return {"formula": spec.formula,
-            "reference": reference, "method": "statsmodels BinomialBayesMixedGLM.fit_vb (variational Bayes, L-BFGS-B)",
-            "n_answers": int(len(d)), "n_participants": int(len(p_uni)), "n_items": int(len(i_uni)),
-            "seconds": seconds, "fixed": fixed, "random_sd": vc, "converged": converged}
+        b, se, z, p = float(fit.beta[j]), float(fit.se[j]), float(fit.z[j]), float(fit.p[j])
+        source = reference if name == "Intercept" else name[len("source["):-1]
+        if source in separated:
+            b = se = z = p = float("nan")
+            notes.append(f"{contrast_label(name, reference)}: the answers of {source} are {separated[source]} "
+                         f"(complete separation), so its log-odds are not finite: no estimate and no test")
+        lo, hi = b - Z95 * se, b + Z95 * se
+        fixed.append({"term": name, "contrast": contrast_label(name, reference), "estimate": b, "se": se, "z": z,
+                      "p": p, "ci_low": lo, "ci_high": hi, "odds_ratio": float(np.exp(b)),
+                      "odds_ratio_ci_low": float(np.exp(lo)), "odds_ratio_ci_high": float(np.exp(hi)),
+                      "sd": se, "p_approx": p})
+    if fit.singular:
+        notes.append("singular fit: the random-intercept SD of " + " and ".join(fit.singular)
+                     + " is estimated at zero (the data show no variation between them beyond chance); the "
+                       "fixed effects are those of the model without that term")
+    if not fit.converged:
+        notes.append("the fit did not converge: treat its estimates and p-values with caution")
+    return {"formula": spec.formula, "reference": reference,
+            "method": "maximum likelihood, Laplace approximation (as lme4::glmer), Wald z tests",
+            "n_answers": int(len(d)), "n_participants": int(len(uniques[spec.random.index("participant")])),
+            "n_items": int(len(uniques[spec.random.index("stimulus_id")])),
+            "seconds": seconds, "fixed": fixed,
+            "random_sd": {n: float(abs(fit.theta[k])) for k, n in enumerate(vc_names)},
+            "converged": fit.converged, "singular": fit.singular, "se_method": fit.se_method,
+            "deviance": float(fit.deviance), "notes": notes}
+
+
+def _ordinal_scores(y_codes: np.ndarray, X: np.ndarray, beta: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Per-answer scores (gradient of the log-likelihood) of the cumulative logit in the parameters
+    (beta, cut_1..cut_{K-1}): P(y = j) = F(cut_j - x'beta) - F(cut_{j-1} - x'beta), F logistic."""
+    eta = X @ beta
+    full = np.concatenate([[-np.inf], cuts, [np.inf]])
+    up, lo = full[y_codes + 1] - eta, full[y_codes] - eta
+    Fu, Fl = expit(up), expit(lo)
+    fu, fl = Fu * (1 - Fu), Fl * (1 - Fl)  # the logistic density
+    prob = Fu - Fl
+    k = len(cuts)
+    s = np.zeros((len(eta), X.shape[1] + k))
+    s[:, : X.shape[1]] = -((fu - fl) / prob)[:, None] * X
+    rows = np.arange(len(eta))
+    has_up = y_codes < k
+    s[rows[has_up], X.shape[1] + y_codes[has_up]] += fu[has_up] / prob[has_up]
+    has_lo = y_codes > 0
+    s[rows[has_lo], X.shape[1] + y_codes[has_lo] - 1] -= fl[has_lo] / prob[has_lo]
+    return s
 
 
 def realness_ordinal(answers: pd.DataFrame, *, question: str = "realness", reference: str | None = None) -> dict[str, Any]:
     """Fit the proportional-odds model P(score <= k) = logit^-1(theta_k - x'beta) of realness on source.
 
     Positive beta: higher realness than the reference source. Returns a dict: formula, reference, method,
-    n_answers, seconds, coefficients (term, estimate, se, z, p, ci_low, ci_high, odds_ratio), thresholds.
+    n_answers, n_participants, seconds, coefficients (term, contrast, estimate, se_model, se_cluster, se (=
+    se_cluster), z, p, ci_low, ci_high (from the cluster-robust SE), odds_ratio), thresholds, se_note.
     """
-    from statsmodels.miscmodels.ordinal_model import OrderedModel
-
     d = answers[(answers["question"] == question) & answers["score"].notna()]
     if d.empty:
         raise AnalysisOptionError(f"no scored answers to question {question!r} for the ordinal model")
@@ -209,22 +173,89 @@ def realness_ordinal(answers: pd.DataFrame, *, question: str = "realness", refer
                                   f"{len(d)} answers scored {y.cat.categories[0]}")
     groups = pd.factorize(d["participant"])[0]
     t0 = time.perf_counter()
-    model = OrderedModel(y, X, distr="logit")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = model.fit(method="bfgs", disp=False, maxiter=500, cov_type="cluster", cov_kwds={"groups": groups})
+    p_fe = X.shape[1]
+    Xn, codes = X.to_numpy(), y.cat.codes.to_numpy()
+    nat, converged = _fit_cumulative_logit(codes, Xn, len(y.cat.categories))
+    cut = nat[p_fe:]
+    # Model-based covariance in the parameters (beta, cut_1..cut_K-1): the inverse of the observed information
+    # (the Jacobian of the analytic total score, by central differences).
+    info = _ordinal_information(codes, Xn, nat)
+    bread = np.linalg.inv((info + info.T) / 2)
+    scores = _ordinal_scores(codes, Xn, nat[:p_fe], nat[p_fe:])
+    per_cluster = np.zeros((groups.max() + 1, len(nat)))
+    np.add.at(per_cluster, groups, scores)
+    n_cl = int(groups.max() + 1)
+    meat = per_cluster.T @ per_cluster
+    v_cl = bread @ meat @ bread * cluster_robust_factor(len(d), len(nat), n_cl)
     seconds = time.perf_counter() - t0
-    params, bse = res.params, res.bse
     coefs = []
-    for name in X.columns:
-        b, se = float(params[name]), float(bse[name])
-        z = b / se if se > 0 else float("nan")
-        coefs.append({"term": name, "estimate": b, "se": se, "z": z, "p": float(2 * sps.norm.sf(abs(z))),
-                      "ci_low": b - 1.96 * se, "ci_high": b + 1.96 * se, "odds_ratio": float(np.exp(b))})
-    cut = model.transform_threshold_params(params.to_numpy())
+    for j, name in enumerate(X.columns):
+        b = float(nat[j])
+        se_m, se_c = float(np.sqrt(bread[j, j])), float(np.sqrt(v_cl[j, j]))
+        z = b / se_c if se_c > 0 else float("nan")
+        coefs.append({"term": name, "contrast": contrast_label(name, reference), "estimate": b,
+                      "se_model": se_m, "se_cluster": se_c, "se": se_c, "z": z,
+                      "p": float(2 * sps.norm.sf(abs(z))), "z_model": b / se_m if se_m > 0 else float("nan"),
+                      "p_model": float(2 * sps.norm.sf(abs(b / se_m))) if se_m > 0 else float("nan"),
+                      "ci_low": b - Z95 * se_c, "ci_high": b + Z95 * se_c, "odds_ratio": float(np.exp(b))})
     cats = list(y.cat.categories)
-    thresholds = [{"between": f"{cats[k]}|{cats[k + 1]}", "value": float(cut[k + 1])} for k in range(len(cats) - 1)]
+    thresholds = [{"between": f"{cats[k]}|{cats[k + 1]}", "value": float(cut[k])} for k in range(len(cats) - 1)]
     return {"formula": REALNESS_ORDINAL.formula, "reference": reference,
-            "method": "statsmodels OrderedModel(distr='logit'), BFGS, cluster-robust SE by participant",
-            "n_answers": int(len(d)), "seconds": seconds, "coefficients": coefs, "thresholds": thresholds,
-            "converged": bool(res.mle_retvals.get("converged", True))}
+            "method": "maximum likelihood (Newton steps on the analytic score; logit link)",
+            "se_note": (f"two standard errors: model-based (inverse information, as R's ordinal::clm) and "
+                        f"cluster-robust by participant ({n_cl} clusters, CR1 sandwich); z, p and the 95% "
+                        f"interval use the cluster-robust one"),
+            "n_answers": int(len(d)), "n_participants": n_cl, "seconds": seconds, "coefficients": coefs,
+            "thresholds": thresholds, "converged": converged}
+
+
+def _ordinal_information(codes: np.ndarray, X: np.ndarray, theta: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Observed information of the cumulative logit at ``theta`` = (beta, cuts): minus the Jacobian of the
+    total score, central differences of the analytic score."""
+    p = X.shape[1]
+    info = np.zeros((len(theta), len(theta)))
+    for j in range(len(theta)):
+        e = np.zeros(len(theta))
+        e[j] = h
+        up = _ordinal_scores(codes, X, (theta + e)[:p], (theta + e)[p:]).sum(axis=0)
+        down = _ordinal_scores(codes, X, (theta - e)[:p], (theta - e)[p:]).sum(axis=0)
+        info[:, j] = -(up - down) / (2 * h)
+    return (info + info.T) / 2
+
+
+def _ordinal_loglik(codes: np.ndarray, X: np.ndarray, theta: np.ndarray) -> float:
+    p = X.shape[1]
+    cuts = theta[p:]
+    if np.any(np.diff(cuts) <= 0):
+        return -np.inf
+    eta = X @ theta[:p]
+    full = np.concatenate([[-np.inf], cuts, [np.inf]])
+    prob = expit(full[codes + 1] - eta) - expit(full[codes] - eta)
+    return float(np.sum(np.log(prob))) if np.all(prob > 0) else -np.inf
+
+
+def _fit_cumulative_logit(codes: np.ndarray, X: np.ndarray, n_categories: int) -> tuple[np.ndarray, bool]:
+    """Maximum likelihood of P(y <= k) = logistic(cut_k - x'beta): Newton steps on the analytic score with the
+    information of :func:`_ordinal_information`, step halving (cuts kept increasing). Start: beta = 0, the
+    cuts at the logits of the cumulative proportions. Returns ((beta, cuts), converged)."""
+    p = X.shape[1]
+    cum = np.cumsum(np.bincount(codes, minlength=n_categories))[:-1] / len(codes)
+    theta = np.concatenate([np.zeros(p), np.log(np.clip(cum, 1e-6, 1 - 1e-6) / np.clip(1 - cum, 1e-6, 1))])
+    ll = _ordinal_loglik(codes, X, theta)
+    for _ in range(100):
+        score = _ordinal_scores(codes, X, theta[:p], theta[p:]).sum(axis=0)
+        info = _ordinal_information(codes, X, theta)
+        try:
+            step = np.linalg.solve(info, score)
+        except np.linalg.LinAlgError:
+            return theta, False
+        t = 1.0
+        while t > 1e-8 and _ordinal_loglik(codes, X, theta + t * step) < ll - 1e-12 * abs(ll):
+            t /= 2
+        if t <= 1e-8:
+            return theta, False
+        theta = theta + t * step
+        ll = _ordinal_loglik(codes, X, theta)
+        if float(score @ step) < 1e-12 * max(1.0, abs(ll)):
+            return theta, True
+    return theta, False

@@ -238,8 +238,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         flow, title=f"Participant flow, {task_name}: {res['input']['study'] or 'study'}").figure
     c = cleaned.counts
     max_bad = export.plan["consistency"]["max_inconsistent"]
-    rules = "; ".join(f"{r['question']}: {r['kind']} (tolerance {r.get('tolerance', 0)})"
-                      for r in export.plan["consistency"].get("rules", []))
+    rules = "; ".join(_rule_in_words(r) for r in export.plan["consistency"].get("rules", []))
     out.methods.append(
         f"Cleaning. {c['n_answers_total']} answers from {c['n_surveys_total']} surveys "
         f"({c['n_participants_total']} participants) were read. Consistency was recomputed from the raw answers "
@@ -261,9 +260,9 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         res["sample"] = sample
     pct_ci = f"{100 * opt.ci:g}%"
     boot = (f"percentile bootstrap {pct_ci} CI with {opt.n_boot} resamples of participants (not answers), "
-            f"numpy default_rng seed {opt.seed}")
+            f"random seed {opt.seed}")
     wil = (f"Wilcoxon signed-rank test (differences of means computed exactly, so that equal differences tie), "
-           f"zero differences handled by {opt.zero_method}"
+           f"{ZERO_METHOD_WORDS.get(opt.zero_method, opt.zero_method)}"
            + (" (Pratt 1959; normal approximation with the null mean and variance of Cureton 1967)"
               if opt.zero_method == "pratt" else "")
            + (f", tie-corrected normal approximation{' with continuity correction' if opt.correction else ''}, "
@@ -331,10 +330,16 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             else:
                 ml.pop("seconds", None)
                 res["task1"]["mixed_logit"] = _jsonable(ml)
-                out.tables["task1_mixed_logit"] = pd.DataFrame(ml["fixed"])
+                out.tables["task1_mixed_logit"] = pd.DataFrame(ml["fixed"])[
+                    ["contrast", "estimate", "se", "z", "p", "ci_low", "ci_high", "odds_ratio"]]
+                sds = ", ".join(f"{k} {v:.2f}" for k, v in ml["random_sd"].items())
                 out.methods.append(
-                    f"A mixed-effects logistic regression {ml['formula']} was fitted with {ml['method']}; "
-                    f"estimates are posterior means (log-odds) with mean +/- 1.96 SD intervals.")
+                    f"A mixed-effects logistic regression of correctness on source with random intercepts for "
+                    f"participants and stimuli ({ml['formula']}, reference source {ml['reference']}) was fitted by "
+                    f"maximum likelihood with the Laplace approximation (the method of lme4::glmer); estimates "
+                    f"are log-odds with standard errors from the curvature of the likelihood, Wald z tests and 95% "
+                    f"intervals. Random-intercept SDs: {sds}."
+                    + "".join(f" Note: {n}." for n in ml["notes"]))
         _norm_covariates(export, ans, opt, out)
     if opt.realness_question in questions_present:
         step("task 1: realness")
@@ -380,7 +385,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             f"answers with a {boot}. "
             + (f"Comparison: {why}. {wil}, pairing {unit_text}; difference = {a} - {b}. The sensitivity table "
                f"repeats the test for every pairing unit and zero method. The rank-biserial correlation has a "
-               f"percentile bootstrap {pct_ci} CI resampling the pairing units ({opt.n_boot} resamples, default_rng "
+               f"percentile bootstrap {pct_ci} CI resampling the pairing units ({opt.n_boot} resamples, random "
                f"seed {opt.seed + 600}). " if a else f"{why.capitalize()}. ")
             + "The distribution figure shows the percentage of each option per source.")
         if opt.mixed_models:
@@ -394,8 +399,11 @@ def compute(export: Export, options: AnalysisOptions | None = None,
             else:
                 om.pop("seconds", None)
                 t1["ordinal_realness"] = _jsonable(om)
-                out.tables["task1_ordinal_realness"] = pd.DataFrame(om["coefficients"])
-                out.methods.append(f"An ordinal model {om['formula']} was fitted with {om['method']}.")
+                out.tables["task1_ordinal_realness"] = pd.DataFrame(om["coefficients"])[
+                    ["contrast", "estimate", "se_model", "se_cluster", "z", "p", "ci_low", "ci_high", "odds_ratio"]]
+                out.methods.append(
+                    f"A proportional-odds (cumulative logit) model of the realness score on source ({om['formula']}, "
+                    f"reference source {om['reference']}) was fitted by maximum likelihood; it reports {om['se_note']}.")
     if opt.aspects_question in questions_present:
         step("task 1: aspects")
         q = export.question(opt.aspects_question)
@@ -411,7 +419,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
         out.methods.append("Improvement aspects: each multi-choice answer is split at ';' and every chosen option "
                            "counted once per answer ('none' is an option); totals exclude 'none'. Votes per response "
                            f"(without 'none') per source have a percentile bootstrap {pct_ci} CI resampling participants "
-                           f"({opt.n_boot} resamples, default_rng seeds {opt.seed + 500}+).")
+                           f"({opt.n_boot} resamples, random seeds {opt.seed + 500}+).")
 
     # ---------------------------------------------------------------- Task 2
     if opt.primary_question in questions_present:
@@ -498,7 +506,7 @@ def compute(export: Export, options: AnalysisOptions | None = None,
                 "Holm-adjusted over the two countings (primary; primary or secondary). Hu and agreement are computed "
                 "with the visual and with the audio emotion as the truth. Each match fraction and the share of responses "
                 f"with two labels has a percentile bootstrap {pct_ci} CI resampling participants ({opt.n_boot} resamples, "
-                f"default_rng seeds {opt.seed + 300}+ and {opt.seed + 400}), the rank-biserial r of each dominance test one "
+                f"random seeds {opt.seed + 300}+ and {opt.seed + 400}), the rank-biserial r of each dominance test one "
                 f"resampling participants (seeds {opt.seed + 700}+).")
     if choice is not None:
         for qc in choice.by_role("scale"):
@@ -705,6 +713,23 @@ def write_outputs(analysis: Analysis, out_dir: str | Path, *, overwrite: bool = 
     paths["results.json"] = out / "results.json"
     paths["report.html"] = out / "report.html"
     return paths
+
+
+ZERO_METHOD_WORDS = {"pratt": "zero differences kept in the ranking and left out of the sum (Pratt's method)",
+                     "wilcox": "zero differences dropped before ranking (Wilcoxon's method)",
+                     "zsplit": "zero differences ranked and their ranks split between the two sums"}
+
+
+def _rule_in_words(rule: dict) -> str:
+    """A consistency rule of the plan in words (no internal keys such as max_abs_diff)."""
+    q, kind, tol = rule["question"], rule["kind"], rule.get("tolerance", 0)
+    if kind == "equal":
+        return f"{q}: the repeat's answer must equal the original"
+    if kind == "max_abs_diff":
+        return f"{q}: the two scores may differ by at most {tol:g}"
+    if kind == "max_set_diff":
+        return f"{q}: the two sets of chosen options may differ in at most {tol:g} option(s)"
+    return f"{q}: {kind} (tolerance {tol})"
 
 
 def analyze(export_dir: str | Path, out_dir: str | Path, options: AnalysisOptions | None = None, *,

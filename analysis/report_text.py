@@ -74,7 +74,8 @@ COLUMN_LABELS: dict[str, str] = {
     "mean_audio": "Mean audio match", "reference": "Reference emotion", "truth": "Shown emotion",
     "answer": "Answer", "row_total": "Row total", "row_percent": "Row %", "col_total": "Column total",
     "measure": "Measure", "paper": "Paper", "ours": "This study", "ours_ci": "This study's CI", "note": "Note",
-    "count_label": "Count", "percent_of": "%",
+    "count_label": "Count", "percent_of": "%", "contrast": "Contrast",
+    "se_model": "SE (model-based)", "se_cluster": "SE (cluster-robust, by participant)",
 }
 VALUE_LABELS: dict[str, str] = {
     "primary_or_secondary": "primary or secondary", "all_labels": "all labels", "all": "all videos",
@@ -88,6 +89,7 @@ TABLE_COLUMN_LABELS: dict[str, dict[str, str]] = {
 # Columns holding a fraction shown as a percentage, per table.
 PERCENT_COLUMNS: dict[str, set[str]] = {
     "task1_accuracy": {"accuracy", "chance", "ci_low", "ci_high"},
+    "task1_accuracy_all": {"accuracy", "chance", "ci_low", "ci_high"},
     "task2_match_fractions": {"fraction", "ci_low", "ci_high"},
     "task2_dominance": {"mean_visual", "mean_audio"},
 }
@@ -132,6 +134,8 @@ def fmt_bounded(v: Any, digits: int = 2) -> str:
     if _missing(v):
         return "n/a"
     s = f"{float(v):.{digits}f}"
+    if float(s) == 0:  # -0.001 rounds to zero: no "-.00"
+        s = s.lstrip("-")
     return s.replace("0.", ".", 1) if abs(float(v)) < 1 else s
 
 
@@ -147,11 +151,15 @@ def fmt_num(v: Any, sig: int = 3) -> str:
     if x == 0:
         return "0"
     decimals = max(0, sig - 1 - int(math.floor(math.log10(abs(x)))))
-    return f"{x:.{min(decimals, 4)}f}"
+    out = f"{x:.{min(decimals, 4)}f}"
+    return out.lstrip("-") if float(out) == 0 else out  # no "-0.0000"
 
 
 def fmt_pct(v: Any, decimals: int = 1) -> str:
-    return "n/a" if _missing(v) else f"{100 * float(v):.{decimals}f}%"
+    if _missing(v):
+        return "n/a"
+    s = f"{100 * float(v):.{decimals}f}"
+    return (s.lstrip("-") if float(s) == 0 else s) + "%"  # no "-0.0%"
 
 
 def fmt_ci(lo: Any, hi: Any, fmt=fmt_num) -> str:
@@ -343,7 +351,8 @@ def hu_sentence(group: str, rows: list[Mapping[str, Any]], what: str) -> str:
 def model_sentence(term: Mapping[str, Any], ml: Mapping[str, Any], *, what: str, p_key: str) -> str:
     lo, hi = term.get("ci_low"), term.get("ci_high")
     ci = fmt_ci(math.exp(lo), math.exp(hi)) if not (_missing(lo) or _missing(hi)) else "n/a"
-    return (f"{what}, {term['term']} (reference {ml.get('reference', 'n/a')}): OR = {fmt_num(term.get('odds_ratio'))}, "
+    label = term.get("contrast") or term["term"]
+    return (f"{what}, {label}: OR = {fmt_num(term.get('odds_ratio'))}, "
             f"95% interval {ci}, z = {term['z']:.2f}, {p_clause(term.get(p_key))}, n = {ml.get('n_answers')} answers.")
 
 
@@ -408,10 +417,10 @@ def sentences(results: Mapping[str, Any]) -> list[dict[str, str]]:
     ml = t1.get("mixed_logit")
     if ml and ml.get("fitted", True) and ml.get("fixed"):
         for term in ml["fixed"]:
-            if term["term"] not in ("Intercept", "const"):
+            if term["term"] not in ("Intercept", "const") and not _missing(term.get("z")):
                 add(f"logit-{term['term']}", "Task 1 mixed logit",
                     model_sentence(term, ml, what="Mixed-effects logistic regression of a correct answer",
-                                   p_key="p_approx"))
+                                   p_key="p" if "p" in term else "p_approx"))
     om = t1.get("ordinal_realness")
     if om and om.get("fitted", True) and om.get("coefficients"):
         for term in om["coefficients"]:

@@ -31,10 +31,7 @@ WILCOXON_COLUMNS = ("n", "n_zeros", "n_used", "r_plus", "r_minus", "mean_h0", "v
                     "effect_r", "rank_biserial", "median_diff", "zero_method", "alternative", "correction", "method")
 
 
-TIE_RTOL = 1e-10
-"""Relative tolerance of :func:`snap_ties`: two |d| whose gap is at most ``TIE_RTOL`` times the larger are one
-value, and |d| <= ``TIE_RTOL`` * max|d| is a zero. Float noise of a few operations is ~1e-16 relative; two
-distinct ratios of integers below 10^5 differ by more than 1e-10, so no real difference is merged."""
+from stimuli.model_formulas import TIE_RTOL  # noqa: E402  (the one definition, shared with the export's R script)
 
 
 def snap_ties(values: np.ndarray, rtol: float = TIE_RTOL) -> np.ndarray:

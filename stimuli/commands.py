@@ -131,6 +131,12 @@ def plan_command(spec_name: str, set_dir: Path, seed: int, out: Path | None, for
     print_plan_summary(console, plan, manifest, out)
     for warning in disclosure_warnings(plan, manifest):
         console.print(f"[yellow]warning:[/yellow] {warning}")
+    missing = spec.study.missing_dataset_metadata()
+    if missing:  # a warning, not a refusal: specs without them keep working
+        click.echo(f"warning: [study] of {spec.source} has no {', '.join(missing)}: the Psych-DS export "
+                   f"(`emostudy export --format psych-ds`) describes the data set with them (dataset_description.json "
+                   f"recommends author, license, citation, url). Add e.g. authors = [\"A. Researcher\"], "
+                   f"license = \"CC-BY-4.0\", citation = \"...\", url = \"https://...\" to [study].", err=True)
 
 
 def print_plan_summary(console: Console, plan: dict, manifest, out: Path | None = None) -> None:

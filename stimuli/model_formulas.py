@@ -39,6 +39,13 @@ REALNESS_ORDINAL = ModelFormula("realness_ordinal", "score", ("source",))
 
 MODELS = (CORRECTNESS_MIXED_LOGIT, REALNESS_ORDINAL)
 
+TIE_RTOL = 1e-10
+"""The tie rule of the signed-rank tests, shared by ``analysis.stats.snap_ties`` and the export's
+``analysis/analysis.R`` (which writes the same function in R with this value): two |d| whose gap is at most
+``TIE_RTOL`` times the larger are one value, and |d| <= ``TIE_RTOL`` * max|d| is a zero. Float noise of a
+few operations is ~1e-16 relative; two distinct ratios of integers below 10^5 differ by more than 1e-10, so
+no real difference is merged."""
+
 
 def design_scale_formula(question: str, factors: tuple[str, ...]) -> ModelFormula:
     """The mixed model of a scale question in a design of one's own: the score on the design's crossed

@@ -78,6 +78,8 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
             "exclude_studies": list(spec.study.exclude_studies),
             # the time zone only when not UTC, so plans of other specs keep their bytes
             **({"timezone": spec.study.timezone} if spec.study.timezone != "UTC" else {}),
+            # authors, license, ... only when the spec has them, so plans of other specs keep their bytes.
+            **({"dataset": spec.study.dataset_metadata()} if spec.study.dataset_metadata() else {}),
             # [recruitment] only when the spec has one, so plans of other specs keep their bytes.
             **({"recruitment": spec.recruitment.as_plan()} if spec.recruitment != type(spec.recruitment)() else {}),
         },

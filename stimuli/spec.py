@@ -9,6 +9,7 @@ accepts their names. Layout (every key is checked; errors name the file and the 
     [study]    name, title, task ("emotion-realness" | "av-mismatch" | "norming"), description,
                exclude_studies = [names]  # who took one of these studies may not take this one
                timezone = "Europe/Berlin"  # the admin pages show times in it (IANA name; default UTC)
+               authors = [names], license, citation, url, funder   # the data set's (Psych-DS export), optional
     [participant] title, intro, instructions, allow_words = [words],
                consent = "consent.md", consent_statements = [..], debrief = "debrief.md" (Markdown files
                beside the spec), language ("en" | "de" | "es"), video_width (CSS pixels)
@@ -151,6 +152,23 @@ class StudyInfo:
     description: str = ""
     exclude_studies: tuple[str, ...] = ()
     timezone: str = "UTC"  # an IANA name; the admin pages show times in it
+    # What the Psych-DS export's dataset_description.json recommends (author, license, citation, url, funder);
+    # optional: `emostudy plan` names the missing ones.
+    authors: tuple[str, ...] = ()
+    license: str = ""
+    citation: str = ""
+    url: str = ""
+    funder: str = ""
+
+    def dataset_metadata(self) -> dict[str, Any]:
+        """The given ones of authors, license, citation, url, funder (for the plan and the export)."""
+        out: dict[str, Any] = {"authors": list(self.authors)} if self.authors else {}
+        out.update({k: getattr(self, k) for k in ("license", "citation", "url", "funder") if getattr(self, k)})
+        return out
+
+    def missing_dataset_metadata(self) -> list[str]:
+        """Which of the keys a Psych-DS dataset should have (authors, license, citation, url) are not given."""
+        return [k for k in ("authors", "license", "citation", "url") if not getattr(self, k)]
 
 
 AUDIO_CHECK_KINDS = ("words", "huggins", "antiphase", "huggins+words")
@@ -593,7 +611,10 @@ def parse_spec(text: str | bytes, *, where: str = "<string>", base_dir: str | os
                                        "[participant] instructions ([study] is the researcher's)")
     study = StudyInfo(name=name, title=st.text("title", name), task=task,
                       description=st.text("description", "", nonempty=False),
-                      exclude_studies=st.strings("exclude_studies", []), timezone=_timezone(st))
+                      exclude_studies=st.strings("exclude_studies", []), timezone=_timezone(st),
+                      authors=st.strings("authors", []), license=st.text("license", "", nonempty=False),
+                      citation=st.text("citation", "", nonempty=False), url=st.text("url", "", nonempty=False),
+                      funder=st.text("funder", "", nonempty=False))
     st.done()
     pt = root.table("participant")
     participant = _read_participant(pt, study, base_dir)

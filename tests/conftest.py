@@ -1,6 +1,6 @@
 """Shared fixtures and markers.
 
-Services (PostgreSQL, Chromium) are optional on a developer's machine; in CI
+Services (PostgreSQL, Chromium, R) are optional on a developer's machine; in CI
 (EMOSTUDY_REQUIRE_SERVICES=1) a missing service is an error, never a silent skip.
 """
 
@@ -31,6 +31,19 @@ def chromium_path() -> str:
     path = shutil.which("chromium") or "/usr/bin/chromium"
     need_service(os.path.exists(path), "Debian chromium")
     return path
+
+
+@pytest.fixture(scope="session")
+def rscript() -> str:
+    """Rscript with lme4 and ordinal (Debian r-base-core, r-cran-lme4, r-cran-ordinal; .ci/run installs them)."""
+    import subprocess
+
+    path = shutil.which("Rscript")
+    ok = bool(path) and subprocess.run(
+        [path, "-e", "quit(status = !all(sapply(c('lme4', 'ordinal'), requireNamespace, quietly = TRUE)))"],
+        capture_output=True, timeout=120, check=False).returncode == 0
+    need_service(ok, "R (Rscript) with the packages lme4 and ordinal")
+    return str(path)
 
 
 @pytest.fixture(scope="session")

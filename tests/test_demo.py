@@ -200,3 +200,38 @@ def test_printed_link_leads_to_a_completed_task2_batch_counted_by_admin(demo, ch
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.mark.parametrize("task", ["task1", "task2"])
+def test_demo_psychds_datasets_are_valid_and_r_computes_the_python_numbers(demo, task, rscript, tmp_path):
+    """Issue 33: the demo's studies exported as Psych-DS pass the project's check of the specification's rules
+    (every file and column described; only the url the demo spec honestly lacks is missing), and the exported
+    analysis.R, run unedited, computes the numbers of the Python report (tests/analysis/r_parity.py)."""
+    sys.path.insert(0, str(Path(__file__).parent / "analysis"))
+    from r_parity import compare, python_results, run_r
+
+    from study_server.export.psychds import psychds_problems, psychds_warnings
+
+    root, _ = demo
+    out = tmp_path / "pds"
+    spec = root / "specs" / f"demo-{task}.toml"
+    proc = subprocess.run([EMOSTUDY, "export", f"demo-{task}", "--out", str(out), "--format", "psych-ds",
+                           "--instance", str(root / "instance"), *(["--spec", str(spec)] if spec.is_file() else [])],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert psychds_problems(out) == []
+    assert [w for w in psychds_warnings(out) if "'url'" not in w] == []
+    desc = json.loads((out / "dataset_description.json").read_text(encoding="utf-8"))
+    csvs = sorted(p.name for p in (out / "data").glob("*.csv"))
+    assert sorted(d["name"] for d in desc["distribution"]) == csvs
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert all(f"data/{n}" in readme and (out / "data" / (n[:-4] + ".json")).is_file() for n in csvs)
+    check = json.loads((out / "materials" / "plan.json").read_text(encoding="utf-8"))["audio_check"]
+    if check.get("enabled") and check.get("kind", "words") != "words":  # a headphone screen: its trials are data
+        assert any("headphonescreen" in n for n in csvs)
+    assert (out / "materials" / "spec.toml").read_bytes() == spec.read_bytes()
+    (export,) = sorted((root / "exports").glob(f"{task}-*"))
+    r = run_r(rscript, out, tmp_path / "r.csv")
+    results, wilcox_dominance = python_results(export, tmp_path / "report")
+    done = compare(r, results, wilcox_dominance)
+    assert set(r) <= set(done) | {"realness.no_test", "dominance.no_test"}, sorted(set(r) - set(done))

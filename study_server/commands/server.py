@@ -212,8 +212,11 @@ def serve_command(app_factory, host: str, port: int, debug: bool) -> None:
 @click.option("--include-simulated", is_flag=True,
               help="Also export the simulated participants of `emostudy simulate` (left out by default; previews "
                    "are never exported).")
+@click.option("--spec", "spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="psych-ds: the study's spec file, copied into materials/ (must be the one the plan was made from).")
 @_db_options
-def export_command(app_factory, study: str, out_dir: Path, export_format: str, include_simulated: bool) -> None:
+def export_command(app_factory, study: str, out_dir: Path, export_format: str, include_simulated: bool,
+                   spec_file: Path | None) -> None:
     """Export STUDY (its name or id): answers.csv, participants.csv, plan.json, manifest.json, codebook.md
     (or, with --format psych-ds, the same data as a Psych-DS dataset with an R script)."""
     # lazy: the command table loads no Flask or SQLAlchemy until the command runs
@@ -225,6 +228,7 @@ def export_command(app_factory, study: str, out_dir: Path, export_format: str, i
     app = app_factory()
     _require_migrated(app.config["DATABASE_URL"])
     with app.app_context():
-        result = export_study(db.session, study, out_dir, format=export_format, include_simulated=include_simulated)
+        result = export_study(db.session, study, out_dir, format=export_format, include_simulated=include_simulated,
+                              spec_text=spec_file.read_bytes() if spec_file else None)
     db.dispose(app)
     click.echo(f"{result.folder}: {result.n_answer_rows} answer rows, {result.n_participant_rows} participants")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -403,11 +404,13 @@ EXPORT_FORMATS = ("emostudy", "psych-ds")
 
 
 def export_study(session: Session, study: str | int, out_dir: str | os.PathLike, *,
-                 format: str = "emostudy", include_simulated: bool = False) -> ExportResult:
+                 format: str = "emostudy", include_simulated: bool = False,
+                 spec_text: bytes | None = None) -> ExportResult:
     """Write the export of ``study`` (its name or id) into ``out_dir`` (missing or empty; never overwritten).
 
     ``format``: ``emostudy`` (the files of the module docstring) or ``psych-ds`` (the same data as a
-    Psych-DS dataset with an R script, :mod:`study_server.export.psychds`).
+    Psych-DS dataset with an R script, :mod:`study_server.export.psychds`). ``spec_text``: the study's spec file
+    (psych-ds only), copied into materials/ when its SHA-256 is the plan's spec_sha256.
 
     Preview sessions (the admin's "Preview as participant") are never exported; simulated participants
     (`emostudy simulate`) only with ``include_simulated``.
@@ -429,6 +432,13 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike,
     if format not in EXPORT_FORMATS:
         raise ExportError(f"export format {format!r}: use one of {', '.join(EXPORT_FORMATS)}")
     plan = json.loads(found.plan_json)
+    if spec_text is not None:
+        if format != "psych-ds":
+            raise ExportError("a spec file goes only into a Psych-DS export (--format psych-ds)")
+        if hashlib.sha256(spec_text).hexdigest() != plan.get("spec_sha256"):
+            raise ExportError(f"the spec file given is not the one study {found.name!r} was planned from (its "
+                              f"SHA-256 differs from the plan's spec_sha256 {plan.get('spec_sha256')}): give that "
+                              "spec, or export without --spec")
     kinds = (REAL, SIMULATED) if include_simulated else (REAL,)
     answer_rows, participant_rows = _rows(session, found, plan, kinds)
     _demographic_cells(session, found, plan, participant_rows)
@@ -444,7 +454,7 @@ def export_study(session: Session, study: str | int, out_dir: str | os.PathLike,
     if _screen_kind(plan):
         files["screen_trials.csv"] = _csv_bytes(SCREEN_COLUMNS, _screen_rows(session, found, kinds))
     if format == "psych-ds":
-        files = psychds_files(found, plan, files, len(answer_rows), len(participant_rows))
+        files = psychds_files(found, plan, files, len(answer_rows), len(participant_rows), spec_text=spec_text)
     # Write next to the target, then move into place: a crash leaves no half-written export.
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -474,35 +484,62 @@ def participant_documents(plan: dict[str, Any]) -> dict[str, bytes]:
 
 
 def psychds_files(study: Study, plan: dict[str, Any], files: dict[str, bytes], n_answer_rows: int,
-                  n_participant_rows: int) -> dict[str, bytes]:
-    """The plain export's ``files`` rearranged as a Psych-DS dataset (:mod:`study_server.export.psychds`): the two
-    CSVs under data/ with keyword-value names, dataset_description.json, documentation/, analysis/analysis.R.
-    Checked against the specification's rules before anything is written."""
-
+                  n_participant_rows: int, *, spec_text: bytes | None = None) -> dict[str, bytes]:
+    """The plain export's ``files`` rearranged as a Psych-DS dataset (:mod:`study_server.export.psychds`): the CSVs
+    under data/ with keyword-value names and a sidecar .json each, dataset_description.json, README.md,
+    CHANGES.md, documentation/, materials/ (plan, participant texts, the spec when given), analysis/analysis.R,
+    results/. Checked against the specification's rules before anything is written."""
     answers_file, participants_file = psychds.data_file_names(study.name, study.task, study.id)
-    codebooks = {answers_file: ANSWER_CODEBOOK, participants_file: {**PARTICIPANT_CODEBOOK,
-                                                                     **demographic_codebook(plan)}}
     screen_file = participants_file.replace("description-participants", "description-headphonescreen")
+    data = [psychds.DataFile(answers_file, "One row per answer to a question (an item shown to a participant, "
+                                           "times the questions asked about it)",
+                             ("assignment", "position", "question"), n_answer_rows, ANSWER_CODEBOOK),
+            psychds.DataFile(participants_file, "One row per participant assignment (a survey taken)",
+                             ("assignment",), n_participant_rows,
+                             {**PARTICIPANT_CODEBOOK, **demographic_codebook(plan)})]
     if "screen_trials.csv" in files:  # the headphone screen's trials (study_server.participant.listening)
-        codebooks[screen_file] = SCREEN_CODEBOOK
+        n_screen = max(0, files["screen_trials.csv"].count(b"\n") - 1)
+        data.append(psychds.DataFile(screen_file, "One row per trial of the headphone screen taken before the "
+                                                  "videos (three intervals, the participant picks one)",
+                                     ("assignment", "attempt", "trial"), n_screen, SCREEN_CODEBOOK))
+    exported_at = _iso(dt.datetime.now(dt.timezone.utc))
+    questions = plan.get("questions", [])
     description = psychds.dataset_description(
-        study=study.name, task=study.task, n_answer_rows=n_answer_rows, n_participant_rows=n_participant_rows,
-        codebooks=codebooks,
-        questions=plan.get("questions", []), plan_sha256=plan.get("spec_sha256"),
-        exported_at=_iso(dt.datetime.now(dt.timezone.utc)))
+        study=study.name, task=study.task, files=data, questions=questions, plan_sha256=plan.get("spec_sha256"),
+        exported_at=exported_at, metadata=plan.get("study", {}).get("dataset"))
+    sources = {answers_file: files["answers.csv"], participants_file: files["participants.csv"]}
+    if "screen_trials.csv" in files:
+        sources[screen_file] = files["screen_trials.csv"]
+    materials = {"materials/plan.json": files["plan.json"],
+                 "materials/participant-texts.md": psychds.participant_texts(plan).encode("utf-8")}
+    if spec_text is not None:
+        materials["materials/spec.toml"] = spec_text
+    else:
+        materials["materials/spec.md"] = (
+            "# The study's spec\n\nThe spec file itself is not stored on the server; its SHA-256 is "
+            f"{plan.get('spec_sha256', 'unknown')} (the plan's spec_sha256). Export with `emostudy export STUDY "
+            "--format psych-ds --spec FILE` to include it here (checked against that hash).\n").encode("utf-8")
+
+    def js(obj: Any) -> bytes:
+        return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
     out = {
-        "dataset_description.json": (json.dumps(description, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
-        f"data/{answers_file}": files["answers.csv"],
-        f"data/{participants_file}": files["participants.csv"],
+        "dataset_description.json": js(description),
+        **{f"data/{name}": content for name, content in sources.items()},
+        **{f"data/{psychds.sidecar_name(f.name)}": js(psychds.sidecar(f, questions, answers_file)) for f in data},
         "documentation/codebook.md": files["codebook.md"],
         "documentation/plan.json": files["plan.json"],
         "documentation/manifest.json": files["manifest.json"],
+        **materials,
         "analysis/analysis.R": psychds.r_script(answers_file=answers_file, participants_file=participants_file,
                                                 task=study.task, chance=_chance(plan)).encode("utf-8"),
-        "README.md": psychds.readme(study.name, study.task, answers_file, participants_file).encode("utf-8"),
+        "results/README.md": b"# Results\n\n`Rscript analysis/analysis.R results/results_R.csv` writes every number "
+                             b"the R script computes here (name,value rows).\n",
+        "README.md": psychds.readme(study.name, study.task, data, title=plan.get("study", {}).get("title", ""),
+                                    materials=sorted(materials)).encode("utf-8"),
+        "CHANGES.md": psychds.changes(exported_at, plan.get("spec_sha256")).encode("utf-8"),
+        ".psychds-ignore": b"# Files the Psych-DS validator may skip (none: every file of this export is described)\n",
     }
-    if "screen_trials.csv" in files:
-        out[f"data/{screen_file}"] = files["screen_trials.csv"]
     out.update({k: v for k, v in files.items() if k.startswith("documentation/")})  # consent.md, debrief.md
     problems = psychds.psychds_problems(out)
     if problems:  # a bug of ours, not of the data: say what broke

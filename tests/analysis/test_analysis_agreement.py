@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from analysis.agreement import (agreement_table, cohen_kappa, fleiss_kappa, hu_tests, krippendorff_alpha,
-                                unbiased_hit_rates)
+from analysis.agreement import (
+    agreement_table,
+    cohen_kappa,
+    fleiss_kappa,
+    hu_tests,
+    krippendorff_alpha,
+    unbiased_hit_rates,
+)
 
 
 def test_unbiased_hit_rate_by_hand():

@@ -6,11 +6,11 @@ import shutil
 
 import pandas as pd
 import pytest
+from analysis_builders import consistent_task1, participant_row, survey_rows, tiny_task1_plan
 
 from analysis.cleaning import clean, responses
 from analysis.errors import ExportFormatError
 from analysis.io import load_export, read_csv
-from analysis_builders import consistent_task1, participant_row, survey_rows, tiny_task1_plan
 
 EMO = {0: "anger", 1: "happiness", 2: "anger", 3: "neutral", 4: "anger", 5: "happiness"}
 REAL = {0: 5, 1: 4, 2: 3, 3: 2, 4: 4, 5: 5}

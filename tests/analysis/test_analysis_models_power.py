@@ -13,8 +13,13 @@ from scipy import optimize, special
 from analysis.cli import power_command
 from analysis.errors import AnalysisOptionError
 from analysis.models import correctness_mixed_logit, realness_ordinal
-from analysis.power import (binomial_power, n_binomial_vs_chance, n_by_simulation, n_paired,
-                            simulated_power_accuracy_difference)
+from analysis.power import (
+    binomial_power,
+    n_binomial_vs_chance,
+    n_by_simulation,
+    n_paired,
+    simulated_power_accuracy_difference,
+)
 
 
 def _answers(n_part: int = 30, n_items: int = 10, seed: int = 0) -> pd.DataFrame:
@@ -138,3 +143,29 @@ def test_power_cli_refuses_impossible_alpha_power_nsim_at_once(args):
     assert f"{name} = " in out.output
     assert ("between 0 and 1" in out.output) or ("at least 1" in out.output)
     assert time.perf_counter() - t0 < 5
+
+
+def test_ordinal_standard_errors_equal_statsmodels_model_based_and_clustered():
+    # Our Newton fit and both SEs against statsmodels' OrderedModel (BFGS), nonrobust and cluster (CR1).
+    import warnings
+
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    from analysis.models import _design
+
+    d = _answers(n_part=25, n_items=12, seed=3)
+    d = d[d["question"] == "realness"]
+    ours = {c["term"]: c for c in realness_ordinal(d)["coefficients"]}
+    X, _ = _design(d["source"], "GT")
+    y = pd.Series(pd.Categorical(d["score"].astype(int), ordered=True), index=d.index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = OrderedModel(y, X, distr="logit").fit(method="bfgs", disp=False, maxiter=1000, gtol=1e-10)
+        clustered = OrderedModel(y, X, distr="logit").fit(method="bfgs", disp=False, maxiter=1000, gtol=1e-10,
+                                                          cov_type="cluster",
+                                                          cov_kwds={"groups": pd.factorize(d["participant"])[0]})
+    for term in X.columns:
+        assert ours[term]["estimate"] == pytest.approx(plain.params[term], abs=1e-5)
+        assert ours[term]["se_model"] == pytest.approx(plain.bse[term], rel=1e-4)
+        assert ours[term]["se_cluster"] == pytest.approx(clustered.bse[term], rel=1e-4)
+        assert ours[term]["se"] == ours[term]["se_cluster"]

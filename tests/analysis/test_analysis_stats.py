@@ -11,8 +11,14 @@ import pytest
 from scipy import stats as sps
 
 from analysis.errors import AnalysisOptionError
-from analysis.stats import (binomial_test, holm, paired_differences, paired_wilcoxon, ratio_bootstrap_ci,
-                            wilcoxon_signed_rank)
+from analysis.stats import (
+    binomial_test,
+    holm,
+    paired_differences,
+    paired_wilcoxon,
+    ratio_bootstrap_ci,
+    wilcoxon_signed_rank,
+)
 
 D = [3, -1, 0, 2, 2, -2, 0, 5]  # two zeros and a tie group of three |2|
 

@@ -10,8 +10,16 @@ import pytest
 
 from analysis.confusion import confusion_matrix, confusion_wide
 from analysis.errors import AnalysisOptionError
-from analysis.task1 import (accuracy_by_source, aspect_counts, choose_comparison, emotion_confusion,
-                            realness_distribution, realness_summary, realness_wilcoxon, source_order)
+from analysis.task1 import (
+    accuracy_by_source,
+    aspect_counts,
+    choose_comparison,
+    emotion_confusion,
+    realness_distribution,
+    realness_summary,
+    realness_wilcoxon,
+    source_order,
+)
 from stimuli.emotions import EMOTIONS
 
 

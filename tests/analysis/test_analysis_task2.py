@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from analysis_builders import participant_row, survey_rows, tiny_task2_plan
 
 from analysis.cleaning import clean
 from analysis.io import load_export
-from analysis.task2 import (dominance_per_participant, dominance_test, label_counts, label_responses,
-                            match_fractions, primary_confusions)
-from analysis_builders import participant_row, survey_rows, tiny_task2_plan
+from analysis.task2 import (
+    dominance_per_participant,
+    dominance_test,
+    label_counts,
+    label_responses,
+    match_fractions,
+    primary_confusions,
+)
 
 PAIRS = [("anger", "sadness"), ("happiness", "happiness"), ("fear", "disgust")]  # t0, t2 mismatched
 
