@@ -84,6 +84,9 @@ class Stimulus:
     extra: dict[str, Any] = field(default_factory=dict)
     # Results of `emostudy check` (schema version 2): {"flagged": bool, "reasons": [str, ...], measures...}
     check: dict[str, Any] | None = None
+    # Where the visual emotion comes from: None (the renderer made it, as before this field), "photo" (the
+    # person's posed photo of that emotion) or "recording" (a recorded video of that emotion).
+    visual_emotion_origin: str | None = None
 
     @property
     def flagged(self) -> bool:
@@ -93,9 +96,12 @@ class Stimulus:
         d = dataclasses.asdict(self)
         if d["check"] is None:
             del d["check"]  # an unchecked row reads as in schema version 1
+        if d["visual_emotion_origin"] is None:
+            del d["visual_emotion_origin"]  # rendered rows stay as they were written before the field
         return d
 
 
+VISUAL_ORIGINS = ("photo", "recording")
 _REQUIRED = ("stimulus_id", "media", "sha256", "duration_s", "fps", "width", "height",
              "source", "visual_emotion", "audio_emotion", "identity", "sentence")
 _FIELDS = {f.name for f in dataclasses.fields(Stimulus)}
@@ -259,6 +265,10 @@ def stimulus_from_dict(data: dict[str, Any], *, where: str = "manifest", row: in
         reasons = check.get("reasons", [])
         if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
             raise fail("check", f"'reasons' {reasons!r} must be a list of strings")
+    origin = data.get("visual_emotion_origin")
+    if origin is not None and origin not in VISUAL_ORIGINS:
+        raise fail("visual_emotion_origin", f"{origin!r} must be one of {', '.join(VISUAL_ORIGINS)} or null "
+                                            "(the renderer made the expression)")
     return Stimulus(
         stimulus_id=sid,
         media=Path(media).as_posix(),
@@ -280,6 +290,7 @@ def stimulus_from_dict(data: dict[str, Any], *, where: str = "manifest", row: in
         provenance=Provenance(backend=prov["backend"], checkpoint_sha256=ck, seed=seed, parameters=dict(params)),
         extra=dict(extra),
         check=dict(check) if check is not None else None,
+        visual_emotion_origin=origin,
     )
 
 

@@ -86,6 +86,8 @@ def job_key(job: Job, hashes: _Hashes) -> dict[str, Any]:
     d["face"], d["speech"] = hashes(job.face), hashes(job.speech)
     d["visual"] = None if job.visual is None else [round(w, 6) for w in job.visual]
     d.pop("design")  # the same clip made by two designs is the same stimulus
+    if d.get("visual_origin") == "render":
+        d.pop("visual_origin")  # the default: ids made before the field existed stay the same
     return d
 
 
@@ -296,6 +298,7 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
             "intensity": job.speech_intensity if job.kind == "gt" else f"{job.intensity:g}",
             "size_variant": job.size_variant if job.kind == "gt" else f"{w}x{h}",
             "poster": f"{MEDIA_DIR}/{sid}.png", "visual_blend": job.visual_blend,
+            **({"visual_emotion_origin": job.visual_origin} if job.visual_origin != "render" else {}),
             "provenance": provenance,
             "extra": {"design": job.design, "repeat": job.repeat, "same_recording": job.same_recording,
                       "speech_intensity": job.speech_intensity, "synthetic_speech": job.synthetic_speech,

@@ -33,6 +33,11 @@ def _fail(exc: Exception) -> click.ClickException:
               help="Recorded videos: face (first frame) and speech from the same recording.")
 @click.option("--labels", type=click.Path(), default=None,
               help="CSV file,emotion[,identity,sentence,intensity,synthetic] (else CREMA-D names: 1001_DFA_ANG_XX.wav).")
+@click.option("--face-labels", type=click.Path(), default=None,
+              help="Expression photos: CSV file,identity,emotion - each clip starts from the person's photo of its "
+                   "visual emotion; speech moves only the mouth, blinks and head.")
+@click.option("--expression-photos", is_flag=True,
+              help="Expression photos named like KDEF (AF01ANS.JPG) or RaFD (Rafd090_01_..._angry_frontal.jpg).")
 @click.option("--jobs", "jobs_csv", type=click.Path(), default=None, help="Explicit job list for --design jobs.")
 @click.option("--backend", default="warp", show_default=True, help="Renderer: warp or neural.")
 @click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint of the neural backend.")
@@ -113,15 +118,34 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
     if kw["components"] is not None:
         text = kw["components"].strip().lower()
         options["components"] = () if text in ("", "none") else tuple(c.strip() for c in text.split(",") if c.strip())
+    photos = bool(kw["face_labels"] or kw["expression_photos"])
+    if photos and kw["backend"] == "warp":
+        from generator.produce.photos import PHOTO_COMPONENTS  # lazy: keeps the command table light
+
+        if "expression" in options.get("components", ()):
+            raise click.ClickException("expression photos carry the expression: leave 'expression' out of "
+                                       "--components (the default is mouth,life)")
+        options.setdefault("components", PHOTO_COMPONENTS)
+        options.setdefault("rest", "photo")  # the posed mouth is part of the expression: keep it
     try:
         design = P.DesignOptions(
             design=kw["design"], faces=kw["faces"], speech=kw["speech"], recordings=kw["recordings"],
             labels=kw["labels"], jobs_csv=kw["jobs_csv"], repeats=kw["repeats"], seed=kw["seed"],
             emotions=tuple(e.strip() for e in kw["emotions"].split(",") if e.strip()), continuum=continuum,
-            steps=kw["steps"], intensity=kw["intensity"], with_gt=kw["with_gt"])
-        spec = P.RendererSpec(backend=kw["backend"], options=options, size=kw["size"], source=kw["source"])
+            steps=kw["steps"], intensity=kw["intensity"], with_gt=kw["with_gt"],
+            face_labels=kw["face_labels"], expression_photos=kw["expression_photos"])
+        spec = P.RendererSpec(backend=kw["backend"], options=options, size=kw["size"],
+                              source=kw["source"] or ("PHOTO" if photos else None))
         shard = P.parse_shard(kw["shard"])
-        jobs = P.plan_jobs(design)
+        if photos:
+            from generator.produce.photos import plan_photo_jobs  # lazy: keeps the command table light
+
+            notes: list[str] = []
+            jobs = plan_photo_jobs(design, notes=notes)
+            for note in notes:
+                click.echo(f"note: {note}", err=True)
+        else:
+            jobs = P.plan_jobs(design)
         items = P.plan_items(jobs, spec, kw["seed"], shard=shard)
         if kw["dry_run"]:
             rows = P.describe_jobs(items, P.done_ids(kw["out"], shard))

@@ -160,6 +160,9 @@ class Job:
     design: str = ""
     kind: str = "render"
     size_variant: str | None = None
+    # Where the visual emotion comes from: "render" (the renderer makes it), "photo" (the person's posed
+    # photo of it: generator.produce.photos), "recording" (a recorded video: generator.produce.recombine).
+    visual_origin: str = "render"
 
     @property
     def visual_emotion(self) -> str | None:
@@ -215,6 +218,8 @@ class DesignOptions:
     steps: int = 5
     intensity: float = 1.0
     with_gt: bool = False
+    face_labels: str | None = None  # expression photos: CSV file,identity,emotion (generator.produce.photos)
+    expression_photos: bool = False  # expression photos named like KDEF / RaFD
 
 
 def _speech_pool(opts: DesignOptions) -> tuple[list[SpeechItem], bool]:
