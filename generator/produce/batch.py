@@ -604,9 +604,19 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
         summary.seconds = time.time() - started
         _finish_run_file(run_file, summary)
     console.print(summary.line() + (f"; reasons in {rec.failures_path}" if summary.failed else ""))
+    for line in _failure_lines(summary.failures):
+        console.print(line, markup=False, highlight=False)
     if rested:
         console.print(rest_note(rested))
     return summary
+
+
+def _failure_lines(failures: Sequence[dict[str, Any]]) -> list[str]:
+    """One console line per photo whose clips failed: how many and the first reason."""
+    per: dict[str, list[str]] = {}
+    for f in failures:
+        per.setdefault(Path(str(f.get("face") or "?")).name, []).append(str(f.get("reason") or "?"))
+    return [f"  {face}: {len(reasons)} clip(s) failed: {reasons[0]}" for face, reasons in per.items()]
 
 
 def _rest_shift(row: dict[str, Any]) -> float:

@@ -153,6 +153,16 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
                 click.echo(json.dumps(row, sort_keys=True))
             todo = sum(r["status"] == "todo" for r in rows)
             click.echo(f"{len(rows)} jobs ({todo} to do) for {kw['out']}; nothing written (dry run)", err=True)
+            from generator.produce.gate import gate_line, gate_photos  # lazy: keeps the command table light
+
+            faces = [it.job.face for it in items if it.job.kind == "render" and it.stimulus_id not in
+                     {r["stimulus_id"] for r in rows if r["status"] == "done"}]
+            gated = gate_photos(faces, policy=kw["face_policy"] or "single", force=kw["force"])
+            for row in gated:
+                click.echo(gate_line(row), err=True)
+            refused = sum(r["status"] in ("refused", "unreadable") for r in gated)
+            click.echo(f"face gate: {len(gated) - refused} of {len(gated)} photo(s) would render"
+                       + (" (see the reasons above; --force renders refused ones)" if refused else ""), err=True)
             return
         record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
         summary = P.produce(items, kw["out"], spec, shard=shard, workers=kw["workers"] or None,
