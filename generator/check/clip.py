@@ -46,7 +46,7 @@ class MeasureSettings:
 
     def key(self) -> str:
         mirror = "-mirror" if self.rater_mirror else ""
-        return f"id{self.identity_frames}-lag{self.max_lag}-sheet{self.sheet_frames}{mirror}-v2"
+        return f"id{self.identity_frames}-lag{self.max_lag}-sheet{self.sheet_frames}{mirror}-v3"
 
 
 @dataclass
@@ -205,6 +205,9 @@ class ClipChecker:
         return rec, curves
 
 
+SHEET_FRAME_PX = 136  # width of one frame on a contact sheet (readable: at least 128 px)
+
+
 def contact_sheet(path: Path, frames: np.ndarray, mouth: np.ndarray, envelope: np.ndarray, fps: float, *,
                   n: int = 8, title: str = "", lag: int | None = None) -> None:
     """A PNG: ``n`` evenly spaced frames over the mouth-opening and speech-envelope curves."""
@@ -218,8 +221,12 @@ def contact_sheet(path: Path, frames: np.ndarray, mouth: np.ndarray, envelope: n
     # One montage image, not one axes per frame: a third of the drawing time.
     strip = np.concatenate([frames[t] for t in idx], axis=1)
     h, w = frames.shape[1:3]
-    fig = plt.figure(figsize=(8, 2.6), dpi=80)
-    gs = fig.add_gridspec(2, 1, height_ratios=[1, 0.8], hspace=0.35)
+    # Readable frames: at least SHEET_FRAME_PX pixels wide each (the strip fills the figure's width).
+    dpi = 80
+    width_px = len(idx) * SHEET_FRAME_PX / 0.94
+    strip_h_px = SHEET_FRAME_PX * h / w
+    fig = plt.figure(figsize=(width_px / dpi, (strip_h_px * 1.25 + 150) / dpi), dpi=dpi)
+    gs = fig.add_gridspec(2, 1, height_ratios=[strip_h_px * 1.1, 120], hspace=0.3, left=0.03, right=0.97)
     top = fig.add_subplot(gs[0])
     top.imshow(strip, interpolation="nearest")
     top.set_axis_off()
