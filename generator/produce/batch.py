@@ -270,7 +270,7 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
             provenance = {"backend": getattr(renderer, "name", spec.backend),
                           "checkpoint_sha256": getattr(renderer, "checkpoint_sha256", None), "seed": item.seed,
                           "parameters": {"renderer": _jsonable(result.parameters),
-                                         "options": spec.identity()["options"], "size": spec.size,
+                                         "options": spec.identity()["options"], "size": spec.size or "face",
                                          "intensity": job.intensity, "emotion": list(job.visual or ()),
                                          "face_sha256": _sha_or_none(job.face),
                                          "speech_sha256": _sha_or_none(job.speech),

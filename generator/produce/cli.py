@@ -60,7 +60,9 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--to", "to_emotion", default=None, help="continuum: the second emotion.")
 @click.option("--steps", default=5, show_default=True, type=int, help="continuum: blend steps, ends included.")
 @click.option("--intensity", default=1.0, show_default=True, type=float, help="Renderer intensity in [0, 1].")
-@click.option("--size", default=128, show_default=True, type=int, help="Rendered frame size (128 or 256).")
+@click.option("--size", default=None, type=int,
+              help="Rendered frame size in px. warp: default the face's own resolution (128-512 px, not upscaled); "
+                   "neural: 128 (as trained).")
 @click.option("--source", default=None, help="Condition label in the manifest (default from the backend: WARP, LIPS, STILL, OURS).")
 @click.option("--with-gt", is_flag=True, help="With --recordings: also the aligned recordings (GT) at 128x128 and 96x128.")
 @click.option("--workers", default=0, type=int, help="Processes (0 = all cores on CPU, 1 on a GPU).")
@@ -134,7 +136,8 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
             emotions=tuple(e.strip() for e in kw["emotions"].split(",") if e.strip()), continuum=continuum,
             steps=kw["steps"], intensity=kw["intensity"], with_gt=kw["with_gt"],
             face_labels=kw["face_labels"], expression_photos=kw["expression_photos"])
-        spec = P.RendererSpec(backend=kw["backend"], options=options, size=kw["size"],
+        size = kw["size"] if kw["size"] is not None else (0 if kw["backend"] == "warp" else 128)  # 0: the face's own
+        spec = P.RendererSpec(backend=kw["backend"], options=options, size=size,
                               source=kw["source"] or ("PHOTO" if photos else None))
         shard = P.parse_shard(kw["shard"])
         if photos:
