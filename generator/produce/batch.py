@@ -46,6 +46,7 @@ from generator.produce.jobs import (AUDIO_EXTS, DESIGNS, IMAGE_EXTS, SYNTHETIC_A
                                     VIDEO_EXTS, DesignOptions, FaceItem, Job, ProduceError, SpeechItem,
                                     blend_vector, collect_files, label_speech, one_hot, parse_crema_like,
                                     plan_jobs, read_jobs_csv, read_labels_csv)
+from generator.produce import recombine
 from generator.renderers import get_renderer
 from stimuli.errors import StimuliError
 from stimuli.manifest import MANIFEST_NAME, atomic_write_bytes, build_manifest, save_manifest, sha256_file
@@ -253,6 +254,10 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
             provenance = {"backend": "recording", "checkpoint_sha256": None, "seed": None,
                           "parameters": params}
             source = "GT"
+        elif job.kind == recombine.KIND:
+            frames, audio, audio_rate, params = recombine.make_clip(job)
+            provenance = {"backend": "recording", "checkpoint_sha256": None, "seed": None, "parameters": params}
+            source = spec.source or "RECORDING"
         else:
             face = load_face(job.face)
             speech = speech_for_renderer(audio, audio_rate, job.speech)

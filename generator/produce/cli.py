@@ -38,6 +38,9 @@ def _fail(exc: Exception) -> click.ClickException:
                    "visual emotion; speech moves only the mouth, blinks and head.")
 @click.option("--expression-photos", is_flag=True,
               help="Expression photos named like KDEF (AF01ANS.JPG) or RaFD (Rafd090_01_..._angry_frontal.jpg).")
+@click.option("--recombine", is_flag=True,
+              help="With --recordings: re-time the video of each visual emotion to the audio of each audio emotion "
+                   "of the same speaker and sentence (DTW on MFCC); matched clips are the recordings themselves.")
 @click.option("--jobs", "jobs_csv", type=click.Path(), default=None, help="Explicit job list for --design jobs.")
 @click.option("--backend", default="warp", show_default=True, help="Renderer: warp or neural.")
 @click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint of the neural backend.")
@@ -140,7 +143,11 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
         spec = P.RendererSpec(backend=kw["backend"], options=options, size=size,
                               source=kw["source"] or ("PHOTO" if photos else None))
         shard = P.parse_shard(kw["shard"])
-        if photos:
+        if kw["recombine"]:
+            from generator.produce.recombine import plan_recombined  # lazy: keeps the command table light
+
+            jobs = plan_recombined(design)
+        elif photos:
             from generator.produce.photos import plan_photo_jobs  # lazy: keeps the command table light
 
             notes: list[str] = []
