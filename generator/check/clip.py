@@ -225,14 +225,16 @@ def contact_sheet(path: Path, frames: np.ndarray, mouth: np.ndarray, envelope: n
     dpi = 80
     width_px = len(idx) * SHEET_FRAME_PX / 0.94
     strip_h_px = SHEET_FRAME_PX * h / w
-    fig = plt.figure(figsize=(width_px / dpi, (strip_h_px * 1.25 + 150) / dpi), dpi=dpi)
-    gs = fig.add_gridspec(2, 1, height_ratios=[strip_h_px * 1.1, 120], hspace=0.3, left=0.03, right=0.97)
-    top = fig.add_subplot(gs[0])
+    curve_px, gap_px, foot_px, head_px = 110.0, 60.0, 40.0, 40.0  # the curves, between, the axis labels, the title
+    height_px = head_px + strip_h_px + gap_px + curve_px + foot_px
+    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    # Axes placed in pixels: the strip's axes are exactly as wide as the frames need (imshow keeps the aspect).
+    top = fig.add_axes((0.03, (foot_px + curve_px + gap_px) / height_px, 0.94, strip_h_px / height_px))
     top.imshow(strip, interpolation="nearest")
     top.set_axis_off()
     for j, t in enumerate(idx):
         top.text((j + 0.5) * w, -2, f"{t / fps:.2f} s", ha="center", va="bottom", fontsize=7)
-    ax = fig.add_subplot(gs[1])
+    ax = fig.add_axes((0.03, foot_px / height_px, 0.94, curve_px / height_px))
     time = np.arange(T) / fps
     m = np.asarray(mouth, np.float64)
     e = np.asarray(envelope, np.float64)

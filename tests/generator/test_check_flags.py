@@ -40,3 +40,19 @@ def test_photos_and_recordings_are_expected_to_show_their_emotion():
     assert not expression_expected(SimpleNamespace(**base, visual_emotion_origin=None))  # LIPS on a neutral photo
     assert expression_expected(SimpleNamespace(**base, visual_emotion_origin="photo"))
     assert expression_expected(SimpleNamespace(**base, visual_emotion_origin="recording"))
+
+
+def test_contact_sheet_frames_are_at_least_128_px_wide(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from generator.check.clip import contact_sheet
+
+    frames = np.zeros((20, 96, 96, 3), np.uint8)  # black frames: the strip is the one wide dark band
+    contact_sheet(tmp_path / "s.png", frames, np.linspace(0, 1, 20), np.linspace(1, 0, 20), 25.0, n=8, title="t")
+    img = np.asarray(Image.open(tmp_path / "s.png").convert("RGB")).astype(int)
+    dark_rows = np.flatnonzero((img.sum(2) < 100).mean(1) > 0.5)
+    row = dark_rows[len(dark_rows) // 2]
+    cols = np.flatnonzero(img[row].sum(1) < 100)
+    assert (cols.max() - cols.min() + 1) / 8 >= 128
+    assert len(dark_rows) >= 128  # and as tall (square frames)
