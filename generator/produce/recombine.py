@@ -11,10 +11,11 @@ the video of visual emotion V is re-timed to the audio of emotion A:
 3. the output has A's audio and duration; its frame at time t is V's frame at the instant the path maps
    t to (the nearest frame of V's own frame rate; no frame is repeated more than the path requires).
 
-The alignment cost (the path's mean step cost, in standardised MFCC units) and the path summary (the
-local rate of V against A: its median and range) are recorded in the row's provenance; a pair whose cost
+The alignment cost (the path's mean step cost, in standardised MFCC units), the path summary (the
+local rate of V against A: its median and range) and the lip-sync measure of ``emostudy check`` (mouth
+opening vs A's speech envelope) before and after the re-timing are recorded in the row's provenance; a pair whose cost
 is above ``MAX_ALIGNMENT_COST`` is refused with the number (different sentences, or too different
-delivery). The lip-sync measure of ``emostudy check`` then rates each clip like every other.
+delivery).
 Matched clips (V == A) are the recordings themselves, at 25 fps. Rows: ``visual_emotion_origin =
 "recording"``, both source files in ``extra``.
 """
@@ -27,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from generator.audio import read_audio, resample
+from generator.check.measures import lip_sync, mouth_opening, speech_envelope
+from generator.faces import detect_faces
 from generator.mediaio import read_video
 from generator.produce.jobs import (VIDEO_EXTS, DesignOptions, Job, ProduceError, _need_labels, collect_files,
                                     label_speech, one_hot, read_labels_csv)
@@ -85,6 +88,16 @@ def path_summary(t_v: np.ndarray) -> dict[str, float]:
             "rate_max": round(float(rate.max()), 3), "steps": int(len(t_v))}
 
 
+def frame_landmarks(frames: np.ndarray) -> np.ndarray:
+    """(T, 68, 2) landmarks of the largest face of each frame (NaN where none is found)."""
+    out = np.full((len(frames), 68, 2), np.nan)
+    for t, f in enumerate(frames):
+        found = detect_faces(f)
+        if found:
+            out[t] = max(found, key=lambda b: (b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))[1]
+    return out
+
+
 def make_clip(job: Job, *, max_cost: float = MAX_ALIGNMENT_COST) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
     """(frames at 25 fps, audio, audio rate, parameters) of a recombined (or matched) clip."""
     frames_v, fps_v = read_video(job.face)
@@ -101,7 +114,15 @@ def make_clip(job: Job, *, max_cost: float = MAX_ALIGNMENT_COST) -> tuple[np.nda
                            "this pair is not made")
     frames, idx = retime(frames_v, fps_v, t_v, duration)
     repeats = int(np.bincount(idx).max())
-    return frames, audio_a, rate_a, {"recombined": True, "alignment_cost": round(cost, 4),
+    # The lip-sync measure of `emostudy check` (mouth opening vs A's speech envelope), on V's frames as they
+    # are (before) and re-timed (after): landmarks once per frame of V.
+    lms = frame_landmarks(frames_v)
+    as_is = np.minimum((np.arange(len(idx)) * fps_v / FPS).round().astype(int), len(frames_v) - 1)
+    env = speech_envelope(audio_a, rate_a, FPS, len(idx))
+    sync = {when: {k: (None if v is None else round(float(v), 4)) for k, v in
+                   lip_sync(mouth_opening(lms[which]), env).items()}
+            for when, which in (("before", as_is), ("after", idx))}
+    return frames, audio_a, rate_a, {"recombined": True, "alignment_cost": round(cost, 4), "lipsync": sync,
                                      "max_cost": max_cost, "path": path_summary(t_v),
                                      "most_repeats_of_a_frame": repeats, "source_fps": fps_v,
                                      "video_file": Path(job.face).name, "audio_file": Path(job.speech).name}

@@ -63,6 +63,10 @@ def test_retiming_follows_the_other_rate_better_than_the_video_as_is(recordings)
         expected_rate = len(source) / len(target)  # seconds of V per second of A
         assert abs(params["path"]["rate_median"] - expected_rate) < 0.2 * expected_rate
         assert params["most_repeats_of_a_frame"] <= 3
+        sync = params["lipsync"]  # check's measure: the re-timed mouth follows A's speech better than V as is
+        print(v.name, "->", a.name, f"frame error {retimed:.2f} (as is {as_is:.2f}, linear {linear:.2f}),",
+              f"cost {params['alignment_cost']}, lip sync r {sync['before']['corr']} -> {sync['after']['corr']}")
+        assert sync["after"]["corr"] > sync["before"]["corr"] and sync["after"]["corr"] > 0.5
 
 
 def test_a_poorly_aligned_pair_is_refused_with_the_number(recordings):
