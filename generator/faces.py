@@ -394,6 +394,27 @@ def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = Fa
                        overridden=tuple(code for code, _ in problems), measures=tuple(sorted(measures.items())))
 
 
+def authors_landmarks(image_rgb: np.ndarray, near: Box) -> np.ndarray | None:
+    """The 68 landmarks with the reference code's settings (its crop for the authors' weights): dlib's
+    detector on the grey image upsampled once, the shape predictor on the grey image; of its detections the
+    one overlapping ``near`` (the gate's box) most. None when it finds none there."""
+    import cv2  # optional heavy dependency: imported only when used
+
+    detector, predictor = _models()
+    img = as_rgb(image_rgb)
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    best, best_overlap = None, 0.0
+    for r in detector(grey, 1):
+        w = min(r.right(), near[2]) - max(r.left(), near[0])
+        h = min(r.bottom(), near[3]) - max(r.top(), near[1])
+        overlap = max(w, 0) * max(h, 0) / max((near[2] - near[0]) * (near[3] - near[1]), 1)
+        if overlap > best_overlap:
+            best, best_overlap = r, overlap
+    if best is None:
+        return None
+    return np.array([[p.x, p.y] for p in predictor(grey, best).parts()], dtype=np.float32)
+
+
 def build_template(landmark_sets: list[np.ndarray] | None = None) -> np.ndarray:
     """Build the 128x128 template (``generator.align``'s module docstring) from 68-point landmark sets
     (default: the shipped faces). Returns (68, 2) float32; the shipped asset is
