@@ -191,6 +191,22 @@ def pick_norms_report(root: Path) -> Path | None:
     return reports[-1] if reports else None
 
 
+def shoot_qc(qc_html: Path, out: Path, *, width: int = 1100, height: int = 1100, max_kb: int = 300) -> Path:
+    """The top of a stimulus check's qc.html (clips per flag, the flagged table), e.g. ``SET/qc/qc.html``."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(qc_html.resolve().as_uri())
+            page.screenshot(path=str(out), full_page=False)
+        finally:
+            browser.close()
+    shrink_png(out, max_kb)
+    return out
+
+
 def shrink_png(path: Path, max_kb: int) -> None:
     """Re-encode ``path`` with an adaptive 256-colour palette when it is larger than ``max_kb``."""
     if path.stat().st_size <= max_kb * 1024:
@@ -261,7 +277,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="Only the report images (report.png, report-figure.png); no server, no participant.")
     parser.add_argument("--norms-only", action="store_true",
                         help="Only the norms report of the demo's norming study (norms-report.png).")
+    parser.add_argument("--qc", type=Path, default=None,
+                        help="Only shoot this qc.html (a stimulus check's report) into OUT/qc-flags.png.")
     args = parser.parse_args(argv)
+    if args.qc is not None:
+        path = shoot_qc(args.qc, args.out / "qc-flags.png", width=args.width, max_kb=args.max_kb)
+        print(f"{path} ({path.stat().st_size // 1024} KB)")
+        return 0
     with tempfile.TemporaryDirectory(prefix="emostudy-shots-") as tmp:
         root = args.dir if args.dir is not None else Path(tmp) / "demo"
         try:

@@ -33,9 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.align import (_BROW_TO_CHIN, _CHIN_Y, MIRROR, alignment_points, shipped_faces, similarity_transform,
-                             template, transform_points)
+from generator.align import (
+    _BROW_TO_CHIN,
+    _CHIN_Y,
+    MIRROR,
+    alignment_points,
+    shipped_faces,
+    similarity_transform,
+    template,
+    transform_points,
+)
 from generator.errors import InputError, NoFaceError
+from generator.face_photo import photo_problems
 
 N_LANDMARKS = 68
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -186,7 +195,12 @@ MAX_ROLL_DEG = 25.0
 MAX_SHAPE_RESIDUAL = 0.09
 RIGID = np.arange(17, 48)
 FACE_POLICIES = ("single", "largest")
-PROBLEMS = ("no_face", "small", "rotated", "cut_off", "not_a_face", "several_faces")
+PROBLEMS = ("no_face", "small", "rotated", "upside_down", "turned", "cut_off", "not_a_face", "several_faces", "dark",
+            "low_contrast", "drawing")
+# Turned heads: the nose tip's place between the jaw's ends (0 = at the left end, 1 = at the right end) once
+# the roll is removed. Frontal faces of the shipped photos: 0.45-0.55; a three-quarter view: < 0.3 or > 0.7.
+MAX_YAW_OFFSET = 0.18
+MAX_EXPLAINED_RESIDUAL = 0.25  # shape residual a turned or cut-off face may have before it is called no face
 
 
 class FaceRejected(NoFaceError):
@@ -206,12 +220,13 @@ class CheckedFace:
     faces_found: int
     policy: str
     overridden: tuple[str, ...] = ()  # problem codes that ``force`` let through
+    measures: tuple[tuple[str, float], ...] = ()  # the photo's measures (generator.face_photo)
 
     def provenance(self) -> dict:
         """What a render records of the gate (goes into the manifest's provenance)."""
         return {"policy": self.policy, "faces_found": int(self.faces_found), "forced": bool(self.overridden),
                 "overridden": list(self.overridden),
-                "eye_distance_px": round(float(eye_distance_px(self.landmarks)), 2)}
+                "eye_distance_px": round(float(eye_distance_px(self.landmarks)), 2), **dict(self.measures)}
 
 
 def eye_distance_px(lm68: np.ndarray) -> float:
@@ -254,8 +269,22 @@ def face_problems(lm68: np.ndarray, image_shape: tuple[int, ...]) -> list[tuple[
     lm = np.asarray(lm68, dtype=np.float64)
     h, w = image_shape[:2]
     out: list[tuple[str, str]] = []
+    # The first reason is the cause: landmarks outside the image or on a turned head do not fit the
+    # frontal template either, and "a false detection" would send the researcher the wrong way.
+    outside = (lm[:, 0] < 0) | (lm[:, 1] < 0) | (lm[:, 0] > w - 1) | (lm[:, 1] > h - 1)
+    if outside.any():
+        parts = sorted({_part(i) for i in np.flatnonzero(outside)})
+        out.append(("cut_off", f"the face is cut off by the image border ({', '.join(parts)} outside the "
+                               f"{w}x{h} photo); give a photo that shows the whole face with some margin"))
+    yaw = yaw_offset(lm)
+    if abs(yaw) > MAX_YAW_OFFSET:
+        out.append(("turned", f"the head is turned to the {'left' if yaw < 0 else 'right'} of the image (the nose "
+                              f"tip sits at {0.5 + yaw:.2f} of the way between the jaw's ends, a frontal face at "
+                              f"0.5 +- {MAX_YAW_OFFSET}); give a frontal photo"))
     residual = shape_residual(lm)
-    if not residual <= MAX_SHAPE_RESIDUAL:
+    # A turned or cut-off face fits the frontal template less well (a simulated three-quarter view: 0.12-0.18);
+    # points far further off (an eye where the mouth is: 0.34) are no face, whatever else is wrong.
+    if not residual <= (MAX_SHAPE_RESIDUAL if not out else MAX_EXPLAINED_RESIDUAL):
         out.append(("not_a_face", f"the 68 landmarks do not form a face (shape residual {residual:.2f} eye distances, "
                                   f"limit {MAX_SHAPE_RESIDUAL}); the detection is probably a false one: give a "
                                   "frontal photo of one face"))
@@ -268,12 +297,19 @@ def face_problems(lm68: np.ndarray, image_shape: tuple[int, ...]) -> list[tuple[
     if ed < MIN_EYE_DISTANCE_PX:
         out.append(("small", f"the face is too small: its eyes are {ed:.0f} px apart, at least "
                              f"{MIN_EYE_DISTANCE_PX:.0f} px are needed; give a larger or closer photo of the face"))
-    outside = (lm[:, 0] < 0) | (lm[:, 1] < 0) | (lm[:, 0] > w - 1) | (lm[:, 1] > h - 1)
-    if outside.any():
-        parts = sorted({_part(i) for i in np.flatnonzero(outside)})
-        out.append(("cut_off", f"the face is cut off by the image border ({', '.join(parts)} outside the "
-                               f"{w}x{h} photo); give a photo that shows the whole face with some margin"))
     return out
+
+
+def yaw_offset(lm68: np.ndarray) -> float:
+    """Where the nose tip (30) sits between the jaw's ends (0, 16) along the eye line, minus 0.5:
+    0 for a frontal face, negative when the head is turned to the image's left."""
+    lm = np.asarray(lm68, dtype=np.float64)
+    axis = lm[42:48].mean(0) - lm[36:42].mean(0)
+    axis /= max(float(np.linalg.norm(axis)), 1e-9)
+    a, b, n = (float(lm[i] @ axis) for i in (0, 16, 30))
+    if abs(b - a) < 1e-6:
+        return 0.5
+    return (n - a) / (b - a) - 0.5
 
 
 def _part(i: int) -> str:
@@ -340,9 +376,21 @@ def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = Fa
                            [("no_face", "no face found")])
     checked = [(box, lm, face_problems(lm, img.shape)) for box, lm in faces]
     usable = [c for c in checked if not any(code in ("not_a_face", "small") for code, _ in c[2])]
+    if not usable:
+        # Only false or tiny detections upright: a face turned by 90/180/270 degrees may be the real one.
+        rescued = [(box, lm, face_problems(lm, img.shape)) for box, lm in _rescue(img)]
+        rescued = [c for c in rescued if not any(code in ("not_a_face", "small") for code, _ in c[2])]
+        if rescued:
+            checked, usable = rescued, rescued
     pool = usable or checked
     box, lm, problems = max(pool, key=lambda c: (c[0][2] - c[0][0]) * (c[0][3] - c[0][1]))
     problems = list(problems)
+    if not any(code == "rotated" for code, _ in problems):  # a turned photo's up is already known
+        seen, measures = photo_problems(img, lm, box, _models()[0],
+                                        check_up=not any(code == "cut_off" for code, _ in problems))
+        problems += seen
+    else:
+        measures = {}
     if len(usable) > 1 and policy == "single":
         problems.append(("several_faces", f"{len(usable)} faces found where one is needed; crop the photo to one "
                                           "face, or use the largest one (--face-policy largest)"))
@@ -350,8 +398,29 @@ def find_face(image_rgb: np.ndarray, *, policy: str = "single", force: bool = Fa
         detail = "; ".join(msg for _, msg in problems)
         raise FaceRejected(f"{where}: {detail}. To render it anyway, pass --force (recorded in the manifest)",
                            problems)
-    return CheckedFace(landmarks=lm, box=box, faces_found=len(usable), policy=policy,
-                       overridden=tuple(code for code, _ in problems))
+    return CheckedFace(landmarks=lm, box=box, faces_found=len(usable) or len(checked), policy=policy,
+                       overridden=tuple(code for code, _ in problems), measures=tuple(sorted(measures.items())))
+
+
+def authors_landmarks(image_rgb: np.ndarray, near: Box) -> np.ndarray | None:
+    """The 68 landmarks with the reference code's settings (its crop for the authors' weights): dlib's
+    detector on the grey image upsampled once, the shape predictor on the grey image; of its detections the
+    one overlapping ``near`` (the gate's box) most. None when it finds none there."""
+    import cv2  # optional heavy dependency: imported only when used
+
+    detector, predictor = _models()
+    img = as_rgb(image_rgb)
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    best, best_overlap = None, 0.0
+    for r in detector(grey, 1):
+        w = min(r.right(), near[2]) - max(r.left(), near[0])
+        h = min(r.bottom(), near[3]) - max(r.top(), near[1])
+        overlap = max(w, 0) * max(h, 0) / max((near[2] - near[0]) * (near[3] - near[1]), 1)
+        if overlap > best_overlap:
+            best, best_overlap = r, overlap
+    if best is None:
+        return None
+    return np.array([[p.x, p.y] for p in predictor(grey, best).parts()], dtype=np.float32)
 
 
 def build_template(landmark_sets: list[np.ndarray] | None = None) -> np.ndarray:

@@ -88,6 +88,9 @@ class Stimulus:
     check: dict[str, Any] | None = None
     # The clip's norms (schema version 3, `emostudy select`): {"n_ratings": int, "recognition": float, ...}
     norms: dict[str, Any] | None = None
+    # Where the visual emotion comes from: None (the renderer made it, as before this field), "photo" (the
+    # person's posed photo of that emotion) or "recording" (a recorded video of that emotion).
+    visual_emotion_origin: str | None = None
 
     @property
     def flagged(self) -> bool:
@@ -99,9 +102,12 @@ class Stimulus:
             del d["check"]  # an unchecked row reads as in schema version 1
         if d["norms"] is None:
             del d["norms"]  # a row without norms reads as in schema version 2
+        if d["visual_emotion_origin"] is None:
+            del d["visual_emotion_origin"]  # rendered rows stay as they were written before the field
         return d
 
 
+VISUAL_ORIGINS = ("photo", "recording")
 _REQUIRED = ("stimulus_id", "media", "sha256", "duration_s", "fps", "width", "height",
              "source", "visual_emotion", "audio_emotion", "identity", "sentence")
 _FIELDS = {f.name for f in dataclasses.fields(Stimulus)}
@@ -274,6 +280,10 @@ def stimulus_from_dict(data: dict[str, Any], *, where: str = "manifest", row: in
     norms = data.get("norms")
     if norms is not None:
         _check_norms(norms, fail)
+    origin = data.get("visual_emotion_origin")
+    if origin is not None and origin not in VISUAL_ORIGINS:
+        raise fail("visual_emotion_origin", f"{origin!r} must be one of {', '.join(VISUAL_ORIGINS)} or null "
+                                            "(the renderer made the expression)")
     return Stimulus(
         stimulus_id=sid,
         media=Path(media).as_posix(),
@@ -296,6 +306,7 @@ def stimulus_from_dict(data: dict[str, Any], *, where: str = "manifest", row: in
         extra=dict(extra),
         check=dict(check) if check is not None else None,
         norms=dict(norms) if norms is not None else None,
+        visual_emotion_origin=origin,
     )
 
 

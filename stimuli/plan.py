@@ -56,7 +56,12 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
     stimuli, excluded_notes = manifest.stimuli, []
     if exclude_flagged:
         stimuli, excluded_notes = _without_flagged(manifest)
-    result = build_design(spec.design, stimuli, seed, spec.examples)
+    try:
+        result = build_design(spec.design, stimuli, seed, spec.examples)
+    except DesignError as exc:
+        if not exclude_flagged:
+            raise
+        raise DesignError(f"{exc} ({'; '.join(excluded_notes)})") from None
     questions = spec.questions
     if spec.design.kind == "norming":  # the emotion question is cut to the set's emotions (stimuli/norming.py)
         from stimuli.norming import plan_questions
@@ -163,9 +168,22 @@ def _without_flagged(manifest: Manifest) -> tuple[tuple[Any, ...], list[str]]:
     flagged = [s for s in manifest.stimuli if s.flagged]
     reasons = Counter(r.split(":")[0] for s in flagged for r in (s.check or {}).get("reasons", []) or ["flagged"])
     why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    kept = tuple(s for s in manifest.stimuli if not s.flagged)
+    emptied = emptied_cells(manifest.stimuli, kept)
     note = (f"exclude-flagged: {len(flagged)} of {len(manifest.stimuli)} clips left out as flagged by "
-            f"emostudy check" + (f" (reasons: {why})" if flagged else ""))
-    return tuple(s for s in manifest.stimuli if not s.flagged), [note]
+            f"emostudy check" + (f" (reasons: {why})" if flagged else "")
+            + (f"; cells (visual x audio emotion) left with no clip: {', '.join(emptied)}" if emptied else
+               "; every visual x audio emotion cell keeps at least one clip"))
+    return kept, [note]
+
+
+def emptied_cells(before: Any, after: Any) -> list[str]:
+    """The (visual emotion x audio emotion) cells that had clips in ``before`` and have none in ``after``."""
+    def cells(rows: Any) -> set[tuple[str, str]]:
+        return {(str(s.visual_emotion), str(s.audio_emotion)) for s in rows}
+
+    gone = cells(before) - cells(after)
+    return [f"{v} x {a}" for v, a in sorted(gone)]
 
 
 def _num(x: float | int | None) -> float | int | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from generator.check.clip import MeasureSettings
+from generator.check.report import flag_counts
 from generator.check.run import Thresholds
 
 _T = Thresholds()
@@ -48,9 +49,11 @@ def print_summary(console, report) -> None:
                   f"earlier run) in {report.seconds:.1f} s; [bold]{len(bad)}[/bold] flagged -> "
                   f"{report.out / 'qc.html'}")
     if bad:
-        t = Table("clip", "source", "visual", "reasons", title="flagged clips")
+        console.print("clips per flag: " + ", ".join(f"{k} {v}" for k, v in flag_counts(report.records).items()))
+        t = Table("clip", "source", "visual", "audio", "reasons", title="flagged clips")
         for r in bad[:30]:
-            t.add_row(r["stimulus_id"], str(r.get("source", "")), str(r.get("visual_emotion")), "; ".join(r["reasons"]))
+            t.add_row(r["stimulus_id"], str(r.get("source", "")), str(r.get("visual_emotion")),
+                      str(r.get("audio_emotion")), "; ".join(r["reasons"]))
         console.print(t)
         if len(bad) > 30:
             console.print(f"... and {len(bad) - 30} more in qc.html")

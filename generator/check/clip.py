@@ -46,7 +46,7 @@ class MeasureSettings:
 
     def key(self) -> str:
         mirror = "-mirror" if self.rater_mirror else ""
-        return f"id{self.identity_frames}-lag{self.max_lag}-sheet{self.sheet_frames}{mirror}-v2"
+        return f"id{self.identity_frames}-lag{self.max_lag}-sheet{self.sheet_frames}{mirror}-v3"
 
 
 @dataclass
@@ -205,6 +205,9 @@ class ClipChecker:
         return rec, curves
 
 
+SHEET_FRAME_PX = 136  # width of one frame on a contact sheet (readable: at least 128 px)
+
+
 def contact_sheet(path: Path, frames: np.ndarray, mouth: np.ndarray, envelope: np.ndarray, fps: float, *,
                   n: int = 8, title: str = "", lag: int | None = None) -> None:
     """A PNG: ``n`` evenly spaced frames over the mouth-opening and speech-envelope curves."""
@@ -218,14 +221,20 @@ def contact_sheet(path: Path, frames: np.ndarray, mouth: np.ndarray, envelope: n
     # One montage image, not one axes per frame: a third of the drawing time.
     strip = np.concatenate([frames[t] for t in idx], axis=1)
     h, w = frames.shape[1:3]
-    fig = plt.figure(figsize=(8, 2.6), dpi=80)
-    gs = fig.add_gridspec(2, 1, height_ratios=[1, 0.8], hspace=0.35)
-    top = fig.add_subplot(gs[0])
+    # Readable frames: at least SHEET_FRAME_PX pixels wide each (the strip fills the figure's width).
+    dpi = 80
+    width_px = len(idx) * SHEET_FRAME_PX / 0.94
+    strip_h_px = SHEET_FRAME_PX * h / w
+    curve_px, gap_px, foot_px, head_px = 110.0, 60.0, 40.0, 40.0  # the curves, between, the axis labels, the title
+    height_px = head_px + strip_h_px + gap_px + curve_px + foot_px
+    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    # Axes placed in pixels: the strip's axes are exactly as wide as the frames need (imshow keeps the aspect).
+    top = fig.add_axes((0.03, (foot_px + curve_px + gap_px) / height_px, 0.94, strip_h_px / height_px))
     top.imshow(strip, interpolation="nearest")
     top.set_axis_off()
     for j, t in enumerate(idx):
         top.text((j + 0.5) * w, -2, f"{t / fps:.2f} s", ha="center", va="bottom", fontsize=7)
-    ax = fig.add_subplot(gs[1])
+    ax = fig.add_axes((0.03, foot_px / height_px, 0.94, curve_px / height_px))
     time = np.arange(T) / fps
     m = np.asarray(mouth, np.float64)
     e = np.asarray(envelope, np.float64)

@@ -2,7 +2,8 @@
 
 Sections: what was checked (models with sha256, thresholds), flagged clips with their reasons, the
 emotion rater's confusion matrix per source (rows: intended visual emotion; columns: the rater's top
-class), expression measures per source and emotion (means over clips), and a contact sheet per clip.
+class), expression measures per source and emotion (means over clips), clips per flag, and per clip
+the video itself (a video element) beside its contact sheet.
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ from stimuli.manifest import atomic_write_bytes
 _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1100px}table{border-collapse:collapse;
 margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}.flag{color:#b00}figure{margin:0 0 1em}
-figcaption{font-size:12px}img{max-width:100%}code{font-size:12px}"""
+figcaption{font-size:12px}img{max-width:100%}code{font-size:12px}.clip{display:flex;gap:8px;align-items:flex-start}
+.clip video{flex:none}.clip img{min-width:0}"""
+
+
+def flag_counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Clips per flag (the part of a reason before its colon), most frequent first."""
+    counts: dict[str, int] = {}
+    for r in records:
+        for name in dict.fromkeys(x.split(":", 1)[0].strip() for x in r.get("reasons") or ()):
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def confusion(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
@@ -115,7 +126,11 @@ def write_report(path: Path, qc: dict[str, Any]) -> Path:
     flag_rows = "".join(
         f"<tr><td class=l><a href='#{_e(r['stimulus_id'])}'>{_e(r['stimulus_id'])}</a></td>"
         f"<td class=l>{_e(r.get('source', ''))}</td><td class=l>{_e(r.get('visual_emotion'))}</td>"
-        f"<td class=l class=flag>{'<br>'.join(_e(x) for x in r['reasons'])}</td></tr>" for r in flagged)
+        f"<td class=l>{_e(r.get('audio_emotion'))}</td>"
+        f"<td class='l flag'>{'<br>'.join(_e(x) for x in r['reasons'])}</td></tr>" for r in flagged)
+    counts = flag_counts(recs)
+    count_rows = "".join(f"<tr><td class=l>{_e(k)}</td><td>{v}</td><td>{v / max(len(recs), 1):.0%}</td></tr>"
+                         for k, v in counts.items())
     sheets = []
     for r in recs:
         if r.get("error"):
@@ -131,16 +146,25 @@ def write_report(path: Path, qc: dict[str, Any]) -> Path:
                f"{'' if ls['expected'] else ' (not expected)'}, rater {_e(rt['top'])}"
                f"{'' if rt.get('expected', True) else ' (no expression rendered)'}"
                + (f" <span class=flag>&mdash; {'; '.join(_e(x) for x in r['reasons'])}</span>" if r["flagged"] else ""))
-        sheets.append(f"<figure id='{_e(r['stimulus_id'])}'><img src='{_e(r['sheet'])}' loading=lazy "
-                      f"alt='contact sheet of {_e(r['stimulus_id'])}'><figcaption>{cap}</figcaption></figure>")
+        video = (f"<video controls preload=none width=192 src='{_e(r['media_url'])}' "
+                 f"poster=''></video>" if r.get("media_url") else "")
+        sheets.append(f"<figure id='{_e(r['stimulus_id'])}'><div class=clip>{video}<img src='{_e(r['sheet'])}' "
+                      f"loading=lazy alt='contact sheet of {_e(r['stimulus_id'])}'></div>"
+                      f"<figcaption>{cap}</figcaption></figure>")
     page = f"""<!doctype html><html><head><meta charset='utf-8'><title>emostudy check: {_e(qc['set_name'])}</title>
 <style>{_CSS}</style></head><body>
 <h1>Stimulus check: {_e(qc['set_name'] or qc['set'])}</h1>
 <p>{len(recs)} clips checked, <b class=flag>{len(flagged)} flagged</b>. Measures per clip are in
 <a href='qc.json'>qc.json</a>; what they mean: docs/running-a-study.md, "Check your stimuli".</p>
+<h2>Clips per flag</h2>
+{'<table><tr><th class=l>flag</th><th>clips</th><th>of all</th></tr>' + count_rows + '</table>' if counts
+ else '<p>No clip flagged.</p>'}
+<p><code>rater_disagrees</code>: the rater's top class is not the intended emotion;
+<code>rater_probability</code>: the rater's probability of the intended emotion is below the threshold
+(a clip can have both).</p>
 <h2>Flagged clips</h2>
-{'<table><tr><th class=l>clip</th><th class=l>source</th><th class=l>visual emotion</th><th class=l>reasons</th></tr>'
- + flag_rows + '</table>' if flagged else '<p>None.</p>'}
+{'<table><tr><th class=l>clip</th><th class=l>source</th><th class=l>visual emotion</th><th class=l>audio emotion'
+ '</th><th class=l>reasons</th></tr>' + flag_rows + '</table>' if flagged else '<p>None.</p>'}
 <h2>Machine emotion rater: confusion per source</h2>
 <p>Rows: the intended visual emotion; columns: the FER-2013 network's top class (mean over the clip's frames).
 The rater is a 64x64 still-image classifier trained on FER-2013: a disagreement is a reason to look, not a verdict.</p>

@@ -72,11 +72,13 @@ def flag_reasons(rec: dict[str, Any], th: Thresholds) -> list[str]:
             out.append(f"lip sync: audio {'late' if ls['lag_frames'] > 0 else 'early'} by "
                        f"{abs(ls['lag_frames'])} frames (> {th.max_sync_lag})")
     r = rec["rater"]
-    if (r.get("expected", True) and r["intended_prob"] is not None and r["top"] != r["intended"]
-            and r["intended_prob"] < th.min_rater_prob):
-        out.append(f"rater: sees {r['top']}, {r['intended']} at p = {r['intended_prob']:.2f} "
-                   f"(< {th.min_rater_prob})")
+    if r.get("expected", True) and r["intended_prob"] is not None and r["top"] != r["intended"]:
+        out.append(f"rater_disagrees: the rater's top class is {r['top']}, the intended emotion {r['intended']}")
+        if r["intended_prob"] < th.min_rater_prob:
+            out.append(f"rater_probability: the rater's probability of {r['intended']} is {r['intended_prob']:.2f} "
+                       f"(< {th.min_rater_prob})")
     return out
+
 
 
 @dataclass
@@ -118,6 +120,8 @@ def lipsync_expected(stimulus) -> bool:
 def expression_expected(stimulus) -> bool:
     """The intended emotion should show, unless the clip was rendered without the expression (LIPS, STILL)."""
     comps = _components(stimulus)
+    if getattr(stimulus, "visual_emotion_origin", None):  # a posed photo or a recording carries the expression
+        return stimulus.visual_emotion is not None
     return stimulus.visual_emotion is not None and (comps is None or "expression" in comps)
 
 
@@ -185,6 +189,7 @@ def check_set(set_dir: str | os.PathLike, out: str | os.PathLike | None = None, 
               console=None, on_record: Callable[[dict], None] | None = None) -> CheckReport:
     """Check every clip of the set in ``set_dir``; write ``out`` (default SET/qc)/qc.json, qc.html, sheets/."""
     from rich.console import Console  # optional heavy dependency: imported only when used
+
     # optional heavy dependency: imported only when used
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -266,7 +271,8 @@ def _write_json(path: Path, meta: dict, all_jobs: list[ClipJob], records: dict[s
             continue
         s = manifest[j.stimulus_id]
         rec.update(source=s.source, identity=s.identity, visual_emotion=s.visual_emotion,
-                   audio_emotion=s.audio_emotion)
+                   audio_emotion=s.audio_emotion, visual_emotion_origin=s.visual_emotion_origin,
+                   media_url=Path(os.path.relpath(manifest.root / s.media, path.parent)).as_posix())
         reasons = flag_reasons(rec, th)
         rec.update(flagged=bool(reasons), reasons=reasons)
         rows.append(rec)

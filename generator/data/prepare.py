@@ -328,8 +328,14 @@ def prepare_crema(root: str | os.PathLike, out: str | os.PathLike, *, jobs: int 
                   console=None, show_progress: bool = True) -> PrepareResult:
     """Prepare a CREMA-D tree into a corpus folder (module docstring). Returns what happened."""
     from rich.console import Console  # optional heavy dependency: imported only when used
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn  # optional heavy dependency: imported only when used
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,  # optional heavy dependency: imported only when used
+    )
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     console = console or Console(stderr=True)

@@ -108,8 +108,15 @@ def train_classifier_command(ctx: click.Context, data: Path, out: Path, generate
     from rich.progress import Progress  # optional heavy dependency: imported only when used
 
     # lazy: keeps the command table light
-    from generator.evaluate.classifier import (ClassifierConfig, classify, corpus_videos, load_classifier,
-                                               train_classifier, video_files, write_report)
+    from generator.evaluate.classifier import (
+        ClassifierConfig,
+        classify,
+        corpus_videos,
+        load_classifier,
+        train_classifier,
+        video_files,
+        write_report,
+    )
 
     console = _console(ctx)
     if device == "auto":

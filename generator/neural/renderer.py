@@ -46,7 +46,7 @@ import torch
 from generator.align import TEMPLATES, align_authors, align_face
 from generator.audio import MODEL_RATE
 from generator.errors import InputError
-from generator.faces import FACE_POLICIES, as_rgb, find_face
+from generator.faces import FACE_POLICIES, as_rgb, authors_landmarks, find_face
 from generator.neural.checkpoint import file_sha256, load_generator
 from generator.neural.model import Generator
 from generator.renderers import RenderResult, emotion_vector
@@ -232,11 +232,15 @@ class NeuralRenderer:
         rgb = as_rgb(face, where=where)
         s = self.model.cfg.image_size
         checked = find_face(rgb, policy=self.policy, force=self.force, where=where)
+        self.last_gate = checked.provenance()
         if self.template == "authors":
-            aligned, _, _ = align_authors(rgb, checked.landmarks, size=(s, s))
+            # Their landmark settings (grey image, detector upsampled once) for their crop; the gate's own
+            # landmarks only when their detector finds nothing where the gate found the face.
+            lm = authors_landmarks(rgb, checked.box)
+            self.last_gate["landmarks"] = "authors' settings (grey, upsampled once)" if lm is not None else "ours"
+            aligned, _, _ = align_authors(rgb, checked.landmarks if lm is None else lm, size=(s, s))
         else:
             aligned, _, _ = align_face(rgb, checked.landmarks, size=(s, s))
-        self.last_gate = checked.provenance()
         return aligned, self.last_gate
 
     def render(self, face: np.ndarray, speech: np.ndarray, emotion: Any, seed: int, *, intensity: float = 1.0,

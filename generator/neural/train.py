@@ -45,10 +45,25 @@ from generator.data.augment import augment_clip
 from generator.data.corpus import ClipInfo, read_clip, read_index
 from generator.errors import DataError, GeneratorError
 from generator.neural.checkpoint import read_checkpoint, save_checkpoint
-from generator.neural.losses import (PerceptualLoss, aux_emotion_loss, emotion_d_loss, emotion_g_loss, frame_d_loss,
-                                     frame_g_loss, gradient_penalty, load_vgg19, mouth_region_mask, mrm_loss)
-from generator.neural.model import (EmotionDiscriminator, FrameDiscriminator, Generator, GeneratorConfig,
-                                    load_generator_state)
+from generator.neural.losses import (
+    PerceptualLoss,
+    aux_emotion_loss,
+    emotion_d_loss,
+    emotion_g_loss,
+    frame_d_loss,
+    frame_g_loss,
+    gradient_penalty,
+    load_vgg19,
+    mouth_region_mask,
+    mrm_loss,
+)
+from generator.neural.model import (
+    EmotionDiscriminator,
+    FrameDiscriminator,
+    Generator,
+    GeneratorConfig,
+    load_generator_state,
+)
 from stimuli.emotions import EMOTIONS
 
 SPF = 320
@@ -531,8 +546,14 @@ class _NoBar:
 def _progress(console, enabled: bool):
     if not enabled:
         return _NoBar()
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)  # optional heavy dependency: imported only when used
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,  # optional heavy dependency: imported only when used
+    )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),

@@ -41,11 +41,29 @@ from generator.audio import MIN_DURATION_S, MODEL_RATE, load_speech, normalise, 
 from generator.errors import GeneratorError, InputError, NoFaceError
 from generator.faces import as_rgb, detect_landmarks, load_image
 from generator.mediaio import read_first_frame, read_video, write_mp4
+from generator.produce.batch import recombine
+
 # The job planning lives in generator.produce.jobs; its public names are re-exported here (one import for users).
-from generator.produce.jobs import (AUDIO_EXTS, DESIGNS, IMAGE_EXTS, SYNTHETIC_ACTOR_PREFIX,  # noqa: F401
-                                    VIDEO_EXTS, DesignOptions, FaceItem, Job, ProduceError, SpeechItem,
-                                    blend_vector, collect_files, label_speech, one_hot, parse_crema_like,
-                                    plan_jobs, read_jobs_csv, read_labels_csv)
+from generator.produce.jobs import (  # noqa: F401
+    AUDIO_EXTS,
+    DESIGNS,
+    IMAGE_EXTS,
+    SYNTHETIC_ACTOR_PREFIX,
+    VIDEO_EXTS,
+    DesignOptions,
+    FaceItem,
+    Job,
+    ProduceError,
+    SpeechItem,
+    blend_vector,
+    collect_files,
+    label_speech,
+    one_hot,
+    parse_crema_like,
+    plan_jobs,
+    read_jobs_csv,
+    read_labels_csv,
+)
 from generator.renderers import get_renderer
 from stimuli.errors import StimuliError
 from stimuli.manifest import MANIFEST_NAME, atomic_write_bytes, build_manifest, save_manifest, sha256_file
@@ -86,6 +104,8 @@ def job_key(job: Job, hashes: _Hashes) -> dict[str, Any]:
     d["face"], d["speech"] = hashes(job.face), hashes(job.speech)
     d["visual"] = None if job.visual is None else [round(w, 6) for w in job.visual]
     d.pop("design")  # the same clip made by two designs is the same stimulus
+    if d.get("visual_origin") == "render":
+        d.pop("visual_origin")  # the default: ids made before the field existed stay the same
     return d
 
 
@@ -251,6 +271,10 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
             provenance = {"backend": "recording", "checkpoint_sha256": None, "seed": None,
                           "parameters": params}
             source = "GT"
+        elif job.kind == recombine.KIND:
+            frames, audio, audio_rate, params = recombine.make_clip(job)
+            provenance = {"backend": "recording", "checkpoint_sha256": None, "seed": None, "parameters": params}
+            source = spec.source or "RECORDING"
         else:
             face = load_face(job.face)
             speech = speech_for_renderer(audio, audio_rate, job.speech)
@@ -268,7 +292,7 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
             provenance = {"backend": getattr(renderer, "name", spec.backend),
                           "checkpoint_sha256": getattr(renderer, "checkpoint_sha256", None), "seed": item.seed,
                           "parameters": {"renderer": _jsonable(result.parameters),
-                                         "options": spec.identity()["options"], "size": spec.size,
+                                         "options": spec.identity()["options"], "size": spec.size or "face",
                                          "intensity": job.intensity, "emotion": list(job.visual or ()),
                                          "face_sha256": _sha_or_none(job.face),
                                          "speech_sha256": _sha_or_none(job.speech),
@@ -296,6 +320,7 @@ def make_item(item: PlannedItem, renderer: Any, spec: RendererSpec, out: Path) -
             "intensity": job.speech_intensity if job.kind == "gt" else f"{job.intensity:g}",
             "size_variant": job.size_variant if job.kind == "gt" else f"{w}x{h}",
             "poster": f"{MEDIA_DIR}/{sid}.png", "visual_blend": job.visual_blend,
+            **({"visual_emotion_origin": job.visual_origin} if job.visual_origin != "render" else {}),
             "provenance": provenance,
             "extra": {"design": job.design, "repeat": job.repeat, "same_recording": job.same_recording,
                       "speech_intensity": job.speech_intensity, "synthetic_speech": job.synthetic_speech,
@@ -534,8 +559,14 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
     """Make every planned item that is not already done; returns the summary (``failed`` > 0 when
     some items failed; their reasons are in ``failures.jsonl``)."""
     from rich.console import Console  # optional heavy dependency: imported only when used
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)  # optional heavy dependency: imported only when used
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,  # optional heavy dependency: imported only when used
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -601,9 +632,19 @@ def produce(items: Sequence[PlannedItem], out: str | os.PathLike, spec: Renderer
         summary.seconds = time.time() - started
         _finish_run_file(run_file, summary)
     console.print(summary.line() + (f"; reasons in {rec.failures_path}" if summary.failed else ""))
+    for line in _failure_lines(summary.failures):
+        console.print(line, markup=False, highlight=False)
     if rested:
         console.print(rest_note(rested))
     return summary
+
+
+def _failure_lines(failures: Sequence[dict[str, Any]]) -> list[str]:
+    """One console line per photo whose clips failed: how many and the first reason."""
+    per: dict[str, list[str]] = {}
+    for f in failures:
+        per.setdefault(Path(str(f.get("face") or "?")).name, []).append(str(f.get("reason") or "?"))
+    return [f"  {face}: {len(reasons)} clip(s) failed: {reasons[0]}" for face, reasons in per.items()]
 
 
 def _rest_shift(row: dict[str, Any]) -> float:

@@ -33,6 +33,14 @@ def _fail(exc: Exception) -> click.ClickException:
               help="Recorded videos: face (first frame) and speech from the same recording.")
 @click.option("--labels", type=click.Path(), default=None,
               help="CSV file,emotion[,identity,sentence,intensity,synthetic] (else CREMA-D names: 1001_DFA_ANG_XX.wav).")
+@click.option("--face-labels", type=click.Path(), default=None,
+              help="Expression photos: CSV file,identity,emotion - each clip starts from the person's photo of its "
+                   "visual emotion; speech moves only the mouth, blinks and head.")
+@click.option("--expression-photos", is_flag=True,
+              help="Expression photos named like KDEF (AF01ANS.JPG) or RaFD (Rafd090_01_..._angry_frontal.jpg).")
+@click.option("--recombine", is_flag=True,
+              help="With --recordings: re-time the video of each visual emotion to the audio of each audio emotion "
+                   "of the same speaker and sentence (DTW on MFCC); matched clips are the recordings themselves.")
 @click.option("--jobs", "jobs_csv", type=click.Path(), default=None, help="Explicit job list for --design jobs.")
 @click.option("--backend", default="warp", show_default=True, help="Renderer: warp or neural.")
 @click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint of the neural backend.")
@@ -56,7 +64,9 @@ def _fail(exc: Exception) -> click.ClickException:
 @click.option("--to", "to_emotion", default=None, help="continuum: the second emotion.")
 @click.option("--steps", default=5, show_default=True, type=int, help="continuum: blend steps, ends included.")
 @click.option("--intensity", default=1.0, show_default=True, type=float, help="Renderer intensity in [0, 1].")
-@click.option("--size", default=128, show_default=True, type=int, help="Rendered frame size (128 or 256).")
+@click.option("--size", default=None, type=int,
+              help="Rendered frame size in px. warp: default the face's own resolution (128-512 px, not upscaled); "
+                   "neural: 128 (as trained).")
 @click.option("--source", default=None, help="Condition label in the manifest (default from the backend: WARP, LIPS, STILL, OURS).")
 @click.option("--with-gt", is_flag=True, help="With --recordings: also the aligned recordings (GT) at 128x128 and 96x128.")
 @click.option("--workers", default=0, type=int, help="Processes (0 = all cores on CPU, 1 on a GPU).")
@@ -114,15 +124,39 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
     if kw["components"] is not None:
         text = kw["components"].strip().lower()
         options["components"] = () if text in ("", "none") else tuple(c.strip() for c in text.split(",") if c.strip())
+    photos = bool(kw["face_labels"] or kw["expression_photos"])
+    if photos and kw["backend"] == "warp":
+        from generator.produce.batch.photos import PHOTO_COMPONENTS  # lazy: keeps the command table light
+
+        if "expression" in options.get("components", ()):
+            raise click.ClickException("expression photos carry the expression: leave 'expression' out of "
+                                       "--components (the default is mouth,life)")
+        options.setdefault("components", PHOTO_COMPONENTS)
+        options.setdefault("rest", "photo")  # the posed mouth is part of the expression: keep it
     try:
         design = P.DesignOptions(
             design=kw["design"], faces=kw["faces"], speech=kw["speech"], recordings=kw["recordings"],
             labels=kw["labels"], jobs_csv=kw["jobs_csv"], repeats=kw["repeats"], seed=kw["seed"],
             emotions=tuple(e.strip() for e in kw["emotions"].split(",") if e.strip()), continuum=continuum,
-            steps=kw["steps"], intensity=kw["intensity"], with_gt=kw["with_gt"])
-        spec = P.RendererSpec(backend=kw["backend"], options=options, size=kw["size"], source=kw["source"])
+            steps=kw["steps"], intensity=kw["intensity"], with_gt=kw["with_gt"],
+            face_labels=kw["face_labels"], expression_photos=kw["expression_photos"])
+        size = kw["size"] if kw["size"] is not None else (0 if kw["backend"] == "warp" else 128)  # 0: the face's own
+        spec = P.RendererSpec(backend=kw["backend"], options=options, size=size,
+                              source=kw["source"] or ("PHOTO" if photos else None))
         shard = P.parse_shard(kw["shard"])
-        jobs = P.plan_jobs(design)
+        if kw["recombine"]:
+            from generator.produce.batch.recombine import plan_recombined  # lazy: keeps the command table light
+
+            jobs = plan_recombined(design)
+        elif photos:
+            from generator.produce.batch.photos import plan_photo_jobs  # lazy: keeps the command table light
+
+            notes: list[str] = []
+            jobs = plan_photo_jobs(design, notes=notes)
+            for note in notes:
+                click.echo(f"note: {note}", err=True)
+        else:
+            jobs = P.plan_jobs(design)
         items = P.plan_items(jobs, spec, kw["seed"], shard=shard)
         if kw["dry_run"]:
             rows = P.describe_jobs(items, P.done_ids(kw["out"], shard))
@@ -130,6 +164,16 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
                 click.echo(json.dumps(row, sort_keys=True))
             todo = sum(r["status"] == "todo" for r in rows)
             click.echo(f"{len(rows)} jobs ({todo} to do) for {kw['out']}; nothing written (dry run)", err=True)
+            from generator.produce.batch.gate import gate_line, gate_photos  # lazy: keeps the command table light
+
+            faces = [it.job.face for it in items if it.job.kind == "render" and it.stimulus_id not in
+                     {r["stimulus_id"] for r in rows if r["status"] == "done"}]
+            gated = gate_photos(faces, policy=kw["face_policy"] or "single", force=kw["force"])
+            for row in gated:
+                click.echo(gate_line(row), err=True)
+            refused = sum(r["status"] in ("refused", "unreadable") for r in gated)
+            click.echo(f"face gate: {len(gated) - refused} of {len(gated)} photo(s) would render"
+                       + (" (see the reasons above; --force renders refused ones)" if refused else ""), err=True)
             return
         record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
         summary = P.produce(items, kw["out"], spec, shard=shard, workers=kw["workers"] or None,

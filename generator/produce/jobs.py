@@ -165,6 +165,9 @@ class Job:
     design: str = ""
     kind: str = "render"
     size_variant: str | None = None
+    # Where the visual emotion comes from: "render" (the renderer makes it), "photo" (the person's posed
+    # photo of it: generator.produce.batch.photos), "recording" (a recorded video: generator.produce.batch.recombine).
+    visual_origin: str = "render"
 
     @property
     def visual_emotion(self) -> str | None:
@@ -220,6 +223,8 @@ class DesignOptions:
     steps: int = 5
     intensity: float = 1.0
     with_gt: bool = False
+    face_labels: str | None = None  # expression photos: CSV file,identity,emotion (generator.produce.batch.photos)
+    expression_photos: bool = False  # expression photos named like KDEF / RaFD
 
 
 def _speech_pool(opts: DesignOptions) -> tuple[list[SpeechItem], bool]:

@@ -31,13 +31,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.align import align_image, align_transform, transform_points
+from generator.align import align_image, align_transform, template, transform_points
 from generator.audio import MODEL_RATE, n_frames
 from generator.errors import InputError
 from generator.faces import FACE_POLICIES, as_rgb, find_face
 from generator.renderers import FPS, EmotionSpec, RenderResult, emotion_vector
-from generator.warp.cavity import (MouthStyle, inner_gap, lip_colour, mouth_style, paint_mouth, photo_teeth,
-                                   smooth_contour)
+from generator.warp.cavity import (
+    MouthStyle,
+    inner_gap,
+    lip_colour,
+    mouth_style,
+    paint_mouth,
+    photo_teeth,
+    smooth_contour,
+)
 from generator.warp.expression import EMOTION_AUS, expression_displacement, eye_distance, onset_ramp, rest_displacement
 from generator.warp.life import blink_displacement, head_matrix, life_track
 from generator.warp.mesh import FaceMesh
@@ -124,14 +131,19 @@ class WarpRenderer:
 
     # -- faces --------------------------------------------------------------------------------------
     def prepare(self, face: np.ndarray, size: int = 128, *, where: str = "face image") -> PreparedFace:
-        """Detect (once per photo) and align (once per photo and size); cached by the image's hash."""
-        size = _check_size(size)
+        """Detect (once per photo) and align (once per photo and size); cached by the image's hash.
+
+        ``size=FACE_SIZE`` (0): the face's own resolution (:func:`face_resolution`), up to ``MAX_FACE_SIZE``."""
         img = as_rgb(face, where=where)
         key = image_key(img)
+        face_key = (key, self.policy, self.force)
+        if size == FACE_SIZE and face_key not in _FACES:
+            _FACES[face_key] = find_face(img, policy=self.policy, force=self.force, where=where)
+            _trim(_FACES)
+        size = _check_size(face_resolution(_FACES[face_key].landmarks) if size == FACE_SIZE else size)
         if (key, size) in self._prepared:
             self._prepared.move_to_end((key, size))
             return self._prepared[(key, size)]
-        face_key = (key, self.policy, self.force)
         if face_key not in _FACES:
             _FACES[face_key] = find_face(img, policy=self.policy, force=self.force, where=where)
             _trim(_FACES)
@@ -311,6 +323,18 @@ def _occlude_eyes(frame: np.ndarray, prepared: PreparedFace, anim: Animation, t:
 def _trim(cache: OrderedDict) -> None:
     while len(cache) > _CACHE_SIZE:
         cache.popitem(last=False)
+
+
+FACE_SIZE = 0  # render at the face's own resolution (face_resolution)
+MIN_FACE_SIZE, MAX_FACE_SIZE = 128, 512
+
+
+def face_resolution(lm68: np.ndarray) -> int:
+    """The output size (even, MIN_FACE_SIZE..MAX_FACE_SIZE px) at which the aligned face has the photo's own
+    pixel density: the template puts the eyes ``eye_distance(template) * size / 128`` px apart, so a photo whose
+    eyes are E px apart fills ``128 * E / eye_distance(template)`` px without being magnified."""
+    native = 128.0 * eye_distance(np.asarray(lm68, np.float64)) / eye_distance(template().astype(np.float64))
+    return int(min(MAX_FACE_SIZE, max(MIN_FACE_SIZE, 2 * round(native / 2))))
 
 
 def _check_size(size: int) -> int:

@@ -160,6 +160,14 @@ def test_check_set_reports_a_corrupt_clip_resumes_and_records_in_the_manifest(tm
     assert (root / "qc" / "sheets" / "c-happy.png").stat().st_size > 5000
     html = (root / "qc" / "qc.html").read_text()
     assert "c-delayed" in html and "audio late by 10 frames" in html and "confusion" in html
+    # each clip plays in the page (its media relative to qc.html), the flagged table names both emotions,
+    # and the summary counts clips per flag
+    assert html.count("<video") == 2 and "src='../media/c-happy.mp4'" in html
+    assert "<th class=l>audio emotion</th>" in html and "Clips per flag" in html
+    assert "<tr><td class=l>lip sync</td><td>1</td>" in html
+    from PIL import Image
+
+    assert Image.open(root / "qc" / "sheets" / "c-happy.png").width >= 8 * 128  # frames >= 128 px wide
 
     m = load_manifest(root, check_media=True)
     assert [s.flagged for s in m] == [False, True, True]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("dlib")
 
 from generator import align  # noqa: E402
-from generator.faces import find_face  # noqa: E402
+from generator.faces import authors_landmarks, find_face  # noqa: E402
 from generator.neural.checkpoint import save_checkpoint  # noqa: E402
 from generator.neural.model import Generator, GeneratorConfig  # noqa: E402
 from generator.neural.renderer import AUTHORS_LAYOUT, RELEASED_SHA256, NeuralRenderer  # noqa: E402
@@ -33,8 +35,16 @@ def test_a_bare_state_dict_is_aligned_on_the_authors_crop_and_not_called_their_r
     r = NeuralRenderer(bare_file, threads=1)
     assert r.template == "authors"
     lm = find_face(hopper).landmarks
-    expected, _, _ = align.align_authors(hopper, lm, size=(128, 128))
+    # The authors' landmark settings (grey image, detector upsampled once), pinned: the landmarks this code
+    # found on Grace Hopper with them when they were introduced (tests/generator/data, issue 34).
+    pinned = np.load(Path(__file__).parent / "data" / "authors_landmarks_grace_hopper.npy")
+    assert np.abs(authors_landmarks(hopper, find_face(hopper).box) - pinned).max() < 0.01
+    expected, _, _ = align.align_authors(hopper, pinned, size=(128, 128))
     assert np.array_equal(r.align(hopper), expected)
+    assert r.last_gate["landmarks"] == "authors' settings (grey, upsampled once)"
+    ours_lm, _, _ = align.align_authors(hopper, lm, size=(128, 128))  # our landmark settings: another crop
+    assert np.abs(expected.astype(int) - ours_lm.astype(int)).mean() > 1.0
+    assert np.linalg.norm(pinned - lm, axis=1).mean() > 0.5
     desc = r.weights_description()
     assert RELEASED_SHA256 is None  # NOTES.md gives no checksum of generator.pt
     assert desc == {"weights": AUTHORS_LAYOUT, "authors_release": False}

@@ -65,11 +65,25 @@ def test_plan_excludes_flagged_clips_and_says_why():
     used = {i["stimulus_id"] for b in plan["batches"] for i in b["items"]} | {e["stimulus_id"] for e in plan["examples"]}
     assert not used & set(flagged)
     assert plan["notes"][0] == ("exclude-flagged: 6 of 126 clips left out as flagged by emostudy check "
-                                "(reasons: identity 1, lip sync 5, rater 1)")
+                                "(reasons: identity 1, lip sync 5, rater 1); every visual x audio emotion cell keeps "
+                                "at least one clip")
     # Without the option the flagged clips can be drawn (same seed), and the plan is otherwise the same kind.
     plain = compile_plan(spec, m, seed=3)
     assert not any(n.startswith("exclude-flagged") for n in plain["notes"])
     assert Counter(len(b["items"]) for b in plan["batches"]) == Counter(len(b["items"]) for b in plain["batches"])
+
+
+def test_exclude_flagged_names_the_cells_it_empties():
+    rows = task2_rows()
+    cell = [r["stimulus_id"] for r in rows if (r["visual_emotion"], r["audio_emotion"]) == ("fear", "anger")]
+    flagged = {sid: ["rater_disagrees: the rater's top class is sad, the intended emotion fear"] for sid in cell}
+    m = build_manifest("/nonexistent/t2", _checked(rows, flagged), name="t2")
+    try:
+        plan = compile_plan(load_spec("paper-task2"), m, seed=3, exclude_flagged=True)
+        text = plan["notes"][0]
+    except DesignError as exc:  # the design cannot be filled without the cell: the error says which cell
+        text = str(exc)
+    assert "cells (visual x audio emotion) left with no clip: fear x anger" in text
 
 
 def test_exclude_flagged_needs_a_checked_set():

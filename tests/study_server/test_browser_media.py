@@ -71,10 +71,15 @@ def test_a_clip_that_fails_to_load_can_be_retried_then_skipped(app, live_server,
     page.wait_for_function("() => !document.getElementById('example-next').disabled", timeout=15000)
     assert "Next to go on" in page.text_content("#example-media-error-text")
     page.click("#example-next")
+    assert len(state["examples"]) >= 2  # the loop below measures a clip that plays
     for _ in state["examples"][1:]:
         page.wait_for_selector("#step-examples:not([hidden])")
         page.click("#example-play")
         page.wait_for_function("() => !document.getElementById('example-next').disabled", timeout=15000)
+        # a clip is shown at most at twice its own width (issue 34)
+        shown = page.evaluate("() => { const v = document.getElementById('example-video');"
+                              " return [v.videoWidth, v.style.maxWidth, v.getBoundingClientRect().width]; }")
+        assert shown[0] > 0 and shown[1] == f"{2 * shown[0]}px" and shown[2] <= 2 * shown[0] + 0.5
         page.click("#example-next")
     page.wait_for_selector("#step-trial:not([hidden])")
     _answer_trial(page, state["questions"])  # trial 0 plays normally

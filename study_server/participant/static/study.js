@@ -566,6 +566,15 @@
     video.play();
   });
 
+  // A clip is shown at most at twice its own size: a 128 px render enlarged further shows its pixels, not
+  // a face (the researcher's renders at the face's resolution fill the column as before).
+  ["example-video", "trial-video"].forEach(function (id) {
+    $(id).addEventListener("loadedmetadata", function () {
+      var v = $(id);
+      v.style.maxWidth = v.videoWidth ? (2 * v.videoWidth) + "px" : "";
+    });
+  });
+
   $("example-video").addEventListener("ended", function () {
     $("example-next").disabled = false;
     $("example-next").focus();
