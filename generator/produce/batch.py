@@ -41,7 +41,7 @@ from generator.audio import MIN_DURATION_S, MODEL_RATE, load_speech, normalise, 
 from generator.errors import GeneratorError, InputError, NoFaceError
 from generator.faces import as_rgb, detect_landmarks, load_image
 from generator.mediaio import read_first_frame, read_video, write_mp4
-from generator.produce.batch import recombine
+from generator.produce import recombine
 
 # The job planning lives in generator.produce.jobs; its public names are re-exported here (one import for users).
 from generator.produce.jobs import (  # noqa: F401

@@ -126,7 +126,7 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
         options["components"] = () if text in ("", "none") else tuple(c.strip() for c in text.split(",") if c.strip())
     photos = bool(kw["face_labels"] or kw["expression_photos"])
     if photos and kw["backend"] == "warp":
-        from generator.produce.batch.photos import PHOTO_COMPONENTS  # lazy: keeps the command table light
+        from generator.produce.photos import PHOTO_COMPONENTS  # lazy: keeps the command table light
 
         if "expression" in options.get("components", ()):
             raise click.ClickException("expression photos carry the expression: leave 'expression' out of "
@@ -145,11 +145,11 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
                               source=kw["source"] or ("PHOTO" if photos else None))
         shard = P.parse_shard(kw["shard"])
         if kw["recombine"]:
-            from generator.produce.batch.recombine import plan_recombined  # lazy: keeps the command table light
+            from generator.produce.recombine import plan_recombined  # lazy: keeps the command table light
 
             jobs = plan_recombined(design)
         elif photos:
-            from generator.produce.batch.photos import plan_photo_jobs  # lazy: keeps the command table light
+            from generator.produce.photos import plan_photo_jobs  # lazy: keeps the command table light
 
             notes: list[str] = []
             jobs = plan_photo_jobs(design, notes=notes)
@@ -164,7 +164,7 @@ def generate_command(ctx: click.Context, **kw: Any) -> None:
                 click.echo(json.dumps(row, sort_keys=True))
             todo = sum(r["status"] == "todo" for r in rows)
             click.echo(f"{len(rows)} jobs ({todo} to do) for {kw['out']}; nothing written (dry run)", err=True)
-            from generator.produce.batch.gate import gate_line, gate_photos  # lazy: keeps the command table light
+            from generator.produce.gate import gate_line, gate_photos  # lazy: keeps the command table light
 
             faces = [it.job.face for it in items if it.job.kind == "render" and it.stimulus_id not in
                      {r["stimulus_id"] for r in rows if r["status"] == "done"}]

@@ -166,7 +166,7 @@ class Job:
     kind: str = "render"
     size_variant: str | None = None
     # Where the visual emotion comes from: "render" (the renderer makes it), "photo" (the person's posed
-    # photo of it: generator.produce.batch.photos), "recording" (a recorded video: generator.produce.batch.recombine).
+    # photo of it: generator.produce.photos), "recording" (a recorded video: generator.produce.recombine).
     visual_origin: str = "render"
 
     @property
@@ -223,7 +223,7 @@ class DesignOptions:
     steps: int = 5
     intensity: float = 1.0
     with_gt: bool = False
-    face_labels: str | None = None  # expression photos: CSV file,identity,emotion (generator.produce.batch.photos)
+    face_labels: str | None = None  # expression photos: CSV file,identity,emotion (generator.produce.photos)
     expression_photos: bool = False  # expression photos named like KDEF / RaFD
 
 

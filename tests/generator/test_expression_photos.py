@@ -1,4 +1,4 @@
-"""Expression photos (generator.produce.batch.photos): the visual emotion comes from the person's posed photo.
+"""Expression photos (generator.produce.photos): the visual emotion comes from the person's posed photo.
 
 The tests make their own photo set: the shipped faces' warp expressions rendered as stills (the last
 frame of an expression-only render), saved under KDEF names or listed in a labels CSV."""
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from generator.audio import write_wav
 from generator.produce.jobs import DesignOptions, ProduceError
-from generator.produce.batch.photos import ORIGIN, collect_photos, parse_kdef, parse_rafd, plan_photo_jobs
+from generator.produce.photos import ORIGIN, collect_photos, parse_kdef, parse_rafd, plan_photo_jobs
 from stimuli.emotions import EMOTION_CODES, EMOTIONS
 from stimuli.manifest import load_manifest, stimulus_from_dict
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from generator.produce.batch import recombine as R
+from generator.produce import recombine as R
 from generator.produce.jobs import DesignOptions, Job, ProduceError, one_hot
 
 
