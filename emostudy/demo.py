@@ -363,7 +363,8 @@ def norms_and_select(paths: DemoPaths, pipe: Pipeline, run: str, echo: Callable[
     export = paths.exports / f"{NORMING}-{run}"
     report = paths.reports / f"{NORMING}-{run}"
     inst = ["--instance", str(paths.instance)]
-    pipe.step(f"export-{NORMING}-{run}", None, [*emo, "export", f"demo-{NORMING}", "--out", str(export), *inst])
+    pipe.step(f"export-{NORMING}-{run}", None, [*emo, "export", f"demo-{NORMING}", "--out", str(export),
+                                                  "--include-simulated", *inst])
     pipe.step(f"norms-{run}", None, [*emo, "norms", str(export), "--out", str(report)])
     selected = paths.sets / f"task1-selected-{run}"
     argv = [*emo, "select", str(paths.sets / "task1"), "--norms", str(report), "--min-recognition", "0.5",

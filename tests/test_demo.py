@@ -218,7 +218,7 @@ def test_demo_psychds_datasets_are_valid_and_r_computes_the_python_numbers(demo,
     out = tmp_path / "pds"
     spec = root / "specs" / f"demo-{task}.toml"
     proc = subprocess.run([EMOSTUDY, "export", f"demo-{task}", "--out", str(out), "--format", "psych-ds",
-                           "--instance", str(root / "instance"), *(["--spec", str(spec)] if spec.is_file() else [])],
+                           "--include-simulated", "--instance", str(root / "instance"), *(["--spec", str(spec)] if spec.is_file() else [])],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert psychds_problems(out) == []

@@ -203,6 +203,7 @@ def study_progress(session: Session, study: Study, plan: dict[str, Any], *, zone
 
     listening = bool((plan.get("audio_check") or {}).get("enabled"))
     flags = {"never_fetched": integrity.get("never_fetched", 0), "too_fast": integrity.get("too_fast", 0),
+             "too_few_bytes": integrity.get("too_few_bytes", 0), "unpaced": integrity.get("unpaced", 0),
              "media_failed": integrity.get("media_failed", 0),
              "inconsistent": sum(1 for r in rows if r.verdict == INVALID),
              "listening_failed": listening_counts.get("screen_failed", 0) + listening_counts.get("audio_check_failed", 0)}

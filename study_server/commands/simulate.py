@@ -49,7 +49,7 @@ def simulate_command(app_factory, study: str, n: int, speed: str, url: str | Non
     secret = app.config["SECRET_KEY"]
     server = None
     if url is None:
-        from werkzeug.serving import make_server
+        from werkzeug.serving import make_server  # lazy: the command table loads no Flask until the command runs
 
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()

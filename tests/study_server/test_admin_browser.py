@@ -144,7 +144,7 @@ def test_study_page_in_chromium(app, client, live_server, browser, media_set, tm
         s = db.session
         (d,) = s.scalars(select(AdminDecision)).all()
         assert (d.assignment_id, d.kind, d.action, d.actor) == (target, "verdict", "valid -> rejected", "admin")
-        export_study(s, study, tmp_path / "export")
+        export_study(s, study, tmp_path / "export", include_simulated=True)
     participants = {r["assignment"]: r for r in csv.DictReader(io.StringIO(
         (tmp_path / "export" / "participants.csv").read_text()))}
     assert participants[str(target)]["verdict"] == "rejected"

@@ -124,7 +124,8 @@ def test_three_emotion_face_voice_study_end_to_end(app, tmp_path):
     assert rep.completed >= 12 and all("study_full" in x for x in rep.refused), rep
 
     export = tmp_path / "export"
-    r = run.invoke(main, ["export", study, "--out", str(export), "--db", app.config["DATABASE_URL"]])
+    r = run.invoke(main, ["export", study, "--out", str(export), "--include-simulated",
+                           "--db", app.config["DATABASE_URL"]])
     assert r.exit_code == 0, r.output
     report = tmp_path / "report"
     r = run.invoke(main, ["analyze", str(export), "--out", str(report)])

@@ -35,7 +35,7 @@ def test_a_norming_study_runs_end_to_end_through_the_server(app, tmp_path):
                        plan_questions=plan["questions"], model=ResponseModel(careless=0.0), seed=3, workers=2)
     assert rep.completed == 6 and len(rep.refused) == 2, rep  # two batches x quota 3; then the study is full
     with app.app_context():
-        export_study(db.session, study, tmp_path / "export")
+        export_study(db.session, study, tmp_path / "export", include_simulated=True)
     export = load_export(tmp_path / "export")
     assert set(export.answers["question"]) == {"emotion", "intensity", "genuineness", "valence", "arousal"}
     norms = compute_norms(export, n_splits=5)
