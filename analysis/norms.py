@@ -60,8 +60,10 @@ Example
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -142,15 +144,33 @@ def emotion_question_of(plan: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _stimulus_labels(export: Export, ids: list[str]) -> pd.DataFrame:
+def read_qc(path: str | Path) -> dict[str, tuple[Any, Any]]:
+    """The machine check's opinion of each clip from a check report (``SET/qc/qc.json`` of `emostudy check`):
+    stimulus_id -> (the rater's probability of the intended emotion, its top class). For sets whose manifest
+    does not carry the check (a check run with ``--no-manifest``, e.g. while the study was already planned)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        records = data["records"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AnalysisError(f"{path}: not a check report (qc.json of `emostudy check`): {exc}") from None
+    out: dict[str, tuple[Any, Any]] = {}
+    for r in records:
+        rater = (r or {}).get("rater") or {}
+        if r.get("stimulus_id"):
+            out[r["stimulus_id"]] = (rater.get("intended_prob"), rater.get("top"))
+    return out
+
+
+def _stimulus_labels(export: Export, ids: list[str], qc: dict[str, tuple[Any, Any]] | None = None) -> pd.DataFrame:
     cols = ["source", "identity", "sentence", "visual_emotion", "audio_emotion"]
     rows: dict[str, dict[str, Any]] = {}
-    machine: dict[str, tuple[Any, Any]] = {}
+    machine: dict[str, tuple[Any, Any]] = dict(qc or {})
     for r in (export.manifest or {}).get("stimuli", []):
         if isinstance(r, dict) and r.get("stimulus_id") in ids:
             rows[r["stimulus_id"]] = {**{c: r.get(c) or "" for c in cols}, "media_sha256": r.get("sha256") or ""}
             ck = r.get("check") or {}
-            machine[r["stimulus_id"]] = (ck.get("rater_intended_prob"), ck.get("rater_top"))
+            if ck:  # the manifest's own check results come first
+                machine[r["stimulus_id"]] = (ck.get("rater_intended_prob"), ck.get("rater_top"))
     first = export.answers.drop_duplicates("stimulus_id").set_index("stimulus_id")
     out = []
     for sid in ids:
@@ -420,8 +440,10 @@ def machine_vs_people(per_stim: pd.DataFrame) -> dict[str, Any]:
             if len(tops) else math.nan}
 
 
-def compute_norms(export: Export, *, ci: float = 0.95, n_splits: int = 200, seed: int = 0) -> Norms:
-    """Every table of the norms (see the module docstring)."""
+def compute_norms(export: Export, *, ci: float = 0.95, n_splits: int = 200, seed: int = 0,
+                  qc: dict[str, tuple[Any, Any]] | None = None) -> Norms:
+    """Every table of the norms (see the module docstring); ``qc`` (:func:`read_qc`) gives the machine check's
+    results of clips whose manifest row has none."""
     if not 0 < ci < 1:
         raise AnalysisError(f"ci {ci!r} must be between 0 and 1 (e.g. 0.95)")
     plan = export.plan
@@ -434,7 +456,7 @@ def compute_norms(export: Export, *, ci: float = 0.95, n_splits: int = 200, seed
                             "at least one (the ready-made spec: `emostudy plan --spec norming`)")
     options = [o["value"] for o in next(q for q in plan["questions"] if q["id"] == eq)["options"]] if eq else []
     ids = sorted(dict.fromkeys(it["stimulus_id"] for b in plan["batches"] for it in b["items"]))
-    labels = _stimulus_labels(export, ids)
+    labels = _stimulus_labels(export, ids, qc)
     per = stimulus_norms(answers, labels, emotion_question=eq, options=options, scales=scales, ci=ci)
     emotions = group_norms(per, "intended", scales, answers, eq)
     identities = group_norms(per, "identity", scales)

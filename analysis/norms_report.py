@@ -21,7 +21,7 @@ import pandas as pd
 from analysis import figures, report_text
 from analysis.errors import AnalysisError
 from analysis.io import Export, load_export
-from analysis.norms import NORMS_SCHEMA_VERSION, Norms, compute_norms
+from analysis.norms import NORMS_SCHEMA_VERSION, Norms, compute_norms, read_qc
 from analysis.report import _jsonable, _markup, _png_base64
 from stimuli.emotions import EMOTIONS
 
@@ -334,7 +334,7 @@ def render_html(norms: Norms, results: dict[str, Any], figs: dict[str, Any], fig
 
 
 def write_norms(export_dir: str | Path, out_dir: str | Path, *, ci: float = 0.95, n_splits: int = 200, seed: int = 0,
-                overwrite: bool = False) -> Norms:
+                overwrite: bool = False, qc_json: str | Path | None = None) -> Norms:
     """Read the export, compute the norms, write report.html, norms.json, tables/ and figures/ into ``out_dir``."""
     from stimuli.manifest import atomic_write_bytes
 
@@ -344,7 +344,8 @@ def write_norms(export_dir: str | Path, out_dir: str | Path, *, ci: float = 0.95
     if out.exists() and not out.is_dir():
         raise AnalysisError(f"{out} is a file; give a folder for --out")
     export = load_export(export_dir)
-    norms = compute_norms(export, ci=ci, n_splits=n_splits, seed=seed)
+    norms = compute_norms(export, ci=ci, n_splits=n_splits, seed=seed,
+                          qc=read_qc(qc_json) if qc_json is not None else None)
     results = norms_json(norms, export, ci=ci, n_splits=n_splits, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     for name, df in (("stimuli", norms.stimuli), ("emotions", norms.emotions), ("identities", norms.identities),
@@ -369,10 +370,15 @@ def write_norms(export_dir: str | Path, out_dir: str | Path, *, ci: float = 0.95
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Seed of the random split-halves (same seed, same numbers).")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing report in --out.")
-def norms_command(export_dir: Path, out_dir: Path, ci: float, n_splits: int, seed: int, overwrite: bool) -> None:
+@click.option("--qc", "qc_json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The set's check report (SET/qc/qc.json of `emostudy check`), for clips whose manifest row "
+                   "carries no check results (a check run with --no-manifest).")
+def norms_command(export_dir: Path, out_dir: Path, ci: float, n_splits: int, seed: int, overwrite: bool,
+                  qc_json: Path | None) -> None:
     """Per-clip norms of a stimulus set from a norming study's EXPORT_DIR (an `emostudy export` folder)."""
     try:
-        norms = write_norms(export_dir, out_dir, ci=ci, n_splits=n_splits, seed=seed, overwrite=overwrite)
+        norms = write_norms(export_dir, out_dir, ci=ci, n_splits=n_splits, seed=seed, overwrite=overwrite,
+                            qc_json=qc_json)
     except AnalysisError as exc:
         raise click.ClickException(str(exc)) from None
     s = norms.summary

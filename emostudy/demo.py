@@ -365,7 +365,11 @@ def norms_and_select(paths: DemoPaths, pipe: Pipeline, run: str, echo: Callable[
     inst = ["--instance", str(paths.instance)]
     pipe.step(f"export-{NORMING}-{run}", None, [*emo, "export", f"demo-{NORMING}", "--out", str(export),
                                                   "--include-simulated", *inst])
-    pipe.step(f"norms-{run}", None, [*emo, "norms", str(export), "--out", str(report)])
+    # The check ran in the background with --no-manifest (the plans hold the manifest's sha256): its report
+    # gives the machine's opinion of each clip.
+    qc = paths.sets / "task1" / "qc" / "qc.json"
+    pipe.step(f"norms-{run}", None, [*emo, "norms", str(export), "--out", str(report),
+                                     *(["--qc", str(qc)] if qc.is_file() else [])])
     selected = paths.sets / f"task1-selected-{run}"
     argv = [*emo, "select", str(paths.sets / "task1"), "--norms", str(report), "--min-recognition", "0.5",
             "--balance", "emotion", "--out", str(selected)]

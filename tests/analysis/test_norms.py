@@ -401,3 +401,35 @@ def test_a_straight_lining_rater_passes_the_consistency_check_and_is_listed(know
     write_norms(folder, tmp_path / "out", n_splits=5)
     html = (tmp_path / "out" / "report.html").read_text()
     assert "same score to every clip on every scale (p6)" in html
+
+
+def test_the_check_report_gives_the_machine_opinion_when_the_manifest_has_none(known_export, tmp_path):
+    """A check run with --no-manifest (the demo's background check) leaves the manifest without check results:
+    `emostudy norms --qc SET/qc/qc.json` reads them from the check's report and gives the same comparison."""
+    import shutil
+
+    from analysis.norms import read_qc
+    from analysis.norms_report import norms_command
+
+    folder = tmp_path / "unchecked"
+    shutil.copytree(known_export, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for row in manifest["stimuli"]:
+        row.pop("check", None)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert not compute_norms(load_export(folder), n_splits=5).machine["available"]
+    qc = tmp_path / "qc.json"
+    qc.write_text(json.dumps({"records": [{"stimulus_id": s, "rater": {"intended_prob": p, "top": top}}
+                                          for s, (p, top) in MACHINE.items()]}))
+    assert read_qc(qc) == {s: (p, top) for s, (p, top) in MACHINE.items()}
+    with_qc = compute_norms(load_export(folder), n_splits=5, qc=read_qc(qc)).machine
+    reference = compute_norms(load_export(known_export), n_splits=5).machine
+    assert with_qc["available"] and with_qc["n_stimuli"] == reference["n_stimuli"] == 4
+    assert with_qc["spearman_rho"] == pytest.approx(reference["spearman_rho"])
+    assert with_qc["top_agreement"] == pytest.approx(reference["top_agreement"])
+    out = CliRunner().invoke(norms_command, [str(folder), "--out", str(tmp_path / "r"), "--qc", str(qc)])
+    assert out.exit_code == 0 and "machine check vs people" in out.output, out.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    out = CliRunner().invoke(norms_command, [str(folder), "--out", str(tmp_path / "r2"), "--qc", str(bad)])
+    assert out.exit_code != 0 and "not a check report" in out.output
