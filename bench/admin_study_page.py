@@ -109,7 +109,7 @@ def run(url: str, n: int, rounds: int, tmp: Path) -> list[dict]:
     from studykit import TASK1, build_media_set, import_study, make_plan
     from study_server.admin import stats
     from study_server.app import create_app
-    from study_server.recruit.service import recruitment_summary
+    from study_server.recruit.summary import recruitment_summary
     from study_server.store import schema
     from study_server.store.extensions import db
     from study_server.store.models import Assignment, Study
