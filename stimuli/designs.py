@@ -34,20 +34,31 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import Iterable, Sequence
 
+from stimuli.batches import (  # noqa: F401
+    _MAX_ORDER_TRIES,
+    ORDERS,
+    Batch,
+    BatchItem,
+    _check_ids,
+    _gaps_ok,
+    _positive,
+    batch_id,
+    clip_key,
+    order_with_repeats,
+    stimulus_emotion,
+)
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError
+from stimuli.factors import EMOTION_FACTORS, FactorDesign, build_factorial, resolve_levels
 from stimuli.manifest import Stimulus
+from stimuli.norming import build_norming
 from stimuli.rng import StableRng
-
-if TYPE_CHECKING:
-    from stimuli.factors import FactorDesign
+from stimuli.trial_list import TrialListDesign, build_trial_list
 
 # norming: stimuli/norming.py; factorial: stimuli.factors
 DESIGN_KINDS = ("emotion-realness", "av-mismatch", "norming", "factorial")
-ORDERS = ("per-batch", "per-participant")
-_MAX_ORDER_TRIES = 20_000
 # per-participant order: the share of shuffles that keep every repeat min_repeat_gap after its original
 # must be at least this (estimated on _ORDER_PROBES shuffles at compile time), so that the server's
 # rejection sampler (_MAX_ORDER_TRIES tries) cannot fail for a participant: 0.95 ** 20000 < 1e-400.
@@ -98,28 +109,6 @@ class ExamplesDesign:
 
 
 @dataclass(frozen=True)
-class BatchItem:
-    position: int
-    stimulus_id: str
-    repeat_of: int | None = None  # position of the original in the same batch
-
-
-@dataclass(frozen=True)
-class Batch:
-    batch_id: str
-    index: int
-    items: tuple[BatchItem, ...]
-
-    @property
-    def originals(self) -> tuple[BatchItem, ...]:
-        return tuple(i for i in self.items if i.repeat_of is None)
-
-    @property
-    def repeats(self) -> tuple[BatchItem, ...]:
-        return tuple(i for i in self.items if i.repeat_of is not None)
-
-
-@dataclass(frozen=True)
 class Example:
     stimulus_id: str
     emotion: str
@@ -133,75 +122,7 @@ class DesignResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def stimulus_emotion(s: Stimulus) -> str | None:
-    """The emotion a design balances on: visual, or audio when the visual emotion is null."""
-    return s.visual_emotion if s.visual_emotion is not None else s.audio_emotion
-
-
-def clip_key(s: Stimulus) -> tuple[str, str, str, str, str | None, str | None]:
-    """What makes two stimuli the same video to a participant (apart from its size variant)."""
-    return (s.source, s.identity, s.sentence, s.intensity or "", s.visual_emotion, s.audio_emotion)
-
-
-def batch_id(index: int) -> str:
-    return f"b{index + 1:02d}"
-
-
-def _check_ids(stimuli: Sequence[Stimulus]) -> None:
-    seen: set[str] = set()
-    dups = sorted({s.stimulus_id for s in stimuli if s.stimulus_id in seen or seen.add(s.stimulus_id)})
-    if dups:
-        raise DesignError(f"duplicate stimulus ids {', '.join(dups[:5])}: ids must be unique within a set")
-
-
-def _positive(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise DesignError(f"design '{name}' is {value!r}: must be an integer >= {minimum}")
-
-
 # --------------------------------------------------------------------------------------------- order
-
-def order_with_repeats(originals: Sequence[str], repeated: Sequence[str], min_gap: int,
-                       rng: StableRng) -> tuple[BatchItem, ...]:
-    """Shuffle originals + one extra copy of each id in ``repeated`` so that the two showings of a stimulus
-    are at least ``min_gap`` positions apart; the first showing is the original.
-
-    Rejection sampling over uniform shuffles, so every valid order is equally likely.
-    """
-    if len(set(repeated)) != len(repeated) or not set(repeated) <= set(originals):
-        raise DesignError("internal: repeats must be distinct batch items")
-    if len(set(originals)) != len(originals):
-        dup = [k for k, n in Counter(originals).items() if n > 1]
-        raise DesignError(f"stimulus {dup[0]!r} appears twice in one batch; a batch shows each stimulus "
-                          "once (plus its consistency repeat)")
-    tokens = list(originals) + list(repeated)
-    rep = set(repeated)
-    for _ in range(_MAX_ORDER_TRIES):
-        rng.shuffle(tokens)
-        if _gaps_ok(tokens, rep, min_gap):
-            break
-    else:
-        raise DesignError(
-            f"cannot place {len(repeated)} repeats at least {min_gap} positions after their originals in a "
-            f"batch of {len(tokens)} items; lower min_repeat_gap or repeat fewer items")
-    items: list[BatchItem] = []
-    seen: dict[str, int] = {}
-    for pos, sid in enumerate(tokens):
-        items.append(BatchItem(position=pos, stimulus_id=sid, repeat_of=seen.get(sid)))
-        seen.setdefault(sid, pos)
-    return tuple(items)
-
-
-def _gaps_ok(tokens: Sequence[str], repeated: set[str], min_gap: int) -> bool:
-    first: dict[str, int] = {}
-    for pos, sid in enumerate(tokens):
-        if sid in first:
-            if pos - first[sid] < min_gap:
-                return False
-        elif sid in repeated:
-            first[sid] = pos
-    return True
-
 
 def participant_order(items: Sequence[tuple[int, int | None]], min_gap: int, seed: int,
                       participant: str) -> tuple[int, ...]:
@@ -533,11 +454,7 @@ def choose_examples(stimuli: Sequence[Stimulus], design: ExamplesDesign, used: I
 def build_design(design: "EmotionRealnessDesign | AvMismatchDesign | FactorDesign", stimuli: Sequence[Stimulus],
                  seed: int, examples: ExamplesDesign | None = None) -> DesignResult:
     """Batches + examples for a design. Raises ``DesignError`` before anything is written."""
-    from stimuli.factors import EMOTION_FACTORS, FactorDesign, build_factorial, resolve_levels
-
     emotions: Sequence[str] = EMOTIONS
-    from stimuli.trial_list import TrialListDesign, build_trial_list
-
     if isinstance(design, FactorDesign):
         batches, notes = build_factorial(stimuli, design, seed)
         levels = resolve_levels(design, stimuli)  # "all" resolved: the examples show the design's emotions
@@ -549,8 +466,6 @@ def build_design(design: "EmotionRealnessDesign | AvMismatchDesign | FactorDesig
     elif isinstance(design, AvMismatchDesign):
         batches, notes = build_av_mismatch(stimuli, design, seed)
     elif getattr(design, "kind", None) == "norming":
-        from stimuli.norming import build_norming  # its own module (a design kind registered here)
-
         batches, notes = build_norming(stimuli, design, seed)  # type: ignore[arg-type]
     else:
         raise DesignError(f"unknown design {design!r}; known: {', '.join(DESIGN_KINDS)}")

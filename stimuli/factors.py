@@ -58,12 +58,11 @@ from dataclasses import dataclass, replace
 from itertools import product
 from typing import Any, Callable, Sequence
 
+from stimuli.batches import ORDERS, Batch, _check_ids, batch_id, clip_key, order_with_repeats
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError
 from stimuli.manifest import Stimulus
 from stimuli.rng import StableRng
-
-ORDERS = ("per-batch", "per-participant")
 
 
 def _emotion(s: Stimulus) -> str | None:
@@ -363,8 +362,6 @@ def _repeats(ids: Sequence[str], d: FactorDesign, by_id: dict[str, Stimulus], le
 
 def build_factorial(stimuli: Sequence[Stimulus], d: FactorDesign, seed: int) -> tuple[tuple[Any, ...], list[str]]:
     """Batches of a factor design (module docstring). Returns (batches, notes)."""
-    from stimuli.designs import Batch, _check_ids, batch_id, order_with_repeats
-
     _check_ids(stimuli)
     check_factor_design(d)
     levels = resolve_levels(d, stimuli)
@@ -477,8 +474,6 @@ def _split(d: FactorDesign, pools: dict[tuple[str, ...], list[Stimulus]], levels
 def _rotation(stimuli: Sequence[Stimulus], d: FactorDesign, levels: dict[str, tuple[str, ...]],
               seed: int) -> tuple[list[list[str]], list[str]]:
     """The paper's Task 1 split, generalised from six emotions to any levels (module docstring)."""
-    from stimuli.designs import clip_key
-
     fb, fe = _cb_factors(d)
     blocks, emos = levels[fb], levels[fe]
     get_b, get_e = ATTRIBUTES[fb], ATTRIBUTES[fe]

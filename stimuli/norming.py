@@ -31,13 +31,13 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
+from stimuli.batches import Batch, _check_ids, _positive, batch_id, order_with_repeats, read_order, stimulus_emotion
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError, SpecError
+from stimuli.manifest import Stimulus
 from stimuli.rng import StableRng
 
-if TYPE_CHECKING:  # designs imports this module lazily; the names below are only annotations
-    from stimuli.designs import Batch
-    from stimuli.manifest import Stimulus
+if TYPE_CHECKING:  # annotations only: spec stands on designs, which stands on this module
     from stimuli.spec import Question
 
 KIND = "norming"
@@ -64,8 +64,6 @@ class NormingDesign:
 
 def read_design(t: Any) -> NormingDesign:
     """``[design]`` from a spec table (``stimuli.spec._Table``); errors name the key."""
-    from stimuli.spec import _order
-
     d = NormingDesign()
     design = NormingDesign(
         clips_per_batch=t.int("clips_per_batch", d.clips_per_batch, 1),
@@ -76,7 +74,7 @@ def read_design(t: Any) -> NormingDesign:
         sources=t.strings("sources", list(d.sources)),
         emotion_question=t.text("emotion_question", d.emotion_question),
         choices=t.text("choices", d.choices),
-        order=_order(t, d.order),
+        order=read_order(t, d.order),
     )
     if design.choices not in CHOICES:
         raise t.error("choices", f"{design.choices!r} is not one of {', '.join(CHOICES)} (set: the emotions the "
@@ -89,8 +87,6 @@ def read_design(t: Any) -> NormingDesign:
 
 def rated_clips(stimuli: Sequence["Stimulus"], design: NormingDesign) -> tuple[list["Stimulus"], list[str]]:
     """The clips a norming study rates (of ``design.sources``, with an emotion), and a note on the others."""
-    from stimuli.designs import stimulus_emotion
-
     pool = [s for s in stimuli if not design.sources or s.source in design.sources]
     if design.sources and not pool:
         raise DesignError(f"norming: no clip of sources {', '.join(design.sources)} in the set (its sources: "
@@ -108,8 +104,6 @@ def rated_clips(stimuli: Sequence["Stimulus"], design: NormingDesign) -> tuple[l
 def build_norming(stimuli: Sequence["Stimulus"], design: NormingDesign,
                   seed: int) -> tuple[tuple["Batch", ...], list[str]]:
     """Batches of a norming study (see the module docstring). Returns (batches, notes)."""
-    from stimuli.designs import Batch, _check_ids, _positive, batch_id, order_with_repeats, stimulus_emotion
-
     _check_ids(stimuli)
     d = design
     for name in ("clips_per_batch", "copies", "max_per_cell", "min_repeat_gap"):
@@ -165,8 +159,6 @@ def plan_questions(design: NormingDesign, questions: Sequence["Question"],
     """The questions as the plan asks them: with ``choices = "set"`` the emotion question keeps only the
     emotions of the rated clips (and ``other``). Raises ``SpecError`` when the emotion question is missing or
     has no ``other`` option."""
-    from stimuli.designs import stimulus_emotion
-
     by_id = {q.id: q for q in questions}
     q = by_id.get(design.emotion_question)
     if q is None or q.type != "single":

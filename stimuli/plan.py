@@ -31,6 +31,7 @@ from stimuli.emotions import EMOTIONS
 from stimuli.errors import DesignError, PlanError, SpecError
 from stimuli.factors import FactorDesign
 from stimuli.manifest import Manifest, atomic_write_bytes
+from stimuli.norming import plan_questions
 from stimuli.spec import (
     AUDIO_CHECK_KINDS,
     BONUS_RULES,
@@ -64,8 +65,6 @@ def compile_plan(spec: Spec, manifest: Manifest, seed: int, *, exclude_flagged: 
         raise DesignError(f"{exc} ({'; '.join(excluded_notes)})") from None
     questions = spec.questions
     if spec.design.kind == "norming":  # the emotion question is cut to the set's emotions (stimuli/norming.py)
-        from stimuli.norming import plan_questions
-
         questions = plan_questions(spec.design, questions, stimuli)  # type: ignore[arg-type]
     if isinstance(spec.design, (FactorDesign, TrialListDesign)):
         design = {"kind": spec.design.kind, **spec.design.as_plan()}

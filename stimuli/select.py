@@ -36,6 +36,7 @@ import click
 
 from stimuli.designs import stimulus_emotion
 from stimuli.errors import StimuliError
+from stimuli.imports import _place
 from stimuli.manifest import Manifest, Stimulus, build_manifest, load_manifest, save_manifest
 
 BALANCE_FIELDS = ("identity", "emotion", "source", "sentence", "intensity", "size_variant")
@@ -179,8 +180,6 @@ def select(manifest: Manifest, norms: dict[str, Any], rule: Rule, out: str | os.
 
 def write_selection(old: Manifest, sel: Selection) -> dict[str, int]:
     """Place the media (hard link, else copy) and write the new manifest; the old set is left as it is."""
-    from stimuli.imports import _place
-
     out = sel.manifest.root
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SelectError(f"{out}: already exists and is not an empty folder; select writes a new set and never "

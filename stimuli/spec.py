@@ -56,11 +56,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stimuli.batches import read_order
 from stimuli.demographics import read_demographics
-from stimuli.designs import DESIGN_KINDS, ORDERS, AvMismatchDesign, EmotionRealnessDesign, ExamplesDesign
+from stimuli.designs import DESIGN_KINDS, AvMismatchDesign, EmotionRealnessDesign, ExamplesDesign
 from stimuli.emotions import EMOTIONS
 from stimuli.errors import SpecError
 from stimuli.factors import FactorDesign, read_factor_design
+from stimuli.norming import read_design as read_norming_design
+from stimuli.trial_list import read_trial_list
 
 SPEC_SCHEMA_VERSION = 1
 QUESTION_TYPES = ("single", "multi", "scale")
@@ -501,9 +504,7 @@ def _read_payment(root: _Table, questions: tuple[Question, ...]) -> Payment:
 def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchDesign | FactorDesign:
     t = root.table("design")
     if task == "norming":
-        from stimuli.norming import read_design  # the norming design kind lives in its own module
-
-        norming = read_design(t)
+        norming = read_norming_design(t)
         t.done()
         return norming  # type: ignore[return-value]
     if "factors" in t.data:
@@ -511,8 +512,6 @@ def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchD
         t.done()
         return fdesign
     if "trial_list" in t.data:
-        from stimuli.trial_list import read_trial_list
-
         tdesign = read_trial_list(t, root.where)
         t.done()
         return tdesign  # type: ignore[return-value]
@@ -528,7 +527,7 @@ def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchD
             repeats_per_source=t.int("repeats_per_source", dflt.repeats_per_source, 0),
             min_repeat_gap=t.int("min_repeat_gap", dflt.min_repeat_gap, 1),
             mix_size_variants=t.get("mix_size_variants", bool, dflt.mix_size_variants),
-            order=_order(t, dflt.order),
+            order=read_order(t, dflt.order),
         )
         if not design.sources:
             raise t.error("sources", "must name at least one source (e.g. [\"GT\", \"BL\", \"OURS\"])")
@@ -546,19 +545,10 @@ def _read_design(root: _Table, task: str) -> EmotionRealnessDesign | AvMismatchD
             min_repeat_gap=t.int("min_repeat_gap", dflt2.min_repeat_gap, 1),
             sources=t.strings("sources", list(dflt2.sources)),
             balanced=t.get("balanced", bool, dflt2.balanced),
-            order=_order(t, dflt2.order),
+            order=read_order(t, dflt2.order),
         )
     t.done()
     return design
-
-
-def _order(t: _Table, default: str) -> str:
-    order = t.text("order", default)
-    if order not in ORDERS:
-        raise t.error("order", f"{order!r} is not one of {', '.join(ORDERS)} (per-batch: every participant of a "
-                               "batch sees its items in the plan's order, as in the paper; per-participant: each "
-                               "participant gets an own order, drawn by the server from the plan's seed)")
-    return order
 
 
 def _read_examples(root: _Table) -> ExamplesDesign:

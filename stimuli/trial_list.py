@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from stimuli.batches import ORDERS, Batch, BatchItem, _check_ids, batch_id
 from stimuli.errors import DesignError, SpecError
 from stimuli.manifest import Stimulus
 from stimuli.rng import StableRng
@@ -57,8 +58,6 @@ class TrialListDesign:
 def read_trial_list(t: Any, spec_where: str) -> TrialListDesign:
     """``[design]`` with ``trial_list`` from the spec's ``_Table`` ``t``; the CSV's structure is checked here
     (columns), its rows against the set when the plan is compiled."""
-    from stimuli.factors import ORDERS
-
     rel = t.text("trial_list")
     base = Path(spec_where).parent if Path(spec_where).is_file() else Path.cwd()
     path = (base / rel) if not Path(rel).is_absolute() else Path(rel)
@@ -92,8 +91,6 @@ def read_trial_list(t: Any, spec_where: str) -> TrialListDesign:
 
 def build_trial_list(stimuli: Sequence[Stimulus], d: TrialListDesign, seed: int) -> tuple[tuple[Any, ...], list[str]]:
     """The batches the trial list writes out, validated against the set. Returns (batches, notes)."""
-    from stimuli.designs import Batch, BatchItem, _check_ids, batch_id
-
     _check_ids(stimuli)
     by_id = {s.stimulus_id: s for s in stimuli}
     errors: list[str] = []
