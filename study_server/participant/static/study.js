@@ -253,6 +253,7 @@
     if (!video.videoWidth) return;
     var target = VIDEO_WIDTH || video.videoWidth;
     video.style.width = Math.min(target, 2 * video.videoWidth) + "px";
+    video.style.maxWidth = (2 * video.videoWidth) + "px";  // the 2x cap, read by the browser test
     video.style.aspectRatio = video.videoWidth + " / " + video.videoHeight;
   }
   ["trial-video", "example-video"].forEach(function (id) {
@@ -564,15 +565,6 @@
     var video = $("example-video");
     video.currentTime = 0;
     video.play();
-  });
-
-  // A clip is shown at most at twice its own size: a 128 px render enlarged further shows its pixels, not
-  // a face (the researcher's renders at the face's resolution fill the column as before).
-  ["example-video", "trial-video"].forEach(function (id) {
-    $(id).addEventListener("loadedmetadata", function () {
-      var v = $(id);
-      v.style.maxWidth = v.videoWidth ? (2 * v.videoWidth) + "px" : "";
-    });
   });
 
   $("example-video").addEventListener("ended", function () {
