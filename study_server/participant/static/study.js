@@ -252,7 +252,9 @@
   function sizeVideo(video) {
     if (!video.videoWidth) return;
     var target = VIDEO_WIDTH || video.videoWidth;
-    video.style.width = Math.min(target, 2 * video.videoWidth) + "px";
+    // min(..., 100%): the inline max-width below replaces the stylesheet's max-width: 100%, so the width
+    // itself keeps the clip inside a narrow screen
+    video.style.width = "min(" + Math.min(target, 2 * video.videoWidth) + "px, 100%)";
     video.style.maxWidth = (2 * video.videoWidth) + "px";  // the 2x cap, read by the browser test
     video.style.aspectRatio = video.videoWidth + " / " + video.videoHeight;
   }
